@@ -1,0 +1,1 @@
+//! Benchmarks for otm live in `benches/`; run them with `cargo bench -p otm-benches`.

@@ -1,0 +1,240 @@
+//! The link key, message IDs and claim values.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::{b64, Error, Result};
+
+/// Fills `buf` from the operating system's random number generator.
+pub(crate) fn os_random(buf: &mut [u8]) -> Result<()> {
+    getrandom::getrandom(buf).map_err(Error::Rng)
+}
+
+/// The 256-bit random key that travels in the link fragment and never reaches the server.
+///
+/// It is zeroized on drop and its `Debug` output is redacted.
+///
+/// ```
+/// let key = otm_core::Key::generate()?;
+/// let text = key.to_base64url();
+/// assert_eq!(text.len(), 43);
+/// assert_eq!(format!("{key:?}"), "Key(..)");
+/// let again = otm_core::Key::from_base64url(&text)?;
+/// assert_eq!(again.as_bytes(), key.as_bytes());
+/// # Ok::<(), otm_core::Error>(())
+/// ```
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Key([u8; Key::LEN]);
+
+impl Key {
+    /// Length of a key in bytes.
+    pub const LEN: usize = 32;
+    /// Length of a key's base64url text form.
+    pub const TEXT_LEN: usize = b64::encoded_len(Self::LEN);
+
+    /// A fresh key from the operating system's random number generator.
+    pub fn generate() -> Result<Self> {
+        let mut key = Key([0; Self::LEN]);
+        os_random(&mut key.0)?;
+        Ok(key)
+    }
+
+    /// A key from raw bytes (for test vectors and other clients).
+    pub fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
+        Key(bytes)
+    }
+
+    /// The raw key bytes.
+    pub fn as_bytes(&self) -> &[u8; Self::LEN] {
+        &self.0
+    }
+
+    /// The key as unpadded base64url text (43 characters), zeroized on drop.
+    pub fn to_base64url(&self) -> Zeroizing<String> {
+        Zeroizing::new(b64::encode(&self.0))
+    }
+
+    /// Parses the 43-character unpadded base64url form strictly.
+    pub fn from_base64url(text: &str) -> Result<Self> {
+        b64::decode_exact::<{ Self::LEN }>(text)
+            .map(Key)
+            .map_err(|reason| Error::BadKey { reason })
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+/// A message's identifier on the server: 128 random bits, 22 base64url characters.
+///
+/// IDs are not secret on their own (the key is), but they are unguessable, and
+/// the text form is parsed strictly so a malformed ID never reaches a store.
+///
+/// ```
+/// use otm_core::MessageId;
+/// let id = MessageId::generate()?;
+/// let text = id.to_string();
+/// assert_eq!(text.len(), MessageId::TEXT_LEN);
+/// assert_eq!(text.parse::<MessageId>()?, id);
+/// assert!("not-an-id".parse::<MessageId>().is_err());
+/// # Ok::<(), otm_core::Error>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId([u8; MessageId::LEN]);
+
+impl MessageId {
+    /// Length of an ID in bytes.
+    pub const LEN: usize = 16;
+    /// Length of an ID's text form.
+    pub const TEXT_LEN: usize = b64::encoded_len(Self::LEN);
+
+    /// A fresh random ID from the operating system's random number generator.
+    pub fn generate() -> Result<Self> {
+        let mut id = [0; Self::LEN];
+        os_random(&mut id)?;
+        Ok(MessageId(id))
+    }
+
+    /// An ID from raw bytes.
+    pub fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
+        MessageId(bytes)
+    }
+
+    /// The raw ID bytes.
+    pub fn as_bytes(&self) -> &[u8; Self::LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&b64::encode(&self.0))
+    }
+}
+
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageId({self})")
+    }
+}
+
+impl FromStr for MessageId {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self> {
+        b64::decode_exact::<{ Self::LEN }>(text)
+            .map(MessageId)
+            .map_err(|reason| Error::BadId { reason })
+    }
+}
+
+/// The value a reader presents to consume a message, derived from the link key
+/// (and the passphrase when one is set). Secret: zeroized on drop, `Debug` redacted.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct ClaimProof([u8; ClaimProof::LEN]);
+
+impl ClaimProof {
+    /// Length in bytes.
+    pub const LEN: usize = 32;
+    /// Length of the text form.
+    pub const TEXT_LEN: usize = b64::encoded_len(Self::LEN);
+
+    pub(crate) fn from_array(bytes: [u8; Self::LEN]) -> Self {
+        ClaimProof(bytes)
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; Self::LEN] {
+        &self.0
+    }
+
+    /// Unpadded base64url text (43 characters), zeroized on drop.
+    pub fn to_base64url(&self) -> Zeroizing<String> {
+        Zeroizing::new(b64::encode(&self.0))
+    }
+
+    /// Parses the unpadded base64url form strictly.
+    pub fn from_base64url(text: &str) -> Result<Self> {
+        b64::decode_exact::<{ Self::LEN }>(text)
+            .map(ClaimProof)
+            .map_err(|reason| Error::BadClaim { reason })
+    }
+
+    /// The verifier a store keeps for this proof: `SHA-256(proof)`.
+    pub fn verifier(&self) -> ClaimVerifier {
+        ClaimVerifier(Sha256::digest(self.0).into())
+    }
+}
+
+impl fmt::Debug for ClaimProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClaimProof(..)")
+    }
+}
+
+/// What the server stores to check a [`ClaimProof`]: `SHA-256(proof)`.
+///
+/// It has no `==`: compare proofs only with [`ClaimVerifier::verify`], which
+/// runs in constant time.
+///
+/// Knowing the verifier does not let anyone compute the proof, so a leaked
+/// database cannot be used to consume messages.
+///
+/// ```
+/// # use otm_core::{Key, Secrets};
+/// let secrets = Secrets::derive(&Key::generate()?, None);
+/// let verifier = secrets.claim_verifier();
+/// assert!(verifier.verify(secrets.claim_proof()));
+/// let other = Secrets::derive(&Key::generate()?, None);
+/// assert!(!verifier.verify(other.claim_proof()));
+/// # Ok::<(), otm_core::Error>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct ClaimVerifier([u8; ClaimVerifier::LEN]);
+
+impl ClaimVerifier {
+    /// Length in bytes.
+    pub const LEN: usize = 32;
+    /// Length of the text form.
+    pub const TEXT_LEN: usize = b64::encoded_len(Self::LEN);
+
+    /// A verifier from raw bytes (as read back from a store).
+    pub fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
+        ClaimVerifier(bytes)
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; Self::LEN] {
+        &self.0
+    }
+
+    /// Unpadded base64url text (43 characters).
+    pub fn to_base64url(&self) -> String {
+        b64::encode(&self.0)
+    }
+
+    /// Parses the unpadded base64url form strictly.
+    pub fn from_base64url(text: &str) -> Result<Self> {
+        b64::decode_exact::<{ Self::LEN }>(text)
+            .map(ClaimVerifier)
+            .map_err(|reason| Error::BadClaim { reason })
+    }
+
+    /// Checks a proof in constant time.
+    pub fn verify(&self, proof: &ClaimProof) -> bool {
+        let candidate: [u8; 32] = Sha256::digest(proof.as_bytes()).into();
+        bool::from(self.0.ct_eq(&candidate))
+    }
+}
+
+impl fmt::Debug for ClaimVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClaimVerifier({})", b64::encode(&self.0))
+    }
+}

@@ -1,0 +1,54 @@
+//! # otm-core
+//!
+//! The format of otm's one-time messages, with no I/O: keys, message IDs,
+//! the versioned envelope (AES-256-GCM with length-hiding padding), the
+//! optional passphrase, the claim proof that lets a server hand a message to
+//! exactly the holder of its link, and share links.
+//!
+//! `docs/FORMAT.md` in the repository specifies every byte; the browser app
+//! implements the same specification and reads the same JSON test vectors.
+//!
+//! ## The flow
+//!
+//! ```
+//! use otm_core::{open, seal, Key, Link, MessageId, Passphrase, Secrets};
+//!
+//! // Sender: a fresh key, derived secrets, a sealed envelope.
+//! let key = Key::generate()?;
+//! let secrets = Secrets::derive(&key, None);
+//! let envelope = seal(&secrets, "the door code is 4711")?;
+//! let verifier = secrets.claim_verifier(); // uploaded with the envelope
+//!
+//! // The server stores `envelope` and `verifier` under a fresh ID.
+//! let id = MessageId::generate()?;
+//! let link = Link::new("https://otm.example", id, key, false)?;
+//! let shared = link.to_url();
+//!
+//! // Reader: parse the link, derive the proof, claim, open.
+//! let link = Link::parse(&shared)?;
+//! let secrets = Secrets::derive(&link.key, None);
+//! assert!(verifier.verify(secrets.claim_proof())); // the server's check
+//! assert_eq!(open(&secrets, &envelope)?.as_str(), "the door code is 4711");
+//! # Ok::<(), otm_core::Error>(())
+//! ```
+
+mod b64;
+mod envelope;
+mod error;
+mod key;
+mod link;
+mod secrets;
+
+#[cfg(test)]
+mod tests;
+
+pub use envelope::{
+    bucket_for, char_count, open, seal, validate, EnvelopeInfo, Flags, Header, HEADER_LEN, MAGIC,
+    MAX_ENVELOPE_LEN, MAX_MESSAGE_CHARS, MIN_ENVELOPE_LEN, NONCE_LEN, PADDING_BUCKETS, TAG_LEN,
+    VERSION,
+};
+pub use error::{Error, Result};
+pub use key::{ClaimProof, ClaimVerifier, Key, MessageId};
+pub use link::{Fragment, Link, LINK_PATH_PREFIX};
+pub use secrets::{Passphrase, Secrets, MAX_PASSPHRASE_CHARS, PBKDF2_ITERATIONS};
+pub use zeroize::Zeroizing;

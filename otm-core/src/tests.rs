@@ -1,0 +1,282 @@
+//! Unit tests that need crate internals: the JSON vectors (which fix the
+//! nonce) and the Wycheproof known-answer tests for the AEAD as otm calls it.
+
+use std::path::PathBuf;
+
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
+use serde_json::{json, Value};
+
+use crate::envelope::seal_with_nonce;
+use crate::secrets::passphrase_salt;
+use crate::{b64, open, Error, Key, Passphrase, Secrets, PBKDF2_ITERATIONS};
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+const VECTORS: &str = "envelope_v1_vectors.json";
+
+fn error_name(err: &Error) -> &'static str {
+    match err {
+        Error::Truncated { .. } => "Truncated",
+        Error::BadMagic => "BadMagic",
+        Error::UnsupportedVersion(_) => "UnsupportedVersion",
+        Error::UnknownFlags(_) => "UnknownFlags",
+        Error::BadSize { .. } => "BadSize",
+        Error::TooLarge { .. } => "TooLarge",
+        Error::DecryptionFailed => "DecryptionFailed",
+        Error::PassphraseRequired => "PassphraseRequired",
+        Error::PassphraseNotExpected => "PassphraseNotExpected",
+        _ => "Other",
+    }
+}
+
+fn secrets_for(key_b64: &str, passphrase: &Value) -> Secrets {
+    let key = Key::from_base64url(key_b64).expect("vector key parses");
+    let phrase = passphrase
+        .as_str()
+        .map(|p| Passphrase::new(p).expect("vector passphrase is valid"));
+    Secrets::derive(&key, phrase.as_ref())
+}
+
+fn b64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .expect("vector base64url decodes")
+}
+
+/// The vector set, computed from the implementation. Run
+/// `OTM_REGENERATE_VECTORS=1 cargo test -p otm-core regenerate -- --ignored`
+/// to rewrite the committed file (only when the format changes).
+fn build_vectors() -> Value {
+    let key_a = Key::from_bytes(std::array::from_fn(|i| i as u8));
+    let key_b = Key::from_bytes(std::array::from_fn(|i| 0xA0 ^ (i as u8 * 7)));
+    let nonce_a: [u8; 12] = std::array::from_fn(|i| 0x10 + i as u8);
+    let nonce_b: [u8; 12] = std::array::from_fn(|i| 0xF0 - i as u8);
+    let boundary = "x".repeat(252);
+    let over = "y".repeat(253);
+    let max4 = "\u{1F600}".repeat(8000);
+    type Case<'a> = (&'a str, &'a Key, Option<&'a str>, [u8; 12], &'a str);
+    let cases: Vec<Case> = vec![
+        ("plain_hello", &key_a, None, nonce_a, "hello, otm"),
+        ("plain_empty", &key_a, None, nonce_b, ""),
+        (
+            "plain_unicode",
+            &key_b,
+            None,
+            nonce_a,
+            "Grüße 🌍 — 秘密\nline two\ttab",
+        ),
+        (
+            "plain_bucket_edge_252_bytes",
+            &key_b,
+            None,
+            nonce_b,
+            &boundary,
+        ),
+        ("plain_bucket_over_253_bytes", &key_a, None, nonce_a, &over),
+        ("plain_max_8000_chars_4_byte", &key_b, None, nonce_a, &max4),
+        (
+            "passphrase_ascii",
+            &key_a,
+            Some("correct horse battery staple"),
+            nonce_a,
+            "with a passphrase",
+        ),
+        (
+            "passphrase_nfd_input",
+            &key_b,
+            Some("cafe\u{301} 🔑"),
+            nonce_b,
+            "NFC makes é one code point",
+        ),
+    ];
+    let mut ok = Vec::new();
+    let mut envelopes = Vec::new();
+    for (name, key, phrase, nonce, message) in &cases {
+        let passphrase = phrase.map(|p| Passphrase::new(p).unwrap());
+        let secrets = Secrets::derive(key, passphrase.as_ref());
+        let envelope = seal_with_nonce(&secrets, message, *nonce).unwrap();
+        envelopes.push(envelope.clone());
+        ok.push(json!({
+            "name": name,
+            "key": key.to_base64url().as_str(),
+            "passphrase": phrase,
+            "passphrase_nfc_utf8_hex": passphrase.as_ref().map(|p| hex::encode(p.as_str())),
+            "pbkdf2_salt_hex": phrase.map(|_| hex::encode(passphrase_salt(key))),
+            "nonce_hex": hex::encode(nonce),
+            "message": message,
+            "chars": crate::char_count(message),
+            "content_key_hex": hex::encode(secrets.content_key()),
+            "claim_proof": secrets.claim_proof().to_base64url().as_str(),
+            "claim_verifier": secrets.claim_verifier().to_base64url(),
+            "envelope": b64::encode(&envelope),
+            "envelope_len": envelope.len(),
+        }));
+    }
+    let hello = &envelopes[0];
+    let with_phrase = &envelopes[6];
+    let key_a_text = key_a.to_base64url().to_string();
+    let key_b_text = key_b.to_base64url().to_string();
+    let mutate = |env: &Vec<u8>, f: &dyn Fn(&mut Vec<u8>)| {
+        let mut e = env.clone();
+        f(&mut e);
+        b64::encode(&e)
+    };
+    let fail = vec![
+        json!({"name": "fail_tampered_tag", "key": key_a_text, "passphrase": null,
+               "envelope": mutate(hello, &|e| { let n = e.len() - 1; e[n] ^= 0x01; }), "error": "DecryptionFailed"}),
+        json!({"name": "fail_tampered_ciphertext", "key": key_a_text, "passphrase": null,
+               "envelope": mutate(hello, &|e| e[40] ^= 0x80), "error": "DecryptionFailed"}),
+        json!({"name": "fail_tampered_nonce", "key": key_a_text, "passphrase": null,
+               "envelope": mutate(hello, &|e| e[5] ^= 0x01), "error": "DecryptionFailed"}),
+        json!({"name": "fail_truncated_last_byte", "key": key_a_text, "passphrase": null,
+               "envelope": mutate(&envelopes[4], &|e| { e.pop(); }), "error": "BadSize"}),
+        json!({"name": "fail_truncated_below_minimum", "key": key_a_text, "passphrase": null,
+               "envelope": mutate(hello, &|e| { e.pop(); }), "error": "Truncated"}),
+        json!({"name": "fail_trailing_byte", "key": key_a_text, "passphrase": null,
+               "envelope": mutate(hello, &|e| e.push(0)), "error": "BadSize"}),
+        json!({"name": "fail_truncated_header", "key": key_a_text, "passphrase": null,
+               "envelope": mutate(hello, &|e| e.truncate(10)), "error": "Truncated"}),
+        json!({"name": "fail_wrong_version", "key": key_a_text, "passphrase": null,
+               "envelope": mutate(hello, &|e| e[3] = 2), "error": "UnsupportedVersion"}),
+        json!({"name": "fail_bad_magic", "key": key_a_text, "passphrase": null,
+               "envelope": mutate(hello, &|e| e[0] = b'X'), "error": "BadMagic"}),
+        json!({"name": "fail_unknown_flags", "key": key_a_text, "passphrase": null,
+               "envelope": mutate(hello, &|e| e[4] = 0x80), "error": "UnknownFlags"}),
+        json!({"name": "fail_wrong_key", "key": key_b_text, "passphrase": null,
+               "envelope": b64::encode(hello), "error": "DecryptionFailed"}),
+        json!({"name": "fail_wrong_passphrase", "key": key_a_text, "passphrase": "correct horse battery stapler",
+               "envelope": b64::encode(with_phrase), "error": "DecryptionFailed"}),
+        json!({"name": "fail_missing_passphrase", "key": key_a_text, "passphrase": null,
+               "envelope": b64::encode(with_phrase), "error": "PassphraseRequired"}),
+        json!({"name": "fail_flag_stripped", "key": key_a_text, "passphrase": "correct horse battery staple",
+               "envelope": mutate(with_phrase, &|e| e[4] = 0), "error": "PassphraseNotExpected"}),
+    ];
+    json!({
+        "description": "otm envelope format v1 test vectors (docs/FORMAT.md). Binary values are unpadded base64url unless the field name ends in _hex.",
+        "format_version": 1,
+        "pbkdf2_iterations": PBKDF2_ITERATIONS,
+        "vectors": ok,
+        "fail": fail,
+    })
+}
+
+#[test]
+#[ignore = "rewrites the committed vectors; run only when the format changes"]
+fn regenerate_vectors() {
+    if std::env::var_os("OTM_REGENERATE_VECTORS").is_none() {
+        eprintln!("set OTM_REGENERATE_VECTORS=1 to rewrite {VECTORS}");
+        return;
+    }
+    let text = serde_json::to_string_pretty(&build_vectors()).unwrap();
+    std::fs::write(data(VECTORS), text + "\n").unwrap();
+}
+
+fn load_vectors() -> Value {
+    let text = std::fs::read_to_string(data(VECTORS)).expect("committed vectors exist");
+    serde_json::from_str(&text).expect("vectors are JSON")
+}
+
+#[test]
+fn committed_vectors_match_the_implementation() {
+    // The committed file is the contract shared with the browser: the
+    // implementation must reproduce it byte for byte.
+    assert_eq!(load_vectors(), build_vectors());
+}
+
+#[test]
+fn positive_vectors_open_and_reseal_identically() {
+    let vectors = load_vectors();
+    let list = vectors["vectors"].as_array().unwrap();
+    assert!(list.len() >= 8);
+    for v in list {
+        let name = v["name"].as_str().unwrap();
+        let secrets = secrets_for(v["key"].as_str().unwrap(), &v["passphrase"]);
+        assert_eq!(
+            hex::encode(secrets.content_key()),
+            v["content_key_hex"],
+            "{name}"
+        );
+        assert_eq!(
+            secrets.claim_proof().to_base64url().as_str(),
+            v["claim_proof"],
+            "{name}"
+        );
+        assert_eq!(
+            secrets.claim_verifier().to_base64url(),
+            v["claim_verifier"],
+            "{name}"
+        );
+        let envelope = b64_decode(v["envelope"].as_str().unwrap());
+        let opened = open(&secrets, &envelope).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(opened.as_str(), v["message"], "{name}");
+        let nonce: [u8; 12] = hex::decode(v["nonce_hex"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let resealed = seal_with_nonce(&secrets, &opened, nonce).unwrap();
+        assert_eq!(resealed, envelope, "{name}");
+    }
+}
+
+#[test]
+fn fail_vectors_fail_with_the_named_error() {
+    let vectors = load_vectors();
+    let list = vectors["fail"].as_array().unwrap();
+    assert!(list.len() >= 10);
+    for v in list {
+        let name = v["name"].as_str().unwrap();
+        assert!(name.starts_with("fail_"));
+        let secrets = secrets_for(v["key"].as_str().unwrap(), &v["passphrase"]);
+        let envelope = b64_decode(v["envelope"].as_str().unwrap());
+        let err = open(&secrets, &envelope).expect_err(name);
+        assert_eq!(error_name(&err), v["error"], "{name}: {err}");
+    }
+}
+
+#[test]
+fn wycheproof_aes_256_gcm_known_answers() {
+    let text = std::fs::read_to_string(data("wycheproof_aes_gcm_test.json")).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let (mut valid, mut invalid) = (0, 0);
+    for group in doc["testGroups"].as_array().unwrap() {
+        // otm uses 256-bit keys with 96-bit nonces and 128-bit tags only.
+        if group["keySize"] != 256 || group["ivSize"] != 96 || group["tagSize"] != 128 {
+            continue;
+        }
+        for t in group["tests"].as_array().unwrap() {
+            let h = |f: &str| hex::decode(t[f].as_str().unwrap()).unwrap();
+            let id = &t["tcId"];
+            let cipher = Aes256Gcm::new_from_slice(&h("key")).unwrap();
+            let iv = h("iv");
+            let nonce = Nonce::from_slice(&iv);
+            let mut ct = h("ct");
+            let tag = h("tag");
+            let opened =
+                cipher.decrypt_in_place_detached(nonce, &h("aad"), &mut ct, Tag::from_slice(&tag));
+            if t["result"] == "valid" {
+                opened.unwrap_or_else(|_| panic!("tcId {id} must open"));
+                assert_eq!(ct, h("msg"), "tcId {id} plaintext");
+                let mut msg = h("msg");
+                let sealed_tag = cipher
+                    .encrypt_in_place_detached(nonce, &h("aad"), &mut msg)
+                    .unwrap();
+                assert_eq!(msg, h("ct"), "tcId {id} ciphertext");
+                assert_eq!(sealed_tag.as_slice(), &tag[..], "tcId {id} tag");
+                valid += 1;
+            } else {
+                assert!(opened.is_err(), "tcId {id} must be rejected");
+                invalid += 1;
+            }
+        }
+    }
+    assert!(
+        valid >= 39 && invalid >= 27,
+        "ran {valid} valid, {invalid} invalid"
+    );
+}

@@ -1,0 +1,477 @@
+//! The conformance suite: one set of behaviours every [`BlobStore`] must
+//! show, run by each backend's tests against its real server.
+//!
+//! Use it for your own backend with [`conformance_suite!`](crate::conformance_suite):
+//!
+//! ```ignore
+//! async fn make() -> Option<std::sync::Arc<dyn otm_store::BlobStore>> {
+//!     Some(std::sync::Arc::new(MyStore::connect(..).await.unwrap()))
+//! }
+//! otm_store::conformance_suite!(make);
+//! ```
+//!
+//! `make` returns a fresh, isolated store (its own prefix, schema or file),
+//! or `None` after [`skip`] when its server is unreachable and skipping is allowed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use otm_core::{seal, ClaimProof, Key, MessageId, Secrets, MAX_ENVELOPE_LEN};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+
+use crate::{BlobStore, NewMessage, StoreError};
+
+/// The failed-attempt limit the suite expects (the default).
+pub const MAX_FAILED_ATTEMPTS: u32 = 5;
+
+/// Whether a missing service must fail the run: when `OTM_REQUIRE_SERVICES`
+/// or `CI` is set to anything but `0`/`false`.
+pub fn services_required() -> bool {
+    ["OTM_REQUIRE_SERVICES", "CI"]
+        .iter()
+        .any(|var| std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false"))
+}
+
+/// Reports an unreachable service: panics when services are required,
+/// otherwise prints the reason and returns `None` so the test is skipped.
+pub fn skip<T>(reason: &str) -> Option<T> {
+    assert!(
+        !services_required(),
+        "required service unavailable (OTM_REQUIRE_SERVICES/CI is set): {reason}"
+    );
+    // Written to the real stderr, past libtest's capture, so the reason
+    // shows even though the test counts as passed.
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {reason} (set OTM_REQUIRE_SERVICES=1 to make this a failure)"
+    );
+    None
+}
+
+/// The value of an environment variable, or `default`.
+pub fn env_or(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_owned())
+}
+
+/// A random suffix for prefixes, schema names and files, so concurrent test
+/// runs never share data.
+pub fn unique_suffix() -> String {
+    MessageId::generate()
+        .expect("OS random number generator")
+        .to_string()
+        .to_ascii_lowercase()
+        .replace('-', "_")
+}
+
+/// A sealed message ready to put, with the secrets to take it.
+pub struct Fixture {
+    /// A fresh ID.
+    pub id: MessageId,
+    /// The secrets whose proof takes it.
+    pub secrets: Secrets,
+    /// The message for `put`.
+    pub message: NewMessage,
+}
+
+impl Fixture {
+    /// A real envelope of `text`, expiring after `ttl`.
+    pub fn new(text: &str, ttl: Duration) -> Fixture {
+        let secrets = Secrets::derive(&Key::generate().expect("rng"), None);
+        let envelope = seal(&secrets, text).expect("seal");
+        Fixture {
+            id: MessageId::generate().expect("rng"),
+            message: NewMessage {
+                envelope,
+                verifier: secrets.claim_verifier(),
+                expires_at: SystemTime::now() + ttl,
+            },
+            secrets,
+        }
+    }
+
+    /// A short message that lives for an hour.
+    pub fn hour() -> Fixture {
+        Self::new("conformance", Duration::from_secs(3600))
+    }
+
+    /// The right proof.
+    pub fn proof(&self) -> &ClaimProof {
+        self.secrets.claim_proof()
+    }
+}
+
+/// A proof that belongs to no message.
+pub fn wrong_proof() -> Secrets {
+    Secrets::derive(&Key::generate().expect("rng"), None)
+}
+
+fn assert_not_found<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
+    assert!(
+        matches!(r, Err(StoreError::NotFound)),
+        "{what}: expected NotFound, got {r:?}"
+    );
+}
+
+/// Put then take returns exactly the stored bytes.
+pub async fn round_trip(store: Arc<dyn BlobStore>) {
+    let f = Fixture::hour();
+    store.put(&f.id, f.message.clone()).await.unwrap();
+    let got = store.take(&f.id, f.proof()).await.unwrap();
+    assert_eq!(got, f.message.envelope);
+    store.check().await.unwrap();
+    assert!(!store.backend_name().is_empty());
+}
+
+/// A second take, and a take of an ID never stored, find nothing.
+pub async fn second_take_finds_nothing(store: Arc<dyn BlobStore>) {
+    let f = Fixture::hour();
+    store.put(&f.id, f.message.clone()).await.unwrap();
+    store.take(&f.id, f.proof()).await.unwrap();
+    assert_not_found(store.take(&f.id, f.proof()).await, "second take");
+    let never = Fixture::hour();
+    assert_not_found(store.take(&never.id, never.proof()).await, "never stored");
+}
+
+/// Putting an existing ID is a conflict and leaves the first message intact.
+pub async fn duplicate_id_conflicts(store: Arc<dyn BlobStore>) {
+    let f = Fixture::hour();
+    store.put(&f.id, f.message.clone()).await.unwrap();
+    let mut other = Fixture::hour().message;
+    other.envelope[20] ^= 0xff;
+    let r = store.put(&f.id, other).await;
+    assert!(matches!(r, Err(StoreError::Conflict)), "got {r:?}");
+    assert_eq!(
+        store.take(&f.id, f.proof()).await.unwrap(),
+        f.message.envelope
+    );
+}
+
+/// An expired message is never returned, before or after a purge, and its ID
+/// can be used again.
+pub async fn expired_is_never_returned(store: Arc<dyn BlobStore>) {
+    let short = Fixture::new("short-lived", Duration::from_millis(300));
+    let long = Fixture::hour();
+    store.put(&short.id, short.message.clone()).await.unwrap();
+    store.put(&long.id, long.message.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_not_found(store.take(&short.id, short.proof()).await, "expired take");
+    assert_not_found(store.delete(&short.id).await, "expired delete");
+    store.purge_expired().await.unwrap();
+    // The purge keeps live messages.
+    assert_eq!(
+        store.take(&long.id, long.proof()).await.unwrap(),
+        long.message.envelope
+    );
+    let mut again = Fixture::hour();
+    again.id = short.id;
+    store.put(&again.id, again.message.clone()).await.unwrap();
+    assert_eq!(
+        store.take(&again.id, again.proof()).await.unwrap(),
+        again.message.envelope
+    );
+}
+
+/// Purging removes expired messages even if nobody asks for them.
+pub async fn purge_keeps_live_messages(store: Arc<dyn BlobStore>) {
+    let live: Vec<Fixture> = (0..5).map(|_| Fixture::hour()).collect();
+    for f in &live {
+        store.put(&f.id, f.message.clone()).await.unwrap();
+    }
+    for _ in 0..3 {
+        let f = Fixture::new("gone soon", Duration::from_millis(200));
+        store.put(&f.id, f.message.clone()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    store.purge_expired().await.unwrap();
+    for f in &live {
+        assert_eq!(
+            store.take(&f.id, f.proof()).await.unwrap(),
+            f.message.envelope
+        );
+    }
+}
+
+/// Delete burns a message; deleting again finds nothing.
+pub async fn delete_burns(store: Arc<dyn BlobStore>) {
+    let f = Fixture::hour();
+    store.put(&f.id, f.message.clone()).await.unwrap();
+    store.delete(&f.id).await.unwrap();
+    assert_not_found(store.take(&f.id, f.proof()).await, "take after delete");
+    assert_not_found(store.delete(&f.id).await, "second delete");
+}
+
+/// A wrong proof neither returns nor consumes; the right one still works.
+pub async fn wrong_proof_does_not_consume(store: Arc<dyn BlobStore>) {
+    let f = Fixture::hour();
+    store.put(&f.id, f.message.clone()).await.unwrap();
+    for expected_left in (1..MAX_FAILED_ATTEMPTS).rev() {
+        match store.take(&f.id, wrong_proof().claim_proof()).await {
+            Err(StoreError::WrongProof { attempts_left }) => {
+                assert_eq!(attempts_left, expected_left)
+            }
+            other => panic!("expected WrongProof, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        store.take(&f.id, f.proof()).await.unwrap(),
+        f.message.envelope
+    );
+}
+
+/// The wrong proof that reaches the limit burns the message.
+pub async fn wrong_proofs_burn_at_the_limit(store: Arc<dyn BlobStore>) {
+    let f = Fixture::hour();
+    store.put(&f.id, f.message.clone()).await.unwrap();
+    for expected_left in (0..MAX_FAILED_ATTEMPTS).rev() {
+        match store.take(&f.id, wrong_proof().claim_proof()).await {
+            Err(StoreError::WrongProof { attempts_left }) => {
+                assert_eq!(attempts_left, expected_left)
+            }
+            other => panic!("expected WrongProof, got {other:?}"),
+        }
+    }
+    assert_not_found(store.take(&f.id, f.proof()).await, "right proof after burn");
+}
+
+/// The largest envelope round-trips; one byte more is refused and not stored.
+pub async fn max_size_blob(store: Arc<dyn BlobStore>) {
+    let mut f = Fixture::hour();
+    f.message.envelope = (0..MAX_ENVELOPE_LEN).map(|i| (i * 7 + 3) as u8).collect();
+    store.put(&f.id, f.message.clone()).await.unwrap();
+    assert_eq!(
+        store.take(&f.id, f.proof()).await.unwrap(),
+        f.message.envelope
+    );
+
+    let mut big = Fixture::hour();
+    big.message.envelope = vec![1; MAX_ENVELOPE_LEN + 1];
+    let r = store.put(&big.id, big.message.clone()).await;
+    assert!(matches!(r, Err(StoreError::TooLarge { .. })), "got {r:?}");
+    assert_not_found(store.take(&big.id, big.proof()).await, "refused message");
+}
+
+/// An expiry that is not in the future is refused.
+pub async fn past_expiry_is_invalid(store: Arc<dyn BlobStore>) {
+    let mut f = Fixture::hour();
+    f.message.expires_at = SystemTime::now() - Duration::from_secs(1);
+    let r = store.put(&f.id, f.message.clone()).await;
+    assert!(matches!(r, Err(StoreError::Invalid { .. })), "got {r:?}");
+}
+
+/// `takers` concurrent takers with the right proof, `trials` times: exactly
+/// one receives the message each time, the rest find nothing.
+pub async fn race(store: Arc<dyn BlobStore>, takers: usize, trials: usize) {
+    for trial in 0..trials {
+        let f = Fixture::hour();
+        store.put(&f.id, f.message.clone()).await.unwrap();
+        let proof = Arc::new(f.proof().clone());
+        let barrier = Arc::new(Barrier::new(takers));
+        let mut set = JoinSet::new();
+        for _ in 0..takers {
+            let (store, proof, barrier, id) = (store.clone(), proof.clone(), barrier.clone(), f.id);
+            set.spawn(async move {
+                barrier.wait().await;
+                store.take(&id, &proof).await
+            });
+        }
+        let mut winners = 0;
+        while let Some(joined) = set.join_next().await {
+            match joined.expect("taker task") {
+                Ok(envelope) => {
+                    assert_eq!(envelope, f.message.envelope);
+                    winners += 1;
+                }
+                Err(StoreError::NotFound) => {}
+                Err(other) => panic!("trial {trial}: unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            winners, 1,
+            "trial {trial}: {winners} takers received the message"
+        );
+    }
+}
+
+/// 32 concurrent takers over 200 trials.
+pub async fn race_exactly_one_winner(store: Arc<dyn BlobStore>) {
+    race(store, 32, 200).await;
+}
+
+/// 32 concurrent wrong proofs: every one is counted, so the message burns
+/// after exactly the limit and the right proof finds nothing.
+pub async fn concurrent_wrong_proofs_are_all_counted(store: Arc<dyn BlobStore>) {
+    for _ in 0..20 {
+        let f = Fixture::hour();
+        store.put(&f.id, f.message.clone()).await.unwrap();
+        let barrier = Arc::new(Barrier::new(32));
+        let mut set = JoinSet::new();
+        for _ in 0..32 {
+            let (store, barrier, id) = (store.clone(), barrier.clone(), f.id);
+            set.spawn(async move {
+                let wrong = wrong_proof();
+                barrier.wait().await;
+                store.take(&id, wrong.claim_proof()).await
+            });
+        }
+        let mut left = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            match joined.expect("task") {
+                Err(StoreError::WrongProof { attempts_left }) => left.push(attempts_left),
+                Err(StoreError::NotFound) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        left.sort_unstable();
+        // Each count below the limit is reported once; the burning attempt
+        // (and at most a few that raced it) report 0.
+        let nonzero: Vec<u32> = left.iter().copied().filter(|&n| n > 0).collect();
+        assert_eq!(
+            nonzero,
+            (1..MAX_FAILED_ATTEMPTS).collect::<Vec<_>>(),
+            "{left:?}"
+        );
+        assert!(left.contains(&0), "{left:?}");
+        assert_not_found(store.take(&f.id, f.proof()).await, "after burn");
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put(usize),
+    Take(usize, bool),
+    Delete(usize),
+    Purge,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..4usize).prop_map(Op::Put),
+        4 => (0..4usize, any::<bool>()).prop_map(|(s, right)| Op::Take(s, right)),
+        1 => (0..4usize).prop_map(Op::Delete),
+        1 => Just(Op::Purge),
+    ]
+}
+
+async fn run_model(store: Arc<dyn BlobStore>, ops: Vec<Op>) -> Result<(), String> {
+    // Fresh IDs per case, so cases never see each other's messages.
+    let ids: Vec<MessageId> = (0..4).map(|_| MessageId::generate().unwrap()).collect();
+    let mut last: HashMap<usize, Fixture> = HashMap::new();
+    let mut model: HashMap<usize, u32> = HashMap::new(); // slot -> failures
+    for (step, op) in ops.into_iter().enumerate() {
+        let ctx = |what: String| format!("step {step} {op:?}: {what}");
+        match op {
+            Op::Put(slot) => {
+                let mut f = Fixture::hour();
+                f.id = ids[slot];
+                let r = store.put(&f.id, f.message.clone()).await;
+                match (model.contains_key(&slot), r) {
+                    (true, Err(StoreError::Conflict)) => {}
+                    (false, Ok(())) => {
+                        model.insert(slot, 0);
+                        last.insert(slot, f);
+                    }
+                    (_, r) => return Err(ctx(format!("got {r:?}"))),
+                }
+            }
+            Op::Take(slot, right) => {
+                let wrong = wrong_proof();
+                let proof = match (right, last.get(&slot)) {
+                    (true, Some(f)) => f.proof(),
+                    _ => wrong.claim_proof(),
+                };
+                let r = store.take(&ids[slot], proof).await;
+                let live = model.get(&slot).copied();
+                match (live, right && last.contains_key(&slot), r) {
+                    (None, _, Err(StoreError::NotFound)) => {}
+                    (Some(_), true, Ok(env)) if env == last[&slot].message.envelope => {
+                        model.remove(&slot);
+                    }
+                    (Some(failures), false, Err(StoreError::WrongProof { attempts_left })) => {
+                        let failures = failures + 1;
+                        if attempts_left != MAX_FAILED_ATTEMPTS.saturating_sub(failures) {
+                            return Err(ctx(format!(
+                                "attempts_left {attempts_left} after {failures}"
+                            )));
+                        }
+                        if failures >= MAX_FAILED_ATTEMPTS {
+                            model.remove(&slot);
+                        } else {
+                            model.insert(slot, failures);
+                        }
+                    }
+                    (live, _, r) => return Err(ctx(format!("model {live:?}, got {r:?}"))),
+                }
+            }
+            Op::Delete(slot) => {
+                let r = store.delete(&ids[slot]).await;
+                match (model.remove(&slot).is_some(), r) {
+                    (true, Ok(())) | (false, Err(StoreError::NotFound)) => {}
+                    (_, r) => return Err(ctx(format!("got {r:?}"))),
+                }
+            }
+            Op::Purge => {
+                store
+                    .purge_expired()
+                    .await
+                    .map_err(|e| ctx(e.to_string()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Random sequences of put, take (right and wrong proofs), delete and purge
+/// behave exactly like a reference model (a map with failure counters).
+/// Failures are shrunk by proptest to a minimal sequence.
+pub async fn model_matches_reference(store: Arc<dyn BlobStore>) {
+    let handle = tokio::runtime::Handle::current();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut runner = TestRunner::new(Config {
+            cases: 48,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&prop::collection::vec(op(), 1..40), |ops| {
+                handle
+                    .block_on(run_model(store.clone(), ops))
+                    .map_err(TestCaseError::fail)
+            })
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .expect("model runner");
+    if let Err(e) = outcome {
+        panic!("store differs from the model: {e}");
+    }
+}
+
+/// Generates one `#[tokio::test]` per conformance case. `$make` is an async
+/// fn returning `Option<Arc<dyn BlobStore>>` (a fresh isolated store, or
+/// `None` when skipped).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:path) => {
+        $crate::conformance_suite!(@cases $make;
+            round_trip, second_take_finds_nothing, duplicate_id_conflicts,
+            expired_is_never_returned, purge_keeps_live_messages, delete_burns,
+            wrong_proof_does_not_consume, wrong_proofs_burn_at_the_limit, max_size_blob,
+            past_expiry_is_invalid, race_exactly_one_winner,
+            concurrent_wrong_proofs_are_all_counted, model_matches_reference);
+    };
+    (@cases $make:path; $($case:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                if let Some(store) = $make().await {
+                    $crate::conformance::$case(store).await;
+                }
+            }
+        )+
+    };
+}

@@ -1,0 +1,324 @@
+//! # otm-store
+//!
+//! Where otm keeps ciphertext until its one reader comes: the [`BlobStore`]
+//! trait and its backends, each behind a cargo feature.
+//!
+//! | feature    | backend                      | atomic take                               | expiry                      |
+//! |------------|------------------------------|-------------------------------------------|-----------------------------|
+//! | `memory`   | [`MemoryStore`]              | one mutex                                 | checked at take, purge      |
+//! | `sqlite`   | [`SqliteStore`] (default)    | one `DELETE … RETURNING` statement        | checked in SQL, purge       |
+//! | `redis`    | [`RedisStore`] (+ Cluster)   | one Lua script on the key's node          | native `PEXPIRE`            |
+//! | `postgres` | [`PostgresStore`]            | one `DELETE … RETURNING` statement        | checked in SQL, purge       |
+//!
+//! Stores hold exactly the bytes they are given (the sealed envelope), the
+//! claim verifier and the expiry. They never see a key, a proof in the clear
+//! beyond the call that checks it, or plaintext.
+//!
+//! ```
+//! # #[cfg(feature = "memory")]
+//! # tokio_test_block_on(async {
+//! use std::time::{Duration, SystemTime};
+//! use otm_core::{seal, Key, MessageId, Secrets};
+//! use otm_store::{BlobStore, MemoryStore, NewMessage, StoreError, StoreOptions};
+//!
+//! let store = MemoryStore::new(StoreOptions::default());
+//! let secrets = Secrets::derive(&Key::generate()?, None);
+//! let id = MessageId::generate()?;
+//! let envelope = seal(&secrets, "hi")?;
+//! store.put(&id, NewMessage {
+//!     envelope: envelope.clone(),
+//!     verifier: secrets.claim_verifier(),
+//!     expires_at: SystemTime::now() + Duration::from_secs(3600),
+//! }).await?;
+//! assert_eq!(store.take(&id, secrets.claim_proof()).await?, envelope);
+//! assert!(matches!(store.take(&id, secrets.claim_proof()).await, Err(StoreError::NotFound)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+//! # }
+//! ```
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use otm_core::{ClaimProof, ClaimVerifier, MessageId, MAX_ENVELOPE_LEN};
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+#[cfg(feature = "memory")]
+mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis_store;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+#[cfg(feature = "memory")]
+pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresConfig, PostgresStore};
+#[cfg(feature = "redis")]
+pub use redis_store::{RedisConfig, RedisStore};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteConfig, SqliteStore};
+
+/// The Redis driver, re-exported so users configure it without a second dependency.
+#[cfg(feature = "redis")]
+pub use redis;
+/// The SQL driver (SQLite, PostgreSQL), re-exported.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sqlx;
+
+/// A boxed error kept as the source of [`StoreError`] variants.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A new message for [`BlobStore::put`].
+#[derive(Clone)]
+pub struct NewMessage {
+    /// The sealed envelope: ciphertext, stored exactly as given.
+    pub envelope: Vec<u8>,
+    /// SHA-256 of the claim proof a reader must present.
+    pub verifier: ClaimVerifier,
+    /// When the message stops being readable.
+    pub expires_at: SystemTime,
+}
+
+impl Debug for NewMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print ciphertext.
+        f.debug_struct("NewMessage")
+            .field("envelope_len", &self.envelope.len())
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings every backend honours.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct StoreOptions {
+    /// Wrong claim proofs a message survives; the one that reaches this number
+    /// burns it. Default 5.
+    pub max_failed_attempts: u32,
+    /// Largest envelope accepted by `put`. Default [`MAX_ENVELOPE_LEN`].
+    pub max_envelope_len: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_failed_attempts: 5,
+            max_envelope_len: MAX_ENVELOPE_LEN,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// Sets [`StoreOptions::max_failed_attempts`] (at least 1).
+    pub fn with_max_failed_attempts(mut self, n: u32) -> Self {
+        self.max_failed_attempts = n.max(1);
+        self
+    }
+
+    /// Sets [`StoreOptions::max_envelope_len`].
+    pub fn with_max_envelope_len(mut self, n: usize) -> Self {
+        self.max_envelope_len = n;
+        self
+    }
+}
+
+/// The one error type of every store.
+///
+/// A server maps them to HTTP: [`NotFound`](StoreError::NotFound) 404,
+/// [`Conflict`](StoreError::Conflict) 409, [`WrongProof`](StoreError::WrongProof) 403,
+/// [`TooLarge`](StoreError::TooLarge) 413, [`Invalid`](StoreError::Invalid) 400,
+/// [`Unavailable`](StoreError::Unavailable) 503, the rest 500.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Never existed, expired, already taken or burned: one answer for all,
+    /// so a caller learns nothing about which.
+    #[error("message not found: it was already opened, burned or has expired")]
+    NotFound,
+    /// `put` found a live message with this ID; it was not touched.
+    #[error("a message with this ID already exists")]
+    Conflict,
+    /// The claim proof was wrong. The message was neither returned nor
+    /// consumed, unless `attempts_left` is 0: then this attempt burned it.
+    #[error("wrong claim proof ({attempts_left} attempts left)")]
+    WrongProof {
+        /// Further wrong proofs the message survives.
+        attempts_left: u32,
+    },
+    /// The envelope is larger than the store accepts.
+    #[error("envelope of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Given length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The request cannot be honoured as given (for example an expiry in the past).
+    #[error("invalid store request: {reason}")]
+    Invalid {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The backend cannot be reached right now (down, timed out, overloaded).
+    /// Retrying later may succeed; nothing was changed that the caller can see.
+    #[error("store unavailable while trying to {op}")]
+    Unavailable {
+        /// What the store was doing.
+        op: &'static str,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The backend failed in a way retrying will not fix.
+    #[error("store backend error while trying to {op}")]
+    Backend {
+        /// What the store was doing.
+        op: &'static str,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The backend cannot honour this part of the contract.
+    #[error("not implemented by this store: {what}")]
+    NotImplemented {
+        /// What is missing.
+        what: &'static str,
+    },
+}
+
+impl StoreError {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
+/// `Result` with [`StoreError`].
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Storage for sealed messages. The contract every backend keeps:
+///
+/// - **put** stores a message under a new ID if no live message has that ID;
+///   otherwise [`StoreError::Conflict`] and the existing message is untouched.
+///   An envelope over [`StoreOptions::max_envelope_len`] is
+///   [`StoreError::TooLarge`]; an expiry not in the future is [`StoreError::Invalid`].
+/// - **take** is atomic: of any number of concurrent callers with the right
+///   proof, across processes and machines sharing the backend, exactly one
+///   receives the envelope and it is deleted in the same step. A wrong proof
+///   returns [`StoreError::WrongProof`] without returning or deleting it,
+///   and increments a counter; the attempt that reaches
+///   [`StoreError::WrongProof`]`{ attempts_left: 0 }` deletes the message.
+///   Missing, expired, taken and burned messages are all [`StoreError::NotFound`].
+/// - **delete** burns a live message ([`StoreError::NotFound`] if there is none).
+/// - An expired message is never returned, whether or not any purge has run.
+/// - **purge_expired** removes expired messages where the backend does not do so
+///   by itself; [`spawn_purger`] runs it periodically.
+/// - Failures of the backend are [`StoreError::Unavailable`] (retryable) or
+///   [`StoreError::Backend`], with the driver's error as source.
+#[async_trait]
+pub trait BlobStore: Debug + Send + Sync + 'static {
+    /// Stores a new message (put-if-absent).
+    async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()>;
+
+    /// Checks the proof and atomically removes and returns the envelope.
+    async fn take(&self, id: &MessageId, proof: &ClaimProof) -> Result<Vec<u8>>;
+
+    /// Burns a message without returning it.
+    async fn delete(&self, id: &MessageId) -> Result<()>;
+
+    /// Removes expired messages; returns how many. Backends with native
+    /// expiry return `Ok(0)`.
+    async fn purge_expired(&self) -> Result<u64>;
+
+    /// Checks that the backend answers (for readiness probes).
+    async fn check(&self) -> Result<()>;
+
+    /// A short backend name for logs and metrics ("sqlite", "redis", …).
+    fn backend_name(&self) -> &'static str;
+}
+
+/// Runs [`BlobStore::purge_expired`] every `every` until the handle is dropped.
+/// Errors are logged and retried at the next tick.
+pub fn spawn_purger(store: Arc<dyn BlobStore>, every: Duration) -> PurgerHandle {
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match store.purge_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(
+                    backend = store.backend_name(),
+                    purged = n,
+                    "purged expired messages"
+                ),
+                Err(err) => {
+                    tracing::warn!(backend = store.backend_name(), error = %err, "purge failed; retrying at the next tick")
+                }
+            }
+        }
+    });
+    PurgerHandle(task)
+}
+
+/// Stops the purge task when dropped.
+#[derive(Debug)]
+pub struct PurgerHandle(tokio::task::JoinHandle<()>);
+
+impl Drop for PurgerHandle {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+pub(crate) fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Checks shared by every backend's `put`; returns the expiry in Unix
+/// milliseconds and the time to live from now.
+#[allow(dead_code)] // unused when no backend feature is enabled
+pub(crate) fn check_new(opts: &StoreOptions, message: &NewMessage) -> Result<(i64, Duration)> {
+    if message.envelope.len() > opts.max_envelope_len {
+        return Err(StoreError::TooLarge {
+            len: message.envelope.len(),
+            max: opts.max_envelope_len,
+        });
+    }
+    if message.envelope.is_empty() {
+        return Err(StoreError::Invalid {
+            reason: "the envelope is empty",
+        });
+    }
+    let ttl = message
+        .expires_at
+        .duration_since(SystemTime::now())
+        .ok()
+        .filter(|ttl| *ttl >= Duration::from_millis(1))
+        .ok_or(StoreError::Invalid {
+            reason: "the expiry is not in the future",
+        })?;
+    Ok((unix_ms(message.expires_at), ttl))
+}
+
+/// What a failed proof check leads to, given the new failure count.
+#[allow(dead_code)]
+pub(crate) fn wrong_proof(opts: &StoreOptions, failures: u32) -> StoreError {
+    StoreError::WrongProof {
+        attempts_left: opts.max_failed_attempts.saturating_sub(failures),
+    }
+}

@@ -1,0 +1,302 @@
+//! PostgreSQL via sqlx: for several server replicas on one durable database.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use otm_core::{ClaimProof, MessageId};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Row;
+
+use crate::sql::classify;
+use crate::{
+    check_new, unix_ms, wrong_proof, BlobStore, NewMessage, Result, StoreError, StoreOptions,
+};
+
+/// Settings for [`PostgresStore`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct PostgresConfig {
+    /// `postgres://user[:password]@host[:port]/database[?options]`.
+    pub url: String,
+    /// Schema holding otm's tables (created if missing). Default `public`.
+    pub schema: String,
+    /// Most pooled connections. Default 16.
+    pub max_connections: u32,
+    /// How long a caller waits for a pooled connection before the store
+    /// reports itself unavailable. Default 5 s.
+    pub acquire_timeout: Duration,
+    /// Server-side `statement_timeout` for every statement. Default 5 s.
+    pub statement_timeout: Duration,
+    /// Options every backend honours.
+    pub options: StoreOptions,
+}
+
+impl PostgresConfig {
+    /// Defaults for a database URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        PostgresConfig {
+            url: url.into(),
+            schema: "public".into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
+            options: StoreOptions::default(),
+        }
+    }
+
+    /// Sets [`PostgresConfig::schema`].
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Sets [`PostgresConfig::options`].
+    pub fn with_options(mut self, options: StoreOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Sets [`PostgresConfig::max_connections`].
+    pub fn with_max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+}
+
+/// A [`BlobStore`] in PostgreSQL.
+///
+/// Take is one `DELETE … RETURNING` statement: under PostgreSQL's row
+/// locking, concurrent deleters of one row wait for the first and then find
+/// it gone, so exactly one caller receives the message across any number of
+/// replicas. Rows carry their expiry and every statement compares it;
+/// [`BlobStore::purge_expired`] (run it with [`crate::spawn_purger`]) deletes
+/// expired rows in batches.
+///
+/// Indexes: the primary key (B-tree on `id`) serves put, take and delete; a
+/// B-tree on `expires_at_ms` serves the purge.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    opts: StoreOptions,
+    table: String,
+}
+
+/// Schema migrations; `{table}` is replaced by the qualified table name and
+/// `{schema}` by the schema. Applied once each under an advisory lock, so
+/// replicas starting together do not race.
+const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS {table} (
+        id BYTEA PRIMARY KEY,
+        envelope BYTEA NOT NULL,
+        verifier BYTEA NOT NULL,
+        expires_at_ms BIGINT NOT NULL,
+        failed_attempts INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX IF NOT EXISTS otm_messages_expires ON {table} (expires_at_ms);"];
+
+/// Rows deleted per purge statement, so a large backlog never holds long locks.
+const PURGE_BATCH: i64 = 10_000;
+
+impl PostgresStore {
+    /// Connects, creates the schema if needed and applies migrations.
+    pub async fn connect(config: PostgresConfig) -> Result<Self> {
+        let schema = &config.schema;
+        let valid = !schema.is_empty()
+            && schema.len() <= 63
+            && schema
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && !schema.as_bytes()[0].is_ascii_digit();
+        if !valid {
+            return Err(StoreError::Invalid {
+                reason: "the schema name must be lowercase letters, digits and _",
+            });
+        }
+        let op = "connect to PostgreSQL";
+        let connect: PgConnectOptions = config.url.parse().map_err(|e| classify(op, e))?;
+        let connect = connect.options([(
+            "statement_timeout",
+            format!("{}ms", config.statement_timeout.as_millis()),
+        )]);
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(|e| classify(op, e))?;
+        let store = PostgresStore {
+            pool,
+            opts: config.options,
+            table: format!("\"{schema}\".otm_messages"),
+        };
+        store.migrate(schema).await?;
+        Ok(store)
+    }
+
+    /// The connection pool (for inspection and tests).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The qualified table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn migrate(&self, schema: &str) -> Result<()> {
+        use sqlx::Executor as _;
+        let op = "migrate the PostgreSQL schema";
+        let setup = format!(
+            "SELECT pg_advisory_xact_lock(7402551117);
+             CREATE SCHEMA IF NOT EXISTS \"{schema}\";
+             CREATE TABLE IF NOT EXISTS \"{schema}\".otm_migrations (
+                 version INTEGER PRIMARY KEY,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        );
+        let count = format!("SELECT count(*) FROM \"{schema}\".otm_migrations");
+        let mut tx = self.pool.begin().await.map_err(|e| classify(op, e))?;
+        // The advisory lock (one key for all otm migrations in a database)
+        // makes replicas that start together apply each migration once.
+        tx.execute(setup.as_str())
+            .await
+            .map_err(|e| classify(op, e))?;
+        let done: i64 = sqlx::query_scalar(count.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| classify(op, e))?;
+        let done = usize::try_from(done).unwrap_or(0);
+        if done > MIGRATIONS.len() {
+            return Err(StoreError::Invalid {
+                reason: "the PostgreSQL schema was created by a newer otm",
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+            let apply = format!(
+                "{};\nINSERT INTO \"{schema}\".otm_migrations (version) VALUES ({})",
+                sql.replace("{table}", &self.table),
+                i + 1
+            );
+            tx.execute(apply.as_str())
+                .await
+                .map_err(|e| classify(op, e))?;
+        }
+        tx.commit().await.map_err(|e| classify(op, e))
+    }
+}
+
+#[async_trait]
+impl BlobStore for PostgresStore {
+    async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
+        let (expires_at_ms, _) = check_new(&self.opts, &message)?;
+        let done = sqlx::query(&format!(
+            "INSERT INTO {t} AS m (id, envelope, verifier, expires_at_ms, failed_attempts)
+             VALUES ($1, $2, $3, $4, 0)
+             ON CONFLICT (id) DO UPDATE SET envelope = excluded.envelope,
+                 verifier = excluded.verifier, expires_at_ms = excluded.expires_at_ms,
+                 failed_attempts = 0
+             WHERE m.expires_at_ms <= $5",
+            t = self.table
+        ))
+        .bind(&id.as_bytes()[..])
+        .bind(&message.envelope)
+        .bind(&message.verifier.as_bytes()[..])
+        .bind(expires_at_ms)
+        .bind(unix_ms(SystemTime::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| classify("store a message", e))?;
+        match done.rows_affected() {
+            0 => Err(StoreError::Conflict),
+            _ => Ok(()),
+        }
+    }
+
+    async fn take(&self, id: &MessageId, proof: &ClaimProof) -> Result<Vec<u8>> {
+        let op = "take a message";
+        let now = unix_ms(SystemTime::now());
+        let verifier = proof.verifier();
+        let row = sqlx::query(&format!(
+            "DELETE FROM {t} WHERE id = $1 AND verifier = $2 AND expires_at_ms > $3
+             RETURNING envelope",
+            t = self.table
+        ))
+        .bind(&id.as_bytes()[..])
+        .bind(&verifier.as_bytes()[..])
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify(op, e))?;
+        if let Some(row) = row {
+            return row.try_get::<Vec<u8>, _>(0).map_err(|e| classify(op, e));
+        }
+        // Wrong proof (or gone): count the failure, then burn at the limit.
+        // Each UPDATE increments atomically, so concurrent wrong proofs are
+        // all counted; the DELETE's condition makes the burn idempotent.
+        let failures: Option<i32> = sqlx::query_scalar(&format!(
+            "UPDATE {t} SET failed_attempts = failed_attempts + 1
+             WHERE id = $1 AND expires_at_ms > $2 RETURNING failed_attempts",
+            t = self.table
+        ))
+        .bind(&id.as_bytes()[..])
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify(op, e))?;
+        let failures = u32::try_from(failures.ok_or(StoreError::NotFound)?).unwrap_or(u32::MAX);
+        if failures >= self.opts.max_failed_attempts {
+            sqlx::query(&format!("DELETE FROM {t} WHERE id = $1", t = self.table))
+                .bind(&id.as_bytes()[..])
+                .execute(&self.pool)
+                .await
+                .map_err(|e| classify("burn a message after too many wrong proofs", e))?;
+        }
+        Err(wrong_proof(&self.opts, failures))
+    }
+
+    async fn delete(&self, id: &MessageId) -> Result<()> {
+        let done = sqlx::query(&format!(
+            "DELETE FROM {t} WHERE id = $1 AND expires_at_ms > $2",
+            t = self.table
+        ))
+        .bind(&id.as_bytes()[..])
+        .bind(unix_ms(SystemTime::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| classify("burn a message", e))?;
+        match done.rows_affected() {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let done = sqlx::query(&format!(
+                "DELETE FROM {t} WHERE id IN
+                     (SELECT id FROM {t} WHERE expires_at_ms <= $1 LIMIT $2)",
+                t = self.table
+            ))
+            .bind(unix_ms(SystemTime::now()))
+            .bind(PURGE_BATCH)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| classify("purge expired messages", e))?;
+            total += done.rows_affected();
+            if done.rows_affected() < PURGE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn check(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| classify("check PostgreSQL", e))?;
+        Ok(())
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "postgres"
+    }
+}

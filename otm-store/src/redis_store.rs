@@ -1,0 +1,304 @@
+//! Redis via the `redis` crate: standalone (through a reconnecting
+//! `ConnectionManager`) or Redis Cluster.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use otm_core::{ClaimProof, MessageId};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{RedisError, Script, Value};
+
+use crate::{check_new, wrong_proof, BlobStore, NewMessage, Result, StoreError, StoreOptions};
+
+/// Settings for [`RedisStore`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]` for a standalone server, or
+    /// the seed nodes of a cluster (see [`RedisConfig::cluster`]).
+    pub urls: Vec<String>,
+    /// Whether `urls` are Redis Cluster seed nodes.
+    pub cluster: bool,
+    /// Prefix of every key otm writes. Default `otm:`.
+    pub key_prefix: String,
+    /// How long one command may take before the store reports itself
+    /// unavailable. Default 2 s.
+    pub response_timeout: Duration,
+    /// How long one connection attempt may take. Default 2 s.
+    pub connection_timeout: Duration,
+    /// Options every backend honours.
+    pub options: StoreOptions,
+}
+
+impl RedisConfig {
+    /// A standalone server at `url`.
+    pub fn standalone(url: impl Into<String>) -> Self {
+        Self::build(vec![url.into()], false)
+    }
+
+    /// A Redis Cluster reached through any of `seed_urls`.
+    pub fn cluster<I, S>(seed_urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::build(seed_urls.into_iter().map(Into::into).collect(), true)
+    }
+
+    fn build(urls: Vec<String>, cluster: bool) -> Self {
+        RedisConfig {
+            urls,
+            cluster,
+            key_prefix: "otm:".into(),
+            response_timeout: Duration::from_secs(2),
+            connection_timeout: Duration::from_secs(2),
+            options: StoreOptions::default(),
+        }
+    }
+
+    /// Sets [`RedisConfig::key_prefix`].
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`RedisConfig::options`].
+    pub fn with_options(mut self, options: StoreOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// A [`BlobStore`] in Redis.
+///
+/// Each message is one hash (`e` envelope, `v` verifier, `f` failed
+/// attempts) with a native `PEXPIRE`, so Redis itself never returns or keeps
+/// an expired message. Put and take are single Lua scripts on the message's
+/// key: Redis runs a script without interleaving other commands, so the proof
+/// check, the attempt counter and the delete are one atomic step, on one
+/// server or on the cluster node that owns the key.
+///
+/// Durability is Redis's: a server without persistence (`appendonly no`,
+/// no snapshots) loses every stored message on restart.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Conn,
+    prefix: String,
+    opts: StoreOptions,
+    put_script: Script,
+    take_script: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("cluster", &matches!(self.conn, Conn::Cluster(_)))
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+const PUT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'e', ARGV[1], 'v', ARGV[2], 'f', 0)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+";
+
+// Returns {1, envelope} on success, {0} when absent, {2, failures} for a
+// wrong proof (the key is deleted when failures reach ARGV[2]).
+const TAKE: &str = r"
+local v = redis.call('HGET', KEYS[1], 'v')
+if not v then return {0} end
+if v == ARGV[1] then
+  local e = redis.call('HGET', KEYS[1], 'e')
+  redis.call('DEL', KEYS[1])
+  return {1, e}
+end
+local n = redis.call('HINCRBY', KEYS[1], 'f', 1)
+if n >= tonumber(ARGV[2]) then redis.call('DEL', KEYS[1]) end
+return {2, n}
+";
+
+impl RedisStore {
+    /// Connects to a standalone server or a cluster.
+    pub async fn connect(config: RedisConfig) -> Result<Self> {
+        let op = "connect to Redis";
+        let conn = if config.cluster {
+            let client = ClusterClient::builder(config.urls.clone())
+                .connection_timeout(config.connection_timeout)
+                .response_timeout(config.response_timeout)
+                .build()
+                .map_err(|e| classify(op, e))?;
+            Conn::Cluster(
+                client
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| classify(op, e))?,
+            )
+        } else {
+            let url = config.urls.first().ok_or(StoreError::Invalid {
+                reason: "no Redis URL given",
+            })?;
+            let client = redis::Client::open(url.as_str()).map_err(|e| classify(op, e))?;
+            let manager = ConnectionManagerConfig::new()
+                .set_response_timeout(Some(config.response_timeout))
+                .set_connection_timeout(Some(config.connection_timeout))
+                .set_number_of_retries(2);
+            Conn::Single(
+                ConnectionManager::new_with_config(client, manager)
+                    .await
+                    .map_err(|e| classify(op, e))?,
+            )
+        };
+        Ok(RedisStore {
+            conn,
+            prefix: config.key_prefix,
+            opts: config.options,
+            put_script: Script::new(PUT),
+            take_script: Script::new(TAKE),
+        })
+    }
+
+    /// The Redis key of a message.
+    pub fn key_of(&self, id: &MessageId) -> String {
+        format!("{}{id}", self.prefix)
+    }
+
+    async fn run(
+        &self,
+        op: &'static str,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Result<Value> {
+        let result = match self.conn.clone() {
+            Conn::Single(mut c) => invocation.invoke_async(&mut c).await,
+            Conn::Cluster(mut c) => invocation.invoke_async(&mut c).await,
+        };
+        result.map_err(|e| classify(op, e))
+    }
+
+    async fn command<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        cmd: &redis::Cmd,
+    ) -> Result<T> {
+        let result = match self.conn.clone() {
+            Conn::Single(mut c) => cmd.query_async(&mut c).await,
+            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+        };
+        result.map_err(|e| classify(op, e))
+    }
+}
+
+#[async_trait]
+impl BlobStore for RedisStore {
+    async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
+        let (_, ttl) = check_new(&self.opts, &message)?;
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut invocation = self.put_script.key(self.key_of(id));
+        invocation
+            .arg(&message.envelope[..])
+            .arg(&message.verifier.as_bytes()[..])
+            .arg(ttl_ms);
+        match self.run("store a message", invocation).await? {
+            Value::Int(1) => Ok(()),
+            Value::Int(0) => Err(StoreError::Conflict),
+            other => Err(unexpected("store a message", other)),
+        }
+    }
+
+    async fn take(&self, id: &MessageId, proof: &ClaimProof) -> Result<Vec<u8>> {
+        let op = "take a message";
+        let verifier = proof.verifier();
+        let mut invocation = self.take_script.key(self.key_of(id));
+        invocation
+            .arg(&verifier.as_bytes()[..])
+            .arg(self.opts.max_failed_attempts);
+        let reply = self.run(op, invocation).await?;
+        let Value::Array(items) = reply else {
+            return Err(unexpected(op, reply));
+        };
+        match items.as_slice() {
+            [Value::Int(0)] => Err(StoreError::NotFound),
+            [Value::Int(1), Value::BulkString(envelope)] => Ok(envelope.clone()),
+            [Value::Int(2), Value::Int(n)] => Err(wrong_proof(
+                &self.opts,
+                u32::try_from(*n).unwrap_or(u32::MAX),
+            )),
+            _ => Err(unexpected(op, Value::Array(items))),
+        }
+    }
+
+    async fn delete(&self, id: &MessageId) -> Result<()> {
+        let removed: i64 = self
+            .command("burn a message", redis::cmd("DEL").arg(self.key_of(id)))
+            .await?;
+        match removed {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        // Redis expires keys by itself.
+        Ok(0)
+    }
+
+    async fn check(&self) -> Result<()> {
+        let _: String = self.command("check Redis", &redis::cmd("PING")).await?;
+        Ok(())
+    }
+
+    fn backend_name(&self) -> &'static str {
+        match self.conn {
+            Conn::Single(_) => "redis",
+            Conn::Cluster(_) => "redis-cluster",
+        }
+    }
+}
+
+fn classify(op: &'static str, err: RedisError) -> StoreError {
+    let retryable = err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_cluster_error()
+        || matches!(
+            err.code(),
+            Some("LOADING" | "BUSY" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY")
+        );
+    if retryable {
+        StoreError::Unavailable {
+            op,
+            source: Box::new(err),
+        }
+    } else {
+        StoreError::Backend {
+            op,
+            source: Box::new(err),
+        }
+    }
+}
+
+fn unexpected(op: &'static str, value: Value) -> StoreError {
+    // Only the shape is reported: the value may hold an envelope.
+    let shape = match value {
+        Value::Array(_) => "an array",
+        Value::BulkString(_) => "a string",
+        Value::Int(_) => "an integer",
+        Value::Nil => "nil",
+        _ => "another type",
+    };
+    StoreError::Backend {
+        op,
+        source: format!("unexpected reply from Redis: {shape}").into(),
+    }
+}

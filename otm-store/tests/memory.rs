@@ -1,0 +1,25 @@
+//! The conformance suite against the in-memory store.
+#![cfg(feature = "memory")]
+
+use std::sync::Arc;
+
+use otm_store::{conformance::Fixture, BlobStore, MemoryStore, StoreOptions};
+
+async fn make() -> Option<Arc<dyn BlobStore>> {
+    Some(Arc::new(MemoryStore::new(StoreOptions::default())))
+}
+
+otm_store::conformance_suite!(make);
+
+#[tokio::test]
+async fn memory_keeps_exactly_the_ciphertext_and_purges() {
+    let store = MemoryStore::new(StoreOptions::default());
+    let f = Fixture::hour();
+    store.put(&f.id, f.message.clone()).await.unwrap();
+    assert_eq!(store.peek_raw(&f.id).unwrap(), f.message.envelope);
+    let short = Fixture::new("x", std::time::Duration::from_millis(50));
+    store.put(&short.id, short.message.clone()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    assert_eq!(store.purge_expired().await.unwrap(), 1);
+    assert_eq!(store.len(), 1);
+}

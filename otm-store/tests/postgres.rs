@@ -1,0 +1,87 @@
+//! The conformance suite against a real PostgreSQL, each store in a fresh
+//! schema. `OTM_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`).
+
+use std::sync::Arc;
+
+use otm_store::conformance::{env_or, skip, unique_suffix, Fixture};
+use otm_store::{BlobStore, PostgresConfig, PostgresStore};
+
+fn url() -> String {
+    env_or(
+        "OTM_TEST_POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:5432/test",
+    )
+}
+
+async fn connect() -> Option<PostgresStore> {
+    let config = PostgresConfig::new(url())
+        .with_schema(format!("otm_test_{}", unique_suffix()))
+        .with_max_connections(8);
+    match PostgresStore::connect(config).await {
+        Ok(store) => Some(store),
+        Err(e) => skip(&format!("PostgreSQL at {} is unreachable: {e}", url())),
+    }
+}
+
+async fn make() -> Option<Arc<dyn BlobStore>> {
+    Some(Arc::new(connect().await?))
+}
+
+otm_store::conformance_suite!(make);
+
+#[tokio::test]
+async fn postgres_keeps_exactly_the_ciphertext() {
+    let Some(store) = connect().await else { return };
+    let f = Fixture::hour();
+    store.put(&f.id, f.message.clone()).await.unwrap();
+    let raw: Vec<u8> = otm_store::sqlx::query_scalar(&format!(
+        "SELECT envelope FROM {} WHERE id = $1",
+        store.table()
+    ))
+    .bind(&f.id.as_bytes()[..])
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(raw, f.message.envelope);
+}
+
+#[tokio::test]
+async fn postgres_migrations_are_idempotent_and_race_free() {
+    let schema = format!("otm_test_{}", unique_suffix());
+    let config = PostgresConfig::new(url()).with_schema(schema.clone());
+    // Several replicas starting at once apply the schema exactly once.
+    let results = futures_join_all(config.clone()).await;
+    if results.iter().any(|r| r.is_err()) {
+        let _ = skip::<()>(&format!("PostgreSQL at {} is unreachable", url()));
+        return;
+    }
+    let store = results.into_iter().next().unwrap().unwrap();
+    let applied: i64 =
+        otm_store::sqlx::query_scalar(&format!("SELECT count(*) FROM \"{schema}\".otm_migrations"))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(applied, 1);
+}
+
+async fn futures_join_all(
+    config: PostgresConfig,
+) -> Vec<Result<PostgresStore, otm_store::StoreError>> {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let c = config.clone();
+        set.spawn(async move { PostgresStore::connect(c).await });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        out.push(r.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn postgres_rejects_bad_schema_names() {
+    let r = PostgresStore::connect(PostgresConfig::new(url()).with_schema("bad; drop")).await;
+    assert!(matches!(r, Err(otm_store::StoreError::Invalid { .. })));
+}

@@ -1,0 +1,214 @@
+//! The conformance suite against a real Redis (standalone) and a real Redis
+//! Cluster, plus the raw stored bytes and reconnection after a restart.
+//!
+//! `OTM_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) and
+//! `OTM_TEST_REDIS_CLUSTER_URLS` (comma-separated seed nodes, default ports
+//! 7101-7103 on 127.0.0.1, started by `scripts/test`).
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use otm_store::conformance::{env_or, skip, unique_suffix, Fixture};
+use otm_store::{BlobStore, RedisConfig, RedisStore, StoreError};
+
+fn standalone_url() -> String {
+    env_or("OTM_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+}
+
+fn cluster_urls() -> Vec<String> {
+    env_or(
+        "OTM_TEST_REDIS_CLUSTER_URLS",
+        "redis://127.0.0.1:7101,redis://127.0.0.1:7102,redis://127.0.0.1:7103",
+    )
+    .split(',')
+    .map(str::to_owned)
+    .collect()
+}
+
+async fn connect(config: RedisConfig) -> Option<RedisStore> {
+    let what = format!("Redis at {:?}", config.urls);
+    let config = config.with_key_prefix(format!("otm-test-{}:", unique_suffix()));
+    match RedisStore::connect(config).await {
+        Ok(store) => match store.check().await {
+            Ok(()) => Some(store),
+            Err(e) => skip(&format!("{what} does not answer: {e}")),
+        },
+        Err(e) => skip(&format!("{what} is unreachable: {e}")),
+    }
+}
+
+mod standalone {
+    use super::*;
+    async fn make() -> Option<Arc<dyn BlobStore>> {
+        Some(Arc::new(
+            connect(RedisConfig::standalone(standalone_url())).await?,
+        ))
+    }
+    otm_store::conformance_suite!(make);
+}
+
+mod cluster {
+    use super::*;
+    async fn make() -> Option<Arc<dyn BlobStore>> {
+        Some(Arc::new(
+            connect(RedisConfig::cluster(cluster_urls())).await?,
+        ))
+    }
+    otm_store::conformance_suite!(make);
+}
+
+#[tokio::test]
+async fn redis_keeps_exactly_the_ciphertext_with_a_native_ttl() {
+    let Some(store) = connect(RedisConfig::standalone(standalone_url())).await else {
+        return;
+    };
+    let f = Fixture::hour();
+    store.put(&f.id, f.message.clone()).await.unwrap();
+    let client = redis::Client::open(standalone_url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let key = store.key_of(&f.id);
+    let stored: Vec<u8> = redis::cmd("HGET")
+        .arg(&key)
+        .arg("e")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(stored, f.message.envelope);
+    let ttl_ms: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(ttl_ms > 3_500_000 && ttl_ms <= 3_600_000, "PTTL {ttl_ms}");
+    store.take(&f.id, f.proof()).await.unwrap();
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&key)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0);
+}
+
+#[tokio::test]
+async fn redis_cluster_spreads_keys_over_nodes() {
+    let Some(store) = connect(RedisConfig::cluster(cluster_urls())).await else {
+        return;
+    };
+    assert_eq!(store.backend_name(), "redis-cluster");
+    // 64 random IDs land on more than one of the three primaries.
+    let mut nodes = std::collections::HashSet::new();
+    for _ in 0..64 {
+        let f = Fixture::hour();
+        store.put(&f.id, f.message.clone()).await.unwrap();
+        for url in cluster_urls() {
+            let client = redis::Client::open(url.as_str()).unwrap();
+            let mut c = client.get_multiplexed_async_connection().await.unwrap();
+            let slot: i64 = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(store.key_of(&f.id))
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            let count: i64 = redis::cmd("CLUSTER")
+                .arg("COUNTKEYSINSLOT")
+                .arg(slot)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            if count > 0 {
+                nodes.insert(url.clone());
+            }
+        }
+        store.take(&f.id, f.proof()).await.unwrap();
+    }
+    assert!(nodes.len() >= 2, "keys landed on {nodes:?}");
+}
+
+struct Server(std::process::Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_redis(port: u16, dir: &std::path::Path) -> Option<Server> {
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    match child {
+        Ok(c) => Some(Server(c)),
+        Err(e) => skip(&format!("cannot run redis-server: {e}")),
+    }
+}
+
+async fn wait_until_ok(store: &RedisStore, limit: Duration) -> Result<(), StoreError> {
+    let start = Instant::now();
+    loop {
+        match store.check().await {
+            Ok(()) => return Ok(()),
+            Err(e) if start.elapsed() > limit => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn redis_store_reconnects_by_itself_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let Some(server) = start_redis(port, dir.path()) else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let start = Instant::now();
+    while client.get_multiplexed_async_connection().await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "redis-server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let store = RedisStore::connect(RedisConfig::standalone(&url))
+        .await
+        .unwrap();
+    let f = Fixture::hour();
+    store.put(&f.id, f.message.clone()).await.unwrap();
+
+    drop(server);
+    // While Redis is down the store says so, as a retryable error.
+    let down = store.take(&f.id, f.proof()).await;
+    assert!(matches!(&down, Err(e) if e.is_retryable()), "{down:?}");
+
+    let _server = start_redis(port, dir.path()).unwrap();
+    wait_until_ok(&store, Duration::from_secs(15))
+        .await
+        .expect("store reconnects");
+    // The server kept nothing (no persistence): the old message is gone and
+    // new ones work without a new store.
+    assert!(matches!(
+        store.take(&f.id, f.proof()).await,
+        Err(StoreError::NotFound)
+    ));
+    let g = Fixture::hour();
+    store.put(&g.id, g.message.clone()).await.unwrap();
+    assert_eq!(
+        store.take(&g.id, g.proof()).await.unwrap(),
+        g.message.envelope
+    );
+}
