@@ -340,6 +340,52 @@ pub async fn concurrent_wrong_proofs_are_all_counted(store: Arc<dyn BlobStore>) 
     }
 }
 
+/// Many guesses at once, one of them right: at most `MAX_FAILED_ATTEMPTS`
+/// guesses are ever evaluated, so the right one succeeds only if it is
+/// evaluated before the limit is reached, and never after the burn.
+pub async fn concurrent_guesses_cannot_exceed_the_limit(store: Arc<dyn BlobStore>) {
+    for trial in 0..20 {
+        let f = Fixture::hour();
+        store.put(&f.id, f.message.clone()).await.unwrap();
+        let proof = Arc::new(f.proof().clone());
+        let barrier = Arc::new(Barrier::new(32));
+        let mut set = JoinSet::new();
+        for i in 0..32 {
+            let (store, barrier, id, proof) = (store.clone(), barrier.clone(), f.id, proof.clone());
+            set.spawn(async move {
+                let wrong = wrong_proof();
+                barrier.wait().await;
+                // The right proof goes last among the spawned tasks.
+                let p: &ClaimProof = if i == 31 { &proof } else { wrong.claim_proof() };
+                (i == 31, store.take(&id, p).await)
+            });
+        }
+        let (mut wrong_counted, mut right_won) = (0, false);
+        while let Some(joined) = set.join_next().await {
+            match joined.expect("task") {
+                (true, Ok(env)) => {
+                    assert_eq!(env, f.message.envelope);
+                    right_won = true;
+                }
+                (false, Err(StoreError::WrongProof { .. })) => wrong_counted += 1,
+                (_, Err(StoreError::NotFound)) => {}
+                other => panic!("trial {trial}: unexpected {:?}", other.1),
+            }
+        }
+        assert!(
+            wrong_counted <= MAX_FAILED_ATTEMPTS,
+            "trial {trial}: {wrong_counted} wrong proofs evaluated"
+        );
+        if right_won {
+            assert!(
+                wrong_counted < MAX_FAILED_ATTEMPTS,
+                "trial {trial}: taken after the burn"
+            );
+        }
+        assert_not_found(store.take(&f.id, f.proof()).await, "after the race");
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Put(usize),
@@ -462,7 +508,8 @@ macro_rules! conformance_suite {
             expired_is_never_returned, purge_keeps_live_messages, delete_burns,
             wrong_proof_does_not_consume, wrong_proofs_burn_at_the_limit, max_size_blob,
             past_expiry_is_invalid, race_exactly_one_winner,
-            concurrent_wrong_proofs_are_all_counted, model_matches_reference);
+            concurrent_wrong_proofs_are_all_counted, concurrent_guesses_cannot_exceed_the_limit,
+            model_matches_reference);
     };
     (@cases $make:path; $($case:ident),+) => {
         $(

@@ -193,7 +193,7 @@ impl BlobStore for PostgresStore {
              ON CONFLICT (id) DO UPDATE SET envelope = excluded.envelope,
                  verifier = excluded.verifier, expires_at_ms = excluded.expires_at_ms,
                  failed_attempts = 0
-             WHERE m.expires_at_ms <= $5",
+             WHERE m.expires_at_ms <= $5 OR m.failed_attempts >= $6",
             t = self.table
         ))
         .bind(&id.as_bytes()[..])
@@ -201,6 +201,7 @@ impl BlobStore for PostgresStore {
         .bind(&message.verifier.as_bytes()[..])
         .bind(expires_at_ms)
         .bind(unix_ms(SystemTime::now()))
+        .bind(i64::from(self.opts.max_failed_attempts))
         .execute(&self.pool)
         .await
         .map_err(|e| classify("store a message", e))?;
@@ -214,51 +215,71 @@ impl BlobStore for PostgresStore {
         let op = "take a message";
         let now = unix_ms(SystemTime::now());
         let verifier = proof.verifier();
+        let max = i64::from(self.opts.max_failed_attempts);
+        // 1. A wrong proof is compared and counted in one statement, so no
+        //    more than `max` wrong proofs are ever evaluated, however many
+        //    arrive at once. (Comparing SHA-256 digests in the database leaks
+        //    no usable timing: a digest prefix does not help find a proof.)
+        let failures: Option<i64> = sqlx::query_scalar(&format!(
+            "UPDATE {t} SET failed_attempts = failed_attempts + 1
+             WHERE id = $1 AND expires_at_ms > $2 AND failed_attempts < $3 AND verifier <> $4
+             RETURNING failed_attempts::BIGINT",
+            t = self.table
+        ))
+        .bind(&id.as_bytes()[..])
+        .bind(now)
+        .bind(max)
+        .bind(&verifier.as_bytes()[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify(op, e))?;
+        if let Some(failures) = failures {
+            let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+            if failures >= self.opts.max_failed_attempts {
+                // The row is already dead (every statement refuses it); this
+                // only frees the space. A failure here is left to the purge.
+                let burned = sqlx::query(&format!(
+                    "DELETE FROM {t} WHERE id = $1 AND failed_attempts >= $2",
+                    t = self.table
+                ))
+                .bind(&id.as_bytes()[..])
+                .bind(max)
+                .execute(&self.pool)
+                .await;
+                if let Err(e) = burned {
+                    tracing::warn!(error = %e, "burning a message after too many wrong proofs failed; the purge will remove it");
+                }
+            }
+            return Err(wrong_proof(&self.opts, failures));
+        }
+        // 2. The right proof (or none of it is left): take and delete in one statement.
         let row = sqlx::query(&format!(
-            "DELETE FROM {t} WHERE id = $1 AND verifier = $2 AND expires_at_ms > $3
+            "DELETE FROM {t}
+             WHERE id = $1 AND verifier = $4 AND expires_at_ms > $2 AND failed_attempts < $3
              RETURNING envelope",
             t = self.table
         ))
         .bind(&id.as_bytes()[..])
+        .bind(now)
+        .bind(max)
         .bind(&verifier.as_bytes()[..])
-        .bind(now)
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| classify(op, e))?;
-        if let Some(row) = row {
-            return row.try_get::<Vec<u8>, _>(0).map_err(|e| classify(op, e));
+        match row {
+            Some(row) => row.try_get::<Vec<u8>, _>(0).map_err(|e| classify(op, e)),
+            None => Err(StoreError::NotFound),
         }
-        // Wrong proof (or gone): count the failure, then burn at the limit.
-        // Each UPDATE increments atomically, so concurrent wrong proofs are
-        // all counted; the DELETE's condition makes the burn idempotent.
-        let failures: Option<i32> = sqlx::query_scalar(&format!(
-            "UPDATE {t} SET failed_attempts = failed_attempts + 1
-             WHERE id = $1 AND expires_at_ms > $2 RETURNING failed_attempts",
-            t = self.table
-        ))
-        .bind(&id.as_bytes()[..])
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| classify(op, e))?;
-        let failures = u32::try_from(failures.ok_or(StoreError::NotFound)?).unwrap_or(u32::MAX);
-        if failures >= self.opts.max_failed_attempts {
-            sqlx::query(&format!("DELETE FROM {t} WHERE id = $1", t = self.table))
-                .bind(&id.as_bytes()[..])
-                .execute(&self.pool)
-                .await
-                .map_err(|e| classify("burn a message after too many wrong proofs", e))?;
-        }
-        Err(wrong_proof(&self.opts, failures))
     }
 
     async fn delete(&self, id: &MessageId) -> Result<()> {
         let done = sqlx::query(&format!(
-            "DELETE FROM {t} WHERE id = $1 AND expires_at_ms > $2",
+            "DELETE FROM {t} WHERE id = $1 AND expires_at_ms > $2 AND failed_attempts < $3",
             t = self.table
         ))
         .bind(&id.as_bytes()[..])
         .bind(unix_ms(SystemTime::now()))
+        .bind(i64::from(self.opts.max_failed_attempts))
         .execute(&self.pool)
         .await
         .map_err(|e| classify("burn a message", e))?;
@@ -273,11 +294,12 @@ impl BlobStore for PostgresStore {
         loop {
             let done = sqlx::query(&format!(
                 "DELETE FROM {t} WHERE id IN
-                     (SELECT id FROM {t} WHERE expires_at_ms <= $1 LIMIT $2)",
+                     (SELECT id FROM {t} WHERE expires_at_ms <= $1 OR failed_attempts >= $3 LIMIT $2)",
                 t = self.table
             ))
             .bind(unix_ms(SystemTime::now()))
             .bind(PURGE_BATCH)
+            .bind(i64::from(self.opts.max_failed_attempts))
             .execute(&self.pool)
             .await
             .map_err(|e| classify("purge expired messages", e))?;

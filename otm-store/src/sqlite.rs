@@ -58,6 +58,11 @@ impl SqliteConfig {
                 reason: "a SQLite URL starts with sqlite://",
             })?;
         let path = path.split('?').next().unwrap_or_default();
+        if path.contains(":memory:") {
+            return Err(StoreError::Invalid {
+                reason: "an in-memory SQLite database loses everything when its connection closes; use the memory: store",
+            });
+        }
         if path.is_empty() {
             return Err(StoreError::Invalid {
                 reason: "the SQLite URL has no file path",
@@ -125,7 +130,18 @@ impl SqliteStore {
             pool,
             opts: config.options,
         };
-        store.migrate().await?;
+        // Two processes creating one new file at once may find it busy; the
+        // migration is idempotent, so try a few times.
+        let mut tries = 0;
+        loop {
+            match store.migrate().await {
+                Err(e) if e.is_retryable() && tries < 5 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * tries)).await;
+                }
+                other => break other?,
+            }
+        }
         Ok(store)
     }
 
@@ -141,7 +157,11 @@ impl SqliteStore {
 
     async fn migrate(&self) -> Result<()> {
         let op = "migrate the SQLite schema";
-        let mut tx = self.pool.begin().await.map_err(|e| classify(op, e))?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| classify(op, e))?;
         let version: i64 = sqlx::query_scalar("PRAGMA user_version")
             .fetch_one(tx.as_mut())
             .await
@@ -177,13 +197,14 @@ impl BlobStore for SqliteStore {
              ON CONFLICT (id) DO UPDATE SET envelope = excluded.envelope,
                  verifier = excluded.verifier, expires_at_ms = excluded.expires_at_ms,
                  failed_attempts = 0
-             WHERE otm_messages.expires_at_ms <= ?5",
+             WHERE otm_messages.expires_at_ms <= ?5 OR otm_messages.failed_attempts >= ?6",
         )
         .bind(&id.as_bytes()[..])
         .bind(&message.envelope)
         .bind(&message.verifier.as_bytes()[..])
         .bind(expires_at_ms)
         .bind(unix_ms(SystemTime::now()))
+        .bind(i64::from(self.opts.max_failed_attempts))
         .execute(&self.pool)
         .await
         .map_err(|e| classify("store a message", e))?;
@@ -197,45 +218,65 @@ impl BlobStore for SqliteStore {
         let op = "take a message";
         let now = unix_ms(SystemTime::now());
         let verifier = proof.verifier();
-        // Comparing SHA-256 digests in SQL leaks no usable timing: learning
-        // a digest prefix does not help find a proof.
+        let max = i64::from(self.opts.max_failed_attempts);
+        // 1. A wrong proof is compared and counted in one statement, so no
+        //    more than `max` wrong proofs are ever evaluated, however many
+        //    arrive at once. (Comparing SHA-256 digests in the database leaks
+        //    no usable timing: a digest prefix does not help find a proof.)
+        let failures: Option<i64> = sqlx::query_scalar(
+            "UPDATE otm_messages SET failed_attempts = failed_attempts + 1
+             WHERE id = ?1 AND expires_at_ms > ?2 AND failed_attempts < ?3 AND verifier <> ?4
+             RETURNING failed_attempts",
+        )
+        .bind(&id.as_bytes()[..])
+        .bind(now)
+        .bind(max)
+        .bind(&verifier.as_bytes()[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify(op, e))?;
+        if let Some(failures) = failures {
+            let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+            if failures >= self.opts.max_failed_attempts {
+                // The row is already dead (every statement refuses it); this
+                // only frees the space. A failure here is left to the purge.
+                let burned =
+                    sqlx::query("DELETE FROM otm_messages WHERE id = ?1 AND failed_attempts >= ?2")
+                        .bind(&id.as_bytes()[..])
+                        .bind(max)
+                        .execute(&self.pool)
+                        .await;
+                if let Err(e) = burned {
+                    tracing::warn!(error = %e, "burning a message after too many wrong proofs failed; the purge will remove it");
+                }
+            }
+            return Err(wrong_proof(&self.opts, failures));
+        }
+        // 2. The right proof (or none of it is left): take and delete in one statement.
         let row = sqlx::query(
-            "DELETE FROM otm_messages WHERE id = ?1 AND verifier = ?2 AND expires_at_ms > ?3
+            "DELETE FROM otm_messages
+             WHERE id = ?1 AND verifier = ?4 AND expires_at_ms > ?2 AND failed_attempts < ?3
              RETURNING envelope",
         )
         .bind(&id.as_bytes()[..])
+        .bind(now)
+        .bind(max)
         .bind(&verifier.as_bytes()[..])
-        .bind(now)
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| classify(op, e))?;
-        if let Some(row) = row {
-            return row.try_get::<Vec<u8>, _>(0).map_err(|e| classify(op, e));
+        match row {
+            Some(row) => row.try_get::<Vec<u8>, _>(0).map_err(|e| classify(op, e)),
+            None => Err(StoreError::NotFound),
         }
-        let failures: Option<i64> = sqlx::query_scalar(
-            "UPDATE otm_messages SET failed_attempts = failed_attempts + 1
-             WHERE id = ?1 AND expires_at_ms > ?2 RETURNING failed_attempts",
-        )
-        .bind(&id.as_bytes()[..])
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| classify(op, e))?;
-        let failures = u32::try_from(failures.ok_or(StoreError::NotFound)?).unwrap_or(u32::MAX);
-        if failures >= self.opts.max_failed_attempts {
-            sqlx::query("DELETE FROM otm_messages WHERE id = ?1")
-                .bind(&id.as_bytes()[..])
-                .execute(&self.pool)
-                .await
-                .map_err(|e| classify("burn a message after too many wrong proofs", e))?;
-        }
-        Err(wrong_proof(&self.opts, failures))
     }
 
     async fn delete(&self, id: &MessageId) -> Result<()> {
-        let done = sqlx::query("DELETE FROM otm_messages WHERE id = ?1 AND expires_at_ms > ?2")
+        let done = sqlx::query("DELETE FROM otm_messages WHERE id = ?1 AND expires_at_ms > ?2 AND failed_attempts < ?3",
+        )
             .bind(&id.as_bytes()[..])
             .bind(unix_ms(SystemTime::now()))
+            .bind(i64::from(self.opts.max_failed_attempts))
             .execute(&self.pool)
             .await
             .map_err(|e| classify("burn a message", e))?;
@@ -246,11 +287,14 @@ impl BlobStore for SqliteStore {
     }
 
     async fn purge_expired(&self) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM otm_messages WHERE expires_at_ms <= ?1")
-            .bind(unix_ms(SystemTime::now()))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| classify("purge expired messages", e))?;
+        let done = sqlx::query(
+            "DELETE FROM otm_messages WHERE expires_at_ms <= ?1 OR failed_attempts >= ?2",
+        )
+        .bind(unix_ms(SystemTime::now()))
+        .bind(i64::from(self.opts.max_failed_attempts))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| classify("purge expired messages", e))?;
         Ok(done.rows_affected())
     }
 
