@@ -1,0 +1,25 @@
+//! The smallest otm server: a SQLite store, the default configuration, on
+//! 127.0.0.1:3000. `cargo run -p otm-examples --example standalone`
+//!
+//! (The `otm-server` binary is the full-featured version of this.)
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use otm_store::{spawn_purger, SqliteConfig, SqliteStore};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let store = Arc::new(SqliteStore::open(SqliteConfig::new("example.sqlite3")).await?);
+    // SQLite keeps expired rows until purged (they are never served).
+    let _purger = spawn_purger(store.clone(), std::time::Duration::from_secs(60));
+    let app: axum::Router = otm_http::router(store, otm_http::Config::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    println!("otm on http://127.0.0.1:3000");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,339 @@
+// Compose page: encrypt a message in the browser, upload the ciphertext,
+// show the one-time link. The key never leaves this page except inside the
+// link's fragment.
+
+import {
+  MAX_MESSAGE_CHARS,
+  MAX_PASSPHRASE_CHARS,
+  OtmError,
+  charCount,
+  claimVerifier,
+  deriveSecrets,
+  formatLink,
+  generateKey,
+  isValidId,
+  seal,
+  toWellFormed,
+  wipeSecrets,
+} from './otm-format.js';
+import { ApiError, basePath, createMessage, getConfig, parseExpiry } from './api.js';
+
+const FALLBACK_TTLS = [3600, 86400, 604800];
+const FALLBACK_DEFAULT_TTL = 86400;
+
+const $ = (id) => document.getElementById(id);
+
+const els = {
+  composeSection: $('compose'),
+  form: $('compose-form'),
+  message: $('message'),
+  counter: $('counter'),
+  limitNote: $('limit-note'),
+  ttl: $('ttl'),
+  passphrase: $('passphrase'),
+  showPassphrase: $('show-passphrase'),
+  error: $('error'),
+  create: $('create'),
+  busy: $('busy'),
+  result: $('result'),
+  resultTitle: $('result-title'),
+  link: $('link'),
+  copyLink: $('copy-link'),
+  copyStatus: $('copy-status'),
+  expires: $('expires'),
+  resultPassphrase: $('result-passphrase'),
+  newMessage: $('new-message'),
+};
+
+let config = null;
+let busy = false;
+let over = false;
+let copyTimer = 0;
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+function showError(text) {
+  els.error.textContent = text;
+  els.error.hidden = false;
+}
+
+function clearError() {
+  els.error.textContent = '';
+  els.error.hidden = true;
+}
+
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** "1 hour", "1 day", "7 days", "30 minutes"… */
+export function ttlLabel(seconds) {
+  const units = [
+    [86400, 'day'],
+    [3600, 'hour'],
+    [60, 'minute'],
+  ];
+  for (const [size, word] of units) {
+    if (seconds >= size && seconds % size === 0) return plural(seconds / size, word);
+  }
+  return plural(seconds, 'second');
+}
+
+function formatExpiry(date) {
+  let absolute;
+  try {
+    absolute = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' }).format(date);
+  } catch {
+    absolute = date.toLocaleString();
+  }
+  const seconds = Math.round((date.getTime() - Date.now()) / 1000);
+  if (seconds <= 0) return absolute;
+  let relative;
+  if (seconds >= 86400) relative = plural(Math.round(seconds / 86400), 'day');
+  else if (seconds >= 3600) relative = plural(Math.round(seconds / 3600), 'hour');
+  else relative = plural(Math.max(1, Math.round(seconds / 60)), 'minute');
+  return `${absolute} (in ${relative})`;
+}
+
+function setBusy(on, text = '') {
+  busy = on;
+  els.form.setAttribute('aria-busy', on ? 'true' : 'false');
+  els.busy.textContent = text;
+  els.create.textContent = on ? 'Creating…' : 'Create link';
+  updateCreateState();
+}
+
+function updateCreateState() {
+  els.create.disabled = busy || over;
+}
+
+// ---------------------------------------------------------------------------
+// Character counter (Unicode scalar values, never textarea.length)
+
+function updateCounter() {
+  const n = charCount(els.message.value);
+  over = n > MAX_MESSAGE_CHARS;
+  els.counter.textContent = `${n} / ${MAX_MESSAGE_CHARS}`;
+  els.counter.classList.toggle('over', over);
+  if (over) {
+    els.message.setAttribute('aria-invalid', 'true');
+    const extra = n - MAX_MESSAGE_CHARS;
+    els.limitNote.textContent = `The message is ${plural(extra, 'character')} too long. Shorten it to ${MAX_MESSAGE_CHARS} characters or fewer to create a link.`;
+  } else {
+    els.message.removeAttribute('aria-invalid');
+    els.limitNote.textContent = '';
+  }
+  updateCreateState();
+}
+
+// ---------------------------------------------------------------------------
+// Settings
+
+function fillTtl(choices, defaultTtl) {
+  const valid = (Array.isArray(choices) ? choices : [])
+    .map(Number)
+    .filter((s) => Number.isInteger(s) && s > 0);
+  const list = valid.length ? valid : FALLBACK_TTLS;
+  const previous = els.ttl.value;
+  els.ttl.replaceChildren();
+  for (const seconds of list) {
+    const option = document.createElement('option');
+    option.value = String(seconds);
+    option.textContent = ttlLabel(seconds);
+    els.ttl.append(option);
+  }
+  const wanted = list.includes(Number(previous)) ? Number(previous) : Number(defaultTtl);
+  els.ttl.value = String(list.includes(wanted) ? wanted : list[Math.min(1, list.length - 1)]);
+}
+
+async function loadConfig() {
+  fillTtl(FALLBACK_TTLS, FALLBACK_DEFAULT_TTL);
+  try {
+    config = await getConfig();
+    // The server's default wins over the fallback chosen before it answered.
+    els.ttl.value = '';
+    fillTtl(config.ttl_choices_seconds, config.default_ttl_seconds);
+  } catch (err) {
+    config = null;
+    showError(
+      err instanceof ApiError && err.status !== 0
+        ? `Could not load the server settings: ${err.message}`
+        : 'Could not load the server settings. Check your connection; creating a link may not work.',
+    );
+  }
+}
+
+function linkBase() {
+  const fromConfig = config && typeof config.link_base === 'string' ? config.link_base.trim() : '';
+  return fromConfig || location.origin + basePath();
+}
+
+// ---------------------------------------------------------------------------
+// Create
+
+function describeError(err) {
+  if (err instanceof ApiError) return err.message;
+  if (err instanceof OtmError) {
+    switch (err.code) {
+      case 'BadPassphrase':
+        return `The passphrase is too long. Use at most ${MAX_PASSPHRASE_CHARS} characters.`;
+      case 'MessageTooLong':
+        return `The message is too long. The limit is ${MAX_MESSAGE_CHARS} characters.`;
+      case 'BadLink':
+      case 'BadId':
+        return 'The server returned something this page cannot turn into a link. Please try again.';
+      default:
+        return 'The message could not be encrypted. Please try again.';
+    }
+  }
+  if (err && err.name === 'NotSupportedError') {
+    return 'This browser does not support the encryption this page needs. Please use a current browser.';
+  }
+  return 'Something went wrong while creating the link. Please try again.';
+}
+
+async function onCreate(event) {
+  event.preventDefault();
+  if (busy) return;
+  clearError();
+
+  const text = toWellFormed(els.message.value);
+  const chars = charCount(text);
+  if (chars === 0) {
+    showError('Write a message first.');
+    els.message.focus();
+    return;
+  }
+  if (chars > MAX_MESSAGE_CHARS) {
+    showError(`The message is too long: ${chars} characters, the limit is ${MAX_MESSAGE_CHARS}.`);
+    els.message.focus();
+    return;
+  }
+  const rawPassphrase = els.passphrase.value;
+  const passphrase = rawPassphrase === '' ? null : rawPassphrase;
+  const ttl = Number(els.ttl.value);
+
+  setBusy(true, passphrase === null ? 'Encrypting…' : 'Deriving a key from the passphrase and encrypting…');
+  let key = null;
+  let secrets = null;
+  try {
+    key = generateKey();
+    secrets = await deriveSecrets(key, passphrase);
+    const envelope = await seal(secrets, text);
+    const verifier = await claimVerifier(secrets.claimProof);
+    wipeSecrets(secrets);
+
+    setBusy(true, 'Uploading the encrypted message…');
+    const answer = await createMessage({
+      envelope,
+      verifier,
+      ttlSeconds: Number.isInteger(ttl) && ttl > 0 ? ttl : undefined,
+    });
+    if (!answer || typeof answer.id !== 'string' || !isValidId(answer.id)) {
+      throw new OtmError('BadId', 'the server returned no valid message ID');
+    }
+    const link = formatLink(linkBase(), answer.id, key, passphrase !== null);
+    const expiresAt =
+      parseExpiry(answer.expires_at) ??
+      (Number.isInteger(ttl) && ttl > 0 ? new Date(Date.now() + ttl * 1000) : null);
+    showResult(link, expiresAt, passphrase !== null);
+  } catch (err) {
+    showError(describeError(err));
+  } finally {
+    if (key) key.fill(0);
+    wipeSecrets(secrets);
+    setBusy(false);
+  }
+}
+
+function showResult(link, expiresAt, hasPassphrase) {
+  // The message and passphrase are no longer needed on this page.
+  els.message.value = '';
+  els.passphrase.value = '';
+  els.passphrase.type = 'password';
+  els.showPassphrase.checked = false;
+  updateCounter();
+
+  els.link.value = link;
+  if (expiresAt) {
+    els.expires.textContent = formatExpiry(expiresAt);
+    els.expires.setAttribute('datetime', expiresAt.toISOString());
+  } else {
+    els.expires.textContent = 'the expiry date you chose';
+    els.expires.removeAttribute('datetime');
+  }
+  els.resultPassphrase.hidden = !hasPassphrase;
+  els.copyStatus.textContent = '';
+  els.copyLink.textContent = 'Copy link';
+
+  els.composeSection.hidden = true;
+  els.result.hidden = false;
+  els.resultTitle.focus();
+}
+
+function onNewMessage() {
+  clearTimeout(copyTimer);
+  els.link.value = '';
+  els.expires.textContent = '—';
+  els.expires.removeAttribute('datetime');
+  els.copyStatus.textContent = '';
+  els.copyLink.textContent = 'Copy link';
+  els.result.hidden = true;
+
+  els.form.reset();
+  els.passphrase.type = 'password';
+  if (config) fillTtl(config.ttl_choices_seconds, config.default_ttl_seconds);
+  else fillTtl(FALLBACK_TTLS, FALLBACK_DEFAULT_TTL);
+  clearError();
+  updateCounter();
+  els.composeSection.hidden = false;
+  els.message.focus();
+}
+
+// ---------------------------------------------------------------------------
+// Copy
+
+async function onCopyLink() {
+  clearTimeout(copyTimer);
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(els.link.value);
+    copied = true;
+  } catch {
+    copied = false;
+  }
+  els.link.focus();
+  els.link.select();
+  if (!copied) {
+    try {
+      copied = document.execCommand('copy');
+    } catch {
+      copied = false;
+    }
+  }
+  if (copied) {
+    els.copyLink.textContent = 'Copied';
+    els.copyStatus.textContent = 'Copied to the clipboard.';
+    copyTimer = setTimeout(() => {
+      els.copyLink.textContent = 'Copy link';
+    }, 2500);
+  } else {
+    els.copyStatus.textContent = 'The link is selected: press Ctrl+C (or ⌘C) to copy it.';
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Wiring
+
+els.form.addEventListener('submit', onCreate);
+els.message.addEventListener('input', updateCounter);
+els.showPassphrase.addEventListener('change', () => {
+  els.passphrase.type = els.showPassphrase.checked ? 'text' : 'password';
+});
+els.copyLink.addEventListener('click', onCopyLink);
+els.link.addEventListener('focus', () => els.link.select());
+els.newMessage.addEventListener('click', onNewMessage);
+
+updateCounter();
+loadConfig();

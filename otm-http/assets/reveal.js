@@ -1,0 +1,389 @@
+// Reveal page: nothing is requested from the API until the reader presses
+// "Reveal message". Link-preview bots and prefetchers that load this page
+// therefore consume nothing; claiming needs a proof derived from the key in
+// the fragment, which only this script can read.
+
+import {
+  LINK_PATH_PREFIX,
+  MAX_PASSPHRASE_CHARS,
+  OtmError,
+  deriveSecrets,
+  isValidId,
+  open,
+  parseFragment,
+  parseLink,
+  wipeSecrets,
+} from './otm-format.js';
+import { ApiError, openMessage } from './api.js';
+
+const $ = (id) => document.getElementById(id);
+
+const els = {
+  error: $('error'),
+  intro: $('reveal-intro'),
+  introText: $('intro-text'),
+  form: $('reveal-form'),
+  keyBox: $('key-box'),
+  manualKey: $('manual-key'),
+  manualHasPassphrase: $('manual-has-passphrase'),
+  passphraseBox: $('passphrase-box'),
+  passphraseField: $('passphrase-field'),
+  reveal: $('reveal'),
+  busy: $('busy'),
+  revealed: $('revealed'),
+  revealedTitle: $('revealed-title'),
+  plaintext: $('plaintext'),
+  copyText: $('copy-text'),
+  copyStatus: $('copy-status'),
+  gone: $('gone'),
+  goneTitle: $('gone-title'),
+};
+
+const REVEAL_LABEL = 'Reveal message';
+
+const state = {
+  id: null,
+  // The fragment as loaded ("#key=…"), when it holds a valid key; else null.
+  fragment: null,
+  // Whether the key is typed in by hand (#key-box) instead of taken from the link.
+  manual: false,
+  busy: false,
+};
+
+class UiError extends Error {}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+function showError(text) {
+  els.error.textContent = text;
+  els.error.hidden = false;
+}
+
+function clearError() {
+  els.error.textContent = '';
+  els.error.hidden = true;
+}
+
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** Removes the key from the address bar and from this history entry. */
+function removeFragment() {
+  state.fragment = null;
+  try {
+    history.replaceState(history.state, '', location.pathname + location.search);
+  } catch {
+    // Some embedded browsers refuse; the page stays usable.
+  }
+}
+
+function setBusy(on, text = '') {
+  state.busy = on;
+  els.form.setAttribute('aria-busy', on ? 'true' : 'false');
+  els.reveal.disabled = on;
+  els.reveal.textContent = on && text ? text : REVEAL_LABEL;
+  els.busy.textContent = on ? text : '';
+  els.manualKey.disabled = on;
+  els.manualHasPassphrase.disabled = on;
+  els.passphraseField.disabled = on;
+}
+
+function idFromPath() {
+  const path = location.pathname;
+  const at = path.lastIndexOf(LINK_PATH_PREFIX);
+  if (at < 0) return null;
+  let id = path.slice(at + LINK_PATH_PREFIX.length);
+  if (id.endsWith('/')) id = id.slice(0, -1);
+  return isValidId(id) ? id : null;
+}
+
+// ---------------------------------------------------------------------------
+// The key: from the link's fragment, or typed in by hand
+
+/** Parses what the reader pasted: a fragment, a bare key, or the whole link. */
+function parseManual(text) {
+  if (text.trim() === '') throw new UiError('Paste the key first.');
+  try {
+    return parseFragment(text);
+  } catch {
+    // Perhaps the whole link was pasted.
+  }
+  if (text.includes('#')) {
+    let link = null;
+    try {
+      link = parseLink(text);
+    } catch {
+      link = null;
+    }
+    if (link) {
+      if (link.id !== state.id) {
+        link.key.fill(0);
+        throw new UiError('That link is for a different message than this page. Open that link instead.');
+      }
+      return { key: link.key, passphrase: link.passphrase };
+    }
+  }
+  throw new UiError(
+    'That is not a valid key. A key is 43 characters long (letters, digits, - and _). Check that you copied all of it.',
+  );
+}
+
+/** The key and passphrase flag for this attempt. Fresh bytes every call. */
+function currentKey() {
+  if (!state.manual) return parseFragment(state.fragment);
+  const parsed = parseManual(els.manualKey.value);
+  return { key: parsed.key, passphrase: parsed.passphrase || els.manualHasPassphrase.checked };
+}
+
+function onManualKeyInput() {
+  // A pasted "key=…&p=1" or full link says whether a passphrase is needed.
+  try {
+    const parsed = parseManual(els.manualKey.value);
+    parsed.key.fill(0);
+    if (parsed.passphrase && !els.manualHasPassphrase.checked) {
+      els.manualHasPassphrase.checked = true;
+      els.passphraseBox.hidden = false;
+    }
+  } catch {
+    // Not complete yet; checked on reveal.
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Reveal
+
+async function onReveal(event) {
+  event.preventDefault();
+  if (state.busy || !state.id) return;
+  clearError();
+
+  let parsed;
+  try {
+    parsed = currentKey();
+  } catch (err) {
+    showError(err instanceof UiError ? err.message : 'The key in this link is damaged. Ask the sender for the link again.');
+    if (state.manual) els.manualKey.focus();
+    return;
+  }
+
+  let passphrase = null;
+  if (parsed.passphrase) {
+    passphrase = els.passphraseField.value;
+    if (passphrase === '') {
+      parsed.key.fill(0);
+      els.passphraseBox.hidden = false;
+      showError('Enter the passphrase first. The sender should have given it to you separately.');
+      els.passphraseField.focus();
+      return;
+    }
+  }
+  const usedPassphrase = passphrase !== null;
+
+  setBusy(true, usedPassphrase ? 'Deriving key…' : 'Opening…');
+  let secrets = null;
+  try {
+    try {
+      secrets = await deriveSecrets(parsed.key, passphrase);
+    } catch (err) {
+      if (err instanceof OtmError && err.code === 'BadPassphrase') {
+        showError(`That passphrase is too long: at most ${MAX_PASSPHRASE_CHARS} characters.`);
+      } else if (err && err.name === 'NotSupportedError') {
+        showError('This browser does not support the decryption this page needs. Please use a current browser.');
+      } else {
+        showError('The key could not be prepared in this browser. Please try again.');
+      }
+      return;
+    } finally {
+      parsed.key.fill(0);
+    }
+
+    if (usedPassphrase) setBusy(true, 'Opening…');
+    let answer;
+    try {
+      answer = await openMessage(state.id, secrets.claimProof);
+    } catch (err) {
+      setBusy(false); // re-enable the fields before focusing one of them
+      handleClaimError(err, usedPassphrase);
+      return;
+    }
+
+    // The server has deleted the message: the link is spent.
+    removeFragment();
+    let text;
+    try {
+      text = await open(secrets, answer.envelope);
+    } catch {
+      showUndecryptable();
+      return;
+    } finally {
+      answer.envelope.fill(0);
+    }
+    showRevealed(text);
+  } finally {
+    wipeSecrets(secrets);
+    setBusy(false);
+  }
+}
+
+function handleClaimError(err, usedPassphrase) {
+  if (err instanceof OtmError || (err instanceof ApiError && err.status >= 200 && err.status < 300)) {
+    // A 200 whose envelope could not even be decoded: it is deleted already.
+    removeFragment();
+    showUndecryptable();
+    return;
+  }
+  if (!(err instanceof ApiError)) {
+    showError('Something went wrong. Please try again.');
+    return;
+  }
+  if (err.status === 404) {
+    clearError();
+    showGone();
+    return;
+  }
+  if (err.status === 403) {
+    const left = err.attemptsLeft;
+    if (left === 0) {
+      showError(
+        usedPassphrase
+          ? 'Wrong passphrase. The message has been destroyed after too many attempts.'
+          : 'The key in this link is wrong. The message has been destroyed after too many attempts.',
+      );
+      showGone();
+      return;
+    }
+    const leftText = typeof left === 'number' ? ` ${plural(left, 'attempt')} left.` : '';
+    if (usedPassphrase) {
+      showError(`Wrong passphrase.${leftText || ' Check it and try again.'}`);
+      els.passphraseField.focus();
+      els.passphraseField.select();
+    } else {
+      showError(
+        `The key in this link is wrong, so the message cannot be opened. Check that you have the complete link, ` +
+          `and whether the sender set a passphrase.${leftText}`,
+      );
+      if (state.manual) els.manualKey.focus();
+    }
+    return;
+  }
+  if (err.status === 429) {
+    showError('Too many attempts, wait a minute and try again.');
+    return;
+  }
+  showError(err.message || 'Something went wrong. Please try again.');
+}
+
+function showUndecryptable() {
+  els.intro.hidden = true;
+  els.passphraseField.value = '';
+  els.manualKey.value = '';
+  showError(
+    'The message was received but could not be decrypted, so it cannot be shown. ' +
+      'It has been deleted from the server. Ask the sender to create a new one.',
+  );
+}
+
+function showGone() {
+  removeFragment();
+  els.intro.hidden = true;
+  els.passphraseField.value = '';
+  els.manualKey.value = '';
+  els.gone.hidden = false;
+  els.goneTitle.focus();
+}
+
+function showRevealed(text) {
+  els.passphraseField.value = '';
+  els.manualKey.value = '';
+  els.intro.hidden = true;
+  clearError();
+  els.plaintext.value = text;
+  const lines = text.split('\n').length;
+  els.plaintext.setAttribute('rows', String(Math.min(20, Math.max(4, lines + 1))));
+  els.revealed.hidden = false;
+  els.revealedTitle.focus();
+}
+
+async function onCopyText() {
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(els.plaintext.value);
+    copied = true;
+  } catch {
+    copied = false;
+  }
+  if (!copied) {
+    els.plaintext.focus();
+    els.plaintext.select();
+    try {
+      copied = document.execCommand('copy');
+    } catch {
+      copied = false;
+    }
+  }
+  els.copyStatus.textContent = copied
+    ? 'Copied to the clipboard.'
+    : 'The message is selected: press Ctrl+C (or ⌘C) to copy it.';
+  if (copied) {
+    els.copyText.textContent = 'Copied';
+    setTimeout(() => {
+      els.copyText.textContent = 'Copy message';
+    }, 2500);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Start: read the page address only. No network request happens here.
+
+function init() {
+  els.form.addEventListener('submit', onReveal);
+  els.manualKey.addEventListener('input', onManualKeyInput);
+  els.manualHasPassphrase.addEventListener('change', () => {
+    els.passphraseBox.hidden = !els.manualHasPassphrase.checked;
+  });
+  els.copyText.addEventListener('click', onCopyText);
+  // Editing the fragment in the address bar (for example pasting the link
+  // again into this tab) does not reload the page; start over with it.
+  window.addEventListener('hashchange', () => {
+    if (!state.busy && location.hash && location.hash !== '#') location.reload();
+  });
+
+  state.id = idFromPath();
+  if (!state.id) {
+    showError('This link is not valid: the message ID in it is missing or damaged. Ask the sender for the link again.');
+    return;
+  }
+
+  const hash = location.hash;
+  let fromLink = null;
+  if (hash && hash !== '#') {
+    try {
+      fromLink = parseFragment(hash);
+    } catch {
+      fromLink = null;
+    }
+  }
+
+  if (fromLink) {
+    fromLink.key.fill(0);
+    state.fragment = hash;
+    state.manual = false;
+    els.keyBox.hidden = true;
+    els.passphraseBox.hidden = !fromLink.passphrase;
+  } else {
+    state.manual = true;
+    els.introText.textContent =
+      'Someone sent you a secret message, but the link you opened does not contain a usable key. ' +
+      'The message can be read once.';
+    els.keyBox.hidden = false;
+    els.passphraseBox.hidden = true;
+    if (hash && hash !== '#') {
+      showError('The key in this link is incomplete or damaged. Paste the complete key or link below.');
+    }
+  }
+  els.intro.hidden = false;
+}
+
+init();

@@ -1,0 +1,260 @@
+//! The JSON API under `/api/v1`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use otm_core::{
+    validate, ClaimProof, ClaimVerifier, MessageId, MAX_ENVELOPE_LEN, MAX_MESSAGE_CHARS,
+};
+use otm_store::{NewMessage, StoreError};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::limit::client_ip;
+use crate::metrics::Outcome;
+use crate::Otm;
+
+/// Longest base64url text of a valid envelope.
+pub(crate) const MAX_ENVELOPE_B64: usize = (MAX_ENVELOPE_LEN * 4).div_ceil(3);
+
+/// `Json` whose rejections are [`ApiError`]s with JSON bodies.
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| ApiJson(v))
+            .map_err(ApiError::from)
+    }
+}
+
+/// The client address for rate limits.
+pub(crate) struct ClientIp(pub(crate) std::net::IpAddr);
+
+impl FromRequestParts<Otm> for ClientIp {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, otm: &Otm) -> Result<Self, ApiError> {
+        Ok(ClientIp(client_ip(parts, &otm.0.config.trusted_proxies)))
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct PublicConfig {
+    max_ttl_seconds: u64,
+    default_ttl_seconds: u64,
+    ttl_choices_seconds: Vec<u64>,
+    max_message_chars: usize,
+    max_envelope_bytes: usize,
+    max_failed_attempts: u32,
+    link_base: Option<String>,
+}
+
+/// `GET /api/v1/config`: what the compose page needs to know.
+pub(crate) async fn config(State(otm): State<Otm>) -> Json<PublicConfig> {
+    let c = &otm.0.config;
+    Json(PublicConfig {
+        max_ttl_seconds: c.max_ttl.as_secs(),
+        default_ttl_seconds: c.default_ttl.as_secs(),
+        ttl_choices_seconds: c
+            .effective_ttl_choices()
+            .iter()
+            .map(Duration::as_secs)
+            .collect(),
+        max_message_chars: MAX_MESSAGE_CHARS,
+        max_envelope_bytes: MAX_ENVELOPE_LEN,
+        max_failed_attempts: otm.0.max_failed_attempts,
+        link_base: c.base_url.clone(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateRequest {
+    envelope: String,
+    verifier: String,
+    ttl_seconds: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Created {
+    id: String,
+    path: String,
+    expires_at: String,
+    expires_at_unix: u64,
+}
+
+/// `POST /api/v1/messages`: store a sealed envelope.
+pub(crate) async fn create(
+    State(otm): State<Otm>,
+    ClientIp(ip): ClientIp,
+    request: Result<ApiJson<CreateRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    otm.0
+        .create_limiter
+        .check(ip)
+        .inspect_err(|_| otm.0.metrics.count(Outcome::RateLimited))?;
+    let ApiJson(req) = request.inspect_err(|_| otm.0.metrics.count(Outcome::BadRequest))?;
+    let (envelope, verifier, ttl) =
+        check_create(&otm, req).inspect_err(|_| otm.0.metrics.count(Outcome::BadRequest))?;
+    let expires_at = SystemTime::now() + ttl;
+    // A 128-bit ID collides only by a broken RNG or on purpose; retry anyway.
+    let mut attempts = 0;
+    let id = loop {
+        let id = MessageId::generate().map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Random number generator failed.",
+            )
+        })?;
+        let message = NewMessage {
+            envelope: envelope.clone(),
+            verifier,
+            expires_at,
+        };
+        match otm.0.store.put(&id, message).await {
+            Ok(()) => break id,
+            Err(StoreError::Conflict) if attempts < 3 => attempts += 1,
+            Err(e) => return Err(otm.store_error(e)),
+        }
+    };
+    otm.0.metrics.count(Outcome::Created);
+    tracing::info!(id = %id, bytes = envelope.len(), ttl_s = ttl.as_secs(), "message created");
+    let path = format!("/otm/{id}");
+    let unix = expires_at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let body = Created {
+        id: id.to_string(),
+        path,
+        expires_at: humantime::format_rfc3339_seconds(expires_at).to_string(),
+        expires_at_unix: unix,
+    };
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, body.path.clone())],
+        Json(body),
+    )
+        .into_response())
+}
+
+fn check_create(
+    otm: &Otm,
+    req: CreateRequest,
+) -> Result<(Vec<u8>, ClaimVerifier, Duration), ApiError> {
+    if req.envelope.len() > MAX_ENVELOPE_B64 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("The envelope is larger than the maximum of {MAX_ENVELOPE_LEN} bytes."),
+        ));
+    }
+    let envelope = URL_SAFE_NO_PAD
+        .decode(req.envelope.as_bytes())
+        .map_err(|_| ApiError::bad_request("bad_envelope", "envelope is not unpadded base64url"))?;
+    validate(&envelope).map_err(|e| match e {
+        otm_core::Error::TooLarge { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+        }
+        _ => ApiError::bad_request("bad_envelope", e.to_string()),
+    })?;
+    let verifier = ClaimVerifier::from_base64url(&req.verifier)
+        .map_err(|e| ApiError::bad_request("bad_verifier", format!("verifier: {e}")))?;
+    let config = &otm.0.config;
+    let ttl = match req.ttl_seconds {
+        None => config.default_ttl,
+        Some(0) => {
+            return Err(ApiError::bad_request(
+                "bad_ttl",
+                "ttl_seconds must be at least 1",
+            ))
+        }
+        Some(s) => Duration::from_secs(s),
+    };
+    if ttl > config.max_ttl {
+        return Err(ApiError::bad_request(
+            "ttl_too_long",
+            format!(
+                "ttl_seconds is {}; this server keeps messages at most {} ({} s)",
+                ttl.as_secs(),
+                humantime::format_duration(config.max_ttl),
+                config.max_ttl.as_secs()
+            ),
+        ));
+    }
+    Ok((envelope, verifier, ttl))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OpenRequest {
+    proof: String,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Opened {
+    envelope: String,
+}
+
+/// `POST /api/v1/messages/{id}/open`: hand the envelope to the holder of the
+/// proof, exactly once.
+pub(crate) async fn open(
+    State(otm): State<Otm>,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+    request: Result<ApiJson<OpenRequest>, ApiError>,
+) -> Result<Json<Opened>, ApiError> {
+    otm.0
+        .open_limiter
+        .check(ip)
+        .inspect_err(|_| otm.0.metrics.count(Outcome::RateLimited))?;
+    let id: MessageId = id.parse().map_err(|e: otm_core::Error| {
+        otm.0.metrics.count(Outcome::BadRequest);
+        ApiError::bad_request("bad_id", e.to_string())
+    })?;
+    let ApiJson(req) = request.inspect_err(|_| otm.0.metrics.count(Outcome::BadRequest))?;
+    let proof = ClaimProof::from_base64url(&req.proof).map_err(|e| {
+        otm.0.metrics.count(Outcome::BadRequest);
+        ApiError::bad_request("bad_proof", format!("proof: {e}"))
+    })?;
+    match otm.0.store.take(&id, &proof).await {
+        Ok(envelope) => {
+            otm.0.metrics.count(Outcome::Opened);
+            tracing::info!(id = %id, "message opened and deleted");
+            Ok(Json(Opened {
+                envelope: URL_SAFE_NO_PAD.encode(&envelope),
+            }))
+        }
+        Err(e) => {
+            match &e {
+                StoreError::NotFound => otm.0.metrics.count(Outcome::NotFound),
+                StoreError::WrongProof { attempts_left: 0 } => {
+                    otm.0.metrics.count(Outcome::WrongProof);
+                    otm.0.metrics.count(Outcome::Burned);
+                    tracing::info!(id = %id, "message destroyed after too many wrong proofs");
+                }
+                StoreError::WrongProof { .. } => otm.0.metrics.count(Outcome::WrongProof),
+                _ => {}
+            }
+            Err(otm.store_error(e))
+        }
+    }
+}
+
+/// `GET /api/v1/openapi.json`.
+pub(crate) async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::OPENAPI_JSON,
+    )
+}

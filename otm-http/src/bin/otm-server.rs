@@ -1,0 +1,185 @@
+//! `otm-server`: the reference otm server.
+//!
+//! With no flags it serves on 127.0.0.1:8080 from a SQLite file
+//! (`otm.sqlite3` in the working directory) that it creates.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use otm_http::{connect_store, Config, IpNet, RateLimit};
+use otm_store::{spawn_purger, StoreOptions};
+use tower_http::trace::TraceLayer;
+use tracing_subscriber::EnvFilter;
+
+/// One-time secret messages: the browser encrypts, the server stores
+/// ciphertext and hands it out exactly once.
+#[derive(Parser, Debug)]
+#[command(name = "otm-server", version, about, long_about = None)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "OTM_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// Where messages are kept: sqlite://PATH, memory:, redis://HOST:PORT,
+    /// redis+cluster://HOST:PORT,HOST:PORT, postgres://USER@HOST/DB.
+    #[arg(long, env = "OTM_STORE", default_value = "sqlite://otm.sqlite3")]
+    store: String,
+
+    /// Public base URL for share links, such as `https://otm.example`. By
+    /// default browsers use the address they loaded the page from.
+    #[arg(long, env = "OTM_BASE_URL")]
+    base_url: Option<String>,
+
+    /// Longest expiry a sender may choose (e.g. 7d, 24h, 30m).
+    #[arg(long, env = "OTM_MAX_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
+    max_ttl: Duration,
+
+    /// Wrong claim proofs (wrong passphrases) a message survives.
+    #[arg(long, env = "OTM_MAX_FAILED_ATTEMPTS", default_value_t = 5)]
+    max_failed_attempts: u32,
+
+    /// Creates per minute per client (burst allowed: a third of it, at least 1).
+    #[arg(long, env = "OTM_CREATE_PER_MINUTE", default_value_t = 30)]
+    create_per_minute: u32,
+
+    /// Opens per minute per client.
+    #[arg(long, env = "OTM_OPEN_PER_MINUTE", default_value_t = 60)]
+    open_per_minute: u32,
+
+    /// Reverse proxies whose X-Forwarded-For is trusted (IPs or CIDRs,
+    /// comma-separated).
+    #[arg(long, env = "OTM_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxy: Vec<IpNet>,
+
+    /// Key prefix for Redis stores.
+    #[arg(long, env = "OTM_REDIS_PREFIX")]
+    redis_prefix: Option<String>,
+
+    /// How often expired messages are purged from stores that need it.
+    #[arg(long, env = "OTM_PURGE_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    purge_interval: Duration,
+
+    /// Log format.
+    #[arg(long, env = "OTM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn limit(per_minute: u32) -> RateLimit {
+    RateLimit {
+        per_minute: per_minute.max(1),
+        burst: (per_minute / 3).max(1),
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let filter = EnvFilter::try_from_env("OTM_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if args.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let options = StoreOptions::default().with_max_failed_attempts(args.max_failed_attempts);
+    let store = connect_store(&args.store, options, args.redis_prefix.as_deref())
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot open the store {}: {}",
+                redacted(&args.store),
+                chain(&e)
+            )
+        })?;
+    tracing::info!(store = store.backend_name(), "store ready");
+    let _purger = spawn_purger(store.clone(), args.purge_interval);
+
+    let mut config = Config::default()
+        .with_max_ttl(args.max_ttl)
+        .with_rate_limits(limit(args.create_per_minute), limit(args.open_per_minute))
+        .with_trusted_proxies(args.trusted_proxy);
+    if let Some(url) = args.base_url {
+        config = config.with_base_url(url);
+    }
+    // The trace layer logs method, path and status; never bodies (which
+    // hold ciphertext and proofs), and paths carry no secrets.
+    let app = otm_http::router_with_failed_attempts::<()>(
+        Arc::clone(&store),
+        config,
+        args.max_failed_attempts,
+    )
+    .layer(TraceLayer::new_for_http());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    tracing::info!(address = %args.listen, "otm-server listening on http://{}", args.listen);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await
+    .map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// A store URL without its password, for messages.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

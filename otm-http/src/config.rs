@@ -1,0 +1,155 @@
+//! Typed configuration of the HTTP layer.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// How the router behaves. Build with [`Config::default`] and the `with_*` methods.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Public base URL for share links (`https://otm.example`). `None`: the
+    /// browser uses its own origin and the router's mount path.
+    pub base_url: Option<String>,
+    /// Longest expiry a sender may choose. Default 7 days.
+    pub max_ttl: Duration,
+    /// Expiry when a request names none, and the compose page's default. Default 7 days.
+    pub default_ttl: Duration,
+    /// Expiry choices offered by the compose page (those above `max_ttl` are dropped).
+    pub ttl_choices: Vec<Duration>,
+    /// Creates allowed per client: a burst, refilled at `per_minute`.
+    pub create_limit: RateLimit,
+    /// Opens allowed per client (wrong proofs count too).
+    pub open_limit: RateLimit,
+    /// Proxies whose `X-Forwarded-For` is believed when they are the peer.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Whole-request timeout. Default 10 s.
+    pub request_timeout: Duration,
+}
+
+/// A per-client token bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained requests per minute.
+    pub per_minute: u32,
+    /// Requests allowed at once.
+    pub burst: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let hour = Duration::from_secs(3600);
+        Config {
+            base_url: None,
+            max_ttl: 7 * 24 * hour,
+            default_ttl: 7 * 24 * hour,
+            ttl_choices: vec![hour, 24 * hour, 7 * 24 * hour],
+            create_limit: RateLimit {
+                per_minute: 30,
+                burst: 10,
+            },
+            open_limit: RateLimit {
+                per_minute: 60,
+                burst: 20,
+            },
+            trusted_proxies: Vec::new(),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::base_url`] (a trailing `/` is dropped).
+    pub fn with_base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Sets [`Config::max_ttl`], lowering the default to it when needed.
+    pub fn with_max_ttl(mut self, max: Duration) -> Self {
+        self.max_ttl = max;
+        self.default_ttl = self.default_ttl.min(max);
+        self
+    }
+
+    /// Sets both rate limits.
+    pub fn with_rate_limits(mut self, create: RateLimit, open: RateLimit) -> Self {
+        self.create_limit = create;
+        self.open_limit = open;
+        self
+    }
+
+    /// Sets [`Config::trusted_proxies`].
+    pub fn with_trusted_proxies(mut self, proxies: Vec<IpNet>) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    /// The offered choices that do not exceed the maximum, plus the maximum.
+    pub fn effective_ttl_choices(&self) -> Vec<Duration> {
+        let mut v: Vec<Duration> = self
+            .ttl_choices
+            .iter()
+            .copied()
+            .filter(|d| *d <= self.max_ttl && !d.is_zero())
+            .collect();
+        if !v.contains(&self.max_ttl) {
+            v.push(self.max_ttl);
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// An IP network (`10.0.0.0/8`, `::1/128`, or a bare address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` is inside this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address or network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{text:?} has a bad prefix length"))?,
+            None => max,
+        };
+        Ok(IpNet { addr, prefix })
+    }
+}

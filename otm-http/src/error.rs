@@ -1,0 +1,178 @@
+//! The API's error type: every failure becomes a JSON body
+//! `{"error": code, "message": text}` with a precise 4xx status, or a generic
+//! 5xx whose detail is logged, never sent.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use otm_store::StoreError;
+use serde::Serialize;
+
+/// An error answered by the API.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    attempts_left: Option<u32>,
+    retry_after_secs: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts_left: Option<u32>,
+}
+
+impl ApiError {
+    /// An error with a status, a stable machine-readable code and a message for people.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            attempts_left: None,
+            retry_after_secs: None,
+        }
+    }
+
+    /// 400 with a code and message.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 404: the one answer for never existed, expired, opened and burned.
+    pub fn gone() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "This message was already opened or has expired.",
+        )
+    }
+
+    /// 429 with a `Retry-After`.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("Too many requests; try again in {retry_after_secs} s."),
+        );
+        e.retry_after_secs = Some(retry_after_secs);
+        e
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The machine-readable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: self.code,
+            message: &self.message,
+            attempts_left: self.attempts_left,
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => ApiError::gone(),
+            StoreError::WrongProof { attempts_left } => {
+                let message = if attempts_left == 0 {
+                    "Wrong key or passphrase. The message was destroyed after too many attempts."
+                        .to_owned()
+                } else {
+                    format!("Wrong key or passphrase. {attempts_left} attempts left.")
+                };
+                let mut e = ApiError::new(StatusCode::FORBIDDEN, "wrong_proof", message);
+                e.attempts_left = Some(attempts_left);
+                e
+            }
+            StoreError::Conflict => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "A message with this ID already exists.",
+            ),
+            StoreError::TooLarge { len, max } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("The envelope is {len} bytes; the limit is {max}."),
+            ),
+            StoreError::Invalid { reason } => ApiError::bad_request("invalid", reason),
+            StoreError::Unavailable { .. } => {
+                tracing::warn!(error = %chain(&err), "store unavailable");
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "The message store is temporarily unavailable; try again shortly.",
+                );
+                e.retry_after_secs = Some(2);
+                e
+            }
+            other => {
+                tracing::error!(error = %chain(&other), "store error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal error; it has been logged.",
+                )
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Send the body as JSON with Content-Type: application/json.",
+            ),
+            JsonRejection::JsonSyntaxError(_) => {
+                ApiError::bad_request("bad_json", "The body is not valid JSON.")
+            }
+            // serde's text names the field and the expected type, not the value.
+            JsonRejection::JsonDataError(e) => ApiError::bad_request("bad_field", e.body_text()),
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    "The request body is larger than the largest possible message.",
+                )
+            }
+            other => ApiError::new(other.status(), "bad_body", other.body_text()),
+        }
+    }
+}
+
+/// An error and its sources on one line, for logs.
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,270 @@
+//! # otm-http
+//!
+//! otm's HTTP side: the JSON API, the browser app (plain ES modules with
+//! WebCrypto, served from the binary), health checks and metrics, as one
+//! axum [`Router`] that any application can mount, plus the `otm-server`
+//! binary.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use axum::Router;
+//! use otm_store::{MemoryStore, StoreOptions};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let store = Arc::new(MemoryStore::new(StoreOptions::default()));
+//! let app: Router = Router::new()
+//!     .route("/", axum::routing::get(|| async { "my app" }))
+//!     .nest("/secrets", otm_http::router(store, otm_http::Config::default()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! // Connection info gives per-client rate limits.
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await
+//! # }
+//! ```
+//!
+//! Routes (relative to where the router is mounted):
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /` | compose page |
+//! | `GET /otm/{id}` | reveal page (never consumes anything) |
+//! | `GET /about` | how it works, FAQ |
+//! | `GET /assets/{file}` | scripts and styles |
+//! | `GET /api/v1/config` | limits and expiry choices |
+//! | `POST /api/v1/messages` | create |
+//! | `POST /api/v1/messages/{id}/open` | open once, with the claim proof |
+//! | `GET /api/v1/openapi.json` | the OpenAPI document |
+//! | `GET /healthz`, `GET /readyz` | liveness, readiness (checks the store) |
+//! | `GET /metrics` | Prometheus metrics |
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use otm_store::{BlobStore, StoreError};
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+
+mod api;
+mod config;
+mod error;
+mod limit;
+mod metrics;
+mod pages;
+mod store_url;
+
+pub use config::{Config, IpNet, RateLimit};
+pub use error::ApiError;
+pub use store_url::connect_store;
+
+/// The OpenAPI document of the JSON API (also in `docs/openapi.json`).
+pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
+
+/// Largest request body the API reads: a maximum envelope in base64url plus
+/// the JSON around it.
+pub const API_BODY_LIMIT: usize = api::MAX_ENVELOPE_B64 + 1024;
+
+/// Content-Security-Policy of every response: no inline script or style,
+/// nothing from elsewhere, no framing.
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self'; \
+img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+frame-ancestors 'none'; form-action 'self'";
+
+struct Shared {
+    store: Arc<dyn BlobStore>,
+    config: Config,
+    metrics: metrics::Metrics,
+    create_limiter: limit::Limiter,
+    open_limiter: limit::Limiter,
+    max_failed_attempts: u32,
+}
+
+/// The router's state.
+#[derive(Clone)]
+pub(crate) struct Otm(Arc<Shared>);
+
+impl Otm {
+    fn store_error(&self, e: StoreError) -> ApiError {
+        let outcome = match &e {
+            StoreError::Unavailable { .. } => Some(metrics::Outcome::StoreUnavailable),
+            StoreError::Backend { .. } | StoreError::NotImplemented { .. } => {
+                Some(metrics::Outcome::InternalError)
+            }
+            _ => None,
+        };
+        if let Some(o) = outcome {
+            self.0.metrics.count(o);
+        }
+        ApiError::from(e)
+    }
+}
+
+/// The whole otm HTTP surface as a router for any host state `S`: mount it
+/// with `.nest("/prefix", otm_http::router(..))` or serve it directly.
+///
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` for
+/// per-client rate limits; without connection info all clients share one
+/// bucket.
+pub fn router<S>(store: Arc<dyn BlobStore>, config: Config) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    router_with_failed_attempts(
+        store,
+        config,
+        otm_store::StoreOptions::default().max_failed_attempts,
+    )
+}
+
+/// [`router`] for a store configured with a non-default failed-attempt
+/// limit (reported to browsers by `/api/v1/config`).
+pub fn router_with_failed_attempts<S>(
+    store: Arc<dyn BlobStore>,
+    config: Config,
+    max_failed_attempts: u32,
+) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let timeout = config.request_timeout;
+    let otm = Otm(Arc::new(Shared {
+        store,
+        create_limiter: limit::Limiter::new(config.create_limit),
+        open_limiter: limit::Limiter::new(config.open_limit),
+        config,
+        metrics: metrics::Metrics::default(),
+        max_failed_attempts,
+    }));
+    Router::new()
+        .route("/api/v1/config", get(api::config))
+        .route("/api/v1/messages", post(api::create))
+        .route("/api/v1/messages/{id}/open", post(api::open))
+        .route("/api/v1/openapi.json", get(api::openapi))
+        .route("/", get(pages::compose))
+        .route("/about", get(pages::about))
+        .route("/otm/{id}", get(pages::reveal))
+        .route("/assets/{file}", get(pages::asset))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(otm.clone(), observe))
+        .layer(middleware::from_fn(security_headers))
+        .layer(RequestBodyTimeoutLayer::new(timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .with_state(otm)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(otm): State<Otm>) -> Response {
+    match otm.0.store.check().await {
+        Ok(()) => Json(serde_json::json!({
+            "status": "ready",
+            "store": otm.0.store.backend_name(),
+        }))
+        .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %error::chain(&e), "readiness check failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "The message store does not answer.",
+            )
+            .into_response()
+        }
+    }
+}
+
+async fn metrics_text(State(otm): State<Otm>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        otm.0.metrics.render(otm.0.store.backend_name()),
+    )
+}
+
+async fn no_route() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        "There is nothing at this address.",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This address does not accept that method.",
+    )
+}
+
+/// Times each request for the metrics, by route kind only.
+async fn observe(State(otm): State<Otm>, request: Request, next: Next) -> Response {
+    let route = match (
+        request.method(),
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    ) {
+        (&Method::POST, Some(p)) if p.ends_with("/api/v1/messages") => metrics::Route::Create,
+        (&Method::POST, Some(p)) if p.ends_with("/open") => metrics::Route::Open,
+        _ => metrics::Route::Other,
+    };
+    let start = Instant::now();
+    let response = next.run(request).await;
+    otm.0
+        .metrics
+        .observe(route, response.status().as_u16(), start.elapsed());
+    response
+}
+
+/// Security headers on every response. Everything but static assets is
+/// `no-store`: API answers and pages may carry or lead to secrets.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let is_asset = request.uri().path().contains("/assets/");
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
+        h.insert(name, HeaderValue::from_static(value));
+    };
+    set(h, header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY);
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(
+        h,
+        HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    set(
+        h,
+        HeaderName::from_static("cross-origin-resource-policy"),
+        "same-origin",
+    );
+    set(
+        h,
+        HeaderName::from_static("permissions-policy"),
+        "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+    );
+    if !is_asset {
+        set(h, header::CACHE_CONTROL, "no-store");
+        set(h, header::PRAGMA, "no-cache");
+    }
+    response
+}

@@ -1,0 +1,127 @@
+//! Prometheus metrics kept with atomics. Labels never carry IDs or secrets:
+//! only the route kind, the outcome and the status class.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Route kinds that are measured.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Route {
+    Create = 0,
+    Open = 1,
+    Other = 2,
+}
+
+const ROUTES: [&str; 3] = ["create", "open", "other"];
+const BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000];
+
+/// Outcomes that are counted.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Outcome {
+    Created = 0,
+    Opened = 1,
+    NotFound = 2,
+    WrongProof = 3,
+    Burned = 4,
+    RateLimited = 5,
+    BadRequest = 6,
+    StoreUnavailable = 7,
+    InternalError = 8,
+}
+
+const OUTCOMES: [&str; 9] = [
+    "created",
+    "opened",
+    "not_found",
+    "wrong_proof",
+    "burned_by_attempts",
+    "rate_limited",
+    "bad_request",
+    "store_unavailable",
+    "internal_error",
+];
+
+#[derive(Default)]
+pub(crate) struct Metrics {
+    outcomes: [AtomicU64; 9],
+    // Per route: one counter per bucket, +Inf, count, and the sum in µs.
+    buckets: [[AtomicU64; 12]; 3],
+    count: [AtomicU64; 3],
+    sum_us: [AtomicU64; 3],
+    status: [[AtomicU64; 5]; 3],
+}
+
+impl Metrics {
+    pub(crate) fn count(&self, outcome: Outcome) {
+        self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn observe(&self, route: Route, status: u16, elapsed: Duration) {
+        let r = route as usize;
+        let ms = elapsed.as_millis() as u64;
+        for (i, bound) in BUCKETS_MS.iter().enumerate() {
+            if ms <= *bound {
+                self.buckets[r][i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count[r].fetch_add(1, Ordering::Relaxed);
+        self.sum_us[r].fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.status[r][class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition format.
+    pub(crate) fn render(&self, backend: &str) -> String {
+        let mut out = String::with_capacity(4096);
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        out.push_str(
+            "# HELP otm_messages_total Message outcomes.\n# TYPE otm_messages_total counter\n",
+        );
+        for (i, name) in OUTCOMES.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "otm_messages_total{{outcome=\"{name}\"}} {}",
+                get(&self.outcomes[i])
+            );
+        }
+        out.push_str("# HELP otm_http_responses_total Responses by route and status class.\n# TYPE otm_http_responses_total counter\n");
+        for (r, route) in ROUTES.iter().enumerate() {
+            for (c, count) in self.status[r].iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "otm_http_responses_total{{route=\"{route}\",class=\"{}xx\"}} {}",
+                    c + 1,
+                    get(count)
+                );
+            }
+        }
+        out.push_str("# HELP otm_http_request_duration_seconds Request latency.\n# TYPE otm_http_request_duration_seconds histogram\n");
+        for (r, route) in ROUTES.iter().enumerate() {
+            for (i, bound) in BUCKETS_MS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "otm_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{}\"}} {}",
+                    *bound as f64 / 1000.0,
+                    get(&self.buckets[r][i])
+                );
+            }
+            let count = get(&self.count[r]);
+            let _ = writeln!(
+                out,
+                "otm_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "otm_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                get(&self.sum_us[r]) as f64 / 1e6
+            );
+            let _ = writeln!(
+                out,
+                "otm_http_request_duration_seconds_count{{route=\"{route}\"}} {count}"
+            );
+        }
+        let _ = writeln!(out, "# HELP otm_store_info The configured store backend.\n# TYPE otm_store_info gauge\notm_store_info{{backend=\"{backend}\"}} 1");
+        out
+    }
+}

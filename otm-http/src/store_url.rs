@@ -1,0 +1,68 @@
+//! Choosing and connecting a store from a URL, as the server's `--store` does.
+
+use std::sync::Arc;
+
+use otm_store::{BlobStore, StoreError, StoreOptions};
+
+/// Connects the store a URL names:
+///
+/// | URL | store | feature |
+/// |---|---|---|
+/// | `sqlite://PATH` | SQLite file (created if missing) | `sqlite` |
+/// | `memory:` | in-process, lost on exit | `memory` |
+/// | `redis://HOST:PORT[/DB]` | Redis standalone | `redis` |
+/// | `redis+cluster://HOST:PORT,HOST:PORT,…` | Redis Cluster seed nodes | `redis` |
+/// | `postgres://USER@HOST:PORT/DB` (or `postgresql://`) | PostgreSQL | `postgres` |
+///
+/// `key_prefix` applies to Redis keys (default `otm:`).
+pub async fn connect_store(
+    url: &str,
+    options: StoreOptions,
+    key_prefix: Option<&str>,
+) -> Result<Arc<dyn BlobStore>, StoreError> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    let _ = (&options, key_prefix);
+    match scheme {
+        #[cfg(feature = "sqlite")]
+        "sqlite" => {
+            let config = otm_store::SqliteConfig::from_url(url)?.with_options(options);
+            Ok(Arc::new(otm_store::SqliteStore::open(config).await?))
+        }
+        #[cfg(feature = "memory")]
+        "memory" => Ok(Arc::new(otm_store::MemoryStore::new(options))),
+        #[cfg(feature = "redis")]
+        "redis" | "redis+cluster" => {
+            let mut config = if scheme == "redis" {
+                otm_store::RedisConfig::standalone(url)
+            } else {
+                let rest = url.trim_start_matches("redis+cluster://");
+                let hosts = rest.split('/').next().unwrap_or_default();
+                if hosts.is_empty() {
+                    return Err(StoreError::Invalid {
+                        reason: "redis+cluster:// needs at least one HOST:PORT",
+                    });
+                }
+                otm_store::RedisConfig::cluster(hosts.split(',').map(|h| format!("redis://{h}")))
+            };
+            if let Some(prefix) = key_prefix {
+                config = config.with_key_prefix(prefix);
+            }
+            Ok(Arc::new(otm_store::RedisStore::connect(config.with_options(options)).await?))
+        }
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => {
+            let config = otm_store::PostgresConfig::new(url).with_options(options);
+            Ok(Arc::new(otm_store::PostgresStore::connect(config).await?))
+        }
+        // Reached only in builds without some store feature.
+        #[allow(unreachable_patterns)]
+        "sqlite" | "memory" | "redis" | "redis+cluster" | "postgres" | "postgresql" => {
+            Err(StoreError::Invalid {
+                reason: "this build of otm-http lacks the cargo feature for that store",
+            })
+        }
+        _ => Err(StoreError::Invalid {
+            reason: "unknown store URL; use sqlite://PATH, memory:, redis://, redis+cluster://, or postgres://",
+        }),
+    }
+}

@@ -1,0 +1,582 @@
+//! The JSON API driven in-process with `tower::ServiceExt::oneshot`: every
+//! status code, bad input of each kind, exactly-once opening, expiry, the
+//! security headers, and mounting under a prefix.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use http_body_util::BodyExt;
+use otm_core::{seal, Key, Secrets};
+use otm_http::{Config, RateLimit};
+use otm_store::{BlobStore, MemoryStore, StoreOptions};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+fn store() -> Arc<MemoryStore> {
+    Arc::new(MemoryStore::new(StoreOptions::default()))
+}
+
+fn app_with(store: Arc<dyn BlobStore>, config: Config) -> Router {
+    otm_http::router(store, config)
+}
+
+/// Limits high enough that only the rate-limit test meets them.
+fn generous() -> Config {
+    let plenty = RateLimit {
+        per_minute: 10_000,
+        burst: 10_000,
+    };
+    Config::default().with_rate_limits(plenty, plenty)
+}
+
+fn app() -> (Router, Arc<MemoryStore>) {
+    let s = store();
+    (app_with(s.clone(), generous()), s)
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            panic!(
+                "not JSON ({}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// Every error is JSON with a code and a message.
+    fn error_code(&self) -> String {
+        let v = self.json();
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        v["error"].as_str().unwrap().to_owned()
+    }
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Reply {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn post_json(uri: &str, body: &Value) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+struct Sealed {
+    secrets: Secrets,
+    envelope: Vec<u8>,
+}
+
+fn sealed(text: &str) -> Sealed {
+    let secrets = Secrets::derive(&Key::generate().unwrap(), None);
+    let envelope = seal(&secrets, text).unwrap();
+    Sealed { secrets, envelope }
+}
+
+fn create_body(s: &Sealed, ttl: Option<u64>) -> Value {
+    let mut body = json!({
+        "envelope": URL_SAFE_NO_PAD.encode(&s.envelope),
+        "verifier": s.secrets.claim_verifier().to_base64url(),
+    });
+    if let Some(t) = ttl {
+        body["ttl_seconds"] = json!(t);
+    }
+    body
+}
+
+async fn create(app: &Router, s: &Sealed) -> String {
+    let r = send(
+        app,
+        post_json("/api/v1/messages", &create_body(s, Some(3600))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let v = r.json();
+    let id = v["id"].as_str().unwrap().to_owned();
+    assert_eq!(v["path"], format!("/otm/{id}"));
+    assert_eq!(r.headers[header::LOCATION], format!("/otm/{id}"));
+    assert!(v["expires_at"].as_str().unwrap().ends_with('Z'));
+    id
+}
+
+async fn open(app: &Router, id: &str, proof: &str) -> Reply {
+    send(
+        app,
+        post_json(
+            &format!("/api/v1/messages/{id}/open"),
+            &json!({ "proof": proof }),
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn create_then_open_exactly_once() {
+    let (app, store) = app();
+    let s = sealed("hello");
+    let id = create(&app, &s).await;
+    // The store holds exactly the ciphertext that was uploaded.
+    assert_eq!(store.peek_raw(&id.parse().unwrap()).unwrap(), s.envelope);
+    let proof = s.secrets.claim_proof().to_base64url();
+    let r = open(&app, &id, &proof).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let env = URL_SAFE_NO_PAD
+        .decode(r.json()["envelope"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(env, s.envelope);
+    assert_eq!(otm_core::open(&s.secrets, &env).unwrap().as_str(), "hello");
+    let again = open(&app, &id, &proof).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    assert_eq!(again.error_code(), "not_found");
+    assert!(again.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("already opened or has expired"));
+}
+
+#[tokio::test]
+async fn wrong_proof_is_403_and_consumes_nothing_until_the_limit() {
+    let (app, _) = app();
+    let s = sealed("guarded");
+    let id = create(&app, &s).await;
+    let wrong = Secrets::derive(&Key::generate().unwrap(), None);
+    for left in (1..5).rev() {
+        let r = open(&app, &id, &wrong.claim_proof().to_base64url()).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert_eq!(r.error_code(), "wrong_proof");
+        assert_eq!(r.json()["attempts_left"], left);
+    }
+    let r = open(&app, &id, &s.secrets.claim_proof().to_base64url()).await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    let t = sealed("burned");
+    let id = create(&app, &t).await;
+    for _ in 0..5 {
+        open(&app, &id, &wrong.claim_proof().to_base64url()).await;
+    }
+    let r = open(&app, &id, &t.secrets.claim_proof().to_base64url()).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn never_existed_expired_and_opened_look_the_same() {
+    let (app, _) = app();
+    let s = sealed("short");
+    let r = send(
+        &app,
+        post_json("/api/v1/messages", &create_body(&s, Some(1))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let expired = open(&app, &id, &s.secrets.claim_proof().to_base64url()).await;
+    let never = open(
+        &app,
+        "AAAAAAAAAAAAAAAAAAAAAA",
+        &s.secrets.claim_proof().to_base64url(),
+    )
+    .await;
+    assert_eq!(expired.status, StatusCode::NOT_FOUND);
+    assert_eq!(expired.body, never.body);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
+    let (app, store) = app();
+    let s = sealed("keep me");
+    let id = create(&app, &s).await;
+    let proof = s.secrets.claim_proof().to_base64url();
+    let valid = create_body(&s, Some(60));
+    let cases: Vec<(&str, Request<Body>, StatusCode, &str)> = vec![
+        (
+            "bad id",
+            post_json(
+                "/api/v1/messages/not-an-id/open",
+                &json!({"proof": proof.as_str()}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "bad_id",
+        ),
+        (
+            "bad proof",
+            post_json(
+                &format!("/api/v1/messages/{id}/open"),
+                &json!({"proof": "short"}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "bad_proof",
+        ),
+        (
+            "missing proof",
+            post_json(&format!("/api/v1/messages/{id}/open"), &json!({})),
+            StatusCode::BAD_REQUEST,
+            "bad_field",
+        ),
+        (
+            "unknown field",
+            post_json(
+                &format!("/api/v1/messages/{id}/open"),
+                &json!({"proof": proof.as_str(), "x": 1}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "bad_field",
+        ),
+        (
+            "not json",
+            Request::post(format!("/api/v1/messages/{id}/open"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{nope"))
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+        ),
+        (
+            "bad utf-8",
+            Request::post("/api/v1/messages")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(vec![b'{', 0xff, 0xfe, b'}']))
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+        ),
+        (
+            "no content type",
+            Request::post("/api/v1/messages")
+                .body(Body::from(valid.to_string()))
+                .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "text content type",
+            Request::post("/api/v1/messages")
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from(valid.to_string()))
+                .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "bad base64",
+            post_json(
+                "/api/v1/messages",
+                &json!({"envelope": "***", "verifier": s.secrets.claim_verifier().to_base64url()}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "bad_envelope",
+        ),
+        (
+            "padded base64",
+            post_json(
+                "/api/v1/messages",
+                &json!({"envelope": "T1RNAQ==", "verifier": s.secrets.claim_verifier().to_base64url()}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "bad_envelope",
+        ),
+        (
+            "not an envelope",
+            post_json(
+                "/api/v1/messages",
+                &json!({"envelope": URL_SAFE_NO_PAD.encode([7u8; 300]), "verifier": s.secrets.claim_verifier().to_base64url()}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "bad_envelope",
+        ),
+        (
+            "truncated envelope",
+            post_json(
+                "/api/v1/messages",
+                &json!({"envelope": URL_SAFE_NO_PAD.encode(&s.envelope[..100]), "verifier": s.secrets.claim_verifier().to_base64url()}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "bad_envelope",
+        ),
+        (
+            "bad verifier",
+            post_json(
+                "/api/v1/messages",
+                &json!({"envelope": URL_SAFE_NO_PAD.encode(&s.envelope), "verifier": "x"}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "bad_verifier",
+        ),
+        (
+            "missing verifier",
+            post_json(
+                "/api/v1/messages",
+                &json!({"envelope": URL_SAFE_NO_PAD.encode(&s.envelope)}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "bad_field",
+        ),
+        (
+            "ttl zero",
+            post_json("/api/v1/messages", &create_body(&s, Some(0))),
+            StatusCode::BAD_REQUEST,
+            "bad_ttl",
+        ),
+        (
+            "ttl too long",
+            post_json("/api/v1/messages", &create_body(&s, Some(8 * 24 * 3600))),
+            StatusCode::BAD_REQUEST,
+            "ttl_too_long",
+        ),
+        (
+            "ttl negative",
+            post_json(
+                "/api/v1/messages",
+                &json!({"envelope": URL_SAFE_NO_PAD.encode(&s.envelope), "verifier": s.secrets.claim_verifier().to_base64url(), "ttl_seconds": -5}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "bad_field",
+        ),
+        (
+            "oversize envelope",
+            post_json(
+                "/api/v1/messages",
+                &json!({"envelope": "A".repeat(otm_http::API_BODY_LIMIT - 200), "verifier": s.secrets.claim_verifier().to_base64url()}),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+        (
+            "oversize body",
+            Request::post("/api/v1/messages")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(vec![b' '; otm_http::API_BODY_LIMIT + 10]))
+                .unwrap(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+        (
+            "GET on open",
+            get(&format!("/api/v1/messages/{id}/open")),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "no such route",
+            get("/api/v1/nothing"),
+            StatusCode::NOT_FOUND,
+            "no_route",
+        ),
+        (
+            "no such asset",
+            get("/assets/secret.txt"),
+            StatusCode::NOT_FOUND,
+            "no_such_asset",
+        ),
+    ];
+    for (what, req, status, code) in cases {
+        let r = send(&app, req).await;
+        assert_eq!(r.status, status, "{what}: {}", r.text());
+        assert_eq!(r.error_code(), code, "{what}");
+        assert_eq!(
+            r.headers[header::CONTENT_TYPE],
+            "application/json",
+            "{what}"
+        );
+    }
+    // Nothing above consumed or damaged the stored message.
+    assert_eq!(store.peek_raw(&id.parse().unwrap()).unwrap(), s.envelope);
+    assert_eq!(open(&app, &id, &proof).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn loading_the_reveal_page_consumes_nothing() {
+    let (app, _) = app();
+    let s = sealed("bots are welcome to look");
+    let id = create(&app, &s).await;
+    for _ in 0..3 {
+        let page = send(&app, get(&format!("/otm/{id}"))).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.text().contains("reveal.js"));
+    }
+    assert_eq!(
+        open(&app, &id, &s.secrets.claim_proof().to_base64url())
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let (app, _) = app();
+    for uri in [
+        "/",
+        "/about",
+        "/otm/AAAAAAAAAAAAAAAAAAAAAA",
+        "/api/v1/config",
+        "/assets/compose.js",
+        "/nope",
+    ] {
+        let r = send(&app, get(uri)).await;
+        let h = &r.headers;
+        assert_eq!(
+            h[header::CONTENT_SECURITY_POLICY],
+            otm_http::CONTENT_SECURITY_POLICY,
+            "{uri}"
+        );
+        assert!(!otm_http::CONTENT_SECURITY_POLICY.contains("unsafe-inline"));
+        assert_eq!(h[header::REFERRER_POLICY], "no-referrer", "{uri}");
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{uri}");
+        assert_eq!(h[header::X_FRAME_OPTIONS], "DENY", "{uri}");
+        if !uri.starts_with("/assets/") {
+            assert_eq!(h[header::CACHE_CONTROL], "no-store", "{uri}");
+        }
+    }
+    // Pages have no inline scripts or styles for the CSP to block.
+    for uri in ["/", "/about", "/otm/AAAAAAAAAAAAAAAAAAAAAA"] {
+        let html = send(&app, get(uri)).await.text();
+        for script in html.split("<script").skip(1) {
+            let tag_end = script.find('>').unwrap();
+            assert!(script[..tag_end].contains("src="), "{uri}: inline script");
+            assert!(
+                script[tag_end + 1..].trim_start().starts_with("</script>"),
+                "{uri}: inline script body"
+            );
+        }
+        assert!(!html.contains("<style"), "{uri}: inline style");
+        assert!(!html.contains(" style="), "{uri}: style attribute");
+        assert!(!html.contains(" onclick="), "{uri}: inline handler");
+    }
+}
+
+#[tokio::test]
+async fn config_reports_limits_and_respects_a_lower_maximum() {
+    let app = app_with(
+        store(),
+        Config::default().with_max_ttl(Duration::from_secs(2 * 3600)),
+    );
+    let v = send(&app, get("/api/v1/config")).await.json();
+    assert_eq!(v["max_ttl_seconds"], 7200);
+    assert_eq!(v["default_ttl_seconds"], 7200);
+    assert_eq!(v["ttl_choices_seconds"], json!([3600, 7200]));
+    assert_eq!(v["max_message_chars"], 8000);
+    assert_eq!(v["max_envelope_bytes"], otm_core::MAX_ENVELOPE_LEN);
+    assert_eq!(v["max_failed_attempts"], 5);
+    let s = sealed("x");
+    let r = send(
+        &app,
+        post_json("/api/v1/messages", &create_body(&s, Some(7201))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.error_code(), "ttl_too_long");
+    let r = send(&app, post_json("/api/v1/messages", &create_body(&s, None))).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn clients_over_the_rate_limit_get_429_with_retry_after() {
+    let limit = RateLimit {
+        per_minute: 2,
+        burst: 2,
+    };
+    let app = app_with(store(), Config::default().with_rate_limits(limit, limit));
+    let s = sealed("x");
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = send(
+            &app,
+            post_json("/api/v1/messages", &create_body(&s, Some(60))),
+        )
+        .await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(r.error_code(), "rate_limited");
+            assert!(r.headers.contains_key(header::RETRY_AFTER));
+        }
+        statuses.push(r.status.as_u16());
+    }
+    assert_eq!(statuses, [201, 201, 429, 429]);
+}
+
+#[tokio::test]
+async fn mounted_under_a_prefix_pages_point_into_the_prefix() {
+    let inner: Router = otm_http::router(store(), Config::default());
+    let app = Router::new()
+        .route("/", axum::routing::get(|| async { "host app" }))
+        .nest("/secrets", inner);
+    assert_eq!(send(&app, get("/")).await.text(), "host app");
+    let page = send(&app, get("/secrets/otm/AAAAAAAAAAAAAAAAAAAAAA"))
+        .await
+        .text();
+    assert!(page.contains("/secrets/assets/reveal.js"), "{page}");
+    assert!(!page.contains("{{BASE}}"));
+    let compose = send(&app, get("/secrets")).await.text();
+    assert!(compose.contains("/secrets/assets/compose.js"), "{compose}");
+    // Links home point at the mount path itself, which the nest answers.
+    assert!(!compose.contains("href=\"/secrets/\""), "{compose}");
+    let s = sealed("nested");
+    let r = send(
+        &app,
+        post_json("/secrets/api/v1/messages", &create_body(&s, Some(60))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let r = send(
+        &app,
+        post_json(
+            &format!("/secrets/api/v1/messages/{id}/open"),
+            &json!({"proof": s.secrets.claim_proof().to_base64url().as_str()}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_openapi() {
+    let (app, _) = app();
+    assert_eq!(send(&app, get("/healthz")).await.json()["status"], "ok");
+    let ready = send(&app, get("/readyz")).await.json();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["store"], "memory");
+    let s = sealed("counted");
+    let id = create(&app, &s).await;
+    open(&app, &id, &s.secrets.claim_proof().to_base64url()).await;
+    open(&app, &id, &s.secrets.claim_proof().to_base64url()).await;
+    let metrics = send(&app, get("/metrics")).await.text();
+    assert!(
+        metrics.contains("otm_messages_total{outcome=\"created\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("otm_messages_total{outcome=\"opened\"} 1"));
+    assert!(metrics.contains("otm_messages_total{outcome=\"not_found\"} 1"));
+    assert!(metrics.contains("otm_http_request_duration_seconds_count{route=\"open\"} 2"));
+    assert!(!metrics.contains(&id), "metrics must not carry IDs");
+    let doc = send(&app, get("/api/v1/openapi.json")).await.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/api/v1/messages/{id}/open"]["post"]["responses"]["403"].is_object());
+}

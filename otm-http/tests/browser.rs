@@ -1,0 +1,464 @@
+//! End to end in real headless Chromium (driven through chromedriver):
+//! compose → link → reveal in a fresh browser → gone on reload; passphrase
+//! (wrong, then right); a preview bot's plain GET leaves the message intact;
+//! interop with otm-core both ways; the shared JSON vectors in the browser;
+//! and no request the server sees carries the key, passphrase or plaintext.
+//! Runs on the SQLite and the Redis store.
+//!
+//! Needs `chromium` and `chromedriver` (Debian packages `chromium`,
+//! `chromium-driver`; `scripts/test` installs them). Set
+//! `OTM_UPDATE_SCREENSHOTS=1` to rewrite `docs/screenshots/`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use fantoccini::{Client, ClientBuilder, Locator};
+use http_body_util::BodyExt;
+use otm_core::{Key, Link, Secrets};
+use otm_http::Config;
+use otm_store::conformance::{env_or, skip, unique_suffix};
+use otm_store::{BlobStore, RedisConfig, RedisStore, SqliteConfig, SqliteStore};
+use serde_json::{json, Value};
+
+/// Every request the server received: method, URI, headers and body.
+type RequestLog = Arc<Mutex<Vec<String>>>;
+
+async fn record(log: axum::extract::State<RequestLog>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes: Bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let mut entry = format!("{} {}\n", parts.method, parts.uri);
+    for (name, value) in &parts.headers {
+        entry.push_str(&format!(
+            "{name}: {}\n",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    entry.push_str(&String::from_utf8_lossy(&bytes));
+    log.0.lock().unwrap().push(entry);
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+struct Server {
+    base: String,
+    log: RequestLog,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+async fn serve(store: Arc<dyn BlobStore>) -> Server {
+    let log: RequestLog = Arc::default();
+    let app: Router = otm_http::router(store, Config::default())
+        .layer(axum::middleware::from_fn_with_state(log.clone(), record));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    Server {
+        base: format!("http://{addr}"),
+        log,
+        _task: task,
+    }
+}
+
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromium_binary() -> Option<String> {
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .map(|p| p.to_string())
+}
+
+async fn start_driver() -> Option<Driver> {
+    let Some(_) = chromium_binary() else {
+        return skip("Chromium is not installed (apt-get install chromium chromium-driver)");
+    };
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = match Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return skip(&format!("cannot run chromedriver: {e}")),
+    };
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "chromedriver did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Some(driver)
+}
+
+/// A fresh browser: its own profile directory, so nothing is shared.
+async fn browser(driver: &Driver) -> (Client, tempfile::TempDir) {
+    let profile = tempfile::tempdir().unwrap();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium_binary().unwrap(),
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                "--window-size=1100,1000",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]
+        }),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a chromedriver session");
+    (client, profile)
+}
+
+async fn visible(c: &Client, css: &str) -> fantoccini::elements::Element {
+    let start = Instant::now();
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            if e.is_displayed().await.unwrap_or(false) {
+                return e;
+            }
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let html = c.source().await.unwrap_or_default();
+            panic!("{css} did not become visible; page:\n{html}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn value(c: &Client, css: &str) -> String {
+    visible(c, css)
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    if std::env::var_os("OTM_UPDATE_SCREENSHOTS").is_none() {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.png")),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+}
+
+/// Composes a message in the browser and returns the share link.
+async fn compose(
+    c: &Client,
+    base: &str,
+    text: &str,
+    passphrase: Option<&str>,
+    shots: bool,
+) -> String {
+    c.goto(&format!("{base}/")).await.unwrap();
+    let area = visible(c, "#message").await;
+    // The expiry defaults to the server's default (7 days) once config loads.
+    let start = Instant::now();
+    while value(c, "#ttl").await != "604800" {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "ttl default is not 7 days"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    area.send_keys(text).await.unwrap();
+    let counter = visible(c, "#counter").await.text().await.unwrap();
+    assert!(
+        counter.starts_with(&format!("{} / 8000", text.chars().count())),
+        "counter {counter:?}"
+    );
+    if let Some(p) = passphrase {
+        visible(c, "#passphrase").await.send_keys(p).await.unwrap();
+    }
+    if shots {
+        screenshot(c, "compose").await;
+    }
+    visible(c, "#create").await.click().await.unwrap();
+    let link = value(c, "#link").await;
+    visible(c, "#copy-link").await.click().await.unwrap();
+    if shots {
+        screenshot(c, "link").await;
+    }
+    link
+}
+
+/// Opens a link in a fresh browser and presses Reveal; returns the client.
+async fn reveal(
+    driver: &Driver,
+    link: &str,
+    passphrase: Option<&str>,
+) -> (Client, tempfile::TempDir) {
+    let (c, dir) = browser(driver).await;
+    c.goto(link).await.unwrap();
+    visible(&c, "#reveal-intro").await;
+    if let Some(p) = passphrase {
+        visible(&c, "#passphrase-field")
+            .await
+            .send_keys(p)
+            .await
+            .unwrap();
+    }
+    visible(&c, "#reveal").await.click().await.unwrap();
+    (c, dir)
+}
+
+async fn full_flow(store: Arc<dyn BlobStore>, label: &str) {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let server = serve(store).await;
+    let base = &server.base;
+    let secret_text = format!("door code 4711 {label} {}", unique_suffix());
+    let passphrase = "correct horse battery staple";
+    let phrased_text = format!("behind a passphrase {}", unique_suffix());
+    let mut keys = Vec::new();
+
+    // 1. Compose, then reveal in a fresh browser, then gone on reload.
+    let (sender, _p1) = browser(&driver).await;
+    let link = compose(&sender, base, &secret_text, None, label == "sqlite").await;
+    assert!(link.starts_with(&format!("{base}/otm/")), "{link}");
+    let parsed = Link::parse(&link).unwrap();
+    keys.push(parsed.key.to_base64url().to_string());
+
+    // A link-preview bot fetches the page (without the fragment): harmless.
+    let bot = reqwest::get(link.split('#').next().unwrap()).await.unwrap();
+    assert_eq!(bot.status(), 200);
+
+    let (reader, _p2) = reveal(&driver, &link, None).await;
+    assert_eq!(value(&reader, "#plaintext").await, secret_text);
+    if label == "sqlite" {
+        screenshot(&reader, "reveal").await;
+    }
+    let url = reader.current_url().await.unwrap();
+    assert!(
+        url.fragment().is_none_or(|f| !f.contains("key=")),
+        "key left in the address bar: {url}"
+    );
+    reader.goto(&link).await.unwrap();
+    reader.refresh().await.unwrap();
+    visible(&reader, "#reveal").await.click().await.unwrap();
+    let gone = visible(&reader, "#gone").await.text().await.unwrap();
+    assert!(
+        gone.contains("This message was already opened or has expired."),
+        "{gone}"
+    );
+    if label == "sqlite" {
+        screenshot(&reader, "gone").await;
+    }
+    reader.close().await.unwrap();
+
+    // 2. Passphrase: wrong (does not burn), then right.
+    let link = compose(&sender, base, &phrased_text, Some(passphrase), false).await;
+    assert!(link.ends_with("&p=1"), "{link}");
+    keys.push(Link::parse(&link).unwrap().key.to_base64url().to_string());
+    let (reader, _p3) = reveal(&driver, &link, Some("wrong horse")).await;
+    let err = visible(&reader, "#error").await.text().await.unwrap();
+    assert!(err.contains("Wrong passphrase"), "{err}");
+    let field = visible(&reader, "#passphrase-field").await;
+    field.clear().await.unwrap();
+    field.send_keys(passphrase).await.unwrap();
+    visible(&reader, "#reveal").await.click().await.unwrap();
+    assert_eq!(value(&reader, "#plaintext").await, phrased_text);
+    reader.close().await.unwrap();
+
+    // 3. Browser-sealed → opened by otm-core in Rust.
+    let rust_reads = format!("sealed in Chromium {}", unique_suffix());
+    let link = compose(&sender, base, &rust_reads, None, false).await;
+    let parsed = Link::parse(&link).unwrap();
+    keys.push(parsed.key.to_base64url().to_string());
+    let secrets = Secrets::derive(&parsed.key, None);
+    let http = reqwest::Client::new();
+    let res: Value = http
+        .post(format!("{base}/api/v1/messages/{}/open", parsed.id))
+        .json(&json!({"proof": secrets.claim_proof().to_base64url().as_str()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let env = URL_SAFE_NO_PAD
+        .decode(res["envelope"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(otm_core::open(&secrets, &env).unwrap().as_str(), rust_reads);
+    sender.close().await.unwrap();
+
+    // 4. Rust-sealed → revealed in Chromium (with multi-byte text).
+    let browser_reads = format!("sealed in Rust: Grüße 🌍 秘密 {}", unique_suffix());
+    let key = Key::generate().unwrap();
+    keys.push(key.to_base64url().to_string());
+    let secrets = Secrets::derive(&key, None);
+    let env = otm_core::seal(&secrets, &browser_reads).unwrap();
+    let created: Value = http
+        .post(format!("{base}/api/v1/messages"))
+        .json(&json!({
+            "envelope": URL_SAFE_NO_PAD.encode(&env),
+            "verifier": secrets.claim_verifier().to_base64url(),
+            "ttl_seconds": 600,
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let link = Link::new(base, id.parse().unwrap(), key, false)
+        .unwrap()
+        .to_url();
+    let (reader, _p4) = reveal(&driver, &link, None).await;
+    assert_eq!(value(&reader, "#plaintext").await, browser_reads);
+    reader.close().await.unwrap();
+
+    // 5. Nothing the server received carries a key, the passphrase or plaintext.
+    let log = server.log.lock().unwrap().join("\n----\n");
+    assert!(
+        log.contains("/api/v1/messages"),
+        "the log recorded the API calls"
+    );
+    for secret in keys.iter().map(String::as_str).chain([
+        passphrase,
+        "wrong horse",
+        secret_text.as_str(),
+        phrased_text.as_str(),
+        rust_reads.as_str(),
+        browser_reads.as_str(),
+    ]) {
+        assert!(!log.contains(secret), "the server saw {secret:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_flow_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(SqliteConfig::new(dir.path().join("e2e.sqlite3")))
+        .await
+        .unwrap();
+    full_flow(Arc::new(store), "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_flow_on_redis() {
+    let url = env_or("OTM_TEST_REDIS_URL", "redis://127.0.0.1:6379");
+    let config =
+        RedisConfig::standalone(&url).with_key_prefix(format!("otm-e2e-{}:", unique_suffix()));
+    let store = match RedisStore::connect(config).await {
+        Ok(s) => s,
+        Err(e) => return skip(&format!("Redis at {url} is unreachable: {e}")).unwrap_or(()),
+    };
+    full_flow(Arc::new(store), "redis").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_opens_the_shared_json_vectors() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let server = serve(Arc::new(otm_store::MemoryStore::new(Default::default()))).await;
+    let vectors = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../otm-core/tests/data/envelope_v1_vectors.json"),
+    )
+    .unwrap();
+    let (c, _p) = browser(&driver).await;
+    c.goto(&format!("{}/", server.base)).await.unwrap();
+    visible(&c, "#message").await;
+    c.update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+        Some(Duration::from_secs(120)),
+        None,
+        None,
+    ))
+    .await
+    .unwrap();
+    let script = r#"
+        const [vectorsText, done] = arguments;
+        (async () => {
+          const f = await import('/assets/otm-format.js');
+          const v = JSON.parse(vectorsText);
+          const b64 = f.base64urlDecode;
+          const results = { ok: 0, fail: 0, errors: [] };
+          for (const t of v.vectors) {
+            const s = await f.deriveSecrets(b64(t.key), t.passphrase);
+            const text = await f.open(s, b64(t.envelope));
+            if (text !== t.message) results.errors.push(t.name + ': wrong text');
+            else results.ok++;
+          }
+          for (const t of v.fail) {
+            try {
+              const s = await f.deriveSecrets(b64(t.key), t.passphrase);
+              await f.open(s, b64(t.envelope));
+              results.errors.push(t.name + ': opened');
+            } catch (e) {
+              if (e.code === t.error) results.fail++;
+              else results.errors.push(t.name + ': ' + e.code + ' != ' + t.error);
+            }
+          }
+          return results;
+        })().then(done, e => done({ errors: [String(e)] }));
+    "#;
+    let result = c.execute_async(script, vec![json!(vectors)]).await.unwrap();
+    let parsed: Value = serde_json::from_str(&vectors).unwrap();
+    assert_eq!(result["errors"], json!([]), "{result}");
+    assert_eq!(result["ok"], parsed["vectors"].as_array().unwrap().len());
+    assert_eq!(result["fail"], parsed["fail"].as_array().unwrap().len());
+    c.close().await.unwrap();
+}
