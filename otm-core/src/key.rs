@@ -238,3 +238,56 @@ impl fmt::Debug for ClaimVerifier {
         write!(f, "ClaimVerifier({})", b64::encode(&self.0))
     }
 }
+
+/// The sender's secret for managing a message (status, burn): 256 random
+/// bits, shown once at create. The server keeps only its
+/// [`ManageToken::verifier`] (SHA-256) and checks it in constant time.
+/// Zeroized on drop; `Debug` redacted.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct ManageToken([u8; ManageToken::LEN]);
+
+impl ManageToken {
+    /// Length in bytes.
+    pub const LEN: usize = 32;
+    /// Length of the text form.
+    pub const TEXT_LEN: usize = b64::encoded_len(Self::LEN);
+
+    /// A fresh token from the operating system's random number generator.
+    pub fn generate() -> Result<Self> {
+        let mut token = ManageToken([0; Self::LEN]);
+        os_random(&mut token.0)?;
+        Ok(token)
+    }
+
+    /// Unpadded base64url text (43 characters), zeroized on drop.
+    pub fn to_base64url(&self) -> Zeroizing<String> {
+        Zeroizing::new(b64::encode(&self.0))
+    }
+
+    /// Parses the unpadded base64url form strictly.
+    pub fn from_base64url(text: &str) -> Result<Self> {
+        b64::decode_exact::<{ Self::LEN }>(text)
+            .map(ManageToken)
+            .map_err(|reason| Error::BadClaim { reason })
+    }
+
+    /// `SHA-256(token)`, what a store keeps. It checks a presented token
+    /// with [`ClaimVerifier::verify_token`].
+    pub fn verifier(&self) -> ClaimVerifier {
+        ClaimVerifier(Sha256::digest(self.0).into())
+    }
+}
+
+impl fmt::Debug for ManageToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ManageToken(..)")
+    }
+}
+
+impl ClaimVerifier {
+    /// Checks a management token in constant time.
+    pub fn verify_token(&self, token: &ManageToken) -> bool {
+        let candidate: [u8; 32] = Sha256::digest(token.0).into();
+        bool::from(self.0.ct_eq(&candidate))
+    }
+}

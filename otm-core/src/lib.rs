@@ -48,7 +48,7 @@ pub use envelope::{
     VERSION,
 };
 pub use error::{Error, Result};
-pub use key::{ClaimProof, ClaimVerifier, Key, MessageId};
+pub use key::{ClaimProof, ClaimVerifier, Key, ManageToken, MessageId};
 pub use link::{Fragment, Link, LINK_PATH_PREFIX};
 pub use secrets::{Passphrase, Secrets, MAX_PASSPHRASE_CHARS, PBKDF2_ITERATIONS};
 pub use zeroize::Zeroizing;

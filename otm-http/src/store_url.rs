@@ -13,6 +13,7 @@ use otm_store::{BlobStore, StoreError, StoreOptions};
 /// | `redis://HOST:PORT[/DB]` | Redis standalone | `redis` |
 /// | `redis+cluster://HOST:PORT,HOST:PORT,…` | Redis Cluster seed nodes | `redis` |
 /// | `postgres://USER@HOST:PORT/DB` (or `postgresql://`) | PostgreSQL | `postgres` |
+/// | `s3://BUCKET/PREFIX?endpoint=URL&path_style=true&region=R` | S3 or an S3-compatible server | `s3` |
 ///
 /// `key_prefix` applies to Redis keys (default `otm:`).
 pub async fn connect_store(
@@ -54,15 +55,20 @@ pub async fn connect_store(
             let config = otm_store::PostgresConfig::new(url).with_options(options);
             Ok(Arc::new(otm_store::PostgresStore::connect(config).await?))
         }
+        #[cfg(feature = "s3")]
+        "s3" => {
+            let config = otm_store::S3Config::from_url(url)?.with_options(options);
+            Ok(Arc::new(otm_store::S3Store::connect(config).await?))
+        }
         // Reached only in builds without some store feature.
         #[allow(unreachable_patterns)]
-        "sqlite" | "memory" | "redis" | "redis+cluster" | "postgres" | "postgresql" => {
+        "sqlite" | "memory" | "redis" | "redis+cluster" | "postgres" | "postgresql" | "s3" => {
             Err(StoreError::Invalid {
                 reason: "this build of otm-http lacks the cargo feature for that store",
             })
         }
         _ => Err(StoreError::Invalid {
-            reason: "unknown store URL; use sqlite://PATH, memory:, redis://, redis+cluster://, or postgres://",
+            reason: "unknown store URL; use sqlite://PATH, memory:, redis://, redis+cluster://, postgres://, or s3://",
         }),
     }
 }

@@ -204,3 +204,35 @@ fn a_bad_store_url_is_a_clear_startup_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--max-ttl"));
 }
+
+#[tokio::test]
+async fn server_on_s3_from_a_store_url() {
+    let endpoint = otm_store::conformance::env_or("OTM_TEST_S3_ENDPOINT", "http://127.0.0.1:9100");
+    if reqwest::get(format!("{endpoint}/moto-api/")).await.is_err() {
+        return otm_store::conformance::skip(&format!("no S3 server at {endpoint}")).unwrap_or(());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "s3://otm-test/srv-{}/?endpoint={endpoint}&path_style=true&create_bucket=true&lifecycle_days=8",
+        otm_store::conformance::unique_suffix()
+    );
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_otm-server"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--store", &url])
+        .current_dir(dir.path())
+        // moto accepts any credentials; the SDK's provider chain reads these.
+        .env("AWS_ACCESS_KEY_ID", "otm-test")
+        .env("AWS_SECRET_ACCESS_KEY", "otm-test")
+        .env("AWS_REGION", "us-east-1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let proc = Proc(child);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await;
+    let ready: Value = reqwest::get(format!("{base}/readyz")).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["store"], "s3");
+    round_trip(&base, "over s3").await;
+    assert_eq!(stop(proc).0, Some(0));
+}

@@ -9,6 +9,7 @@
 //! | `sqlite`   | [`SqliteStore`] (default)    | one `DELETE … RETURNING` statement        | checked in SQL, purge       |
 //! | `redis`    | [`RedisStore`] (+ Cluster)   | one Lua script on the key's node          | native `PEXPIRE`            |
 //! | `postgres` | [`PostgresStore`]            | one `DELETE … RETURNING` statement        | checked in SQL, purge       |
+//! | `s3`       | [`S3Store`]                  | `If-Match` delete or `If-None-Match` claim | checked at take, lifecycle |
 //!
 //! Stores hold exactly the bytes they are given (the sealed envelope), the
 //! claim verifier and the expiry. They never see a key, a proof in the clear
@@ -54,6 +55,8 @@ mod memory;
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis_store;
+#[cfg(feature = "s3")]
+mod s3;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -65,8 +68,14 @@ pub use memory::MemoryStore;
 pub use postgres::{PostgresConfig, PostgresStore};
 #[cfg(feature = "redis")]
 pub use redis_store::{RedisConfig, RedisStore};
+#[cfg(feature = "s3")]
+pub use s3::{lifecycle_days_for, ClaimMethod, S3Config, S3Store};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteConfig, SqliteStore};
+
+/// The AWS SDK for S3, re-exported.
+#[cfg(feature = "s3")]
+pub use aws_sdk_s3;
 
 /// The Redis driver, re-exported so users configure it without a second dependency.
 #[cfg(feature = "redis")]

@@ -23,7 +23,8 @@ struct Args {
     listen: SocketAddr,
 
     /// Where messages are kept: sqlite://PATH, memory:, redis://HOST:PORT,
-    /// redis+cluster://HOST:PORT,HOST:PORT, postgres://USER@HOST/DB.
+    /// redis+cluster://HOST:PORT,HOST:PORT, postgres://USER@HOST/DB,
+    /// s3://BUCKET/PREFIX[?endpoint=URL&path_style=true&region=R].
     #[arg(long, env = "OTM_STORE", default_value = "sqlite://otm.sqlite3")]
     store: String,
 

@@ -1,0 +1,887 @@
+//! Amazon S3 and S3-compatible servers via `aws-sdk-s3`.
+//!
+//! Object layout under the store's prefix `P`:
+//!
+//! | key | what |
+//! |---|---|
+//! | `P{id}` | the envelope; metadata `otm-expires` (Unix ms), `otm-verifier` (base64url), `otm-gen` (random per put) |
+//! | `P{id}.{gen}.a{n}` | attempt slot `n` (1..=max), empty, created with `If-None-Match: *` |
+//! | `P{id}.{gen}.claim` | claim marker (claim-object method only) |
+//!
+//! Every take first reserves the next free attempt slot, so no more than
+//! `max_failed_attempts` proofs are ever compared for a message, however many
+//! arrive at once. Exactly one taker then wins, by the claim method:
+//!
+//! - [`ClaimMethod::ConditionalDelete`]: `DeleteObject` with `If-Match: <etag>`;
+//!   only the caller whose delete succeeds returns the envelope.
+//! - [`ClaimMethod::ClaimObject`]: `PutObject` of the claim marker with
+//!   `If-None-Match: *`; only its creator returns the envelope. For servers
+//!   that ignore `If-Match` on delete.
+//!
+//! [`S3Store::connect`] probes the server and, with [`ClaimMethod::Auto`],
+//! picks conditional delete when the server honours it and the claim object
+//! otherwise; a server that ignores `If-None-Match` is refused: nothing safe
+//! can be built on it.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+    LifecycleRuleFilter,
+};
+use aws_sdk_s3::Client;
+use otm_core::{ClaimProof, ClaimVerifier, MessageId};
+
+use crate::{
+    check_new, unix_ms, wrong_proof, BlobStore, NewMessage, Result, StoreError, StoreOptions,
+};
+
+/// How concurrent takers are narrowed to exactly one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClaimMethod {
+    /// Probe the server at connect time and use `ConditionalDelete` if it
+    /// honours `If-Match` on `DeleteObject`, `ClaimObject` otherwise.
+    Auto,
+    /// `DeleteObject` with `If-Match` (Amazon S3 since 2025, moto, …).
+    /// Connecting fails if the probe shows the server ignores it.
+    ConditionalDelete,
+    /// A claim marker written with `If-None-Match: *` before the delete.
+    ClaimObject,
+}
+
+/// Settings for [`S3Store`].
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct S3Config {
+    /// Fixed credentials instead of the standard AWS provider chain (for
+    /// local S3-compatible servers). `Debug` never prints the secret.
+    pub static_credentials: Option<(String, String)>,
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix for every object otm writes (e.g. `otm/`).
+    pub prefix: String,
+    /// Endpoint of an S3-compatible server; `None` for Amazon S3.
+    pub endpoint: Option<String>,
+    /// Region; `None` reads the standard AWS configuration (`AWS_REGION`, profile).
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), which most
+    /// S3-compatible servers need.
+    pub force_path_style: bool,
+    /// How exactly one taker is chosen.
+    pub claim_method: ClaimMethod,
+    /// Create the bucket if it does not exist (for development servers).
+    pub create_bucket: bool,
+    /// Per-operation timeout. Default 10 s.
+    pub timeout: Duration,
+    /// Install (and verify) a lifecycle rule with this many days when
+    /// connecting; see [`S3Store::install_lifecycle_rule`].
+    pub lifecycle_days: Option<u32>,
+    /// Options every backend honours.
+    pub options: StoreOptions,
+}
+
+impl S3Config {
+    /// Defaults for a bucket and prefix on Amazon S3.
+    pub fn new(bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
+        S3Config {
+            static_credentials: None,
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            endpoint: None,
+            region: None,
+            force_path_style: false,
+            claim_method: ClaimMethod::Auto,
+            create_bucket: false,
+            timeout: Duration::from_secs(10),
+            lifecycle_days: None,
+            options: StoreOptions::default(),
+        }
+    }
+
+    /// Parses `s3://BUCKET/PREFIX?endpoint=URL&region=R&path_style=true&create_bucket=true&claim=auto|conditional-delete|claim-object&lifecycle_days=N`.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let invalid = |reason| StoreError::Invalid { reason };
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or(invalid("an S3 store URL starts with s3://"))?;
+        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+        if bucket.is_empty() {
+            return Err(invalid("the S3 URL names no bucket"));
+        }
+        let mut config = S3Config::new(bucket, prefix);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let flag = || match value {
+                "true" | "1" | "" => Ok(true),
+                "false" | "0" => Ok(false),
+                _ => Err(invalid("S3 URL flags take true or false")),
+            };
+            match name {
+                "endpoint" => config.endpoint = Some(value.to_owned()),
+                "region" => config.region = Some(value.to_owned()),
+                "path_style" => config.force_path_style = flag()?,
+                "create_bucket" => config.create_bucket = flag()?,
+                "lifecycle_days" => {
+                    config.lifecycle_days = Some(
+                        value
+                            .parse()
+                            .ok()
+                            .filter(|d| *d > 0)
+                            .ok_or(invalid("lifecycle_days takes a whole number of days"))?,
+                    )
+                }
+                "claim" => {
+                    config.claim_method = match value {
+                        "auto" => ClaimMethod::Auto,
+                        "conditional-delete" => ClaimMethod::ConditionalDelete,
+                        "claim-object" => ClaimMethod::ClaimObject,
+                        _ => {
+                            return Err(invalid(
+                                "claim= takes auto, conditional-delete or claim-object",
+                            ))
+                        }
+                    }
+                }
+                _ => return Err(invalid("unknown S3 URL parameter")),
+            }
+        }
+        Ok(config)
+    }
+
+    /// Sets [`S3Config::endpoint`] and path-style addressing.
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self.force_path_style = true;
+        self
+    }
+
+    /// Uses fixed credentials (access key ID, secret) instead of the
+    /// provider chain.
+    pub fn with_static_credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Self {
+        self.static_credentials = Some((access_key_id.into(), secret.into()));
+        self
+    }
+
+    /// Sets [`S3Config::claim_method`].
+    pub fn with_claim_method(mut self, method: ClaimMethod) -> Self {
+        self.claim_method = method;
+        self
+    }
+
+    /// Sets [`S3Config::create_bucket`].
+    pub fn with_create_bucket(mut self, create: bool) -> Self {
+        self.create_bucket = create;
+        self
+    }
+
+    /// Sets [`S3Config::options`].
+    pub fn with_options(mut self, options: StoreOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("force_path_style", &self.force_path_style)
+            .field("claim_method", &self.claim_method)
+            .field(
+                "static_credentials",
+                &self.static_credentials.as_ref().map(|(id, _)| (id, "..")),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// A [`BlobStore`] in an S3 bucket. See the module documentation for the
+/// object layout and how exactly-once is achieved.
+#[derive(Clone, Debug)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    method: ClaimMethod,
+    opts: StoreOptions,
+}
+
+const META_EXPIRES: &str = "otm-expires";
+const META_VERIFIER: &str = "otm-verifier";
+const META_GEN: &str = "otm-gen";
+const LIFECYCLE_RULE_PREFIX: &str = "otm-expiry";
+
+/// What `GetObject` or `HeadObject` found.
+struct Found {
+    etag: String,
+    expires_at_ms: i64,
+    verifier: ClaimVerifier,
+    gen: String,
+    body: Vec<u8>,
+}
+
+impl S3Store {
+    /// Builds the client from the standard AWS configuration (environment,
+    /// profile, instance role) plus `config`, probes the server's
+    /// conditional-request support and settles the claim method.
+    pub async fn connect(config: S3Config) -> Result<Self> {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &config.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some((id, secret)) = &config.static_credentials {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                id.clone(),
+                secret.clone(),
+                None,
+                None,
+                "otm-static",
+            ));
+        }
+        let shared = loader.load().await;
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(config.force_path_style)
+            // Many S3-compatible servers do not accept the SDK's default
+            // streaming checksum trailers.
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
+            .response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            )
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(config.timeout)
+                    .connect_timeout(Duration::from_secs(3))
+                    .build(),
+            );
+        if shared.region().is_none() && config.region.is_none() {
+            builder = builder.region(aws_config::Region::new("us-east-1"));
+        }
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        let client = Client::from_conf(builder.build());
+        let mut store = S3Store {
+            client,
+            bucket: config.bucket,
+            prefix: config.prefix,
+            method: config.claim_method,
+            opts: config.options,
+        };
+        if config.create_bucket {
+            store.create_bucket().await?;
+        }
+        store.method = store.probe(config.claim_method).await?;
+        if let Some(days) = config.lifecycle_days {
+            store.install_lifecycle_rule(days).await?;
+            if store.lifecycle_rule_days().await? != Some(days) {
+                return Err(StoreError::Backend {
+                    op: "verify the lifecycle rule",
+                    source: "the bucket does not report the rule just installed".into(),
+                });
+            }
+        }
+        Ok(store)
+    }
+
+    /// The claim method in use after the connect-time probe.
+    pub fn claim_method(&self) -> ClaimMethod {
+        self.method
+    }
+
+    /// The S3 client (for inspection and tests).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The object key of a message.
+    pub fn key_of(&self, id: &MessageId) -> String {
+        format!("{}{id}", self.prefix)
+    }
+
+    async fn create_bucket(&self) -> Result<()> {
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(classify("create the bucket", e)),
+        }
+    }
+
+    /// Checks that the server honours `If-None-Match: *` on PutObject (else
+    /// refuses) and whether it honours `If-Match` on DeleteObject.
+    async fn probe(&self, wanted: ClaimMethod) -> Result<ClaimMethod> {
+        let key = format!("{}.otm-probe-{}", self.prefix, random_hex());
+        let op = "probe the server's conditional requests";
+        let first = self
+            .put_if_absent(&key, Vec::new(), &[])
+            .await
+            .map_err(|e| e.into_store(op))?;
+        let etag = first.ok_or(StoreError::Backend {
+            op,
+            source: "the probe object already existed".into(),
+        })?;
+        let second = self
+            .put_if_absent(&key, b"x".to_vec(), &[])
+            .await
+            .map_err(|e| e.into_store(op))?;
+        if second.is_some() {
+            let _ = self
+                .client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .send()
+                .await;
+            return Err(StoreError::NotImplemented {
+                what: "the S3 server ignores If-None-Match on PutObject; otm cannot keep messages safely on it",
+            });
+        }
+        if wanted == ClaimMethod::ClaimObject {
+            let _ = self
+                .client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .send()
+                .await;
+            return Ok(ClaimMethod::ClaimObject);
+        }
+        // A wrong ETag must be refused and leave the object; once deleted, a
+        // conditional delete must not report success again.
+        let wrong = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .if_match("\"00000000000000000000000000000000\"")
+            .send()
+            .await;
+        let honours_wrong = match wrong {
+            Ok(_) => false,
+            Err(e) if is_status(&e, 412) => true,
+            Err(e) => return Err(classify(op, e)),
+        };
+        let still_there = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .is_ok();
+        let _ = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .if_match(&etag)
+            .send()
+            .await;
+        let again = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .if_match(&etag)
+            .send()
+            .await;
+        let honours_missing = again.is_err();
+        let _ = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await;
+        let honoured = honours_wrong && still_there && honours_missing;
+        match (wanted, honoured) {
+            (_, true) => Ok(ClaimMethod::ConditionalDelete),
+            (ClaimMethod::ConditionalDelete, false) => Err(StoreError::NotImplemented {
+                what: "the S3 server ignores If-Match on DeleteObject; use claim=claim-object (or auto)",
+            }),
+            _ => {
+                tracing::warn!(
+                    bucket = %self.bucket,
+                    "S3 server ignores If-Match on DeleteObject; using claim objects for exactly-once takes"
+                );
+                Ok(ClaimMethod::ClaimObject)
+            }
+        }
+    }
+
+    /// `PutObject` with `If-None-Match: *`: `Some(etag)` if created, `None`
+    /// if the key exists.
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        metadata: &[(&str, String)],
+    ) -> std::result::Result<Option<String>, S3Err> {
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_none_match("*")
+            .body(ByteStream::from(body));
+        for (name, value) in metadata {
+            req = req.metadata(*name, value);
+        }
+        match req.send().await {
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_owned())),
+            // 412: exists. 409: a concurrent conditional write is in progress.
+            Err(e) if is_status(&e, 412) || is_status(&e, 409) => Ok(None),
+            Err(e) => Err(S3Err::from(e)),
+        }
+    }
+
+    /// Reads a message, with or without its body.
+    async fn fetch(&self, id: &MessageId, with_body: bool) -> Result<Option<Found>> {
+        let key = self.key_of(id);
+        let (etag, meta, body) = if with_body {
+            match self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    let etag = out.e_tag().unwrap_or_default().to_owned();
+                    let meta = out.metadata().cloned().unwrap_or_default();
+                    let body = out
+                        .body
+                        .collect()
+                        .await
+                        .map_err(|e| StoreError::Unavailable {
+                            op: "read a message",
+                            source: Box::new(e),
+                        })?
+                        .into_bytes()
+                        .to_vec();
+                    (etag, meta, body)
+                }
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(classify("read a message", e)),
+            }
+        } else {
+            match self
+                .client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .send()
+                .await
+            {
+                Ok(out) => (
+                    out.e_tag().unwrap_or_default().to_owned(),
+                    out.metadata().cloned().unwrap_or_default(),
+                    Vec::new(),
+                ),
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(classify("look up a message", e)),
+            }
+        };
+        let corrupt = |what: &'static str| StoreError::Backend {
+            op: "read a message",
+            source: what.into(),
+        };
+        let expires_at_ms = meta
+            .get(META_EXPIRES)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| corrupt("object has no otm-expires metadata"))?;
+        let verifier = meta
+            .get(META_VERIFIER)
+            .and_then(|v| ClaimVerifier::from_base64url(v).ok())
+            .ok_or_else(|| corrupt("object has no valid otm-verifier metadata"))?;
+        let gen = meta
+            .get(META_GEN)
+            .cloned()
+            .ok_or_else(|| corrupt("object has no otm-gen metadata"))?;
+        Ok(Some(Found {
+            etag,
+            expires_at_ms,
+            verifier,
+            gen,
+            body,
+        }))
+    }
+
+    /// Deletes the message object if it still is the version `etag`.
+    /// `Ok(true)` if this call deleted it.
+    async fn delete_version(&self, key: &str, etag: &str) -> Result<bool> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_match(etag)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_status(&e, 412) || is_not_found(&e) => Ok(false),
+            Err(e) => Err(classify("delete a message", e)),
+        }
+    }
+
+    /// Makes this caller the one that removes the message: by conditional
+    /// delete, or by creating the claim marker and then deleting.
+    async fn claim_and_delete(&self, id: &MessageId, found: &Found) -> Result<bool> {
+        let key = self.key_of(id);
+        match self.method {
+            ClaimMethod::ClaimObject => {
+                let marker = format!("{key}.{}.claim", found.gen);
+                let won = self
+                    .put_if_absent(&marker, Vec::new(), &[])
+                    .await
+                    .map_err(|e| e.into_store("claim a message"))?
+                    .is_some();
+                if won {
+                    // The marker decided; the delete only frees the space.
+                    // The marker itself stays (the lifecycle rule removes
+                    // it): deleting it would let a slower taker that read
+                    // the message before this delete claim it again.
+                    self.client
+                        .delete_object()
+                        .bucket(&self.bucket)
+                        .key(&key)
+                        .send()
+                        .await
+                        .map_err(|e| classify("delete a claimed message", e))?;
+                }
+                Ok(won)
+            }
+            _ => self.delete_version(&key, &found.etag).await,
+        }
+    }
+
+    /// Reserves the next attempt slot; `None` when all are taken.
+    async fn reserve_slot(&self, id: &MessageId, gen: &str) -> Result<Option<u32>> {
+        for n in 1..=self.opts.max_failed_attempts {
+            let slot = format!("{}.{gen}.a{n}", self.key_of(id));
+            let created = self
+                .put_if_absent(&slot, Vec::new(), &[])
+                .await
+                .map_err(|e| e.into_store("count an attempt"))?;
+            if created.is_some() {
+                return Ok(Some(n));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Best-effort removal of helper objects (the lifecycle rule removes
+    /// whatever this misses).
+    async fn forget(&self, keys: &[String]) {
+        for key in keys {
+            let _ = self
+                .client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await;
+        }
+    }
+
+    fn slots(&self, id: &MessageId, gen: &str, upto: u32) -> Vec<String> {
+        (1..=upto)
+            .map(|n| format!("{}.{gen}.a{n}", self.key_of(id)))
+            .collect()
+    }
+
+    /// Installs (or updates) a lifecycle rule that makes S3 delete this
+    /// store's objects `days` days after creation, and returns the days. S3
+    /// counts whole days (objects go at the next midnight UTC after the
+    /// period), so choose `days` at least one more than the longest expiry;
+    /// [`lifecycle_days_for`] does that. Other rules in the bucket are kept.
+    pub async fn install_lifecycle_rule(&self, days: u32) -> Result<u32> {
+        let op = "install the lifecycle rule";
+        let rule_id = format!("{LIFECYCLE_RULE_PREFIX}:{}", self.prefix);
+        let mut rules: Vec<LifecycleRule> = match self
+            .client
+            .get_bucket_lifecycle_configuration()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(out) => out.rules().to_vec(),
+            Err(e) if e.code() == Some("NoSuchLifecycleConfiguration") || is_not_found(&e) => {
+                Vec::new()
+            }
+            Err(e) => return Err(classify(op, e)),
+        };
+        rules.retain(|r| r.id() != Some(rule_id.as_str()));
+        let ours = LifecycleRule::builder()
+            .id(rule_id)
+            .filter(LifecycleRuleFilter::builder().prefix(&self.prefix).build())
+            .status(ExpirationStatus::Enabled)
+            .expiration(LifecycleExpiration::builder().days(days as i32).build())
+            .build()
+            .map_err(|e| StoreError::Backend {
+                op,
+                source: Box::new(e),
+            })?;
+        rules.push(ours);
+        let config = BucketLifecycleConfiguration::builder()
+            .set_rules(Some(rules))
+            .build()
+            .map_err(|e| StoreError::Backend {
+                op,
+                source: Box::new(e),
+            })?;
+        self.client
+            .put_bucket_lifecycle_configuration()
+            .bucket(&self.bucket)
+            .lifecycle_configuration(config)
+            .send()
+            .await
+            .map_err(|e| classify(op, e))?;
+        Ok(days)
+    }
+
+    /// The expiration days of this store's lifecycle rule, if installed and enabled.
+    pub async fn lifecycle_rule_days(&self) -> Result<Option<u32>> {
+        let rule_id = format!("{LIFECYCLE_RULE_PREFIX}:{}", self.prefix);
+        match self
+            .client
+            .get_bucket_lifecycle_configuration()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .rules()
+                .iter()
+                .find(|r| {
+                    r.id() == Some(rule_id.as_str()) && r.status() == &ExpirationStatus::Enabled
+                })
+                .and_then(|r| r.expiration())
+                .and_then(|e| e.days())
+                .and_then(|d| u32::try_from(d).ok())),
+            Err(e) if e.code() == Some("NoSuchLifecycleConfiguration") || is_not_found(&e) => {
+                Ok(None)
+            }
+            Err(e) => Err(classify("read the lifecycle rule", e)),
+        }
+    }
+}
+
+/// Lifecycle days that never delete a message before its expiry: the
+/// longest expiry in whole days, plus one for S3's midnight rounding.
+pub fn lifecycle_days_for(max_ttl: Duration) -> u32 {
+    let day = 24 * 3600;
+    u32::try_from(max_ttl.as_secs().div_ceil(day) + 1).unwrap_or(u32::MAX)
+}
+
+#[async_trait]
+impl BlobStore for S3Store {
+    async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
+        let (expires_at_ms, _) = check_new(&self.opts, &message)?;
+        let key = self.key_of(id);
+        let metadata = [
+            (META_EXPIRES, expires_at_ms.to_string()),
+            (META_VERIFIER, message.verifier.to_base64url()),
+            (META_GEN, random_hex()),
+        ];
+        for _ in 0..3 {
+            let created = self
+                .put_if_absent(&key, message.envelope.clone(), &metadata)
+                .await
+                .map_err(|e| e.into_store("store a message"))?;
+            if created.is_some() {
+                return Ok(());
+            }
+            // Taken: by a live message (conflict) or an expired one (replace it).
+            match self.fetch(id, false).await? {
+                Some(found) if found.expires_at_ms > unix_ms(SystemTime::now()) => {
+                    return Err(StoreError::Conflict)
+                }
+                Some(found) => {
+                    self.delete_version(&key, &found.etag).await?;
+                }
+                None => {}
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    async fn take(&self, id: &MessageId, proof: &ClaimProof) -> Result<Vec<u8>> {
+        let Some(found) = self.fetch(id, true).await? else {
+            return Err(StoreError::NotFound);
+        };
+        if found.expires_at_ms <= unix_ms(SystemTime::now()) {
+            self.delete_version(&self.key_of(id), &found.etag).await?;
+            return Err(StoreError::NotFound);
+        }
+        // Count first, compare second: only proofs holding a slot are
+        // ever compared.
+        let Some(slot) = self.reserve_slot(id, &found.gen).await? else {
+            // Every attempt is used up: the message is dead; remove it.
+            self.delete_version(&self.key_of(id), &found.etag).await?;
+            return Err(StoreError::NotFound);
+        };
+        if found.verifier.verify(proof) {
+            let won = self.claim_and_delete(id, &found).await?;
+            self.forget(&self.slots(id, &found.gen, slot)).await;
+            return match won {
+                true => Ok(found.body),
+                false => Err(StoreError::NotFound),
+            };
+        }
+        if slot >= self.opts.max_failed_attempts {
+            // The last attempt burns the message (whoever deletes it).
+            self.claim_and_delete(id, &found).await?;
+            self.forget(&self.slots(id, &found.gen, slot)).await;
+        }
+        Err(wrong_proof(&self.opts, slot))
+    }
+
+    async fn delete(&self, id: &MessageId) -> Result<()> {
+        let Some(found) = self.fetch(id, false).await? else {
+            return Err(StoreError::NotFound);
+        };
+        if found.expires_at_ms <= unix_ms(SystemTime::now()) {
+            self.delete_version(&self.key_of(id), &found.etag).await?;
+            return Err(StoreError::NotFound);
+        }
+        match self.claim_and_delete(id, &found).await? {
+            true => Ok(()),
+            false => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        // The bucket's lifecycle rule removes expired objects
+        // ([`S3Store::install_lifecycle_rule`]); takes never return them.
+        Ok(0)
+    }
+
+    async fn check(&self) -> Result<()> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| classify("check the S3 bucket", e))?;
+        Ok(())
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "s3"
+    }
+}
+
+fn random_hex() -> String {
+    let id = MessageId::generate()
+        .map(|id| *id.as_bytes())
+        .unwrap_or_default();
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+type HttpResponse = aws_sdk_s3::config::http::HttpResponse;
+
+/// A failed S3 call, kept until the caller knows what it was doing.
+struct S3Err {
+    retryable: bool,
+    source: crate::BoxError,
+}
+
+impl S3Err {
+    fn into_store(self, op: &'static str) -> StoreError {
+        if self.retryable {
+            StoreError::Unavailable {
+                op,
+                source: self.source,
+            }
+        } else {
+            StoreError::Backend {
+                op,
+                source: self.source,
+            }
+        }
+    }
+}
+
+impl<E> From<SdkError<E, HttpResponse>> for S3Err
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    fn from(e: SdkError<E, HttpResponse>) -> Self {
+        S3Err {
+            retryable: retryable(&e),
+            source: Box::new(e),
+        }
+    }
+}
+
+fn is_status<E>(e: &SdkError<E, HttpResponse>, code: u16) -> bool {
+    matches!(e, SdkError::ServiceError(_))
+        && e.raw_response().map(|r| r.status().as_u16()) == Some(code)
+}
+
+fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    is_status(e, 404) || matches!(e.code(), Some("NoSuchKey" | "NotFound"))
+}
+
+fn retryable<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(_) => {
+            [429, 500, 502, 503, 504].iter().any(|c| is_status(e, *c))
+                || matches!(
+                    e.code(),
+                    Some(
+                        "SlowDown"
+                            | "Throttling"
+                            | "ThrottlingException"
+                            | "RequestTimeout"
+                            | "ServiceUnavailable"
+                    )
+                )
+        }
+        _ => false,
+    }
+}
+
+fn classify<E>(op: &'static str, e: SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    S3Err::from(e).into_store(op)
+}

@@ -1,0 +1,195 @@
+//! The conformance suite against a real S3 API server (moto, started by
+//! `scripts/test`; `OTM_TEST_S3_ENDPOINT`, default http://127.0.0.1:9100),
+//! with both claim methods; the connect-time probe against a proxy that
+//! strips `If-Match` (as some S3-compatible servers ignore it); the
+//! lifecycle helper; and the raw object bytes.
+
+use std::sync::Arc;
+
+use otm_store::conformance::{env_or, skip, unique_suffix, Fixture};
+use otm_store::{BlobStore, ClaimMethod, S3Config, S3Store, StoreError};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+const BUCKET: &str = "otm-test";
+
+fn endpoint() -> String {
+    env_or("OTM_TEST_S3_ENDPOINT", "http://127.0.0.1:9100")
+}
+
+fn config(endpoint: &str, method: ClaimMethod) -> S3Config {
+    S3Config::new(BUCKET, format!("run-{}/", unique_suffix()))
+        .with_endpoint(endpoint)
+        .with_create_bucket(true)
+        .with_claim_method(method)
+        // moto accepts any credentials.
+        .with_static_credentials("otm-test", "otm-test")
+}
+
+async fn connect(config: S3Config) -> Option<S3Store> {
+    let what = format!("S3 at {:?}", config.endpoint);
+    match S3Store::connect(config).await {
+        Ok(store) => Some(store),
+        Err(StoreError::Unavailable { source, .. }) => {
+            skip(&format!("{what} is unreachable: {source}"))
+        }
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
+mod conditional_delete {
+    use super::*;
+    async fn make() -> Option<Arc<dyn BlobStore>> {
+        let store = connect(config(&endpoint(), ClaimMethod::Auto)).await?;
+        assert_eq!(store.claim_method(), ClaimMethod::ConditionalDelete);
+        Some(Arc::new(store))
+    }
+    otm_store::conformance_suite!(make);
+}
+
+mod claim_object {
+    use super::*;
+    async fn make() -> Option<Arc<dyn BlobStore>> {
+        Some(Arc::new(
+            connect(config(&endpoint(), ClaimMethod::ClaimObject)).await?,
+        ))
+    }
+    otm_store::conformance_suite!(make);
+}
+
+/// A proxy that forwards HTTP/1.1 to the S3 server but drops every
+/// `If-Match` header, like a server that ignores it.
+async fn if_match_stripping_proxy(upstream: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(server) = TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (client_r, mut client_w) = client.into_split();
+                let (mut server_r, mut server_w) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut server_r, &mut client_w).await;
+                });
+                let mut reader = BufReader::new(client_r);
+                loop {
+                    // One request: head lines, then Content-Length bytes.
+                    let mut head = Vec::new();
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        let end = line == "\r\n";
+                        if !lower.starts_with("if-match:") {
+                            head.extend_from_slice(line.as_bytes());
+                        }
+                        if end {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    if server_w.write_all(&head).await.is_err()
+                        || server_w.write_all(&body).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn s3_probe_catches_a_server_that_ignores_if_match() {
+    let Some(_) = connect(config(&endpoint(), ClaimMethod::Auto)).await else {
+        return;
+    };
+    let proxy = if_match_stripping_proxy(endpoint()).await;
+    // Demanding conditional delete from such a server is refused…
+    let refused = S3Store::connect(config(&proxy, ClaimMethod::ConditionalDelete)).await;
+    assert!(
+        matches!(refused, Err(StoreError::NotImplemented { .. })),
+        "{refused:?}"
+    );
+    // …and Auto falls back to claim objects, which stay exactly-once there.
+    let store = S3Store::connect(config(&proxy, ClaimMethod::Auto))
+        .await
+        .unwrap();
+    assert_eq!(store.claim_method(), ClaimMethod::ClaimObject);
+    let store: Arc<dyn BlobStore> = Arc::new(store);
+    otm_store::conformance::race(store.clone(), 16, 40).await;
+    otm_store::conformance::wrong_proofs_burn_at_the_limit(store).await;
+}
+
+#[tokio::test]
+async fn s3_keeps_exactly_the_ciphertext_and_metadata() {
+    let Some(store) = connect(config(&endpoint(), ClaimMethod::Auto)).await else {
+        return;
+    };
+    let f = Fixture::hour();
+    store.put(&f.id, f.message.clone()).await.unwrap();
+    let raw = store
+        .client()
+        .get_object()
+        .bucket(store.bucket())
+        .key(store.key_of(&f.id))
+        .send()
+        .await
+        .unwrap();
+    let meta = raw.metadata().cloned().unwrap_or_default();
+    assert_eq!(meta["otm-verifier"], f.message.verifier.to_base64url());
+    let bytes = raw.body.collect().await.unwrap().into_bytes();
+    assert_eq!(&bytes[..], &f.message.envelope[..]);
+}
+
+#[tokio::test]
+async fn s3_lifecycle_rule_is_installed_and_read_back() {
+    let Some(store) = connect(config(&endpoint(), ClaimMethod::Auto)).await else {
+        return;
+    };
+    assert_eq!(store.lifecycle_rule_days().await.unwrap(), None);
+    let days = otm_store::lifecycle_days_for(std::time::Duration::from_secs(7 * 24 * 3600));
+    assert_eq!(days, 8);
+    store.install_lifecycle_rule(days).await.unwrap();
+    assert_eq!(store.lifecycle_rule_days().await.unwrap(), Some(8));
+    // Installing again replaces the rule instead of adding a second one.
+    store.install_lifecycle_rule(3).await.unwrap();
+    assert_eq!(store.lifecycle_rule_days().await.unwrap(), Some(3));
+}
+
+#[test]
+fn s3_urls_parse() {
+    let c = S3Config::from_url("s3://bucket/otm/?endpoint=http://127.0.0.1:9000&path_style=true&region=eu-west-1&claim=claim-object").unwrap();
+    assert_eq!(c.bucket, "bucket");
+    assert_eq!(c.prefix, "otm/");
+    assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert!(c.force_path_style);
+    assert_eq!(c.claim_method, ClaimMethod::ClaimObject);
+    assert!(S3Config::from_url("s3://").is_err());
+    assert_eq!(
+        S3Config::from_url("s3://b/p?lifecycle_days=8")
+            .unwrap()
+            .lifecycle_days,
+        Some(8)
+    );
+    assert!(S3Config::from_url("s3://b/p?lifecycle_days=0").is_err());
+    assert!(S3Config::from_url("s3://b/p?bogus=1").is_err());
+    assert!(S3Config::from_url("s3://b/p?claim=maybe").is_err());
+}
