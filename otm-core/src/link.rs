@@ -185,3 +185,75 @@ fn check_base(base: &str) -> Result<&str> {
 fn bad(reason: &'static str) -> Error {
     Error::BadLink { reason }
 }
+
+/// The path segment in front of the ID in a sender's status link.
+pub const MANAGE_PATH_PREFIX: &str = "/manage/";
+
+/// The sender's private status link: `{base}/manage/{id}#token={token}`.
+/// The token is in the fragment, so it is not sent when the page loads.
+///
+/// ```
+/// use otm_core::{ManageLink, ManageToken, MessageId};
+/// let link = ManageLink::new("https://otm.example", MessageId::generate()?, ManageToken::generate()?)?;
+/// let back = ManageLink::parse(&link.to_url())?;
+/// assert_eq!(back.id, link.id);
+/// # Ok::<(), otm_core::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ManageLink {
+    /// Scheme, host and any path before `/manage/`, without a trailing slash.
+    pub base: String,
+    /// The message ID.
+    pub id: MessageId,
+    /// The management token.
+    pub token: crate::ManageToken,
+}
+
+impl ManageLink {
+    /// A status link for `base`.
+    pub fn new(base: &str, id: MessageId, token: crate::ManageToken) -> Result<Self> {
+        let base = check_base(base.trim().trim_end_matches('/'))?;
+        Ok(ManageLink {
+            base: base.to_owned(),
+            id,
+            token,
+        })
+    }
+
+    /// The whole link, zeroized on drop.
+    pub fn to_url(&self) -> Zeroizing<String> {
+        let mut url = Zeroizing::new(String::with_capacity(self.base.len() + 90));
+        url.push_str(&self.base);
+        url.push_str(MANAGE_PATH_PREFIX);
+        url.push_str(&self.id.to_string());
+        url.push_str("#token=");
+        url.push_str(&self.token.to_base64url());
+        url
+    }
+
+    /// Parses a status link strictly.
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.trim();
+        let (url, fragment) = text
+            .split_once('#')
+            .ok_or(bad("the status link has no #token= part"))?;
+        let url = url.split_once('?').map_or(url, |(before, _)| before);
+        let url = url.strip_suffix('/').unwrap_or(url);
+        let at = url
+            .rfind(MANAGE_PATH_PREFIX)
+            .ok_or(bad("the status link has no /manage/ path"))?;
+        let base = check_base(url[..at].trim_end_matches('/'))?;
+        let id: MessageId = url[at + MANAGE_PATH_PREFIX.len()..]
+            .parse()
+            .map_err(|_| bad("the message ID in the status link is malformed"))?;
+        let token = fragment
+            .strip_prefix("token=")
+            .and_then(|t| crate::ManageToken::from_base64url(t).ok())
+            .ok_or(bad("the status link's token is malformed"))?;
+        Ok(ManageLink {
+            base: base.to_owned(),
+            id,
+            token,
+        })
+    }
+}

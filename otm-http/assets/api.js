@@ -4,6 +4,8 @@
 //   GET  {base}/api/v1/config
 //   POST {base}/api/v1/messages             {"envelope", "verifier", "ttl_seconds"}
 //   POST {base}/api/v1/messages/{id}/open   {"proof"}
+//   GET    {base}/api/v1/messages/{id}      (Authorization: Bearer <manage token>)
+//   DELETE {base}/api/v1/messages/{id}      (Authorization: Bearer <manage token>)
 // Binary values travel as unpadded base64url text.
 
 import { decodeBase64url, encodeBase64url } from './otm-format.js';
@@ -12,16 +14,22 @@ export const API_PATHS = Object.freeze({
   config: '/api/v1/config',
   messages: '/api/v1/messages',
   open: (id) => `/api/v1/messages/${encodeURIComponent(id)}/open`,
+  message: (id) => `/api/v1/messages/${encodeURIComponent(id)}`,
 });
 
-/** An error answer from the server (or a network failure, status 0). */
+/**
+ * An error answer from the server (or a network failure, status 0). `body`
+ * is the parsed JSON of the answer, when it had one (for example the current
+ * status fields of a 409 from burnMessage).
+ */
 export class ApiError extends Error {
-  constructor(status, code, message, attemptsLeft) {
+  constructor(status, code, message, attemptsLeft, body) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.code = code;
     if (attemptsLeft !== undefined && attemptsLeft !== null) this.attemptsLeft = attemptsLeft;
+    if (body !== undefined && body !== null) this.body = body;
   }
 }
 
@@ -35,12 +43,23 @@ export function basePath() {
   return base.replace(/\/+$/, '');
 }
 
+// A management token: 32 bytes as unpadded base64url.
+const TOKEN_RE = /^[A-Za-z0-9_-]{43}$/;
+
 function asText(value) {
   return typeof value === 'string' ? value : encodeBase64url(value);
 }
 
-async function request(method, path, body) {
+async function request(method, path, body, token) {
   const headers = { Accept: 'application/json' };
+  if (token !== undefined) {
+    // Checked here so a damaged token never reaches fetch (which would throw
+    // on some characters) or the server as something else.
+    if (typeof token !== 'string' || !TOKEN_RE.test(token)) {
+      throw new ApiError(0, 'token_required', 'The status link is incomplete: its token is missing or damaged.');
+    }
+    headers.Authorization = `Bearer ${token}`;
+  }
   const init = {
     method,
     headers,
@@ -74,7 +93,7 @@ async function request(method, path, body) {
         : `The server answered with an error (HTTP ${res.status}). Please try again.`;
     let left = obj.attempts_left ?? obj.attemptsLeft;
     if (typeof left !== 'number') left = undefined;
-    throw new ApiError(res.status, code, message, left);
+    throw new ApiError(res.status, code, message, left, data && typeof data === 'object' ? data : undefined);
   }
   if (data === null || typeof data !== 'object') {
     throw new ApiError(res.status, 'bad_response', 'The server sent an answer this page does not understand.');
@@ -111,6 +130,25 @@ export async function openMessage(id, proof) {
     throw new ApiError(200, 'bad_response', 'The server sent an answer this page does not understand.');
   }
   return { ...data, envelope: decodeBase64url(data.envelope) };
+}
+
+/**
+ * The sender's view of a message, with the management token from the
+ * private status link. Resolves to
+ * {state: "waiting"|"opened"|"burned"|"expired", expires_at, expires_at_unix, changed_at}.
+ * Errors: 401 token_required, 403 wrong_token, 404 not_found, 400 bad_id, 429.
+ */
+export function getStatus(id, token) {
+  return request('GET', API_PATHS.message(id), undefined, token);
+}
+
+/**
+ * Destroys a message that is still waiting. Resolves to the new status
+ * ({state: "burned", …}). A 409 not_waiting ApiError carries the current
+ * status in `err.body` (state "opened", "burned" or "expired").
+ */
+export function burnMessage(id, token) {
+  return request('DELETE', API_PATHS.message(id), undefined, token);
 }
 
 /** Parses an expiry from the server: unix seconds, or an ISO 8601 / RFC 3339 string. */

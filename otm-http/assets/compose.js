@@ -42,13 +42,26 @@ const els = {
   copyStatus: $('copy-status'),
   expires: $('expires'),
   resultPassphrase: $('result-passphrase'),
+  statusBox: $('status-box'),
+  statusLink: $('status-link'),
+  copyStatusLink: $('copy-status-link'),
+  copyStatusLinkStatus: $('copy-status-link-status'),
   newMessage: $('new-message'),
 };
+
+const COPY_LINK_LABEL = 'Copy link';
+const COPY_STATUS_LINK_LABEL = 'Copy status link';
+
+// Path of the sender's private status page, and its management token
+// (32 bytes as unpadded base64url, in the fragment only).
+const MANAGE_PATH_PREFIX = '/manage/';
+const MANAGE_TOKEN_RE = /^[A-Za-z0-9_-]{43}$/;
 
 let config = null;
 let busy = false;
 let over = false;
 let copyTimer = 0;
+let copyStatusTimer = 0;
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -169,6 +182,16 @@ function linkBase() {
   return fromConfig || location.origin + basePath();
 }
 
+/**
+ * The sender's private status link, `{link_base}/manage/{id}#token=…`, or
+ * null when the server sent no (valid) management token.
+ */
+export function formatStatusLink(base, id, token) {
+  if (typeof token !== 'string' || !MANAGE_TOKEN_RE.test(token) || !isValidId(id)) return null;
+  const b = String(base).trim().replace(/\/+$/, '');
+  return `${b}${MANAGE_PATH_PREFIX}${id}#token=${token}`;
+}
+
 // ---------------------------------------------------------------------------
 // Create
 
@@ -237,7 +260,8 @@ async function onCreate(event) {
     const expiresAt =
       parseExpiry(answer.expires_at) ??
       (Number.isInteger(ttl) && ttl > 0 ? new Date(Date.now() + ttl * 1000) : null);
-    showResult(link, expiresAt, passphrase !== null);
+    const statusLink = formatStatusLink(linkBase(), answer.id, answer.manage_token);
+    showResult(link, expiresAt, passphrase !== null, statusLink);
   } catch (err) {
     showError(describeError(err));
   } finally {
@@ -247,7 +271,7 @@ async function onCreate(event) {
   }
 }
 
-function showResult(link, expiresAt, hasPassphrase) {
+function showResult(link, expiresAt, hasPassphrase, statusLink) {
   // The message and passphrase are no longer needed on this page.
   els.message.value = '';
   els.passphrase.value = '';
@@ -265,7 +289,13 @@ function showResult(link, expiresAt, hasPassphrase) {
   }
   els.resultPassphrase.hidden = !hasPassphrase;
   els.copyStatus.textContent = '';
-  els.copyLink.textContent = 'Copy link';
+  els.copyLink.textContent = COPY_LINK_LABEL;
+
+  // An older server sends no management token: no status link then.
+  els.statusLink.value = statusLink || '';
+  els.copyStatusLinkStatus.textContent = '';
+  els.copyStatusLink.textContent = COPY_STATUS_LINK_LABEL;
+  els.statusBox.hidden = !statusLink;
 
   els.composeSection.hidden = true;
   els.result.hidden = false;
@@ -274,11 +304,16 @@ function showResult(link, expiresAt, hasPassphrase) {
 
 function onNewMessage() {
   clearTimeout(copyTimer);
+  clearTimeout(copyStatusTimer);
   els.link.value = '';
   els.expires.textContent = '—';
   els.expires.removeAttribute('datetime');
   els.copyStatus.textContent = '';
-  els.copyLink.textContent = 'Copy link';
+  els.copyLink.textContent = COPY_LINK_LABEL;
+  els.statusLink.value = '';
+  els.copyStatusLinkStatus.textContent = '';
+  els.copyStatusLink.textContent = COPY_STATUS_LINK_LABEL;
+  els.statusBox.hidden = true;
   els.result.hidden = true;
 
   els.form.reset();
@@ -294,17 +329,17 @@ function onNewMessage() {
 // ---------------------------------------------------------------------------
 // Copy
 
-async function onCopyLink() {
-  clearTimeout(copyTimer);
+/** Copies a read-only field; resolves to the timer that resets the button label (0 if none). */
+async function copyField(input, button, statusEl, label, what) {
   let copied = false;
   try {
-    await navigator.clipboard.writeText(els.link.value);
+    await navigator.clipboard.writeText(input.value);
     copied = true;
   } catch {
     copied = false;
   }
-  els.link.focus();
-  els.link.select();
+  input.focus();
+  input.select();
   if (!copied) {
     try {
       copied = document.execCommand('copy');
@@ -313,14 +348,30 @@ async function onCopyLink() {
     }
   }
   if (copied) {
-    els.copyLink.textContent = 'Copied';
-    els.copyStatus.textContent = 'Copied to the clipboard.';
-    copyTimer = setTimeout(() => {
-      els.copyLink.textContent = 'Copy link';
+    button.textContent = 'Copied';
+    statusEl.textContent = 'Copied to the clipboard.';
+    return setTimeout(() => {
+      button.textContent = label;
     }, 2500);
-  } else {
-    els.copyStatus.textContent = 'The link is selected: press Ctrl+C (or ⌘C) to copy it.';
   }
+  statusEl.textContent = `The ${what} is selected: press Ctrl+C (or ⌘C) to copy it.`;
+  return 0;
+}
+
+async function onCopyLink() {
+  clearTimeout(copyTimer);
+  copyTimer = await copyField(els.link, els.copyLink, els.copyStatus, COPY_LINK_LABEL, 'link');
+}
+
+async function onCopyStatusLink() {
+  clearTimeout(copyStatusTimer);
+  copyStatusTimer = await copyField(
+    els.statusLink,
+    els.copyStatusLink,
+    els.copyStatusLinkStatus,
+    COPY_STATUS_LINK_LABEL,
+    'status link',
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -333,6 +384,8 @@ els.showPassphrase.addEventListener('change', () => {
 });
 els.copyLink.addEventListener('click', onCopyLink);
 els.link.addEventListener('focus', () => els.link.select());
+els.copyStatusLink.addEventListener('click', onCopyStatusLink);
+els.statusLink.addEventListener('focus', () => els.statusLink.select());
 els.newMessage.addEventListener('click', onNewMessage);
 
 updateCounter();

@@ -10,9 +10,10 @@ use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use otm_core::{
-    validate, ClaimProof, ClaimVerifier, MessageId, MAX_ENVELOPE_LEN, MAX_MESSAGE_CHARS,
+    validate, ClaimProof, ClaimVerifier, ManageToken, MessageId, MAX_ENVELOPE_LEN,
+    MAX_MESSAGE_CHARS,
 };
-use otm_store::{NewMessage, StoreError};
+use otm_store::{MessageState, MessageStatus, NewMessage, StoreError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +91,8 @@ pub(crate) struct Created {
     path: String,
     expires_at: String,
     expires_at_unix: u64,
+    /// The sender's secret for status and burn; shown once, stored hashed.
+    manage_token: String,
 }
 
 /// `POST /api/v1/messages`: store a sealed envelope.
@@ -106,20 +109,16 @@ pub(crate) async fn create(
     let (envelope, verifier, ttl) =
         check_create(&otm, req).inspect_err(|_| otm.0.metrics.count(Outcome::BadRequest))?;
     let expires_at = SystemTime::now() + ttl;
+    let manage = ManageToken::generate().map_err(|_| rng_failed())?;
     // A 128-bit ID collides only by a broken RNG or on purpose; retry anyway.
     let mut attempts = 0;
     let id = loop {
-        let id = MessageId::generate().map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "Random number generator failed.",
-            )
-        })?;
+        let id = MessageId::generate().map_err(|_| rng_failed())?;
         let message = NewMessage {
             envelope: envelope.clone(),
             verifier,
             expires_at,
+            manage: Some(manage.verifier()),
         };
         match otm.0.store.put(&id, message).await {
             Ok(()) => break id,
@@ -137,8 +136,9 @@ pub(crate) async fn create(
     let body = Created {
         id: id.to_string(),
         path,
-        expires_at: humantime::format_rfc3339_seconds(expires_at).to_string(),
+        expires_at: rfc3339(expires_at),
         expires_at_unix: unix,
+        manage_token: manage.to_base64url().to_string(),
     };
     Ok((
         StatusCode::CREATED,
@@ -248,6 +248,157 @@ pub(crate) async fn open(
             }
             Err(otm.store_error(e))
         }
+    }
+}
+
+fn rng_failed() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "Random number generator failed.",
+    )
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// The sender's `Authorization: Bearer <manage token>`.
+pub(crate) struct Bearer(ManageToken);
+
+impl<S: Send + Sync> FromRequestParts<S> for Bearer {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let required = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "token_required",
+                "Send the management token as Authorization: Bearer <token>.",
+            )
+        };
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(required)?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .and_then(|t| ManageToken::from_base64url(t.trim()).ok())
+            .ok_or_else(required)?;
+        Ok(Bearer(token))
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct StatusBody {
+    state: &'static str,
+    expires_at: String,
+    expires_at_unix: u64,
+    changed_at: Option<String>,
+}
+
+impl From<&MessageStatus> for StatusBody {
+    fn from(s: &MessageStatus) -> Self {
+        StatusBody {
+            state: s.state.as_str(),
+            expires_at: rfc3339(s.expires_at),
+            expires_at_unix: s
+                .expires_at
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            changed_at: s.changed_at.map(rfc3339),
+        }
+    }
+}
+
+/// Looks up a message for its sender: the ID must parse, a status must exist
+/// and the token must match its verifier (compared in constant time).
+async fn managed(
+    otm: &Otm,
+    ip: std::net::IpAddr,
+    id: &str,
+    token: &ManageToken,
+) -> Result<(MessageId, MessageStatus), ApiError> {
+    otm.0
+        .open_limiter
+        .check(ip)
+        .inspect_err(|_| otm.0.metrics.count(Outcome::RateLimited))?;
+    let id: MessageId = id
+        .parse()
+        .map_err(|e: otm_core::Error| ApiError::bad_request("bad_id", e.to_string()))?;
+    let status = match otm.0.store.status(&id).await {
+        Ok(s) => s,
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "This message has expired, or the link is wrong.",
+            ))
+        }
+        Err(e) => return Err(otm.store_error(e)),
+    };
+    match status.manage {
+        Some(v) if v.verify_token(token) => Ok((id, status)),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_token",
+            "This management token does not belong to this message.",
+        )),
+    }
+}
+
+/// `GET /api/v1/messages/{id}` with the management token: the read receipt.
+pub(crate) async fn status(
+    State(otm): State<Otm>,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+    Bearer(token): Bearer,
+) -> Result<Json<StatusBody>, ApiError> {
+    let (_, status) = managed(&otm, ip, &id, &token).await?;
+    Ok(Json(StatusBody::from(&status)))
+}
+
+/// `DELETE /api/v1/messages/{id}` with the management token: burn it unread.
+pub(crate) async fn burn(
+    State(otm): State<Otm>,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+    Bearer(token): Bearer,
+) -> Result<Response, ApiError> {
+    let (id, status) = managed(&otm, ip, &id, &token).await?;
+    let not_waiting = |status: &MessageStatus| {
+        let mut body = serde_json::to_value(StatusBody::from(status)).unwrap_or_default();
+        body["error"] = "not_waiting".into();
+        body["message"] = format!(
+            "The message is {} and can no longer be destroyed.",
+            status.state.as_str()
+        )
+        .into();
+        (StatusCode::CONFLICT, Json(body)).into_response()
+    };
+    if status.state != MessageState::Waiting {
+        return Ok(not_waiting(&status));
+    }
+    match otm.0.store.delete(&id).await {
+        Ok(()) => {
+            otm.0.metrics.count(Outcome::BurnedBySender);
+            tracing::info!(id = %id, "message burned by its sender");
+        }
+        // Opened (or expired) between the status check and the delete.
+        Err(StoreError::NotFound) => {}
+        Err(e) => return Err(otm.store_error(e)),
+    }
+    let after = otm
+        .0
+        .store
+        .status(&id)
+        .await
+        .map_err(|e| otm.store_error(e))?;
+    if after.state == MessageState::Burned {
+        Ok(Json(StatusBody::from(&after)).into_response())
+    } else {
+        Ok(not_waiting(&after))
     }
 }
 

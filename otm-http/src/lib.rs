@@ -32,6 +32,9 @@
 //! | `GET /api/v1/config` | limits and expiry choices |
 //! | `POST /api/v1/messages` | create |
 //! | `POST /api/v1/messages/{id}/open` | open once, with the claim proof |
+//! | `GET /api/v1/messages/{id}` | status (read receipt), with the sender's token |
+//! | `DELETE /api/v1/messages/{id}` | burn unread, with the sender's token |
+//! | `GET /manage/{id}` | the sender's status page (token in the fragment) |
 //! | `GET /api/v1/openapi.json` | the OpenAPI document |
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness (checks the store) |
 //! | `GET /metrics` | Prometheus metrics |
@@ -55,6 +58,8 @@ mod limit;
 mod metrics;
 mod pages;
 mod store_url;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use config::{Config, IpNet, RateLimit};
 pub use error::ApiError;
@@ -143,10 +148,12 @@ where
         .route("/api/v1/config", get(api::config))
         .route("/api/v1/messages", post(api::create))
         .route("/api/v1/messages/{id}/open", post(api::open))
+        .route("/api/v1/messages/{id}", get(api::status).delete(api::burn))
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/", get(pages::compose))
         .route("/about", get(pages::about))
         .route("/otm/{id}", get(pages::reveal))
+        .route("/manage/{id}", get(pages::manage))
         .route("/assets/{file}", get(pages::asset))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

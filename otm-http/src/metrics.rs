@@ -28,9 +28,10 @@ pub(crate) enum Outcome {
     BadRequest = 6,
     StoreUnavailable = 7,
     InternalError = 8,
+    BurnedBySender = 9,
 }
 
-const OUTCOMES: [&str; 9] = [
+const OUTCOMES: [&str; 10] = [
     "created",
     "opened",
     "not_found",
@@ -40,11 +41,12 @@ const OUTCOMES: [&str; 9] = [
     "bad_request",
     "store_unavailable",
     "internal_error",
+    "burned_by_sender",
 ];
 
 #[derive(Default)]
 pub(crate) struct Metrics {
-    outcomes: [AtomicU64; 9],
+    outcomes: [AtomicU64; 10],
     // Per route: one counter per bucket, +Inf, count, and the sum in µs.
     buckets: [[AtomicU64; 12]; 3],
     count: [AtomicU64; 3],

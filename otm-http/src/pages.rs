@@ -11,6 +11,7 @@ use crate::error::ApiError;
 const INDEX: &str = include_str!("../assets/index.html");
 const REVEAL: &str = include_str!("../assets/reveal.html");
 const ABOUT: &str = include_str!("../assets/about.html");
+const MANAGE: &str = include_str!("../assets/manage.html");
 
 /// `(name, content type, body)` of every asset.
 const ASSETS: &[(&str, &str, &str)] = &[
@@ -38,6 +39,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "reveal.js",
         "text/javascript; charset=utf-8",
         include_str!("../assets/reveal.js"),
+    ),
+    (
+        "manage.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/manage.js"),
     ),
 ];
 
@@ -83,6 +89,12 @@ pub(crate) async fn about(OriginalUri(original): OriginalUri, uri: Uri) -> Html<
 /// consume nothing.
 pub(crate) async fn reveal(OriginalUri(original): OriginalUri, uri: Uri) -> Html<String> {
     page(REVEAL, &original, &uri)
+}
+
+/// `GET /manage/{id}`: the sender's status page. The management token is in
+/// the fragment; the page asks the API with it.
+pub(crate) async fn manage(OriginalUri(original): OriginalUri, uri: Uri) -> Html<String> {
+    page(MANAGE, &original, &uri)
 }
 
 /// `GET /assets/{file}`.

@@ -580,3 +580,117 @@ async fn health_readiness_metrics_and_openapi() {
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/api/v1/messages/{id}/open"]["post"]["responses"]["403"].is_object());
 }
+
+fn with_bearer(mut req: Request<Body>, token: &str) -> Request<Body> {
+    req.headers_mut().insert(
+        header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    req
+}
+
+async fn create_managed(app: &Router, s: &Sealed) -> (String, String) {
+    let r = send(
+        app,
+        post_json("/api/v1/messages", &create_body(s, Some(3600))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let v = r.json();
+    let token = v["manage_token"].as_str().unwrap().to_owned();
+    assert_eq!(token.len(), 43);
+    (v["id"].as_str().unwrap().to_owned(), token)
+}
+
+#[tokio::test]
+async fn the_sender_sees_a_read_receipt_with_the_token_only() {
+    let (app, _) = app();
+    let s = sealed("receipt");
+    let (id, token) = create_managed(&app, &s).await;
+    let status = |t: &str| with_bearer(get(&format!("/api/v1/messages/{id}")), t);
+    let r = send(&app, status(&token)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["state"], "waiting");
+    assert!(r.json()["changed_at"].is_null());
+    // No token, a malformed one, someone else's.
+    let r = send(&app, get(&format!("/api/v1/messages/{id}"))).await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (StatusCode::UNAUTHORIZED, "token_required")
+    );
+    let r = send(&app, status("nonsense")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let (_, other) = create_managed(&app, &sealed("other")).await;
+    let r = send(&app, status(&other)).await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (StatusCode::FORBIDDEN, "wrong_token")
+    );
+    // Opening turns it into a receipt that says when, and nothing else.
+    open(&app, &id, &s.secrets.claim_proof().to_base64url()).await;
+    let v = send(&app, status(&token)).await.json();
+    assert_eq!(v["state"], "opened");
+    assert!(v["changed_at"].as_str().unwrap().ends_with('Z'));
+    assert!(v.get("envelope").is_none());
+    // An opened message cannot be burned.
+    let r = send(
+        &app,
+        with_bearer(
+            Request::delete(format!("/api/v1/messages/{id}"))
+                .body(Body::empty())
+                .unwrap(),
+            &token,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json()["state"], "opened");
+    // Unknown IDs are 404, malformed ones 400.
+    let r = send(
+        &app,
+        with_bearer(get("/api/v1/messages/AAAAAAAAAAAAAAAAAAAAAA"), &token),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = send(&app, with_bearer(get("/api/v1/messages/bad"), &token)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_sender_can_burn_an_unread_message() {
+    let (app, store) = app();
+    let s = sealed("burn me");
+    let (id, token) = create_managed(&app, &s).await;
+    let burn = |t: &str| {
+        with_bearer(
+            Request::delete(format!("/api/v1/messages/{id}"))
+                .body(Body::empty())
+                .unwrap(),
+            t,
+        )
+    };
+    let (_, other) = create_managed(&app, &sealed("x")).await;
+    assert_eq!(send(&app, burn(&other)).await.status, StatusCode::FORBIDDEN);
+    assert!(
+        store.peek_raw(&id.parse().unwrap()).is_some(),
+        "a wrong token burns nothing"
+    );
+    let r = send(&app, burn(&token)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["state"], "burned");
+    assert!(store.peek_raw(&id.parse().unwrap()).is_none());
+    assert_eq!(
+        open(&app, &id, &s.secrets.claim_proof().to_base64url())
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let r = send(&app, burn(&token)).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json()["state"], "burned");
+    let metrics = send(&app, get("/metrics")).await.text();
+    assert!(
+        metrics.contains("otm_messages_total{outcome=\"burned_by_sender\"} 1"),
+        "{metrics}"
+    );
+}

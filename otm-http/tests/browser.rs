@@ -9,183 +9,32 @@
 //! `chromium-driver`; `scripts/test` installs them). Set
 //! `OTM_UPDATE_SCREENSHOTS=1` to rewrite `docs/screenshots/`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
-use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::Response;
-use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use fantoccini::{Client, ClientBuilder, Locator};
-use http_body_util::BodyExt;
 use otm_core::{Key, Link, Secrets};
-use otm_http::Config;
+use otm_http::testing::fantoccini::Client;
+use otm_http::testing::{reveal, value, visible, Driver, TestServer};
 use otm_store::conformance::{env_or, skip, unique_suffix};
 use otm_store::{BlobStore, RedisConfig, RedisStore, SqliteConfig, SqliteStore};
 use serde_json::{json, Value};
 
-/// Every request the server received: method, URI, headers and body.
-type RequestLog = Arc<Mutex<Vec<String>>>;
-
-async fn record(log: axum::extract::State<RequestLog>, req: Request, next: Next) -> Response {
-    let (parts, body) = req.into_parts();
-    let bytes: Bytes = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    let mut entry = format!("{} {}\n", parts.method, parts.uri);
-    for (name, value) in &parts.headers {
-        entry.push_str(&format!(
-            "{name}: {}\n",
-            String::from_utf8_lossy(value.as_bytes())
-        ));
-    }
-    entry.push_str(&String::from_utf8_lossy(&bytes));
-    log.0.lock().unwrap().push(entry);
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
-}
-
-struct Server {
-    base: String,
-    log: RequestLog,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-async fn serve(store: Arc<dyn BlobStore>) -> Server {
-    let log: RequestLog = Arc::default();
-    let app: Router = otm_http::router(store, Config::default())
-        .layer(axum::middleware::from_fn_with_state(log.clone(), record));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    Server {
-        base: format!("http://{addr}"),
-        log,
-        _task: task,
-    }
-}
-
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn chromium_binary() -> Option<String> {
-    [
-        "/usr/bin/chromium",
-        "/usr/bin/chromium-browser",
-        "/usr/bin/google-chrome",
-    ]
-    .iter()
-    .find(|p| std::path::Path::new(p).exists())
-    .map(|p| p.to_string())
-}
-
-async fn start_driver() -> Option<Driver> {
-    let Some(_) = chromium_binary() else {
-        return skip("Chromium is not installed (apt-get install chromium chromium-driver)");
-    };
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let child = match Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => return skip(&format!("cannot run chromedriver: {e}")),
-    };
-    let driver = Driver {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
+async fn wait_attr(e: &otm_http::testing::fantoccini::elements::Element, name: &str, want: &str) {
     let start = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
+    loop {
+        let got = e.attr(name).await.unwrap_or_default();
+        if got.as_deref() == Some(want) {
+            return;
+        }
         assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "chromedriver did not start"
+            start.elapsed() < Duration::from_secs(15),
+            "{name} is {got:?}, want {want}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Some(driver)
-}
-
-/// A fresh browser: its own profile directory, so nothing is shared.
-async fn browser(driver: &Driver) -> (Client, tempfile::TempDir) {
-    let profile = tempfile::tempdir().unwrap();
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": chromium_binary().unwrap(),
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                "--window-size=1100,1000",
-                format!("--user-data-dir={}", profile.path().display()),
-            ]
-        }),
-    );
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .expect("a chromedriver session");
-    (client, profile)
-}
-
-async fn visible(c: &Client, css: &str) -> fantoccini::elements::Element {
-    let start = Instant::now();
-    loop {
-        if let Ok(e) = c.find(Locator::Css(css)).await {
-            if e.is_displayed().await.unwrap_or(false) {
-                return e;
-            }
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            let html = c.source().await.unwrap_or_default();
-            panic!("{css} did not become visible; page:\n{html}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn value(c: &Client, css: &str) -> String {
-    visible(c, css)
-        .await
-        .prop("value")
-        .await
-        .unwrap()
-        .unwrap_or_default()
 }
 
 async fn screenshot(c: &Client, name: &str) {
@@ -234,6 +83,7 @@ async fn compose(
     }
     visible(c, "#create").await.click().await.unwrap();
     let link = value(c, "#link").await;
+    assert!(value(c, "#status-link").await.contains("/manage/"));
     visible(c, "#copy-link").await.click().await.unwrap();
     if shots {
         screenshot(c, "link").await;
@@ -241,39 +91,21 @@ async fn compose(
     link
 }
 
-/// Opens a link in a fresh browser and presses Reveal; returns the client.
-async fn reveal(
-    driver: &Driver,
-    link: &str,
-    passphrase: Option<&str>,
-) -> (Client, tempfile::TempDir) {
-    let (c, dir) = browser(driver).await;
-    c.goto(link).await.unwrap();
-    visible(&c, "#reveal-intro").await;
-    if let Some(p) = passphrase {
-        visible(&c, "#passphrase-field")
-            .await
-            .send_keys(p)
-            .await
-            .unwrap();
-    }
-    visible(&c, "#reveal").await.click().await.unwrap();
-    (c, dir)
-}
-
 async fn full_flow(store: Arc<dyn BlobStore>, label: &str) {
-    let Some(driver) = start_driver().await else {
+    let Some(driver) = Driver::start().await else {
         return;
     };
-    let server = serve(store).await;
+    let server = TestServer::start(store).await;
     let base = &server.base;
     let secret_text = format!("door code 4711 {label} {}", unique_suffix());
     let passphrase = "correct horse battery staple";
     let phrased_text = format!("behind a passphrase {}", unique_suffix());
     let mut keys = Vec::new();
+    // Management tokens go to the server, but only in Authorization headers.
+    let mut tokens: Vec<String> = Vec::new();
 
     // 1. Compose, then reveal in a fresh browser, then gone on reload.
-    let (sender, _p1) = browser(&driver).await;
+    let (sender, _p1) = driver.browser().await;
     let link = compose(&sender, base, &secret_text, None, label == "sqlite").await;
     assert!(link.starts_with(&format!("{base}/otm/")), "{link}");
     let parsed = Link::parse(&link).unwrap();
@@ -369,8 +201,51 @@ async fn full_flow(store: Arc<dyn BlobStore>, label: &str) {
     assert_eq!(value(&reader, "#plaintext").await, browser_reads);
     reader.close().await.unwrap();
 
-    // 5. Nothing the server received carries a key, the passphrase or plaintext.
-    let log = server.log.lock().unwrap().join("\n----\n");
+    // 5. The sender's status page: waiting, then destroyed with "Burn now";
+    //    the reader then finds nothing. Another message reads "opened".
+    let (sender, _p5) = driver.browser().await;
+    let burn_text = format!("to be burned {}", unique_suffix());
+    let (link, status_link) = otm_http::testing::compose(&sender, base, &burn_text, None).await;
+    keys.push(Link::parse(&link).unwrap().key.to_base64url().to_string());
+    tokens.push(status_link.split("#token=").nth(1).unwrap().to_owned());
+    sender.goto(&status_link).await.unwrap();
+    let state = visible(&sender, "#state").await;
+    wait_attr(&state, "data-state", "waiting").await;
+    if label == "sqlite" {
+        screenshot(&sender, "status").await;
+    }
+    visible(&sender, "#burn").await.click().await.unwrap();
+    visible(&sender, "#burn-confirm")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_attr(&visible(&sender, "#state").await, "data-state", "burned").await;
+    let (reader, _p6) = reveal(&driver, &link, None).await;
+    visible(&reader, "#gone").await;
+    reader.close().await.unwrap();
+    let opened_text = format!("read then checked {}", unique_suffix());
+    let (link, status_link) = otm_http::testing::compose(&sender, base, &opened_text, None).await;
+    keys.push(Link::parse(&link).unwrap().key.to_base64url().to_string());
+    tokens.push(status_link.split("#token=").nth(1).unwrap().to_owned());
+    // A link whose fragment was lost: the reader types the key by hand.
+    let (reader, _p7) = driver.browser().await;
+    reader.goto(link.split('#').next().unwrap()).await.unwrap();
+    let key_text = link.split("#key=").nth(1).unwrap();
+    visible(&reader, "#manual-key")
+        .await
+        .send_keys(key_text)
+        .await
+        .unwrap();
+    visible(&reader, "#reveal").await.click().await.unwrap();
+    assert_eq!(value(&reader, "#plaintext").await, opened_text);
+    reader.close().await.unwrap();
+    sender.goto(&status_link).await.unwrap();
+    wait_attr(&visible(&sender, "#state").await, "data-state", "opened").await;
+    sender.close().await.unwrap();
+
+    // 6. Nothing the server received carries a key, the passphrase or plaintext.
+    let log = server.log_text();
     assert!(
         log.contains("/api/v1/messages"),
         "the log recorded the API calls"
@@ -382,8 +257,23 @@ async fn full_flow(store: Arc<dyn BlobStore>, label: &str) {
         phrased_text.as_str(),
         rust_reads.as_str(),
         browser_reads.as_str(),
+        burn_text.as_str(),
+        opened_text.as_str(),
     ]) {
         assert!(!log.contains(secret), "the server saw {secret:?}");
+    }
+    for entry in server.log.lock().unwrap().iter() {
+        for line in entry.lines().take_while(|l| !l.is_empty()) {
+            if line.starts_with("authorization: Bearer ") {
+                continue;
+            }
+            for token in &tokens {
+                assert!(
+                    !line.contains(token.as_str()),
+                    "a token outside Authorization: {line}"
+                );
+            }
+        }
     }
 }
 
@@ -410,16 +300,16 @@ async fn browser_flow_on_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_opens_the_shared_json_vectors() {
-    let Some(driver) = start_driver().await else {
+    let Some(driver) = Driver::start().await else {
         return;
     };
-    let server = serve(Arc::new(otm_store::MemoryStore::new(Default::default()))).await;
+    let server = TestServer::start(Arc::new(otm_store::MemoryStore::new(Default::default()))).await;
     let vectors = std::fs::read_to_string(
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../otm-core/tests/data/envelope_v1_vectors.json"),
     )
     .unwrap();
-    let (c, _p) = browser(&driver).await;
+    let (c, _p) = driver.browser().await;
     c.goto(&format!("{}/", server.base)).await.unwrap();
     visible(&c, "#message").await;
     c.update_timeouts(fantoccini::wd::TimeoutConfiguration::new(

@@ -231,7 +231,12 @@ async fn server_on_s3_from_a_store_url() {
     let proc = Proc(child);
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&base).await;
-    let ready: Value = reqwest::get(format!("{base}/readyz")).await.unwrap().json().await.unwrap();
+    let ready: Value = reqwest::get(format!("{base}/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["store"], "s3");
     round_trip(&base, "over s3").await;
     assert_eq!(stop(proc).0, Some(0));

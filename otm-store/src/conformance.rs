@@ -17,13 +17,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use otm_core::{seal, ClaimProof, Key, MessageId, Secrets, MAX_ENVELOPE_LEN};
+use otm_core::{seal, ClaimProof, Key, ManageToken, MessageId, Secrets, MAX_ENVELOPE_LEN};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
-use crate::{BlobStore, NewMessage, StoreError};
+use crate::{BlobStore, MessageState, NewMessage, StoreError};
 
 /// The failed-attempt limit the suite expects (the default).
 pub const MAX_FAILED_ATTEMPTS: u32 = 5;
@@ -74,6 +74,8 @@ pub struct Fixture {
     pub id: MessageId,
     /// The secrets whose proof takes it.
     pub secrets: Secrets,
+    /// The sender's management token (its verifier is in `message`).
+    pub manage: ManageToken,
     /// The message for `put`.
     pub message: NewMessage,
 }
@@ -83,14 +85,17 @@ impl Fixture {
     pub fn new(text: &str, ttl: Duration) -> Fixture {
         let secrets = Secrets::derive(&Key::generate().expect("rng"), None);
         let envelope = seal(&secrets, text).expect("seal");
+        let manage = ManageToken::generate().expect("rng");
         Fixture {
             id: MessageId::generate().expect("rng"),
             message: NewMessage {
                 envelope,
                 verifier: secrets.claim_verifier(),
                 expires_at: SystemTime::now() + ttl,
+                manage: Some(manage.verifier()),
             },
             secrets,
+            manage,
         }
     }
 
@@ -386,6 +391,93 @@ pub async fn concurrent_guesses_cannot_exceed_the_limit(store: Arc<dyn BlobStore
     }
 }
 
+async fn state_of(store: &Arc<dyn BlobStore>, f: &Fixture) -> Option<MessageState> {
+    match store.status(&f.id).await {
+        Ok(status) => {
+            // The receipt still checks the sender's token, and only it.
+            let manage = status.manage.expect("fixtures have a management verifier");
+            assert!(manage.verify_token(&f.manage));
+            assert!(!manage.verify_token(&ManageToken::generate().unwrap()));
+            let drift = status
+                .expires_at
+                .duration_since(f.message.expires_at)
+                .or_else(|e| Ok::<_, ()>(e.duration()))
+                .unwrap();
+            assert!(
+                drift < Duration::from_secs(1),
+                "expiry drifted by {drift:?}"
+            );
+            if matches!(status.state, MessageState::Opened | MessageState::Burned) {
+                let at = status.changed_at.expect("receipts say when");
+                let age = SystemTime::now().duration_since(at).unwrap_or_default();
+                assert!(age < Duration::from_secs(60), "changed_at {age:?} ago");
+            }
+            Some(status.state)
+        }
+        Err(StoreError::NotFound) => None,
+        Err(e) => panic!("status failed: {e}"),
+    }
+}
+
+/// Status follows a message through its life: waiting, then opened or
+/// burned (by its sender or by wrong proofs), with a receipt that says when.
+pub async fn status_reports_receipts(store: Arc<dyn BlobStore>) {
+    let opened = Fixture::hour();
+    store.put(&opened.id, opened.message.clone()).await.unwrap();
+    assert_eq!(state_of(&store, &opened).await, Some(MessageState::Waiting));
+    store.take(&opened.id, opened.proof()).await.unwrap();
+    assert_eq!(state_of(&store, &opened).await, Some(MessageState::Opened));
+    // A receipt is not a message: it cannot be burned or taken.
+    assert_not_found(store.delete(&opened.id).await, "delete after open");
+    assert_not_found(
+        store.take(&opened.id, opened.proof()).await,
+        "take after open",
+    );
+    assert_eq!(state_of(&store, &opened).await, Some(MessageState::Opened));
+
+    let burned = Fixture::hour();
+    store.put(&burned.id, burned.message.clone()).await.unwrap();
+    store.delete(&burned.id).await.unwrap();
+    assert_eq!(state_of(&store, &burned).await, Some(MessageState::Burned));
+
+    let guessed = Fixture::hour();
+    store
+        .put(&guessed.id, guessed.message.clone())
+        .await
+        .unwrap();
+    for _ in 0..MAX_FAILED_ATTEMPTS {
+        let _ = store.take(&guessed.id, wrong_proof().claim_proof()).await;
+    }
+    assert_eq!(state_of(&store, &guessed).await, Some(MessageState::Burned));
+
+    let never = Fixture::hour();
+    assert_eq!(state_of(&store, &never).await, None);
+}
+
+/// Receipts live no longer than the message would have.
+pub async fn receipts_expire_with_the_message(store: Arc<dyn BlobStore>) {
+    let f = Fixture::new("brief", Duration::from_millis(700));
+    store.put(&f.id, f.message.clone()).await.unwrap();
+    store.take(&f.id, f.proof()).await.unwrap();
+    assert_eq!(state_of(&store, &f).await, Some(MessageState::Opened));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    store.purge_expired().await.unwrap();
+    assert_eq!(state_of(&store, &f).await, None);
+    // Without a management verifier there is no receipt at all.
+    let mut anonymous = Fixture::hour();
+    anonymous.message.manage = None;
+    store
+        .put(&anonymous.id, anonymous.message.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.status(&anonymous.id).await.unwrap().state,
+        MessageState::Waiting
+    );
+    store.take(&anonymous.id, anonymous.proof()).await.unwrap();
+    assert_not_found(store.status(&anonymous.id).await, "status without manager");
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Put(usize),
@@ -509,6 +601,7 @@ macro_rules! conformance_suite {
             wrong_proof_does_not_consume, wrong_proofs_burn_at_the_limit, max_size_blob,
             past_expiry_is_invalid, race_exactly_one_winner,
             concurrent_wrong_proofs_are_all_counted, concurrent_guesses_cannot_exceed_the_limit,
+            status_reports_receipts, receipts_expire_with_the_message,
             model_matches_reference);
     };
     (@cases $make:path; $($case:ident),+) => {

@@ -30,6 +30,7 @@
 //!     envelope: envelope.clone(),
 //!     verifier: secrets.claim_verifier(),
 //!     expires_at: SystemTime::now() + Duration::from_secs(3600),
+//!     manage: None,
 //! }).await?;
 //! assert_eq!(store.take(&id, secrets.claim_proof()).await?, envelope);
 //! assert!(matches!(store.take(&id, secrets.claim_proof()).await, Err(StoreError::NotFound)));
@@ -96,6 +97,50 @@ pub struct NewMessage {
     pub verifier: ClaimVerifier,
     /// When the message stops being readable.
     pub expires_at: SystemTime,
+    /// SHA-256 of the sender's management token ([`otm_core::ManageToken`]).
+    /// With it, the store keeps a receipt (opened or burned, and when) until
+    /// `expires_at`, readable through [`BlobStore::status`]. `None`: no receipt.
+    pub manage: Option<ClaimVerifier>,
+}
+
+/// Where a message is in its life, as its sender may learn it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MessageState {
+    /// Stored and not yet opened.
+    Waiting,
+    /// Taken by its reader (the envelope is gone).
+    Opened,
+    /// Destroyed by its sender or by too many wrong proofs.
+    Burned,
+    /// Past its expiry and not yet removed.
+    Expired,
+}
+
+impl MessageState {
+    /// Lowercase name: `waiting`, `opened`, `burned`, `expired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageState::Waiting => "waiting",
+            MessageState::Opened => "opened",
+            MessageState::Burned => "burned",
+            MessageState::Expired => "expired",
+        }
+    }
+}
+
+/// What [`BlobStore::status`] reports. It never includes the envelope.
+#[derive(Clone, Debug)]
+pub struct MessageStatus {
+    /// The state.
+    pub state: MessageState,
+    /// The message's (original) expiry; the receipt lives until then.
+    pub expires_at: SystemTime,
+    /// When it was opened or burned, where known.
+    pub changed_at: Option<SystemTime>,
+    /// The management verifier given at put, to check a sender's token with
+    /// [`ClaimVerifier::verify_token`].
+    pub manage: Option<ClaimVerifier>,
 }
 
 impl Debug for NewMessage {
@@ -230,6 +275,11 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 ///   [`StoreError::WrongProof`]`{ attempts_left: 0 }` deletes the message.
 ///   Missing, expired, taken and burned messages are all [`StoreError::NotFound`].
 /// - **delete** burns a live message ([`StoreError::NotFound`] if there is none).
+/// - **status** reports a message's state without its envelope. When the
+///   message was put with a management verifier, taking or burning it
+///   (by `delete` or by wrong proofs) leaves a receipt — opened or burned,
+///   and when — that lives until the message's original expiry and no longer.
+///   After that, or for unknown IDs, [`StoreError::NotFound`].
 /// - An expired message is never returned, whether or not any purge has run.
 /// - **purge_expired** removes expired messages where the backend does not do so
 ///   by itself; [`spawn_purger`] runs it periodically.
@@ -245,6 +295,9 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
 
     /// Burns a message without returning it.
     async fn delete(&self, id: &MessageId) -> Result<()>;
+
+    /// The state of a message or its receipt.
+    async fn status(&self, id: &MessageId) -> Result<MessageStatus>;
 
     /// Removes expired messages; returns how many. Backends with native
     /// expiry return `Ok(0)`.
@@ -289,6 +342,12 @@ impl Drop for PurgerHandle {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// The time `ms` milliseconds after the Unix epoch.
+#[allow(dead_code)]
+pub(crate) fn from_unix_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 /// Milliseconds since the Unix epoch (0 before it).

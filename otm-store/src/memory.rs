@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use otm_core::{ClaimProof, ClaimVerifier, MessageId};
 
 use crate::{
-    check_new, unix_ms, wrong_proof, BlobStore, NewMessage, Result, StoreError, StoreOptions,
+    check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, MessageState, MessageStatus,
+    NewMessage, Result, StoreError, StoreOptions,
 };
 
 /// A [`BlobStore`] in memory: a mutex around a map. Atomic within one process
@@ -17,7 +18,13 @@ use crate::{
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     opts: StoreOptions,
-    map: Mutex<HashMap<MessageId, Entry>>,
+    map: Mutex<Maps>,
+}
+
+#[derive(Default, Debug)]
+struct Maps {
+    messages: HashMap<MessageId, Entry>,
+    receipts: HashMap<MessageId, Receipt>,
 }
 
 struct Entry {
@@ -25,6 +32,34 @@ struct Entry {
     verifier: ClaimVerifier,
     expires_at_ms: i64,
     failures: u32,
+    manage: Option<ClaimVerifier>,
+}
+
+#[derive(Debug)]
+struct Receipt {
+    state: MessageState,
+    changed_at_ms: i64,
+    expires_at_ms: i64,
+    manage: ClaimVerifier,
+}
+
+impl Maps {
+    /// Removes a message, leaving a receipt when it has a manager.
+    fn remove(&mut self, id: &MessageId, state: MessageState, now: i64) -> Option<Entry> {
+        let entry = self.messages.remove(id)?;
+        if let Some(manage) = entry.manage {
+            self.receipts.insert(
+                *id,
+                Receipt {
+                    state,
+                    changed_at_ms: now,
+                    expires_at_ms: entry.expires_at_ms,
+                    manage,
+                },
+            );
+        }
+        Some(entry)
+    }
 }
 
 impl std::fmt::Debug for Entry {
@@ -44,9 +79,9 @@ impl MemoryStore {
         }
     }
 
-    /// Number of entries held, expired ones included until purged.
+    /// Number of messages held, expired ones included until purged.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().messages.len()
     }
 
     /// Whether the store holds no entries.
@@ -59,12 +94,13 @@ impl MemoryStore {
     pub fn peek_raw(&self, id: &MessageId) -> Option<Vec<u8>> {
         let now = unix_ms(SystemTime::now());
         self.lock()
+            .messages
             .get(id)
             .filter(|e| e.expires_at_ms > now)
             .map(|e| e.envelope.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MessageId, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Maps> {
         // A panic while holding the lock cannot leave an entry half-written
         // (every update is a single insert/remove), so poisoning is ignored.
         self.map.lock().unwrap_or_else(|p| p.into_inner())
@@ -76,17 +112,19 @@ impl BlobStore for MemoryStore {
     async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
         let (expires_at_ms, _) = check_new(&self.opts, &message)?;
         let now = unix_ms(SystemTime::now());
-        let mut map = self.lock();
-        if map.get(id).is_some_and(|e| e.expires_at_ms > now) {
+        let mut maps = self.lock();
+        if maps.messages.get(id).is_some_and(|e| e.expires_at_ms > now) {
             return Err(StoreError::Conflict);
         }
-        map.insert(
+        maps.receipts.remove(id);
+        maps.messages.insert(
             *id,
             Entry {
                 envelope: message.envelope,
                 verifier: message.verifier,
                 expires_at_ms,
                 failures: 0,
+                manage: message.manage,
             },
         );
         Ok(())
@@ -94,38 +132,75 @@ impl BlobStore for MemoryStore {
 
     async fn take(&self, id: &MessageId, proof: &ClaimProof) -> Result<Vec<u8>> {
         let now = unix_ms(SystemTime::now());
-        let mut map = self.lock();
-        let entry = map.get_mut(id).ok_or(StoreError::NotFound)?;
+        let mut maps = self.lock();
+        let entry = maps.messages.get_mut(id).ok_or(StoreError::NotFound)?;
         if entry.expires_at_ms <= now {
-            map.remove(id);
+            maps.messages.remove(id);
             return Err(StoreError::NotFound);
         }
         if entry.verifier.verify(proof) {
-            let entry = map.remove(id).ok_or(StoreError::NotFound)?;
+            let entry = maps
+                .remove(id, MessageState::Opened, now)
+                .ok_or(StoreError::NotFound)?;
             return Ok(entry.envelope);
         }
         entry.failures += 1;
         let failures = entry.failures;
         if failures >= self.opts.max_failed_attempts {
-            map.remove(id);
+            maps.remove(id, MessageState::Burned, now);
         }
         Err(wrong_proof(&self.opts, failures))
     }
 
     async fn delete(&self, id: &MessageId) -> Result<()> {
         let now = unix_ms(SystemTime::now());
-        match self.lock().remove(id) {
-            Some(e) if e.expires_at_ms > now => Ok(()),
+        let mut maps = self.lock();
+        match maps.messages.get(id) {
+            Some(e) if e.expires_at_ms > now => {
+                maps.remove(id, MessageState::Burned, now);
+                Ok(())
+            }
+            Some(_) => {
+                maps.messages.remove(id);
+                Err(StoreError::NotFound)
+            }
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn status(&self, id: &MessageId) -> Result<MessageStatus> {
+        let now = unix_ms(SystemTime::now());
+        let maps = self.lock();
+        if let Some(e) = maps.messages.get(id) {
+            return Ok(MessageStatus {
+                state: if e.expires_at_ms > now {
+                    MessageState::Waiting
+                } else {
+                    MessageState::Expired
+                },
+                expires_at: from_unix_ms(e.expires_at_ms),
+                changed_at: None,
+                manage: e.manage,
+            });
+        }
+        match maps.receipts.get(id) {
+            Some(r) if r.expires_at_ms > now => Ok(MessageStatus {
+                state: r.state,
+                expires_at: from_unix_ms(r.expires_at_ms),
+                changed_at: Some(from_unix_ms(r.changed_at_ms)),
+                manage: Some(r.manage),
+            }),
             _ => Err(StoreError::NotFound),
         }
     }
 
     async fn purge_expired(&self) -> Result<u64> {
         let now = unix_ms(SystemTime::now());
-        let mut map = self.lock();
-        let before = map.len();
-        map.retain(|_, e| e.expires_at_ms > now);
-        Ok((before - map.len()) as u64)
+        let mut maps = self.lock();
+        let before = maps.messages.len() + maps.receipts.len();
+        maps.messages.retain(|_, e| e.expires_at_ms > now);
+        maps.receipts.retain(|_, r| r.expires_at_ms > now);
+        Ok((before - maps.messages.len() - maps.receipts.len()) as u64)
     }
 
     async fn check(&self) -> Result<()> {

@@ -9,8 +9,10 @@ use sqlx::Row;
 
 use crate::sql::classify;
 use crate::{
-    check_new, unix_ms, wrong_proof, BlobStore, NewMessage, Result, StoreError, StoreOptions,
+    check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, MessageState, MessageStatus,
+    NewMessage, Result, StoreError, StoreOptions,
 };
+use otm_core::ClaimVerifier;
 
 /// Settings for [`PostgresStore`].
 #[derive(Clone, Debug)]
@@ -79,19 +81,36 @@ pub struct PostgresStore {
     pool: PgPool,
     opts: StoreOptions,
     table: String,
+    receipts: String,
 }
 
 /// Schema migrations; `{table}` is replaced by the qualified table name and
 /// `{schema}` by the schema. Applied once each under an advisory lock, so
 /// replicas starting together do not race.
-const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS {table} (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS {table} (
         id BYTEA PRIMARY KEY,
         envelope BYTEA NOT NULL,
         verifier BYTEA NOT NULL,
         expires_at_ms BIGINT NOT NULL,
         failed_attempts INTEGER NOT NULL DEFAULT 0
     );
-    CREATE INDEX IF NOT EXISTS otm_messages_expires ON {table} (expires_at_ms);"];
+    CREATE INDEX IF NOT EXISTS otm_messages_expires ON {table} (expires_at_ms);",
+    // 2: senders' management verifiers and receipts.
+    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS manage BYTEA;
+    CREATE TABLE IF NOT EXISTS {receipts} (
+        id BYTEA PRIMARY KEY,
+        manage BYTEA NOT NULL,
+        state SMALLINT NOT NULL,
+        changed_at_ms BIGINT NOT NULL,
+        expires_at_ms BIGINT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS otm_receipts_expires ON {receipts} (expires_at_ms);",
+];
+
+/// Receipt states as stored.
+const OPENED: i16 = 1;
+const BURNED: i16 = 2;
 
 /// Rows deleted per purge statement, so a large backlog never holds long locks.
 const PURGE_BATCH: i64 = 10_000;
@@ -127,6 +146,7 @@ impl PostgresStore {
             pool,
             opts: config.options,
             table: format!("\"{schema}\".otm_messages"),
+            receipts: format!("\"{schema}\".otm_receipts"),
         };
         store.migrate(schema).await?;
         Ok(store)
@@ -172,7 +192,8 @@ impl PostgresStore {
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
             let apply = format!(
                 "{};\nINSERT INTO \"{schema}\".otm_migrations (version) VALUES ({})",
-                sql.replace("{table}", &self.table),
+                sql.replace("{table}", &self.table)
+                    .replace("{receipts}", &self.receipts),
                 i + 1
             );
             tx.execute(apply.as_str())
@@ -188,11 +209,11 @@ impl BlobStore for PostgresStore {
     async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
         let (expires_at_ms, _) = check_new(&self.opts, &message)?;
         let done = sqlx::query(&format!(
-            "INSERT INTO {t} AS m (id, envelope, verifier, expires_at_ms, failed_attempts)
-             VALUES ($1, $2, $3, $4, 0)
+            "INSERT INTO {t} AS m (id, envelope, verifier, expires_at_ms, failed_attempts, manage)
+             VALUES ($1, $2, $3, $4, 0, $7)
              ON CONFLICT (id) DO UPDATE SET envelope = excluded.envelope,
                  verifier = excluded.verifier, expires_at_ms = excluded.expires_at_ms,
-                 failed_attempts = 0
+                 failed_attempts = 0, manage = excluded.manage
              WHERE m.expires_at_ms <= $5 OR m.failed_attempts >= $6",
             t = self.table
         ))
@@ -202,6 +223,7 @@ impl BlobStore for PostgresStore {
         .bind(expires_at_ms)
         .bind(unix_ms(SystemTime::now()))
         .bind(i64::from(self.opts.max_failed_attempts))
+        .bind(message.manage.map(|m| m.as_bytes().to_vec()))
         .execute(&self.pool)
         .await
         .map_err(|e| classify("store a message", e))?;
@@ -238,55 +260,104 @@ impl BlobStore for PostgresStore {
             if failures >= self.opts.max_failed_attempts {
                 // The row is already dead (every statement refuses it); this
                 // only frees the space. A failure here is left to the purge.
-                let burned = sqlx::query(&format!(
-                    "DELETE FROM {t} WHERE id = $1 AND failed_attempts >= $2",
-                    t = self.table
-                ))
-                .bind(&id.as_bytes()[..])
-                .bind(max)
-                .execute(&self.pool)
-                .await;
+                let burned = self
+                    .remove_with_receipt(
+                        "DELETE FROM {t} WHERE id = $1 AND failed_attempts >= $2",
+                        id,
+                        max,
+                        None,
+                        BURNED,
+                    )
+                    .await;
                 if let Err(e) = burned {
                     tracing::warn!(error = %e, "burning a message after too many wrong proofs failed; the purge will remove it");
                 }
             }
             return Err(wrong_proof(&self.opts, failures));
         }
-        // 2. The right proof (or none of it is left): take and delete in one statement.
-        let row = sqlx::query(&format!(
+        // 2. The right proof (or none of it is left): take, delete and
+        //    record the receipt in one statement.
+        self.remove_with_receipt(
             "DELETE FROM {t}
-             WHERE id = $1 AND verifier = $4 AND expires_at_ms > $2 AND failed_attempts < $3
-             RETURNING envelope",
-            t = self.table
-        ))
-        .bind(&id.as_bytes()[..])
-        .bind(now)
-        .bind(max)
-        .bind(&verifier.as_bytes()[..])
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| classify(op, e))?;
-        match row {
-            Some(row) => row.try_get::<Vec<u8>, _>(0).map_err(|e| classify(op, e)),
-            None => Err(StoreError::NotFound),
-        }
+             WHERE id = $1 AND failed_attempts < $2 AND verifier = $3 AND expires_at_ms > $4",
+            id,
+            max,
+            Some((verifier, now)),
+            OPENED,
+        )
+        .await?
+        .ok_or(StoreError::NotFound)
     }
 
     async fn delete(&self, id: &MessageId) -> Result<()> {
-        let done = sqlx::query(&format!(
-            "DELETE FROM {t} WHERE id = $1 AND expires_at_ms > $2 AND failed_attempts < $3",
+        let now = unix_ms(SystemTime::now());
+        let removed = self
+            .remove_with_receipt(
+                "DELETE FROM {t}
+                 WHERE id = $1 AND failed_attempts < $2 AND expires_at_ms > $4",
+                id,
+                i64::from(self.opts.max_failed_attempts),
+                Some((ClaimVerifier::from_bytes([0; 32]), now)),
+                BURNED,
+            )
+            .await?;
+        removed.map(|_| ()).ok_or(StoreError::NotFound)
+    }
+
+    async fn status(&self, id: &MessageId) -> Result<MessageStatus> {
+        let op = "read a message's status";
+        let now = unix_ms(SystemTime::now());
+        let row = sqlx::query(&format!(
+            "SELECT expires_at_ms, failed_attempts::BIGINT, manage FROM {t} WHERE id = $1",
             t = self.table
         ))
         .bind(&id.as_bytes()[..])
-        .bind(unix_ms(SystemTime::now()))
-        .bind(i64::from(self.opts.max_failed_attempts))
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await
-        .map_err(|e| classify("burn a message", e))?;
-        match done.rows_affected() {
-            0 => Err(StoreError::NotFound),
-            _ => Ok(()),
+        .map_err(|e| classify(op, e))?;
+        if let Some(row) = row {
+            let expires: i64 = row.try_get(0).map_err(|e| classify(op, e))?;
+            let failures: i64 = row.try_get(1).map_err(|e| classify(op, e))?;
+            let manage: Option<Vec<u8>> = row.try_get(2).map_err(|e| classify(op, e))?;
+            let state = if failures >= i64::from(self.opts.max_failed_attempts) {
+                MessageState::Burned
+            } else if expires <= now {
+                MessageState::Expired
+            } else {
+                MessageState::Waiting
+            };
+            return Ok(MessageStatus {
+                state,
+                expires_at: from_unix_ms(expires),
+                changed_at: None,
+                manage: manage.as_deref().and_then(verifier_from),
+            });
         }
+        let row = sqlx::query(&format!(
+            "SELECT state, changed_at_ms, expires_at_ms, manage FROM {r}
+             WHERE id = $1 AND expires_at_ms > $2",
+            r = self.receipts
+        ))
+        .bind(&id.as_bytes()[..])
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify(op, e))?
+        .ok_or(StoreError::NotFound)?;
+        let state: i16 = row.try_get(0).map_err(|e| classify(op, e))?;
+        let changed: i64 = row.try_get(1).map_err(|e| classify(op, e))?;
+        let expires: i64 = row.try_get(2).map_err(|e| classify(op, e))?;
+        let manage: Vec<u8> = row.try_get(3).map_err(|e| classify(op, e))?;
+        Ok(MessageStatus {
+            state: if state == OPENED {
+                MessageState::Opened
+            } else {
+                MessageState::Burned
+            },
+            expires_at: from_unix_ms(expires),
+            changed_at: Some(from_unix_ms(changed)),
+            manage: verifier_from(&manage),
+        })
     }
 
     async fn purge_expired(&self) -> Result<u64> {
@@ -305,6 +376,22 @@ impl BlobStore for PostgresStore {
             .map_err(|e| classify("purge expired messages", e))?;
             total += done.rows_affected();
             if done.rows_affected() < PURGE_BATCH as u64 {
+                break;
+            }
+        }
+        loop {
+            let done = sqlx::query(&format!(
+                "DELETE FROM {r} WHERE id IN
+                     (SELECT id FROM {r} WHERE expires_at_ms <= $1 LIMIT $2)",
+                r = self.receipts
+            ))
+            .bind(unix_ms(SystemTime::now()))
+            .bind(PURGE_BATCH)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| classify("purge expired receipts", e))?;
+            total += done.rows_affected();
+            if done.rows_affected() < PURGE_BATCH as u64 {
                 return Ok(total);
             }
         }
@@ -321,4 +408,54 @@ impl BlobStore for PostgresStore {
     fn backend_name(&self) -> &'static str {
         "postgres"
     }
+}
+
+impl PostgresStore {
+    /// Runs `delete` (whose `{t}` is the message table; `$1` the ID, `$2`
+    /// the attempt limit, `$3`/`$4` the optional verifier and time) and, in
+    /// the same statement, records the receipt when the message has a
+    /// manager. Returns the envelope if a row went.
+    async fn remove_with_receipt(
+        &self,
+        delete: &str,
+        id: &MessageId,
+        max: i64,
+        extra: Option<(ClaimVerifier, i64)>,
+        state: i16,
+    ) -> Result<Option<Vec<u8>>> {
+        let op = "remove a message";
+        let now = unix_ms(SystemTime::now());
+        let n = if extra.is_some() { 5 } else { 3 };
+        let sql = format!(
+            "WITH gone AS ({delete} RETURNING id, envelope, manage, expires_at_ms),
+             receipt AS (
+                 INSERT INTO {r} (id, manage, state, changed_at_ms, expires_at_ms)
+                 SELECT id, manage, ${state_param}, ${now_param}, expires_at_ms FROM gone
+                 WHERE manage IS NOT NULL
+                 ON CONFLICT (id) DO UPDATE SET manage = excluded.manage,
+                     state = excluded.state, changed_at_ms = excluded.changed_at_ms,
+                     expires_at_ms = excluded.expires_at_ms)
+             SELECT envelope FROM gone",
+            delete = delete.replace("{t}", &self.table),
+            r = self.receipts,
+            state_param = n,
+            now_param = n + 1,
+        );
+        let mut query = sqlx::query_scalar(&sql).bind(&id.as_bytes()[..]).bind(max);
+        if let Some((verifier, at)) = extra {
+            query = query.bind(verifier.as_bytes().to_vec()).bind(at);
+        }
+        query
+            .bind(state)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| classify(op, e))
+    }
+}
+
+fn verifier_from(bytes: &[u8]) -> Option<ClaimVerifier> {
+    <[u8; 32]>::try_from(bytes)
+        .ok()
+        .map(ClaimVerifier::from_bytes)
 }

@@ -10,7 +10,12 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{RedisError, Script, Value};
 
-use crate::{check_new, wrong_proof, BlobStore, NewMessage, Result, StoreError, StoreOptions};
+use crate::{
+    check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, MessageState, MessageStatus,
+    NewMessage, Result, StoreError, StoreOptions,
+};
+use otm_core::ClaimVerifier;
+use std::time::SystemTime;
 
 /// Settings for [`RedisStore`].
 #[derive(Clone, Debug)]
@@ -80,8 +85,12 @@ enum Conn {
 /// A [`BlobStore`] in Redis.
 ///
 /// Each message is one hash (`e` envelope, `v` verifier, `f` failed
-/// attempts) with a native `PEXPIRE`, so Redis itself never returns or keeps
-/// an expired message. Put and take are single Lua scripts on the message's
+/// attempts, `m` management verifier, `x` expiry in Unix ms) with a native
+/// `PEXPIRE`, so Redis itself never returns or keeps an expired message. Its
+/// receipt (`s` state, `c` when, `m`, `x`) lives in a second key with the
+/// remaining TTL of the message. Both keys share a hash tag (`otm:{ID}` and
+/// `otm:{ID}:r`), so they live on one cluster node and one script can touch
+/// both. Put and take are single Lua scripts on the message's
 /// key: Redis runs a script without interleaving other commands, so the proof
 /// check, the attempt counter and the delete are one atomic step, on one
 /// server or on the cluster node that owns the key.
@@ -95,6 +104,8 @@ pub struct RedisStore {
     opts: StoreOptions,
     put_script: Script,
     take_script: Script,
+    delete_script: Script,
+    status_script: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -108,9 +119,24 @@ impl std::fmt::Debug for RedisStore {
 
 const PUT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'e', ARGV[1], 'v', ARGV[2], 'f', 0)
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[1], 'e', ARGV[1], 'v', ARGV[2], 'f', 0, 'x', ARGV[4], 'm', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
+";
+
+// Shared by the scripts that remove a message: copies what the sender may
+// learn into the receipt key, for the message's remaining lifetime.
+const RECEIPT_FN: &str = r"
+local function receipt(state, now)
+  local m = redis.call('HGET', KEYS[1], 'm')
+  local ttl = redis.call('PTTL', KEYS[1])
+  if m and m ~= '' and ttl > 0 then
+    redis.call('HSET', KEYS[2], 's', state, 'c', now, 'm', m, 'x', redis.call('HGET', KEYS[1], 'x'))
+    redis.call('PEXPIRE', KEYS[2], ttl)
+  end
+  redis.call('DEL', KEYS[1])
+end
 ";
 
 // Returns {1, envelope} on success, {0} when absent, {2, failures} for a
@@ -120,12 +146,31 @@ local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return {0} end
 if v == ARGV[1] then
   local e = redis.call('HGET', KEYS[1], 'e')
-  redis.call('DEL', KEYS[1])
+  receipt('opened', ARGV[3])
   return {1, e}
 end
 local n = redis.call('HINCRBY', KEYS[1], 'f', 1)
-if n >= tonumber(ARGV[2]) then redis.call('DEL', KEYS[1]) end
+if n >= tonumber(ARGV[2]) then receipt('burned', ARGV[3]) end
 return {2, n}
+";
+
+const DELETE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+receipt('burned', ARGV[1])
+return 1
+";
+
+// {1, expires, manage} for a message, {2, state, changed, expires, manage}
+// for a receipt, {0} for nothing.
+const STATUS: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {1, redis.call('HGET', KEYS[1], 'x'), redis.call('HGET', KEYS[1], 'm') or ''}
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return {2, redis.call('HGET', KEYS[2], 's'), redis.call('HGET', KEYS[2], 'c'),
+          redis.call('HGET', KEYS[2], 'x'), redis.call('HGET', KEYS[2], 'm')}
+end
+return {0}
 ";
 
 impl RedisStore {
@@ -164,13 +209,15 @@ impl RedisStore {
             prefix: config.key_prefix,
             opts: config.options,
             put_script: Script::new(PUT),
-            take_script: Script::new(TAKE),
+            take_script: Script::new(&format!("{RECEIPT_FN}{TAKE}")),
+            delete_script: Script::new(&format!("{RECEIPT_FN}{DELETE}")),
+            status_script: Script::new(STATUS),
         })
     }
 
-    /// The Redis key of a message.
+    /// The Redis key of a message (its receipt key adds `:r`).
     pub fn key_of(&self, id: &MessageId) -> String {
-        format!("{}{id}", self.prefix)
+        format!("{}{{{id}}}", self.prefix)
     }
 
     async fn run(
@@ -203,11 +250,20 @@ impl BlobStore for RedisStore {
     async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
         let (_, ttl) = check_new(&self.opts, &message)?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut invocation = self.put_script.key(self.key_of(id));
+        let key = self.key_of(id);
+        let mut invocation = self.put_script.key(&key);
         invocation
+            .key(format!("{key}:r"))
             .arg(&message.envelope[..])
             .arg(&message.verifier.as_bytes()[..])
-            .arg(ttl_ms);
+            .arg(ttl_ms)
+            .arg(crate::unix_ms(message.expires_at))
+            .arg(
+                message
+                    .manage
+                    .map(|m| m.as_bytes().to_vec())
+                    .unwrap_or_default(),
+            );
         match self.run("store a message", invocation).await? {
             Value::Int(1) => Ok(()),
             Value::Int(0) => Err(StoreError::Conflict),
@@ -218,10 +274,13 @@ impl BlobStore for RedisStore {
     async fn take(&self, id: &MessageId, proof: &ClaimProof) -> Result<Vec<u8>> {
         let op = "take a message";
         let verifier = proof.verifier();
-        let mut invocation = self.take_script.key(self.key_of(id));
+        let key = self.key_of(id);
+        let mut invocation = self.take_script.key(&key);
         invocation
+            .key(format!("{key}:r"))
             .arg(&verifier.as_bytes()[..])
-            .arg(self.opts.max_failed_attempts);
+            .arg(self.opts.max_failed_attempts)
+            .arg(unix_ms(SystemTime::now()));
         let reply = self.run(op, invocation).await?;
         let Value::Array(items) = reply else {
             return Err(unexpected(op, reply));
@@ -238,12 +297,60 @@ impl BlobStore for RedisStore {
     }
 
     async fn delete(&self, id: &MessageId) -> Result<()> {
-        let removed: i64 = self
-            .command("burn a message", redis::cmd("DEL").arg(self.key_of(id)))
-            .await?;
-        match removed {
-            0 => Err(StoreError::NotFound),
-            _ => Ok(()),
+        let key = self.key_of(id);
+        let mut invocation = self.delete_script.key(&key);
+        invocation
+            .key(format!("{key}:r"))
+            .arg(unix_ms(SystemTime::now()));
+        match self.run("burn a message", invocation).await? {
+            Value::Int(1) => Ok(()),
+            Value::Int(0) => Err(StoreError::NotFound),
+            other => Err(unexpected("burn a message", other)),
+        }
+    }
+
+    async fn status(&self, id: &MessageId) -> Result<MessageStatus> {
+        let op = "read a message's status";
+        let key = self.key_of(id);
+        let mut invocation = self.status_script.key(&key);
+        invocation.key(format!("{key}:r"));
+        let reply = self.run(op, invocation).await?;
+        let Value::Array(items) = reply else {
+            return Err(unexpected(op, reply));
+        };
+        let int = |v: &Value| -> Option<i64> {
+            match v {
+                Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+                Value::Int(n) => Some(*n),
+                _ => None,
+            }
+        };
+        let verifier = |v: &Value| match v {
+            Value::BulkString(b) => <[u8; 32]>::try_from(b.as_slice())
+                .ok()
+                .map(ClaimVerifier::from_bytes),
+            _ => None,
+        };
+        match items.as_slice() {
+            [Value::Int(0)] => Err(StoreError::NotFound),
+            [Value::Int(1), x, m] => Ok(MessageStatus {
+                // Redis drops a message at its expiry, so a present one waits.
+                state: MessageState::Waiting,
+                expires_at: from_unix_ms(int(x).ok_or_else(|| unexpected(op, x.clone()))?),
+                changed_at: None,
+                manage: verifier(m),
+            }),
+            [Value::Int(2), Value::BulkString(s), c, x, m] => Ok(MessageStatus {
+                state: if s.as_slice() == b"opened" {
+                    MessageState::Opened
+                } else {
+                    MessageState::Burned
+                },
+                expires_at: from_unix_ms(int(x).ok_or_else(|| unexpected(op, x.clone()))?),
+                changed_at: int(c).map(from_unix_ms),
+                manage: verifier(m),
+            }),
+            _ => Err(unexpected(op, Value::Array(items))),
         }
     }
 

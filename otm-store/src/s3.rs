@@ -7,6 +7,7 @@
 //! | `P{id}` | the envelope; metadata `otm-expires` (Unix ms), `otm-verifier` (base64url), `otm-gen` (random per put) |
 //! | `P{id}.{gen}.a{n}` | attempt slot `n` (1..=max), empty, created with `If-None-Match: *` |
 //! | `P{id}.{gen}.claim` | claim marker (claim-object method only) |
+//! | `P{id}.receipt` | receipt after open or burn: metadata `otm-state`, `otm-changed`, `otm-expires`, `otm-manage` |
 //!
 //! Every take first reserves the next free attempt slot, so no more than
 //! `max_failed_attempts` proofs are ever compared for a message, however many
@@ -36,7 +37,8 @@ use aws_sdk_s3::Client;
 use otm_core::{ClaimProof, ClaimVerifier, MessageId};
 
 use crate::{
-    check_new, unix_ms, wrong_proof, BlobStore, NewMessage, Result, StoreError, StoreOptions,
+    check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, MessageState, MessageStatus,
+    NewMessage, Result, StoreError, StoreOptions,
 };
 
 /// How concurrent takers are narrowed to exactly one.
@@ -122,7 +124,13 @@ impl S3Config {
                 _ => Err(invalid("S3 URL flags take true or false")),
             };
             match name {
-                "endpoint" => config.endpoint = Some(value.to_owned()),
+                "endpoint" => {
+                    config.endpoint = Some(value.to_owned());
+                    // S3-compatible servers mostly need path style; path_style=false overrides.
+                    if !query.contains("path_style=") {
+                        config.force_path_style = true;
+                    }
+                }
                 "region" => config.region = Some(value.to_owned()),
                 "path_style" => config.force_path_style = flag()?,
                 "create_bucket" => config.create_bucket = flag()?,
@@ -221,6 +229,9 @@ pub struct S3Store {
 const META_EXPIRES: &str = "otm-expires";
 const META_VERIFIER: &str = "otm-verifier";
 const META_GEN: &str = "otm-gen";
+const META_MANAGE: &str = "otm-manage";
+const META_STATE: &str = "otm-state";
+const META_CHANGED: &str = "otm-changed";
 const LIFECYCLE_RULE_PREFIX: &str = "otm-expiry";
 
 /// What `GetObject` or `HeadObject` found.
@@ -229,6 +240,7 @@ struct Found {
     expires_at_ms: i64,
     verifier: ClaimVerifier,
     gen: String,
+    manage: Option<ClaimVerifier>,
     body: Vec<u8>,
 }
 
@@ -261,6 +273,9 @@ impl S3Store {
             .response_checksum_validation(
                 aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
             )
+            // No automatic re-sends: a conditional request retried after a
+            // lost reply would see its own success as a failure.
+            .retry_config(aws_config::retry::RetryConfig::disabled())
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
                     .operation_timeout(config.timeout)
@@ -287,11 +302,9 @@ impl S3Store {
         store.method = store.probe(config.claim_method).await?;
         if let Some(days) = config.lifecycle_days {
             store.install_lifecycle_rule(days).await?;
+            // AWS may take a few minutes to report a new rule; warn, do not fail.
             if store.lifecycle_rule_days().await? != Some(days) {
-                return Err(StoreError::Backend {
-                    op: "verify the lifecycle rule",
-                    source: "the bucket does not report the rule just installed".into(),
-                });
+                tracing::warn!(bucket = %store.bucket, "the lifecycle rule just installed is not reported yet");
             }
         }
         Ok(store)
@@ -341,7 +354,7 @@ impl S3Store {
     /// Checks that the server honours `If-None-Match: *` on PutObject (else
     /// refuses) and whether it honours `If-Match` on DeleteObject.
     async fn probe(&self, wanted: ClaimMethod) -> Result<ClaimMethod> {
-        let key = format!("{}.otm-probe-{}", self.prefix, random_hex());
+        let key = format!("{}.otm-probe-{}", self.prefix, random_hex()?);
         let op = "probe the server's conditional requests";
         let first = self
             .put_if_absent(&key, Vec::new(), &[])
@@ -388,9 +401,10 @@ impl S3Store {
             .send()
             .await;
         let honours_wrong = match wrong {
-            Ok(_) => false,
             Err(e) if is_status(&e, 412) => true,
-            Err(e) => return Err(classify(op, e)),
+            // Deleted, or refused with something other than "precondition
+            // failed": either way not a conditional delete to rely on.
+            _ => false,
         };
         let still_there = self
             .client
@@ -416,7 +430,7 @@ impl S3Store {
             .if_match(&etag)
             .send()
             .await;
-        let honours_missing = again.is_err();
+        let honours_missing = matches!(&again, Err(e) if is_status(e, 404) || is_status(e, 412));
         let _ = self
             .client
             .delete_object()
@@ -530,11 +544,15 @@ impl S3Store {
             .get(META_GEN)
             .cloned()
             .ok_or_else(|| corrupt("object has no otm-gen metadata"))?;
+        let manage = meta
+            .get(META_MANAGE)
+            .and_then(|v| ClaimVerifier::from_base64url(v).ok());
         Ok(Some(Found {
             etag,
             expires_at_ms,
             verifier,
             gen,
+            manage,
             body,
         }))
     }
@@ -574,13 +592,18 @@ impl S3Store {
                     // The marker itself stays (the lifecycle rule removes
                     // it): deleting it would let a slower taker that read
                     // the message before this delete claim it again.
-                    self.client
+                    // The marker already decided; a failed delete leaves a
+                    // dead object for the lifecycle rule, never a second winner.
+                    if let Err(e) = self
+                        .client
                         .delete_object()
                         .bucket(&self.bucket)
                         .key(&key)
                         .send()
                         .await
-                        .map_err(|e| classify("delete a claimed message", e))?;
+                    {
+                        tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "deleting a claimed message failed");
+                    }
                 }
                 Ok(won)
             }
@@ -603,24 +626,49 @@ impl S3Store {
         Ok(None)
     }
 
-    /// Best-effort removal of helper objects (the lifecycle rule removes
-    /// whatever this misses).
-    async fn forget(&self, keys: &[String]) {
-        for key in keys {
-            let _ = self
-                .client
-                .delete_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .send()
-                .await;
+    /// Records what the sender may learn after an open or burn. Not atomic
+    /// with the delete: a failure is logged and the status then reads as
+    /// expired, which loses a receipt but never a message.
+    async fn write_receipt(&self, id: &MessageId, found: &Found, state: MessageState) {
+        let Some(manage) = found.manage else { return };
+        let result = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(format!("{}.receipt", self.key_of(id)))
+            .metadata(META_STATE, state.as_str())
+            .metadata(META_CHANGED, unix_ms(SystemTime::now()).to_string())
+            .metadata(META_EXPIRES, found.expires_at_ms.to_string())
+            .metadata(META_MANAGE, manage.to_base64url())
+            .body(ByteStream::from(Vec::new()))
+            .send()
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "writing a receipt failed");
         }
     }
 
-    fn slots(&self, id: &MessageId, gen: &str, upto: u32) -> Vec<String> {
-        (1..=upto)
-            .map(|n| format!("{}.{gen}.a{n}", self.key_of(id)))
-            .collect()
+    /// Whether every attempt slot of this message version is taken (the
+    /// message can never be taken again).
+    async fn exhausted(&self, id: &MessageId, found: &Found) -> Result<bool> {
+        let last = format!(
+            "{}.{}.a{}",
+            self.key_of(id),
+            found.gen,
+            self.opts.max_failed_attempts
+        );
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&last)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(classify("count attempts", e)),
+        }
     }
 
     /// Installs (or updates) a lifecycle rule that makes S3 delete this
@@ -630,6 +678,13 @@ impl S3Store {
     /// [`lifecycle_days_for`] does that. Other rules in the bucket are kept.
     pub async fn install_lifecycle_rule(&self, days: u32) -> Result<u32> {
         let op = "install the lifecycle rule";
+        if self.prefix.is_empty() {
+            return Err(StoreError::Invalid {
+                reason:
+                    "refusing a lifecycle rule without a prefix: it would expire the whole bucket",
+            });
+        }
+        let days = days.clamp(1, i32::MAX as u32);
         let rule_id = format!("{LIFECYCLE_RULE_PREFIX}:{}", self.prefix);
         let mut rules: Vec<LifecycleRule> = match self
             .client
@@ -712,11 +767,14 @@ impl BlobStore for S3Store {
     async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
         let (expires_at_ms, _) = check_new(&self.opts, &message)?;
         let key = self.key_of(id);
-        let metadata = [
+        let mut metadata = vec![
             (META_EXPIRES, expires_at_ms.to_string()),
             (META_VERIFIER, message.verifier.to_base64url()),
-            (META_GEN, random_hex()),
+            (META_GEN, random_hex()?),
         ];
+        if let Some(manage) = message.manage {
+            metadata.push((META_MANAGE, manage.to_base64url()));
+        }
         for _ in 0..3 {
             let created = self
                 .put_if_absent(&key, message.envelope.clone(), &metadata)
@@ -750,22 +808,31 @@ impl BlobStore for S3Store {
         // Count first, compare second: only proofs holding a slot are
         // ever compared.
         let Some(slot) = self.reserve_slot(id, &found.gen).await? else {
-            // Every attempt is used up: the message is dead; remove it.
-            self.delete_version(&self.key_of(id), &found.etag).await?;
+            // Every slot is held: by concurrent takers (one of which may
+            // still win) or by used-up attempts. Either way not this caller;
+            // deleting here could rob a slot holder with the right proof.
             return Err(StoreError::NotFound);
         };
+        // Slots are never deleted by the store (the lifecycle rule removes
+        // them): freeing one would let a slow taker count an attempt again.
         if found.verifier.verify(proof) {
-            let won = self.claim_and_delete(id, &found).await?;
-            self.forget(&self.slots(id, &found.gen, slot)).await;
-            return match won {
-                true => Ok(found.body),
-                false => Err(StoreError::NotFound),
-            };
+            if !self.claim_and_delete(id, &found).await? {
+                return Err(StoreError::NotFound);
+            }
+            self.write_receipt(id, &found, MessageState::Opened).await;
+            return Ok(found.body);
         }
         if slot >= self.opts.max_failed_attempts {
-            // The last attempt burns the message (whoever deletes it).
-            self.claim_and_delete(id, &found).await?;
-            self.forget(&self.slots(id, &found.gen, slot)).await;
+            // The last attempt burns the message (whoever deletes it). If
+            // the delete fails the object stays, but every slot is taken,
+            // so it can never be taken: it is dead until the lifecycle rule.
+            match self.claim_and_delete(id, &found).await {
+                Ok(true) => self.write_receipt(id, &found, MessageState::Burned).await,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "burning a message after too many wrong proofs failed")
+                }
+            }
         }
         Err(wrong_proof(&self.opts, slot))
     }
@@ -778,10 +845,63 @@ impl BlobStore for S3Store {
             self.delete_version(&self.key_of(id), &found.etag).await?;
             return Err(StoreError::NotFound);
         }
+        if self.exhausted(id, &found).await? {
+            return Err(StoreError::NotFound);
+        }
         match self.claim_and_delete(id, &found).await? {
-            true => Ok(()),
+            true => {
+                self.write_receipt(id, &found, MessageState::Burned).await;
+                Ok(())
+            }
             false => Err(StoreError::NotFound),
         }
+    }
+
+    async fn status(&self, id: &MessageId) -> Result<MessageStatus> {
+        let now = unix_ms(SystemTime::now());
+        if let Some(found) = self.fetch(id, false).await? {
+            return Ok(MessageStatus {
+                state: if found.expires_at_ms <= now {
+                    MessageState::Expired
+                } else if self.exhausted(id, &found).await? {
+                    MessageState::Burned
+                } else {
+                    MessageState::Waiting
+                },
+                expires_at: from_unix_ms(found.expires_at_ms),
+                changed_at: None,
+                manage: found.manage,
+            });
+        }
+        let key = format!("{}.receipt", self.key_of(id));
+        let meta = match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(out) => out.metadata().cloned().unwrap_or_default(),
+            Err(e) if is_not_found(&e) => return Err(StoreError::NotFound),
+            Err(e) => return Err(classify("read a receipt", e)),
+        };
+        let int = |name: &str| meta.get(name).and_then(|v| v.parse::<i64>().ok());
+        let expires = int(META_EXPIRES).ok_or(StoreError::NotFound)?;
+        if expires <= now {
+            return Err(StoreError::NotFound);
+        }
+        Ok(MessageStatus {
+            state: match meta.get(META_STATE).map(String::as_str) {
+                Some("opened") => MessageState::Opened,
+                _ => MessageState::Burned,
+            },
+            expires_at: from_unix_ms(expires),
+            changed_at: int(META_CHANGED).map(from_unix_ms),
+            manage: meta
+                .get(META_MANAGE)
+                .and_then(|v| ClaimVerifier::from_base64url(v).ok()),
+        })
     }
 
     async fn purge_expired(&self) -> Result<u64> {
@@ -805,11 +925,12 @@ impl BlobStore for S3Store {
     }
 }
 
-fn random_hex() -> String {
-    let id = MessageId::generate()
-        .map(|id| *id.as_bytes())
-        .unwrap_or_default();
-    id.iter().map(|b| format!("{b:02x}")).collect()
+fn random_hex() -> Result<String> {
+    let id = MessageId::generate().map_err(|e| StoreError::Backend {
+        op: "draw random bytes",
+        source: Box::new(e),
+    })?;
+    Ok(id.as_bytes().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 type HttpResponse = aws_sdk_s3::config::http::HttpResponse;
@@ -854,7 +975,9 @@ fn is_status<E>(e: &SdkError<E, HttpResponse>, code: u16) -> bool {
 }
 
 fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
-    is_status(e, 404) || matches!(e.code(), Some("NoSuchKey" | "NotFound"))
+    // A missing bucket is a configuration error, not a missing message.
+    e.code() != Some("NoSuchBucket")
+        && (is_status(e, 404) || matches!(e.code(), Some("NoSuchKey" | "NotFound")))
 }
 
 fn retryable<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {

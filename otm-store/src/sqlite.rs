@@ -14,8 +14,10 @@ use sqlx::Row;
 
 use crate::sql::classify;
 use crate::{
-    check_new, unix_ms, wrong_proof, BlobStore, NewMessage, Result, StoreError, StoreOptions,
+    check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, MessageState, MessageStatus,
+    NewMessage, Result, StoreError, StoreOptions,
 };
+use otm_core::ClaimVerifier;
 
 /// Settings for [`SqliteStore`].
 #[derive(Clone, Debug)]
@@ -98,14 +100,30 @@ pub struct SqliteStore {
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
 /// many ran.
-const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS otm_messages (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS otm_messages (
         id BLOB PRIMARY KEY NOT NULL,
         envelope BLOB NOT NULL,
         verifier BLOB NOT NULL,
         expires_at_ms INTEGER NOT NULL,
         failed_attempts INTEGER NOT NULL DEFAULT 0
     );
-    CREATE INDEX IF NOT EXISTS otm_messages_expires ON otm_messages (expires_at_ms);"];
+    CREATE INDEX IF NOT EXISTS otm_messages_expires ON otm_messages (expires_at_ms);",
+    // 2: senders' management verifiers and receipts.
+    "ALTER TABLE otm_messages ADD COLUMN manage BLOB;
+    CREATE TABLE IF NOT EXISTS otm_receipts (
+        id BLOB PRIMARY KEY NOT NULL,
+        manage BLOB NOT NULL,
+        state INTEGER NOT NULL,
+        changed_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS otm_receipts_expires ON otm_receipts (expires_at_ms);",
+];
+
+/// Receipt states as stored.
+const OPENED: i64 = 1;
+const BURNED: i64 = 2;
 
 impl SqliteStore {
     /// Opens (and creates or migrates) the database.
@@ -192,11 +210,11 @@ impl BlobStore for SqliteStore {
         let (expires_at_ms, _) = check_new(&self.opts, &message)?;
         // An expired row with the same ID counts as absent and is replaced.
         let done = sqlx::query(
-            "INSERT INTO otm_messages (id, envelope, verifier, expires_at_ms, failed_attempts)
-             VALUES (?1, ?2, ?3, ?4, 0)
+            "INSERT INTO otm_messages (id, envelope, verifier, expires_at_ms, failed_attempts, manage)
+             VALUES (?1, ?2, ?3, ?4, 0, ?7)
              ON CONFLICT (id) DO UPDATE SET envelope = excluded.envelope,
                  verifier = excluded.verifier, expires_at_ms = excluded.expires_at_ms,
-                 failed_attempts = 0
+                 failed_attempts = 0, manage = excluded.manage
              WHERE otm_messages.expires_at_ms <= ?5 OR otm_messages.failed_attempts >= ?6",
         )
         .bind(&id.as_bytes()[..])
@@ -205,6 +223,7 @@ impl BlobStore for SqliteStore {
         .bind(expires_at_ms)
         .bind(unix_ms(SystemTime::now()))
         .bind(i64::from(self.opts.max_failed_attempts))
+        .bind(message.manage.map(|m| m.as_bytes().to_vec()))
         .execute(&self.pool)
         .await
         .map_err(|e| classify("store a message", e))?;
@@ -239,63 +258,126 @@ impl BlobStore for SqliteStore {
             let failures = u32::try_from(failures).unwrap_or(u32::MAX);
             if failures >= self.opts.max_failed_attempts {
                 // The row is already dead (every statement refuses it); this
-                // only frees the space. A failure here is left to the purge.
-                let burned =
-                    sqlx::query("DELETE FROM otm_messages WHERE id = ?1 AND failed_attempts >= ?2")
-                        .bind(&id.as_bytes()[..])
-                        .bind(max)
-                        .execute(&self.pool)
-                        .await;
+                // leaves the receipt and frees the space. A failure here is
+                // left to the purge.
+                let burned = self
+                    .remove_with_receipt(
+                        "DELETE FROM otm_messages WHERE id = ?1 AND failed_attempts >= ?2
+                         RETURNING envelope, manage, expires_at_ms",
+                        id,
+                        max,
+                        None,
+                        BURNED,
+                    )
+                    .await;
                 if let Err(e) = burned {
                     tracing::warn!(error = %e, "burning a message after too many wrong proofs failed; the purge will remove it");
                 }
             }
             return Err(wrong_proof(&self.opts, failures));
         }
-        // 2. The right proof (or none of it is left): take and delete in one statement.
-        let row = sqlx::query(
+        // 2. The right proof (or none of it is left): take and delete in
+        //    one statement, leaving the receipt in the same transaction.
+        self.remove_with_receipt(
             "DELETE FROM otm_messages
-             WHERE id = ?1 AND verifier = ?4 AND expires_at_ms > ?2 AND failed_attempts < ?3
-             RETURNING envelope",
+             WHERE id = ?1 AND failed_attempts < ?2 AND verifier = ?3 AND expires_at_ms > ?4
+             RETURNING envelope, manage, expires_at_ms",
+            id,
+            max,
+            Some((verifier, now)),
+            OPENED,
         )
-        .bind(&id.as_bytes()[..])
-        .bind(now)
-        .bind(max)
-        .bind(&verifier.as_bytes()[..])
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| classify(op, e))?;
-        match row {
-            Some(row) => row.try_get::<Vec<u8>, _>(0).map_err(|e| classify(op, e)),
-            None => Err(StoreError::NotFound),
-        }
+        .await?
+        .ok_or(StoreError::NotFound)
     }
 
     async fn delete(&self, id: &MessageId) -> Result<()> {
-        let done = sqlx::query("DELETE FROM otm_messages WHERE id = ?1 AND expires_at_ms > ?2 AND failed_attempts < ?3",
+        let now = unix_ms(SystemTime::now());
+        let removed = self
+            .remove_with_receipt(
+                "DELETE FROM otm_messages
+                 WHERE id = ?1 AND failed_attempts < ?2 AND expires_at_ms > ?4
+                 RETURNING envelope, manage, expires_at_ms",
+                id,
+                i64::from(self.opts.max_failed_attempts),
+                Some((ClaimVerifier::from_bytes([0; 32]), now)),
+                BURNED,
+            )
+            .await?;
+        removed.map(|_| ()).ok_or(StoreError::NotFound)
+    }
+
+    async fn status(&self, id: &MessageId) -> Result<MessageStatus> {
+        let op = "read a message's status";
+        let now = unix_ms(SystemTime::now());
+        let row = sqlx::query(
+            "SELECT expires_at_ms, failed_attempts, manage FROM otm_messages WHERE id = ?1",
         )
-            .bind(&id.as_bytes()[..])
-            .bind(unix_ms(SystemTime::now()))
-            .bind(i64::from(self.opts.max_failed_attempts))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| classify("burn a message", e))?;
-        match done.rows_affected() {
-            0 => Err(StoreError::NotFound),
-            _ => Ok(()),
+        .bind(&id.as_bytes()[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify(op, e))?;
+        if let Some(row) = row {
+            let expires: i64 = row.try_get(0).map_err(|e| classify(op, e))?;
+            let failures: i64 = row.try_get(1).map_err(|e| classify(op, e))?;
+            let manage: Option<Vec<u8>> = row.try_get(2).map_err(|e| classify(op, e))?;
+            let state = if failures >= i64::from(self.opts.max_failed_attempts) {
+                MessageState::Burned
+            } else if expires <= now {
+                MessageState::Expired
+            } else {
+                MessageState::Waiting
+            };
+            return Ok(MessageStatus {
+                state,
+                expires_at: from_unix_ms(expires),
+                changed_at: None,
+                manage: manage.as_deref().and_then(verifier_from),
+            });
         }
+        let row = sqlx::query(
+            "SELECT state, changed_at_ms, expires_at_ms, manage FROM otm_receipts
+             WHERE id = ?1 AND expires_at_ms > ?2",
+        )
+        .bind(&id.as_bytes()[..])
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify(op, e))?
+        .ok_or(StoreError::NotFound)?;
+        let state: i64 = row.try_get(0).map_err(|e| classify(op, e))?;
+        let changed: i64 = row.try_get(1).map_err(|e| classify(op, e))?;
+        let expires: i64 = row.try_get(2).map_err(|e| classify(op, e))?;
+        let manage: Vec<u8> = row.try_get(3).map_err(|e| classify(op, e))?;
+        Ok(MessageStatus {
+            state: if state == OPENED {
+                MessageState::Opened
+            } else {
+                MessageState::Burned
+            },
+            expires_at: from_unix_ms(expires),
+            changed_at: Some(from_unix_ms(changed)),
+            manage: verifier_from(&manage),
+        })
     }
 
     async fn purge_expired(&self) -> Result<u64> {
-        let done = sqlx::query(
+        let op = "purge expired messages";
+        let now = unix_ms(SystemTime::now());
+        let messages = sqlx::query(
             "DELETE FROM otm_messages WHERE expires_at_ms <= ?1 OR failed_attempts >= ?2",
         )
-        .bind(unix_ms(SystemTime::now()))
+        .bind(now)
         .bind(i64::from(self.opts.max_failed_attempts))
         .execute(&self.pool)
         .await
-        .map_err(|e| classify("purge expired messages", e))?;
-        Ok(done.rows_affected())
+        .map_err(|e| classify(op, e))?;
+        let receipts = sqlx::query("DELETE FROM otm_receipts WHERE expires_at_ms <= ?1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| classify(op, e))?;
+        Ok(messages.rows_affected() + receipts.rows_affected())
     }
 
     async fn check(&self) -> Result<()> {
@@ -309,6 +391,67 @@ impl BlobStore for SqliteStore {
     fn backend_name(&self) -> &'static str {
         "sqlite"
     }
+}
+
+impl SqliteStore {
+    /// Runs a `DELETE … RETURNING envelope, manage, expires_at_ms` and, in
+    /// the same transaction, records the receipt when the message has a
+    /// manager. `?1` is the ID, `?2` the attempt limit, `?3`/`?4` the
+    /// optional verifier and time. Returns the envelope if a row went.
+    async fn remove_with_receipt(
+        &self,
+        delete: &str,
+        id: &MessageId,
+        max: i64,
+        extra: Option<(ClaimVerifier, i64)>,
+        state: i64,
+    ) -> Result<Option<Vec<u8>>> {
+        let op = "remove a message";
+        let now = unix_ms(SystemTime::now());
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| classify(op, e))?;
+        let mut query = sqlx::query(delete).bind(&id.as_bytes()[..]).bind(max);
+        if let Some((verifier, at)) = extra {
+            query = query.bind(verifier.as_bytes().to_vec()).bind(at);
+        }
+        let Some(row) = query
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| classify(op, e))?
+        else {
+            return Ok(None);
+        };
+        let envelope: Vec<u8> = row.try_get(0).map_err(|e| classify(op, e))?;
+        let manage: Option<Vec<u8>> = row.try_get(1).map_err(|e| classify(op, e))?;
+        let expires: i64 = row.try_get(2).map_err(|e| classify(op, e))?;
+        if let Some(manage) = manage {
+            sqlx::query(
+                "INSERT INTO otm_receipts (id, manage, state, changed_at_ms, expires_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET manage = excluded.manage, state = excluded.state,
+                     changed_at_ms = excluded.changed_at_ms, expires_at_ms = excluded.expires_at_ms",
+            )
+            .bind(&id.as_bytes()[..])
+            .bind(manage)
+            .bind(state)
+            .bind(now)
+            .bind(expires)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| classify(op, e))?;
+        }
+        tx.commit().await.map_err(|e| classify(op, e))?;
+        Ok(Some(envelope))
+    }
+}
+
+fn verifier_from(bytes: &[u8]) -> Option<ClaimVerifier> {
+    <[u8; 32]>::try_from(bytes)
+        .ok()
+        .map(ClaimVerifier::from_bytes)
 }
 
 impl FromStr for SqliteConfig {

@@ -1,0 +1,274 @@
+//! The `otm` command against a real server: send, open, status and burn on
+//! every backend; passphrases; exit codes and JSON output; and interop with
+//! the browser app in real Chromium, both ways.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use otm_http::testing::{compose, reveal, value, Driver, TestServer};
+use otm_store::conformance::{env_or, skip, unique_suffix};
+use otm_store::{
+    BlobStore, MemoryStore, PostgresConfig, PostgresStore, RedisConfig, RedisStore, S3Config,
+    S3Store, SqliteConfig, SqliteStore,
+};
+use serde_json::Value;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|_| panic!("not JSON: {} / {}", self.stdout, self.stderr))
+    }
+}
+
+fn otm(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_otm"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("OTM_SERVER")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Send, status, open once, status again, burn another: the whole life.
+async fn life_cycle(store: Arc<dyn BlobStore>, label: &str) {
+    let server = TestServer::start(store).await;
+    let base = server.base.as_str();
+    let text = format!(
+        "from the command line on {label}: {}\nsecond line",
+        unique_suffix()
+    );
+    let sent = otm(
+        &["send", "--server", base, "--ttl", "1h", "--json"],
+        Some(&text),
+        &[],
+    );
+    assert_eq!(sent.code, 0, "{label}: {}", sent.stderr);
+    let v = sent.json();
+    let link = v["link"].as_str().unwrap().to_owned();
+    let status_link = v["status_link"].as_str().unwrap().to_owned();
+    assert!(link.starts_with(&format!("{base}/otm/")), "{link}");
+
+    let status = otm(&["status", &status_link, "--json"], None, &[]);
+    assert_eq!(
+        (status.code, status.json()["state"].as_str()),
+        (0, Some("waiting")),
+        "{label}"
+    );
+    let opened = otm(&["open", &link], None, &[]);
+    assert_eq!(opened.code, 0, "{label}: {}", opened.stderr);
+    assert_eq!(
+        opened.stdout, text,
+        "{label}: the exact text, no extra newline when piped"
+    );
+    let again = otm(&["open", &link], None, &[]);
+    assert_eq!(again.code, 3, "{label}: {}", again.stderr);
+    assert!(again.stderr.contains("already opened or has expired"));
+    let status = otm(&["status", &status_link], None, &[]);
+    assert!(
+        status.stdout.starts_with("opened at "),
+        "{label}: {}",
+        status.stdout
+    );
+
+    let sent = otm(&["send", "--server", base, "--json"], Some("burn me"), &[]).json();
+    let burned = otm(
+        &["burn", sent["status_link"].as_str().unwrap(), "--json"],
+        None,
+        &[],
+    );
+    assert_eq!(
+        (burned.code, burned.json()["state"].as_str()),
+        (0, Some("burned")),
+        "{label}"
+    );
+    let open_burned = otm(&["open", sent["link"].as_str().unwrap()], None, &[]);
+    assert_eq!(open_burned.code, 3, "{label}");
+    let burn_again = otm(&["burn", sent["status_link"].as_str().unwrap()], None, &[]);
+    assert_eq!(burn_again.code, 3, "{label}: {}", burn_again.stderr);
+
+    // Nothing secret reached the server except through its own channels.
+    let log = server.log_text();
+    assert!(!log.contains(text.lines().next().unwrap()));
+    assert!(!log.contains(link.split("#key=").nth(1).unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_on_memory_and_sqlite() {
+    life_cycle(Arc::new(MemoryStore::new(Default::default())), "memory").await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(SqliteConfig::new(dir.path().join("cli.sqlite3")))
+        .await
+        .unwrap();
+    life_cycle(Arc::new(store), "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_on_redis_and_redis_cluster() {
+    let url = env_or("OTM_TEST_REDIS_URL", "redis://127.0.0.1:6379");
+    let prefix = format!("otm-cli-{}:", unique_suffix());
+    match RedisStore::connect(RedisConfig::standalone(&url).with_key_prefix(&prefix)).await {
+        Ok(s) => life_cycle(Arc::new(s), "redis").await,
+        Err(e) => return skip(&format!("Redis at {url}: {e}")).unwrap_or(()),
+    }
+    let seeds: Vec<String> = env_or(
+        "OTM_TEST_REDIS_CLUSTER_URLS",
+        "redis://127.0.0.1:7101,redis://127.0.0.1:7102,redis://127.0.0.1:7103",
+    )
+    .split(',')
+    .map(str::to_owned)
+    .collect();
+    match RedisStore::connect(RedisConfig::cluster(seeds).with_key_prefix(&prefix)).await {
+        Ok(s) => life_cycle(Arc::new(s), "redis-cluster").await,
+        Err(e) => skip(&format!("Redis Cluster: {e}")).unwrap_or(()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_on_postgres_and_s3() {
+    let url = env_or(
+        "OTM_TEST_POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:5432/test",
+    );
+    let config = PostgresConfig::new(&url).with_schema(format!("otm_test_{}", unique_suffix()));
+    match PostgresStore::connect(config).await {
+        Ok(s) => life_cycle(Arc::new(s), "postgres").await,
+        Err(e) => return skip(&format!("PostgreSQL at {url}: {e}")).unwrap_or(()),
+    }
+    let endpoint = env_or("OTM_TEST_S3_ENDPOINT", "http://127.0.0.1:9100");
+    let config = S3Config::new("otm-test", format!("cli-{}/", unique_suffix()))
+        .with_endpoint(&endpoint)
+        .with_create_bucket(true)
+        .with_static_credentials("otm-test", "otm-test");
+    match S3Store::connect(config).await {
+        Ok(s) => life_cycle(Arc::new(s), "s3").await,
+        Err(e) => skip(&format!("S3 at {endpoint}: {e}")).unwrap_or(()),
+    }
+}
+
+// Multi-threaded: the CLI runs as a blocking child process while the server
+// task must keep answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passphrases_and_failures_have_clear_exit_codes() {
+    let server = TestServer::start(Arc::new(MemoryStore::new(Default::default()))).await;
+    let base = server.base.as_str();
+    let sent = otm(
+        &[
+            "send",
+            "--server",
+            base,
+            "--passphrase-env",
+            "SECRET_WORDS",
+            "--json",
+        ],
+        Some("two factors"),
+        &[("SECRET_WORDS", "correct horse")],
+    );
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    let link = sent.json()["link"].as_str().unwrap().to_owned();
+    assert!(link.ends_with("&p=1"));
+    let wrong = otm(
+        &["open", &link, "--passphrase-env", "W"],
+        None,
+        &[("W", "wrong horse")],
+    );
+    assert_eq!(wrong.code, 4, "{}", wrong.stderr);
+    assert!(
+        wrong.stderr.contains("wrong passphrase (4 attempts left)"),
+        "{}",
+        wrong.stderr
+    );
+    let right = otm(
+        &["open", &link, "--passphrase-env", "W", "--json"],
+        None,
+        &[("W", "correct horse")],
+    );
+    assert_eq!(right.code, 0, "{} {}", right.stdout, right.stderr);
+    assert_eq!(right.json()["message"], "two factors");
+
+    let bad = otm(
+        &["open", "https://example.org/otm/nope#key=short", "--json"],
+        None,
+        &[],
+    );
+    assert_eq!(bad.code, 2);
+    assert_eq!(bad.json()["error"], "bad_input");
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let down = otm(
+        &["send", "--server", &format!("http://127.0.0.1:{closed}")],
+        Some("x"),
+        &[],
+    );
+    assert_eq!(down.code, 5, "{}", down.stderr);
+    assert!(down.stderr.contains("cannot reach the otm server"));
+    let empty = otm(&["send", "--server", base], Some(""), &[]);
+    assert_eq!(empty.code, 2);
+    let too_long = otm(&["send", "--server", base, "--ttl", "30d"], Some("x"), &[]);
+    assert_eq!(too_long.code, 2, "{}", too_long.stderr);
+    assert!(too_long.stderr.contains("at most"), "{}", too_long.stderr);
+    let missing_env = otm(
+        &["send", "--server", base, "--passphrase-env", "NOPE_NOT_SET"],
+        Some("x"),
+        &[],
+    );
+    assert_eq!(missing_env.code, 2);
+    let help = otm(&["send", "--help"], None, &[]);
+    assert!(help.stdout.contains("--passphrase-env") && help.stdout.contains("--ttl"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_and_browser_read_each_others_messages() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let server = TestServer::start(Arc::new(MemoryStore::new(Default::default()))).await;
+    // CLI → browser.
+    let text = format!("sealed by the CLI, read in Chromium {}", unique_suffix());
+    let sent = otm(
+        &["send", "--server", &server.base, "--json"],
+        Some(&text),
+        &[],
+    );
+    let link = sent.json()["link"].as_str().unwrap().to_owned();
+    let (reader, _p) = reveal(&driver, &link, None).await;
+    assert_eq!(value(&reader, "#plaintext").await, text);
+    reader.close().await.unwrap();
+    // Browser → CLI, with a passphrase.
+    let (sender, _q) = driver.browser().await;
+    let text = format!("sealed in Chromium, read by the CLI {}", unique_suffix());
+    let (link, status_link) = compose(&sender, &server.base, &text, Some("open sesame")).await;
+    sender.close().await.unwrap();
+    let opened = otm(
+        &["open", &link, "--passphrase-env", "P", "--json"],
+        None,
+        &[("P", "open sesame")],
+    );
+    assert_eq!(opened.code, 0, "{}", opened.stderr);
+    assert_eq!(opened.json()["message"], text.as_str());
+    let status = otm(&["status", &status_link, "--json"], None, &[]);
+    assert_eq!(status.json()["state"], "opened");
+}

@@ -1,0 +1,403 @@
+// Sender's page: the private status link `{base}/manage/{id}#token=…`.
+// Shows whether the message is waiting, opened, destroyed or expired, and
+// can destroy it while it waits. Unlike the reveal page, this page calls the
+// API on load: the link is the sender's own and reading the status changes
+// nothing.
+//
+// The token is read from the fragment and kept in memory only: it is never
+// logged, stored, or put into the page, and the address is left as it is so
+// the sender can bookmark it.
+
+import { decodeExact, isValidId } from './otm-format.js';
+import { ApiError, burnMessage, getStatus, parseExpiry } from './api.js';
+
+export const MANAGE_PATH_PREFIX = '/manage/';
+const TOKEN_LEN = 32;
+const STATES = Object.freeze(['waiting', 'opened', 'burned', 'expired']);
+
+// Importable in Node for tests: no DOM there, and init() does not run.
+const $ = (id) => (typeof document === 'undefined' ? null : document.getElementById(id));
+
+const els = {
+  title: $('manage-title'),
+  error: $('error'),
+  loading: $('loading'),
+  status: $('status'),
+  state: $('state'),
+  expiresLabel: $('expires-label'),
+  expires: $('expires'),
+  stateDetail: $('state-detail'),
+  refresh: $('refresh'),
+  burn: $('burn'),
+  busy: $('busy'),
+  confirmBox: $('burn-confirm-box'),
+  burnConfirm: $('burn-confirm'),
+  burnCancel: $('burn-cancel'),
+  checked: $('checked'),
+};
+
+const page = {
+  id: null,
+  token: null,
+  busy: false,
+  // The last status shown, or null.
+  current: null,
+};
+
+const MESSAGES = {
+  badId:
+    'This status link is not valid: the message ID in it is missing or damaged. ' +
+    'Copy the complete private status link from where you saved it.',
+  incomplete:
+    'This status link is incomplete: the part after #token= is missing or damaged. Links are sometimes cut ' +
+    'off when they are copied. Open the complete private status link you saved when you created the message.',
+  wrongToken:
+    'The token in this status link is wrong, so the status cannot be shown. ' +
+    'Check that you copied the complete private status link.',
+  notFound: 'This message has expired or the link is wrong.',
+  rateLimited: 'Too many requests. Wait a minute and try again.',
+  badAnswer: 'The server sent an answer this page does not understand. Please try again.',
+  generic: 'Something went wrong. Please try again.',
+};
+
+// ---------------------------------------------------------------------------
+// Reading the address
+
+/** The message ID: the path segment after the last "/manage/". */
+export function idFromPath(path) {
+  const at = path.lastIndexOf(MANAGE_PATH_PREFIX);
+  if (at < 0) return null;
+  let id = path.slice(at + MANAGE_PATH_PREFIX.length);
+  if (id.endsWith('/')) id = id.slice(0, -1);
+  return isValidId(id) ? id : null;
+}
+
+/** The management token from "#token=…" (other "&" parameters are ignored), or null. */
+export function tokenFromHash(hash) {
+  if (typeof hash !== 'string') return null;
+  let text = hash.trim();
+  if (text.startsWith('#')) text = text.slice(1);
+  let found = null;
+  for (const part of text.split('&')) {
+    const eq = part.indexOf('=');
+    if (eq < 0 || part.slice(0, eq) !== 'token') continue;
+    if (found !== null) return null; // given twice: ambiguous
+    found = part.slice(eq + 1);
+  }
+  if (found === null) return null;
+  try {
+    decodeExact(found, TOKEN_LEN).fill(0); // 43 characters of canonical base64url
+  } catch {
+    return null;
+  }
+  return found;
+}
+
+// ---------------------------------------------------------------------------
+// Display
+
+function showError(text) {
+  els.error.textContent = text;
+  els.error.hidden = false;
+}
+
+function clearError() {
+  els.error.textContent = '';
+  els.error.hidden = true;
+}
+
+function formatDate(date) {
+  try {
+    return new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' }).format(date);
+  } catch {
+    return date.toLocaleString();
+  }
+}
+
+function formatTime(date) {
+  try {
+    return new Intl.DateTimeFormat(undefined, { timeStyle: 'medium' }).format(date);
+  } catch {
+    return date.toLocaleTimeString();
+  }
+}
+
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** "in 3 hours", or "" when the moment has passed. */
+function relative(date) {
+  const seconds = Math.round((date.getTime() - Date.now()) / 1000);
+  if (seconds <= 0) return '';
+  if (seconds >= 86400) return `in ${plural(Math.round(seconds / 86400), 'day')}`;
+  if (seconds >= 3600) return `in ${plural(Math.round(seconds / 3600), 'hour')}`;
+  return `in ${plural(Math.max(1, Math.round(seconds / 60)), 'minute')}`;
+}
+
+function setTime(el, date, withRelative) {
+  if (!date) {
+    el.textContent = 'unknown';
+    el.removeAttribute('datetime');
+    return;
+  }
+  const rel = withRelative ? relative(date) : '';
+  el.textContent = rel ? `${formatDate(date)} (${rel})` : formatDate(date);
+  el.setAttribute('datetime', date.toISOString());
+}
+
+/** A status answer from the server, or null when it is not one. */
+function asStatus(data) {
+  if (!data || typeof data !== 'object' || !STATES.includes(data.state)) return null;
+  return {
+    state: data.state,
+    expiresAt: parseExpiry(data.expires_at_unix) ?? parseExpiry(data.expires_at),
+    changedAt: parseExpiry(data.changed_at),
+  };
+}
+
+export function stateText(status) {
+  const when = status.changedAt ? ` on ${formatDate(status.changedAt)}` : '';
+  switch (status.state) {
+    case 'waiting':
+      return 'Waiting to be opened';
+    case 'opened':
+      return `Opened${when}`;
+    case 'burned':
+      return `Destroyed${when}`;
+    default:
+      return 'Expired';
+  }
+}
+
+function render(status) {
+  page.current = status;
+  const { state } = status;
+  els.state.dataset.state = state;
+  els.state.textContent = stateText(status);
+
+  switch (state) {
+    case 'waiting':
+      els.expiresLabel.textContent = 'Deleted unread on';
+      els.stateDetail.textContent =
+        'Nobody has opened the link yet. If nobody opens it in time, it is deleted without being read.';
+      break;
+    case 'opened':
+      els.expiresLabel.textContent = 'This status link works until';
+      els.stateDetail.textContent =
+        'Someone opened the link, and the message was deleted from the server at that moment. If your ' +
+        'reader says it was not them, someone else saw it: change the secret.';
+      break;
+    case 'burned':
+      els.expiresLabel.textContent = 'This status link works until';
+      els.stateDetail.textContent =
+        'The message was destroyed without being read, by you or after too many wrong attempts to open it. ' +
+        'The link you sent no longer works.';
+      break;
+    default:
+      els.expiresLabel.textContent = 'Expired on';
+      els.stateDetail.textContent = 'Nobody opened the link in time, so the message was deleted without being read.';
+      break;
+  }
+  setTime(els.expires, status.expiresAt, state === 'waiting');
+
+  els.burn.disabled = state !== 'waiting';
+  if (state !== 'waiting') closeConfirm(false);
+  els.checked.textContent = `Checked at ${formatTime(new Date())}.`;
+  els.loading.hidden = true;
+  els.status.hidden = false;
+}
+
+/** The status can no longer be shown (wrong link, receipt gone). */
+function hideStatus() {
+  page.current = null;
+  closeConfirm(false);
+  els.loading.hidden = true;
+  els.status.hidden = true;
+}
+
+function setBusy(on, text = '') {
+  page.busy = on;
+  els.status.setAttribute('aria-busy', on ? 'true' : 'false');
+  els.busy.textContent = text;
+  // aria-disabled rather than disabled: a disabled button drops keyboard focus.
+  for (const button of [els.refresh, els.burnConfirm, els.burnCancel]) {
+    if (on) button.setAttribute('aria-disabled', 'true');
+    else button.removeAttribute('aria-disabled');
+  }
+  if (on) els.burn.setAttribute('aria-disabled', 'true');
+  else els.burn.removeAttribute('aria-disabled');
+}
+
+// ---------------------------------------------------------------------------
+// Confirmation (inline: window.confirm is blocked in some contexts)
+
+function openConfirm() {
+  els.confirmBox.hidden = false;
+  els.burn.setAttribute('aria-expanded', 'true');
+  els.burnConfirm.focus();
+}
+
+function closeConfirm(focusBurn) {
+  const wasOpen = !els.confirmBox.hidden;
+  els.confirmBox.hidden = true;
+  els.burn.setAttribute('aria-expanded', 'false');
+  if (wasOpen && focusBurn && !els.burn.disabled) els.burn.focus();
+}
+
+// ---------------------------------------------------------------------------
+// Actions
+
+function handleError(err) {
+  if (!(err instanceof ApiError)) {
+    showError(MESSAGES.generic);
+    return;
+  }
+  switch (err.status) {
+    case 0:
+      if (err.code === 'token_required') {
+        hideStatus();
+        showError(MESSAGES.incomplete);
+      } else {
+        showError(err.message || MESSAGES.generic);
+      }
+      return;
+    case 400:
+      hideStatus();
+      showError(MESSAGES.badId);
+      return;
+    case 401:
+      hideStatus();
+      showError(MESSAGES.incomplete);
+      return;
+    case 403:
+      hideStatus();
+      showError(MESSAGES.wrongToken);
+      return;
+    case 404:
+      hideStatus();
+      showError(MESSAGES.notFound);
+      return;
+    case 429:
+      showError(MESSAGES.rateLimited);
+      return;
+    default:
+      showError(err.message || MESSAGES.generic);
+  }
+}
+
+async function refresh() {
+  if (page.busy) return;
+  clearError();
+  setBusy(true, 'Checking…');
+  try {
+    const status = asStatus(await getStatus(page.id, page.token));
+    if (status) render(status);
+    else showError(MESSAGES.badAnswer);
+  } catch (err) {
+    handleError(err);
+  } finally {
+    setBusy(false);
+    els.loading.hidden = true;
+  }
+}
+
+/** The text for a 409: the message left "waiting" before it could be destroyed. */
+function notWaitingText(status) {
+  switch (status.state) {
+    case 'opened':
+      return status.changedAt
+        ? `Too late to destroy it: the message was already opened on ${formatDate(status.changedAt)}.`
+        : 'Too late to destroy it: the message was already opened.';
+    case 'burned':
+      return 'The message was already destroyed.';
+    case 'expired':
+      return 'The message has already expired; nobody can open it any more.';
+    default:
+      return 'The message could not be destroyed. Refresh to see its status.';
+  }
+}
+
+async function burn() {
+  if (page.busy) return;
+  clearError();
+  setBusy(true, 'Destroying…');
+  let refreshAfter = false;
+  try {
+    const status = asStatus(await burnMessage(page.id, page.token));
+    if (status) render(status);
+    else showError(MESSAGES.badAnswer);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 409) {
+      // No longer waiting: the answer carries the current status.
+      const status = asStatus(err.body);
+      if (status) {
+        render(status);
+        showError(notWaitingText(status));
+      } else {
+        closeConfirm(false);
+        refreshAfter = true;
+      }
+    } else {
+      handleError(err);
+    }
+  } finally {
+    setBusy(false);
+  }
+  if (refreshAfter) await refresh();
+  if (!els.status.hidden && els.confirmBox.hidden) els.state.focus();
+  else if (els.status.hidden) els.title.focus();
+}
+
+function onBurnClick() {
+  if (page.busy || els.burn.disabled) return;
+  if (els.confirmBox.hidden) openConfirm();
+  else closeConfirm(true);
+}
+
+function onConfirmKeydown(event) {
+  if (event.key === 'Escape' && !page.busy) {
+    event.preventDefault();
+    closeConfirm(true);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Start
+
+function init() {
+  els.refresh.addEventListener('click', () => {
+    refresh();
+  });
+  els.burn.addEventListener('click', onBurnClick);
+  els.burnConfirm.addEventListener('click', () => {
+    burn();
+  });
+  els.burnCancel.addEventListener('click', () => {
+    if (!page.busy) closeConfirm(true);
+  });
+  els.confirmBox.addEventListener('keydown', onConfirmKeydown);
+  // Pasting another status link into this tab changes only the fragment.
+  window.addEventListener('hashchange', () => {
+    if (!page.busy && location.hash && location.hash !== '#') location.reload();
+  });
+  // Back to this page from the history cache: the status may have changed.
+  window.addEventListener('pageshow', (event) => {
+    if (event.persisted && page.id && page.token) refresh();
+  });
+
+  page.id = idFromPath(location.pathname);
+  if (!page.id) {
+    showError(MESSAGES.badId);
+    return;
+  }
+  page.token = tokenFromHash(location.hash);
+  if (!page.token) {
+    showError(MESSAGES.incomplete);
+    return;
+  }
+  els.loading.hidden = false;
+  refresh();
+}
+
+if (typeof document !== 'undefined') init();
