@@ -12,7 +12,7 @@ use otm_store::{BlobStore, StoreError, StoreOptions};
 /// | `memory:` | in-process, lost on exit | `memory` |
 /// | `redis://HOST:PORT[/DB]` | Redis standalone | `redis` |
 /// | `redis+cluster://HOST:PORT,HOST:PORT,…` | Redis Cluster seed nodes | `redis` |
-/// | `postgres://USER@HOST:PORT/DB` (or `postgresql://`) | PostgreSQL | `postgres` |
+/// | `postgres://USER@HOST:PORT/DB[?otm_schema=NAME]` (or `postgresql://`) | PostgreSQL | `postgres` |
 /// | `s3://BUCKET/PREFIX?endpoint=URL&path_style=true&region=R` | S3 or an S3-compatible server | `s3` |
 ///
 /// `key_prefix` applies to Redis keys (default `otm:`).
@@ -52,7 +52,29 @@ pub async fn connect_store(
         }
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => {
-            let config = otm_store::PostgresConfig::new(url).with_options(options);
+            // `otm_schema=NAME` picks the schema; the rest goes to the driver.
+            let (base, query) = url.split_once('?').unwrap_or((url, ""));
+            let mut schema = None;
+            let rest: Vec<&str> = query
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .filter(|p| match p.strip_prefix("otm_schema=") {
+                    Some(s) => {
+                        schema = Some(s.to_owned());
+                        false
+                    }
+                    None => true,
+                })
+                .collect();
+            let url = if rest.is_empty() {
+                base.to_owned()
+            } else {
+                format!("{base}?{}", rest.join("&"))
+            };
+            let mut config = otm_store::PostgresConfig::new(url).with_options(options);
+            if let Some(schema) = schema {
+                config = config.with_schema(schema);
+            }
             Ok(Arc::new(otm_store::PostgresStore::connect(config).await?))
         }
         #[cfg(feature = "s3")]

@@ -227,10 +227,17 @@ impl BlobStore for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(|e| classify("store a message", e))?;
-        match done.rows_affected() {
-            0 => Err(StoreError::Conflict),
-            _ => Ok(()),
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict);
         }
+        // A receipt left by an earlier message with this ID (only possible
+        // after that one expired) must not describe the new one.
+        sqlx::query(&format!("DELETE FROM {} WHERE id = $1", self.receipts))
+            .bind(&id.as_bytes()[..])
+            .execute(&self.pool)
+            .await
+            .map_err(|e| classify("store a message", e))?;
+        Ok(())
     }
 
     async fn take(&self, id: &MessageId, proof: &ClaimProof) -> Result<Vec<u8>> {

@@ -177,6 +177,13 @@ impl RedisStore {
     /// Connects to a standalone server or a cluster.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let op = "connect to Redis";
+        if config.key_prefix.contains(['{', '}']) {
+            // Braces would change the cluster hash tag that keeps a message
+            // and its receipt on one node.
+            return Err(StoreError::Invalid {
+                reason: "a Redis key prefix must not contain { or }",
+            });
+        }
         let conn = if config.cluster {
             let client = ClusterClient::builder(config.urls.clone())
                 .connection_timeout(config.connection_timeout)

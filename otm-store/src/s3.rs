@@ -628,7 +628,7 @@ impl S3Store {
 
     /// Records what the sender may learn after an open or burn. Not atomic
     /// with the delete: a failure is logged and the status then reads as
-    /// expired, which loses a receipt but never a message.
+    /// not found, which loses a receipt but never a message.
     async fn write_receipt(&self, id: &MessageId, found: &Found, state: MessageState) {
         let Some(manage) = found.manage else { return };
         let result = self

@@ -1,0 +1,274 @@
+//! `otm-load`: drives full one-time-message cycles against a running otm
+//! server over HTTP — seal a message of a chosen size, create it, open it
+//! with its proof — at a chosen concurrency for a duration or a count, and
+//! reports throughput, latency percentiles per request kind and errors by
+//! status.
+//!
+//! ```text
+//! otm-load --server http://127.0.0.1:8080 --concurrency 16 --duration 10s --size 1024
+//! ```
+//!
+//! The server's per-client rate limits apply to the load tool too: start it
+//! with `--create-per-minute` and `--open-per-minute` high enough.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use clap::Parser;
+use otm_core::{seal, Key, Secrets};
+use serde_json::{json, Value};
+
+/// Load generator for otm servers.
+#[derive(Parser, Debug)]
+#[command(name = "otm-load", version, about)]
+struct Args {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Concurrent cycles in flight.
+    #[arg(long, short = 'c', default_value_t = 16)]
+    concurrency: usize,
+    /// Run for this long (e.g. 10s, 1m). Ignored when --count is given.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Run exactly this many cycles instead of for a duration.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Message size in bytes (ASCII; at most 8000).
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Expiry of created messages, in seconds.
+    #[arg(long, default_value_t = 600)]
+    ttl: u64,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Do not print the progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Default)]
+struct Stats {
+    create_us: Vec<u64>,
+    open_us: Vec<u64>,
+    cycle_us: Vec<u64>,
+    errors: BTreeMap<String, u64>,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+fn summary(samples: &mut [u64]) -> Value {
+    samples.sort_unstable();
+    json!({
+        "count": samples.len(),
+        "p50_ms": percentile(samples, 50.0),
+        "p90_ms": percentile(samples, 90.0),
+        "p99_ms": percentile(samples, 99.0),
+        "p999_ms": percentile(samples, 99.9),
+        "max_ms": samples.last().copied().unwrap_or(0) as f64 / 1000.0,
+    })
+}
+
+/// One cycle: seal, create, open. Returns the (create, open) latencies.
+async fn cycle(
+    http: &reqwest::Client,
+    server: &str,
+    text: &str,
+    ttl: u64,
+) -> Result<(u64, u64), String> {
+    let key = Key::generate().map_err(|e| e.to_string())?;
+    let secrets = Secrets::derive(&key, None);
+    let envelope = seal(&secrets, text).map_err(|e| e.to_string())?;
+    let body = json!({
+        "envelope": URL_SAFE_NO_PAD.encode(&envelope),
+        "verifier": secrets.claim_verifier().to_base64url(),
+        "ttl_seconds": ttl,
+    });
+    let t0 = Instant::now();
+    let created = http
+        .post(format!("{server}/api/v1/messages"))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "create: {}",
+                if e.is_timeout() { "timeout" } else { "connect" }
+            )
+        })?;
+    if created.status().as_u16() != 201 {
+        return Err(format!("create {}", created.status().as_u16()));
+    }
+    let created: Value = created
+        .json()
+        .await
+        .map_err(|_| "create: bad body".to_string())?;
+    let create_us = t0.elapsed().as_micros() as u64;
+    let id = created["id"].as_str().ok_or("create: no id")?.to_owned();
+    let t1 = Instant::now();
+    let opened = http
+        .post(format!("{server}/api/v1/messages/{id}/open"))
+        .json(&json!({ "proof": secrets.claim_proof().to_base64url().as_str() }))
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "open: {}",
+                if e.is_timeout() { "timeout" } else { "connect" }
+            )
+        })?;
+    if opened.status().as_u16() != 200 {
+        return Err(format!("open {}", opened.status().as_u16()));
+    }
+    let opened: Value = opened
+        .json()
+        .await
+        .map_err(|_| "open: bad body".to_string())?;
+    let open_us = t1.elapsed().as_micros() as u64;
+    let back = opened["envelope"]
+        .as_str()
+        .and_then(|e| URL_SAFE_NO_PAD.decode(e).ok())
+        .ok_or("open: no envelope")?;
+    if back != envelope {
+        return Err("open: different envelope".into());
+    }
+    Ok((create_us, open_us))
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    if args.size > 8000 || args.concurrency == 0 {
+        eprintln!("otm-load: --size must be at most 8000 and --concurrency at least 1");
+        return std::process::ExitCode::from(2);
+    }
+    let server = args.server.trim_end_matches('/').to_owned();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(args.concurrency)
+        .build()
+        .expect("HTTP client");
+    let text: Arc<str> = "x".repeat(args.size).into();
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let issued = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + args.duration;
+
+    let progress = (!args.quiet).then(|| {
+        let (done, failed, stop) = (done.clone(), failed.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let secs = start.elapsed().as_secs_f64();
+                let n = done.load(Ordering::Relaxed);
+                eprint!(
+                    "\r{secs:6.1}s  {n:>8} cycles  {:>8.1}/s  {:>6} errors ",
+                    n as f64 / secs,
+                    failed.load(Ordering::Relaxed)
+                );
+            }
+            eprintln!();
+        })
+    });
+
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let (http, server, text) = (http.clone(), server.clone(), text.clone());
+            let (stats, done, failed, issued) =
+                (stats.clone(), done.clone(), failed.clone(), issued.clone());
+            let (count, ttl) = (args.count, args.ttl);
+            tokio::spawn(async move {
+                loop {
+                    match count {
+                        Some(n) if issued.fetch_add(1, Ordering::Relaxed) >= n => break,
+                        None if Instant::now() >= deadline => break,
+                        _ => {}
+                    }
+                    let t = Instant::now();
+                    let result = cycle(&http, &server, &text, ttl).await;
+                    let mut s = stats.lock().unwrap();
+                    match result {
+                        Ok((c, o)) => {
+                            s.create_us.push(c);
+                            s.open_us.push(o);
+                            s.cycle_us.push(t.elapsed().as_micros() as u64);
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(kind) => {
+                            *s.errors.entry(kind).or_default() += 1;
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    if let Some(p) = progress {
+        let _ = p.await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut s = stats.lock().unwrap();
+    let cycles = s.cycle_us.len() as f64;
+    let report = json!({
+        "server": server,
+        "concurrency": args.concurrency,
+        "message_bytes": args.size,
+        "elapsed_s": elapsed,
+        "cycles": s.cycle_us.len(),
+        "cycles_per_s": cycles / elapsed,
+        "requests_per_s": 2.0 * cycles / elapsed,
+        "create": summary(&mut s.create_us),
+        "open": summary(&mut s.open_us),
+        "cycle": summary(&mut s.cycle_us),
+        "errors": s.errors,
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "{} cycles in {elapsed:.1}s at concurrency {}: {:.1} cycles/s, {:.1} requests/s",
+            report["cycles"],
+            args.concurrency,
+            report["cycles_per_s"].as_f64().unwrap_or(0.0),
+            report["requests_per_s"].as_f64().unwrap_or(0.0)
+        );
+        for kind in ["create", "open", "cycle"] {
+            let k = &report[kind];
+            println!("  {kind:<6} p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  max {:>7.2} ms",
+                k["p50_ms"].as_f64().unwrap_or(0.0), k["p90_ms"].as_f64().unwrap_or(0.0), k["p99_ms"].as_f64().unwrap_or(0.0),
+                k["p999_ms"].as_f64().unwrap_or(0.0), k["max_ms"].as_f64().unwrap_or(0.0));
+        }
+        if s.errors.is_empty() {
+            println!("  no errors");
+        } else {
+            for (kind, n) in &s.errors {
+                println!("  error {kind}: {n}");
+            }
+        }
+    }
+    if s.errors.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    }
+}
