@@ -320,13 +320,17 @@ fn large(c: &mut Criterion, rt: &tokio::runtime::Runtime, redis_url: &str, pg_ur
                  SELECT decode(md5('fill' || i::text), 'hex'), decode(repeat('ab', 289), 'hex'), decode(md5(i::text), 'hex') || decode(md5(i::text), 'hex'), 9000000000000, 0
                  FROM generate_series($1::bigint, $2::bigint) AS i"
             );
-            rt.block_on(
-                sqlx::query(&sql)
-                    .bind(*have as i64 + 1)
-                    .bind(n as i64)
-                    .execute(&pool),
-            )
-            .unwrap();
+            // In chunks: the store's pool has a 5 s statement timeout.
+            for from in (*have..n).step_by(100_000) {
+                let to = (from + 100_000).min(n);
+                rt.block_on(
+                    sqlx::query(&sql)
+                        .bind(from as i64 + 1)
+                        .bind(to as i64)
+                        .execute(&pool),
+                )
+                .unwrap();
+            }
             rt.block_on(sqlx::query(&format!("ANALYZE {table}")).execute(&pool))
                 .unwrap();
             *have = n;

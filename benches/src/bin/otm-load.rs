@@ -50,6 +50,9 @@ struct Args {
     /// Do not print the progress line.
     #[arg(long)]
     quiet: bool,
+    /// Only create messages, leave them stored (to measure a full store).
+    #[arg(long)]
+    create_only: bool,
 }
 
 #[derive(Default)]
@@ -86,6 +89,7 @@ async fn cycle(
     server: &str,
     text: &str,
     ttl: u64,
+    create_only: bool,
 ) -> Result<(u64, u64), String> {
     let key = Key::generate().map_err(|e| e.to_string())?;
     let secrets = Secrets::derive(&key, None);
@@ -116,6 +120,9 @@ async fn cycle(
         .map_err(|_| "create: bad body".to_string())?;
     let create_us = t0.elapsed().as_micros() as u64;
     let id = created["id"].as_str().ok_or("create: no id")?.to_owned();
+    if create_only {
+        return Ok((create_us, 0));
+    }
     let t1 = Instant::now();
     let opened = http
         .post(format!("{server}/api/v1/messages/{id}/open"))
@@ -192,7 +199,7 @@ async fn main() -> std::process::ExitCode {
             let (http, server, text) = (http.clone(), server.clone(), text.clone());
             let (stats, done, failed, issued) =
                 (stats.clone(), done.clone(), failed.clone(), issued.clone());
-            let (count, ttl) = (args.count, args.ttl);
+            let (count, ttl, create_only) = (args.count, args.ttl, args.create_only);
             tokio::spawn(async move {
                 loop {
                     match count {
@@ -201,7 +208,7 @@ async fn main() -> std::process::ExitCode {
                         _ => {}
                     }
                     let t = Instant::now();
-                    let result = cycle(&http, &server, &text, ttl).await;
+                    let result = cycle(&http, &server, &text, ttl, create_only).await;
                     let mut s = stats.lock().unwrap();
                     match result {
                         Ok((c, o)) => {
