@@ -78,6 +78,12 @@ impl Config {
         self
     }
 
+    /// Sets [`Config::request_timeout`].
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
     /// Sets [`Config::trusted_proxies`].
     pub fn with_trusted_proxies(mut self, proxies: Vec<IpNet>) -> Self {
         self.trusted_proxies = proxies;

@@ -400,3 +400,31 @@ async fn kill_9_on_sqlite_loses_no_acknowledged_message() {
         acked.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_body_cannot_hold_the_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with("memory:", dir.path(), &["--request-timeout", "1s"]).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    // Promise 1000 bytes, send 10, then stall.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(
+        b"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"envelop",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    // Meanwhile the server answers others.
+    let http = reqwest::Client::new();
+    assert!(create(&http, &server.base).await.is_ok());
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "the server kept a stalled request open for 10 s"
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

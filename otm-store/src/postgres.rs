@@ -7,10 +7,10 @@ use otm_core::{ClaimProof, MessageId};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
-use crate::sql::classify;
+use crate::sql::{classify, message_status, receipt_status, BURNED, OPENED};
 use crate::{
-    check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, MessageState, MessageStatus,
-    NewMessage, Result, StoreError, StoreOptions,
+    check_new, unix_ms, wrong_proof, BlobStore, MessageStatus, NewMessage, Result, StoreError,
+    StoreOptions,
 };
 use otm_core::ClaimVerifier;
 
@@ -107,10 +107,6 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX IF NOT EXISTS otm_receipts_expires ON {receipts} (expires_at_ms);",
 ];
-
-/// Receipt states as stored.
-const OPENED: i16 = 1;
-const BURNED: i16 = 2;
 
 /// Rows deleted per purge statement, so a large backlog never holds long locks.
 const PURGE_BATCH: i64 = 10_000;
@@ -326,19 +322,13 @@ impl BlobStore for PostgresStore {
             let expires: i64 = row.try_get(0).map_err(|e| classify(op, e))?;
             let failures: i64 = row.try_get(1).map_err(|e| classify(op, e))?;
             let manage: Option<Vec<u8>> = row.try_get(2).map_err(|e| classify(op, e))?;
-            let state = if failures >= i64::from(self.opts.max_failed_attempts) {
-                MessageState::Burned
-            } else if expires <= now {
-                MessageState::Expired
-            } else {
-                MessageState::Waiting
-            };
-            return Ok(MessageStatus {
-                state,
-                expires_at: from_unix_ms(expires),
-                changed_at: None,
-                manage: manage.as_deref().and_then(verifier_from),
-            });
+            return Ok(message_status(
+                expires,
+                failures,
+                manage.as_deref(),
+                self.opts.max_failed_attempts,
+                now,
+            ));
         }
         let row = sqlx::query(&format!(
             "SELECT state, changed_at_ms, expires_at_ms, manage FROM {r}
@@ -355,16 +345,7 @@ impl BlobStore for PostgresStore {
         let changed: i64 = row.try_get(1).map_err(|e| classify(op, e))?;
         let expires: i64 = row.try_get(2).map_err(|e| classify(op, e))?;
         let manage: Vec<u8> = row.try_get(3).map_err(|e| classify(op, e))?;
-        Ok(MessageStatus {
-            state: if state == OPENED {
-                MessageState::Opened
-            } else {
-                MessageState::Burned
-            },
-            expires_at: from_unix_ms(expires),
-            changed_at: Some(from_unix_ms(changed)),
-            manage: verifier_from(&manage),
-        })
+        Ok(receipt_status(state, changed, expires, &manage))
     }
 
     async fn purge_expired(&self) -> Result<u64> {
@@ -459,10 +440,4 @@ impl PostgresStore {
             .await
             .map_err(|e| classify(op, e))
     }
-}
-
-fn verifier_from(bytes: &[u8]) -> Option<ClaimVerifier> {
-    <[u8; 32]>::try_from(bytes)
-        .ok()
-        .map(ClaimVerifier::from_bytes)
 }

@@ -1,6 +1,62 @@
-//! What the two SQL backends share: error classification.
+//! What the two SQL backends share: error classification and reading a
+//! message or receipt row into a [`MessageStatus`].
 
-use crate::StoreError;
+use otm_core::ClaimVerifier;
+
+use crate::{from_unix_ms, MessageState, MessageStatus, StoreError};
+
+/// Receipt states as stored.
+pub(crate) const OPENED: i16 = 1;
+pub(crate) const BURNED: i16 = 2;
+
+pub(crate) fn verifier_from(bytes: &[u8]) -> Option<ClaimVerifier> {
+    <[u8; 32]>::try_from(bytes)
+        .ok()
+        .map(ClaimVerifier::from_bytes)
+}
+
+/// The status of a message row: burned once the attempts are used up (even
+/// before the row is removed), expired past its expiry, waiting otherwise.
+pub(crate) fn message_status(
+    expires_at_ms: i64,
+    failures: i64,
+    manage: Option<&[u8]>,
+    max_failed_attempts: u32,
+    now: i64,
+) -> MessageStatus {
+    let state = if failures >= i64::from(max_failed_attempts) {
+        MessageState::Burned
+    } else if expires_at_ms <= now {
+        MessageState::Expired
+    } else {
+        MessageState::Waiting
+    };
+    MessageStatus {
+        state,
+        expires_at: from_unix_ms(expires_at_ms),
+        changed_at: None,
+        manage: manage.and_then(verifier_from),
+    }
+}
+
+/// The status a receipt row records.
+pub(crate) fn receipt_status(
+    state: i16,
+    changed_at_ms: i64,
+    expires_at_ms: i64,
+    manage: &[u8],
+) -> MessageStatus {
+    MessageStatus {
+        state: if state == OPENED {
+            MessageState::Opened
+        } else {
+            MessageState::Burned
+        },
+        expires_at: from_unix_ms(expires_at_ms),
+        changed_at: Some(from_unix_ms(changed_at_ms)),
+        manage: verifier_from(manage),
+    }
+}
 
 /// Sorts a driver error into retryable (`Unavailable`) or not (`Backend`).
 pub(crate) fn classify(op: &'static str, err: sqlx::Error) -> StoreError {

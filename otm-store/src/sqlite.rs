@@ -12,10 +12,10 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
-use crate::sql::classify;
+use crate::sql::{classify, message_status, receipt_status, BURNED, OPENED};
 use crate::{
-    check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, MessageState, MessageStatus,
-    NewMessage, Result, StoreError, StoreOptions,
+    check_new, unix_ms, wrong_proof, BlobStore, MessageStatus, NewMessage, Result, StoreError,
+    StoreOptions,
 };
 use otm_core::ClaimVerifier;
 
@@ -120,10 +120,6 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX IF NOT EXISTS otm_receipts_expires ON otm_receipts (expires_at_ms);",
 ];
-
-/// Receipt states as stored.
-const OPENED: i64 = 1;
-const BURNED: i64 = 2;
 
 impl SqliteStore {
     /// Opens (and creates or migrates) the database.
@@ -328,19 +324,13 @@ impl BlobStore for SqliteStore {
             let expires: i64 = row.try_get(0).map_err(|e| classify(op, e))?;
             let failures: i64 = row.try_get(1).map_err(|e| classify(op, e))?;
             let manage: Option<Vec<u8>> = row.try_get(2).map_err(|e| classify(op, e))?;
-            let state = if failures >= i64::from(self.opts.max_failed_attempts) {
-                MessageState::Burned
-            } else if expires <= now {
-                MessageState::Expired
-            } else {
-                MessageState::Waiting
-            };
-            return Ok(MessageStatus {
-                state,
-                expires_at: from_unix_ms(expires),
-                changed_at: None,
-                manage: manage.as_deref().and_then(verifier_from),
-            });
+            return Ok(message_status(
+                expires,
+                failures,
+                manage.as_deref(),
+                self.opts.max_failed_attempts,
+                now,
+            ));
         }
         let row = sqlx::query(
             "SELECT state, changed_at_ms, expires_at_ms, manage FROM otm_receipts
@@ -352,20 +342,11 @@ impl BlobStore for SqliteStore {
         .await
         .map_err(|e| classify(op, e))?
         .ok_or(StoreError::NotFound)?;
-        let state: i64 = row.try_get(0).map_err(|e| classify(op, e))?;
+        let state: i16 = row.try_get(0).map_err(|e| classify(op, e))?;
         let changed: i64 = row.try_get(1).map_err(|e| classify(op, e))?;
         let expires: i64 = row.try_get(2).map_err(|e| classify(op, e))?;
         let manage: Vec<u8> = row.try_get(3).map_err(|e| classify(op, e))?;
-        Ok(MessageStatus {
-            state: if state == OPENED {
-                MessageState::Opened
-            } else {
-                MessageState::Burned
-            },
-            expires_at: from_unix_ms(expires),
-            changed_at: Some(from_unix_ms(changed)),
-            manage: verifier_from(&manage),
-        })
+        Ok(receipt_status(state, changed, expires, &manage))
     }
 
     async fn purge_expired(&self) -> Result<u64> {
@@ -411,7 +392,7 @@ impl SqliteStore {
         id: &MessageId,
         max: i64,
         extra: Option<(ClaimVerifier, i64)>,
-        state: i64,
+        state: i16,
     ) -> Result<Option<Vec<u8>>> {
         let op = "remove a message";
         let now = unix_ms(SystemTime::now());
@@ -453,12 +434,6 @@ impl SqliteStore {
         tx.commit().await.map_err(|e| classify(op, e))?;
         Ok(Some(envelope))
     }
-}
-
-fn verifier_from(bytes: &[u8]) -> Option<ClaimVerifier> {
-    <[u8; 32]>::try_from(bytes)
-        .ok()
-        .map(ClaimVerifier::from_bytes)
 }
 
 impl FromStr for SqliteConfig {

@@ -62,6 +62,11 @@ struct Args {
     #[arg(long, env = "OTM_PURGE_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     purge_interval: Duration,
 
+    /// Longest time one request may take, body included; slower clients
+    /// get 408 and their connection is closed.
+    #[arg(long, env = "OTM_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
+
     /// Log format.
     #[arg(long, env = "OTM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -111,7 +116,8 @@ async fn run(args: Args) -> Result<(), String> {
     let mut config = Config::default()
         .with_max_ttl(args.max_ttl)
         .with_rate_limits(limit(args.create_per_minute), limit(args.open_per_minute))
-        .with_trusted_proxies(args.trusted_proxy);
+        .with_trusted_proxies(args.trusted_proxy)
+        .with_request_timeout(args.request_timeout);
     if let Some(url) = args.base_url {
         config = config.with_base_url(url);
     }
