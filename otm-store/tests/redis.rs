@@ -170,7 +170,11 @@ async fn wait_until_ok(store: &RedisStore, limit: Duration) -> Result<(), StoreE
 #[tokio::test]
 async fn redis_store_reconnects_by_itself_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    // A port the OS just handed out and released: free, unlike a guessed one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
     let Some(server) = start_redis(port, dir.path()) else {
         return;
     };
