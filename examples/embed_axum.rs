@@ -5,7 +5,6 @@
 //! `cargo run -p otm-examples --example embed_axum`, then visit
 //! http://127.0.0.1:3001/login, then http://127.0.0.1:3001/secrets
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -99,11 +98,12 @@ async fn main() -> std::io::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;
     println!("host app on http://127.0.0.1:3001 (otm under /secrets)");
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await
+    let limits = otm_http::ConnectionLimits::default();
+    otm_http::serve(listener, app(state), limits, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
+    Ok(())
 }
 
 #[cfg(test)]

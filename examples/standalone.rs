@@ -3,7 +3,6 @@
 //!
 //! (The `otm-server` binary is the full-featured version of this.)
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use otm_store::{spawn_purger, SqliteConfig, SqliteStore};
@@ -16,10 +15,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app: axum::Router = otm_http::router(store, otm_http::Config::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("otm on http://127.0.0.1:3000");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await?;
+    // Bounded connections and a graceful stop on Ctrl-C.
+    let limits = otm_http::ConnectionLimits::default();
+    otm_http::serve(listener, app, limits, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
     Ok(())
 }

@@ -16,10 +16,20 @@
 //!     .route("/", axum::routing::get(|| async { "my app" }))
 //!     .nest("/secrets", otm_http::router(store, otm_http::Config::default()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! // Connection info gives per-client rate limits.
-//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await
+//! // Bounded connections (count, header timeout, head size), per-client
+//! // rate limits from the peer address, graceful shutdown on Ctrl-C.
+//! let limits = otm_http::ConnectionLimits::default();
+//! otm_http::serve(listener, app, limits, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await;
+//! # Ok(())
 //! # }
 //! ```
+//!
+//! `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`
+//! works too, but bounds nothing: see [`serve`](mod@serve) (feature `serve`,
+//! part of the default `server`) for why the reference server does not use it.
 //!
 //! Routes (relative to where the router is mounted):
 //!
@@ -57,12 +67,16 @@ mod error;
 mod limit;
 mod metrics;
 mod pages;
+#[cfg(feature = "serve")]
+pub mod serve;
 mod store_url;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
 pub use config::{Config, IpNet, RateLimit};
 pub use error::ApiError;
+#[cfg(feature = "serve")]
+pub use serve::{serve, ConnectionLimits};
 pub use store_url::connect_store;
 
 /// The OpenAPI document of the JSON API (also in `docs/openapi.json`).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use otm_http::{connect_store, Config, IpNet, RateLimit};
+use otm_http::{connect_store, Config, ConnectionLimits, IpNet, RateLimit};
 use otm_store::{spawn_purger, StoreOptions};
 use tower_http::trace::TraceLayer;
 use tracing_subscriber::EnvFilter;
@@ -66,6 +66,21 @@ struct Args {
     /// get 408 and their connection is closed.
     #[arg(long, env = "OTM_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     request_timeout: Duration,
+
+    /// Most client connections served at once; beyond it new connections
+    /// wait in the kernel's listen backlog. Keep `ulimit -n` above it.
+    #[arg(long, env = "OTM_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+
+    /// Longest wait for a request's head (request line and headers); also
+    /// how long an idle keep-alive connection stays open.
+    #[arg(long, env = "OTM_HEADER_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+
+    /// Largest request head in bytes (request line and headers); larger
+    /// heads get 431.
+    #[arg(long, env = "OTM_MAX_HEADER_BYTES", default_value_t = 16384)]
+    max_header_bytes: usize,
 
     /// Log format.
     #[arg(long, env = "OTM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -133,13 +148,11 @@ async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     tracing::info!(address = %args.listen, "otm-server listening on http://{}", args.listen);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown())
-    .await
-    .map_err(|e| format!("server error: {e}"))?;
+    let limits = ConnectionLimits::default()
+        .with_max_connections(args.max_connections)
+        .with_header_timeout(args.header_timeout)
+        .with_max_header_bytes(args.max_header_bytes);
+    otm_http::serve(listener, app, limits, shutdown()).await;
     tracing::info!("shut down cleanly");
     Ok(())
 }

@@ -1,0 +1,138 @@
+//! Helpers shared by the test files that run real `otm-server` processes.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use otm_core::{seal, Key, Secrets};
+use serde_json::{json, Value};
+
+/// A running `otm-server`, killed when dropped.
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub(crate) async fn start(store: &str, dir: &std::path::Path) -> Server {
+    start_with(store, dir, &[]).await
+}
+
+pub(crate) async fn start_with(store: &str, dir: &std::path::Path, extra: &[&str]) -> Server {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_otm-server"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--store", store])
+        .args(extra)
+        .args([
+            "--create-per-minute",
+            "10000000",
+            "--open-per-minute",
+            "10000000",
+        ])
+        .current_dir(dir)
+        .env("AWS_ACCESS_KEY_ID", "otm-test")
+        .env("AWS_SECRET_ACCESS_KEY", "otm-test")
+        .env("AWS_REGION", "us-east-1")
+        .env("OTM_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "otm-server on {store} did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Server { child, base }
+}
+
+pub(crate) struct Created {
+    pub(crate) id: String,
+    pub(crate) secrets: Secrets,
+    pub(crate) envelope: Vec<u8>,
+}
+
+pub(crate) async fn create(http: &reqwest::Client, base: &str) -> Result<Created, u16> {
+    let secrets = Secrets::derive(&Key::generate().unwrap(), None);
+    let envelope = seal(&secrets, "replica race").unwrap();
+    let r = http
+        .post(format!("{base}/api/v1/messages"))
+        .json(&json!({
+            "envelope": URL_SAFE_NO_PAD.encode(&envelope),
+            "verifier": secrets.claim_verifier().to_base64url(),
+            "ttl_seconds": 600,
+        }))
+        .send()
+        .await
+        .map_err(|_| 0u16)?;
+    if r.status() != 201 {
+        return Err(r.status().as_u16());
+    }
+    let v: Value = r.json().await.map_err(|_| 0u16)?;
+    Ok(Created {
+        id: v["id"].as_str().unwrap().to_owned(),
+        secrets,
+        envelope,
+    })
+}
+
+pub(crate) async fn open(
+    http: &reqwest::Client,
+    base: &str,
+    c: &Created,
+) -> (u16, Option<Vec<u8>>) {
+    let r = open_request(http, base, c).await;
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap_or_default();
+    (
+        status,
+        body["envelope"]
+            .as_str()
+            .and_then(|e| URL_SAFE_NO_PAD.decode(e).ok()),
+    )
+}
+
+pub(crate) fn trials() -> usize {
+    std::env::var("OTM_REPLICA_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
+/// Sends the open request for `c` with its right proof; the raw answer.
+pub(crate) async fn open_request(
+    http: &reqwest::Client,
+    base: &str,
+    c: &Created,
+) -> reqwest::Response {
+    http.post(format!("{base}/api/v1/messages/{}/open", c.id))
+        .json(&json!({ "proof": c.secrets.claim_proof().to_base64url().as_str() }))
+        .send()
+        .await
+        .unwrap()
+}
