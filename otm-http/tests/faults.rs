@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{create, free_port, open, open_request, start, start_with, trials, Created};
-use otm_store::conformance::{env_or, skip, unique_suffix};
+use otm_store::conformance::{env_or, skip, start_redis_server, unique_suffix};
 use serde_json::Value;
 
 /// Two replicas on one store; 32 openers, half on each, race per message.
@@ -139,37 +139,6 @@ async fn replicas_on_postgres_and_s3() {
         unique_suffix()
     );
     replica_race(&url, "s3").await;
-}
-
-struct Redis(Child);
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn redis_server(port: u16, dir: &std::path::Path) -> Option<Redis> {
-    match Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    {
-        Ok(c) => Some(Redis(c)),
-        Err(e) => skip(&format!("cannot run redis-server: {e}")),
-    }
 }
 
 /// Create→open cycles against a server from `tasks` clients until stopped,
@@ -312,7 +281,7 @@ async fn outage_drill(
 async fn a_redis_outage_is_503_and_the_server_recovers_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let Some(redis) = redis_server(port, dir.path()) else {
+    let Some(redis) = start_redis_server(port, dir.path()) else {
         return;
     };
     let url = format!("redis://127.0.0.1:{port}");
@@ -334,7 +303,7 @@ async fn a_redis_outage_is_503_and_the_server_recovers_by_itself() {
         "redis",
         &server.base,
         async || drop(redis.lock().unwrap().take()),
-        async || *redis.lock().unwrap() = redis_server(port, dir.path()),
+        async || *redis.lock().unwrap() = start_redis_server(port, dir.path()),
         &[
             "create 201",
             "create 503",

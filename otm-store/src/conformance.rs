@@ -25,6 +25,35 @@ use tokio::task::JoinSet;
 
 use crate::{BlobStore, MessageState, NewMessage, StoreError};
 
+/// A private `redis-server` (no persistence) on `port`, killed when
+/// dropped: for tests that stop and restart Redis under a running client.
+#[derive(Debug)]
+pub struct RedisProcess(std::process::Child);
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a [`RedisProcess`] on 127.0.0.1:`port` with `dir` as its working
+/// directory, or [`skip`]s when `redis-server` cannot run.
+pub fn start_redis_server(port: u16, dir: &std::path::Path) -> Option<RedisProcess> {
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    match child {
+        Ok(c) => Some(RedisProcess(c)),
+        Err(e) => skip(&format!("cannot run redis-server: {e}")),
+    }
+}
+
 /// The failed-attempt limit the suite expects (the default).
 pub const MAX_FAILED_ATTEMPTS: u32 = 5;
 

@@ -5,11 +5,10 @@
 //! `OTM_TEST_REDIS_CLUSTER_URLS` (comma-separated seed nodes, default ports
 //! 7101-7103 on 127.0.0.1, started by `scripts/test`).
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use otm_store::conformance::{env_or, skip, unique_suffix, Fixture};
+use otm_store::conformance::{env_or, skip, start_redis_server, unique_suffix, Fixture};
 use otm_store::{BlobStore, RedisConfig, RedisStore, StoreError};
 
 fn standalone_url() -> String {
@@ -125,37 +124,6 @@ async fn redis_cluster_spreads_keys_over_nodes() {
     assert!(nodes.len() >= 2, "keys landed on {nodes:?}");
 }
 
-struct Server(std::process::Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis(port: u16, dir: &std::path::Path) -> Option<Server> {
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    match child {
-        Ok(c) => Some(Server(c)),
-        Err(e) => skip(&format!("cannot run redis-server: {e}")),
-    }
-}
-
 async fn wait_until_ok(store: &RedisStore, limit: Duration) -> Result<(), StoreError> {
     let start = Instant::now();
     loop {
@@ -175,7 +143,7 @@ async fn redis_store_reconnects_by_itself_after_a_restart() {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap();
-    let Some(server) = start_redis(port, dir.path()) else {
+    let Some(server) = start_redis_server(port, dir.path()) else {
         return;
     };
     let url = format!("redis://127.0.0.1:{port}");
@@ -199,7 +167,7 @@ async fn redis_store_reconnects_by_itself_after_a_restart() {
     let down = store.take(&f.id, f.proof()).await;
     assert!(matches!(&down, Err(e) if e.is_retryable()), "{down:?}");
 
-    let _server = start_redis(port, dir.path()).unwrap();
+    let _server = start_redis_server(port, dir.path()).unwrap();
     wait_until_ok(&store, Duration::from_secs(15))
         .await
         .expect("store reconnects");
