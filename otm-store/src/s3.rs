@@ -353,6 +353,14 @@ impl S3Store {
 
     /// Checks that the server honours `If-None-Match: *` on PutObject (else
     /// refuses) and whether it honours `If-Match` on DeleteObject.
+    /// A `DeleteObject` request for `key` in this store's bucket.
+    fn delete_request(
+        &self,
+        key: &str,
+    ) -> aws_sdk_s3::operation::delete_object::builders::DeleteObjectFluentBuilder {
+        self.client.delete_object().bucket(&self.bucket).key(key)
+    }
+
     async fn probe(&self, wanted: ClaimMethod) -> Result<ClaimMethod> {
         let key = format!("{}.otm-probe-{}", self.prefix, random_hex()?);
         let op = "probe the server's conditional requests";
@@ -369,34 +377,19 @@ impl S3Store {
             .await
             .map_err(|e| e.into_store(op))?;
         if second.is_some() {
-            let _ = self
-                .client
-                .delete_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .send()
-                .await;
+            let _ = self.delete_request(&key).send().await;
             return Err(StoreError::NotImplemented {
                 what: "the S3 server ignores If-None-Match on PutObject; otm cannot keep messages safely on it",
             });
         }
         if wanted == ClaimMethod::ClaimObject {
-            let _ = self
-                .client
-                .delete_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .send()
-                .await;
+            let _ = self.delete_request(&key).send().await;
             return Ok(ClaimMethod::ClaimObject);
         }
         // A wrong ETag must be refused and leave the object; once deleted, a
         // conditional delete must not report success again.
         let wrong = self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(&key)
+            .delete_request(&key)
             .if_match("\"00000000000000000000000000000000\"")
             .send()
             .await;
@@ -414,30 +407,10 @@ impl S3Store {
             .send()
             .await
             .is_ok();
-        let _ = self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .if_match(&etag)
-            .send()
-            .await;
-        let again = self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .if_match(&etag)
-            .send()
-            .await;
+        let _ = self.delete_request(&key).if_match(&etag).send().await;
+        let again = self.delete_request(&key).if_match(&etag).send().await;
         let honours_missing = matches!(&again, Err(e) if is_status(e, 404) || is_status(e, 412));
-        let _ = self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await;
+        let _ = self.delete_request(&key).send().await;
         let honoured = honours_wrong && still_there && honours_missing;
         match (wanted, honoured) {
             (_, true) => Ok(ClaimMethod::ConditionalDelete),
@@ -560,15 +533,7 @@ impl S3Store {
     /// Deletes the message object if it still is the version `etag`.
     /// `Ok(true)` if this call deleted it.
     async fn delete_version(&self, key: &str, etag: &str) -> Result<bool> {
-        match self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .if_match(etag)
-            .send()
-            .await
-        {
+        match self.delete_request(key).if_match(etag).send().await {
             Ok(_) => Ok(true),
             Err(e) if is_status(&e, 412) || is_not_found(&e) => Ok(false),
             Err(e) => Err(classify("delete a message", e)),
@@ -594,14 +559,7 @@ impl S3Store {
                     // the message before this delete claim it again.
                     // The marker already decided; a failed delete leaves a
                     // dead object for the lifecycle rule, never a second winner.
-                    if let Err(e) = self
-                        .client
-                        .delete_object()
-                        .bucket(&self.bucket)
-                        .key(&key)
-                        .send()
-                        .await
-                    {
+                    if let Err(e) = self.delete_request(&key).send().await {
                         tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "deleting a claimed message failed");
                     }
                 }
