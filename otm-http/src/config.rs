@@ -22,7 +22,9 @@ pub struct Config {
     pub open_limit: RateLimit,
     /// Proxies whose `X-Forwarded-For` is believed when they are the peer.
     pub trusted_proxies: Vec<IpNet>,
-    /// Whole-request timeout. Default 10 s.
+    /// Longest time to receive a whole request, body included (else 408).
+    /// The work a request starts in the store is not cut short by it; the
+    /// stores' own timeouts bound that. Default 10 s.
     pub request_timeout: Duration,
 }
 

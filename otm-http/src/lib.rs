@@ -59,7 +59,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use otm_store::{BlobStore, StoreError};
-use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 mod api;
 mod config;
@@ -176,12 +175,8 @@ where
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(otm.clone(), observe))
+        .layer(middleware::from_fn_with_state(timeout, receive_within))
         .layer(middleware::from_fn(security_headers))
-        .layer(RequestBodyTimeoutLayer::new(timeout))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
         .with_state(otm)
 }
 
@@ -253,6 +248,43 @@ async fn observe(State(otm): State<Otm>, request: Request, next: Next) -> Respon
         .metrics
         .observe(route, response.status().as_u16(), start.elapsed());
     response
+}
+
+/// Receives the whole request, body included, within the configured
+/// timeout (else 408) and at most [`API_BODY_LIMIT`] bytes of body (else
+/// 413), both as JSON errors. Only then does the handler run, and it is not
+/// cut short: a store operation that has begun (such as an atomic take)
+/// always gets to answer, bounded by the store's own timeouts, so a
+/// message is never consumed without its reply being sent.
+async fn receive_within(
+    State(timeout): State<std::time::Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    use http_body_util::BodyExt;
+    let (parts, body) = request.into_parts();
+    let body = http_body_util::Limited::new(body, API_BODY_LIMIT);
+    match tokio::time::timeout(timeout, body.collect()).await {
+        Ok(Ok(collected)) => {
+            let body = axum::body::Body::from(collected.to_bytes());
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "The request body is larger than the largest possible message.",
+        )
+        .into_response(),
+        Ok(Err(_)) => {
+            ApiError::bad_request("bad_body", "The request body could not be read.").into_response()
+        }
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "The request took too long to arrive; send it again.",
+        )
+        .into_response(),
+    }
 }
 
 /// Security headers on every response. Everything but static assets is

@@ -165,6 +165,9 @@ async fn a_slow_body_cannot_hold_the_server() {
         .expect("the server kept a stalled request open for 10 s");
     let answer = Answer::parse(&answer).expect("an HTTP answer");
     assert_eq!(answer.status, 408);
+    let body: Value = serde_json::from_slice(&answer.body).expect("a JSON error");
+    assert_eq!(body["error"], "request_timeout");
+    assert!(answer.header("content-security-policy").is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

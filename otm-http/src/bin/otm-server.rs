@@ -62,8 +62,9 @@ struct Args {
     #[arg(long, env = "OTM_PURGE_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     purge_interval: Duration,
 
-    /// Longest time one request may take, body included; slower clients
-    /// get 408 and their connection is closed.
+    /// Longest time to receive one request, body included; slower clients
+    /// get 408. (Store work, once begun, is bounded by the store's own
+    /// timeouts, so an open in progress always gets its answer.)
     #[arg(long, env = "OTM_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     request_timeout: Duration,
 
