@@ -287,37 +287,37 @@ async fn receive_within(
     }
 }
 
+/// Security headers on every response (also on the HTTP parser's refusals,
+/// see [`serve`](mod@serve)), besides [`NO_STORE`].
+pub(crate) const SECURITY_HEADERS: [(&str, &str); 7] = [
+    ("content-security-policy", CONTENT_SECURITY_POLICY),
+    ("referrer-policy", "no-referrer"),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+    (
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+    ),
+];
+
+/// Cache headers of every response but static assets.
+pub(crate) const NO_STORE: [(&str, &str); 2] =
+    [("cache-control", "no-store"), ("pragma", "no-cache")];
+
 /// Security headers on every response. Everything but static assets is
 /// `no-store`: API answers and pages may carry or lead to secrets.
 async fn security_headers(request: Request, next: Next) -> Response {
     let is_asset = request.uri().path().contains("/assets/");
     let mut response = next.run(request).await;
     let h = response.headers_mut();
-    let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
-        h.insert(name, HeaderValue::from_static(value));
-    };
-    set(h, header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY);
-    set(h, header::REFERRER_POLICY, "no-referrer");
-    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(h, header::X_FRAME_OPTIONS, "DENY");
-    set(
-        h,
-        HeaderName::from_static("cross-origin-opener-policy"),
-        "same-origin",
-    );
-    set(
-        h,
-        HeaderName::from_static("cross-origin-resource-policy"),
-        "same-origin",
-    );
-    set(
-        h,
-        HeaderName::from_static("permissions-policy"),
-        "camera=(), microphone=(), geolocation=(), interest-cohort=()",
-    );
-    if !is_asset {
-        set(h, header::CACHE_CONTROL, "no-store");
-        set(h, header::PRAGMA, "no-cache");
+    let extra: &[(&str, &str)] = if is_asset { &[] } else { &NO_STORE };
+    for (name, value) in SECURITY_HEADERS.iter().chain(extra) {
+        h.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
     response
 }

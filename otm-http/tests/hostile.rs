@@ -6,9 +6,10 @@
 //! - slow bodies get 408 after `--request-timeout`;
 //! - at `--max-connections` new connections wait, and are served as soon as
 //!   a slot frees;
-//! - a corpus of malformed requests: every answer is a 4xx, JSON for every
-//!   request that parses as HTTP, the server stays up, and a stored message
-//!   is neither consumed nor damaged.
+//! - a corpus of malformed requests: every answer is a 4xx with a JSON
+//!   error and the security headers (also for requests the HTTP parser
+//!   refuses, first or later on a keep-alive connection), the server stays
+//!   up, and a stored message is neither consumed nor damaged.
 
 mod common;
 
@@ -45,6 +46,7 @@ struct Answer {
 }
 
 impl Answer {
+    /// The first answer in `raw` (its body: everything after the head).
     fn parse(raw: &[u8]) -> Option<Answer> {
         let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
         let head = std::str::from_utf8(&raw[..split]).ok()?;
@@ -59,6 +61,49 @@ impl Answer {
             headers,
             body: raw[split + 4..].to_vec(),
         })
+    }
+
+    /// Every answer in `raw`, one after another (framed by Content-Length).
+    fn parse_all(mut raw: &[u8]) -> Vec<Answer> {
+        let mut all = Vec::new();
+        while let Some(mut answer) = Answer::parse(raw) {
+            let len: usize = answer
+                .header("content-length")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(answer.body.len());
+            let rest = answer.body.split_off(len.min(answer.body.len()));
+            raw = &raw[raw.len() - rest.len()..];
+            all.push(answer);
+        }
+        all
+    }
+
+    /// Asserts a 4xx with a JSON error, a message and the security headers.
+    fn assert_json_error(&self, name: &str) {
+        assert!(
+            (400..500).contains(&self.status),
+            "{name}: status {} (want 4xx): {:?}",
+            self.status,
+            String::from_utf8_lossy(&self.body)
+        );
+        assert!(
+            self.header("content-type")
+                .is_some_and(|t| t.starts_with("application/json")),
+            "{name}: {} without a JSON body: {:?}",
+            self.status,
+            self.headers
+        );
+        let body: Value = serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{name}: body is not JSON: {e}"));
+        assert!(body["error"].is_string(), "{name}: no error code: {body}");
+        assert!(body["message"].is_string(), "{name}: no message: {body}");
+        assert!(
+            self.header("content-security-policy").is_some()
+                && self.header("referrer-policy") == Some("no-referrer")
+                && self.header("cache-control") == Some("no-store"),
+            "{name}: security headers missing: {:?}",
+            self.headers
+        );
     }
 
     fn header(&self, name: &str) -> Option<&str> {
@@ -197,13 +242,6 @@ async fn at_the_connection_limit_new_connections_wait_for_a_slot() {
     drop(holders);
 }
 
-/// A request the HTTP parser refuses: 400/414/431, empty body.
-const PROTOCOL: u8 = 0;
-/// A request that parses: a 4xx with a JSON error body.
-const JSON: u8 = 1;
-/// Either one (depends on where the parser draws the line).
-const EITHER: u8 = 2;
-
 fn json_post(path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     let mut r = format!(
         "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
@@ -219,60 +257,60 @@ fn get(path: &str, extra_headers: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-fn corpus(canary: &Created, opened: &Created) -> Vec<(&'static str, u8, Vec<u8>)> {
+fn corpus(canary: &Created, opened: &Created) -> Vec<(&'static str, Vec<u8>)> {
     let id = &canary.id;
     let proof = canary.secrets.claim_proof().to_base64url().to_string();
     let envelope = URL_SAFE_NO_PAD.encode(&canary.envelope);
     let verifier = canary.secrets.claim_verifier().to_base64url().to_string();
     let open_path = format!("/api/v1/messages/{id}/open");
     let ct = "application/json";
-    let mut c: Vec<(&'static str, u8, Vec<u8>)> = vec![
+    let mut c: Vec<(&'static str, Vec<u8>)> = vec![
         // The HTTP layer.
-        ("not HTTP", PROTOCOL, b"GARBAGE\r\n\r\n".to_vec()),
-        ("binary noise", PROTOCOL, vec![0, 1, 2, 255, 254, 13, 10, 13, 10]),
-        ("unknown version", PROTOCOL, b"GET / HTTP/7.1\r\nHost: x\r\n\r\n".to_vec()),
-        ("space in the path", PROTOCOL, b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
-        ("bad header name", PROTOCOL, b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n".to_vec()),
-        ("NUL in a header value", PROTOCOL, b"GET / HTTP/1.1\r\nX-A: a\0b\r\n\r\n".to_vec()),
-        ("huge header", PROTOCOL, get("/api/v1/config", &format!("X-Big: {}\r\n", "a".repeat(40_000)))),
-        ("too many headers", PROTOCOL, get("/api/v1/config", &(0..200).map(|i| format!("X-H{i}: v\r\n")).collect::<String>())),
-        ("huge path", PROTOCOL, get(&format!("/otm/{}", "a".repeat(70_000)), "")),
-        ("content-length not a number", PROTOCOL, b"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec()),
-        ("two content-lengths", PROTOCOL, b"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}".to_vec()),
-        ("bad UTF-8 in the path", EITHER, b"GET /otm/\xff\xfe\xfd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec()),
-        ("bad UTF-8 in a header value", JSON, [format!("GET /api/v1/messages/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer ").into_bytes(), b"\xff\xfe\r\n\r\n".to_vec()].concat()),
-        ("bad chunk size", EITHER, format!("POST {open_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {ct}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n").into_bytes()),
+        ("not HTTP", b"GARBAGE\r\n\r\n".to_vec()),
+        ("binary noise", vec![0, 1, 2, 255, 254, 13, 10, 13, 10]),
+        ("unknown version", b"GET / HTTP/7.1\r\nHost: x\r\n\r\n".to_vec()),
+        ("space in the path", b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        ("bad header name", b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n".to_vec()),
+        ("NUL in a header value", b"GET / HTTP/1.1\r\nX-A: a\0b\r\n\r\n".to_vec()),
+        ("huge header", get("/api/v1/config", &format!("X-Big: {}\r\n", "a".repeat(40_000)))),
+        ("too many headers", get("/api/v1/config", &(0..200).map(|i| format!("X-H{i}: v\r\n")).collect::<String>())),
+        ("huge path", get(&format!("/otm/{}", "a".repeat(70_000)), "")),
+        ("content-length not a number", b"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec()),
+        ("two content-lengths", b"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}".to_vec()),
+        ("bad UTF-8 in the path", b"GET /otm/\xff\xfe\xfd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec()),
+        ("bad UTF-8 in a header value", [format!("GET /api/v1/messages/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer ").into_bytes(), b"\xff\xfe\r\n\r\n".to_vec()].concat()),
+        ("bad chunk size", format!("POST {open_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {ct}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n").into_bytes()),
         // Bad IDs.
-        ("short ID", JSON, json_post("/api/v1/messages/abc/open", ct, format!(r#"{{"proof":"{proof}"}}"#).as_bytes())),
-        ("ID with bad characters", JSON, json_post("/api/v1/messages/!!!!!!!!!!!!!!!!!!!!!!/open", ct, format!(r#"{{"proof":"{proof}"}}"#).as_bytes())),
-        ("percent-encoded ID", JSON, json_post("/api/v1/messages/%2e%2e%2f%2e%2e/open", ct, b"{}")),
-        ("status with bad ID", JSON, get("/api/v1/messages/zzz", "Authorization: Bearer abc\r\n")),
+        ("short ID", json_post("/api/v1/messages/abc/open", ct, format!(r#"{{"proof":"{proof}"}}"#).as_bytes())),
+        ("ID with bad characters", json_post("/api/v1/messages/!!!!!!!!!!!!!!!!!!!!!!/open", ct, format!(r#"{{"proof":"{proof}"}}"#).as_bytes())),
+        ("percent-encoded ID", json_post("/api/v1/messages/%2e%2e%2f%2e%2e/open", ct, b"{}")),
+        ("status with bad ID", get("/api/v1/messages/zzz", "Authorization: Bearer abc\r\n")),
         // Bodies.
-        ("oversize body", JSON, json_post("/api/v1/messages", ct, &vec![b'a'; 200_000])),
-        ("truncated JSON", JSON, json_post(&open_path, ct, format!(r#"{{"proof":"{}"#, &proof[..10]).as_bytes())),
-        ("empty body", JSON, json_post(&open_path, ct, b"")),
-        ("bad UTF-8 in JSON", JSON, json_post(&open_path, ct, b"{\"proof\":\"\xff\xfe\"}")),
-        ("JSON nested 100000 deep", JSON, json_post("/api/v1/messages", ct, &[vec![b'['; 50_000], vec![b']'; 50_000]].concat())),
-        ("wrong JSON type", JSON, json_post(&open_path, ct, br#"{"proof":42}"#)),
-        ("missing proof", JSON, json_post(&open_path, ct, b"{}")),
-        ("unknown field", JSON, json_post(&open_path, ct, format!(r#"{{"proof":"{proof}","x":1}}"#).as_bytes())),
-        ("proof in bad base64", JSON, json_post(&open_path, ct, br#"{"proof":"!!!not base64!!!"}"#)),
-        ("proof of the wrong length", JSON, json_post(&open_path, ct, br#"{"proof":"AAAA"}"#)),
-        ("wrong content type", JSON, json_post(&open_path, "text/plain", format!(r#"{{"proof":"{proof}"}}"#).as_bytes())),
-        ("form content type", JSON, json_post(&open_path, "application/x-www-form-urlencoded", format!("proof={proof}").as_bytes())),
-        ("no content type", JSON, format!("POST {open_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{{}}").into_bytes()),
-        ("create: envelope in bad base64", JSON, json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"***","verifier":"{verifier}","ttl_seconds":60}}"#).as_bytes())),
-        ("create: not an envelope", JSON, json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"AAAAAAAA","verifier":"{verifier}","ttl_seconds":60}}"#).as_bytes())),
-        ("create: missing verifier", JSON, json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"{envelope}","ttl_seconds":60}}"#).as_bytes())),
-        ("create: negative ttl", JSON, json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"{envelope}","verifier":"{verifier}","ttl_seconds":-5}}"#).as_bytes())),
-        ("create: ttl too long", JSON, json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"{envelope}","verifier":"{verifier}","ttl_seconds":99999999999}}"#).as_bytes())),
+        ("oversize body", json_post("/api/v1/messages", ct, &vec![b'a'; 200_000])),
+        ("truncated JSON", json_post(&open_path, ct, format!(r#"{{"proof":"{}"#, &proof[..10]).as_bytes())),
+        ("empty body", json_post(&open_path, ct, b"")),
+        ("bad UTF-8 in JSON", json_post(&open_path, ct, b"{\"proof\":\"\xff\xfe\"}")),
+        ("JSON nested 100000 deep", json_post("/api/v1/messages", ct, &[vec![b'['; 50_000], vec![b']'; 50_000]].concat())),
+        ("wrong JSON type", json_post(&open_path, ct, br#"{"proof":42}"#)),
+        ("missing proof", json_post(&open_path, ct, b"{}")),
+        ("unknown field", json_post(&open_path, ct, format!(r#"{{"proof":"{proof}","x":1}}"#).as_bytes())),
+        ("proof in bad base64", json_post(&open_path, ct, br#"{"proof":"!!!not base64!!!"}"#)),
+        ("proof of the wrong length", json_post(&open_path, ct, br#"{"proof":"AAAA"}"#)),
+        ("wrong content type", json_post(&open_path, "text/plain", format!(r#"{{"proof":"{proof}"}}"#).as_bytes())),
+        ("form content type", json_post(&open_path, "application/x-www-form-urlencoded", format!("proof={proof}").as_bytes())),
+        ("no content type", format!("POST {open_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{{}}").into_bytes()),
+        ("create: envelope in bad base64", json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"***","verifier":"{verifier}","ttl_seconds":60}}"#).as_bytes())),
+        ("create: not an envelope", json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"AAAAAAAA","verifier":"{verifier}","ttl_seconds":60}}"#).as_bytes())),
+        ("create: missing verifier", json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"{envelope}","ttl_seconds":60}}"#).as_bytes())),
+        ("create: negative ttl", json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"{envelope}","verifier":"{verifier}","ttl_seconds":-5}}"#).as_bytes())),
+        ("create: ttl too long", json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"{envelope}","verifier":"{verifier}","ttl_seconds":99999999999}}"#).as_bytes())),
         // Methods, paths, tokens.
-        ("PUT on messages", JSON, b"PUT /api/v1/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n".to_vec()),
-        ("DELETE without a token", JSON, format!("DELETE /api/v1/messages/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes()),
-        ("DELETE with a wrong token", JSON, format!("DELETE /api/v1/messages/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {proof}\r\n\r\n").into_bytes()),
-        ("status with a garbage token", JSON, get(&format!("/api/v1/messages/{id}"), "Authorization: Basic Zm9vOmJhcg==\r\n")),
-        ("unknown API path", JSON, get("/api/v1/nothing-here", "")),
-        ("unknown API version", JSON, get("/api/v2/messages", "")),
+        ("PUT on messages", b"PUT /api/v1/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n".to_vec()),
+        ("DELETE without a token", format!("DELETE /api/v1/messages/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes()),
+        ("DELETE with a wrong token", format!("DELETE /api/v1/messages/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {proof}\r\n\r\n").into_bytes()),
+        ("status with a garbage token", get(&format!("/api/v1/messages/{id}"), "Authorization: Basic Zm9vOmJhcg==\r\n")),
+        ("unknown API path", get("/api/v1/nothing-here", "")),
+        ("unknown API version", get("/api/v2/messages", "")),
     ];
     // Replays: the exact request that opened `opened`, again.
     let replay = json_post(
@@ -284,8 +322,8 @@ fn corpus(canary: &Created, opened: &Created) -> Vec<(&'static str, u8, Vec<u8>)
         )
         .as_bytes(),
     );
-    c.push(("replayed open", JSON, replay.clone()));
-    c.push(("replayed open again", JSON, replay));
+    c.push(("replayed open", replay.clone()));
+    c.push(("replayed open again", replay));
     c
 }
 
@@ -298,8 +336,8 @@ async fn malformed_requests_get_4xx_and_consume_nothing() {
     assert_eq!(open(&http, &server.base, &opened).await.0, 200);
 
     let cases = corpus(&canary, &opened);
-    let mut protocol = 0;
-    for (name, kind, request) in &cases {
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for (name, request) in &cases {
         let raw = exchange(&server, request).await;
         let answer = Answer::parse(&raw).unwrap_or_else(|| {
             panic!(
@@ -307,39 +345,16 @@ async fn malformed_requests_get_4xx_and_consume_nothing() {
                 String::from_utf8_lossy(&raw)
             )
         });
-        assert!(
-            (400..500).contains(&answer.status),
-            "{name}: status {} (want 4xx): {:?}",
-            answer.status,
-            String::from_utf8_lossy(&answer.body)
-        );
-        let is_json = answer
-            .header("content-type")
-            .is_some_and(|t| t.starts_with("application/json"));
-        if *kind == JSON || (*kind == EITHER && is_json) {
-            assert!(is_json, "{name}: {} without a JSON body", answer.status);
-            let body: Value = serde_json::from_slice(&answer.body)
-                .unwrap_or_else(|e| panic!("{name}: body is not JSON: {e}"));
-            assert!(body["error"].is_string(), "{name}: no error code: {body}");
-            assert!(body["message"].is_string(), "{name}: no message: {body}");
-        } else {
-            assert!(
-                [400, 414, 431].contains(&answer.status),
-                "{name}: {}",
-                answer.status
-            );
-            assert!(answer.body.is_empty(), "{name}: unexpected body");
-            protocol += 1;
-        }
+        answer.assert_json_error(name);
+        *statuses.entry(answer.status).or_default() += 1;
         assert!(
             server_alive(&server).await,
             "{name}: the server died or stopped answering"
         );
     }
     eprintln!(
-        "{} malformed requests: all 4xx ({} refused by the HTTP parser, the rest JSON)",
-        cases.len(),
-        protocol
+        "{} malformed requests: all 4xx with a JSON error; by status: {statuses:?}",
+        cases.len()
     );
     // Nothing damaged: no malformed request used one of the canary's
     // attempts (the first wrong proof leaves 4 of 5)...
@@ -369,4 +384,133 @@ async fn malformed_requests_get_4xx_and_consume_nothing() {
 
 async fn server_alive(server: &Server) -> bool {
     matches!(reqwest::get(format!("{}/healthz", server.base)).await, Ok(r) if r.status() == 200)
+}
+
+/// Reads one answer framed by Content-Length from a connection that stays
+/// open.
+async fn read_one(stream: &mut TcpStream) -> Answer {
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(answer) = Answer::parse(&raw) {
+            let len: usize = answer
+                .header("content-length")
+                .and_then(|l| l.parse().ok())
+                .expect("a Content-Length");
+            if answer.body.len() >= len {
+                return answer;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("no answer within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed before a whole answer: {raw:?}");
+        raw.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_later_on_a_keep_alive_connection_is_json_too() {
+    let (server, _dir) = server(&[]).await;
+    let good = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    let huge = get(
+        "/api/v1/config",
+        &format!("X-Big: {}\r\n", "a".repeat(40_000)),
+    );
+    for (name, bad) in [
+        ("not HTTP", b"GARBAGE\r\n\r\n".to_vec()),
+        (
+            "bad header name",
+            b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n".to_vec(),
+        ),
+        ("huge header", huge),
+    ] {
+        // One request at a time: answered, then the bad one.
+        let mut s = TcpStream::connect(addr(&server)).await.unwrap();
+        for _ in 0..3 {
+            s.write_all(&good).await.unwrap();
+            let answer = read_one(&mut s).await;
+            assert_eq!(answer.status, 200, "{name}");
+        }
+        let _ = s.write_all(&bad).await;
+        let rest = read_until_closed(&mut s, Duration::from_secs(10))
+            .await
+            .expect("not closed after a refusal");
+        let answers = Answer::parse_all(&rest);
+        assert_eq!(
+            answers.len(),
+            1,
+            "{name}: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+        answers[0].assert_json_error(name);
+
+        // Pipelined: both in one write.
+        let raw = exchange(&server, &[good.clone(), bad].concat()).await;
+        let answers = Answer::parse_all(&raw);
+        assert_eq!(
+            answers.len(),
+            2,
+            "{name}: {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        assert_eq!(answers[0].status, 200, "{name}");
+        answers[1].assert_json_error(name);
+    }
+}
+
+/// `otm_http::serve` with an application of its own: its answers pass
+/// untouched, even a bare 400 or a body that spells out a refusal, and
+/// only the parser's refusals become JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_leaves_the_applications_own_answers_alone() {
+    use axum::http::StatusCode;
+    const SPELLED: &str = "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+    let app = axum::Router::new()
+        .route(
+            "/bare",
+            axum::routing::get(|| async { StatusCode::BAD_REQUEST }),
+        )
+        .route("/spelled", axum::routing::get(|| async { SPELLED }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(otm_http::serve(
+        listener,
+        app,
+        otm_http::ConnectionLimits::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /bare HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let bare = read_one(&mut s).await;
+    assert_eq!(bare.status, 400);
+    assert!(bare.body.is_empty(), "{bare:?}");
+    assert_eq!(bare.header("content-type"), None, "{bare:?}");
+    // `serve` marks the application's answers.
+    assert_eq!(bare.header("x-content-type-options"), Some("nosniff"));
+    // The connection stays open: the bare 400 was the application's.
+    s.write_all(b"GET /spelled HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let spelled = read_one(&mut s).await;
+    assert_eq!(spelled.status, 200);
+    assert_eq!(spelled.body, SPELLED.as_bytes());
+    // A refusal on the same connection: JSON, then closed.
+    s.write_all(b"GARBAGE\r\n\r\n").await.unwrap();
+    let rest = read_until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .expect("not closed after a refusal");
+    Answer::parse(&rest)
+        .expect("an answer")
+        .assert_json_error("garbage after the application's answers");
+
+    let _ = stop.send(());
+    served.await.unwrap();
 }
