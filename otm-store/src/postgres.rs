@@ -5,12 +5,10 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use otm_core::{ClaimProof, MessageId};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::Row;
 
-use crate::sql::{classify, message_status, receipt_status, BURNED, OPENED};
+use crate::sql::{classify, finish_take, message_status, receipt_status, BURNED, OPENED};
 use crate::{
-    check_new, unix_ms, wrong_proof, BlobStore, MessageStatus, NewMessage, Result, StoreError,
-    StoreOptions,
+    check_new, unix_ms, BlobStore, MessageStatus, NewMessage, Result, StoreError, StoreOptions,
 };
 use otm_core::ClaimVerifier;
 
@@ -261,38 +259,26 @@ impl BlobStore for PostgresStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| classify(op, e))?;
-        if let Some(failures) = failures {
-            let failures = u32::try_from(failures).unwrap_or(u32::MAX);
-            if failures >= self.opts.max_failed_attempts {
-                // The row is already dead (every statement refuses it); this
-                // only frees the space. A failure here is left to the purge.
-                let burned = self
-                    .remove_with_receipt(
-                        "DELETE FROM {t} WHERE id = $1 AND failed_attempts >= $2",
-                        id,
-                        max,
-                        None,
-                        BURNED,
-                    )
-                    .await;
-                if let Err(e) = burned {
-                    tracing::warn!(error = %e, "burning a message after too many wrong proofs failed; the purge will remove it");
-                }
-            }
-            return Err(wrong_proof(&self.opts, failures));
-        }
+        // The wrong proof that uses up the attempts frees the dead row
+        // (every statement already refuses it) and leaves the receipt.
+        let burn = self.remove_with_receipt(
+            "DELETE FROM {t} WHERE id = $1 AND failed_attempts >= $2",
+            id,
+            max,
+            None,
+            BURNED,
+        );
         // 2. The right proof (or none of it is left): take, delete and
         //    record the receipt in one statement.
-        self.remove_with_receipt(
+        let take = self.remove_with_receipt(
             "DELETE FROM {t}
              WHERE id = $1 AND failed_attempts < $2 AND verifier = $3 AND expires_at_ms > $4",
             id,
             max,
             Some((verifier, now)),
             OPENED,
-        )
-        .await?
-        .ok_or(StoreError::NotFound)
+        );
+        finish_take(&self.opts, failures, burn, take).await
     }
 
     async fn delete(&self, id: &MessageId) -> Result<()> {
@@ -322,16 +308,7 @@ impl BlobStore for PostgresStore {
         .await
         .map_err(|e| classify(op, e))?;
         if let Some(row) = row {
-            let expires: i64 = row.try_get(0).map_err(|e| classify(op, e))?;
-            let failures: i64 = row.try_get(1).map_err(|e| classify(op, e))?;
-            let manage: Option<Vec<u8>> = row.try_get(2).map_err(|e| classify(op, e))?;
-            return Ok(message_status(
-                expires,
-                failures,
-                manage.as_deref(),
-                self.opts.max_failed_attempts,
-                now,
-            ));
+            return message_status(&row, op, self.opts.max_failed_attempts, now);
         }
         let row = sqlx::query(&format!(
             "SELECT state, changed_at_ms, expires_at_ms, manage FROM {r}
@@ -344,11 +321,7 @@ impl BlobStore for PostgresStore {
         .await
         .map_err(|e| classify(op, e))?
         .ok_or(StoreError::NotFound)?;
-        let state: i16 = row.try_get(0).map_err(|e| classify(op, e))?;
-        let changed: i64 = row.try_get(1).map_err(|e| classify(op, e))?;
-        let expires: i64 = row.try_get(2).map_err(|e| classify(op, e))?;
-        let manage: Vec<u8> = row.try_get(3).map_err(|e| classify(op, e))?;
-        Ok(receipt_status(state, changed, expires, &manage))
+        receipt_status(&row, op)
     }
 
     async fn purge_expired(&self) -> Result<u64> {

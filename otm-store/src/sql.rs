@@ -1,9 +1,13 @@
 //! What the two SQL backends share: error classification and reading a
 //! message or receipt row into a [`MessageStatus`].
 
+use std::future::Future;
+
 use otm_core::ClaimVerifier;
 
-use crate::{from_unix_ms, MessageState, MessageStatus, StoreError};
+use crate::{
+    from_unix_ms, wrong_proof, MessageState, MessageStatus, Result, StoreError, StoreOptions,
+};
 
 /// Receipt states as stored.
 pub(crate) const OPENED: i16 = 1;
@@ -15,15 +19,24 @@ pub(crate) fn verifier_from(bytes: &[u8]) -> Option<ClaimVerifier> {
         .map(ClaimVerifier::from_bytes)
 }
 
-/// The status of a message row: burned once the attempts are used up (even
-/// before the row is removed), expired past its expiry, waiting otherwise.
-pub(crate) fn message_status(
-    expires_at_ms: i64,
-    failures: i64,
-    manage: Option<&[u8]>,
+/// Reads `(expires_at_ms, failed_attempts, manage)` from a message row: its
+/// status is burned once the attempts are used up (even before the row is
+/// removed), expired past its expiry, waiting otherwise.
+pub(crate) fn message_status<R>(
+    row: &R,
+    op: &'static str,
     max_failed_attempts: u32,
     now: i64,
-) -> MessageStatus {
+) -> Result<MessageStatus>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let expires_at_ms: i64 = row.try_get(0).map_err(|e| classify(op, e))?;
+    let failures: i64 = row.try_get(1).map_err(|e| classify(op, e))?;
+    let manage: Option<Vec<u8>> = row.try_get(2).map_err(|e| classify(op, e))?;
     let state = if failures >= i64::from(max_failed_attempts) {
         MessageState::Burned
     } else if expires_at_ms <= now {
@@ -31,22 +44,29 @@ pub(crate) fn message_status(
     } else {
         MessageState::Waiting
     };
-    MessageStatus {
+    Ok(MessageStatus {
         state,
         expires_at: from_unix_ms(expires_at_ms),
         changed_at: None,
-        manage: manage.and_then(verifier_from),
-    }
+        manage: manage.as_deref().and_then(verifier_from),
+    })
 }
 
-/// The status a receipt row records.
-pub(crate) fn receipt_status(
-    state: i16,
-    changed_at_ms: i64,
-    expires_at_ms: i64,
-    manage: &[u8],
-) -> MessageStatus {
-    MessageStatus {
+/// Reads `(state, changed_at_ms, expires_at_ms, manage)` from a receipt row:
+/// the status it records.
+pub(crate) fn receipt_status<R>(row: &R, op: &'static str) -> Result<MessageStatus>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    i16: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let state: i16 = row.try_get(0).map_err(|e| classify(op, e))?;
+    let changed_at_ms: i64 = row.try_get(1).map_err(|e| classify(op, e))?;
+    let expires_at_ms: i64 = row.try_get(2).map_err(|e| classify(op, e))?;
+    let manage: Vec<u8> = row.try_get(3).map_err(|e| classify(op, e))?;
+    Ok(MessageStatus {
         state: if state == OPENED {
             MessageState::Opened
         } else {
@@ -54,8 +74,32 @@ pub(crate) fn receipt_status(
         },
         expires_at: from_unix_ms(expires_at_ms),
         changed_at: Some(from_unix_ms(changed_at_ms)),
-        manage: verifier_from(manage),
+        manage: verifier_from(&manage),
+    })
+}
+
+/// The rest of a take once its first statement (count a wrong proof, in
+/// the same step as the comparison) has run: `failures` is the new count
+/// if the proof was wrong. The failure that uses up the attempts runs
+/// `burn`, which frees the already dead row and leaves the receipt (best
+/// effort: the purge removes the row otherwise); a right proof runs `take`,
+/// which deletes and returns the message in one statement.
+pub(crate) async fn finish_take(
+    opts: &StoreOptions,
+    failures: Option<i64>,
+    burn: impl Future<Output = Result<Option<Vec<u8>>>>,
+    take: impl Future<Output = Result<Option<Vec<u8>>>>,
+) -> Result<Vec<u8>> {
+    let Some(failures) = failures else {
+        return take.await?.ok_or(StoreError::NotFound);
+    };
+    let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+    if failures >= opts.max_failed_attempts {
+        if let Err(e) = burn.await {
+            tracing::warn!(error = %e, "burning a message after too many wrong proofs failed; the purge will remove it");
+        }
     }
+    Err(wrong_proof(opts, failures))
 }
 
 /// Sorts a driver error into retryable (`Unavailable`) or not (`Backend`).
