@@ -3,6 +3,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use otm_store::BreakerConfig;
+
 /// How the router behaves. Build with [`Config::default`] and the `with_*` methods.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -26,6 +28,12 @@ pub struct Config {
     /// The work a request starts in the store is not cut short by it; the
     /// stores' own timeouts bound that. Default 10 s.
     pub request_timeout: Duration,
+    /// The circuit breaker the router puts in front of the store (see
+    /// [`otm_store::Breaker`]): while the store keeps failing, requests get
+    /// their 503 at once instead of each waiting out the store's timeouts.
+    /// `None` turns it off. Default [`BreakerConfig::default`] (opens after
+    /// 3 failures in a row, one probe a second).
+    pub store_breaker: Option<BreakerConfig>,
 }
 
 /// A per-client token bucket.
@@ -55,6 +63,7 @@ impl Default for Config {
             },
             trusted_proxies: Vec::new(),
             request_timeout: Duration::from_secs(10),
+            store_breaker: Some(BreakerConfig::default()),
         }
     }
 }
@@ -83,6 +92,12 @@ impl Config {
     /// Sets [`Config::request_timeout`].
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::store_breaker`] (`None`: no breaker).
+    pub fn with_store_breaker(mut self, breaker: Option<BreakerConfig>) -> Self {
+        self.store_breaker = breaker;
         self
     }
 

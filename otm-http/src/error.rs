@@ -118,8 +118,13 @@ impl From<StoreError> for ApiError {
                 format!("The envelope is {len} bytes; the limit is {max}."),
             ),
             StoreError::Invalid { reason } => ApiError::bad_request("invalid", reason),
-            StoreError::Unavailable { .. } => {
-                tracing::warn!(error = %chain(&err), "store unavailable");
+            StoreError::Unavailable { ref source, .. } => {
+                if source.is::<otm_store::BreakerOpen>() {
+                    // The breaker logged when it opened; not once a request.
+                    tracing::debug!(error = %chain(&err), "store unavailable");
+                } else {
+                    tracing::warn!(error = %chain(&err), "store unavailable");
+                }
                 let mut e = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store_unavailable",

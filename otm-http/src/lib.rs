@@ -58,7 +58,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use otm_store::{BlobStore, StoreError};
+use otm_store::{BlobStore, Breaker, StoreError};
 
 mod api;
 mod config;
@@ -94,6 +94,7 @@ frame-ancestors 'none'; form-action 'self'";
 
 struct Shared {
     store: Arc<dyn BlobStore>,
+    breaker: Option<Arc<Breaker>>,
     config: Config,
     metrics: metrics::Metrics,
     create_limiter: limit::Limiter,
@@ -149,8 +150,16 @@ where
     S: Clone + Send + Sync + 'static,
 {
     let timeout = config.request_timeout;
+    let (store, breaker) = match config.store_breaker.clone() {
+        Some(c) => {
+            let breaker = Arc::new(Breaker::new(store, c));
+            (Arc::clone(&breaker) as Arc<dyn BlobStore>, Some(breaker))
+        }
+        None => (store, None),
+    };
     let otm = Otm(Arc::new(Shared {
         store,
+        breaker,
         create_limiter: limit::Limiter::new(config.create_limit),
         open_limiter: limit::Limiter::new(config.open_limit),
         config,
@@ -209,7 +218,9 @@ async fn metrics_text(State(otm): State<Otm>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        otm.0.metrics.render(otm.0.store.backend_name()),
+        otm.0
+            .metrics
+            .render(otm.0.store.backend_name(), otm.0.breaker.as_deref()),
     )
 }
 

@@ -74,7 +74,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition format.
-    pub(crate) fn render(&self, backend: &str) -> String {
+    pub(crate) fn render(&self, backend: &str, breaker: Option<&otm_store::Breaker>) -> String {
         let mut out = String::with_capacity(4096);
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         out.push_str(
@@ -124,6 +124,23 @@ impl Metrics {
             );
         }
         let _ = writeln!(out, "# HELP otm_store_info The configured store backend.\n# TYPE otm_store_info gauge\notm_store_info{{backend=\"{backend}\"}} 1");
+        if let Some(b) = breaker {
+            let _ = writeln!(
+                out,
+                "# HELP otm_store_breaker_open Whether the store's circuit breaker refuses calls (1) or not (0).\n# TYPE otm_store_breaker_open gauge\notm_store_breaker_open {}",
+                u8::from(b.is_open())
+            );
+            let _ = writeln!(
+                out,
+                "# HELP otm_store_breaker_opened_total Times the store's circuit breaker opened.\n# TYPE otm_store_breaker_opened_total counter\notm_store_breaker_opened_total {}",
+                b.times_opened()
+            );
+            let _ = writeln!(
+                out,
+                "# HELP otm_store_breaker_refused_total Store calls refused at once by the open breaker.\n# TYPE otm_store_breaker_refused_total counter\notm_store_breaker_refused_total {}",
+                b.refused()
+            );
+        }
         out
     }
 }

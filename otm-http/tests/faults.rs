@@ -170,21 +170,34 @@ struct Load {
     stop: Arc<AtomicBool>,
     tasks: tokio::task::JoinSet<()>,
     tally: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// How long each refused create (503) took to be answered.
+    refusals: Arc<Mutex<Vec<Duration>>>,
 }
 
 impl Load {
     fn start(base: &str, tasks: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let tally: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+        let refusals: Arc<Mutex<Vec<Duration>>> = Arc::default();
         let mut set = tokio::task::JoinSet::new();
         let http = reqwest::Client::new();
         for _ in 0..tasks {
-            let (http, base, stop, tally) =
-                (http.clone(), base.to_owned(), stop.clone(), tally.clone());
+            let (http, base, stop, tally, refusals) = (
+                http.clone(),
+                base.to_owned(),
+                stop.clone(),
+                tally.clone(),
+                refusals.clone(),
+            );
             set.spawn(async move {
                 let count = |what: String| *tally.lock().unwrap().entry(what).or_default() += 1;
                 while !stop.load(Ordering::Relaxed) {
-                    match create(&http, &base).await {
+                    let asked = Instant::now();
+                    let created = create(&http, &base).await;
+                    if matches!(created, Err(503)) {
+                        refusals.lock().unwrap().push(asked.elapsed());
+                    }
+                    match created {
                         Ok(c) => {
                             count("create 201".into());
                             count(format!("open {}", open(&http, &base, &c).await.0));
@@ -201,6 +214,7 @@ impl Load {
             stop,
             tasks: set,
             tally,
+            refusals,
         }
     }
 
@@ -215,6 +229,15 @@ impl Load {
             r.expect("a load client failed (connection refused or reset?)");
         }
         let tally = std::mem::take(&mut *self.tally.lock().unwrap());
+        let mut waits = std::mem::take(&mut *self.refusals.lock().unwrap());
+        waits.sort();
+        if let (Some(first), Some(last)) = (waits.first(), waits.last()) {
+            eprintln!(
+                "{label}: {} refused creates answered in {first:?} .. {last:?} (median {:?})",
+                waits.len(),
+                waits[waits.len() / 2]
+            );
+        }
         for (what, n) in &tally {
             assert!(
                 allowed.contains(&what.as_str()),
@@ -239,6 +262,19 @@ async fn check_down(base: &str, before: &Created) {
     assert_eq!(healthz.status(), 200);
     let readyz = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(readyz.status(), 503);
+}
+
+/// One unlabelled sample from the server's /metrics.
+async fn metric(base: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 
 /// Waits for the server to serve a full cycle again after its store came
@@ -281,8 +317,20 @@ async fn outage_drill(
     tokio::time::sleep(Duration::from_millis(300)).await;
     check_down(base, &before).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // The store kept failing: the breaker opened and refuses at once.
+    assert!(
+        metric(base, "otm_store_breaker_opened_total").await >= 1.0,
+        "{label}: the store breaker never opened"
+    );
+    assert_eq!(metric(base, "otm_store_breaker_open").await, 1.0, "{label}");
     up().await;
     await_recovery(base, label).await;
+    assert_eq!(
+        metric(base, "otm_store_breaker_open").await,
+        0.0,
+        "{label}: the breaker is still open after recovery"
+    );
+    assert!(metric(base, "otm_store_breaker_refused_total").await > 0.0);
     let opened_before = load.count("open 200");
     let deadline = Instant::now() + Duration::from_secs(20);
     while load.count("open 200") < opened_before + 50 {
@@ -576,21 +624,19 @@ async fn a_postgres_outage_is_503_and_the_server_recovers_by_itself() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_of_postgres_loses_no_acknowledged_message() {
-    let Some(mut pg) = PrivatePostgres::init() else {
-        return;
-    };
-    pg.start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(&pg.url(), dir.path()).await;
+/// `n` clients creating messages as fast as they can, keeping every
+/// acknowledged one in `acked`, each until its first refusal; each returns
+/// the status of that refusal (0: no HTTP answer).
+fn spawn_creators(
+    base: &str,
+    n: usize,
+    acked: &Arc<Mutex<Vec<Created>>>,
+) -> tokio::task::JoinSet<u16> {
     let http = reqwest::Client::new();
-    let acked: Arc<Mutex<Vec<Created>>> = Arc::default();
     let mut creators = tokio::task::JoinSet::new();
-    for _ in 0..16 {
-        let (http, base, acked) = (http.clone(), server.base.clone(), acked.clone());
+    for _ in 0..n {
+        let (http, base, acked) = (http.clone(), base.to_owned(), acked.clone());
         creators.spawn(async move {
-            // Until the store dies under it: then every answer must be 503.
             loop {
                 match create(&http, &base).await {
                     Ok(c) => acked.lock().unwrap().push(c),
@@ -599,8 +645,22 @@ async fn kill_9_of_postgres_loses_no_acknowledged_message() {
             }
         });
     }
+    creators
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_postgres_loses_no_acknowledged_message() {
+    let Some(mut pg) = PrivatePostgres::init() else {
+        return;
+    };
+    pg.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&pg.url(), dir.path()).await;
+    let acked: Arc<Mutex<Vec<Created>>> = Arc::default();
+    let mut creators = spawn_creators(&server.base, 16, &acked);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     pg.kill_9();
+    // Until the store died under them: then every answer must be 503.
     while let Some(r) = creators.join_next().await {
         assert_eq!(
             r.unwrap(),
@@ -624,18 +684,9 @@ async fn kill_9_on_sqlite_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("crash.sqlite3").display());
     let server = start(&url, dir.path()).await;
-    let http = reqwest::Client::new();
     let acked: Arc<Mutex<Vec<Created>>> = Arc::default();
-    let mut creators = tokio::task::JoinSet::new();
-    for _ in 0..16 {
-        let (http, base, acked) = (http.clone(), server.base.clone(), acked.clone());
-        creators.spawn(async move {
-            // Until the server dies: connection errors end the loop.
-            while let Ok(c) = create(&http, &base).await {
-                acked.lock().unwrap().push(c);
-            }
-        });
-    }
+    // Until the server dies: connection errors end each loop.
+    let mut creators = spawn_creators(&server.base, 16, &acked);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let pid = server.child.id().to_string();
     Command::new("kill").args(["-9", &pid]).status().unwrap();

@@ -48,6 +48,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use otm_core::{ClaimProof, ClaimVerifier, MessageId, MAX_ENVELOPE_LEN};
 
+pub mod breaker;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 #[cfg(feature = "memory")]
@@ -63,6 +64,7 @@ mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use breaker::{Breaker, BreakerConfig, BreakerOpen};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]

@@ -23,3 +23,17 @@ async fn memory_keeps_exactly_the_ciphertext_and_purges() {
     assert_eq!(store.purge_expired().await.unwrap(), 1);
     assert_eq!(store.len(), 1);
 }
+
+/// The whole contract again through a [`otm_store::Breaker`]: wrapping a
+/// store changes nothing a caller can see while the store answers.
+mod through_a_breaker {
+    use super::*;
+    use otm_store::{Breaker, BreakerConfig};
+
+    async fn make() -> Option<Arc<dyn BlobStore>> {
+        let inner: Arc<dyn BlobStore> = Arc::new(MemoryStore::new(StoreOptions::default()));
+        Some(Arc::new(Breaker::new(inner, BreakerConfig::default())))
+    }
+
+    otm_store::conformance_suite!(make);
+}

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use otm_store::conformance::{env_or, skip, start_redis_server, unique_suffix, Fixture};
-use otm_store::{BlobStore, RedisConfig, RedisStore, StoreError};
+use otm_store::{
+    BlobStore, Breaker, BreakerConfig, BreakerOpen, RedisConfig, RedisStore, StoreError,
+};
 
 fn standalone_url() -> String {
     env_or("OTM_TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -135,17 +137,17 @@ async fn wait_until_ok(store: &RedisStore, limit: Duration) -> Result<(), StoreE
     }
 }
 
-#[tokio::test]
-async fn redis_store_reconnects_by_itself_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
+/// A private redis-server on a free port, a store connected to it, and the
+/// port (to start it again).
+async fn private_redis(
+    dir: &std::path::Path,
+) -> Option<(otm_store::conformance::RedisProcess, u16, RedisStore)> {
     // A port the OS just handed out and released: free, unlike a guessed one.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap();
-    let Some(server) = start_redis_server(port, dir.path()) else {
-        return;
-    };
+    let server = start_redis_server(port, dir)?;
     let url = format!("redis://127.0.0.1:{port}");
     let client = redis::Client::open(url.as_str()).unwrap();
     let start = Instant::now();
@@ -159,6 +161,15 @@ async fn redis_store_reconnects_by_itself_after_a_restart() {
     let store = RedisStore::connect(RedisConfig::standalone(&url))
         .await
         .unwrap();
+    Some((server, port, store))
+}
+
+#[tokio::test]
+async fn redis_store_reconnects_by_itself_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((server, port, store)) = private_redis(dir.path()).await else {
+        return;
+    };
     let f = Fixture::hour();
     store.put(&f.id, f.message.clone()).await.unwrap();
 
@@ -181,6 +192,58 @@ async fn redis_store_reconnects_by_itself_after_a_restart() {
     store.put(&g.id, g.message.clone()).await.unwrap();
     assert_eq!(
         store.take(&g.id, g.proof()).await.unwrap(),
+        g.message.envelope
+    );
+}
+
+/// A [`Breaker`] in front of a real Redis that goes away: after two
+/// failures in a row calls fail at once without reaching Redis, and once
+/// Redis is back a probe closes the breaker by itself.
+#[tokio::test]
+async fn a_breaker_fails_fast_while_redis_is_down_and_closes_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((server, port, store)) = private_redis(dir.path()).await else {
+        return;
+    };
+    let config = BreakerConfig::default()
+        .with_failures_to_open(2)
+        .with_cooldown(Duration::from_millis(300));
+    let breaker = Breaker::new(Arc::new(store), config);
+    let f = Fixture::hour();
+    breaker.put(&f.id, f.message.clone()).await.unwrap();
+    assert!(!breaker.is_open());
+
+    drop(server);
+    let from_breaker = |r: &Result<Vec<u8>, StoreError>| match r {
+        Err(StoreError::Unavailable { source, .. }) => source.is::<BreakerOpen>(),
+        other => panic!("want Unavailable while Redis is down, got {other:?}"),
+    };
+    // Two calls reach Redis and fail; then the breaker is open.
+    for _ in 0..2 {
+        assert!(!from_breaker(&breaker.take(&f.id, f.proof()).await));
+    }
+    assert!(breaker.is_open());
+    assert_eq!(breaker.times_opened(), 1);
+    // Now calls are refused without reaching Redis.
+    for _ in 0..10 {
+        assert!(from_breaker(&breaker.take(&f.id, f.proof()).await));
+    }
+    assert_eq!(breaker.refused(), 10);
+
+    let _server = start_redis_server(port, dir.path()).unwrap();
+    let start = Instant::now();
+    let g = Fixture::hour();
+    // Through the breaker only: probes after each cooldown find Redis back.
+    while breaker.put(&g.id, g.message.clone()).await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the breaker did not close after Redis returned"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!breaker.is_open());
+    assert_eq!(
+        breaker.take(&g.id, g.proof()).await.unwrap(),
         g.message.envelope
     );
 }

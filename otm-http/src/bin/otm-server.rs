@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use otm_http::{connect_store, Config, ConnectionLimits, IpNet, RateLimit};
-use otm_store::{spawn_purger, StoreOptions};
+use otm_store::{spawn_purger, BreakerConfig, StoreOptions};
 use tower_http::trace::TraceLayer;
 use tracing_subscriber::EnvFilter;
 
@@ -83,6 +83,16 @@ struct Args {
     #[arg(long, env = "OTM_MAX_HEADER_BYTES", default_value_t = 16384)]
     max_header_bytes: usize,
 
+    /// Store failures in a row after which requests get their 503 at once
+    /// (a circuit breaker) instead of each waiting out the store's own
+    /// timeouts; 0 turns the breaker off.
+    #[arg(long, env = "OTM_STORE_BREAKER_FAILURES", default_value_t = 3)]
+    store_breaker_failures: u32,
+
+    /// While the breaker is open, how often one request probes the store.
+    #[arg(long, env = "OTM_STORE_BREAKER_COOLDOWN", default_value = "1s", value_parser = humantime::parse_duration)]
+    store_breaker_cooldown: Duration,
+
     /// Log format.
     #[arg(long, env = "OTM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -133,7 +143,12 @@ async fn run(args: Args) -> Result<(), String> {
         .with_max_ttl(args.max_ttl)
         .with_rate_limits(limit(args.create_per_minute), limit(args.open_per_minute))
         .with_trusted_proxies(args.trusted_proxy)
-        .with_request_timeout(args.request_timeout);
+        .with_request_timeout(args.request_timeout)
+        .with_store_breaker((args.store_breaker_failures > 0).then(|| {
+            BreakerConfig::default()
+                .with_failures_to_open(args.store_breaker_failures)
+                .with_cooldown(args.store_breaker_cooldown)
+        }));
     if let Some(url) = args.base_url {
         config = config.with_base_url(url);
     }
