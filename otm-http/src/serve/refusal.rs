@@ -152,9 +152,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Refusals<S> {
     ) -> Poll<io::Result<usize>> {
         ready!(self.drain(cx))?;
         let len: usize = bufs.iter().map(|b| b.len()).sum();
-        if len <= MAX_REFUSAL_HEAD {
-            let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
-            if let Some(done) = self.take_refusal(&joined, len) {
+        // Only small writes between responses can be a refusal: look closer
+        // at those alone, on the stack.
+        if len <= MAX_REFUSAL_HEAD && self.in_flight.idle() {
+            let mut joined = [0u8; MAX_REFUSAL_HEAD];
+            let mut at = 0;
+            for b in bufs {
+                joined[at..at + b.len()].copy_from_slice(b);
+                at += b.len();
+            }
+            if let Some(done) = self.take_refusal(&joined[..len], len) {
                 return done;
             }
         }
