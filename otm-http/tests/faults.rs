@@ -1,8 +1,9 @@
 //! Proof under faults, with real `otm-server` processes:
 //!
 //! - exactly once across replicas: two servers on one store, 32 openers split
-//!   across both racing for each message (`OTM_REPLICA_TRIALS`, default 200;
-//!   1000 for the long run), on SQLite (two processes, one file), Redis,
+//!   across both racing for each message (`OTM_REPLICA_TRIALS`, default 200,
+//!   40 on the S3 emulator unless `OTM_FULL_ROUNDS=1`; 1000 for the long
+//!   run), on SQLite (two processes, one file), Redis,
 //!   Redis Cluster, PostgreSQL and S3;
 //! - outages of Redis and of PostgreSQL (a private instance) with a load
 //!   running: 503 with a JSON error while the store is down, the server
@@ -24,7 +25,7 @@ use otm_store::conformance::{env_or, skip, start_redis_server, unique_suffix};
 use serde_json::Value;
 
 /// Two replicas on one store; 32 openers, half on each, race per message.
-async fn replica_race(store: &str, label: &str) {
+async fn replica_race(store: &str, label: &str, n: usize) {
     let prefix = format!("otm-rep-{}:", unique_suffix());
     let extra = ["--redis-prefix", prefix.as_str()];
     let dir = tempfile::tempdir().unwrap();
@@ -34,7 +35,6 @@ async fn replica_race(store: &str, label: &str) {
         .pool_max_idle_per_host(64)
         .build()
         .unwrap();
-    let n = trials();
     let (mut unavailable, mut retried) = (0, 0);
     for trial in 0..n {
         let creator = if trial % 2 == 0 { &a.base } else { &b.base };
@@ -109,7 +109,7 @@ async fn reachable(what: &str, ok: bool) -> bool {
 async fn replicas_on_sqlite_share_one_file() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("shared.sqlite3").display());
-    replica_race(&url, "sqlite").await;
+    replica_race(&url, "sqlite", trials(false)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +123,7 @@ async fn replicas_on_redis_and_redis_cluster() {
     if !reachable(&url, up).await {
         return;
     }
-    replica_race(&url, "redis").await;
+    replica_race(&url, "redis", trials(false)).await;
     let seeds = env_or(
         "OTM_TEST_REDIS_CLUSTER_URLS",
         "redis://127.0.0.1:7101,redis://127.0.0.1:7102,redis://127.0.0.1:7103",
@@ -135,19 +135,29 @@ async fn replicas_on_redis_and_redis_cluster() {
     replica_race(
         &format!("redis+cluster://{}", hosts.join(",")),
         "redis-cluster",
+        trials(false),
     )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_on_postgres_and_s3() {
+async fn replicas_on_postgres() {
     let pg = env_or(
         "OTM_TEST_POSTGRES_URL",
         "postgres://postgres@127.0.0.1:5432/test",
     );
     let schema = format!("otm_test_rep_{}", unique_suffix());
     let sep = if pg.contains('?') { '&' } else { '?' };
-    replica_race(&format!("{pg}{sep}otm_schema={schema}"), "postgres").await;
+    replica_race(
+        &format!("{pg}{sep}otm_schema={schema}"),
+        "postgres",
+        trials(false),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_s3() {
     let endpoint = env_or("OTM_TEST_S3_ENDPOINT", "http://127.0.0.1:9100");
     if !reachable(
         &endpoint,
@@ -161,7 +171,7 @@ async fn replicas_on_postgres_and_s3() {
         "s3://otm-test/rep-{}/?endpoint={endpoint}&create_bucket=true",
         unique_suffix()
     );
-    replica_race(&url, "s3").await;
+    replica_race(&url, "s3", trials(true)).await;
 }
 
 /// Create→open cycles against a server from `tasks` clients until stopped,

@@ -12,6 +12,14 @@
 //!
 //! `make` returns a fresh, isolated store (its own prefix, schema or file),
 //! or `None` after [`skip`] when its server is unreachable and skipping is allowed.
+//!
+//! The concurrency and model cases repeat many times ([`Rounds::FULL`]). A
+//! backend whose test server answers slowly (an emulator) can run fewer
+//! rounds by default and the full count on request:
+//!
+//! ```ignore
+//! otm_store::conformance_suite!(make, rounds = otm_store::conformance::Rounds::LIGHT.or_full_from_env());
+//! ```
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,6 +59,46 @@ pub fn start_redis_server(port: u16, dir: &std::path::Path) -> Option<RedisProce
     match child {
         Ok(c) => Some(RedisProcess(c)),
         Err(e) => skip(&format!("cannot run redis-server: {e}")),
+    }
+}
+
+/// How many times the suite's repeated cases run: the concurrent-taker race,
+/// the two concurrent wrong-proof cases and the model test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rounds {
+    /// Trials of 32 concurrent takers racing for one message.
+    pub race_trials: usize,
+    /// Trials of 32 concurrent wrong (or mostly wrong) proofs.
+    pub guess_trials: usize,
+    /// Random operation sequences compared with the reference model.
+    pub model_cases: u32,
+}
+
+impl Rounds {
+    /// The full counts: every backend runs these unless its tests say otherwise.
+    pub const FULL: Rounds = Rounds {
+        race_trials: 200,
+        guess_trials: 20,
+        model_cases: 48,
+    };
+
+    /// About a sixth of [`FULL`](Self::FULL), for backends tested against a
+    /// slow emulator (the S3 suite on moto), where the full counts cost minutes.
+    pub const LIGHT: Rounds = Rounds {
+        race_trials: 30,
+        guess_trials: 4,
+        model_cases: 12,
+    };
+
+    /// `self`, or [`FULL`](Self::FULL) when the environment variable
+    /// `OTM_FULL_ROUNDS` is set to anything but `0`/`false` (the long run).
+    pub fn or_full_from_env(self) -> Rounds {
+        if std::env::var("OTM_FULL_ROUNDS").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+        {
+            Rounds::FULL
+        } else {
+            self
+        }
     }
 }
 
@@ -333,15 +381,16 @@ pub async fn race(store: Arc<dyn BlobStore>, takers: usize, trials: usize) {
     }
 }
 
-/// 32 concurrent takers over 200 trials.
-pub async fn race_exactly_one_winner(store: Arc<dyn BlobStore>) {
-    race(store, 32, 200).await;
+/// 32 concurrent takers, [`Rounds::race_trials`] times.
+pub async fn race_exactly_one_winner(store: Arc<dyn BlobStore>, rounds: Rounds) {
+    race(store, 32, rounds.race_trials).await;
 }
 
 /// 32 concurrent wrong proofs: every one is counted, so the message burns
 /// after exactly the limit and the right proof finds nothing.
-pub async fn concurrent_wrong_proofs_are_all_counted(store: Arc<dyn BlobStore>) {
-    for _ in 0..20 {
+/// Repeated [`Rounds::guess_trials`] times.
+pub async fn concurrent_wrong_proofs_are_all_counted(store: Arc<dyn BlobStore>, rounds: Rounds) {
+    for _ in 0..rounds.guess_trials {
         let f = Fixture::hour();
         store.put(&f.id, f.message.clone()).await.unwrap();
         let barrier = Arc::new(Barrier::new(32));
@@ -379,8 +428,9 @@ pub async fn concurrent_wrong_proofs_are_all_counted(store: Arc<dyn BlobStore>) 
 /// Many guesses at once, one of them right: at most `MAX_FAILED_ATTEMPTS`
 /// guesses are ever evaluated, so the right one succeeds only if it is
 /// evaluated before the limit is reached, and never after the burn.
-pub async fn concurrent_guesses_cannot_exceed_the_limit(store: Arc<dyn BlobStore>) {
-    for trial in 0..20 {
+/// Repeated [`Rounds::guess_trials`] times.
+pub async fn concurrent_guesses_cannot_exceed_the_limit(store: Arc<dyn BlobStore>, rounds: Rounds) {
+    for trial in 0..rounds.guess_trials {
         let f = Fixture::hour();
         store.put(&f.id, f.message.clone()).await.unwrap();
         let proof = Arc::new(f.proof().clone());
@@ -597,11 +647,11 @@ async fn run_model(store: Arc<dyn BlobStore>, ops: Vec<Op>) -> Result<(), String
 /// Random sequences of put, take (right and wrong proofs), delete and purge
 /// behave exactly like a reference model (a map with failure counters).
 /// Failures are shrunk by proptest to a minimal sequence.
-pub async fn model_matches_reference(store: Arc<dyn BlobStore>) {
+pub async fn model_matches_reference(store: Arc<dyn BlobStore>, rounds: Rounds) {
     let handle = tokio::runtime::Handle::current();
     let outcome = tokio::task::spawn_blocking(move || {
         let mut runner = TestRunner::new(Config {
-            cases: 48,
+            cases: rounds.model_cases,
             failure_persistence: None,
             ..Config::default()
         });
@@ -622,18 +672,22 @@ pub async fn model_matches_reference(store: Arc<dyn BlobStore>) {
 
 /// Generates one `#[tokio::test]` per conformance case. `$make` is an async
 /// fn returning `Option<Arc<dyn BlobStore>>` (a fresh isolated store, or
-/// `None` when skipped).
+/// `None` when skipped). The repeated cases run [`Rounds::FULL`](crate::conformance::Rounds::FULL)
+/// unless `rounds = EXPR` gives other [`Rounds`](crate::conformance::Rounds).
 #[macro_export]
 macro_rules! conformance_suite {
     ($make:path) => {
+        $crate::conformance_suite!($make, rounds = $crate::conformance::Rounds::FULL);
+    };
+    ($make:path, rounds = $rounds:expr) => {
         $crate::conformance_suite!(@cases $make;
             round_trip, second_take_finds_nothing, duplicate_id_conflicts,
             expired_is_never_returned, purge_keeps_live_messages, delete_burns,
             wrong_proof_does_not_consume, wrong_proofs_burn_at_the_limit, max_size_blob,
-            past_expiry_is_invalid, race_exactly_one_winner,
-            concurrent_wrong_proofs_are_all_counted, concurrent_guesses_cannot_exceed_the_limit,
-            status_reports_receipts, receipts_expire_with_the_message,
-            model_matches_reference);
+            past_expiry_is_invalid, status_reports_receipts, receipts_expire_with_the_message);
+        $crate::conformance_suite!(@repeated $make, $rounds;
+            race_exactly_one_winner, concurrent_wrong_proofs_are_all_counted,
+            concurrent_guesses_cannot_exceed_the_limit, model_matches_reference);
     };
     (@cases $make:path; $($case:ident),+) => {
         $(
@@ -641,6 +695,16 @@ macro_rules! conformance_suite {
             async fn $case() {
                 if let Some(store) = $make().await {
                     $crate::conformance::$case(store).await;
+                }
+            }
+        )+
+    };
+    (@repeated $make:path, $rounds:expr; $($case:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                if let Some(store) = $make().await {
+                    $crate::conformance::$case(store, $rounds).await;
                 }
             }
         )+

@@ -249,7 +249,15 @@ impl S3Store {
     /// profile, instance role) plus `config`, probes the server's
     /// conditional-request support and settles the claim method.
     pub async fn connect(config: S3Config) -> Result<Self> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        // The SDK's HTTPS client on rustls with the ring provider: the one TLS
+        // stack of the workspace (see the workspace manifest).
+        let http_client = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client);
         if let Some(region) = &config.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }

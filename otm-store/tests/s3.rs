@@ -6,12 +6,19 @@
 
 use std::sync::Arc;
 
-use otm_store::conformance::{env_or, skip, unique_suffix, Fixture};
+use otm_store::conformance::{env_or, skip, unique_suffix, Fixture, Rounds};
 use otm_store::{BlobStore, ClaimMethod, S3Config, S3Store, StoreError};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 const BUCKET: &str = "otm-test";
+
+/// moto answers a few hundred requests a second, so the repeated cases run
+/// [`Rounds::LIGHT`] by default; `OTM_FULL_ROUNDS=1` runs the full counts
+/// (BENCHMARKS.md, "CI and test time").
+fn s3_rounds() -> Rounds {
+    Rounds::LIGHT.or_full_from_env()
+}
 
 fn endpoint() -> String {
     env_or("OTM_TEST_S3_ENDPOINT", "http://127.0.0.1:9100")
@@ -44,7 +51,7 @@ mod conditional_delete {
         assert_eq!(store.claim_method(), ClaimMethod::ConditionalDelete);
         Some(Arc::new(store))
     }
-    otm_store::conformance_suite!(make);
+    otm_store::conformance_suite!(make, rounds = s3_rounds());
 }
 
 mod claim_object {
@@ -54,7 +61,7 @@ mod claim_object {
             connect(config(&endpoint(), ClaimMethod::ClaimObject)).await?,
         ))
     }
-    otm_store::conformance_suite!(make);
+    otm_store::conformance_suite!(make, rounds = s3_rounds());
 }
 
 /// A proxy that forwards HTTP/1.1 to the S3 server but drops every
@@ -134,7 +141,9 @@ async fn s3_probe_catches_a_server_that_ignores_if_match() {
         .unwrap();
     assert_eq!(store.claim_method(), ClaimMethod::ClaimObject);
     let store: Arc<dyn BlobStore> = Arc::new(store);
-    otm_store::conformance::race(store.clone(), 16, 40).await;
+    // Each trial is 17 requests through the proxy: 40 trials in the full run.
+    let trials = if s3_rounds() == Rounds::FULL { 40 } else { 10 };
+    otm_store::conformance::race(store.clone(), 16, trials).await;
     otm_store::conformance::wrong_proofs_burn_at_the_limit(store).await;
 }
 

@@ -117,11 +117,16 @@ pub(crate) async fn open(
     )
 }
 
-pub(crate) fn trials() -> usize {
+/// Trials of a replica race: `OTM_REPLICA_TRIALS` when set, else 200; on an
+/// emulator (S3 on moto, a few hundred requests a second) 40 unless
+/// `OTM_FULL_ROUNDS` asks for the full count.
+pub(crate) fn trials(emulator: bool) -> usize {
+    let full = otm_store::conformance::Rounds::LIGHT.or_full_from_env()
+        == otm_store::conformance::Rounds::FULL;
     std::env::var("OTM_REPLICA_TRIALS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200)
+        .unwrap_or(if emulator && !full { 40 } else { 200 })
 }
 
 /// Sends the open request for `c` with its right proof; the raw answer.
