@@ -72,7 +72,7 @@ pub(crate) async fn config(State(otm): State<Otm>) -> Json<PublicConfig> {
             .collect(),
         max_message_chars: MAX_MESSAGE_CHARS,
         max_envelope_bytes: MAX_ENVELOPE_LEN,
-        max_failed_attempts: otm.0.max_failed_attempts,
+        max_failed_attempts: otm.0.store.options().max_failed_attempts,
         link_base: c.base_url.clone(),
     })
 }

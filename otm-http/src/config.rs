@@ -32,7 +32,8 @@ pub struct Config {
     /// [`otm_store::Breaker`]): while the store keeps failing, requests get
     /// their 503 at once instead of each waiting out the store's timeouts.
     /// `None` turns it off. Default [`BreakerConfig::default`] (opens after
-    /// 3 failures in a row, one probe a second).
+    /// 3 failures in a row, one probe a second). A store that already is a
+    /// breaker is not wrapped again.
     pub store_breaker: Option<BreakerConfig>,
 }
 

@@ -1,9 +1,17 @@
 //! # otm-http
 //!
 //! otm's HTTP side: the JSON API, the browser app (plain ES modules with
-//! WebCrypto, served from the binary), health checks and metrics, as one
-//! axum [`Router`] that any application can mount, plus the `otm-server`
-//! binary.
+//! WebCrypto, compiled into the library), health checks and metrics, as one
+//! axum [`Router`] that any application can mount. It is a library only: the
+//! reference server is the `otm-server` crate, and the store backends are
+//! chosen with otm-store's cargo features (`otm_store::connect` opens one
+//! from a URL).
+//!
+//! ```toml
+//! [dependencies]
+//! otm-http = "0.1"                                          # router + `serve`
+//! otm-store = { version = "0.1", features = ["postgres"] }  # the backends you use
+//! ```
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -29,7 +37,7 @@
 //!
 //! `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`
 //! works too, but bounds nothing: see [`serve`](mod@serve) (feature `serve`,
-//! part of the default `server`) for why the reference server does not use it.
+//! on by default) for why the reference server does not use it.
 //!
 //! Routes (relative to where the router is mounted):
 //!
@@ -68,7 +76,6 @@ mod metrics;
 mod pages;
 #[cfg(feature = "serve")]
 pub mod serve;
-mod store_url;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
@@ -76,7 +83,6 @@ pub use config::{Config, IpNet, RateLimit};
 pub use error::ApiError;
 #[cfg(feature = "serve")]
 pub use serve::{serve, ConnectionLimits};
-pub use store_url::connect_store;
 
 /// The OpenAPI document of the JSON API (also in `docs/openapi.json`).
 pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
@@ -94,12 +100,10 @@ frame-ancestors 'none'; form-action 'self'";
 
 struct Shared {
     store: Arc<dyn BlobStore>,
-    breaker: Option<Arc<Breaker>>,
     config: Config,
     metrics: metrics::Metrics,
     create_limiter: limit::Limiter,
     open_limiter: limit::Limiter,
-    max_failed_attempts: u32,
 }
 
 /// The router's state.
@@ -128,43 +132,27 @@ impl Otm {
 /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` for
 /// per-client rate limits; without connection info all clients share one
 /// bucket.
+///
+/// The failed-attempt limit browsers are told (`/api/v1/config`) is the
+/// store's own ([`BlobStore::options`]). The router puts a circuit breaker
+/// ([`otm_store::Breaker`]) in front of the store as [`Config::store_breaker`]
+/// says, unless `store` already is one ([`BlobStore::breaker`]): then it uses
+/// that one, so a store is never behind two breakers.
 pub fn router<S>(store: Arc<dyn BlobStore>, config: Config) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    router_with_failed_attempts(
-        store,
-        config,
-        otm_store::StoreOptions::default().max_failed_attempts,
-    )
-}
-
-/// [`router`] for a store configured with a non-default failed-attempt
-/// limit (reported to browsers by `/api/v1/config`).
-pub fn router_with_failed_attempts<S>(
-    store: Arc<dyn BlobStore>,
-    config: Config,
-    max_failed_attempts: u32,
-) -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-{
     let timeout = config.request_timeout;
-    let (store, breaker) = match config.store_breaker.clone() {
-        Some(c) => {
-            let breaker = Arc::new(Breaker::new(store, c));
-            (Arc::clone(&breaker) as Arc<dyn BlobStore>, Some(breaker))
-        }
-        None => (store, None),
+    let store = match (store.breaker().is_some(), config.store_breaker.clone()) {
+        (false, Some(c)) => Arc::new(Breaker::new(store, c)) as Arc<dyn BlobStore>,
+        _ => store,
     };
     let otm = Otm(Arc::new(Shared {
         store,
-        breaker,
         create_limiter: limit::Limiter::new(config.create_limit),
         open_limiter: limit::Limiter::new(config.open_limit),
         config,
         metrics: metrics::Metrics::default(),
-        max_failed_attempts,
     }));
     Router::new()
         .route("/api/v1/config", get(api::config))
@@ -220,7 +208,7 @@ async fn metrics_text(State(otm): State<Otm>) -> impl IntoResponse {
         )],
         otm.0
             .metrics
-            .render(otm.0.store.backend_name(), otm.0.breaker.as_deref()),
+            .render(otm.0.store.backend_name(), otm.0.store.breaker()),
     )
 }
 
@@ -298,8 +286,7 @@ async fn receive_within(
     }
 }
 
-/// Security headers on every response (also on the HTTP parser's refusals,
-/// see [`serve`](mod@serve)), besides [`NO_STORE`].
+/// Security headers on every response, besides [`NO_STORE`].
 pub(crate) const SECURITY_HEADERS: [(&str, &str); 7] = [
     ("content-security-policy", CONTENT_SECURITY_POLICY),
     ("referrer-policy", "no-referrer"),

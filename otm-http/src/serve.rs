@@ -17,38 +17,29 @@
 //! - bodies and whole requests are bounded by the router itself
 //!   ([`crate::Config::with_request_timeout`], [`crate::API_BODY_LIMIT`]).
 //!
-//! Requests that are not HTTP/1.1 at all (a malformed request line or
-//! header field, a head over the limit) are refused by the HTTP parser
-//! before any route sees them. hyper answers those with an empty 400, 414
-//! or 431; [`serve`] turns that answer into the same status with a JSON
-//! error (`malformed_request`, `uri_too_long`, `headers_too_large`) and the
-//! security headers, then closes the connection, so every refusal a client
-//! can read is JSON (see `refusal.rs` for exactly when a write is taken for
-//! such a refusal). To make that distinction certain, every response of the
-//! application gets `X-Content-Type-Options: nosniff` where it lacks one.
+//! Every request that parses as HTTP/1.1 reaches the router, and every
+//! refusal of the router is a JSON error. Bytes that are not an HTTP/1.1
+//! request at all (a malformed request line or header field, a head over
+//! the limit, broken framing) are refused by hyper's parser before any
+//! route exists: the client gets hyper's own bare `400`, `414` or `431`
+//! with `connection: close`, and the connection is closed. That answer is
+//! hyper's to write; otm does not rewrite its bytes.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{header, HeaderValue, Request};
+use axum::http::Request;
 use axum::Router;
-use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
-
-mod refusal;
-
-use refusal::{Busy, InFlight, Refusals};
 
 /// Bounds on what one client connection may hold; see the [module
 /// docs](self).
@@ -167,29 +158,13 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let in_flight = InFlight::default();
-        let io = Refusals::new(
-            stream,
-            in_flight.clone(),
-            limits.max_header_bytes,
-            limits.max_headers,
-        );
         let app = app.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let busy = in_flight.enter();
             let mut req = req.map(Body::new);
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            let call = app.clone().oneshot(req);
-            async move {
-                let Ok(mut response) = call.await;
-                response
-                    .headers_mut()
-                    .entry(header::X_CONTENT_TYPE_OPTIONS)
-                    .or_insert(HeaderValue::from_static("nosniff"));
-                Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }))
-            }
+            app.clone().oneshot(req)
         });
-        let conn = http.serve_connection(TokioIo::new(io), service);
+        let conn = http.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -204,32 +179,5 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("shutdown grace period over; closing remaining connections");
-    }
-}
-
-/// A response body that counts as in flight until hyper drops it (see
-/// [`refusal`]).
-struct Tracked {
-    body: Body,
-    _busy: Busy,
-}
-
-impl HttpBody for Tracked {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }

@@ -694,3 +694,28 @@ async fn the_sender_can_burn_an_unread_message() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn the_failed_attempt_limit_is_the_stores_own() {
+    let store = Arc::new(MemoryStore::new(
+        StoreOptions::default().with_max_failed_attempts(2),
+    ));
+    let app = app_with(store, generous());
+    let v = send(&app, get("/api/v1/config")).await.json();
+    assert_eq!(v["max_failed_attempts"], 2);
+}
+
+#[tokio::test]
+async fn metrics_show_the_breaker_given_and_none_when_none_is_asked_for() {
+    use otm_store::{Breaker, BreakerConfig};
+    let breaker = Arc::new(Breaker::new(store(), BreakerConfig::default()));
+    // The router finds the breaker the store is (BlobStore::breaker) and
+    // shows its figures.
+    let app = app_with(breaker.clone(), generous());
+    let metrics = send(&app, get("/metrics")).await.text();
+    assert!(metrics.contains("otm_store_breaker_open 0"), "{metrics}");
+    // With no breaker asked for and none given, /metrics has no breaker.
+    let plain = app_with(store(), generous().with_store_breaker(None));
+    let metrics = send(&plain, get("/metrics")).await.text();
+    assert!(!metrics.contains("otm_store_breaker_open"), "{metrics}");
+}

@@ -233,6 +233,14 @@ impl BlobStore for Breaker {
     fn backend_name(&self) -> &'static str {
         self.inner.backend_name()
     }
+
+    fn options(&self) -> &crate::StoreOptions {
+        self.inner.options()
+    }
+
+    fn breaker(&self) -> Option<&Breaker> {
+        Some(self)
+    }
 }
 
 /// The breaker's state, apart from the clock.

@@ -63,6 +63,7 @@ mod s3;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod url;
 
 pub use breaker::{Breaker, BreakerConfig, BreakerOpen};
 #[cfg(feature = "memory")]
@@ -75,6 +76,7 @@ pub use redis_store::{RedisConfig, RedisStore};
 pub use s3::{lifecycle_days_for, ClaimMethod, S3Config, S3Store};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteConfig, SqliteStore};
+pub use url::connect;
 
 /// The AWS SDK for S3, re-exported.
 #[cfg(feature = "s3")]
@@ -226,6 +228,14 @@ pub enum StoreError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A store URL that cannot be used as written: an unknown scheme, a
+    /// scheme whose cargo feature this build lacks, an unknown parameter
+    /// (named) or a bad value. See [`connect`].
+    #[error("invalid store URL: {reason}")]
+    InvalidUrl {
+        /// What is wrong, naming the parameter.
+        reason: String,
+    },
     /// The backend cannot be reached right now (down, timed out, overloaded).
     /// Retrying later may succeed; nothing was changed that the caller can see.
     #[error("store unavailable while trying to {op}")]
@@ -310,6 +320,15 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
 
     /// A short backend name for logs and metrics ("sqlite", "redis", …).
     fn backend_name(&self) -> &'static str;
+    /// The options the store was built with; callers read the failed-attempt
+    /// limit here, so it is set in one place.
+    fn options(&self) -> &StoreOptions;
+    /// The circuit breaker this store is, when it is one ([`Breaker`]
+    /// returns itself): lets a caller find an existing breaker instead of
+    /// wrapping a second one, and read its figures.
+    fn breaker(&self) -> Option<&Breaker> {
+        None
+    }
 }
 
 /// Runs [`BlobStore::purge_expired`] every `every` until the handle is dropped.

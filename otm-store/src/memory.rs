@@ -210,4 +210,8 @@ impl BlobStore for MemoryStore {
     fn backend_name(&self) -> &'static str {
         "memory"
     }
+
+    fn options(&self) -> &StoreOptions {
+        &self.opts
+    }
 }

@@ -7,6 +7,7 @@ use otm_core::{ClaimProof, MessageId};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::sql::{classify, finish_take, message_status, receipt_status, BURNED, OPENED};
+use crate::url::{invalid_url, Query};
 use crate::{
     check_new, unix_ms, BlobStore, MessageStatus, NewMessage, Result, StoreError, StoreOptions,
 };
@@ -44,6 +45,54 @@ impl PostgresConfig {
         }
     }
 
+    /// Parses `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` (or
+    /// `postgresql://`) with otm's parameters `schema=NAME` and
+    /// `max_connections=N`, and the driver's own connection parameters
+    /// (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`, `host`, `hostaddr`,
+    /// `port`, `dbname`, `user`, `password`, `application_name`, `options`),
+    /// which stay in [`PostgresConfig::url`]. Any other parameter is an error
+    /// naming it. Same as `url.parse()`.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let (base, mut query) = Query::split(url, "PostgreSQL")?;
+        if !(base.starts_with("postgres://") || base.starts_with("postgresql://")) {
+            return Err(invalid_url(
+                "a PostgreSQL store URL starts with postgres:// or postgresql://",
+            ));
+        }
+        let schema = query.take("schema").map(str::to_owned);
+        let max_connections = query.parse("max_connections", "a whole number")?;
+        let driver = query.take_all(&[
+            "sslmode",
+            "sslrootcert",
+            "sslcert",
+            "sslkey",
+            "host",
+            "hostaddr",
+            "port",
+            "dbname",
+            "user",
+            "password",
+            "application_name",
+            "options",
+        ]);
+        query.finish()?;
+        let mut driver_url = base.to_owned();
+        for (i, (name, value)) in driver.iter().enumerate() {
+            driver_url.push(if i == 0 { '?' } else { '&' });
+            driver_url.push_str(name);
+            driver_url.push('=');
+            driver_url.push_str(value);
+        }
+        let mut config = PostgresConfig::new(driver_url);
+        if let Some(schema) = schema {
+            config = config.with_schema(schema);
+        }
+        if let Some(n) = max_connections {
+            config = config.with_max_connections(n);
+        }
+        Ok(config)
+    }
+
     /// Sets [`PostgresConfig::schema`].
     pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = schema.into();
@@ -60,6 +109,13 @@ impl PostgresConfig {
     pub fn with_max_connections(mut self, n: u32) -> Self {
         self.max_connections = n.max(1);
         self
+    }
+}
+
+impl std::str::FromStr for PostgresConfig {
+    type Err = StoreError;
+    fn from_str(url: &str) -> Result<Self> {
+        Self::from_url(url)
     }
 }
 
@@ -371,6 +427,10 @@ impl BlobStore for PostgresStore {
 
     fn backend_name(&self) -> &'static str {
         "postgres"
+    }
+
+    fn options(&self) -> &StoreOptions {
+        &self.opts
     }
 }
 

@@ -10,6 +10,7 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{RedisError, Script, Value};
 
+use crate::url::{invalid_url, Query};
 use crate::{
     check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, MessageState, MessageStatus,
     NewMessage, Result, StoreError, StoreOptions,
@@ -63,6 +64,34 @@ impl RedisConfig {
         }
     }
 
+    /// Parses `redis://[USER:PASSWORD@]HOST:PORT[/DB]` (standalone) or
+    /// `redis+cluster://HOST:PORT,HOST:PORT,…` (cluster seed nodes), with
+    /// `prefix=PREFIX` for [`RedisConfig::key_prefix`]; any other parameter
+    /// is an error naming it. Same as `url.parse()`.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let (base, mut query) = Query::split(url, "Redis")?;
+        let mut config = if let Some(rest) = base.strip_prefix("redis+cluster://") {
+            let hosts = rest.split('/').next().unwrap_or_default();
+            if hosts.split(',').any(str::is_empty) {
+                return Err(invalid_url(
+                    "redis+cluster:// takes HOST:PORT seed nodes separated by commas",
+                ));
+            }
+            RedisConfig::cluster(hosts.split(',').map(|h| format!("redis://{h}")))
+        } else if base.starts_with("redis://") {
+            RedisConfig::standalone(base)
+        } else {
+            return Err(invalid_url(
+                "a Redis store URL starts with redis:// or redis+cluster://",
+            ));
+        };
+        if let Some(prefix) = query.take("prefix") {
+            config = config.with_key_prefix(prefix);
+        }
+        query.finish()?;
+        Ok(config)
+    }
+
     /// Sets [`RedisConfig::key_prefix`].
     pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
@@ -73,6 +102,13 @@ impl RedisConfig {
     pub fn with_options(mut self, options: StoreOptions) -> Self {
         self.options = options;
         self
+    }
+}
+
+impl std::str::FromStr for RedisConfig {
+    type Err = StoreError;
+    fn from_str(url: &str) -> Result<Self> {
+        Self::from_url(url)
     }
 }
 
@@ -376,6 +412,10 @@ impl BlobStore for RedisStore {
             Conn::Single(_) => "redis",
             Conn::Cluster(_) => "redis-cluster",
         }
+    }
+
+    fn options(&self) -> &StoreOptions {
+        &self.opts
     }
 }
 

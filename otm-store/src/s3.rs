@@ -36,6 +36,8 @@ use aws_sdk_s3::types::{
 use aws_sdk_s3::Client;
 use otm_core::{ClaimProof, ClaimVerifier, MessageId};
 
+use crate::url::{invalid_url, Query};
+
 use crate::{
     check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, MessageState, MessageStatus,
     NewMessage, Result, StoreError, StoreOptions,
@@ -104,60 +106,52 @@ impl S3Config {
         }
     }
 
-    /// Parses `s3://BUCKET/PREFIX?endpoint=URL&region=R&path_style=true&create_bucket=true&claim=auto|conditional-delete|claim-object&lifecycle_days=N`.
+    /// Parses `s3://BUCKET/PREFIX?endpoint=URL&region=R&path_style=true&create_bucket=true&claim=auto|conditional-delete|claim-object&lifecycle_days=N`;
+    /// any other parameter is an error naming it. Same as `url.parse()`.
     pub fn from_url(url: &str) -> Result<Self> {
-        let invalid = |reason| StoreError::Invalid { reason };
-        let rest = url
+        let (base, mut query) = Query::split(url, "S3")?;
+        let location = base
             .strip_prefix("s3://")
-            .ok_or(invalid("an S3 store URL starts with s3://"))?;
-        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+            .ok_or_else(|| invalid_url("an S3 store URL starts with s3://"))?;
         let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
         if bucket.is_empty() {
-            return Err(invalid("the S3 URL names no bucket"));
+            return Err(invalid_url("the S3 URL names no bucket"));
         }
         let mut config = S3Config::new(bucket, prefix);
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let flag = || match value {
-                "true" | "1" | "" => Ok(true),
-                "false" | "0" => Ok(false),
-                _ => Err(invalid("S3 URL flags take true or false")),
-            };
-            match name {
-                "endpoint" => {
-                    config.endpoint = Some(value.to_owned());
-                    // S3-compatible servers mostly need path style; path_style=false overrides.
-                    if !query.contains("path_style=") {
-                        config.force_path_style = true;
-                    }
+        if let Some(endpoint) = query.take("endpoint") {
+            // S3-compatible servers mostly need path style; path_style=false overrides.
+            config = config.with_endpoint(endpoint);
+        }
+        if let Some(region) = query.take("region") {
+            config.region = Some(region.to_owned());
+        }
+        if let Some(path_style) = query.flag("path_style")? {
+            config.force_path_style = path_style;
+        }
+        if let Some(create) = query.flag("create_bucket")? {
+            config.create_bucket = create;
+        }
+        if let Some(days) = query.parse::<u32>("lifecycle_days", "a whole number of days")? {
+            if days == 0 {
+                return Err(invalid_url(
+                    "lifecycle_days takes a whole number of days above 0",
+                ));
+            }
+            config.lifecycle_days = Some(days);
+        }
+        if let Some(claim) = query.take("claim") {
+            config.claim_method = match claim {
+                "auto" => ClaimMethod::Auto,
+                "conditional-delete" => ClaimMethod::ConditionalDelete,
+                "claim-object" => ClaimMethod::ClaimObject,
+                other => {
+                    return Err(invalid_url(format!(
+                        "the S3 URL parameter `claim` takes auto, conditional-delete or claim-object, not `{other}`"
+                    )))
                 }
-                "region" => config.region = Some(value.to_owned()),
-                "path_style" => config.force_path_style = flag()?,
-                "create_bucket" => config.create_bucket = flag()?,
-                "lifecycle_days" => {
-                    config.lifecycle_days = Some(
-                        value
-                            .parse()
-                            .ok()
-                            .filter(|d| *d > 0)
-                            .ok_or(invalid("lifecycle_days takes a whole number of days"))?,
-                    )
-                }
-                "claim" => {
-                    config.claim_method = match value {
-                        "auto" => ClaimMethod::Auto,
-                        "conditional-delete" => ClaimMethod::ConditionalDelete,
-                        "claim-object" => ClaimMethod::ClaimObject,
-                        _ => {
-                            return Err(invalid(
-                                "claim= takes auto, conditional-delete or claim-object",
-                            ))
-                        }
-                    }
-                }
-                _ => return Err(invalid("unknown S3 URL parameter")),
             }
         }
+        query.finish()?;
         Ok(config)
     }
 
@@ -195,6 +189,13 @@ impl S3Config {
     pub fn with_options(mut self, options: StoreOptions) -> Self {
         self.options = options;
         self
+    }
+}
+
+impl std::str::FromStr for S3Config {
+    type Err = StoreError;
+    fn from_str(url: &str) -> Result<Self> {
+        Self::from_url(url)
     }
 }
 
@@ -888,6 +889,10 @@ impl BlobStore for S3Store {
 
     fn backend_name(&self) -> &'static str {
         "s3"
+    }
+
+    fn options(&self) -> &StoreOptions {
+        &self.opts
     }
 }
 

@@ -13,6 +13,7 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 use crate::sql::{classify, finish_take, message_status, receipt_status, BURNED, OPENED};
+use crate::url::{invalid_url, Query};
 use crate::{
     check_new, unix_ms, BlobStore, MessageStatus, NewMessage, Result, StoreError, StoreOptions,
 };
@@ -50,26 +51,38 @@ impl SqliteConfig {
         }
     }
 
-    /// Parses `sqlite://PATH` or `sqlite:PATH` (query parameters are not used).
+    /// Parses `sqlite://PATH` or `sqlite:PATH`. Parameters:
+    /// `max_connections=N` and `synchronous=full|normal`; any other is an
+    /// error naming it. Same as `url.parse()`.
     pub fn from_url(url: &str) -> Result<Self> {
-        let path = url
+        let (base, mut query) = Query::split(url, "SQLite")?;
+        let path = base
             .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .ok_or(StoreError::Invalid {
-                reason: "a SQLite URL starts with sqlite://",
-            })?;
-        let path = path.split('?').next().unwrap_or_default();
+            .or_else(|| base.strip_prefix("sqlite:"))
+            .ok_or_else(|| invalid_url("a SQLite URL starts with sqlite://"))?;
         if path.contains(":memory:") {
-            return Err(StoreError::Invalid {
-                reason: "an in-memory SQLite database loses everything when its connection closes; use the memory: store",
-            });
+            return Err(invalid_url(
+                "an in-memory SQLite database loses everything when its connection closes; use the memory: store",
+            ));
         }
         if path.is_empty() {
-            return Err(StoreError::Invalid {
-                reason: "the SQLite URL has no file path",
-            });
+            return Err(invalid_url("the SQLite URL has no file path"));
         }
-        Ok(Self::new(path))
+        let mut config = Self::new(path);
+        if let Some(n) = query.parse("max_connections", "a whole number")? {
+            config = config.with_max_connections(n);
+        }
+        match query.take("synchronous") {
+            None | Some("full") => {}
+            Some("normal") => config.synchronous_full = false,
+            Some(other) => {
+                return Err(invalid_url(format!(
+                    "the SQLite URL parameter `synchronous` takes full or normal, not `{other}`"
+                )))
+            }
+        }
+        query.finish()?;
+        Ok(config)
     }
 
     /// Sets [`SqliteConfig::options`].
@@ -354,6 +367,10 @@ impl BlobStore for SqliteStore {
 
     fn backend_name(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn options(&self) -> &StoreOptions {
+        &self.opts
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use otm_store::conformance::{env_or, skip, unique_suffix, Fixture};
-use otm_store::{BlobStore, PostgresConfig, PostgresStore};
+use otm_store::{BlobStore, PostgresConfig, PostgresStore, StoreError};
 
 fn url() -> String {
     env_or(
@@ -84,4 +84,34 @@ async fn futures_join_all(
 async fn postgres_rejects_bad_schema_names() {
     let r = PostgresStore::connect(PostgresConfig::new(url()).with_schema("bad; drop")).await;
     assert!(matches!(r, Err(otm_store::StoreError::Invalid { .. })));
+}
+
+#[test]
+fn postgres_urls_parse() {
+    let c: PostgresConfig =
+        "postgres://otm:pw@db:5433/otm?schema=app&sslmode=require&max_connections=4&application_name=otm"
+            .parse()
+            .unwrap();
+    assert_eq!(c.schema, "app");
+    assert_eq!(c.max_connections, 4);
+    // The driver's parameters stay in the URL, in their order; otm's go.
+    assert_eq!(
+        c.url,
+        "postgres://otm:pw@db:5433/otm?sslmode=require&application_name=otm"
+    );
+    let c: PostgresConfig = "postgresql://h/db".parse().unwrap();
+    assert_eq!(
+        (c.url.as_str(), c.schema.as_str()),
+        ("postgresql://h/db", "public")
+    );
+    for bad in [
+        "postgres://h/db?otm_schema=x",
+        "postgres://h/db?max_connections=many",
+        "mysql://h/db",
+    ] {
+        let err = PostgresConfig::from_url(bad).unwrap_err();
+        assert!(matches!(err, StoreError::InvalidUrl { .. }), "{bad}: {err}");
+    }
+    let err = PostgresConfig::from_url("postgres://h/db?otm_schema=x").unwrap_err();
+    assert!(err.to_string().contains("`otm_schema`"), "{err}");
 }

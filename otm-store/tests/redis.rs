@@ -13,6 +13,30 @@ use otm_store::{
     BlobStore, Breaker, BreakerConfig, BreakerOpen, RedisConfig, RedisStore, StoreError,
 };
 
+#[test]
+fn redis_urls_parse() {
+    let c: RedisConfig = "redis://127.0.0.1:6379/2?prefix=app:otm:".parse().unwrap();
+    assert_eq!(c.urls, ["redis://127.0.0.1:6379/2"]);
+    assert!(!c.cluster);
+    assert_eq!(c.key_prefix, "app:otm:");
+    let c: RedisConfig = "redis+cluster://a:7001,b:7002".parse().unwrap();
+    assert_eq!(c.urls, ["redis://a:7001", "redis://b:7002"]);
+    assert!(c.cluster);
+    assert_eq!(c.key_prefix, "otm:");
+    for bad in [
+        "redis://h:1?prefx=x",
+        "redis://h:1?prefix=a&prefix=b",
+        "redis+cluster://",
+        "redis+cluster://a:1,,b:2",
+        "rediss://h:1",
+    ] {
+        let err = RedisConfig::from_url(bad).unwrap_err();
+        assert!(matches!(err, StoreError::InvalidUrl { .. }), "{bad}: {err}");
+    }
+    let err = RedisConfig::from_url("redis://h:1?prefx=x").unwrap_err();
+    assert!(err.to_string().contains("`prefx`"), "{err}");
+}
+
 fn standalone_url() -> String {
     env_or("OTM_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 }

@@ -71,6 +71,15 @@ fn sqlite_urls_parse() {
     assert!(SqliteConfig::from_url("sqlite:otm.db").is_ok());
     assert!(SqliteConfig::from_url("sqlite://").is_err());
     assert!(SqliteConfig::from_url("postgres://x").is_err());
+    let c: SqliteConfig = "sqlite://otm.db?max_connections=4&synchronous=normal"
+        .parse()
+        .unwrap();
+    assert_eq!((c.max_connections, c.synchronous_full), (4, false));
+    // Parameters used to be ignored; now an unknown one is named.
+    let err = SqliteConfig::from_url("sqlite://otm.db?cache=shared").unwrap_err();
+    assert!(matches!(err, otm_store::StoreError::InvalidUrl { .. }));
+    assert!(err.to_string().contains("`cache`"), "{err}");
+    assert!(SqliteConfig::from_url("sqlite://otm.db?synchronous=off").is_err());
 }
 
 #[tokio::test]

@@ -173,7 +173,8 @@ async fn server_on_redis_from_a_store_url() {
     }
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("otm-srv-{}:", otm_store::conformance::unique_suffix());
-    let (proc, base) = start(&["--store", &url, "--redis-prefix", &prefix], dir.path());
+    let url = format!("{url}?prefix={prefix}");
+    let (proc, base) = start(&["--store", &url], dir.path());
     wait_ready(&base).await;
     let ready: Value = reqwest::get(format!("{base}/readyz"))
         .await
@@ -189,20 +190,32 @@ async fn server_on_redis_from_a_store_url() {
 #[test]
 fn a_bad_store_url_is_a_clear_startup_error() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_otm-server"))
-        .args(["--listen", "127.0.0.1:0", "--store", "ftp://nowhere"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    // What otm-server prints when it refuses to start with `args`.
+    let refused = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_otm-server"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "started with {args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let text = refused(&["--listen", "127.0.0.1:0", "--store", "ftp://nowhere"]);
     assert!(text.contains("unknown store URL"), "{text}");
-    let out = Command::new(env!("CARGO_BIN_EXE_otm-server"))
-        .args(["--max-ttl", "forever"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-ttl"));
+    // A parameter the backend does not know is refused, by name, before
+    // anything is created.
+    let text = refused(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        "sqlite://x.sqlite3?prefix=otm:",
+    ]);
+    assert!(
+        text.contains("unknown SQLite URL parameter `prefix`"),
+        "{text}"
+    );
+    assert!(!dir.path().join("x.sqlite3").exists());
+    assert!(refused(&["--max-ttl", "forever"]).contains("--max-ttl"));
 }
 
 #[tokio::test]

@@ -20,17 +20,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{create, free_port, open, open_request, start, start_with, trials, Created};
+use common::{create, free_port, open, open_request, start, trials, Created};
 use otm_store::conformance::{env_or, skip, start_redis_server, unique_suffix};
 use serde_json::Value;
 
 /// Two replicas on one store; 32 openers, half on each, race per message.
 async fn replica_race(store: &str, label: &str, n: usize) {
-    let prefix = format!("otm-rep-{}:", unique_suffix());
-    let extra = ["--redis-prefix", prefix.as_str()];
     let dir = tempfile::tempdir().unwrap();
-    let a = start_with(store, dir.path(), &extra).await;
-    let b = start_with(store, dir.path(), &extra).await;
+    let a = start(store, dir.path()).await;
+    let b = start(store, dir.path()).await;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()
@@ -123,7 +121,9 @@ async fn replicas_on_redis_and_redis_cluster() {
     if !reachable(&url, up).await {
         return;
     }
-    replica_race(&url, "redis", trials(false)).await;
+    // A private key prefix per run, as a store URL parameter.
+    let prefix = format!("?prefix=otm-rep-{}:", unique_suffix());
+    replica_race(&format!("{url}{prefix}"), "redis", trials(false)).await;
     let seeds = env_or(
         "OTM_TEST_REDIS_CLUSTER_URLS",
         "redis://127.0.0.1:7101,redis://127.0.0.1:7102,redis://127.0.0.1:7103",
@@ -133,7 +133,7 @@ async fn replicas_on_redis_and_redis_cluster() {
         .map(|s| s.trim_start_matches("redis://"))
         .collect();
     replica_race(
-        &format!("redis+cluster://{}", hosts.join(",")),
+        &format!("redis+cluster://{}{prefix}", hosts.join(",")),
         "redis-cluster",
         trials(false),
     )
@@ -149,7 +149,7 @@ async fn replicas_on_postgres() {
     let schema = format!("otm_test_rep_{}", unique_suffix());
     let sep = if pg.contains('?') { '&' } else { '?' };
     replica_race(
-        &format!("{pg}{sep}otm_schema={schema}"),
+        &format!("{pg}{sep}schema={schema}"),
         "postgres",
         trials(false),
     )

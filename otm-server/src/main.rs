@@ -1,14 +1,16 @@
 //! `otm-server`: the reference otm server.
 //!
 //! With no flags it serves on 127.0.0.1:8080 from a SQLite file
-//! (`otm.sqlite3` in the working directory) that it creates.
+//! (`otm.sqlite3` in the working directory) that it creates. `--help` lists
+//! every flag; the store is chosen by URL (`otm_store::connect`), with each
+//! backend's options as URL parameters.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use otm_http::{connect_store, Config, ConnectionLimits, IpNet, RateLimit};
+use otm_http::{Config, ConnectionLimits, IpNet, RateLimit};
 use otm_store::{spawn_purger, BreakerConfig, StoreOptions};
 use tower_http::trace::TraceLayer;
 use tracing_subscriber::EnvFilter;
@@ -22,9 +24,11 @@ struct Args {
     #[arg(long, env = "OTM_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
 
-    /// Where messages are kept: sqlite://PATH, memory:, redis://HOST:PORT,
-    /// redis+cluster://HOST:PORT,HOST:PORT, postgres://USER@HOST/DB,
-    /// s3://BUCKET/PREFIX[?endpoint=URL&path_style=true&region=R].
+    /// Where messages are kept: sqlite://PATH, memory:,
+    /// redis://HOST:PORT[?prefix=otm:], redis+cluster://HOST:PORT,HOST:PORT,
+    /// postgres://USER@HOST/DB[?schema=NAME],
+    /// s3://BUCKET/PREFIX[?endpoint=URL&path_style=true&region=R]. An
+    /// unknown URL parameter is refused, naming it.
     #[arg(long, env = "OTM_STORE", default_value = "sqlite://otm.sqlite3")]
     store: String,
 
@@ -53,10 +57,6 @@ struct Args {
     /// comma-separated).
     #[arg(long, env = "OTM_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxy: Vec<IpNet>,
-
-    /// Key prefix for Redis stores.
-    #[arg(long, env = "OTM_REDIS_PREFIX")]
-    redis_prefix: Option<String>,
 
     /// How often expired messages are purged from stores that need it.
     #[arg(long, env = "OTM_PURGE_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
@@ -127,7 +127,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(args: Args) -> Result<(), String> {
     let options = StoreOptions::default().with_max_failed_attempts(args.max_failed_attempts);
-    let store = connect_store(&args.store, options, args.redis_prefix.as_deref())
+    let store = otm_store::connect(&args.store, options)
         .await
         .map_err(|e| {
             format!(
@@ -154,12 +154,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
     // The trace layer logs method, path and status; never bodies (which
     // hold ciphertext and proofs), and paths carry no secrets.
-    let app = otm_http::router_with_failed_attempts::<()>(
-        Arc::clone(&store),
-        config,
-        args.max_failed_attempts,
-    )
-    .layer(TraceLayer::new_for_http());
+    let app = otm_http::router::<()>(Arc::clone(&store), config).layer(TraceLayer::new_for_http());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
