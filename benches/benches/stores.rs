@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use otm_store::conformance::{env_or, unique_suffix, Fixture};
+use otm_store::conformance::Fixture;
 use otm_store::redis::AsyncCommands;
 use otm_store::{
     BlobStore, MemoryStore, PostgresConfig, PostgresStore, RedisConfig, RedisStore, S3Config,
     S3Store, SqliteConfig, SqliteStore,
 };
+use otm_testkit::unique_suffix;
 
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
 
@@ -252,7 +253,7 @@ fn stores(c: &mut Criterion) {
         .unwrap();
     bench_store(c, &rt, "sqlite", Arc::new(sqlite), &CONCURRENCY);
 
-    let redis_url = env_or("OTM_TEST_REDIS_URL", "redis://127.0.0.1:6379");
+    let redis_url = otm_testkit::env::redis_url();
     let prefix = format!("otm-bench-{}:", unique_suffix());
     if let Ok(store) = rt.block_on(RedisStore::connect(
         RedisConfig::standalone(&redis_url).with_key_prefix(&prefix),
@@ -262,23 +263,18 @@ fn stores(c: &mut Criterion) {
     } else {
         eprintln!("SKIPPED: Redis benches (no server at {redis_url})");
     }
-    let seeds: Vec<String> = env_or(
-        "OTM_TEST_REDIS_CLUSTER_URLS",
-        "redis://127.0.0.1:7101,redis://127.0.0.1:7102,redis://127.0.0.1:7103",
-    )
-    .split(',')
-    .map(str::to_owned)
-    .collect();
+    let seeds: Vec<String> = otm_testkit::env::redis_cluster_urls()
+        .join(",")
+        .split(',')
+        .map(str::to_owned)
+        .collect();
     if let Ok(store) = rt.block_on(RedisStore::connect(
         RedisConfig::cluster(seeds).with_key_prefix(&prefix),
     )) {
         bench_store(c, &rt, "redis_cluster", Arc::new(store), &CONCURRENCY);
     }
 
-    let pg_url = env_or(
-        "OTM_TEST_POSTGRES_URL",
-        "postgres://postgres@127.0.0.1:5432/test",
-    );
+    let pg_url = otm_testkit::env::postgres_url();
     let schema = format!("otm_test_bench_{}", unique_suffix());
     if let Ok(store) = rt.block_on(PostgresStore::connect(
         PostgresConfig::new(&pg_url).with_schema(&schema),
@@ -289,7 +285,7 @@ fn stores(c: &mut Criterion) {
         eprintln!("SKIPPED: PostgreSQL benches (no server at {pg_url})");
     }
 
-    let s3_endpoint = env_or("OTM_TEST_S3_ENDPOINT", "http://127.0.0.1:9100");
+    let s3_endpoint = otm_testkit::env::s3_endpoint();
     let s3 = S3Config::new("otm-test", format!("bench-{}/", unique_suffix()))
         .with_endpoint(&s3_endpoint)
         .with_create_bucket(true)

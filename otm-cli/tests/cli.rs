@@ -6,12 +6,13 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use otm_http::testing::{compose, reveal, value, Driver, TestServer};
-use otm_store::conformance::{env_or, skip, unique_suffix};
 use otm_store::{
     BlobStore, MemoryStore, PostgresConfig, PostgresStore, RedisConfig, RedisStore, S3Config,
     S3Store, SqliteConfig, SqliteStore,
 };
+use otm_testkit::browser::{compose, reveal, value};
+use otm_testkit::{skip, unique_suffix};
+use otm_testkit::{Driver, TestServer};
 use serde_json::Value;
 
 struct Run {
@@ -126,19 +127,13 @@ async fn cli_on_memory_and_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_on_redis_and_redis_cluster() {
-    let url = env_or("OTM_TEST_REDIS_URL", "redis://127.0.0.1:6379");
+    let url = otm_testkit::env::redis_url();
     let prefix = format!("otm-cli-{}:", unique_suffix());
     match RedisStore::connect(RedisConfig::standalone(&url).with_key_prefix(&prefix)).await {
         Ok(s) => life_cycle(Arc::new(s), "redis").await,
         Err(e) => return skip(&format!("Redis at {url}: {e}")).unwrap_or(()),
     }
-    let seeds: Vec<String> = env_or(
-        "OTM_TEST_REDIS_CLUSTER_URLS",
-        "redis://127.0.0.1:7101,redis://127.0.0.1:7102,redis://127.0.0.1:7103",
-    )
-    .split(',')
-    .map(str::to_owned)
-    .collect();
+    let seeds = otm_testkit::env::redis_cluster_urls();
     match RedisStore::connect(RedisConfig::cluster(seeds).with_key_prefix(&prefix)).await {
         Ok(s) => life_cycle(Arc::new(s), "redis-cluster").await,
         Err(e) => skip(&format!("Redis Cluster: {e}")).unwrap_or(()),
@@ -147,16 +142,13 @@ async fn cli_on_redis_and_redis_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_on_postgres_and_s3() {
-    let url = env_or(
-        "OTM_TEST_POSTGRES_URL",
-        "postgres://postgres@127.0.0.1:5432/test",
-    );
+    let url = otm_testkit::env::postgres_url();
     let config = PostgresConfig::new(&url).with_schema(format!("otm_test_{}", unique_suffix()));
     match PostgresStore::connect(config).await {
         Ok(s) => life_cycle(Arc::new(s), "postgres").await,
         Err(e) => return skip(&format!("PostgreSQL at {url}: {e}")).unwrap_or(()),
     }
-    let endpoint = env_or("OTM_TEST_S3_ENDPOINT", "http://127.0.0.1:9100");
+    let endpoint = otm_testkit::env::s3_endpoint();
     let config = S3Config::new("otm-test", format!("cli-{}/", unique_suffix()))
         .with_endpoint(&endpoint)
         .with_create_bucket(true)

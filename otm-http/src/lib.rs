@@ -76,8 +76,6 @@ mod metrics;
 mod pages;
 #[cfg(feature = "serve")]
 pub mod serve;
-#[cfg(feature = "test-support")]
-pub mod testing;
 
 pub use config::{Config, IpNet, RateLimit};
 pub use error::ApiError;

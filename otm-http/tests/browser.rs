@@ -16,13 +16,18 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use otm_core::{Key, Link, Secrets};
-use otm_http::testing::fantoccini::Client;
-use otm_http::testing::{reveal, value, visible, Driver, TestServer};
-use otm_store::conformance::{env_or, skip, unique_suffix};
 use otm_store::{BlobStore, RedisConfig, RedisStore, SqliteConfig, SqliteStore};
+use otm_testkit::browser::fantoccini::Client;
+use otm_testkit::browser::{reveal, value, visible};
+use otm_testkit::{skip, unique_suffix};
+use otm_testkit::{Driver, TestServer};
 use serde_json::{json, Value};
 
-async fn wait_attr(e: &otm_http::testing::fantoccini::elements::Element, name: &str, want: &str) {
+async fn wait_attr(
+    e: &otm_testkit::browser::fantoccini::elements::Element,
+    name: &str,
+    want: &str,
+) {
     let start = Instant::now();
     loop {
         let got = e.attr(name).await.unwrap_or_default();
@@ -205,7 +210,7 @@ async fn full_flow(store: Arc<dyn BlobStore>, label: &str) {
     //    the reader then finds nothing. Another message reads "opened".
     let (sender, _p5) = driver.browser().await;
     let burn_text = format!("to be burned {}", unique_suffix());
-    let (link, status_link) = otm_http::testing::compose(&sender, base, &burn_text, None).await;
+    let (link, status_link) = otm_testkit::browser::compose(&sender, base, &burn_text, None).await;
     keys.push(Link::parse(&link).unwrap().key.to_base64url().to_string());
     tokens.push(status_link.split("#token=").nth(1).unwrap().to_owned());
     sender.goto(&status_link).await.unwrap();
@@ -225,7 +230,8 @@ async fn full_flow(store: Arc<dyn BlobStore>, label: &str) {
     visible(&reader, "#gone").await;
     reader.close().await.unwrap();
     let opened_text = format!("read then checked {}", unique_suffix());
-    let (link, status_link) = otm_http::testing::compose(&sender, base, &opened_text, None).await;
+    let (link, status_link) =
+        otm_testkit::browser::compose(&sender, base, &opened_text, None).await;
     keys.push(Link::parse(&link).unwrap().key.to_base64url().to_string());
     tokens.push(status_link.split("#token=").nth(1).unwrap().to_owned());
     // A link whose fragment was lost: the reader types the key by hand.
@@ -288,7 +294,7 @@ async fn browser_flow_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_flow_on_redis() {
-    let url = env_or("OTM_TEST_REDIS_URL", "redis://127.0.0.1:6379");
+    let url = otm_testkit::env::redis_url();
     let config =
         RedisConfig::standalone(&url).with_key_prefix(format!("otm-e2e-{}:", unique_suffix()));
     let store = match RedisStore::connect(config).await {
@@ -312,11 +318,13 @@ async fn browser_opens_the_shared_json_vectors() {
     let (c, _p) = driver.browser().await;
     c.goto(&format!("{}/", server.base)).await.unwrap();
     visible(&c, "#message").await;
-    c.update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
-        Some(Duration::from_secs(120)),
-        None,
-        None,
-    ))
+    c.update_timeouts(
+        otm_testkit::browser::fantoccini::wd::TimeoutConfiguration::new(
+            Some(Duration::from_secs(120)),
+            None,
+            None,
+        ),
+    )
     .await
     .unwrap();
     let script = r#"

@@ -15,13 +15,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{create, free_port, open, open_request, start, trials, Created};
-use otm_store::conformance::{env_or, skip, start_redis_server, unique_suffix};
+use common::{create, open, open_request, start, trials, Created};
+use otm_testkit::{free_port, skip, unique_suffix, PrivatePostgres, RedisServer};
 use serde_json::Value;
 
 /// Two replicas on one store; 32 openers, half on each, race per message.
@@ -112,7 +111,7 @@ async fn replicas_on_sqlite_share_one_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_redis_and_redis_cluster() {
-    let url = env_or("OTM_TEST_REDIS_URL", "redis://127.0.0.1:6379");
+    let url = otm_testkit::env::redis_url();
     let up = redis::Client::open(url.as_str())
         .unwrap()
         .get_multiplexed_async_connection()
@@ -124,12 +123,9 @@ async fn replicas_on_redis_and_redis_cluster() {
     // A private key prefix per run, as a store URL parameter.
     let prefix = format!("?prefix=otm-rep-{}:", unique_suffix());
     replica_race(&format!("{url}{prefix}"), "redis", trials(false)).await;
-    let seeds = env_or(
-        "OTM_TEST_REDIS_CLUSTER_URLS",
-        "redis://127.0.0.1:7101,redis://127.0.0.1:7102,redis://127.0.0.1:7103",
-    );
+    let seeds = otm_testkit::env::redis_cluster_urls();
     let hosts: Vec<&str> = seeds
-        .split(',')
+        .iter()
         .map(|s| s.trim_start_matches("redis://"))
         .collect();
     replica_race(
@@ -142,10 +138,7 @@ async fn replicas_on_redis_and_redis_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_postgres() {
-    let pg = env_or(
-        "OTM_TEST_POSTGRES_URL",
-        "postgres://postgres@127.0.0.1:5432/test",
-    );
+    let pg = otm_testkit::env::postgres_url();
     let schema = format!("otm_test_rep_{}", unique_suffix());
     let sep = if pg.contains('?') { '&' } else { '?' };
     replica_race(
@@ -158,7 +151,7 @@ async fn replicas_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_s3() {
-    let endpoint = env_or("OTM_TEST_S3_ENDPOINT", "http://127.0.0.1:9100");
+    let endpoint = otm_testkit::env::s3_endpoint();
     if !reachable(
         &endpoint,
         reqwest::get(format!("{endpoint}/moto-api/")).await.is_ok(),
@@ -362,7 +355,7 @@ async fn outage_drill(
 async fn a_redis_outage_is_503_and_the_server_recovers_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let Some(redis) = start_redis_server(port, dir.path()) else {
+    let Some(redis) = RedisServer::start(port, dir.path()) else {
         return;
     };
     let url = format!("redis://127.0.0.1:{port}");
@@ -384,7 +377,7 @@ async fn a_redis_outage_is_503_and_the_server_recovers_by_itself() {
         "redis",
         &server.base,
         async || drop(redis.lock().unwrap().take()),
-        async || *redis.lock().unwrap() = start_redis_server(port, dir.path()),
+        async || *redis.lock().unwrap() = RedisServer::start(port, dir.path()),
         &[
             "create 201",
             "create 503",
@@ -394,197 +387,6 @@ async fn a_redis_outage_is_503_and_the_server_recovers_by_itself() {
         ],
     )
     .await;
-}
-
-/// A private PostgreSQL instance (`initdb` in a temporary directory, its own
-/// port), which a test may stop, crash and restart without touching the
-/// shared server the other tests use. As root it runs as user `postgres`.
-struct PrivatePostgres {
-    dir: tempfile::TempDir,
-    bin: std::path::PathBuf,
-    port: u16,
-    postmaster: Option<Child>,
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        self.kill_9();
-    }
-}
-
-fn postgres_bindir() -> Option<std::path::PathBuf> {
-    if let Ok(dir) = std::env::var("OTM_PG_BINDIR") {
-        return Some(dir.into());
-    }
-    let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("bin"))
-        .filter(|p| p.join("initdb").exists())
-        .collect();
-    versions.sort();
-    versions.pop().or_else(|| {
-        ["/usr/local/bin", "/usr/bin", "/usr/local/pgsql/bin"]
-            .iter()
-            .map(std::path::PathBuf::from)
-            .find(|p| p.join("initdb").exists() && p.join("postgres").exists())
-    })
-}
-
-fn running_as_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-impl PrivatePostgres {
-    fn command(&self, program: &str) -> Command {
-        let path = self.bin.join(program);
-        if running_as_root() {
-            // PostgreSQL refuses to run as root.
-            let mut c = Command::new("setpriv");
-            c.args([
-                "--reuid=postgres",
-                "--regid=postgres",
-                "--init-groups",
-                "--",
-            ])
-            .arg(path);
-            c
-        } else {
-            Command::new(path)
-        }
-    }
-
-    fn init() -> Option<PrivatePostgres> {
-        let Some(bin) = postgres_bindir() else {
-            return skip("no PostgreSQL server binaries (initdb) found; set OTM_PG_BINDIR");
-        };
-        let dir = tempfile::tempdir().unwrap();
-        if running_as_root() {
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                return skip("cannot hand a data directory to user postgres");
-            }
-        }
-        let pg = PrivatePostgres {
-            dir,
-            bin,
-            port: free_port(),
-            postmaster: None,
-        };
-        let out = pg
-            .command("initdb")
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-                "-D",
-            ])
-            .arg(pg.dir.path().join("data"))
-            .output()
-            .unwrap();
-        if !out.status.success() {
-            return skip(&format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Some(pg)
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    /// Starts the server (durable settings: fsync and synchronous commit
-    /// on) and waits until it accepts queries. After a crash the old
-    /// backends may linger a moment, so a refused start is retried.
-    async fn start(&mut self) {
-        let began = Instant::now();
-        loop {
-            let log = std::fs::File::create(self.dir.path().join("postgres.log")).unwrap();
-            let mut child = self
-                .command("postgres")
-                .arg("-D")
-                .arg(self.dir.path().join("data"))
-                .args(["-p", &self.port.to_string()])
-                .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=on"])
-                .args(["-c", "synchronous_commit=on", "-c", "max_connections=60"])
-                .arg("-c")
-                .arg(format!(
-                    "unix_socket_directories={}",
-                    self.dir.path().display()
-                ))
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // exited: retry
-                }
-                let ready = self
-                    .command("pg_isready")
-                    .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if ready {
-                    self.postmaster = Some(child);
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                if began.elapsed() > Duration::from_secs(60) {
-                    let _ = child.kill();
-                    panic!(
-                        "private PostgreSQL did not start: {}",
-                        std::fs::read_to_string(self.dir.path().join("postgres.log"))
-                            .unwrap_or_default()
-                    );
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    }
-
-    /// A clean, fast shutdown (what an operator's restart does).
-    async fn stop(&mut self) {
-        if let Some(mut child) = self.postmaster.take() {
-            let _ = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status();
-            let _ = tokio::task::spawn_blocking(move || child.wait()).await;
-        }
-    }
-
-    /// A crash: SIGKILL to the postmaster and every backend at once.
-    fn kill_9(&mut self) {
-        if let Some(mut child) = self.postmaster.take() {
-            let pid = child.id().to_string();
-            let children = Command::new("pgrep")
-                .args(["-P", &pid])
-                .output()
-                .map(|o| o.stdout)
-                .unwrap_or_default();
-            let mut pids = vec![pid];
-            pids.extend(
-                String::from_utf8_lossy(&children)
-                    .split_whitespace()
-                    .map(str::to_owned),
-            );
-            let _ = Command::new("kill").arg("-9").args(&pids).status();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// After a crash: every message acknowledged before it (at least 50 of
@@ -698,8 +500,7 @@ async fn kill_9_on_sqlite_loses_no_acknowledged_message() {
     // Until the server dies: connection errors end each loop.
     let mut creators = spawn_creators(&server.base, 16, &acked);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let pid = server.child.id().to_string();
-    Command::new("kill").args(["-9", &pid]).status().unwrap();
+    server.process.signal("KILL");
     while creators.join_next().await.is_some() {}
     drop(server);
     let server = start(&url, dir.path()).await;

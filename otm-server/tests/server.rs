@@ -2,59 +2,32 @@
 //! socket, on SQLite (and on Redis), its log free of secrets, a clear error
 //! for a bad store URL, and a clean exit on SIGTERM.
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use otm_core::{seal, Key, Secrets};
+use otm_testkit::{free_port, skip, unique_suffix, OtmServer, Process};
 use serde_json::{json, Value};
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(args: &[&str], dir: &std::path::Path) -> (Proc, String) {
+/// Starts otm-server with `args`, its log piped at `level` (the secrets
+/// check reads it; keep it short enough for the pipe), and waits until it
+/// is ready.
+async fn start(args: &[&str], level: &str, dir: &std::path::Path) -> (Process, String) {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_otm-server"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+    let mut command = OtmServer::command(env!("CARGO_BIN_EXE_otm-server"), port, dir);
+    command
         .args(args)
-        .current_dir(dir)
-        .env("OTM_LOG", "debug")
+        .env("OTM_LOG", level)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    (Proc(child), format!("http://127.0.0.1:{port}"))
-}
-
-async fn wait_ready(base: &str) {
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "server did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .stderr(Stdio::piped());
+    let server = OtmServer {
+        process: Process::spawn(command).unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    server.wait_until("readyz").await;
+    (server.process, server.base)
 }
 
 async fn round_trip(base: &str, text: &str) -> (String, String, String) {
@@ -103,42 +76,16 @@ async fn round_trip(base: &str, text: &str) -> (String, String, String) {
     )
 }
 
-fn stop(mut proc: Proc) -> (Option<i32>, String) {
-    // SIGTERM: the server finishes in-flight requests and exits cleanly.
-    let pid = proc.0.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = proc.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut log = String::new();
-    proc.0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    proc.0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    (status.code(), log)
+/// SIGTERM: the server finishes in-flight requests and exits cleanly; its
+/// exit code and log.
+fn stop(mut proc: Process) -> (Option<i32>, String) {
+    proc.terminate(Duration::from_secs(15))
 }
 
 #[tokio::test]
 async fn server_on_sqlite_serves_logs_no_secrets_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let (proc, base) = start(&[], dir.path());
-    wait_ready(&base).await;
+    let (proc, base) = start(&[], "debug", dir.path()).await;
     // With no --store it creates its SQLite file in the working directory.
     assert!(dir.path().join("otm.sqlite3").exists());
     let page = reqwest::get(format!("{base}/")).await.unwrap();
@@ -161,21 +108,19 @@ async fn server_on_sqlite_serves_logs_no_secrets_and_stops_cleanly() {
 
 #[tokio::test]
 async fn server_on_redis_from_a_store_url() {
-    let url = otm_store::conformance::env_or("OTM_TEST_REDIS_URL", "redis://127.0.0.1:6379");
+    let url = otm_testkit::env::redis_url();
     if redis::Client::open(url.as_str())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .is_err()
     {
-        return otm_store::conformance::skip(&format!("Redis at {url} is unreachable"))
-            .unwrap_or(());
+        return skip(&format!("Redis at {url} is unreachable")).unwrap_or(());
     }
     let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("otm-srv-{}:", otm_store::conformance::unique_suffix());
+    let prefix = format!("otm-srv-{}:", unique_suffix());
     let url = format!("{url}?prefix={prefix}");
-    let (proc, base) = start(&["--store", &url], dir.path());
-    wait_ready(&base).await;
+    let (proc, base) = start(&["--store", &url], "debug", dir.path()).await;
     let ready: Value = reqwest::get(format!("{base}/readyz"))
         .await
         .unwrap()
@@ -220,30 +165,17 @@ fn a_bad_store_url_is_a_clear_startup_error() {
 
 #[tokio::test]
 async fn server_on_s3_from_a_store_url() {
-    let endpoint = otm_store::conformance::env_or("OTM_TEST_S3_ENDPOINT", "http://127.0.0.1:9100");
+    let endpoint = otm_testkit::env::s3_endpoint();
     if reqwest::get(format!("{endpoint}/moto-api/")).await.is_err() {
-        return otm_store::conformance::skip(&format!("no S3 server at {endpoint}")).unwrap_or(());
+        return skip(&format!("no S3 server at {endpoint}")).unwrap_or(());
     }
     let dir = tempfile::tempdir().unwrap();
     let url = format!(
         "s3://otm-test/srv-{}/?endpoint={endpoint}&path_style=true&create_bucket=true&lifecycle_days=8",
-        otm_store::conformance::unique_suffix()
+        unique_suffix()
     );
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_otm-server"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--store", &url])
-        .current_dir(dir.path())
-        // moto accepts any credentials; the SDK's provider chain reads these.
-        .env("AWS_ACCESS_KEY_ID", "otm-test")
-        .env("AWS_SECRET_ACCESS_KEY", "otm-test")
-        .env("AWS_REGION", "us-east-1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let proc = Proc(child);
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(&base).await;
+    // moto accepts any credentials; OtmServer::command sets test ones.
+    let (proc, base) = start(&["--store", &url], "info", dir.path()).await;
     let ready: Value = reqwest::get(format!("{base}/readyz"))
         .await
         .unwrap()

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! `make` returns a fresh, isolated store (its own prefix, schema or file),
-//! or `None` after [`skip`] when its server is unreachable and skipping is allowed.
+//! or `None` when its server is unreachable and the test should be skipped
+//! (this workspace's tests decide that with `otm_testkit::skip`).
 //!
 //! The concurrency and model cases repeat many times ([`Rounds::FULL`]). A
 //! backend whose test server answers slowly (an emulator) can run fewer
@@ -32,35 +33,6 @@ use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
 use crate::{BlobStore, MessageState, NewMessage, StoreError};
-
-/// A private `redis-server` (no persistence) on `port`, killed when
-/// dropped: for tests that stop and restart Redis under a running client.
-#[derive(Debug)]
-pub struct RedisProcess(std::process::Child);
-
-impl Drop for RedisProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts a [`RedisProcess`] on 127.0.0.1:`port` with `dir` as its working
-/// directory, or [`skip`]s when `redis-server` cannot run.
-pub fn start_redis_server(port: u16, dir: &std::path::Path) -> Option<RedisProcess> {
-    let child = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    match child {
-        Ok(c) => Some(RedisProcess(c)),
-        Err(e) => skip(&format!("cannot run redis-server: {e}")),
-    }
-}
 
 /// How many times the suite's repeated cases run: the concurrent-taker race,
 /// the two concurrent wrong-proof cases and the model test.
@@ -104,46 +76,6 @@ impl Rounds {
 
 /// The failed-attempt limit the suite expects (the default).
 pub const MAX_FAILED_ATTEMPTS: u32 = 5;
-
-/// Whether a missing service must fail the run: when `OTM_REQUIRE_SERVICES`
-/// or `CI` is set to anything but `0`/`false`.
-pub fn services_required() -> bool {
-    ["OTM_REQUIRE_SERVICES", "CI"]
-        .iter()
-        .any(|var| std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false"))
-}
-
-/// Reports an unreachable service: panics when services are required,
-/// otherwise prints the reason and returns `None` so the test is skipped.
-pub fn skip<T>(reason: &str) -> Option<T> {
-    assert!(
-        !services_required(),
-        "required service unavailable (OTM_REQUIRE_SERVICES/CI is set): {reason}"
-    );
-    // Written to the real stderr, past libtest's capture, so the reason
-    // shows even though the test counts as passed.
-    use std::io::Write as _;
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: {reason} (set OTM_REQUIRE_SERVICES=1 to make this a failure)"
-    );
-    None
-}
-
-/// The value of an environment variable, or `default`.
-pub fn env_or(var: &str, default: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| default.to_owned())
-}
-
-/// A random suffix for prefixes, schema names and files, so concurrent test
-/// runs never share data.
-pub fn unique_suffix() -> String {
-    MessageId::generate()
-        .expect("OS random number generator")
-        .to_string()
-        .to_ascii_lowercase()
-        .replace('-', "_")
-}
 
 /// A sealed message ready to put, with the secrets to take it.
 pub struct Fixture {

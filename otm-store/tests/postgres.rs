@@ -4,14 +4,12 @@
 
 use std::sync::Arc;
 
-use otm_store::conformance::{env_or, skip, unique_suffix, Fixture};
+use otm_store::conformance::Fixture;
 use otm_store::{BlobStore, PostgresConfig, PostgresStore, StoreError};
+use otm_testkit::{skip, unique_suffix};
 
 fn url() -> String {
-    env_or(
-        "OTM_TEST_POSTGRES_URL",
-        "postgres://postgres@127.0.0.1:5432/test",
-    )
+    otm_testkit::env::postgres_url()
 }
 
 async fn connect() -> Option<PostgresStore> {

@@ -8,10 +8,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use otm_store::conformance::{env_or, skip, start_redis_server, unique_suffix, Fixture};
+use otm_store::conformance::Fixture;
 use otm_store::{
     BlobStore, Breaker, BreakerConfig, BreakerOpen, RedisConfig, RedisStore, StoreError,
 };
+use otm_testkit::{skip, unique_suffix, RedisServer};
 
 #[test]
 fn redis_urls_parse() {
@@ -38,17 +39,11 @@ fn redis_urls_parse() {
 }
 
 fn standalone_url() -> String {
-    env_or("OTM_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+    otm_testkit::env::redis_url()
 }
 
 fn cluster_urls() -> Vec<String> {
-    env_or(
-        "OTM_TEST_REDIS_CLUSTER_URLS",
-        "redis://127.0.0.1:7101,redis://127.0.0.1:7102,redis://127.0.0.1:7103",
-    )
-    .split(',')
-    .map(str::to_owned)
-    .collect()
+    otm_testkit::env::redis_cluster_urls()
 }
 
 async fn connect(config: RedisConfig) -> Option<RedisStore> {
@@ -163,15 +158,13 @@ async fn wait_until_ok(store: &RedisStore, limit: Duration) -> Result<(), StoreE
 
 /// A private redis-server on a free port, a store connected to it, and the
 /// port (to start it again).
-async fn private_redis(
-    dir: &std::path::Path,
-) -> Option<(otm_store::conformance::RedisProcess, u16, RedisStore)> {
+async fn private_redis(dir: &std::path::Path) -> Option<(RedisServer, u16, RedisStore)> {
     // A port the OS just handed out and released: free, unlike a guessed one.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap();
-    let server = start_redis_server(port, dir)?;
+    let server = RedisServer::start(port, dir)?;
     let url = format!("redis://127.0.0.1:{port}");
     let client = redis::Client::open(url.as_str()).unwrap();
     let start = Instant::now();
@@ -202,7 +195,7 @@ async fn redis_store_reconnects_by_itself_after_a_restart() {
     let down = store.take(&f.id, f.proof()).await;
     assert!(matches!(&down, Err(e) if e.is_retryable()), "{down:?}");
 
-    let _server = start_redis_server(port, dir.path()).unwrap();
+    let _server = RedisServer::start(port, dir.path()).unwrap();
     wait_until_ok(&store, Duration::from_secs(15))
         .await
         .expect("store reconnects");
@@ -254,7 +247,7 @@ async fn a_breaker_fails_fast_while_redis_is_down_and_closes_when_it_returns() {
     }
     assert_eq!(breaker.refused(), 10);
 
-    let _server = start_redis_server(port, dir.path()).unwrap();
+    let _server = RedisServer::start(port, dir.path()).unwrap();
     let start = Instant::now();
     let g = Fixture::hour();
     // Through the breaker only: probes after each cooldown find Redis back.

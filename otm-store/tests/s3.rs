@@ -6,8 +6,9 @@
 
 use std::sync::Arc;
 
-use otm_store::conformance::{env_or, skip, unique_suffix, Fixture, Rounds};
+use otm_store::conformance::{Fixture, Rounds};
 use otm_store::{BlobStore, ClaimMethod, S3Config, S3Store, StoreError};
+use otm_testkit::{skip, unique_suffix};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -21,7 +22,7 @@ fn s3_rounds() -> Rounds {
 }
 
 fn endpoint() -> String {
-    env_or("OTM_TEST_S3_ENDPOINT", "http://127.0.0.1:9100")
+    otm_testkit::env::s3_endpoint()
 }
 
 fn config(endpoint: &str, method: ClaimMethod) -> S3Config {

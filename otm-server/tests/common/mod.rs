@@ -1,74 +1,20 @@
 //! Helpers shared by the test files that run real `otm-server` processes.
 #![allow(dead_code)] // each test file uses a different part
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use otm_core::{seal, Key, Secrets};
 use serde_json::{json, Value};
 
 /// A running `otm-server`, killed when dropped.
-pub(crate) struct Server {
-    pub(crate) child: Child,
-    pub(crate) base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub(crate) type Server = otm_testkit::OtmServer;
 
 pub(crate) async fn start(store: &str, dir: &std::path::Path) -> Server {
     start_with(store, dir, &[]).await
 }
 
 pub(crate) async fn start_with(store: &str, dir: &std::path::Path, extra: &[&str]) -> Server {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_otm-server"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--store", store])
-        .args(extra)
-        .args([
-            "--create-per-minute",
-            "10000000",
-            "--open-per-minute",
-            "10000000",
-        ])
-        .current_dir(dir)
-        .env("AWS_ACCESS_KEY_ID", "otm-test")
-        .env("AWS_SECRET_ACCESS_KEY", "otm-test")
-        .env("AWS_REGION", "us-east-1")
-        .env("OTM_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "otm-server on {store} did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Server { child, base }
+    Server::start(env!("CARGO_BIN_EXE_otm-server"), store, dir, extra).await
 }
 
 pub(crate) struct Created {

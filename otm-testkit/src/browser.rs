@@ -1,104 +1,19 @@
-//! Test support (feature `test-support`): serve the router on a loopback
-//! socket with a request log, and drive real headless Chromium through
-//! chromedriver. Used by this workspace's end-to-end tests.
+//! Real headless Chromium driven through chromedriver (WebDriver, with
+//! fantoccini): start a driver, open fresh browsers, and the page steps the
+//! browser tests share.
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
-use axum::Router;
 pub use fantoccini;
 use fantoccini::{Client, ClientBuilder, Locator};
-use otm_store::conformance::skip;
-use otm_store::BlobStore;
 
-use crate::Config;
-
-/// Every request a [`TestServer`] received: method, URI, headers and body.
-pub type RequestLog = Arc<Mutex<Vec<String>>>;
-
-async fn record(State(log): State<RequestLog>, req: Request, next: Next) -> Response {
-    let (parts, body) = req.into_parts();
-    let bytes: Bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
-    let mut entry = format!("{} {}\n", parts.method, parts.uri);
-    for (name, value) in &parts.headers {
-        entry.push_str(&format!(
-            "{name}: {}\n",
-            String::from_utf8_lossy(value.as_bytes())
-        ));
-    }
-    entry.push_str(&String::from_utf8_lossy(&bytes));
-    log.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
-}
-
-/// The otm router on `127.0.0.1:<free port>`, recording every request.
-pub struct TestServer {
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
-    /// What the server received.
-    pub log: RequestLog,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl TestServer {
-    /// Serves `store` with the default configuration.
-    pub async fn start(store: Arc<dyn BlobStore>) -> TestServer {
-        let log: RequestLog = Arc::default();
-        let app: Router = crate::router(store, Config::default())
-            .layer(axum::middleware::from_fn_with_state(log.clone(), record));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let addr = listener.local_addr().expect("bound address");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await;
-        });
-        TestServer {
-            base: format!("http://{addr}"),
-            log,
-            task,
-        }
-    }
-
-    /// The whole request log as one text.
-    pub fn log_text(&self) -> String {
-        self.log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .join("\n----\n")
-    }
-}
+use crate::{free_port, skip, Process};
 
 /// A running chromedriver, stopped on drop.
 pub struct Driver {
-    child: Child,
+    _process: Process,
     url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The Chromium binary, if installed.
@@ -114,27 +29,24 @@ pub fn chromium_binary() -> Option<String> {
 }
 
 impl Driver {
-    /// Starts chromedriver on a free port, or skips (see
-    /// [`otm_store::conformance::skip`]) when Chromium is missing.
+    /// Starts chromedriver on a free port, or [`skip`]s when Chromium is
+    /// missing.
     pub async fn start() -> Option<Driver> {
         if chromium_binary().is_none() {
             return skip("Chromium is not installed (apt-get install chromium chromium-driver)");
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let child = match Command::new("chromedriver")
+        let port = free_port();
+        let mut command = Command::new("chromedriver");
+        command
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(c) => c,
+            .stderr(Stdio::null());
+        let process = match Process::spawn(command) {
+            Ok(p) => p,
             Err(e) => return skip(&format!("cannot run chromedriver: {e}")),
         };
         let driver = Driver {
-            child,
+            _process: process,
             url: format!("http://127.0.0.1:{port}"),
         };
         let start = Instant::now();

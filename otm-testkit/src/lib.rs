@@ -1,0 +1,24 @@
+//! # otm-testkit
+//!
+//! What the otm workspace's tests share, kept out of every published
+//! crate's API (this crate is not published):
+//!
+//! - [`env`](mod@env): service URLs from the environment and the one skip rule
+//!   ([`skip`]: a missing service skips with a printed reason locally and
+//!   fails under `CI` or `OTM_REQUIRE_SERVICES`);
+//! - [`process`]: free ports, a kill-on-drop [`Process`], private
+//!   [`RedisServer`], [`PrivatePostgres`] and [`OtmServer`] processes;
+//! - [`server`]: the otm router in-process on a loopback socket with a
+//!   request log ([`TestServer`]);
+//! - [`browser`]: headless Chromium through chromedriver ([`Driver`]) and
+//!   the page steps the browser tests share.
+
+pub mod browser;
+pub mod env;
+pub mod process;
+pub mod server;
+
+pub use browser::Driver;
+pub use env::{env_or, services_required, skip, unique_suffix};
+pub use process::{free_port, OtmServer, PrivatePostgres, Process, RedisServer};
+pub use server::TestServer;
