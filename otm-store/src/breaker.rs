@@ -215,11 +215,6 @@ impl BlobStore for Breaker {
             .await
     }
 
-    async fn purge_expired(&self) -> Result<u64> {
-        self.guard("purge expired messages", self.inner.purge_expired())
-            .await
-    }
-
     async fn check(&self) -> Result<()> {
         let result = self.inner.check().await;
         let mut ticket = Ticket {
@@ -240,6 +235,13 @@ impl BlobStore for Breaker {
 
     fn breaker(&self) -> Option<&Breaker> {
         Some(self)
+    }
+
+    fn purger(&self) -> Option<&dyn crate::PurgeExpired> {
+        // The purge goes through the breaker too, when the store has one.
+        self.inner
+            .purger()
+            .map(|_| self as &dyn crate::PurgeExpired)
     }
 }
 
@@ -311,6 +313,21 @@ impl Circuit {
             }
         } else {
             Change::None
+        }
+    }
+}
+
+#[async_trait]
+impl crate::PurgeExpired for Breaker {
+    async fn purge_expired(&self) -> Result<u64> {
+        match self.inner.purger() {
+            Some(purger) => {
+                self.guard("purge expired messages", purger.purge_expired())
+                    .await
+            }
+            // Not reached: `purger()` offers this only when the inner store
+            // has one.
+            None => Ok(0),
         }
     }
 }

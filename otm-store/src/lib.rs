@@ -293,8 +293,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 ///   and when — that lives until the message's original expiry and no longer.
 ///   After that, or for unknown IDs, [`StoreError::NotFound`].
 /// - An expired message is never returned, whether or not any purge has run.
-/// - **purge_expired** removes expired messages where the backend does not do so
-///   by itself; [`spawn_purger`] runs it periodically.
+/// - Stores that keep expired messages until someone removes them offer
+///   [`PurgeExpired`] through [`BlobStore::purger`]; [`spawn_purger`] runs it
+///   periodically. Stores whose backend expires by itself offer none.
 /// - Failures of the backend are [`StoreError::Unavailable`] (retryable) or
 ///   [`StoreError::Backend`], with the driver's error as source.
 #[async_trait]
@@ -311,10 +312,6 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
     /// The state of a message or its receipt.
     async fn status(&self, id: &MessageId) -> Result<MessageStatus>;
 
-    /// Removes expired messages; returns how many. Backends with native
-    /// expiry return `Ok(0)`.
-    async fn purge_expired(&self) -> Result<u64>;
-
     /// Checks that the backend answers (for readiness probes).
     async fn check(&self) -> Result<()>;
 
@@ -329,17 +326,36 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
     fn breaker(&self) -> Option<&Breaker> {
         None
     }
+    /// The store's purge of expired messages, when it needs one: memory,
+    /// SQLite and PostgreSQL keep expired rows (never serving them) until
+    /// purged; Redis (key TTLs) and S3 (the bucket's lifecycle rule) expire
+    /// by themselves and return `None`.
+    fn purger(&self) -> Option<&dyn PurgeExpired> {
+        None
+    }
 }
 
-/// Runs [`BlobStore::purge_expired`] every `every` until the handle is dropped.
-/// Errors are logged and retried at the next tick.
-pub fn spawn_purger(store: Arc<dyn BlobStore>, every: Duration) -> PurgerHandle {
+/// Removing expired messages, for the stores that keep them until someone
+/// does (see [`BlobStore::purger`]).
+#[async_trait]
+pub trait PurgeExpired: Send + Sync {
+    /// Removes expired messages and receipts past their expiry; returns how
+    /// many.
+    async fn purge_expired(&self) -> Result<u64>;
+}
+
+/// Runs the store's [`PurgeExpired`] every `every` until the handle is
+/// dropped; `None` (nothing to run) for a store that needs no purge. Errors
+/// are logged and retried at the next tick.
+pub fn spawn_purger(store: Arc<dyn BlobStore>, every: Duration) -> Option<PurgerHandle> {
+    store.purger()?;
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match store.purge_expired().await {
+            let Some(purger) = store.purger() else { return };
+            match purger.purge_expired().await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(
                     backend = store.backend_name(),
@@ -352,7 +368,7 @@ pub fn spawn_purger(store: Arc<dyn BlobStore>, every: Duration) -> PurgerHandle 
             }
         }
     });
-    PurgerHandle(task)
+    Some(PurgerHandle(task))
 }
 
 /// Stops the purge task when dropped.

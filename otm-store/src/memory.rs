@@ -10,7 +10,7 @@ use otm_core::{ClaimProof, ClaimVerifier, MessageId};
 
 use crate::{
     check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, MessageState, MessageStatus,
-    NewMessage, Result, StoreError, StoreOptions,
+    NewMessage, PurgeExpired, Result, StoreError, StoreOptions,
 };
 
 /// A [`BlobStore`] in memory: a mutex around a map. Atomic within one process
@@ -194,15 +194,6 @@ impl BlobStore for MemoryStore {
         }
     }
 
-    async fn purge_expired(&self) -> Result<u64> {
-        let now = unix_ms(SystemTime::now());
-        let mut maps = self.lock();
-        let before = maps.messages.len() + maps.receipts.len();
-        maps.messages.retain(|_, e| e.expires_at_ms > now);
-        maps.receipts.retain(|_, r| r.expires_at_ms > now);
-        Ok((before - maps.messages.len() - maps.receipts.len()) as u64)
-    }
-
     async fn check(&self) -> Result<()> {
         Ok(())
     }
@@ -213,5 +204,21 @@ impl BlobStore for MemoryStore {
 
     fn options(&self) -> &StoreOptions {
         &self.opts
+    }
+
+    fn purger(&self) -> Option<&dyn PurgeExpired> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl PurgeExpired for MemoryStore {
+    async fn purge_expired(&self) -> Result<u64> {
+        let now = unix_ms(SystemTime::now());
+        let mut maps = self.lock();
+        let before = maps.messages.len() + maps.receipts.len();
+        maps.messages.retain(|_, e| e.expires_at_ms > now);
+        maps.receipts.retain(|_, r| r.expires_at_ms > now);
+        Ok((before - maps.messages.len() - maps.receipts.len()) as u64)
     }
 }

@@ -9,7 +9,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use crate::sql::{classify, finish_take, message_status, receipt_status, BURNED, OPENED};
 use crate::url::{invalid_url, Query};
 use crate::{
-    check_new, unix_ms, BlobStore, MessageStatus, NewMessage, Result, StoreError, StoreOptions,
+    check_new, unix_ms, BlobStore, MessageStatus, NewMessage, PurgeExpired, Result, StoreError,
+    StoreOptions,
 };
 use otm_core::ClaimVerifier;
 
@@ -125,7 +126,7 @@ impl std::str::FromStr for PostgresConfig {
 /// locking, concurrent deleters of one row wait for the first and then find
 /// it gone, so exactly one caller receives the message across any number of
 /// replicas. Rows carry their expiry and every statement compares it;
-/// [`BlobStore::purge_expired`] (run it with [`crate::spawn_purger`]) deletes
+/// [`PurgeExpired::purge_expired`](crate::PurgeExpired::purge_expired) (run it with [`crate::spawn_purger`]) deletes
 /// expired rows in batches.
 ///
 /// Indexes: the primary key (B-tree on `id`) serves put, take and delete; a
@@ -380,43 +381,6 @@ impl BlobStore for PostgresStore {
         receipt_status(&row, op)
     }
 
-    async fn purge_expired(&self) -> Result<u64> {
-        let mut total = 0;
-        loop {
-            let done = sqlx::query(&format!(
-                "DELETE FROM {t} WHERE id IN
-                     (SELECT id FROM {t} WHERE expires_at_ms <= $1 OR failed_attempts >= $3 LIMIT $2)",
-                t = self.table
-            ))
-            .bind(unix_ms(SystemTime::now()))
-            .bind(PURGE_BATCH)
-            .bind(i64::from(self.opts.max_failed_attempts))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| classify("purge expired messages", e))?;
-            total += done.rows_affected();
-            if done.rows_affected() < PURGE_BATCH as u64 {
-                break;
-            }
-        }
-        loop {
-            let done = sqlx::query(&format!(
-                "DELETE FROM {r} WHERE id IN
-                     (SELECT id FROM {r} WHERE expires_at_ms <= $1 LIMIT $2)",
-                r = self.receipts
-            ))
-            .bind(unix_ms(SystemTime::now()))
-            .bind(PURGE_BATCH)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| classify("purge expired receipts", e))?;
-            total += done.rows_affected();
-            if done.rows_affected() < PURGE_BATCH as u64 {
-                return Ok(total);
-            }
-        }
-    }
-
     async fn check(&self) -> Result<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -431,6 +395,10 @@ impl BlobStore for PostgresStore {
 
     fn options(&self) -> &StoreOptions {
         &self.opts
+    }
+
+    fn purger(&self) -> Option<&dyn PurgeExpired> {
+        Some(self)
     }
 }
 
@@ -475,5 +443,45 @@ impl PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| classify(op, e))
+    }
+}
+
+#[async_trait]
+impl PurgeExpired for PostgresStore {
+    async fn purge_expired(&self) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let done = sqlx::query(&format!(
+                "DELETE FROM {t} WHERE id IN
+                     (SELECT id FROM {t} WHERE expires_at_ms <= $1 OR failed_attempts >= $3 LIMIT $2)",
+                t = self.table
+            ))
+            .bind(unix_ms(SystemTime::now()))
+            .bind(PURGE_BATCH)
+            .bind(i64::from(self.opts.max_failed_attempts))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| classify("purge expired messages", e))?;
+            total += done.rows_affected();
+            if done.rows_affected() < PURGE_BATCH as u64 {
+                break;
+            }
+        }
+        loop {
+            let done = sqlx::query(&format!(
+                "DELETE FROM {r} WHERE id IN
+                     (SELECT id FROM {r} WHERE expires_at_ms <= $1 LIMIT $2)",
+                r = self.receipts
+            ))
+            .bind(unix_ms(SystemTime::now()))
+            .bind(PURGE_BATCH)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| classify("purge expired receipts", e))?;
+            total += done.rows_affected();
+            if done.rows_affected() < PURGE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
     }
 }

@@ -397,11 +397,6 @@ impl BlobStore for RedisStore {
         }
     }
 
-    async fn purge_expired(&self) -> Result<u64> {
-        // Redis expires keys by itself.
-        Ok(0)
-    }
-
     async fn check(&self) -> Result<()> {
         let _: String = self.command("check Redis", &redis::cmd("PING")).await?;
         Ok(())

@@ -871,12 +871,6 @@ impl BlobStore for S3Store {
         })
     }
 
-    async fn purge_expired(&self) -> Result<u64> {
-        // The bucket's lifecycle rule removes expired objects
-        // ([`S3Store::install_lifecycle_rule`]); takes never return them.
-        Ok(0)
-    }
-
     async fn check(&self) -> Result<()> {
         self.client
             .head_bucket()

@@ -15,7 +15,8 @@ use sqlx::Row;
 use crate::sql::{classify, finish_take, message_status, receipt_status, BURNED, OPENED};
 use crate::url::{invalid_url, Query};
 use crate::{
-    check_new, unix_ms, BlobStore, MessageStatus, NewMessage, Result, StoreError, StoreOptions,
+    check_new, unix_ms, BlobStore, MessageStatus, NewMessage, PurgeExpired, Result, StoreError,
+    StoreOptions,
 };
 use otm_core::ClaimVerifier;
 
@@ -103,7 +104,7 @@ impl SqliteConfig {
 /// Take is one `DELETE … RETURNING` statement, which SQLite runs under its
 /// database write lock, so exactly one caller gets a message even with many
 /// processes on one file. Expired rows are never returned (the statements
-/// compare the expiry) and [`BlobStore::purge_expired`] deletes them.
+/// compare the expiry) and [`PurgeExpired::purge_expired`](crate::PurgeExpired::purge_expired) deletes them.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -338,25 +339,6 @@ impl BlobStore for SqliteStore {
         receipt_status(&row, op)
     }
 
-    async fn purge_expired(&self) -> Result<u64> {
-        let op = "purge expired messages";
-        let now = unix_ms(SystemTime::now());
-        let messages = sqlx::query(
-            "DELETE FROM otm_messages WHERE expires_at_ms <= ?1 OR failed_attempts >= ?2",
-        )
-        .bind(now)
-        .bind(i64::from(self.opts.max_failed_attempts))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| classify(op, e))?;
-        let receipts = sqlx::query("DELETE FROM otm_receipts WHERE expires_at_ms <= ?1")
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| classify(op, e))?;
-        Ok(messages.rows_affected() + receipts.rows_affected())
-    }
-
     async fn check(&self) -> Result<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -371,6 +353,10 @@ impl BlobStore for SqliteStore {
 
     fn options(&self) -> &StoreOptions {
         &self.opts
+    }
+
+    fn purger(&self) -> Option<&dyn PurgeExpired> {
+        Some(self)
     }
 }
 
@@ -433,5 +419,59 @@ impl FromStr for SqliteConfig {
     type Err = StoreError;
     fn from_str(url: &str) -> Result<Self> {
         Self::from_url(url)
+    }
+}
+
+/// The purge of dead message rows: expired, or burned by wrong proofs.
+/// Migration 3 indexes both columns so SQLite answers the `OR` from indexes
+/// (the test below checks the plan of this very statement).
+const PURGE_MESSAGES: &str =
+    "DELETE FROM otm_messages WHERE expires_at_ms <= ?1 OR failed_attempts >= ?2";
+
+#[async_trait]
+impl PurgeExpired for SqliteStore {
+    async fn purge_expired(&self) -> Result<u64> {
+        let op = "purge expired messages";
+        let now = unix_ms(SystemTime::now());
+        let messages = sqlx::query(PURGE_MESSAGES)
+            .bind(now)
+            .bind(i64::from(self.opts.max_failed_attempts))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| classify(op, e))?;
+        let receipts = sqlx::query("DELETE FROM otm_receipts WHERE expires_at_ms <= ?1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| classify(op, e))?;
+        Ok(messages.rows_affected() + receipts.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_purge_reads_only_what_it_deletes() {
+        // The purge's condition has an `OR`: SQLite answers it from indexes
+        // only when both columns have one (migration 3); otherwise it scans
+        // every row. This is the plan of the store's own statement.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(SqliteConfig::new(dir.path().join("otm.sqlite3")))
+            .await
+            .unwrap();
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {PURGE_MESSAGES}"))
+            .bind(0_i64)
+            .bind(5_i64)
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
+            .collect();
+        let plan = plan.join(" | ");
+        assert!(plan.contains("MULTI-INDEX OR"), "{plan}");
+        assert!(!plan.contains("SCAN otm_messages"), "{plan}");
     }
 }

@@ -20,7 +20,12 @@ async fn memory_keeps_exactly_the_ciphertext_and_purges() {
     let short = Fixture::new("x", std::time::Duration::from_millis(50));
     store.put(&short.id, short.message.clone()).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(120)).await;
-    assert_eq!(store.purge_expired().await.unwrap(), 1);
+    assert_eq!(
+        otm_store::PurgeExpired::purge_expired(&store)
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(store.len(), 1);
 }
 

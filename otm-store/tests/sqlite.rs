@@ -81,28 +81,3 @@ fn sqlite_urls_parse() {
     assert!(err.to_string().contains("`cache`"), "{err}");
     assert!(SqliteConfig::from_url("sqlite://otm.db?synchronous=off").is_err());
 }
-
-#[tokio::test]
-async fn sqlite_purge_reads_only_what_it_deletes() {
-    // The purge's condition has an `OR`: SQLite answers it from indexes only
-    // when both columns have one (migration 3); otherwise it scans every row.
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(SqliteConfig::new(dir.path().join("otm.sqlite3")))
-        .await
-        .unwrap();
-    let plan: Vec<String> = otm_store::sqlx::query(
-        "EXPLAIN QUERY PLAN \
-         DELETE FROM otm_messages WHERE expires_at_ms <= ?1 OR failed_attempts >= ?2",
-    )
-    .bind(0_i64)
-    .bind(5_i64)
-    .fetch_all(store.pool())
-    .await
-    .unwrap()
-    .iter()
-    .map(|row| otm_store::sqlx::Row::get::<String, _>(row, "detail"))
-    .collect();
-    let plan = plan.join(" | ");
-    assert!(plan.contains("MULTI-INDEX OR"), "{plan}");
-    assert!(!plan.contains("SCAN otm_messages"), "{plan}");
-}
