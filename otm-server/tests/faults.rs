@@ -1,4 +1,6 @@
-//! Proof under faults, with real `otm-server` processes:
+//! Proof under faults, with real `otm-server` processes (one file past 500
+//! lines on purpose: the drills share the load clients and the
+//! exactly-once check):
 //!
 //! - exactly once across replicas: two servers on one store, 32 openers split
 //!   across both racing for each message (`OTM_REPLICA_TRIALS`, default 200,

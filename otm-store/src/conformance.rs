@@ -1,6 +1,9 @@
 //! The conformance suite: one set of behaviours every [`BlobStore`] must
 //! show, run by each backend's tests against its real server.
 //!
+//! One file past 500 lines on purpose: it is one contract, a function per
+//! case plus the reference model, and third-party backends read it whole.
+//!
 //! Use it for your own backend with [`conformance_suite!`](crate::conformance_suite):
 //!
 //! ```ignore
