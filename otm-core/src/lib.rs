@@ -32,6 +32,7 @@
 //! # Ok::<(), otm_core::Error>(())
 //! ```
 
+pub mod api;
 mod b64;
 mod envelope;
 mod error;
@@ -42,6 +43,7 @@ mod secrets;
 #[cfg(test)]
 mod tests;
 
+pub use api::ErrorCode;
 pub use envelope::{
     bucket_for, char_count, open, seal, validate, EnvelopeInfo, Flags, Header, HEADER_LEN, MAGIC,
     MAX_ENVELOPE_LEN, MAX_MESSAGE_CHARS, MIN_ENVELOPE_LEN, NONCE_LEN, PADDING_BUCKETS, TAG_LEN,

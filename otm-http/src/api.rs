@@ -1,5 +1,6 @@
 //! The JSON API under `/api/v1`.
 
+use otm_core::ErrorCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
@@ -155,27 +156,31 @@ fn check_create(
     if req.envelope.len() > MAX_ENVELOPE_B64 {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            ErrorCode::TooLarge,
             format!("The envelope is larger than the maximum of {MAX_ENVELOPE_LEN} bytes."),
         ));
     }
     let envelope = URL_SAFE_NO_PAD
         .decode(req.envelope.as_bytes())
-        .map_err(|_| ApiError::bad_request("bad_envelope", "envelope is not unpadded base64url"))?;
+        .map_err(|_| {
+            ApiError::bad_request(ErrorCode::BadEnvelope, "envelope is not unpadded base64url")
+        })?;
     validate(&envelope).map_err(|e| match e {
-        otm_core::Error::TooLarge { .. } => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
-        }
-        _ => ApiError::bad_request("bad_envelope", e.to_string()),
+        otm_core::Error::TooLarge { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooLarge,
+            e.to_string(),
+        ),
+        _ => ApiError::bad_request(ErrorCode::BadEnvelope, e.to_string()),
     })?;
     let verifier = ClaimVerifier::from_base64url(&req.verifier)
-        .map_err(|e| ApiError::bad_request("bad_verifier", format!("verifier: {e}")))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::BadVerifier, format!("verifier: {e}")))?;
     let config = &otm.0.config;
     let ttl = match req.ttl_seconds {
         None => config.default_ttl,
         Some(0) => {
             return Err(ApiError::bad_request(
-                "bad_ttl",
+                ErrorCode::BadTtl,
                 "ttl_seconds must be at least 1",
             ))
         }
@@ -183,7 +188,7 @@ fn check_create(
     };
     if ttl > config.max_ttl {
         return Err(ApiError::bad_request(
-            "ttl_too_long",
+            ErrorCode::TtlTooLong,
             format!(
                 "ttl_seconds is {}; this server keeps messages at most {} ({} s)",
                 ttl.as_secs(),
@@ -220,12 +225,12 @@ pub(crate) async fn open(
         .inspect_err(|_| otm.0.metrics.count(Outcome::RateLimited))?;
     let id: MessageId = id.parse().map_err(|e: otm_core::Error| {
         otm.0.metrics.count(Outcome::BadRequest);
-        ApiError::bad_request("bad_id", e.to_string())
+        ApiError::bad_request(ErrorCode::BadId, e.to_string())
     })?;
     let ApiJson(req) = request.inspect_err(|_| otm.0.metrics.count(Outcome::BadRequest))?;
     let proof = ClaimProof::from_base64url(&req.proof).map_err(|e| {
         otm.0.metrics.count(Outcome::BadRequest);
-        ApiError::bad_request("bad_proof", format!("proof: {e}"))
+        ApiError::bad_request(ErrorCode::BadProof, format!("proof: {e}"))
     })?;
     match otm.0.store.take(&id, &proof).await {
         Ok(envelope) => {
@@ -254,7 +259,7 @@ pub(crate) async fn open(
 fn rng_failed() -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
+        ErrorCode::Internal,
         "Random number generator failed.",
     )
 }
@@ -272,7 +277,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
         let required = || {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "token_required",
+                ErrorCode::TokenRequired,
                 "Send the management token as Authorization: Bearer <token>.",
             )
         };
@@ -326,13 +331,13 @@ async fn managed(
         .inspect_err(|_| otm.0.metrics.count(Outcome::RateLimited))?;
     let id: MessageId = id
         .parse()
-        .map_err(|e: otm_core::Error| ApiError::bad_request("bad_id", e.to_string()))?;
+        .map_err(|e: otm_core::Error| ApiError::bad_request(ErrorCode::BadId, e.to_string()))?;
     let status = match otm.0.store.status(&id).await {
         Ok(s) => s,
         Err(StoreError::NotFound) => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                "not_found",
+                ErrorCode::NotFound,
                 "This message has expired, or the link is wrong.",
             ))
         }
@@ -342,7 +347,7 @@ async fn managed(
         Some(v) if v.verify_token(token) => Ok((id, status)),
         _ => Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "wrong_token",
+            ErrorCode::WrongToken,
             "This management token does not belong to this message.",
         )),
     }
@@ -369,7 +374,7 @@ pub(crate) async fn burn(
     let (id, status) = managed(&otm, ip, &id, &token).await?;
     let not_waiting = |status: &MessageStatus| {
         let mut body = serde_json::to_value(StatusBody::from(status)).unwrap_or_default();
-        body["error"] = "not_waiting".into();
+        body["error"] = ErrorCode::NotWaiting.as_str().into();
         body["message"] = format!(
             "The message is {} and can no longer be destroyed.",
             status.state.as_str()

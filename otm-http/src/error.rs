@@ -6,6 +6,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use otm_core::ErrorCode;
 use otm_store::StoreError;
 use serde::Serialize;
 
@@ -13,7 +14,7 @@ use serde::Serialize;
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     attempts_left: Option<u32>,
     retry_after_secs: Option<u64>,
@@ -29,7 +30,7 @@ struct Body<'a> {
 
 impl ApiError {
     /// An error with a status, a stable machine-readable code and a message for people.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -40,7 +41,7 @@ impl ApiError {
     }
 
     /// 400 with a code and message.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
@@ -48,7 +49,7 @@ impl ApiError {
     pub fn gone() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             "This message was already opened or has expired.",
         )
     }
@@ -57,7 +58,7 @@ impl ApiError {
     pub fn rate_limited(retry_after_secs: u64) -> Self {
         let mut e = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!("Too many requests; try again in {retry_after_secs} s."),
         );
         e.retry_after_secs = Some(retry_after_secs);
@@ -70,7 +71,7 @@ impl ApiError {
     }
 
     /// The machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         self.code
     }
 }
@@ -78,7 +79,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {
-            error: self.code,
+            error: self.code.as_str(),
             message: &self.message,
             attempts_left: self.attempts_left,
         };
@@ -103,21 +104,21 @@ impl From<StoreError> for ApiError {
                 } else {
                     format!("Wrong key or passphrase. {attempts_left} attempts left.")
                 };
-                let mut e = ApiError::new(StatusCode::FORBIDDEN, "wrong_proof", message);
+                let mut e = ApiError::new(StatusCode::FORBIDDEN, ErrorCode::WrongProof, message);
                 e.attempts_left = Some(attempts_left);
                 e
             }
             StoreError::Conflict => ApiError::new(
                 StatusCode::CONFLICT,
-                "conflict",
+                ErrorCode::Conflict,
                 "A message with this ID already exists.",
             ),
             StoreError::TooLarge { len, max } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
+                ErrorCode::TooLarge,
                 format!("The envelope is {len} bytes; the limit is {max}."),
             ),
-            StoreError::Invalid { reason } => ApiError::bad_request("invalid", reason),
+            StoreError::Invalid { reason } => ApiError::bad_request(ErrorCode::Invalid, reason),
             StoreError::Unavailable { ref source, .. } => {
                 if source.is::<otm_store::BreakerOpen>() {
                     // The breaker logged when it opened; not once a request.
@@ -127,7 +128,7 @@ impl From<StoreError> for ApiError {
                 }
                 let mut e = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
+                    ErrorCode::StoreUnavailable,
                     "The message store is temporarily unavailable; try again shortly.",
                 );
                 e.retry_after_secs = Some(2);
@@ -137,7 +138,7 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %chain(&other), "store error");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
+                    ErrorCode::Internal,
                     "Internal error; it has been logged.",
                 )
             }
@@ -150,22 +151,24 @@ impl From<JsonRejection> for ApiError {
         match rejection {
             JsonRejection::MissingJsonContentType(_) => ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "Send the body as JSON with Content-Type: application/json.",
             ),
             JsonRejection::JsonSyntaxError(_) => {
-                ApiError::bad_request("bad_json", "The body is not valid JSON.")
+                ApiError::bad_request(ErrorCode::BadJson, "The body is not valid JSON.")
             }
             // serde's text names the field and the expected type, not the value.
-            JsonRejection::JsonDataError(e) => ApiError::bad_request("bad_field", e.body_text()),
+            JsonRejection::JsonDataError(e) => {
+                ApiError::bad_request(ErrorCode::BadField, e.body_text())
+            }
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
+                    ErrorCode::TooLarge,
                     "The request body is larger than the largest possible message.",
                 )
             }
-            other => ApiError::new(other.status(), "bad_body", other.body_text()),
+            other => ApiError::new(other.status(), ErrorCode::BadBody, other.body_text()),
         }
     }
 }

@@ -57,6 +57,7 @@
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness (checks the store) |
 //! | `GET /metrics` | Prometheus metrics |
 
+use otm_core::ErrorCode;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -190,7 +191,7 @@ async fn readyz(State(otm): State<Otm>) -> Response {
             tracing::warn!(error = %error::chain(&e), "readiness check failed");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
+                ErrorCode::StoreUnavailable,
                 "The message store does not answer.",
             )
             .into_response()
@@ -213,7 +214,7 @@ async fn metrics_text(State(otm): State<Otm>) -> impl IntoResponse {
 async fn no_route() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "no_route",
+        ErrorCode::NoRoute,
         "There is nothing at this address.",
     )
 }
@@ -221,7 +222,7 @@ async fn no_route() -> ApiError {
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "This address does not accept that method.",
     )
 }
@@ -268,16 +269,17 @@ async fn receive_within(
         }
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            ErrorCode::TooLarge,
             "The request body is larger than the largest possible message.",
         )
         .into_response(),
         Ok(Err(_)) => {
-            ApiError::bad_request("bad_body", "The request body could not be read.").into_response()
+            ApiError::bad_request(ErrorCode::BadBody, "The request body could not be read.")
+                .into_response()
         }
         Err(_) => ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             "The request took too long to arrive; send it again.",
         )
         .into_response(),

@@ -5,6 +5,7 @@
 use axum::extract::{OriginalUri, Path};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
+use otm_core::ErrorCode;
 
 use crate::error::ApiError;
 
@@ -109,8 +110,11 @@ pub(crate) async fn asset(Path(file): Path<String>) -> Response {
             *body,
         )
             .into_response(),
-        None => {
-            ApiError::new(StatusCode::NOT_FOUND, "no_such_asset", "No such asset.").into_response()
-        }
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NoSuchAsset,
+            "No such asset.",
+        )
+        .into_response(),
     }
 }

@@ -722,3 +722,21 @@ async fn metrics_show_the_breaker_given_and_none_when_none_is_asked_for() {
     let metrics = send(&plain, get("/metrics")).await.text();
     assert!(!metrics.contains("otm_store_breaker_open"), "{metrics}");
 }
+
+#[test]
+fn the_openapi_document_lists_exactly_the_error_codes() {
+    use std::collections::BTreeSet;
+    let doc: Value = serde_json::from_str(otm_http::OPENAPI_JSON).unwrap();
+    let listed: BTreeSet<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]
+        ["enum"]
+        .as_array()
+        .expect("the Error schema enumerates its codes")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let codes: BTreeSet<&str> = otm_core::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    assert_eq!(listed, codes);
+}
