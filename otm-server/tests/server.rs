@@ -76,6 +76,21 @@ async fn round_trip(base: &str, text: &str) -> (String, String, String) {
     )
 }
 
+/// otm-server on the store `url`: ready on the `backend` it names, one
+/// message round trip, a clean exit on SIGTERM.
+async fn serves_from_url(url: &str, backend: &str, level: &str, dir: &std::path::Path) {
+    let (proc, base) = start(&["--store", url], level, dir).await;
+    let ready: Value = reqwest::get(format!("{base}/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["store"], backend);
+    round_trip(&base, &format!("over {backend}")).await;
+    assert_eq!(stop(proc).0, Some(0));
+}
+
 /// SIGTERM: the server finishes in-flight requests and exits cleanly; its
 /// exit code and log.
 fn stop(mut proc: Process) -> (Option<i32>, String) {
@@ -120,16 +135,7 @@ async fn server_on_redis_from_a_store_url() {
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("otm-srv-{}:", unique_suffix());
     let url = format!("{url}?prefix={prefix}");
-    let (proc, base) = start(&["--store", &url], "debug", dir.path()).await;
-    let ready: Value = reqwest::get(format!("{base}/readyz"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(ready["store"], "redis");
-    round_trip(&base, "over redis").await;
-    assert_eq!(stop(proc).0, Some(0));
+    serves_from_url(&url, "redis", "debug", dir.path()).await;
 }
 
 #[test]
@@ -175,14 +181,5 @@ async fn server_on_s3_from_a_store_url() {
         unique_suffix()
     );
     // moto accepts any credentials; OtmServer::command sets test ones.
-    let (proc, base) = start(&["--store", &url], "info", dir.path()).await;
-    let ready: Value = reqwest::get(format!("{base}/readyz"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(ready["store"], "s3");
-    round_trip(&base, "over s3").await;
-    assert_eq!(stop(proc).0, Some(0));
+    serves_from_url(&url, "s3", "info", dir.path()).await;
 }

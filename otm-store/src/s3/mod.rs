@@ -287,14 +287,7 @@ impl BlobStore for S3Store {
             });
         }
         let key = format!("{}.receipt", self.key_of(id));
-        let meta = match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-        {
+        let meta = match self.head_request(&key).send().await {
             Ok(out) => out.metadata().cloned().unwrap_or_default(),
             Err(e) if is_not_found(&e) => return Err(StoreError::NotFound),
             Err(e) => return Err(classify("read a receipt", e)),

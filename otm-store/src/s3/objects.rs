@@ -13,6 +13,14 @@ impl S3Store {
         self.client.delete_object().bucket(&self.bucket).key(key)
     }
 
+    /// A `HeadObject` request for `key` in this store's bucket.
+    pub(super) fn head_request(
+        &self,
+        key: &str,
+    ) -> aws_sdk_s3::operation::head_object::builders::HeadObjectFluentBuilder {
+        self.client.head_object().bucket(&self.bucket).key(key)
+    }
+
     /// `PutObject` with `If-None-Match: *`: `Some(etag)` if created, `None`
     /// if the key exists.
     pub(super) async fn put_if_absent(
@@ -70,14 +78,7 @@ impl S3Store {
                 Err(e) => return Err(classify("read a message", e)),
             }
         } else {
-            match self
-                .client
-                .head_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .send()
-                .await
-            {
+            match self.head_request(&key).send().await {
                 Ok(out) => (
                     out.e_tag().unwrap_or_default().to_owned(),
                     out.metadata().cloned().unwrap_or_default(),
@@ -201,14 +202,7 @@ impl S3Store {
             found.gen,
             self.opts.max_failed_attempts
         );
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(&last)
-            .send()
-            .await
-        {
+        match self.head_request(&last).send().await {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
             Err(e) => Err(classify("count attempts", e)),

@@ -66,14 +66,7 @@ impl S3Store {
             // failed": either way not a conditional delete to rely on.
             _ => false,
         };
-        let still_there = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-            .is_ok();
+        let still_there = self.head_request(&key).send().await.is_ok();
         let _ = self.delete_request(&key).if_match(&etag).send().await;
         let again = self.delete_request(&key).if_match(&etag).send().await;
         let honours_missing = matches!(&again, Err(e) if is_status(e, 404) || is_status(e, 412));
