@@ -8,9 +8,9 @@
 //   DELETE {base}/api/v1/messages/{id}      (Authorization: Bearer <manage token>)
 // Binary values travel as unpadded base64url text.
 
-import { decodeBase64url, encodeBase64url } from './otm-format.js';
+import { decodeBase64url, encodeBase64url, parseManageToken } from './otm-format.js';
 
-export const API_PATHS = Object.freeze({
+const API_PATHS = Object.freeze({
   config: '/api/v1/config',
   messages: '/api/v1/messages',
   open: (id) => `/api/v1/messages/${encodeURIComponent(id)}/open`,
@@ -43,9 +43,6 @@ export function basePath() {
   return base.replace(/\/+$/, '');
 }
 
-// A management token: 32 bytes as unpadded base64url.
-const TOKEN_RE = /^[A-Za-z0-9_-]{43}$/;
-
 function asText(value) {
   return typeof value === 'string' ? value : encodeBase64url(value);
 }
@@ -55,7 +52,9 @@ async function request(method, path, body, token) {
   if (token !== undefined) {
     // Checked here so a damaged token never reaches fetch (which would throw
     // on some characters) or the server as something else.
-    if (typeof token !== 'string' || !TOKEN_RE.test(token)) {
+    try {
+      parseManageToken(token).fill(0); // 43 characters of canonical base64url
+    } catch {
       throw new ApiError(0, 'token_required', 'The status link is incomplete: its token is missing or damaged.');
     }
     headers.Authorization = `Bearer ${token}`;

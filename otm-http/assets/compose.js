@@ -10,6 +10,7 @@ import {
   claimVerifier,
   deriveSecrets,
   formatLink,
+  formatManageLink,
   generateKey,
   isValidId,
   seal,
@@ -17,11 +18,10 @@ import {
   wipeSecrets,
 } from './otm-format.js';
 import { ApiError, basePath, createMessage, getConfig, parseExpiry } from './api.js';
+import { $, clearError, copyField, markBusy, plural, setTime, showError, ttlLabel } from './ui.js';
 
 const FALLBACK_TTLS = [3600, 86400, 604800];
 const FALLBACK_DEFAULT_TTL = 86400;
-
-const $ = (id) => document.getElementById(id);
 
 const els = {
   composeSection: $('compose'),
@@ -32,7 +32,6 @@ const els = {
   ttl: $('ttl'),
   passphrase: $('passphrase'),
   showPassphrase: $('show-passphrase'),
-  error: $('error'),
   create: $('create'),
   busy: $('busy'),
   result: $('result'),
@@ -52,11 +51,6 @@ const els = {
 const COPY_LINK_LABEL = 'Copy link';
 const COPY_STATUS_LINK_LABEL = 'Copy status link';
 
-// Path of the sender's private status page, and its management token
-// (32 bytes as unpadded base64url, in the fragment only).
-const MANAGE_PATH_PREFIX = '/manage/';
-const MANAGE_TOKEN_RE = /^[A-Za-z0-9_-]{43}$/;
-
 let config = null;
 let busy = false;
 let over = false;
@@ -64,55 +58,11 @@ let copyTimer = 0;
 let copyStatusTimer = 0;
 
 // ---------------------------------------------------------------------------
-// Helpers
-
-function showError(text) {
-  els.error.textContent = text;
-  els.error.hidden = false;
-}
-
-function clearError() {
-  els.error.textContent = '';
-  els.error.hidden = true;
-}
-
-function plural(n, word) {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
-}
-
-/** "1 hour", "1 day", "7 days", "30 minutes"… */
-export function ttlLabel(seconds) {
-  const units = [
-    [86400, 'day'],
-    [3600, 'hour'],
-    [60, 'minute'],
-  ];
-  for (const [size, word] of units) {
-    if (seconds >= size && seconds % size === 0) return plural(seconds / size, word);
-  }
-  return plural(seconds, 'second');
-}
-
-function formatExpiry(date) {
-  let absolute;
-  try {
-    absolute = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' }).format(date);
-  } catch {
-    absolute = date.toLocaleString();
-  }
-  const seconds = Math.round((date.getTime() - Date.now()) / 1000);
-  if (seconds <= 0) return absolute;
-  let relative;
-  if (seconds >= 86400) relative = plural(Math.round(seconds / 86400), 'day');
-  else if (seconds >= 3600) relative = plural(Math.round(seconds / 3600), 'hour');
-  else relative = plural(Math.max(1, Math.round(seconds / 60)), 'minute');
-  return `${absolute} (in ${relative})`;
-}
+// Busy state
 
 function setBusy(on, text = '') {
   busy = on;
-  els.form.setAttribute('aria-busy', on ? 'true' : 'false');
-  els.busy.textContent = text;
+  markBusy(els.form, els.busy, on, text);
   els.create.textContent = on ? 'Creating…' : 'Create link';
   updateCreateState();
 }
@@ -186,10 +136,13 @@ function linkBase() {
  * The sender's private status link, `{link_base}/manage/{id}#token=…`, or
  * null when the server sent no (valid) management token.
  */
-export function formatStatusLink(base, id, token) {
-  if (typeof token !== 'string' || !MANAGE_TOKEN_RE.test(token) || !isValidId(id)) return null;
-  const b = String(base).trim().replace(/\/+$/, '');
-  return `${b}${MANAGE_PATH_PREFIX}${id}#token=${token}`;
+function statusLinkFor(base, id, token) {
+  if (typeof token !== 'string') return null;
+  try {
+    return formatManageLink(base, id, token);
+  } catch {
+    return null;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -256,11 +209,12 @@ async function onCreate(event) {
     if (!answer || typeof answer.id !== 'string' || !isValidId(answer.id)) {
       throw new OtmError('BadId', 'the server returned no valid message ID');
     }
-    const link = formatLink(linkBase(), answer.id, key, passphrase !== null);
+    const base = linkBase();
+    const link = formatLink(base, answer.id, key, passphrase !== null);
     const expiresAt =
       parseExpiry(answer.expires_at) ??
       (Number.isInteger(ttl) && ttl > 0 ? new Date(Date.now() + ttl * 1000) : null);
-    const statusLink = formatStatusLink(linkBase(), answer.id, answer.manage_token);
+    const statusLink = statusLinkFor(base, answer.id, answer.manage_token);
     showResult(link, expiresAt, passphrase !== null, statusLink);
   } catch (err) {
     showError(describeError(err));
@@ -280,13 +234,7 @@ function showResult(link, expiresAt, hasPassphrase, statusLink) {
   updateCounter();
 
   els.link.value = link;
-  if (expiresAt) {
-    els.expires.textContent = formatExpiry(expiresAt);
-    els.expires.setAttribute('datetime', expiresAt.toISOString());
-  } else {
-    els.expires.textContent = 'the expiry date you chose';
-    els.expires.removeAttribute('datetime');
-  }
+  setTime(els.expires, expiresAt, true, 'the expiry date you chose');
   els.resultPassphrase.hidden = !hasPassphrase;
   els.copyStatus.textContent = '';
   els.copyLink.textContent = COPY_LINK_LABEL;
@@ -329,49 +277,22 @@ function onNewMessage() {
 // ---------------------------------------------------------------------------
 // Copy
 
-/** Copies a read-only field; resolves to the timer that resets the button label (0 if none). */
-async function copyField(input, button, statusEl, label, what) {
-  let copied = false;
-  try {
-    await navigator.clipboard.writeText(input.value);
-    copied = true;
-  } catch {
-    copied = false;
-  }
-  input.focus();
-  input.select();
-  if (!copied) {
-    try {
-      copied = document.execCommand('copy');
-    } catch {
-      copied = false;
-    }
-  }
-  if (copied) {
-    button.textContent = 'Copied';
-    statusEl.textContent = 'Copied to the clipboard.';
-    return setTimeout(() => {
-      button.textContent = label;
-    }, 2500);
-  }
-  statusEl.textContent = `The ${what} is selected: press Ctrl+C (or ⌘C) to copy it.`;
-  return 0;
-}
-
 async function onCopyLink() {
   clearTimeout(copyTimer);
-  copyTimer = await copyField(els.link, els.copyLink, els.copyStatus, COPY_LINK_LABEL, 'link');
+  copyTimer = await copyField(els.link, els.copyLink, els.copyStatus, {
+    label: COPY_LINK_LABEL,
+    what: 'link',
+    select: true,
+  });
 }
 
 async function onCopyStatusLink() {
   clearTimeout(copyStatusTimer);
-  copyStatusTimer = await copyField(
-    els.statusLink,
-    els.copyStatusLink,
-    els.copyStatusLinkStatus,
-    COPY_STATUS_LINK_LABEL,
-    'status link',
-  );
+  copyStatusTimer = await copyField(els.statusLink, els.copyStatusLink, els.copyStatusLinkStatus, {
+    label: COPY_STATUS_LINK_LABEL,
+    what: 'status link',
+    select: true,
+  });
 }
 
 // ---------------------------------------------------------------------------

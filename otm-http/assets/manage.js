@@ -8,19 +8,14 @@
 // logged, stored, or put into the page, and the address is left as it is so
 // the sender can bookmark it.
 
-import { decodeExact, isValidId } from './otm-format.js';
+import { parseManageLink } from './otm-format.js';
 import { ApiError, burnMessage, getStatus, parseExpiry } from './api.js';
+import { $, clearError, formatDate, formatTime, markBusy, setTime, showError } from './ui.js';
 
-export const MANAGE_PATH_PREFIX = '/manage/';
-const TOKEN_LEN = 32;
 const STATES = Object.freeze(['waiting', 'opened', 'burned', 'expired']);
-
-// Importable in Node for tests: no DOM there, and init() does not run.
-const $ = (id) => (typeof document === 'undefined' ? null : document.getElementById(id));
 
 const els = {
   title: $('manage-title'),
-  error: $('error'),
   loading: $('loading'),
   status: $('status'),
   state: $('state'),
@@ -61,90 +56,7 @@ const MESSAGES = {
 };
 
 // ---------------------------------------------------------------------------
-// Reading the address
-
-/** The message ID: the path segment after the last "/manage/". */
-export function idFromPath(path) {
-  const at = path.lastIndexOf(MANAGE_PATH_PREFIX);
-  if (at < 0) return null;
-  let id = path.slice(at + MANAGE_PATH_PREFIX.length);
-  if (id.endsWith('/')) id = id.slice(0, -1);
-  return isValidId(id) ? id : null;
-}
-
-/** The management token from "#token=…" (other "&" parameters are ignored), or null. */
-export function tokenFromHash(hash) {
-  if (typeof hash !== 'string') return null;
-  let text = hash.trim();
-  if (text.startsWith('#')) text = text.slice(1);
-  let found = null;
-  for (const part of text.split('&')) {
-    const eq = part.indexOf('=');
-    if (eq < 0 || part.slice(0, eq) !== 'token') continue;
-    if (found !== null) return null; // given twice: ambiguous
-    found = part.slice(eq + 1);
-  }
-  if (found === null) return null;
-  try {
-    decodeExact(found, TOKEN_LEN).fill(0); // 43 characters of canonical base64url
-  } catch {
-    return null;
-  }
-  return found;
-}
-
-// ---------------------------------------------------------------------------
 // Display
-
-function showError(text) {
-  els.error.textContent = text;
-  els.error.hidden = false;
-}
-
-function clearError() {
-  els.error.textContent = '';
-  els.error.hidden = true;
-}
-
-function formatDate(date) {
-  try {
-    return new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' }).format(date);
-  } catch {
-    return date.toLocaleString();
-  }
-}
-
-function formatTime(date) {
-  try {
-    return new Intl.DateTimeFormat(undefined, { timeStyle: 'medium' }).format(date);
-  } catch {
-    return date.toLocaleTimeString();
-  }
-}
-
-function plural(n, word) {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
-}
-
-/** "in 3 hours", or "" when the moment has passed. */
-function relative(date) {
-  const seconds = Math.round((date.getTime() - Date.now()) / 1000);
-  if (seconds <= 0) return '';
-  if (seconds >= 86400) return `in ${plural(Math.round(seconds / 86400), 'day')}`;
-  if (seconds >= 3600) return `in ${plural(Math.round(seconds / 3600), 'hour')}`;
-  return `in ${plural(Math.max(1, Math.round(seconds / 60)), 'minute')}`;
-}
-
-function setTime(el, date, withRelative) {
-  if (!date) {
-    el.textContent = 'unknown';
-    el.removeAttribute('datetime');
-    return;
-  }
-  const rel = withRelative ? relative(date) : '';
-  el.textContent = rel ? `${formatDate(date)} (${rel})` : formatDate(date);
-  el.setAttribute('datetime', date.toISOString());
-}
 
 /** A status answer from the server, or null when it is not one. */
 function asStatus(data) {
@@ -156,7 +68,7 @@ function asStatus(data) {
   };
 }
 
-export function stateText(status) {
+function stateText(status) {
   const when = status.changedAt ? ` on ${formatDate(status.changedAt)}` : '';
   switch (status.state) {
     case 'waiting':
@@ -218,8 +130,7 @@ function hideStatus() {
 
 function setBusy(on, text = '') {
   page.busy = on;
-  els.status.setAttribute('aria-busy', on ? 'true' : 'false');
-  els.busy.textContent = text;
+  markBusy(els.status, els.busy, on, text);
   // aria-disabled rather than disabled: a disabled button drops keyboard focus.
   for (const button of [els.refresh, els.burnConfirm, els.burnCancel]) {
     if (on) button.setAttribute('aria-disabled', 'true');
@@ -386,18 +297,19 @@ function init() {
     if (event.persisted && page.id && page.token) refresh();
   });
 
-  page.id = idFromPath(location.pathname);
-  if (!page.id) {
-    showError(MESSAGES.badId);
+  // The address is the status link itself, read as strictly as Rust's
+  // ManageLink::parse (and so `otm status`) reads it.
+  let link;
+  try {
+    link = parseManageLink(location.href);
+  } catch (err) {
+    showError(err && err.part === 'token' ? MESSAGES.incomplete : MESSAGES.badId);
     return;
   }
-  page.token = tokenFromHash(location.hash);
-  if (!page.token) {
-    showError(MESSAGES.incomplete);
-    return;
-  }
+  page.id = link.id;
+  page.token = link.token;
   els.loading.hidden = false;
   refresh();
 }
 
-if (typeof document !== 'undefined') init();
+init();

@@ -8,23 +8,24 @@
 // ---------------------------------------------------------------------------
 // Constants
 
+const MAGIC = Object.freeze([0x4f, 0x54, 0x4d]); // "OTM"
+const HEADER_LEN = 17;
+const NONCE_LEN = 12;
+const TAG_LEN = 16;
+const KEY_LEN = 32;
+const ID_LEN = 16;
+const CLAIM_LEN = 32;
+const MANAGE_TOKEN_LEN = 32;
+const FLAG_PASSPHRASE = 0x01;
+const MANAGE_PATH_PREFIX = '/manage/';
+
 export const FORMAT_VERSION = 1;
-export const MAGIC = Object.freeze([0x4f, 0x54, 0x4d]); // "OTM"
-export const HEADER_LEN = 17;
-export const NONCE_LEN = 12;
-export const TAG_LEN = 16;
-export const KEY_LEN = 32;
-export const ID_LEN = 16;
-export const CLAIM_LEN = 32;
-export const KEY_TEXT_LEN = 43;
-export const ID_TEXT_LEN = 22;
 export const MAX_MESSAGE_CHARS = 8000;
 export const MAX_PASSPHRASE_CHARS = 1024;
 export const PADDING_BUCKETS = Object.freeze([256, 512, 1024, 2048, 4096, 8192, 16384, 32768]);
 export const MIN_ENVELOPE_LEN = HEADER_LEN + PADDING_BUCKETS[0] + TAG_LEN; // 289
 export const MAX_ENVELOPE_LEN = HEADER_LEN + PADDING_BUCKETS[PADDING_BUCKETS.length - 1] + TAG_LEN; // 32801
 export const PBKDF2_ITERATIONS = 600000;
-export const FLAG_PASSPHRASE = 0x01;
 export const LINK_PATH_PREFIX = '/otm/';
 
 const LEN_PREFIX = 4;
@@ -88,7 +89,7 @@ const TRIM_RE = new RegExp(`^[${WS}]+|[${WS}]+$`, 'g');
 const WS_OR_CONTROL_RE = new RegExp(`[${WS}\\u0000-\\u001F\\u007F-\\u009F]`);
 
 /** Trims the way Rust's `str::trim` does. */
-export function rustTrim(text) {
+function rustTrim(text) {
   return text.replace(TRIM_RE, '');
 }
 
@@ -170,7 +171,7 @@ export { encodeBase64url as base64urlEncode, decodeBase64url as base64urlDecode 
 
 /**
  * Decodes exactly `n` bytes from strict base64url (FORMAT.md section 2).
- * Throws OtmError with `code` (BadKey, BadId, BadClaim).
+ * Throws OtmError with `code` (BadKey, BadId, BadClaim, BadToken).
  */
 export function decodeExact(text, n, code = 'BadEncoding', what = 'value') {
   if (typeof text !== 'string') throw new OtmError(code, `bad ${what}: not text`);
@@ -187,6 +188,8 @@ export function decodeExact(text, n, code = 'BadEncoding', what = 'value') {
 export const parseKey = (text) => decodeExact(text, KEY_LEN, 'BadKey', 'key');
 export const parseId = (text) => decodeExact(text, ID_LEN, 'BadId', 'message ID');
 export const parseClaim = (text) => decodeExact(text, CLAIM_LEN, 'BadClaim', 'claim value');
+/** A sender's management token (32 bytes). Throws OtmError "BadToken", as Rust's `ManageToken` does. */
+export const parseManageToken = (text) => decodeExact(text, MANAGE_TOKEN_LEN, 'BadToken', 'management token');
 
 /** True when `text` is a canonical 22-character message ID. */
 export function isValidId(text) {
@@ -490,8 +493,8 @@ export async function open(secrets, envelope) {
 // ---------------------------------------------------------------------------
 // Links (FORMAT.md section 9)
 
-function badLink(reason) {
-  return new OtmError('BadLink', `bad link: ${reason}`, { reason });
+function badLink(reason, part) {
+  return new OtmError('BadLink', `bad link: ${reason}`, part === undefined ? { reason } : { reason, part });
 }
 
 /** The fragment text without "#": "key=…" plus "&p=1" when a passphrase is set. */
@@ -555,34 +558,95 @@ function checkBase(base) {
 }
 
 /**
+ * Splits a link the way Rust's `Link::parse` and `ManageLink::parse` do:
+ * trim, split at the first "#", drop a query string and one trailing "/",
+ * take the base before the last `prefix` and the ID after it. `why` holds
+ * the error reasons, each `[reason, part]`.
+ */
+function splitLink(text, prefix, why) {
+  if (typeof text !== 'string') throw badLink(...why.noFragment);
+  const t = rustTrim(text);
+  const hash = t.indexOf('#');
+  if (hash < 0) throw badLink(...why.noFragment);
+  let url = t.slice(0, hash);
+  const q = url.indexOf('?');
+  if (q >= 0) url = url.slice(0, q);
+  if (url.endsWith('/')) url = url.slice(0, -1);
+  const at = url.lastIndexOf(prefix);
+  if (at < 0) throw badLink(...why.noPath);
+  const base = checkBase(url.slice(0, at).replace(/\/+$/, ''));
+  const id = url.slice(at + prefix.length);
+  if (!isValidId(id)) throw badLink(...why.badId);
+  return { base, id, fragment: t.slice(hash + 1) };
+}
+
+function formatBase(base) {
+  return checkBase(rustTrim(String(base)).replace(/\/+$/, ''));
+}
+
+/**
  * Builds a share link: `{base}/otm/{id}#key=…[&p=1]`. Surrounding whitespace
  * and trailing slashes of `base` are removed, as in Rust's `Link::new`.
  */
 export function formatLink(base, id, key, passphrase) {
-  const b = checkBase(rustTrim(String(base)).replace(/\/+$/, ''));
+  const b = formatBase(base);
   parseId(id);
   return `${b}${LINK_PATH_PREFIX}${id}#${formatFragment(key, passphrase)}`;
 }
+
+const SHARE_LINK_ERRORS = {
+  noFragment: ['the link has no #key= part (it may have been cut off)'],
+  noPath: ['the link has no /otm/ path'],
+  badId: ['the message ID in the link is malformed'],
+};
 
 /**
  * Parses a full share link like Rust's `Link::parse`.
  * @returns {{base: string, id: string, key: Uint8Array, passphrase: boolean}}
  */
 export function parseLink(text) {
-  if (typeof text !== 'string') throw badLink('the link has no #key= part (it may have been cut off)');
-  const t = rustTrim(text);
-  const hash = t.indexOf('#');
-  if (hash < 0) throw badLink('the link has no #key= part (it may have been cut off)');
-  let url = t.slice(0, hash);
-  const fragment = t.slice(hash + 1);
-  const q = url.indexOf('?');
-  if (q >= 0) url = url.slice(0, q);
-  if (url.endsWith('/')) url = url.slice(0, -1);
-  const at = url.lastIndexOf(LINK_PATH_PREFIX);
-  if (at < 0) throw badLink('the link has no /otm/ path');
-  const base = checkBase(url.slice(0, at).replace(/\/+$/, ''));
-  const id = url.slice(at + LINK_PATH_PREFIX.length);
-  if (!isValidId(id)) throw badLink('the message ID in the link is malformed');
+  const { base, id, fragment } = splitLink(text, LINK_PATH_PREFIX, SHARE_LINK_ERRORS);
   const f = parseFragmentExact(fragment);
   return { base, id, key: f.key, passphrase: f.passphrase };
+}
+
+// ---------------------------------------------------------------------------
+// The sender's status link (FORMAT.md section 9.5)
+
+/**
+ * Builds a status link: `{base}/manage/{id}#token={token}`, as Rust's
+ * `ManageLink::new(…).to_url()`. The base is checked and trimmed as for a
+ * share link; the ID and token must be canonical (BadId, BadToken).
+ */
+export function formatManageLink(base, id, token) {
+  const b = formatBase(base);
+  parseId(id);
+  parseManageToken(token).fill(0);
+  return `${b}${MANAGE_PATH_PREFIX}${id}#token=${token}`;
+}
+
+// `part` tells a page which half of the link is damaged: the token (or the
+// whole fragment), or the path with the ID. Base errors have no part.
+const MANAGE_LINK_ERRORS = {
+  noFragment: ['the status link has no #token= part', 'token'],
+  noPath: ['the status link has no /manage/ path', 'id'],
+  badId: ['the message ID in the status link is malformed', 'id'],
+};
+
+/**
+ * Parses a status link as strictly as Rust's `ManageLink::parse`: the
+ * lenient parts are those of share links (whitespace around it, a query
+ * string, one trailing "/"), and the fragment must be exactly "token="
+ * followed by a canonical 43-character token.
+ * @returns {{base: string, id: string, token: string}}
+ */
+export function parseManageLink(text) {
+  const { base, id, fragment } = splitLink(text, MANAGE_PATH_PREFIX, MANAGE_LINK_ERRORS);
+  const token = fragment.startsWith('token=') ? fragment.slice('token='.length) : null;
+  try {
+    parseManageToken(token).fill(0);
+  } catch {
+    throw badLink("the status link's token is malformed", 'token');
+  }
+  return { base, id, token };
 }

@@ -15,11 +15,9 @@ import {
   wipeSecrets,
 } from './otm-format.js';
 import { ApiError, openMessage } from './api.js';
-
-const $ = (id) => document.getElementById(id);
+import { $, clearError, copyField, markBusy, plural, showError } from './ui.js';
 
 const els = {
-  error: $('error'),
   intro: $('reveal-intro'),
   introText: $('intro-text'),
   form: $('reveal-form'),
@@ -40,6 +38,7 @@ const els = {
 };
 
 const REVEAL_LABEL = 'Reveal message';
+const COPY_TEXT_LABEL = 'Copy message';
 
 const state = {
   id: null,
@@ -50,24 +49,12 @@ const state = {
   busy: false,
 };
 
+let copyTimer = 0;
+
 class UiError extends Error {}
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-function showError(text) {
-  els.error.textContent = text;
-  els.error.hidden = false;
-}
-
-function clearError() {
-  els.error.textContent = '';
-  els.error.hidden = true;
-}
-
-function plural(n, word) {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
-}
 
 /** Removes the key from the address bar and from this history entry. */
 function removeFragment() {
@@ -81,10 +68,9 @@ function removeFragment() {
 
 function setBusy(on, text = '') {
   state.busy = on;
-  els.form.setAttribute('aria-busy', on ? 'true' : 'false');
+  markBusy(els.form, els.busy, on, text);
   els.reveal.disabled = on;
   els.reveal.textContent = on && text ? text : REVEAL_LABEL;
-  els.busy.textContent = on ? text : '';
   els.manualKey.disabled = on;
   els.manualHasPassphrase.disabled = on;
   els.passphraseField.disabled = on;
@@ -307,31 +293,11 @@ function showRevealed(text) {
 }
 
 async function onCopyText() {
-  let copied = false;
-  try {
-    await navigator.clipboard.writeText(els.plaintext.value);
-    copied = true;
-  } catch {
-    copied = false;
-  }
-  if (!copied) {
-    els.plaintext.focus();
-    els.plaintext.select();
-    try {
-      copied = document.execCommand('copy');
-    } catch {
-      copied = false;
-    }
-  }
-  els.copyStatus.textContent = copied
-    ? 'Copied to the clipboard.'
-    : 'The message is selected: press Ctrl+C (or ⌘C) to copy it.';
-  if (copied) {
-    els.copyText.textContent = 'Copied';
-    setTimeout(() => {
-      els.copyText.textContent = 'Copy message';
-    }, 2500);
-  }
+  clearTimeout(copyTimer);
+  copyTimer = await copyField(els.plaintext, els.copyText, els.copyStatus, {
+    label: COPY_TEXT_LABEL,
+    what: 'message',
+  });
 }
 
 // ---------------------------------------------------------------------------

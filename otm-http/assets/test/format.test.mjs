@@ -345,3 +345,76 @@ test('links: format and parse', () => {
   ];
   for (const text of bad) throwsWith(() => otm.parseLink(text), 'BadLink');
 });
+
+// The sender's status link, against the vectors Rust's `ManageLink` also runs
+// (otm-core/tests/manage_link_vectors.rs).
+const manageUrl = new URL('../../../otm-core/tests/data/manage_link_vectors.json', import.meta.url);
+const manage = JSON.parse(readFileSync(manageUrl, 'utf8'));
+
+function throwsBadLink(fn, reason, name = reason) {
+  assert.throws(
+    fn,
+    (err) => {
+      assertOtmError(err, 'BadLink');
+      assert.equal(err.reason, reason, name);
+      return true;
+    },
+    `${name}: accepted`,
+  );
+}
+
+// The rejections the status page reports as "the token is missing or damaged".
+const TOKEN_REASONS = ['the status link has no #token= part', "the status link's token is malformed"];
+
+test('status link vectors: valid links format and parse back', () => {
+  assert.ok(manage.valid.length >= 4);
+  for (const v of manage.valid) {
+    assert.equal(otm.formatManageLink(v.base_input ?? v.base, v.id, v.token), v.url, v.name);
+    assert.deepEqual(otm.parseManageLink(v.url), { base: v.base, id: v.id, token: v.token }, v.name);
+  }
+});
+
+test('status link vectors: lenient spellings parse to the same link', () => {
+  assert.ok(manage.lenient.length >= 7);
+  for (const v of manage.lenient) {
+    assert.deepEqual(otm.parseManageLink(v.text), { base: v.base, id: v.id, token: v.token }, v.name);
+  }
+});
+
+test('status link vectors: invalid links fail with the named reason', () => {
+  assert.ok(manage.invalid.length >= 30);
+  for (const v of manage.invalid) {
+    throwsBadLink(() => otm.parseManageLink(v.url), v.reason, v.name);
+    // The status page tells a damaged token apart from a damaged address.
+    try {
+      otm.parseManageLink(v.url);
+    } catch (err) {
+      assert.equal(err.part === 'token', TOKEN_REASONS.includes(v.reason), v.name);
+    }
+  }
+});
+
+test('status link vectors: invalid bases fail with the named reason', () => {
+  const { id, token } = manage.valid[0];
+  assert.ok(manage.invalid_base.length >= 7);
+  for (const v of manage.invalid_base) {
+    throwsBadLink(() => otm.formatManageLink(v.base, id, token), v.reason, v.name);
+  }
+  // Every rejection of Rust's ManageLink::parse and ::new has a vector.
+  const reasons = new Set([...manage.invalid, ...manage.invalid_base].map((v) => v.reason));
+  assert.equal(reasons.size, 8, [...reasons].join('\n'));
+});
+
+test('status links: ID and token are checked when formatting', () => {
+  const { base, id, token } = manage.valid[0];
+  throwsWith(() => otm.formatManageLink(base, id.slice(1), token), 'BadId');
+  throwsWith(() => otm.formatManageLink(base, id, token.slice(1)), 'BadToken');
+  throwsWith(() => otm.formatManageLink(base, id, `${token.slice(0, 42)}F`), 'BadToken');
+  throwsWith(() => otm.formatManageLink(base, id, undefined), 'BadToken');
+  throwsBadLink(() => otm.parseManageLink(undefined), 'the status link has no #token= part');
+
+  assert.equal(otm.parseManageToken(token).length, 32);
+  assert.equal(otm.encodeBase64url(otm.parseManageToken(token)), token);
+  throwsWith(() => otm.parseManageToken(`${token}A`), 'BadToken');
+  throwsWith(() => otm.parseManageToken(null), 'BadToken');
+});
