@@ -167,6 +167,6 @@ mod tests {
         // Signed in, the request reaches otm (which rejects the empty body).
         let (status, body) = call(&app, create(Some("session=t0ken"))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        assert!(body.contains("bad_field"));
+        assert!(body.contains(otm_http::ErrorCode::BadField.as_str()));
     }
 }

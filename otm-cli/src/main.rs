@@ -7,13 +7,11 @@ use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use clap::{Args, Parser, Subcommand};
-use otm_core::{
-    open, seal, Key, Link, ManageLink, ManageToken, MessageId, Passphrase, Secrets, Zeroizing,
-};
-use serde_json::{json, Value};
+use otm_client::{Client, Error, Receipt, SendOptions};
+use otm_core::api::MessageState;
+use otm_core::{Link, ManageLink, Passphrase, Zeroizing};
+use serde_json::json;
 
 /// Send and open one-time secret messages with any otm server.
 ///
@@ -161,17 +159,19 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Outcome<()> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
+    match cli.command {
+        Command::Send(args) => send(args, cli.json).await,
+        Command::Open(args) => open_link(args, cli.json).await,
+        Command::Status(args) => manage(args, cli.json, false).await,
+        Command::Burn(args) => manage(args, cli.json, true).await,
+    }
+}
+
+fn client(base: &str) -> Outcome<Client> {
+    Client::builder(base)
         .user_agent(concat!("otm-cli/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| Failure::Other(format!("cannot set up HTTP: {e}")))?;
-    match cli.command {
-        Command::Send(args) => send(&http, args, cli.json).await,
-        Command::Open(args) => open_link(&http, args, cli.json).await,
-        Command::Status(args) => manage(&http, args, cli.json, false).await,
-        Command::Burn(args) => manage(&http, args, cli.json, true).await,
-    }
+        .map_err(|e| Failure::Input(e.to_string()))
 }
 
 fn read_message(file: Option<&std::path::Path>) -> Outcome<Zeroizing<String>> {
@@ -237,39 +237,31 @@ fn wants_passphrase(args: &PassphraseArgs) -> bool {
     args.passphrase_env.is_some() || args.insecure_passphrase.is_some()
 }
 
-/// Turns a non-2xx answer into a failure, with the server's own message.
-async fn failure(response: reqwest::Response, gone: &str) -> Failure {
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or_default();
-    let message = body["message"]
-        .as_str()
-        .unwrap_or("no explanation")
-        .to_owned();
-    match status {
-        404 => Failure::Gone(gone.to_owned()),
-        403 => Failure::Denied(message),
-        401 => Failure::Input(message),
-        409 => Failure::Gone(message),
-        429 | 502 | 503 | 504 => {
-            Failure::Unavailable(format!("the server is busy or unavailable: {message}"))
-        }
-        400..=499 => Failure::Input(format!("the server refused the request: {message}")),
-        _ => Failure::Other(format!("the server failed ({status}): {message}")),
+/// The failure (and exit code) of a client error. `gone` words the 404 for
+/// the command at hand.
+fn failure(err: Error, gone: &str) -> Failure {
+    match err {
+        Error::Gone => Failure::Gone(gone.to_owned()),
+        Error::NotWaiting { receipt } => Failure::Gone(format!(
+            "the message is {} and can no longer be destroyed",
+            receipt.state
+        )),
+        Error::WrongToken => Failure::Denied(err.to_string()),
+        Error::WrongProof { .. } => Failure::Denied(err.to_string()),
+        e @ (Error::RateLimited { .. }
+        | Error::Unavailable { .. }
+        | Error::Timeout(_)
+        | Error::Unreachable { .. }) => Failure::Unavailable(chain(&e)),
+        e @ (Error::Refused { .. } | Error::InvalidBase(_)) => Failure::Input(e.to_string()),
+        Error::Format(e) => Failure::Input(e.to_string()),
+        other => Failure::Other(chain(&other)),
     }
 }
 
-fn unreachable(server: &str, e: reqwest::Error) -> Failure {
-    Failure::Unavailable(format!(
-        "cannot reach the otm server at {server}: {}",
-        without_url(&e)
-    ))
-}
-
-/// A reqwest error without its URL (which may hold a fragment-free path only,
-/// but is noise in a message).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
+/// An error and its sources on one line.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
     while let Some(s) = source {
         text = format!("{text}: {s}");
         source = s.source();
@@ -277,8 +269,12 @@ fn without_url(e: &reqwest::Error) -> String {
     text
 }
 
-async fn send(http: &reqwest::Client, args: SendArgs, json_out: bool) -> Outcome<()> {
-    let server = args.server.trim_end_matches('/').to_owned();
+fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+async fn send(args: SendArgs, json_out: bool) -> Outcome<()> {
+    let client = client(&args.server)?;
     let message = read_message(args.file.as_deref())?;
     let phrase = if args.with_passphrase || wants_passphrase(&args.passphrase) {
         Some(passphrase(
@@ -289,114 +285,75 @@ async fn send(http: &reqwest::Client, args: SendArgs, json_out: bool) -> Outcome
     } else {
         None
     };
-    let key = Key::generate().map_err(|e| Failure::Other(e.to_string()))?;
-    let secrets = Secrets::derive(&key, phrase.as_ref());
-    let envelope = seal(&secrets, &message).map_err(|e| Failure::Input(e.to_string()))?;
-    let mut body = json!({
-        "envelope": URL_SAFE_NO_PAD.encode(&envelope),
-        "verifier": secrets.claim_verifier().to_base64url(),
-    });
+    let mut options = SendOptions::new();
     if let Some(ttl) = args.ttl {
-        body["ttl_seconds"] = json!(ttl.as_secs().max(1));
+        options = options.ttl(ttl);
     }
-    let config: Value = match http.get(format!("{server}/api/v1/config")).send().await {
-        Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
-        Ok(r) => return Err(failure(r, "").await),
-        Err(e) => return Err(unreachable(&server, e)),
-    };
-    let response = http
-        .post(format!("{server}/api/v1/messages"))
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| unreachable(&server, e))?;
-    if !response.status().is_success() {
-        return Err(failure(response, "").await);
+    if let Some(p) = &phrase {
+        options = options.passphrase(p);
     }
-    let created: Value = response
-        .json()
+    let sent = client
+        .send(&message, &options)
         .await
-        .map_err(|e| Failure::Other(format!("the server's answer is not JSON: {e}")))?;
-    let bad_answer = || Failure::Other("the server's answer lacks the message ID or token".into());
-    let id: MessageId = created["id"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(bad_answer)?;
-    let token = created["manage_token"]
-        .as_str()
-        .and_then(|t| ManageToken::from_base64url(t).ok())
-        .ok_or_else(bad_answer)?;
-    let base = config["link_base"].as_str().unwrap_or(&server).to_owned();
-    let link =
-        Link::new(&base, id, key, phrase.is_some()).map_err(|e| Failure::Other(e.to_string()))?;
-    let status_link =
-        ManageLink::new(&base, id, token).map_err(|e| Failure::Other(e.to_string()))?;
-    let expires = created["expires_at"].as_str().unwrap_or("unknown");
+        .map_err(|e| failure(e, "the server lost the message"))?;
+    let expires = rfc3339(sent.expires_at);
+    let link = sent.link.to_url();
+    let status_link = sent.manage_link.to_url();
     if json_out {
         println!(
             "{}",
             json!({
                 "ok": true,
-                "link": link.to_url().as_str(),
-                "status_link": status_link.to_url().as_str(),
-                "id": id.to_string(),
+                "link": link.as_str(),
+                "status_link": status_link.as_str(),
+                "id": sent.link.id.to_string(),
                 "expires_at": expires,
                 "passphrase": phrase.is_some(),
             })
         );
     } else {
-        println!("{}", link.to_url().as_str());
+        println!("{}", link.as_str());
         eprintln!("This link opens once. Unopened, the message is deleted at {expires}.");
         if phrase.is_some() {
             eprintln!("The reader also needs the passphrase: send it another way.");
         }
         eprintln!("Private status link (check or destroy it; do not share):");
-        eprintln!("{}", status_link.to_url().as_str());
+        eprintln!("{}", status_link.as_str());
     }
     Ok(())
 }
 
-async fn open_link(http: &reqwest::Client, args: OpenArgs, json_out: bool) -> Outcome<()> {
+async fn open_link(args: OpenArgs, json_out: bool) -> Outcome<()> {
     let link = Link::parse(&args.link).map_err(|e| Failure::Input(e.to_string()))?;
     let phrase = if link.passphrase || wants_passphrase(&args.passphrase) {
         Some(passphrase(&args.passphrase, "Passphrase: ", false)?)
     } else {
         None
     };
-    let secrets = Secrets::derive(&link.key, phrase.as_ref());
-    let response = http
-        .post(format!("{}/api/v1/messages/{}/open", link.base, link.id))
-        .json(&json!({ "proof": secrets.claim_proof().to_base64url().as_str() }))
-        .send()
-        .await
-        .map_err(|e| unreachable(&link.base, e))?;
-    let status = response.status().as_u16();
-    if status == 403 {
-        let body: Value = response.json().await.unwrap_or_default();
-        let left = body["attempts_left"].as_u64().unwrap_or(0);
-        return Err(match (phrase.is_some(), left) {
-            (_, 0) => Failure::Gone(
+    let text = match client(&link.base)?.open(&link, phrase.as_ref()).await {
+        Ok(text) => text,
+        Err(Error::WrongProof { attempts_left: 0 }) => {
+            return Err(Failure::Gone(
                 "wrong key or passphrase; the message was destroyed after too many attempts".into(),
-            ),
-            (true, n) => Failure::Denied(format!("wrong passphrase ({n} attempts left)")),
-            (false, n) => {
-                Failure::Denied(format!("the key in the link is wrong ({n} attempts left)"))
-            }
-        });
-    }
-    if !response.status().is_success() {
-        return Err(failure(response, "this message was already opened or has expired").await);
-    }
-    let body: Value = response
-        .json()
-        .await
-        .map_err(|e| Failure::Other(format!("the server's answer is not JSON: {e}")))?;
-    let envelope = body["envelope"]
-        .as_str()
-        .and_then(|e| URL_SAFE_NO_PAD.decode(e).ok())
-        .ok_or_else(|| Failure::Other("the server's answer holds no envelope".into()))?;
-    let text = open(&secrets, &envelope)
-        .map_err(|e| Failure::Other(format!("the message cannot be decrypted: {e}")))?;
+            ))
+        }
+        Err(Error::WrongProof { attempts_left: n }) if phrase.is_some() => {
+            return Err(Failure::Denied(format!(
+                "wrong passphrase ({n} attempts left)"
+            )))
+        }
+        Err(Error::WrongProof { attempts_left: n }) => {
+            return Err(Failure::Denied(format!(
+                "the key in the link is wrong ({n} attempts left)"
+            )))
+        }
+        Err(Error::Format(e)) => {
+            return Err(Failure::Other(format!(
+                "the message cannot be decrypted: {e}"
+            )))
+        }
+        Err(e) => return Err(failure(e, "this message was already opened or has expired")),
+    };
     if json_out {
         println!("{}", json!({"ok": true, "message": text.as_str()}));
     } else {
@@ -409,47 +366,44 @@ async fn open_link(http: &reqwest::Client, args: OpenArgs, json_out: bool) -> Ou
     Ok(())
 }
 
-async fn manage(
-    http: &reqwest::Client,
-    args: ManageArgs,
-    json_out: bool,
-    burn: bool,
-) -> Outcome<()> {
+async fn manage(args: ManageArgs, json_out: bool, burn: bool) -> Outcome<()> {
     let link = ManageLink::parse(&args.link).map_err(|e| Failure::Input(e.to_string()))?;
-    let url = format!("{}/api/v1/messages/{}", link.base, link.id);
-    let request = if burn {
-        http.delete(&url)
+    let client = client(&link.base)?;
+    let gone = "this message has expired (or the link is wrong)";
+    let receipt = if burn {
+        client.burn(&link).await
     } else {
-        http.get(&url)
-    };
-    let response = request
-        .bearer_auth(link.token.to_base64url().as_str())
-        .send()
-        .await
-        .map_err(|e| unreachable(&link.base, e))?;
-    if !response.status().is_success() {
-        return Err(failure(response, "this message has expired (or the link is wrong)").await);
+        client.status(&link).await
     }
-    let body: Value = response
-        .json()
-        .await
-        .map_err(|e| Failure::Other(format!("the server's answer is not JSON: {e}")))?;
-    let state = body["state"].as_str().unwrap_or("unknown");
+    .map_err(|e| failure(e, gone))?;
     if json_out {
-        let mut out = body.clone();
-        out["ok"] = json!(true);
-        println!("{out}");
+        println!("{}", receipt_json(&receipt));
         return Ok(());
     }
-    let when = body["changed_at"].as_str().unwrap_or("");
-    let expires = body["expires_at"].as_str().unwrap_or("unknown");
-    match state {
-        "waiting" => println!("waiting: not opened yet; deleted unread at {expires}"),
-        "opened" => println!("opened at {when}"),
-        "burned" if burn => println!("destroyed: nobody can open it now"),
-        "burned" => println!("destroyed at {when}"),
-        "expired" => println!("expired unread"),
-        other => println!("{other}"),
+    let when = receipt.changed_at.map(rfc3339).unwrap_or_default();
+    let expires = rfc3339(receipt.expires_at);
+    match receipt.state {
+        MessageState::Waiting => println!("waiting: not opened yet; deleted unread at {expires}"),
+        MessageState::Opened => println!("opened at {when}"),
+        MessageState::Burned if burn => println!("destroyed: nobody can open it now"),
+        MessageState::Burned => println!("destroyed at {when}"),
+        MessageState::Expired => println!("expired unread"),
     }
     Ok(())
+}
+
+/// The `--json` form of a receipt: the API's status fields and `"ok": true`.
+fn receipt_json(receipt: &Receipt) -> serde_json::Value {
+    let unix = receipt
+        .expires_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    json!({
+        "ok": true,
+        "state": receipt.state,
+        "expires_at": rfc3339(receipt.expires_at),
+        "expires_at_unix": unix,
+        "changed_at": receipt.changed_at.map(rfc3339),
+    })
 }

@@ -1,8 +1,14 @@
-//! The HTTP API's error codes: the stable `error` strings of every JSON error
-//! body (`{"error": code, "message": text}`), shared by the server
-//! (otm-http), its clients and the tests, and listed in `docs/openapi.json`.
+//! The HTTP API's wire types: the JSON request and response bodies of
+//! `/api/v1` and the stable error codes, shared by the server (otm-http),
+//! the client (otm-client), the CLI, the load tool and the tests, and
+//! described by `docs/openapi.json` (a test holds the two equal).
+//!
+//! Requests reject unknown fields (the server is strict); responses accept
+//! them (a client keeps working when a newer server adds a field).
 
 use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 macro_rules! error_codes {
     ($($(#[$doc:meta])* $variant:ident = $code:literal,)+) => {
@@ -92,6 +98,157 @@ impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let code = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        ErrorCode::from_code(&code)
+            .ok_or_else(|| serde::de::Error::custom(format_args!("unknown error code {code:?}")))
+    }
+}
+
+/// The body of every API error: `{"error": code, "message": text}`, and
+/// `attempts_left` with [`ErrorCode::WrongProof`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The stable machine-readable code.
+    pub error: ErrorCode,
+    /// An explanation for people (wording may change between releases).
+    pub message: String,
+    /// With `wrong_proof`: how many wrong proofs the message still survives
+    /// (0: it was just destroyed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts_left: Option<u32>,
+}
+
+/// `GET /api/v1/config`: what a client needs to know before it creates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicConfig {
+    /// The longest expiry this server accepts, in seconds.
+    pub max_ttl_seconds: u64,
+    /// The expiry of a create that names none, in seconds.
+    pub default_ttl_seconds: u64,
+    /// The expiries the compose page offers, in seconds.
+    pub ttl_choices_seconds: Vec<u64>,
+    /// The longest message, in characters (Unicode scalar values).
+    pub max_message_chars: u64,
+    /// The largest envelope, in bytes.
+    pub max_envelope_bytes: u64,
+    /// Wrong claim proofs a message survives; the one that reaches this
+    /// number destroys it.
+    pub max_failed_attempts: u32,
+    /// The public base URL for links, or `None`: build links on the origin
+    /// the client used.
+    pub link_base: Option<String>,
+}
+
+/// `POST /api/v1/messages`: a sealed envelope to store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    /// The envelope (docs/FORMAT.md), unpadded base64url.
+    pub envelope: String,
+    /// The claim verifier, unpadded base64url (43 characters).
+    pub verifier: String,
+    /// The expiry in seconds; the server's default when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// `201 Created`: the stored message's ID and the sender's token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Created {
+    /// The message ID (22 base64url characters).
+    pub id: String,
+    /// The reveal page's path relative to the mount point, `/otm/{id}`.
+    pub path: String,
+    /// The expiry, RFC 3339 (UTC, whole seconds).
+    pub expires_at: String,
+    /// The expiry in seconds since the Unix epoch.
+    pub expires_at_unix: u64,
+    /// The sender's secret for status and burn, unpadded base64url. Shown
+    /// once; the server keeps only its SHA-256.
+    pub manage_token: String,
+}
+
+/// `POST /api/v1/messages/{id}/open`: the claim proof.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenRequest {
+    /// The claim proof, unpadded base64url (43 characters).
+    pub proof: String,
+}
+
+/// `200` to an open: the envelope, handed out exactly once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Opened {
+    /// The envelope, unpadded base64url.
+    pub envelope: String,
+}
+
+/// Where a message is in its life, as its sender's status shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageState {
+    /// Stored and not yet opened.
+    Waiting,
+    /// Taken by its reader (the envelope is gone).
+    Opened,
+    /// Destroyed by its sender or by too many wrong proofs.
+    Burned,
+    /// Past its expiry and not yet removed.
+    Expired,
+}
+
+impl MessageState {
+    /// Lowercase name: `waiting`, `opened`, `burned`, `expired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageState::Waiting => "waiting",
+            MessageState::Opened => "opened",
+            MessageState::Burned => "burned",
+            MessageState::Expired => "expired",
+        }
+    }
+}
+
+impl fmt::Display for MessageState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `GET` and `DELETE /api/v1/messages/{id}` (with the management token):
+/// the sender's read receipt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The state.
+    pub state: MessageState,
+    /// The message's expiry, RFC 3339; the receipt lives until then.
+    pub expires_at: String,
+    /// The expiry in seconds since the Unix epoch.
+    pub expires_at_unix: u64,
+    /// When it was opened or burned, RFC 3339, where known.
+    pub changed_at: Option<String>,
+}
+
+/// `409` to a burn of a message that is no longer waiting: the error and
+/// the message's status in one body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotWaiting {
+    /// `error` (always [`ErrorCode::NotWaiting`]) and `message`.
+    #[serde(flatten)]
+    pub error: ErrorBody,
+    /// The status that made the burn impossible.
+    #[serde(flatten)]
+    pub status: Status,
 }
 
 #[cfg(test)]

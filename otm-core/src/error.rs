@@ -86,6 +86,12 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A management token in text form could not be parsed.
+    #[error("bad management token: {reason}")]
+    BadToken {
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A share link could not be parsed.
     #[error("bad link: {reason}")]
     BadLink {

@@ -268,13 +268,13 @@ impl ManageToken {
     pub fn from_base64url(text: &str) -> Result<Self> {
         b64::decode_exact::<{ Self::LEN }>(text)
             .map(ManageToken)
-            .map_err(|reason| Error::BadClaim { reason })
+            .map_err(|reason| Error::BadToken { reason })
     }
 
     /// `SHA-256(token)`, what a store keeps. It checks a presented token
-    /// with [`ClaimVerifier::verify_token`].
-    pub fn verifier(&self) -> ClaimVerifier {
-        ClaimVerifier(Sha256::digest(self.0).into())
+    /// with [`ManageVerifier::verify`].
+    pub fn verifier(&self) -> ManageVerifier {
+        ManageVerifier(Sha256::digest(self.0).into())
     }
 }
 
@@ -284,10 +284,59 @@ impl fmt::Debug for ManageToken {
     }
 }
 
-impl ClaimVerifier {
+/// What a store keeps to check a [`ManageToken`]: `SHA-256(token)`. Its own
+/// type, so a management verifier can never stand in for a claim verifier
+/// (or the other way round).
+///
+/// It has no `==`: check tokens only with [`ManageVerifier::verify`], which
+/// runs in constant time.
+///
+/// ```
+/// # use otm_core::ManageToken;
+/// let token = ManageToken::generate()?;
+/// let verifier = token.verifier();
+/// assert!(verifier.verify(&token));
+/// assert!(!verifier.verify(&ManageToken::generate()?));
+/// # Ok::<(), otm_core::Error>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct ManageVerifier([u8; ManageVerifier::LEN]);
+
+impl ManageVerifier {
+    /// Length in bytes.
+    pub const LEN: usize = 32;
+
+    /// A verifier from raw bytes (as read back from a store).
+    pub fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
+        ManageVerifier(bytes)
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; Self::LEN] {
+        &self.0
+    }
+
+    /// Unpadded base64url text (43 characters).
+    pub fn to_base64url(&self) -> String {
+        b64::encode(&self.0)
+    }
+
+    /// Parses the unpadded base64url form strictly.
+    pub fn from_base64url(text: &str) -> Result<Self> {
+        b64::decode_exact::<{ Self::LEN }>(text)
+            .map(ManageVerifier)
+            .map_err(|reason| Error::BadToken { reason })
+    }
+
     /// Checks a management token in constant time.
-    pub fn verify_token(&self, token: &ManageToken) -> bool {
+    pub fn verify(&self, token: &ManageToken) -> bool {
         let candidate: [u8; 32] = Sha256::digest(token.0).into();
         bool::from(self.0.ct_eq(&candidate))
+    }
+}
+
+impl fmt::Debug for ManageVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ManageVerifier({})", b64::encode(&self.0))
     }
 }

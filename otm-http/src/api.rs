@@ -1,5 +1,8 @@
 //! The JSON API under `/api/v1`.
 
+use otm_core::api::{
+    CreateRequest, Created, ErrorBody, NotWaiting, OpenRequest, Opened, PublicConfig, Status,
+};
 use otm_core::ErrorCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +19,6 @@ use otm_core::{
 };
 use otm_store::{MessageState, MessageStatus, NewMessage, StoreError};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::limit::client_ip;
@@ -49,17 +51,6 @@ impl FromRequestParts<Otm> for ClientIp {
     }
 }
 
-#[derive(Serialize)]
-pub(crate) struct PublicConfig {
-    max_ttl_seconds: u64,
-    default_ttl_seconds: u64,
-    ttl_choices_seconds: Vec<u64>,
-    max_message_chars: usize,
-    max_envelope_bytes: usize,
-    max_failed_attempts: u32,
-    link_base: Option<String>,
-}
-
 /// `GET /api/v1/config`: what the compose page needs to know.
 pub(crate) async fn config(State(otm): State<Otm>) -> Json<PublicConfig> {
     let c = &otm.0.config;
@@ -71,29 +62,11 @@ pub(crate) async fn config(State(otm): State<Otm>) -> Json<PublicConfig> {
             .iter()
             .map(Duration::as_secs)
             .collect(),
-        max_message_chars: MAX_MESSAGE_CHARS,
-        max_envelope_bytes: MAX_ENVELOPE_LEN,
+        max_message_chars: MAX_MESSAGE_CHARS as u64,
+        max_envelope_bytes: MAX_ENVELOPE_LEN as u64,
         max_failed_attempts: otm.0.store.options().max_failed_attempts,
         link_base: c.base_url.clone(),
     })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreateRequest {
-    envelope: String,
-    verifier: String,
-    ttl_seconds: Option<u64>,
-}
-
-#[derive(Serialize)]
-pub(crate) struct Created {
-    id: String,
-    path: String,
-    expires_at: String,
-    expires_at_unix: u64,
-    /// The sender's secret for status and burn; shown once, stored hashed.
-    manage_token: String,
 }
 
 /// `POST /api/v1/messages`: store a sealed envelope.
@@ -130,15 +103,11 @@ pub(crate) async fn create(
     otm.0.metrics.count(Outcome::Created);
     tracing::info!(id = %id, bytes = envelope.len(), ttl_s = ttl.as_secs(), "message created");
     let path = format!("/otm/{id}");
-    let unix = expires_at
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     let body = Created {
         id: id.to_string(),
         path,
         expires_at: rfc3339(expires_at),
-        expires_at_unix: unix,
+        expires_at_unix: unix_secs(expires_at),
         manage_token: manage.to_base64url().to_string(),
     };
     Ok((
@@ -200,17 +169,6 @@ fn check_create(
     Ok((envelope, verifier, ttl))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct OpenRequest {
-    proof: String,
-}
-
-#[derive(Serialize)]
-pub(crate) struct Opened {
-    envelope: String,
-}
-
 /// `POST /api/v1/messages/{id}/open`: hand the envelope to the holder of the
 /// proof, exactly once.
 pub(crate) async fn open(
@@ -268,6 +226,12 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// The sender's `Authorization: Bearer <manage token>`.
 pub(crate) struct Bearer(ManageToken);
 
@@ -294,26 +258,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
     }
 }
 
-#[derive(Serialize)]
-pub(crate) struct StatusBody {
-    state: &'static str,
-    expires_at: String,
-    expires_at_unix: u64,
-    changed_at: Option<String>,
-}
-
-impl From<&MessageStatus> for StatusBody {
-    fn from(s: &MessageStatus) -> Self {
-        StatusBody {
-            state: s.state.as_str(),
-            expires_at: rfc3339(s.expires_at),
-            expires_at_unix: s
-                .expires_at
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-            changed_at: s.changed_at.map(rfc3339),
-        }
+fn status_body(s: &MessageStatus) -> Status {
+    Status {
+        state: s.state,
+        expires_at: rfc3339(s.expires_at),
+        expires_at_unix: unix_secs(s.expires_at),
+        changed_at: s.changed_at.map(rfc3339),
     }
 }
 
@@ -344,7 +294,7 @@ async fn managed(
         Err(e) => return Err(otm.store_error(e)),
     };
     match status.manage {
-        Some(v) if v.verify_token(token) => Ok((id, status)),
+        Some(v) if v.verify(token) => Ok((id, status)),
         _ => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::WrongToken,
@@ -359,9 +309,9 @@ pub(crate) async fn status(
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     Bearer(token): Bearer,
-) -> Result<Json<StatusBody>, ApiError> {
+) -> Result<Json<Status>, ApiError> {
     let (_, status) = managed(&otm, ip, &id, &token).await?;
-    Ok(Json(StatusBody::from(&status)))
+    Ok(Json(status_body(&status)))
 }
 
 /// `DELETE /api/v1/messages/{id}` with the management token: burn it unread.
@@ -373,19 +323,23 @@ pub(crate) async fn burn(
 ) -> Result<Response, ApiError> {
     let (id, status) = managed(&otm, ip, &id, &token).await?;
     let not_waiting = |status: &MessageStatus| {
-        let mut body = serde_json::to_value(StatusBody::from(status)).unwrap_or_default();
-        body["error"] = ErrorCode::NotWaiting.as_str().into();
-        body["message"] = format!(
-            "The message is {} and can no longer be destroyed.",
-            status.state.as_str()
-        )
-        .into();
+        let body = NotWaiting {
+            error: ErrorBody {
+                error: ErrorCode::NotWaiting,
+                message: format!(
+                    "The message is {} and can no longer be destroyed.",
+                    status.state
+                ),
+                attempts_left: None,
+            },
+            status: status_body(status),
+        };
         (StatusCode::CONFLICT, Json(body)).into_response()
     };
     if status.state != MessageState::Waiting {
         return Ok(not_waiting(&status));
     }
-    match otm.0.store.delete(&id).await {
+    match otm.0.store.burn(&id).await {
         Ok(()) => {
             otm.0.metrics.count(Outcome::BurnedBySender);
             tracing::info!(id = %id, "message burned by its sender");
@@ -401,7 +355,7 @@ pub(crate) async fn burn(
         .await
         .map_err(|e| otm.store_error(e))?;
     if after.state == MessageState::Burned {
-        Ok(Json(StatusBody::from(&after)).into_response())
+        Ok(Json(status_body(&after)).into_response())
     } else {
         Ok(not_waiting(&after))
     }

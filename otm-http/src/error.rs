@@ -6,9 +6,9 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use otm_core::api::ErrorBody;
 use otm_core::ErrorCode;
 use otm_store::StoreError;
-use serde::Serialize;
 
 /// An error answered by the API.
 #[derive(Debug)]
@@ -18,14 +18,6 @@ pub struct ApiError {
     message: String,
     attempts_left: Option<u32>,
     retry_after_secs: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    message: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    attempts_left: Option<u32>,
 }
 
 impl ApiError {
@@ -78,9 +70,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            error: self.code.as_str(),
-            message: &self.message,
+        let body = ErrorBody {
+            error: self.code,
+            message: self.message,
             attempts_left: self.attempts_left,
         };
         let mut response = (self.status, Json(body)).into_response();

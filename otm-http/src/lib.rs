@@ -57,7 +57,6 @@
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness (checks the store) |
 //! | `GET /metrics` | Prometheus metrics |
 
-use otm_core::ErrorCode;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -80,6 +79,8 @@ pub mod serve;
 
 pub use config::{Config, IpNet, RateLimit};
 pub use error::ApiError;
+/// The API's error codes ([`ApiError::code`]), from `otm_core::api`.
+pub use otm_core::ErrorCode;
 #[cfg(feature = "serve")]
 pub use serve::{serve, ConnectionLimits};
 

@@ -13,8 +13,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use otm_core::{Key, Link, Secrets};
 use otm_store::{BlobStore, RedisConfig, RedisStore, SqliteConfig, SqliteStore};
 use otm_testkit::browser::fantoccini::Client;
@@ -162,21 +160,9 @@ async fn full_flow(store: Arc<dyn BlobStore>, label: &str) {
     let link = compose(&sender, base, &rust_reads, None, false).await;
     let parsed = Link::parse(&link).unwrap();
     keys.push(parsed.key.to_base64url().to_string());
-    let secrets = Secrets::derive(&parsed.key, None);
-    let http = reqwest::Client::new();
-    let res: Value = http
-        .post(format!("{base}/api/v1/messages/{}/open", parsed.id))
-        .json(&json!({"proof": secrets.claim_proof().to_base64url().as_str()}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let env = URL_SAFE_NO_PAD
-        .decode(res["envelope"].as_str().unwrap())
-        .unwrap();
-    assert_eq!(otm_core::open(&secrets, &env).unwrap().as_str(), rust_reads);
+    let client = otm_client::Client::new(base).unwrap();
+    let text = client.open(&parsed, None).await.unwrap();
+    assert_eq!(text.as_str(), rust_reads);
     sender.close().await.unwrap();
 
     // 4. Rust-sealed → revealed in Chromium (with multi-byte text).
@@ -185,23 +171,15 @@ async fn full_flow(store: Arc<dyn BlobStore>, label: &str) {
     keys.push(key.to_base64url().to_string());
     let secrets = Secrets::derive(&key, None);
     let env = otm_core::seal(&secrets, &browser_reads).unwrap();
-    let created: Value = http
-        .post(format!("{base}/api/v1/messages"))
-        .json(&json!({
-            "envelope": URL_SAFE_NO_PAD.encode(&env),
-            "verifier": secrets.claim_verifier().to_base64url(),
-            "ttl_seconds": 600,
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let stored = client
+        .create(
+            &env,
+            &secrets.claim_verifier(),
+            Some(Duration::from_secs(600)),
+        )
         .await
         .unwrap();
-    let id = created["id"].as_str().unwrap();
-    let link = Link::new(base, id.parse().unwrap(), key, false)
-        .unwrap()
-        .to_url();
+    let link = Link::new(base, stored.id, key, false).unwrap().to_url();
     let (reader, _p4) = reveal(&driver, &link, None).await;
     assert_eq!(value(&reader, "#plaintext").await, browser_reads);
     reader.close().await.unwrap();

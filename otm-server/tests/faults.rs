@@ -21,41 +21,35 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{create, open, open_request, start, trials, Created};
+use common::{client, create, open, start, trials, Created};
+use otm_client::Error;
+use otm_core::ErrorCode;
 use otm_testkit::{free_port, skip, unique_suffix, PrivatePostgres, RedisServer};
-use serde_json::Value;
 
 /// Two replicas on one store; 32 openers, half on each, race per message.
 async fn replica_race(store: &str, label: &str, n: usize) {
     let dir = tempfile::tempdir().unwrap();
     let a = start(store, dir.path()).await;
     let b = start(store, dir.path()).await;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .unwrap();
+    let (ca, cb) = (client(&a.base), client(&b.base));
     let (mut unavailable, mut retried) = (0, 0);
     for trial in 0..n {
-        let creator = if trial % 2 == 0 { &a.base } else { &b.base };
+        let creator = if trial % 2 == 0 { &ca } else { &cb };
         // A store's own transient failure (503) is retried, and counted.
-        let mut created = create(&http, creator).await;
+        let mut created = create(creator).await;
         while created.as_ref().err() == Some(&503) {
             unavailable += 1;
-            created = create(&http, creator).await;
+            created = create(creator).await;
         }
         let c = Arc::new(created.unwrap_or_else(|s| panic!("{label}: create {s}")));
         let barrier = Arc::new(tokio::sync::Barrier::new(32));
         let mut set = tokio::task::JoinSet::new();
         for i in 0..32 {
-            let (http, c, barrier) = (http.clone(), c.clone(), barrier.clone());
-            let base = if i % 2 == 0 {
-                a.base.clone()
-            } else {
-                b.base.clone()
-            };
+            let (c, barrier) = (c.clone(), barrier.clone());
+            let opener = if i % 2 == 0 { ca.clone() } else { cb.clone() };
             set.spawn(async move {
                 barrier.wait().await;
-                open(&http, &base, &c).await
+                open(&opener, &c).await
             });
         }
         let (mut winners, mut failed) = (0, 0);
@@ -76,7 +70,7 @@ async fn replica_race(store: &str, label: &str, n: usize) {
         if winners == 0 && failed > 0 {
             // Nobody won because the store failed: the message must still
             // be there, for exactly one more open.
-            let (status, env) = open(&http, &a.base, &c).await;
+            let (status, env) = open(&ca, &c).await;
             assert_eq!(
                 (status, env.as_deref()),
                 (200, Some(&c.envelope[..])),
@@ -185,11 +179,10 @@ impl Load {
         let tally: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
         let refusals: Arc<Mutex<Vec<Duration>>> = Arc::default();
         let mut set = tokio::task::JoinSet::new();
-        let http = reqwest::Client::new();
+        let client = client(base);
         for _ in 0..tasks {
-            let (http, base, stop, tally, refusals) = (
-                http.clone(),
-                base.to_owned(),
+            let (client, stop, tally, refusals) = (
+                client.clone(),
                 stop.clone(),
                 tally.clone(),
                 refusals.clone(),
@@ -198,14 +191,14 @@ impl Load {
                 let count = |what: String| *tally.lock().unwrap().entry(what).or_default() += 1;
                 while !stop.load(Ordering::Relaxed) {
                     let asked = Instant::now();
-                    let created = create(&http, &base).await;
+                    let created = create(&client).await;
                     if matches!(created, Err(503)) {
                         refusals.lock().unwrap().push(asked.elapsed());
                     }
                     match created {
                         Ok(c) => {
                             count("create 201".into());
-                            count(format!("open {}", open(&http, &base, &c).await.0));
+                            count(format!("open {}", open(&client, &c).await.0));
                         }
                         Err(status) => {
                             count(format!("create {status}"));
@@ -256,13 +249,16 @@ impl Load {
 /// The answers while the store is down: 503 with a JSON error and
 /// Retry-After for store work, alive but not ready.
 async fn check_down(base: &str, before: &Created) {
-    let http = reqwest::Client::new();
-    let r = open_request(&http, base, before).await;
-    assert_eq!(r.status(), 503);
-    assert!(r.headers().contains_key("retry-after"));
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"], "store_unavailable");
-    assert_eq!(create(&http, base).await.err(), Some(503));
+    let client = client(base);
+    match client.claim(&before.id, before.secrets.claim_proof()).await {
+        Err(Error::Unavailable {
+            code: Some(ErrorCode::StoreUnavailable),
+            retry_after: Some(_),
+            ..
+        }) => {}
+        other => panic!("an open while the store is down: {other:?}"),
+    }
+    assert_eq!(create(&client).await.err(), Some(503));
     let healthz = reqwest::get(format!("{base}/healthz")).await.unwrap();
     assert_eq!(healthz.status(), 200);
     let readyz = reqwest::get(format!("{base}/readyz")).await.unwrap();
@@ -285,10 +281,10 @@ async fn metric(base: &str, name: &str) -> f64 {
 /// Waits for the server to serve a full cycle again after its store came
 /// back (no restart); returns how long that took.
 async fn await_recovery(base: &str, label: &str) -> Duration {
-    let http = reqwest::Client::new();
+    let client = client(base);
     let back = Instant::now();
     let recovered = loop {
-        if let Ok(c) = create(&http, base).await {
+        if let Ok(c) = create(&client).await {
             break c;
         }
         assert!(
@@ -297,7 +293,7 @@ async fn await_recovery(base: &str, label: &str) -> Duration {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(open(&http, base, &recovered).await.0, 200);
+    assert_eq!(open(&client, &recovered).await.0, 200);
     let took = back.elapsed();
     eprintln!("{label}: serving again {took:?} after the store returned");
     took
@@ -312,8 +308,7 @@ async fn outage_drill(
     up: impl AsyncFnOnce(),
     allowed: &[&str],
 ) {
-    let http = reqwest::Client::new();
-    let before = create(&http, base)
+    let before = create(&client(base))
         .await
         .expect("create while the store is up");
     let load = Load::start(base, 8);
@@ -401,16 +396,16 @@ async fn open_each_exactly_once(base: &str, acked: &Mutex<Vec<Created>>, label: 
         "{label}: only {} creates before the crash",
         acked.len()
     );
-    let http = reqwest::Client::new();
+    let client = client(base);
     for c in &acked {
-        let (status, env) = open(&http, base, c).await;
+        let (status, env) = open(&client, c).await;
         assert_eq!(
             status, 200,
             "{label}: message {} acknowledged before the crash is lost",
             c.id
         );
         assert_eq!(env.unwrap(), c.envelope);
-        assert_eq!(open(&http, base, c).await.0, 404);
+        assert_eq!(open(&client, c).await.0, 404);
     }
     eprintln!(
         "{label}: {} acknowledged messages survived and opened exactly once",
@@ -446,13 +441,13 @@ fn spawn_creators(
     n: usize,
     acked: &Arc<Mutex<Vec<Created>>>,
 ) -> tokio::task::JoinSet<u16> {
-    let http = reqwest::Client::new();
+    let client = client(base);
     let mut creators = tokio::task::JoinSet::new();
     for _ in 0..n {
-        let (http, base, acked) = (http.clone(), base.to_owned(), acked.clone());
+        let (client, acked) = (client.clone(), acked.clone());
         creators.spawn(async move {
             loop {
-                match create(&http, &base).await {
+                match create(&client).await {
                     Ok(c) => acked.lock().unwrap().push(c),
                     Err(status) => return status,
                 }

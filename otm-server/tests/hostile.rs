@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::{create, open, start_with, Created, Server};
-use serde_json::Value;
+use common::{client, create, open, start_with, Created, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -95,10 +94,10 @@ impl Answer {
             self.status,
             self.headers
         );
-        let body: Value = serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{name}: body is not JSON: {e}"));
-        assert!(body["error"].is_string(), "{name}: no error code: {body}");
-        assert!(body["message"].is_string(), "{name}: no message: {body}");
+        // The documented error body, with a code the API defines.
+        let body: otm_core::api::ErrorBody = serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{name}: not an error body: {e}"));
+        assert!(!body.message.is_empty(), "{name}: no message: {body:?}");
         assert!(
             self.header("content-security-policy").is_some()
                 && self.header("referrer-policy") == Some("no-referrer")
@@ -191,8 +190,8 @@ async fn slow_heads_and_idle_connections_are_closed_after_the_header_timeout() {
         })
     };
     // Meanwhile everyone else is served.
-    let http = reqwest::Client::new();
-    assert!(create(&http, &server.base).await.is_ok());
+    let otm = client(&server.base);
+    assert!(create(&otm).await.is_ok());
 
     for (i, s) in slow.iter_mut().enumerate() {
         let got = read_until_closed(s, Duration::from_secs(10)).await;
@@ -213,7 +212,7 @@ async fn slow_heads_and_idle_connections_are_closed_after_the_header_timeout() {
         "64 slow heads, 1 idle and 1 dripping connection closed after {:?}",
         started.elapsed()
     );
-    assert!(create(&http, &server.base).await.is_ok());
+    assert!(create(&otm).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,15 +226,16 @@ async fn a_slow_body_cannot_hold_the_server() {
     .await
     .unwrap();
     // Meanwhile the server answers others.
-    let http = reqwest::Client::new();
-    assert!(create(&http, &server.base).await.is_ok());
+    let otm = client(&server.base);
+    assert!(create(&otm).await.is_ok());
     let answer = read_until_closed(&mut slow, Duration::from_secs(10))
         .await
         .expect("the server kept a stalled request open for 10 s");
     let answer = Answer::parse(&answer).expect("an HTTP answer");
     assert_eq!(answer.status, 408);
-    let body: Value = serde_json::from_slice(&answer.body).expect("a JSON error");
-    assert_eq!(body["error"], "request_timeout");
+    let body: otm_core::api::ErrorBody =
+        serde_json::from_slice(&answer.body).expect("a JSON error");
+    assert_eq!(body.error, otm_core::ErrorCode::RequestTimeout);
     assert!(answer.header("content-security-policy").is_some());
 }
 
@@ -361,10 +361,10 @@ const PARSER_LEVEL: usize = 14;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_4xx_and_consume_nothing() {
     let (server, _dir) = server(&[]).await;
-    let http = reqwest::Client::new();
-    let canary = create(&http, &server.base).await.unwrap();
-    let opened = create(&http, &server.base).await.unwrap();
-    assert_eq!(open(&http, &server.base, &opened).await.0, 200);
+    let otm = client(&server.base);
+    let canary = create(&otm).await.unwrap();
+    let opened = create(&otm).await.unwrap();
+    assert_eq!(open(&otm, &opened).await.0, 200);
 
     let cases = corpus(&canary, &opened);
     assert_eq!(cases[PARSER_LEVEL - 1].0, "bad chunk size");
@@ -397,28 +397,22 @@ async fn malformed_requests_get_4xx_and_consume_nothing() {
     );
     // Nothing damaged: no malformed request used one of the canary's
     // attempts (the first wrong proof leaves 4 of 5)...
-    let wrong =
-        serde_json::json!({ "proof": opened.secrets.claim_proof().to_base64url().as_str() });
-    let r = http
-        .post(format!(
-            "{}/api/v1/messages/{}/open",
-            server.base, canary.id
-        ))
-        .json(&wrong)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["attempts_left"], 4, "{body}");
+    let wrong = otm.claim(&canary.id, opened.secrets.claim_proof()).await;
+    assert!(
+        matches!(
+            wrong,
+            Err(otm_client::Error::WrongProof { attempts_left: 4 })
+        ),
+        "{wrong:?}"
+    );
     // ...and nothing consumed: the canary opens exactly once.
-    let (status, envelope) = open(&http, &server.base, &canary).await;
+    let (status, envelope) = open(&otm, &canary).await;
     assert_eq!(
         status, 200,
         "the canary was consumed by a malformed request"
     );
     assert_eq!(envelope.unwrap(), canary.envelope);
-    assert_eq!(open(&http, &server.base, &canary).await.0, 404);
+    assert_eq!(open(&otm, &canary).await.0, 404);
 }
 
 async fn server_alive(server: &Server) -> bool {

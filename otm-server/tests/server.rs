@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use otm_client::Client;
 use otm_core::{seal, Key, Secrets};
 use otm_testkit::{free_port, skip, unique_suffix, OtmServer, Process};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Starts otm-server with `args`, its log piped at `level` (the secrets
 /// check reads it; keep it short enough for the pipe), and waits until it
@@ -30,48 +31,34 @@ async fn start(args: &[&str], level: &str, dir: &std::path::Path) -> (Process, S
     (server.process, server.base)
 }
 
+/// One message through the server with otm-client: stored, opened once,
+/// gone the second time. Returns what must never reach a log: the key, the
+/// proof and the envelope (base64url, as they would travel).
 async fn round_trip(base: &str, text: &str) -> (String, String, String) {
+    let client = Client::new(base).unwrap();
     let key = Key::generate().unwrap();
     let secrets = Secrets::derive(&key, None);
     let envelope = seal(&secrets, text).unwrap();
-    let http = reqwest::Client::new();
-    let created: Value = http
-        .post(format!("{base}/api/v1/messages"))
-        .json(&json!({
-            "envelope": URL_SAFE_NO_PAD.encode(&envelope),
-            "verifier": secrets.claim_verifier().to_base64url(),
-            "ttl_seconds": 300,
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let stored = client
+        .create(
+            &envelope,
+            &secrets.claim_verifier(),
+            Some(Duration::from_secs(300)),
+        )
         .await
         .unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
-    let proof = secrets.claim_proof().to_base64url().to_string();
-    let open = |p: String| {
-        let http = http.clone();
-        let url = format!("{base}/api/v1/messages/{id}/open");
-        async move {
-            http.post(url)
-                .json(&json!({ "proof": p }))
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    let first = open(proof.clone()).await;
-    assert_eq!(first.status(), 200);
-    let body: Value = first.json().await.unwrap();
-    let got = URL_SAFE_NO_PAD
-        .decode(body["envelope"].as_str().unwrap())
+    let got = client
+        .claim(&stored.id, secrets.claim_proof())
+        .await
         .unwrap();
     assert_eq!(otm_core::open(&secrets, &got).unwrap().as_str(), text);
-    assert_eq!(open(proof.clone()).await.status(), 404);
+    assert!(matches!(
+        client.claim(&stored.id, secrets.claim_proof()).await,
+        Err(otm_client::Error::Gone)
+    ));
     (
         key.to_base64url().to_string(),
-        proof,
+        secrets.claim_proof().to_base64url().to_string(),
         URL_SAFE_NO_PAD.encode(&envelope),
     )
 }

@@ -206,8 +206,8 @@ impl BlobStore for Breaker {
             .await
     }
 
-    async fn delete(&self, id: &MessageId) -> Result<()> {
-        self.guard("burn a message", self.inner.delete(id)).await
+    async fn burn(&self, id: &MessageId) -> Result<()> {
+        self.guard("burn a message", self.inner.burn(id)).await
     }
 
     async fn status(&self, id: &MessageId) -> Result<MessageStatus> {

@@ -179,7 +179,7 @@ pub async fn expired_is_never_returned(store: Arc<dyn BlobStore>) {
     store.put(&long.id, long.message.clone()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_not_found(store.take(&short.id, short.proof()).await, "expired take");
-    assert_not_found(store.delete(&short.id).await, "expired delete");
+    assert_not_found(store.burn(&short.id).await, "expired burn");
     purge(&store).await;
     // The purge keeps live messages.
     assert_eq!(
@@ -233,12 +233,12 @@ async fn purge(store: &Arc<dyn BlobStore>) {
 }
 
 /// Delete burns a message; deleting again finds nothing.
-pub async fn delete_burns(store: Arc<dyn BlobStore>) {
+pub async fn burn_destroys(store: Arc<dyn BlobStore>) {
     let f = Fixture::hour();
     store.put(&f.id, f.message.clone()).await.unwrap();
-    store.delete(&f.id).await.unwrap();
-    assert_not_found(store.take(&f.id, f.proof()).await, "take after delete");
-    assert_not_found(store.delete(&f.id).await, "second delete");
+    store.burn(&f.id).await.unwrap();
+    assert_not_found(store.take(&f.id, f.proof()).await, "take after burn");
+    assert_not_found(store.burn(&f.id).await, "second burn");
 }
 
 /// A wrong proof neither returns nor consumes; the right one still works.
@@ -429,8 +429,8 @@ async fn state_of(store: &Arc<dyn BlobStore>, f: &Fixture) -> Option<MessageStat
         Ok(status) => {
             // The receipt still checks the sender's token, and only it.
             let manage = status.manage.expect("fixtures have a management verifier");
-            assert!(manage.verify_token(&f.manage));
-            assert!(!manage.verify_token(&ManageToken::generate().unwrap()));
+            assert!(manage.verify(&f.manage));
+            assert!(!manage.verify(&ManageToken::generate().unwrap()));
             let drift = status
                 .expires_at
                 .duration_since(f.message.expires_at)
@@ -461,7 +461,7 @@ pub async fn status_reports_receipts(store: Arc<dyn BlobStore>) {
     store.take(&opened.id, opened.proof()).await.unwrap();
     assert_eq!(state_of(&store, &opened).await, Some(MessageState::Opened));
     // A receipt is not a message: it cannot be burned or taken.
-    assert_not_found(store.delete(&opened.id).await, "delete after open");
+    assert_not_found(store.burn(&opened.id).await, "burn after open");
     assert_not_found(
         store.take(&opened.id, opened.proof()).await,
         "take after open",
@@ -470,7 +470,7 @@ pub async fn status_reports_receipts(store: Arc<dyn BlobStore>) {
 
     let burned = Fixture::hour();
     store.put(&burned.id, burned.message.clone()).await.unwrap();
-    store.delete(&burned.id).await.unwrap();
+    store.burn(&burned.id).await.unwrap();
     assert_eq!(state_of(&store, &burned).await, Some(MessageState::Burned));
 
     let guessed = Fixture::hour();
@@ -579,7 +579,7 @@ async fn run_model(store: Arc<dyn BlobStore>, ops: Vec<Op>) -> Result<(), String
                 }
             }
             Op::Delete(slot) => {
-                let r = store.delete(&ids[slot]).await;
+                let r = store.burn(&ids[slot]).await;
                 match (model.remove(&slot).is_some(), r) {
                     (true, Ok(())) | (false, Err(StoreError::NotFound)) => {}
                     (_, r) => return Err(ctx(format!("got {r:?}"))),
@@ -598,7 +598,7 @@ async fn run_model(store: Arc<dyn BlobStore>, ops: Vec<Op>) -> Result<(), String
     Ok(())
 }
 
-/// Random sequences of put, take (right and wrong proofs), delete and purge
+/// Random sequences of put, take (right and wrong proofs), burn and purge
 /// behave exactly like a reference model (a map with failure counters).
 /// Failures are shrunk by proptest to a minimal sequence.
 pub async fn model_matches_reference(store: Arc<dyn BlobStore>, rounds: Rounds) {
@@ -636,7 +636,7 @@ macro_rules! conformance_suite {
     ($make:path, rounds = $rounds:expr) => {
         $crate::conformance_suite!(@cases $make;
             round_trip, second_take_finds_nothing, duplicate_id_conflicts,
-            expired_is_never_returned, purge_keeps_live_messages, delete_burns,
+            expired_is_never_returned, purge_keeps_live_messages, burn_destroys,
             wrong_proof_does_not_consume, wrong_proofs_burn_at_the_limit, max_size_blob,
             past_expiry_is_invalid, status_reports_receipts, receipts_expire_with_the_message);
         $crate::conformance_suite!(@repeated $make, $rounds;

@@ -6,9 +6,9 @@
 //! | feature    | backend                      | atomic take                               | expiry                      |
 //! |------------|------------------------------|-------------------------------------------|-----------------------------|
 //! | `memory`   | [`MemoryStore`]              | one mutex                                 | checked at take, purge      |
-//! | `sqlite`   | [`SqliteStore`] (default)    | one `DELETE … RETURNING` statement        | checked in SQL, purge       |
+//! | `sqlite`   | [`SqliteStore`] (default)    | a counting `UPDATE`, then one `DELETE … RETURNING` | checked in SQL, purge |
 //! | `redis`    | [`RedisStore`] (+ Cluster)   | one Lua script on the key's node          | native `PEXPIRE`            |
-//! | `postgres` | [`PostgresStore`]            | one `DELETE … RETURNING` statement        | checked in SQL, purge       |
+//! | `postgres` | [`PostgresStore`]            | a counting `UPDATE`, then one `DELETE … RETURNING` | checked in SQL, purge |
 //! | `s3`       | [`S3Store`]                  | `If-Match` delete or `If-None-Match` claim | checked at take, lifecycle |
 //!
 //! Stores hold exactly the bytes they are given (the sealed envelope), the
@@ -46,7 +46,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use otm_core::{ClaimProof, ClaimVerifier, MessageId, MAX_ENVELOPE_LEN};
+use otm_core::{ClaimProof, ClaimVerifier, ManageVerifier, MessageId, MAX_ENVELOPE_LEN};
 
 pub mod breaker;
 #[cfg(feature = "conformance")]
@@ -110,34 +110,12 @@ pub struct NewMessage {
     /// SHA-256 of the sender's management token ([`otm_core::ManageToken`]).
     /// With it, the store keeps a receipt (opened or burned, and when) until
     /// `expires_at`, readable through [`BlobStore::status`]. `None`: no receipt.
-    pub manage: Option<ClaimVerifier>,
+    pub manage: Option<ManageVerifier>,
 }
 
-/// Where a message is in its life, as its sender may learn it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum MessageState {
-    /// Stored and not yet opened.
-    Waiting,
-    /// Taken by its reader (the envelope is gone).
-    Opened,
-    /// Destroyed by its sender or by too many wrong proofs.
-    Burned,
-    /// Past its expiry and not yet removed.
-    Expired,
-}
-
-impl MessageState {
-    /// Lowercase name: `waiting`, `opened`, `burned`, `expired`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageState::Waiting => "waiting",
-            MessageState::Opened => "opened",
-            MessageState::Burned => "burned",
-            MessageState::Expired => "expired",
-        }
-    }
-}
+/// Where a message is in its life, as its sender may learn it (the same
+/// type the HTTP API sends).
+pub use otm_core::api::MessageState;
 
 /// What [`BlobStore::status`] reports. It never includes the envelope.
 #[derive(Clone, Debug)]
@@ -149,8 +127,8 @@ pub struct MessageStatus {
     /// When it was opened or burned, where known.
     pub changed_at: Option<SystemTime>,
     /// The management verifier given at put, to check a sender's token with
-    /// [`ClaimVerifier::verify_token`].
-    pub manage: Option<ClaimVerifier>,
+    /// [`ManageVerifier::verify`].
+    pub manage: Option<ManageVerifier>,
 }
 
 impl Debug for NewMessage {
@@ -270,6 +248,21 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A driver's error, sorted: [`Unavailable`](StoreError::Unavailable)
+    /// when retrying may succeed (the backend is down, timed out, busy or
+    /// failing over), [`Backend`](StoreError::Backend) otherwise. Every
+    /// backend's classifier (SQL, Redis, S3) decides `retryable` from its
+    /// driver's error and ends here, so the two variants mean the same on
+    /// every backend.
+    pub fn driver(op: &'static str, retryable: bool, source: impl Into<BoxError>) -> StoreError {
+        let source = source.into();
+        if retryable {
+            StoreError::Unavailable { op, source }
+        } else {
+            StoreError::Backend { op, source }
+        }
+    }
+
     /// Whether retrying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Unavailable { .. })
@@ -292,10 +285,10 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 ///   and increments a counter; the attempt that reaches
 ///   [`StoreError::WrongProof`]`{ attempts_left: 0 }` deletes the message.
 ///   Missing, expired, taken and burned messages are all [`StoreError::NotFound`].
-/// - **delete** burns a live message ([`StoreError::NotFound`] if there is none).
+/// - **burn** destroys a live message unread ([`StoreError::NotFound`] if there is none).
 /// - **status** reports a message's state without its envelope. When the
 ///   message was put with a management verifier, taking or burning it
-///   (by `delete` or by wrong proofs) leaves a receipt — opened or burned,
+///   (by `burn` or by wrong proofs) leaves a receipt — opened or burned,
 ///   and when — that lives until the message's original expiry and no longer.
 ///   After that, or for unknown IDs, [`StoreError::NotFound`].
 /// - An expired message is never returned, whether or not any purge has run.
@@ -313,7 +306,7 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
     async fn take(&self, id: &MessageId, proof: &ClaimProof) -> Result<Vec<u8>>;
 
     /// Burns a message without returning it.
-    async fn delete(&self, id: &MessageId) -> Result<()>;
+    async fn burn(&self, id: &MessageId) -> Result<()>;
 
     /// The state of a message or its receipt.
     async fn status(&self, id: &MessageId) -> Result<MessageStatus>;

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use otm_core::{ClaimProof, ClaimVerifier, MessageId};
+use otm_core::{ClaimProof, ClaimVerifier, ManageVerifier, MessageId};
 
 use crate::{
     check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, MessageState, MessageStatus,
@@ -32,7 +32,7 @@ struct Entry {
     verifier: ClaimVerifier,
     expires_at_ms: i64,
     failures: u32,
-    manage: Option<ClaimVerifier>,
+    manage: Option<ManageVerifier>,
 }
 
 #[derive(Debug)]
@@ -40,7 +40,7 @@ struct Receipt {
     state: MessageState,
     changed_at_ms: i64,
     expires_at_ms: i64,
-    manage: ClaimVerifier,
+    manage: ManageVerifier,
 }
 
 impl Maps {
@@ -152,7 +152,7 @@ impl BlobStore for MemoryStore {
         Err(wrong_proof(&self.opts, failures))
     }
 
-    async fn delete(&self, id: &MessageId) -> Result<()> {
+    async fn burn(&self, id: &MessageId) -> Result<()> {
         let now = unix_ms(SystemTime::now());
         let mut maps = self.lock();
         match maps.messages.get(id) {

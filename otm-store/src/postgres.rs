@@ -6,13 +6,12 @@ use async_trait::async_trait;
 use otm_core::{ClaimProof, MessageId};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::sql::{classify, finish_take, message_status, receipt_status, BURNED, OPENED};
+use crate::sql::{classify, finish_take, message_status, receipt_status, Removal};
 use crate::url::{invalid_url, Query};
 use crate::{
     check_new, unix_ms, BlobStore, MessageStatus, NewMessage, PurgeExpired, Result, StoreError,
     StoreOptions,
 };
-use otm_core::ClaimVerifier;
 
 /// Settings for [`PostgresStore`].
 #[derive(Clone, Debug)]
@@ -122,15 +121,18 @@ impl std::str::FromStr for PostgresConfig {
 
 /// A [`BlobStore`] in PostgreSQL.
 ///
-/// Take is one `DELETE … RETURNING` statement: under PostgreSQL's row
-/// locking, concurrent deleters of one row wait for the first and then find
+/// Take is a counting `UPDATE` (a wrong proof is compared and counted in
+/// one statement) and then one `DELETE … RETURNING` statement: under
+/// PostgreSQL's row locking, concurrent deleters of one row wait for the first and then find
 /// it gone, so exactly one caller receives the message across any number of
 /// replicas. Rows carry their expiry and every statement compares it;
 /// [`PurgeExpired::purge_expired`](crate::PurgeExpired::purge_expired) (run it with [`crate::spawn_purger`]) deletes
 /// expired rows in batches.
 ///
-/// Indexes: the primary key (B-tree on `id`) serves put, take and delete; a
-/// B-tree on `expires_at_ms` serves the purge.
+/// Indexes: the primary key (B-tree on `id`) serves put, take and burn;
+/// B-trees on `expires_at_ms` (messages and receipts) and on
+/// `failed_attempts` serve the purge (expired rows, and rows whose attempts
+/// are used up).
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
@@ -316,40 +318,16 @@ impl BlobStore for PostgresStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| classify(op, e))?;
-        // The wrong proof that uses up the attempts frees the dead row
-        // (every statement already refuses it) and leaves the receipt.
-        let burn = self.remove_with_receipt(
-            "DELETE FROM {t} WHERE id = $1 AND failed_attempts >= $2",
-            id,
-            max,
-            None,
-            BURNED,
-        );
-        // 2. The right proof (or none of it is left): take, delete and
-        //    record the receipt in one statement.
-        let take = self.remove_with_receipt(
-            "DELETE FROM {t}
-             WHERE id = $1 AND failed_attempts < $2 AND verifier = $3 AND expires_at_ms > $4",
-            id,
-            max,
-            Some((verifier, now)),
-            OPENED,
-        );
+        // The wrong proof that uses up the attempts frees the dead row and
+        // leaves the receipt; the right proof (or none of it is left) takes,
+        // deletes and records the receipt in one statement.
+        let burn = self.remove(id, Removal::Spent);
+        let take = self.remove(id, Removal::Take { verifier });
         finish_take(&self.opts, failures, burn, take).await
     }
 
-    async fn delete(&self, id: &MessageId) -> Result<()> {
-        let now = unix_ms(SystemTime::now());
-        let removed = self
-            .remove_with_receipt(
-                "DELETE FROM {t}
-                 WHERE id = $1 AND failed_attempts < $2 AND expires_at_ms > $4",
-                id,
-                i64::from(self.opts.max_failed_attempts),
-                Some((ClaimVerifier::from_bytes([0; 32]), now)),
-                BURNED,
-            )
-            .await?;
+    async fn burn(&self, id: &MessageId) -> Result<()> {
+        let removed = self.remove(id, Removal::Burn).await?;
         removed.map(|_| ()).ok_or(StoreError::NotFound)
     }
 
@@ -403,43 +381,43 @@ impl BlobStore for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Runs `delete` (whose `{t}` is the message table; `$1` the ID, `$2`
-    /// the attempt limit, `$3`/`$4` the optional verifier and time) and, in
-    /// the same statement, records the receipt when the message has a
-    /// manager. Returns the envelope if a row went.
-    async fn remove_with_receipt(
-        &self,
-        delete: &str,
-        id: &MessageId,
-        max: i64,
-        extra: Option<(ClaimVerifier, i64)>,
-        state: i16,
-    ) -> Result<Option<Vec<u8>>> {
+    /// Deletes the row `removal` names and, in the same statement, records
+    /// its receipt when the message has a manager. Returns the envelope if
+    /// a row went. Parameters: `$1` the ID, `$2` the attempt limit, `$3`
+    /// now, `$4` the receipt state, and `$5` the verifier of a take.
+    async fn remove(&self, id: &MessageId, removal: Removal) -> Result<Option<Vec<u8>>> {
         let op = "remove a message";
         let now = unix_ms(SystemTime::now());
-        let n = if extra.is_some() { 5 } else { 3 };
+        let max = i64::from(self.opts.max_failed_attempts);
+        let which = match removal {
+            Removal::Take { .. } => "failed_attempts < $2 AND expires_at_ms > $3 AND verifier = $5",
+            Removal::Burn => "failed_attempts < $2 AND expires_at_ms > $3",
+            Removal::Spent => "failed_attempts >= $2",
+        };
         let sql = format!(
-            "WITH gone AS ({delete} RETURNING id, envelope, manage, expires_at_ms),
+            "WITH gone AS (
+                 DELETE FROM {t} WHERE id = $1 AND {which}
+                 RETURNING id, envelope, manage, expires_at_ms),
              receipt AS (
                  INSERT INTO {r} (id, manage, state, changed_at_ms, expires_at_ms)
-                 SELECT id, manage, ${state_param}, ${now_param}, expires_at_ms FROM gone
+                 SELECT id, manage, $4, $3, expires_at_ms FROM gone
                  WHERE manage IS NOT NULL
                  ON CONFLICT (id) DO UPDATE SET manage = excluded.manage,
                      state = excluded.state, changed_at_ms = excluded.changed_at_ms,
                      expires_at_ms = excluded.expires_at_ms)
              SELECT envelope FROM gone",
-            delete = delete.replace("{t}", &self.table),
+            t = self.table,
             r = self.receipts,
-            state_param = n,
-            now_param = n + 1,
         );
-        let mut query = sqlx::query_scalar(&sql).bind(&id.as_bytes()[..]).bind(max);
-        if let Some((verifier, at)) = extra {
-            query = query.bind(verifier.as_bytes().to_vec()).bind(at);
+        let mut query = sqlx::query_scalar(&sql)
+            .bind(&id.as_bytes()[..])
+            .bind(max)
+            .bind(now)
+            .bind(removal.receipt_state());
+        if let Removal::Take { verifier } = &removal {
+            query = query.bind(verifier.as_bytes().to_vec());
         }
         query
-            .bind(state)
-            .bind(now)
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| classify(op, e))

@@ -15,7 +15,7 @@ use crate::{
     check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, MessageState, MessageStatus,
     NewMessage, Result, StoreError, StoreOptions,
 };
-use otm_core::ClaimVerifier;
+use otm_core::ManageVerifier;
 use std::time::SystemTime;
 
 /// Settings for [`RedisStore`].
@@ -339,7 +339,7 @@ impl BlobStore for RedisStore {
         }
     }
 
-    async fn delete(&self, id: &MessageId) -> Result<()> {
+    async fn burn(&self, id: &MessageId) -> Result<()> {
         let key = self.key_of(id);
         let mut invocation = self.delete_script.key(&key);
         invocation
@@ -371,7 +371,7 @@ impl BlobStore for RedisStore {
         let verifier = |v: &Value| match v {
             Value::BulkString(b) => <[u8; 32]>::try_from(b.as_slice())
                 .ok()
-                .map(ClaimVerifier::from_bytes),
+                .map(ManageVerifier::from_bytes),
             _ => None,
         };
         match items.as_slice() {
@@ -424,17 +424,7 @@ fn classify(op: &'static str, err: RedisError) -> StoreError {
             err.code(),
             Some("LOADING" | "BUSY" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY")
         );
-    if retryable {
-        StoreError::Unavailable {
-            op,
-            source: Box::new(err),
-        }
-    } else {
-        StoreError::Backend {
-            op,
-            source: Box::new(err),
-        }
-    }
+    StoreError::driver(op, retryable, err)
 }
 
 fn unexpected(op: &'static str, value: Value) -> StoreError {

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use otm_core::ClaimVerifier;
+use otm_core::{ClaimVerifier, ManageVerifier};
 
 use crate::{
     from_unix_ms, wrong_proof, MessageState, MessageStatus, Result, StoreError, StoreOptions,
@@ -13,10 +13,37 @@ use crate::{
 pub(crate) const OPENED: i16 = 1;
 pub(crate) const BURNED: i16 = 2;
 
-pub(crate) fn verifier_from(bytes: &[u8]) -> Option<ClaimVerifier> {
+/// Which message row a removal deletes, and the receipt it leaves (when
+/// the message has a manager). Each is its own statement in each SQL store.
+#[derive(Clone, Copy)]
+pub(crate) enum Removal {
+    /// A reader's take: the live message whose verifier matches. Receipt:
+    /// opened.
+    Take {
+        /// `SHA-256` of the presented proof.
+        verifier: ClaimVerifier,
+    },
+    /// The sender's burn: the live message, unread. Receipt: burned.
+    Burn,
+    /// The wrong proof that used up the attempts already made the row dead
+    /// (every statement refuses it); this frees it. Receipt: burned.
+    Spent,
+}
+
+impl Removal {
+    /// The receipt state a removal leaves.
+    pub(crate) fn receipt_state(self) -> i16 {
+        match self {
+            Removal::Take { .. } => OPENED,
+            Removal::Burn | Removal::Spent => BURNED,
+        }
+    }
+}
+
+pub(crate) fn manage_from(bytes: &[u8]) -> Option<ManageVerifier> {
     <[u8; 32]>::try_from(bytes)
         .ok()
-        .map(ClaimVerifier::from_bytes)
+        .map(ManageVerifier::from_bytes)
 }
 
 /// Reads `(expires_at_ms, failed_attempts, manage)` from a message row: its
@@ -48,7 +75,7 @@ where
         state,
         expires_at: from_unix_ms(expires_at_ms),
         changed_at: None,
-        manage: manage.as_deref().and_then(verifier_from),
+        manage: manage.as_deref().and_then(manage_from),
     })
 }
 
@@ -74,7 +101,7 @@ where
         },
         expires_at: from_unix_ms(expires_at_ms),
         changed_at: Some(from_unix_ms(changed_at_ms)),
-        manage: verifier_from(&manage),
+        manage: manage_from(&manage),
     })
 }
 
@@ -125,15 +152,5 @@ pub(crate) fn classify(op: &'static str, err: sqlx::Error) -> StoreError {
         }
         _ => false,
     };
-    if retryable {
-        StoreError::Unavailable {
-            op,
-            source: Box::new(err),
-        }
-    } else {
-        StoreError::Backend {
-            op,
-            source: Box::new(err),
-        }
-    }
+    StoreError::driver(op, retryable, err)
 }

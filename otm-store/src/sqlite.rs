@@ -12,13 +12,12 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
-use crate::sql::{classify, finish_take, message_status, receipt_status, BURNED, OPENED};
+use crate::sql::{classify, finish_take, message_status, receipt_status, Removal};
 use crate::url::{invalid_url, Query};
 use crate::{
     check_new, unix_ms, BlobStore, MessageStatus, NewMessage, PurgeExpired, Result, StoreError,
     StoreOptions,
 };
-use otm_core::ClaimVerifier;
 
 /// Settings for [`SqliteStore`].
 #[derive(Clone, Debug)]
@@ -101,9 +100,10 @@ impl SqliteConfig {
 
 /// A [`BlobStore`] in a SQLite file.
 ///
-/// Take is one `DELETE … RETURNING` statement, which SQLite runs under its
-/// database write lock, so exactly one caller gets a message even with many
-/// processes on one file. Expired rows are never returned (the statements
+/// Take is a counting `UPDATE` (a wrong proof is compared and counted in
+/// one statement) and then one `DELETE … RETURNING` statement, which SQLite
+/// runs under its database write lock, so exactly one caller gets a message
+/// even with many processes on one file. Expired rows are never returned (the statements
 /// compare the expiry) and [`PurgeExpired::purge_expired`](crate::PurgeExpired::purge_expired) deletes them.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -273,43 +273,17 @@ impl BlobStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| classify(op, e))?;
-        // The wrong proof that uses up the attempts frees the dead row
-        // (every statement already refuses it) and leaves the receipt.
-        let burn = self.remove_with_receipt(
-            "DELETE FROM otm_messages WHERE id = ?1 AND failed_attempts >= ?2
-             RETURNING envelope, manage, expires_at_ms",
-            id,
-            max,
-            None,
-            BURNED,
-        );
-        // 2. The right proof (or none of it is left): take and delete in
-        //    one statement, leaving the receipt in the same transaction.
-        let take = self.remove_with_receipt(
-            "DELETE FROM otm_messages
-             WHERE id = ?1 AND failed_attempts < ?2 AND verifier = ?3 AND expires_at_ms > ?4
-             RETURNING envelope, manage, expires_at_ms",
-            id,
-            max,
-            Some((verifier, now)),
-            OPENED,
-        );
+        // The wrong proof that uses up the attempts frees the dead row and
+        // leaves the receipt; the right proof (or none of it is left) takes
+        // and deletes in one statement, with the receipt in the same
+        // transaction.
+        let burn = self.remove(id, Removal::Spent);
+        let take = self.remove(id, Removal::Take { verifier });
         finish_take(&self.opts, failures, burn, take).await
     }
 
-    async fn delete(&self, id: &MessageId) -> Result<()> {
-        let now = unix_ms(SystemTime::now());
-        let removed = self
-            .remove_with_receipt(
-                "DELETE FROM otm_messages
-                 WHERE id = ?1 AND failed_attempts < ?2 AND expires_at_ms > ?4
-                 RETURNING envelope, manage, expires_at_ms",
-                id,
-                i64::from(self.opts.max_failed_attempts),
-                Some((ClaimVerifier::from_bytes([0; 32]), now)),
-                BURNED,
-            )
-            .await?;
+    async fn burn(&self, id: &MessageId) -> Result<()> {
+        let removed = self.remove(id, Removal::Burn).await?;
         removed.map(|_| ()).ok_or(StoreError::NotFound)
     }
 
@@ -361,30 +335,45 @@ impl BlobStore for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Runs a `DELETE … RETURNING envelope, manage, expires_at_ms` and, in
-    /// the same transaction, records the receipt when the message has a
-    /// manager. `?1` is the ID, `?2` the attempt limit, `?3`/`?4` the
-    /// optional verifier and time. Returns the envelope if a row went.
-    async fn remove_with_receipt(
-        &self,
-        delete: &str,
-        id: &MessageId,
-        max: i64,
-        extra: Option<(ClaimVerifier, i64)>,
-        state: i16,
-    ) -> Result<Option<Vec<u8>>> {
+    /// Deletes the row `removal` names and, in the same transaction,
+    /// records its receipt when the message has a manager. Returns the
+    /// envelope if a row went.
+    async fn remove(&self, id: &MessageId, removal: Removal) -> Result<Option<Vec<u8>>> {
         let op = "remove a message";
         let now = unix_ms(SystemTime::now());
+        let max = i64::from(self.opts.max_failed_attempts);
+        let key = &id.as_bytes()[..];
+        let delete = match &removal {
+            Removal::Take { verifier } => sqlx::query(
+                "DELETE FROM otm_messages
+                 WHERE id = ?1 AND failed_attempts < ?2 AND expires_at_ms > ?3 AND verifier = ?4
+                 RETURNING envelope, manage, expires_at_ms",
+            )
+            .bind(key)
+            .bind(max)
+            .bind(now)
+            .bind(&verifier.as_bytes()[..]),
+            Removal::Burn => sqlx::query(
+                "DELETE FROM otm_messages
+                 WHERE id = ?1 AND failed_attempts < ?2 AND expires_at_ms > ?3
+                 RETURNING envelope, manage, expires_at_ms",
+            )
+            .bind(key)
+            .bind(max)
+            .bind(now),
+            Removal::Spent => sqlx::query(
+                "DELETE FROM otm_messages WHERE id = ?1 AND failed_attempts >= ?2
+                 RETURNING envelope, manage, expires_at_ms",
+            )
+            .bind(key)
+            .bind(max),
+        };
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| classify(op, e))?;
-        let mut query = sqlx::query(delete).bind(&id.as_bytes()[..]).bind(max);
-        if let Some((verifier, at)) = extra {
-            query = query.bind(verifier.as_bytes().to_vec()).bind(at);
-        }
-        let Some(row) = query
+        let Some(row) = delete
             .fetch_optional(&mut *tx)
             .await
             .map_err(|e| classify(op, e))?
@@ -403,7 +392,7 @@ impl SqliteStore {
             )
             .bind(&id.as_bytes()[..])
             .bind(manage)
-            .bind(state)
+            .bind(removal.receipt_state())
             .bind(now)
             .bind(expires)
             .execute(&mut *tx)

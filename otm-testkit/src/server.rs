@@ -51,8 +51,13 @@ impl Drop for TestServer {
 impl TestServer {
     /// Serves `store` with the default configuration.
     pub async fn start(store: Arc<dyn BlobStore>) -> TestServer {
+        Self::start_with(store, Config::default()).await
+    }
+
+    /// Serves `store` with `config`.
+    pub async fn start_with(store: Arc<dyn BlobStore>, config: Config) -> TestServer {
         let log: RequestLog = Arc::default();
-        let app: Router = otm_http::router(store, Config::default())
+        let app: Router = otm_http::router(store, config)
             .layer(axum::middleware::from_fn_with_state(log.clone(), record));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

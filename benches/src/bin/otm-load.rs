@@ -16,9 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use clap::Parser;
+use otm_client::Client;
 use otm_core::{seal, Key, Secrets};
 use serde_json::{json, Value};
 
@@ -83,70 +82,48 @@ fn summary(samples: &mut [u64]) -> Value {
     })
 }
 
+/// A short label of a failure for the error table: the API's code, or
+/// what went wrong on the way.
+fn label(step: &str, e: &otm_client::Error) -> String {
+    use otm_client::Error;
+    let what = match e {
+        Error::Timeout(_) => "timeout".to_owned(),
+        Error::Unreachable { .. } => "connect".to_owned(),
+        Error::Redirected { status, .. } => format!("redirect {status}"),
+        Error::Unexpected { status, .. } => format!("unexpected {status}"),
+        other => match other.code() {
+            Some(code) => code.to_string(),
+            None => "error".to_owned(),
+        },
+    };
+    format!("{step}: {what}")
+}
+
 /// One cycle: seal, create, open. Returns the (create, open) latencies.
 async fn cycle(
-    http: &reqwest::Client,
-    server: &str,
+    client: &Client,
     text: &str,
-    ttl: u64,
+    ttl: Duration,
     create_only: bool,
 ) -> Result<(u64, u64), String> {
     let key = Key::generate().map_err(|e| e.to_string())?;
     let secrets = Secrets::derive(&key, None);
     let envelope = seal(&secrets, text).map_err(|e| e.to_string())?;
-    let body = json!({
-        "envelope": URL_SAFE_NO_PAD.encode(&envelope),
-        "verifier": secrets.claim_verifier().to_base64url(),
-        "ttl_seconds": ttl,
-    });
     let t0 = Instant::now();
-    let created = http
-        .post(format!("{server}/api/v1/messages"))
-        .json(&body)
-        .send()
+    let stored = client
+        .create(&envelope, &secrets.claim_verifier(), Some(ttl))
         .await
-        .map_err(|e| {
-            format!(
-                "create: {}",
-                if e.is_timeout() { "timeout" } else { "connect" }
-            )
-        })?;
-    if created.status().as_u16() != 201 {
-        return Err(format!("create {}", created.status().as_u16()));
-    }
-    let created: Value = created
-        .json()
-        .await
-        .map_err(|_| "create: bad body".to_string())?;
+        .map_err(|e| label("create", &e))?;
     let create_us = t0.elapsed().as_micros() as u64;
-    let id = created["id"].as_str().ok_or("create: no id")?.to_owned();
     if create_only {
         return Ok((create_us, 0));
     }
     let t1 = Instant::now();
-    let opened = http
-        .post(format!("{server}/api/v1/messages/{id}/open"))
-        .json(&json!({ "proof": secrets.claim_proof().to_base64url().as_str() }))
-        .send()
+    let back = client
+        .claim(&stored.id, secrets.claim_proof())
         .await
-        .map_err(|e| {
-            format!(
-                "open: {}",
-                if e.is_timeout() { "timeout" } else { "connect" }
-            )
-        })?;
-    if opened.status().as_u16() != 200 {
-        return Err(format!("open {}", opened.status().as_u16()));
-    }
-    let opened: Value = opened
-        .json()
-        .await
-        .map_err(|_| "open: bad body".to_string())?;
+        .map_err(|e| label("open", &e))?;
     let open_us = t1.elapsed().as_micros() as u64;
-    let back = opened["envelope"]
-        .as_str()
-        .and_then(|e| URL_SAFE_NO_PAD.decode(e).ok())
-        .ok_or("open: no envelope")?;
     if back != envelope {
         return Err("open: different envelope".into());
     }
@@ -160,12 +137,17 @@ async fn main() -> std::process::ExitCode {
         eprintln!("otm-load: --size must be at most 8000 and --concurrency at least 1");
         return std::process::ExitCode::from(2);
     }
-    let server = args.server.trim_end_matches('/').to_owned();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(args.concurrency)
+    let client = match Client::builder(&args.server)
+        .user_agent(concat!("otm-load/", env!("CARGO_PKG_VERSION")))
         .build()
-        .expect("HTTP client");
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("otm-load: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let server = client.base().to_owned();
     let text: Arc<str> = "x".repeat(args.size).into();
     let stats = Arc::new(Mutex::new(Stats::default()));
     let done = Arc::new(AtomicU64::new(0));
@@ -196,10 +178,11 @@ async fn main() -> std::process::ExitCode {
 
     let workers: Vec<_> = (0..args.concurrency)
         .map(|_| {
-            let (http, server, text) = (http.clone(), server.clone(), text.clone());
+            let (client, text) = (client.clone(), text.clone());
             let (stats, done, failed, issued) =
                 (stats.clone(), done.clone(), failed.clone(), issued.clone());
-            let (count, ttl, create_only) = (args.count, args.ttl, args.create_only);
+            let (count, ttl, create_only) =
+                (args.count, Duration::from_secs(args.ttl), args.create_only);
             tokio::spawn(async move {
                 loop {
                     match count {
@@ -208,7 +191,7 @@ async fn main() -> std::process::ExitCode {
                         _ => {}
                     }
                     let t = Instant::now();
-                    let result = cycle(&http, &server, &text, ttl, create_only).await;
+                    let result = cycle(&client, &text, ttl, create_only).await;
                     let mut s = stats.lock().unwrap();
                     match result {
                         Ok((c, o)) => {

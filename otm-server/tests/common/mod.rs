@@ -1,10 +1,10 @@
 //! Helpers shared by the test files that run real `otm-server` processes.
 #![allow(dead_code)] // each test file uses a different part
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use otm_core::{seal, Key, Secrets};
-use serde_json::{json, Value};
+use std::time::Duration;
+
+use otm_client::{Client, Error};
+use otm_core::{seal, Key, MessageId, Secrets};
 
 /// A running `otm-server`, killed when dropped.
 pub(crate) type Server = otm_testkit::OtmServer;
@@ -18,49 +18,57 @@ pub(crate) async fn start_with(store: &str, dir: &std::path::Path, extra: &[&str
 }
 
 pub(crate) struct Created {
-    pub(crate) id: String,
+    pub(crate) id: MessageId,
     pub(crate) secrets: Secrets,
     pub(crate) envelope: Vec<u8>,
 }
 
-pub(crate) async fn create(http: &reqwest::Client, base: &str) -> Result<Created, u16> {
+/// A client of the server at `base`.
+pub(crate) fn client(base: &str) -> Client {
+    Client::new(base).expect("a loopback base URL")
+}
+
+/// The HTTP status behind a client error (0: no HTTP answer at all).
+pub(crate) fn status_of(e: &Error) -> u16 {
+    match e {
+        Error::Gone => 404,
+        Error::WrongProof { .. } | Error::WrongToken => 403,
+        Error::NotWaiting { .. } => 409,
+        Error::RateLimited { .. } => 429,
+        Error::Unavailable { .. } => 503,
+        Error::Refused { status, .. }
+        | Error::Redirected { status, .. }
+        | Error::Unexpected { status, .. } => *status,
+        _ => 0,
+    }
+}
+
+/// Seals a message here and stores it (600 s); the status of a refusal.
+pub(crate) async fn create(client: &Client) -> Result<Created, u16> {
     let secrets = Secrets::derive(&Key::generate().unwrap(), None);
     let envelope = seal(&secrets, "replica race").unwrap();
-    let r = http
-        .post(format!("{base}/api/v1/messages"))
-        .json(&json!({
-            "envelope": URL_SAFE_NO_PAD.encode(&envelope),
-            "verifier": secrets.claim_verifier().to_base64url(),
-            "ttl_seconds": 600,
-        }))
-        .send()
+    let stored = client
+        .create(
+            &envelope,
+            &secrets.claim_verifier(),
+            Some(Duration::from_secs(600)),
+        )
         .await
-        .map_err(|_| 0u16)?;
-    if r.status() != 201 {
-        return Err(r.status().as_u16());
-    }
-    let v: Value = r.json().await.map_err(|_| 0u16)?;
+        .map_err(|e| status_of(&e))?;
     Ok(Created {
-        id: v["id"].as_str().unwrap().to_owned(),
+        id: stored.id,
         secrets,
         envelope,
     })
 }
 
-pub(crate) async fn open(
-    http: &reqwest::Client,
-    base: &str,
-    c: &Created,
-) -> (u16, Option<Vec<u8>>) {
-    let r = open_request(http, base, c).await;
-    let status = r.status().as_u16();
-    let body: Value = r.json().await.unwrap_or_default();
-    (
-        status,
-        body["envelope"]
-            .as_str()
-            .and_then(|e| URL_SAFE_NO_PAD.decode(e).ok()),
-    )
+/// Opens `c` with its right proof: 200 and the envelope, or the status of
+/// the refusal.
+pub(crate) async fn open(client: &Client, c: &Created) -> (u16, Option<Vec<u8>>) {
+    match client.claim(&c.id, c.secrets.claim_proof()).await {
+        Ok(envelope) => (200, Some(envelope)),
+        Err(e) => (status_of(&e), None),
+    }
 }
 
 /// Trials of a replica race: `OTM_REPLICA_TRIALS` when set, else 200; on an
@@ -73,17 +81,4 @@ pub(crate) fn trials(emulator: bool) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if emulator && !full { 40 } else { 200 })
-}
-
-/// Sends the open request for `c` with its right proof; the raw answer.
-pub(crate) async fn open_request(
-    http: &reqwest::Client,
-    base: &str,
-    c: &Created,
-) -> reqwest::Response {
-    http.post(format!("{base}/api/v1/messages/{}/open", c.id))
-        .json(&json!({ "proof": c.secrets.claim_proof().to_base64url().as_str() }))
-        .send()
-        .await
-        .unwrap()
 }

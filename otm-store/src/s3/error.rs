@@ -13,17 +13,7 @@ pub(super) struct S3Err {
 
 impl S3Err {
     pub(super) fn into_store(self, op: &'static str) -> StoreError {
-        if self.retryable {
-            StoreError::Unavailable {
-                op,
-                source: self.source,
-            }
-        } else {
-            StoreError::Backend {
-                op,
-                source: self.source,
-            }
-        }
+        StoreError::driver(op, self.retryable, self.source)
     }
 }
 

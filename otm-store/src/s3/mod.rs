@@ -34,7 +34,7 @@ use aws_sdk_s3::types::{
     LifecycleRuleFilter,
 };
 use aws_sdk_s3::Client;
-use otm_core::{ClaimProof, ClaimVerifier, MessageId};
+use otm_core::{ClaimProof, ClaimVerifier, ManageVerifier, MessageId};
 
 mod config;
 mod error;
@@ -76,7 +76,7 @@ struct Found {
     expires_at_ms: i64,
     verifier: ClaimVerifier,
     gen: String,
-    manage: Option<ClaimVerifier>,
+    manage: Option<ManageVerifier>,
     body: Vec<u8>,
 }
 
@@ -250,7 +250,7 @@ impl BlobStore for S3Store {
         Err(wrong_proof(&self.opts, slot))
     }
 
-    async fn delete(&self, id: &MessageId) -> Result<()> {
+    async fn burn(&self, id: &MessageId) -> Result<()> {
         let Some(found) = self.fetch(id, false).await? else {
             return Err(StoreError::NotFound);
         };
@@ -306,7 +306,7 @@ impl BlobStore for S3Store {
             changed_at: int(META_CHANGED).map(from_unix_ms),
             manage: meta
                 .get(META_MANAGE)
-                .and_then(|v| ClaimVerifier::from_base64url(v).ok()),
+                .and_then(|v| ManageVerifier::from_base64url(v).ok()),
         })
     }
 

@@ -106,7 +106,7 @@ impl S3Store {
             .ok_or_else(|| corrupt("object has no otm-gen metadata"))?;
         let manage = meta
             .get(META_MANAGE)
-            .and_then(|v| ClaimVerifier::from_base64url(v).ok());
+            .and_then(|v| ManageVerifier::from_base64url(v).ok());
         Ok(Some(Found {
             etag,
             expires_at_ms,

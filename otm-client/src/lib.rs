@@ -1,0 +1,525 @@
+//! # otm-client
+//!
+//! A typed async client for the HTTP API of an otm server (`/api/v1`, see
+//! `docs/openapi.json`). Messages are sealed **in this process** with
+//! [`otm_core`]: the server only ever receives ciphertext, and the key
+//! travels only inside the link this client returns.
+//!
+//! ```no_run
+//! use otm_client::{Client, SendOptions};
+//! use std::time::Duration;
+//!
+//! # async fn demo() -> Result<(), otm_client::Error> {
+//! let client = Client::new("https://otm.example")?;
+//! let sent = client
+//!     .send("the door code is 4711", &SendOptions::new().ttl(Duration::from_secs(3600)))
+//!     .await?;
+//! println!("share: {}", sent.link.to_url().as_str());
+//! println!("keep:  {}", sent.manage_link.to_url().as_str());
+//!
+//! // The reader, elsewhere:
+//! let link = otm_core::Link::parse(&sent.link.to_url())?;
+//! let text = Client::new(&link.base)?.open(&link, None).await?;
+//! assert_eq!(text.as_str(), "the door code is 4711");
+//!
+//! // The sender: was it read?
+//! let receipt = client.status(&sent.manage_link).await?;
+//! println!("{}", receipt.state);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Behaviour
+//! - TLS through rustls (ring), with the Mozilla roots (webpki-roots).
+//! - **No redirect is followed**: a 3xx is [`Error::Redirected`]. A followed
+//!   redirect would hand a claim proof or management token to another origin.
+//! - Every request has a timeout (30 s by default, 10 s to connect);
+//!   [`ClientBuilder`] changes them.
+//! - Every refusal of the API is a typed [`Error`] carrying the server's
+//!   [`ErrorCode`]; [`Error::is_retryable`] says which
+//!   ones are worth retrying.
+//! - The wire types are [`otm_core::api`]'s, the same the server uses.
+
+mod error;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use otm_core::api::{
+    CreateRequest, Created, ErrorBody, MessageState, NotWaiting, OpenRequest, Opened, PublicConfig,
+    Status,
+};
+use otm_core::{
+    ClaimProof, ClaimVerifier, ErrorCode, Key, Link, ManageLink, ManageToken, MessageId,
+    Passphrase, Secrets, Zeroizing,
+};
+use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::{Method, Response, StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+pub use error::{BoxError, Error};
+
+/// The result of every client call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Default timeout of a whole request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default timeout of connecting (TCP and TLS).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Options of [`Client::send`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SendOptions<'a> {
+    ttl: Option<Duration>,
+    passphrase: Option<&'a Passphrase>,
+}
+
+impl<'a> SendOptions<'a> {
+    /// The server's default expiry, no passphrase.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Delete the message unread after `ttl` (whole seconds, at least 1; at
+    /// most what the server allows, or the send fails with `ttl_too_long`).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Also protect the message with a passphrase (the reader needs it
+    /// besides the link).
+    pub fn passphrase(mut self, passphrase: &'a Passphrase) -> Self {
+        self.passphrase = Some(passphrase);
+        self
+    }
+}
+
+/// A message [`Client::send`] stored.
+#[derive(Debug)]
+pub struct Sent {
+    /// The link to share: it holds the key in its fragment.
+    pub link: Link,
+    /// The sender's private status link (status and burn).
+    pub manage_link: ManageLink,
+    /// When the server deletes the message unread.
+    pub expires_at: SystemTime,
+}
+
+/// An envelope [`Client::create`] stored.
+#[derive(Debug)]
+pub struct Stored {
+    /// The message's ID.
+    pub id: MessageId,
+    /// The sender's management token (status and burn).
+    pub manage_token: ManageToken,
+    /// When the server deletes the message unread.
+    pub expires_at: SystemTime,
+}
+
+/// A message's status, as its sender sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// Waiting, opened, burned or expired.
+    pub state: MessageState,
+    /// The message's expiry; the receipt lives until then.
+    pub expires_at: SystemTime,
+    /// When it was opened or burned, where the server knows it.
+    pub changed_at: Option<SystemTime>,
+}
+
+impl Receipt {
+    fn from_wire(status: &Status) -> Result<Receipt> {
+        let changed_at = match &status.changed_at {
+            None => None,
+            Some(t) => Some(humantime::parse_rfc3339(t).map_err(|e| Error::Unexpected {
+                status: 200,
+                detail: format!("changed_at {t:?} is not RFC 3339: {e}"),
+            })?),
+        };
+        Ok(Receipt {
+            state: status.state,
+            expires_at: UNIX_EPOCH + Duration::from_secs(status.expires_at_unix),
+            changed_at,
+        })
+    }
+}
+
+/// Builds a [`Client`] with other timeouts or user agent.
+#[derive(Debug)]
+pub struct ClientBuilder {
+    base: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+    user_agent: String,
+}
+
+impl ClientBuilder {
+    /// Timeout of a whole request (default [`DEFAULT_TIMEOUT`]).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Timeout of connecting (default [`DEFAULT_CONNECT_TIMEOUT`]).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The `User-Agent` header (default `otm-client/VERSION`).
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = user_agent.into();
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Result<Client> {
+        let base = normalise_base(&self.base)?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(self.timeout)
+            .connect_timeout(self.connect_timeout)
+            .user_agent(self.user_agent)
+            .build()
+            .map_err(|e| Error::Unreachable {
+                base: base.clone(),
+                source: Box::new(e),
+            })?;
+        Ok(Client {
+            http,
+            base,
+            timeout: self.timeout,
+            config: Arc::default(),
+        })
+    }
+}
+
+/// `scheme://host[:port][/path]` without a trailing slash; no query, no
+/// fragment, no credentials.
+fn normalise_base(base: &str) -> Result<String> {
+    let url = Url::parse(base).map_err(|e| Error::InvalidBase(format!("{base:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::InvalidBase(format!(
+            "{base:?}: the scheme must be http or https"
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::InvalidBase(format!(
+            "{base:?}: a server URL has no query or fragment"
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::InvalidBase(format!(
+            "{base:?}: a server URL has no user name or password"
+        )));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// A client of one otm server. Cheap to clone (one connection pool).
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    timeout: Duration,
+    /// The server's configuration, fetched once by [`Client::send`].
+    config: Arc<Mutex<Option<Arc<PublicConfig>>>>,
+}
+
+impl Client {
+    /// A client of the server at `base` (e.g. `https://otm.example`, or the
+    /// URL of the mount point when the API is mounted under a prefix), with
+    /// the default timeouts.
+    pub fn new(base: &str) -> Result<Client> {
+        Self::builder(base).build()
+    }
+
+    /// A builder for other timeouts or user agent.
+    pub fn builder(base: &str) -> ClientBuilder {
+        ClientBuilder {
+            base: base.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            user_agent: concat!("otm-client/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+
+    /// The server's base URL, without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET /api/v1/config`: the server's limits and link base.
+    pub async fn config(&self) -> Result<PublicConfig> {
+        let response = self.request(Method::GET, "/api/v1/config", None).await?;
+        let config: PublicConfig = self.answer(response, StatusCode::OK).await?;
+        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(config.clone()));
+        Ok(config)
+    }
+
+    async fn cached_config(&self) -> Result<Arc<PublicConfig>> {
+        if let Some(c) = self
+            .config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(c);
+        }
+        Ok(Arc::new(self.config().await?))
+    }
+
+    /// Seals `text` here with a fresh key (and the passphrase, if given),
+    /// stores the envelope, and returns the link to share and the sender's
+    /// status link. Links use the server's announced `link_base`, else this
+    /// client's base URL.
+    pub async fn send(&self, text: &str, options: &SendOptions<'_>) -> Result<Sent> {
+        let key = Key::generate()?;
+        let secrets = Secrets::derive(&key, options.passphrase);
+        let envelope = otm_core::seal(&secrets, text)?;
+        let config = self.cached_config().await?;
+        let stored = self
+            .create(&envelope, &secrets.claim_verifier(), options.ttl)
+            .await?;
+        let base = config.link_base.as_deref().unwrap_or(&self.base);
+        let link = Link::new(base, stored.id, key, options.passphrase.is_some())?;
+        let manage_link = ManageLink::new(base, stored.id, stored.manage_token)?;
+        Ok(Sent {
+            link,
+            manage_link,
+            expires_at: stored.expires_at,
+        })
+    }
+
+    /// `POST /api/v1/messages`: stores an envelope sealed by the caller (see
+    /// [`otm_core::seal`]) with its claim verifier. [`Client::send`] does
+    /// the sealing for you.
+    pub async fn create(
+        &self,
+        envelope: &[u8],
+        verifier: &ClaimVerifier,
+        ttl: Option<Duration>,
+    ) -> Result<Stored> {
+        let body = CreateRequest {
+            envelope: URL_SAFE_NO_PAD.encode(envelope),
+            verifier: verifier.to_base64url(),
+            ttl_seconds: ttl.map(|t| t.as_secs().max(1)),
+        };
+        let body = serde_json::to_vec(&body).map_err(unexpected_json)?;
+        let response = self
+            .request(Method::POST, "/api/v1/messages", Some(body))
+            .await?;
+        let created: Created = self.answer(response, StatusCode::CREATED).await?;
+        let bad = |what: &str| Error::Unexpected {
+            status: 201,
+            detail: format!("the answer's {what} is malformed"),
+        };
+        Ok(Stored {
+            id: created.id.parse().map_err(|_| bad("id"))?,
+            manage_token: ManageToken::from_base64url(&created.manage_token)
+                .map_err(|_| bad("manage_token"))?,
+            expires_at: UNIX_EPOCH + Duration::from_secs(created.expires_at_unix),
+        })
+    }
+
+    /// Opens `link` once: claims the envelope with the proof derived from
+    /// the link's key (and the passphrase) and decrypts it here. The request
+    /// goes to this client's server (use [`Client::new`] with `link.base`
+    /// for the link's own).
+    ///
+    /// After this returns `Ok`, the message is gone from the server. A link
+    /// that says it needs a passphrase, opened without one, fails here with
+    /// [`otm_core::Error::PassphraseRequired`] and costs no attempt.
+    pub async fn open(
+        &self,
+        link: &Link,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<Zeroizing<String>> {
+        // The link says it needs a passphrase: do not spend an attempt without.
+        if link.passphrase && passphrase.is_none() {
+            return Err(otm_core::Error::PassphraseRequired.into());
+        }
+        let secrets = Secrets::derive(&link.key, passphrase);
+        let envelope = self.claim(&link.id, secrets.claim_proof()).await?;
+        Ok(otm_core::open(&secrets, &envelope)?)
+    }
+
+    /// `POST /api/v1/messages/{id}/open`: hands over the envelope to the
+    /// holder of `proof`, exactly once. [`Client::open`] derives the proof
+    /// and decrypts for you.
+    pub async fn claim(&self, id: &MessageId, proof: &ClaimProof) -> Result<Vec<u8>> {
+        let body = OpenRequest {
+            proof: proof.to_base64url().to_string(),
+        };
+        let body = Zeroizing::new(serde_json::to_vec(&body).map_err(unexpected_json)?);
+        let path = format!("/api/v1/messages/{id}/open");
+        let response = self
+            .request(Method::POST, &path, Some(body.to_vec()))
+            .await?;
+        let opened: Opened = self.answer(response, StatusCode::OK).await?;
+        URL_SAFE_NO_PAD
+            .decode(opened.envelope.as_bytes())
+            .map_err(|_| Error::Unexpected {
+                status: 200,
+                detail: "the envelope is not base64url".into(),
+            })
+    }
+
+    /// `GET /api/v1/messages/{id}` with the link's token: was it opened?
+    /// Only `link`'s ID and token are used; the request goes to this
+    /// client's server.
+    pub async fn status(&self, link: &ManageLink) -> Result<Receipt> {
+        self.manage(Method::GET, link).await
+    }
+
+    /// `DELETE /api/v1/messages/{id}` with the link's token: destroys the
+    /// message unread. A message that is no longer waiting is
+    /// [`Error::NotWaiting`] with its receipt.
+    pub async fn burn(&self, link: &ManageLink) -> Result<Receipt> {
+        self.manage(Method::DELETE, link).await
+    }
+
+    async fn manage(&self, method: Method, link: &ManageLink) -> Result<Receipt> {
+        let url = format!("{}/api/v1/messages/{}", self.base, link.id);
+        let token = link.token.to_base64url();
+        let request = self
+            .http
+            .request(method, url)
+            .bearer_auth(token.as_str())
+            .build()
+            .map_err(|e| self.unreachable(e))?;
+        let response = self.execute(request).await?;
+        let status: Status = self.answer(response, StatusCode::OK).await?;
+        Receipt::from_wire(&status)
+    }
+
+    async fn request(&self, method: Method, path: &str, json: Option<Vec<u8>>) -> Result<Response> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = json {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let request = request.build().map_err(|e| self.unreachable(e))?;
+        self.execute(request).await
+    }
+
+    async fn execute(&self, request: reqwest::Request) -> Result<Response> {
+        let response = self.http.execute(request).await.map_err(|e| {
+            if e.is_timeout() {
+                Error::Timeout(self.timeout)
+            } else {
+                self.unreachable(e)
+            }
+        })?;
+        if response.status().is_redirection() {
+            return Err(Error::Redirected {
+                status: response.status().as_u16(),
+                location: header_text(response.headers(), LOCATION),
+            });
+        }
+        Ok(response)
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> Error {
+        Error::Unreachable {
+            base: self.base.clone(),
+            source: Box::new(e.without_url()),
+        }
+    }
+
+    /// The body of an answer with the `expected` status, or the typed
+    /// error of any other answer.
+    async fn answer<T: DeserializeOwned>(
+        &self,
+        response: Response,
+        expected: StatusCode,
+    ) -> Result<T> {
+        let status = response.status();
+        let retry_after = header_text(response.headers(), RETRY_AFTER)
+            .and_then(|s| s.trim().parse().ok())
+            .map(Duration::from_secs);
+        let bytes = response.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                Error::Timeout(self.timeout)
+            } else {
+                self.unreachable(e)
+            }
+        })?;
+        if status == expected {
+            return serde_json::from_slice(&bytes).map_err(|e| Error::Unexpected {
+                status: status.as_u16(),
+                detail: format!("the body is not the documented JSON: {e}"),
+            });
+        }
+        Err(refusal(status, retry_after, &bytes))
+    }
+}
+
+/// The typed error of a refusal.
+fn refusal(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) -> Error {
+    let code = status.as_u16();
+    let Ok(error) = serde_json::from_slice::<ErrorBody>(body) else {
+        // Not an otm error body: a proxy in front of the server, most likely.
+        return match code {
+            502..=504 => Error::Unavailable {
+                code: None,
+                retry_after,
+                message: format!("HTTP {status} without an otm error body"),
+            },
+            429 => Error::RateLimited { retry_after },
+            _ => Error::Unexpected {
+                status: code,
+                detail: format!("HTTP {status} without an otm error body"),
+            },
+        };
+    };
+    match error.error {
+        ErrorCode::NotFound => Error::Gone,
+        ErrorCode::WrongProof => match error.attempts_left {
+            Some(attempts_left) => Error::WrongProof { attempts_left },
+            None => Error::Unexpected {
+                status: code,
+                detail: "wrong_proof without attempts_left".into(),
+            },
+        },
+        ErrorCode::WrongToken => Error::WrongToken,
+        ErrorCode::NotWaiting => match serde_json::from_slice::<NotWaiting>(body)
+            .map_err(|e| e.to_string())
+            .and_then(|n| Receipt::from_wire(&n.status).map_err(|e| e.to_string()))
+        {
+            Ok(receipt) => Error::NotWaiting { receipt },
+            Err(detail) => Error::Unexpected {
+                status: code,
+                detail: format!("not_waiting without a status: {detail}"),
+            },
+        },
+        ErrorCode::RateLimited => Error::RateLimited { retry_after },
+        ErrorCode::StoreUnavailable => Error::Unavailable {
+            code: Some(ErrorCode::StoreUnavailable),
+            retry_after,
+            message: error.message,
+        },
+        other => Error::Refused {
+            status: code,
+            code: other,
+            message: error.message,
+        },
+    }
+}
+
+fn header_text(headers: &HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn unexpected_json(e: serde_json::Error) -> Error {
+    Error::Unexpected {
+        status: 0,
+        detail: format!("cannot encode the request: {e}"),
+    }
+}
