@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
+use otm_core::api::{ErrorBody, NotWaiting};
 use otm_core::ErrorCode;
+use reqwest::StatusCode;
 
 use crate::Receipt;
 
@@ -138,5 +140,57 @@ impl Error {
                 | Error::Timeout(_)
                 | Error::Unreachable { .. }
         )
+    }
+}
+
+/// The typed error of a refusal.
+pub(crate) fn refusal(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) -> Error {
+    let code = status.as_u16();
+    let Ok(error) = serde_json::from_slice::<ErrorBody>(body) else {
+        // Not an otm error body: a proxy in front of the server, most likely.
+        return match code {
+            502..=504 => Error::Unavailable {
+                code: None,
+                retry_after,
+                message: format!("HTTP {status} without an otm error body"),
+            },
+            429 => Error::RateLimited { retry_after },
+            _ => Error::Unexpected {
+                status: code,
+                detail: format!("HTTP {status} without an otm error body"),
+            },
+        };
+    };
+    match error.error {
+        ErrorCode::NotFound => Error::Gone,
+        ErrorCode::WrongProof => match error.attempts_left {
+            Some(attempts_left) => Error::WrongProof { attempts_left },
+            None => Error::Unexpected {
+                status: code,
+                detail: "wrong_proof without attempts_left".into(),
+            },
+        },
+        ErrorCode::WrongToken => Error::WrongToken,
+        ErrorCode::NotWaiting => match serde_json::from_slice::<NotWaiting>(body)
+            .map_err(|e| e.to_string())
+            .and_then(|n| Receipt::from_wire(&n.status).map_err(|e| e.to_string()))
+        {
+            Ok(receipt) => Error::NotWaiting { receipt },
+            Err(detail) => Error::Unexpected {
+                status: code,
+                detail: format!("not_waiting without a status: {detail}"),
+            },
+        },
+        ErrorCode::RateLimited => Error::RateLimited { retry_after },
+        ErrorCode::StoreUnavailable => Error::Unavailable {
+            code: Some(ErrorCode::StoreUnavailable),
+            retry_after,
+            message: error.message,
+        },
+        other => Error::Refused {
+            status: code,
+            code: other,
+            message: error.message,
+        },
     }
 }

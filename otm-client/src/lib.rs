@@ -35,30 +35,31 @@
 //! - Every request has a timeout (30 s by default, 10 s to connect);
 //!   [`ClientBuilder`] changes them.
 //! - Every refusal of the API is a typed [`Error`] carrying the server's
-//!   [`ErrorCode`]; [`Error::is_retryable`] says which
+//!   [`ErrorCode`](otm_core::ErrorCode); [`Error::is_retryable`] says which
 //!   ones are worth retrying.
 //! - The wire types are [`otm_core::api`]'s, the same the server uses.
 
 mod error;
+mod types;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use otm_core::api::{
-    CreateRequest, Created, ErrorBody, MessageState, NotWaiting, OpenRequest, Opened, PublicConfig,
-    Status,
-};
+use otm_core::api::{CreateRequest, Created, OpenRequest, Opened, PublicConfig, Status};
 use otm_core::{
-    ClaimProof, ClaimVerifier, ErrorCode, Key, Link, ManageLink, ManageToken, MessageId,
-    Passphrase, Secrets, Zeroizing,
+    ClaimProof, ClaimVerifier, Key, Link, ManageLink, ManageToken, MessageId, Passphrase, Secrets,
+    Zeroizing,
 };
 use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
 use reqwest::{Method, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 pub use error::{BoxError, Error};
+pub use types::{Receipt, SendOptions, Sent, Stored};
+
+use error::refusal;
 
 /// The result of every client call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -67,84 +68,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default timeout of connecting (TCP and TLS).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Options of [`Client::send`].
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SendOptions<'a> {
-    ttl: Option<Duration>,
-    passphrase: Option<&'a Passphrase>,
-}
-
-impl<'a> SendOptions<'a> {
-    /// The server's default expiry, no passphrase.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Delete the message unread after `ttl` (whole seconds, at least 1; at
-    /// most what the server allows, or the send fails with `ttl_too_long`).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = Some(ttl);
-        self
-    }
-
-    /// Also protect the message with a passphrase (the reader needs it
-    /// besides the link).
-    pub fn passphrase(mut self, passphrase: &'a Passphrase) -> Self {
-        self.passphrase = Some(passphrase);
-        self
-    }
-}
-
-/// A message [`Client::send`] stored.
-#[derive(Debug)]
-pub struct Sent {
-    /// The link to share: it holds the key in its fragment.
-    pub link: Link,
-    /// The sender's private status link (status and burn).
-    pub manage_link: ManageLink,
-    /// When the server deletes the message unread.
-    pub expires_at: SystemTime,
-}
-
-/// An envelope [`Client::create`] stored.
-#[derive(Debug)]
-pub struct Stored {
-    /// The message's ID.
-    pub id: MessageId,
-    /// The sender's management token (status and burn).
-    pub manage_token: ManageToken,
-    /// When the server deletes the message unread.
-    pub expires_at: SystemTime,
-}
-
-/// A message's status, as its sender sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Receipt {
-    /// Waiting, opened, burned or expired.
-    pub state: MessageState,
-    /// The message's expiry; the receipt lives until then.
-    pub expires_at: SystemTime,
-    /// When it was opened or burned, where the server knows it.
-    pub changed_at: Option<SystemTime>,
-}
-
-impl Receipt {
-    fn from_wire(status: &Status) -> Result<Receipt> {
-        let changed_at = match &status.changed_at {
-            None => None,
-            Some(t) => Some(humantime::parse_rfc3339(t).map_err(|e| Error::Unexpected {
-                status: 200,
-                detail: format!("changed_at {t:?} is not RFC 3339: {e}"),
-            })?),
-        };
-        Ok(Receipt {
-            state: status.state,
-            expires_at: UNIX_EPOCH + Duration::from_secs(status.expires_at_unix),
-            changed_at,
-        })
-    }
-}
 
 /// Builds a [`Client`] with other timeouts or user agent.
 #[derive(Debug)]
@@ -455,58 +378,6 @@ impl Client {
             });
         }
         Err(refusal(status, retry_after, &bytes))
-    }
-}
-
-/// The typed error of a refusal.
-fn refusal(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) -> Error {
-    let code = status.as_u16();
-    let Ok(error) = serde_json::from_slice::<ErrorBody>(body) else {
-        // Not an otm error body: a proxy in front of the server, most likely.
-        return match code {
-            502..=504 => Error::Unavailable {
-                code: None,
-                retry_after,
-                message: format!("HTTP {status} without an otm error body"),
-            },
-            429 => Error::RateLimited { retry_after },
-            _ => Error::Unexpected {
-                status: code,
-                detail: format!("HTTP {status} without an otm error body"),
-            },
-        };
-    };
-    match error.error {
-        ErrorCode::NotFound => Error::Gone,
-        ErrorCode::WrongProof => match error.attempts_left {
-            Some(attempts_left) => Error::WrongProof { attempts_left },
-            None => Error::Unexpected {
-                status: code,
-                detail: "wrong_proof without attempts_left".into(),
-            },
-        },
-        ErrorCode::WrongToken => Error::WrongToken,
-        ErrorCode::NotWaiting => match serde_json::from_slice::<NotWaiting>(body)
-            .map_err(|e| e.to_string())
-            .and_then(|n| Receipt::from_wire(&n.status).map_err(|e| e.to_string()))
-        {
-            Ok(receipt) => Error::NotWaiting { receipt },
-            Err(detail) => Error::Unexpected {
-                status: code,
-                detail: format!("not_waiting without a status: {detail}"),
-            },
-        },
-        ErrorCode::RateLimited => Error::RateLimited { retry_after },
-        ErrorCode::StoreUnavailable => Error::Unavailable {
-            code: Some(ErrorCode::StoreUnavailable),
-            retry_after,
-            message: error.message,
-        },
-        other => Error::Refused {
-            status: code,
-            code: other,
-            message: error.message,
-        },
     }
 }
 

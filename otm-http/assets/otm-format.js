@@ -4,6 +4,10 @@
 // TextDecoder, so it runs in browsers and in Node 20 alike. Error codes are
 // the variant names of the Rust `otm_core::Error`, so both implementations
 // report the same thing for the same input.
+//
+// One file past 500 lines on purpose: it is the whole format (encodings, key
+// schedule, envelope, links and status links) in one module, mirroring
+// otm-core and checked against the same vectors.
 
 // ---------------------------------------------------------------------------
 // Constants
