@@ -26,6 +26,12 @@ struct Cli {
     /// Print results as JSON (for scripts).
     #[arg(long, global = true)]
     json: bool,
+
+    /// Allow plain http:// to a server that is not on this machine. Without
+    /// TLS, anyone on the path can read the proofs and tokens sent, and
+    /// swap the page or the answers.
+    #[arg(long, global = true)]
+    insecure_http: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -78,8 +84,11 @@ struct PassphraseArgs {
 
 #[derive(Args, Debug)]
 struct OpenArgs {
-    /// The link, `https://…/otm/ID#key=…`.
-    link: String,
+    /// The link, `https://…/otm/ID#key=…`. Left out, it is read from
+    /// standard input, or from a prompt that does not echo. An argument is
+    /// visible to other users of this machine (process list) and stays in
+    /// shell history: prefer standard input or the prompt.
+    link: Option<String>,
 
     #[command(flatten)]
     passphrase: PassphraseArgs,
@@ -87,8 +96,11 @@ struct OpenArgs {
 
 #[derive(Args, Debug)]
 struct ManageArgs {
-    /// The private status link, `https://…/manage/ID#token=…`.
-    link: String,
+    /// The private status link, `https://…/manage/ID#token=…`. Left out, it
+    /// is read from standard input, or from a prompt that does not echo. An
+    /// argument is visible to other users of this machine (process list)
+    /// and stays in shell history: prefer standard input or the prompt.
+    link: Option<String>,
 }
 
 /// What went wrong, and the exit code it maps to.
@@ -146,12 +158,17 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             if json {
-                println!(
-                    "{}",
-                    json!({"ok": false, "error": failure.kind(), "message": failure.message()})
-                );
+                let line =
+                    json!({"ok": false, "error": failure.kind(), "message": failure.message()});
+                let _ = writeln!(std::io::stdout(), "{line}");
             } else {
-                eprintln!("otm: {}", failure.message());
+                let stderr = std::io::stderr();
+                let message = if stderr.is_terminal() {
+                    for_terminal(failure.message())
+                } else {
+                    failure.message().into()
+                };
+                let _ = writeln!(stderr.lock(), "otm: {message}");
             }
             ExitCode::from(failure.code())
         }
@@ -159,15 +176,45 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Outcome<()> {
+    let http = cli.insecure_http;
     match cli.command {
-        Command::Send(args) => send(args, cli.json).await,
-        Command::Open(args) => open_link(args, cli.json).await,
-        Command::Status(args) => manage(args, cli.json, false).await,
-        Command::Burn(args) => manage(args, cli.json, true).await,
+        Command::Send(args) => send(args, cli.json, http).await,
+        Command::Open(args) => open_link(args, cli.json, http).await,
+        Command::Status(args) => manage(args, cli.json, http, false).await,
+        Command::Burn(args) => manage(args, cli.json, http, true).await,
     }
 }
 
-fn client(base: &str) -> Outcome<Client> {
+/// `scheme://host[:port]` of a URL (lower-case scheme and host), or `None`.
+fn origin(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    Some((scheme.to_ascii_lowercase(), authority.to_ascii_lowercase()))
+}
+
+/// Whether `authority` (`host[:port]`) names this machine.
+fn is_loopback(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A client of `base`: plain http only to this machine unless allowed.
+fn client(base: &str, insecure_http: bool) -> Outcome<Client> {
+    if let Some((scheme, authority)) = origin(base) {
+        if scheme == "http" && !insecure_http && !is_loopback(&authority) {
+            return Err(Failure::Input(format!(
+                "refusing plain http:// to {authority}: anyone on the way could read the \
+                 proofs and tokens sent; use https://, or --insecure-http if you must"
+            )));
+        }
+    }
     Client::builder(base)
         .user_agent(concat!("otm-cli/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -273,8 +320,66 @@ fn rfc3339(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-async fn send(args: SendArgs, json_out: bool) -> Outcome<()> {
-    let client = client(&args.server)?;
+/// The link argument, or one line from standard input (piped), or a prompt
+/// that does not echo: links hold keys and tokens, which an argument would
+/// show to every user of the machine.
+fn read_link(given: Option<String>, what: &str) -> Outcome<Zeroizing<String>> {
+    if let Some(link) = given {
+        return Ok(Zeroizing::new(link));
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return rpassword::prompt_password(format!("{what} (not shown): "))
+            .map(Zeroizing::new)
+            .map_err(|e| Failure::Input(format!("cannot read the {what}: {e}")));
+    }
+    let mut text = Zeroizing::new(String::new());
+    stdin
+        .lock()
+        .read_to_string(&mut text)
+        .map_err(|e| Failure::Input(format!("cannot read the {what} from standard input: {e}")))?;
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty());
+    line.map(|l| Zeroizing::new(l.to_owned()))
+        .ok_or_else(|| Failure::Input(format!("no {what} given (argument or standard input)")))
+}
+
+/// `text` with control characters (and bidirectional overrides) shown as
+/// `\u{…}` escapes, for a terminal: a message cannot move the cursor,
+/// rewrite earlier lines, set the window title or reorder what is shown.
+/// Line breaks and tabs stay.
+fn for_terminal(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(hidden) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if hidden(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
+/// Writes to standard output; a failure (closed pipe, full disk) is an error.
+fn emit(bytes: &[u8]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()
+}
+
+fn emit_line(line: &str) -> Outcome<()> {
+    emit(format!("{line}\n").as_bytes())
+        .map_err(|e| Failure::Other(format!("cannot write to standard output: {e}")))
+}
+
+async fn send(args: SendArgs, json_out: bool, insecure_http: bool) -> Outcome<()> {
+    let client = client(&args.server, insecure_http)?;
     let message = read_message(args.file.as_deref())?;
     let phrase = if args.with_passphrase || wants_passphrase(&args.passphrase) {
         Some(passphrase(
@@ -299,20 +404,27 @@ async fn send(args: SendArgs, json_out: bool) -> Outcome<()> {
     let expires = rfc3339(sent.expires_at);
     let link = sent.link.to_url();
     let status_link = sent.manage_link.to_url();
-    if json_out {
-        println!(
-            "{}",
-            json!({
-                "ok": true,
-                "link": link.as_str(),
-                "status_link": status_link.as_str(),
-                "id": sent.link.id.to_string(),
-                "expires_at": expires,
-                "passphrase": phrase.is_some(),
-            })
+    // The server announces where links point (its public base URL): say so
+    // when that is not the server this command talked to.
+    if origin(&sent.link.base) != origin(client.base()) {
+        eprintln!(
+            "note: the server at {} makes links on {}, another origin",
+            client.base(),
+            for_terminal(&sent.link.base)
         );
+    }
+    if json_out {
+        let line = json!({
+            "ok": true,
+            "link": link.as_str(),
+            "status_link": status_link.as_str(),
+            "id": sent.link.id.to_string(),
+            "expires_at": expires,
+            "passphrase": phrase.is_some(),
+        });
+        emit_line(&line.to_string())?;
     } else {
-        println!("{}", link.as_str());
+        emit_line(link.as_str())?;
         eprintln!("This link opens once. Unopened, the message is deleted at {expires}.");
         if phrase.is_some() {
             eprintln!("The reader also needs the passphrase: send it another way.");
@@ -323,14 +435,18 @@ async fn send(args: SendArgs, json_out: bool) -> Outcome<()> {
     Ok(())
 }
 
-async fn open_link(args: OpenArgs, json_out: bool) -> Outcome<()> {
-    let link = Link::parse(&args.link).map_err(|e| Failure::Input(e.to_string()))?;
+async fn open_link(args: OpenArgs, json_out: bool, insecure_http: bool) -> Outcome<()> {
+    let text = read_link(args.link, "link")?;
+    let link = Link::parse(&text).map_err(|e| Failure::Input(e.to_string()))?;
     let phrase = if link.passphrase || wants_passphrase(&args.passphrase) {
         Some(passphrase(&args.passphrase, "Passphrase: ", false)?)
     } else {
         None
     };
-    let text = match client(&link.base)?.open(&link, phrase.as_ref()).await {
+    let text = match client(&link.base, insecure_http)?
+        .open(&link, phrase.as_ref())
+        .await
+    {
         Ok(text) => text,
         Err(Error::WrongProof { attempts_left: 0 }) => {
             return Err(Failure::Gone(
@@ -354,21 +470,33 @@ async fn open_link(args: OpenArgs, json_out: bool) -> Outcome<()> {
         }
         Err(e) => return Err(failure(e, "this message was already opened or has expired")),
     };
+    // The message is gone from the server now: failing to hand it over
+    // must not look like success.
+    let lost = |e: std::io::Error| {
+        Failure::Other(format!(
+            "the message was opened (it is gone from the server) but writing it failed: {e}"
+        ))
+    };
     if json_out {
-        println!("{}", json!({"ok": true, "message": text.as_str()}));
-    } else {
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(text.as_bytes());
-        if !text.ends_with('\n') && std::io::stdout().is_terminal() {
-            let _ = out.write_all(b"\n");
+        let line = Zeroizing::new(json!({"ok": true, "message": text.as_str()}).to_string());
+        emit(format!("{}\n", line.as_str()).as_bytes()).map_err(lost)?;
+    } else if std::io::stdout().is_terminal() {
+        let mut shown = Zeroizing::new(for_terminal(&text).into_owned());
+        if !shown.ends_with('\n') {
+            shown.push('\n');
         }
+        emit(shown.as_bytes()).map_err(lost)?;
+    } else {
+        // Piped: byte-exact.
+        emit(text.as_bytes()).map_err(lost)?;
     }
     Ok(())
 }
 
-async fn manage(args: ManageArgs, json_out: bool, burn: bool) -> Outcome<()> {
-    let link = ManageLink::parse(&args.link).map_err(|e| Failure::Input(e.to_string()))?;
-    let client = client(&link.base)?;
+async fn manage(args: ManageArgs, json_out: bool, insecure_http: bool, burn: bool) -> Outcome<()> {
+    let text = read_link(args.link, "status link")?;
+    let link = ManageLink::parse(&text).map_err(|e| Failure::Input(e.to_string()))?;
+    let client = client(&link.base, insecure_http)?;
     let gone = "this message has expired (or the link is wrong)";
     let receipt = if burn {
         client.burn(&link).await
@@ -377,19 +505,17 @@ async fn manage(args: ManageArgs, json_out: bool, burn: bool) -> Outcome<()> {
     }
     .map_err(|e| failure(e, gone))?;
     if json_out {
-        println!("{}", receipt_json(&receipt));
-        return Ok(());
+        return emit_line(&receipt_json(&receipt).to_string());
     }
     let when = receipt.changed_at.map(rfc3339).unwrap_or_default();
     let expires = rfc3339(receipt.expires_at);
-    match receipt.state {
-        MessageState::Waiting => println!("waiting: not opened yet; deleted unread at {expires}"),
-        MessageState::Opened => println!("opened at {when}"),
-        MessageState::Burned if burn => println!("destroyed: nobody can open it now"),
-        MessageState::Burned => println!("destroyed at {when}"),
-        MessageState::Expired => println!("expired unread"),
-    }
-    Ok(())
+    emit_line(&match receipt.state {
+        MessageState::Waiting => format!("waiting: not opened yet; deleted unread at {expires}"),
+        MessageState::Opened => format!("opened at {when}"),
+        MessageState::Burned if burn => "destroyed: nobody can open it now".to_owned(),
+        MessageState::Burned => format!("destroyed at {when}"),
+        MessageState::Expired => "expired unread".to_owned(),
+    })
 }
 
 /// The `--json` form of a receipt: the API's status fields and `"ok": true`.
@@ -406,4 +532,52 @@ fn receipt_json(receipt: &Receipt) -> serde_json::Value {
         "expires_at_unix": unix,
         "changed_at": receipt.changed_at.map(rfc3339),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{for_terminal, is_loopback, origin};
+
+    #[test]
+    fn terminal_output_shows_control_characters() {
+        assert_eq!(
+            for_terminal("plain\ntext\twith tabs"),
+            "plain\ntext\twith tabs"
+        );
+        assert_eq!(
+            for_terminal("red \u{1b}[31malert\u{7}"),
+            "red \\u{1b}[31malert\\u{7}"
+        );
+        assert_eq!(for_terminal("a\rb"), "a\\u{d}b");
+        assert_eq!(for_terminal("\u{9b}2J"), "\\u{9b}2J");
+        assert_eq!(for_terminal("abc\u{202e}fed"), "abc\\u{202e}fed");
+        assert_eq!(for_terminal("Grüße 🌍"), "Grüße 🌍");
+    }
+
+    #[test]
+    fn loopback_and_origins() {
+        for yes in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:80",
+            "127.9.9.9",
+            "[::1]:8080",
+            "app.localhost",
+        ] {
+            assert!(is_loopback(yes), "{yes}");
+        }
+        for no in [
+            "example.org",
+            "10.0.0.1:80",
+            "[2001:db8::1]:80",
+            "localhost.example.org",
+        ] {
+            assert!(!is_loopback(no), "{no}");
+        }
+        assert_eq!(
+            origin("HTTPS://Otm.Example:8443/secrets/otm/x#key=y"),
+            Some(("https".into(), "otm.example:8443".into()))
+        );
+        assert_eq!(origin("no scheme"), None);
+    }
 }

@@ -264,3 +264,77 @@ async fn cli_and_browser_read_each_others_messages() {
     let status = otm(&["status", &status_link, "--json"], None, &[]);
     assert_eq!(status.json()["state"], "opened");
 }
+
+/// Links from standard input (kept out of the process list), plain http
+/// refused beyond this machine, and a failed write of an opened message is
+/// an error, not success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_from_standard_input_no_plain_http_and_failed_writes() {
+    let server = TestServer::start(Arc::new(MemoryStore::new(Default::default()))).await;
+    let base = server.base.as_str();
+    let sent = otm(
+        &["send", "--server", base, "--json"],
+        Some("via stdin"),
+        &[],
+    )
+    .json();
+    let link = sent["link"].as_str().unwrap();
+    let status_link = sent["status_link"].as_str().unwrap();
+
+    // The link on standard input, after blank lines and with spaces around.
+    let status = otm(
+        &["status", "--json"],
+        Some(&format!("\n  {status_link}  \n")),
+        &[],
+    );
+    assert_eq!(status.json()["state"], "waiting", "{}", status.stderr);
+    let opened = otm(&["open"], Some(&format!("{link}\n")), &[]);
+    assert_eq!(
+        (opened.code, opened.stdout.as_str()),
+        (0, "via stdin"),
+        "{}",
+        opened.stderr
+    );
+    let nothing = otm(&["open"], Some(""), &[]);
+    assert_eq!(nothing.code, 2);
+    assert!(
+        nothing.stderr.contains("no link given"),
+        "{}",
+        nothing.stderr
+    );
+    let help = otm(&["open", "--help"], None, &[]);
+    assert!(
+        help.stdout.contains("visible to other users"),
+        "{}",
+        help.stdout
+    );
+
+    // Plain http to another machine: refused before any connection.
+    for args in [
+        vec!["send", "--server", "http://otm.example"],
+        vec!["open", "http://otm.example/otm/AAAAAAAAAAAAAAAAAAAAAA#key=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"],
+    ] {
+        let refused = otm(&args, Some("x"), &[]);
+        assert_eq!(refused.code, 2, "{args:?}: {}", refused.stderr);
+        assert!(refused.stderr.contains("--insecure-http"), "{}", refused.stderr);
+    }
+
+    // Standard output that cannot be written (a full disk): the message is
+    // consumed, so the command must fail loudly.
+    let sent = otm(&["send", "--server", base, "--json"], Some("lost?"), &[]).json();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_otm"))
+        .args(["open", sent["link"].as_str().unwrap()])
+        .env_remove("OTM_SERVER")
+        .stdin(Stdio::null())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("writing it failed"), "{stderr}");
+}
