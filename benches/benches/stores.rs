@@ -85,7 +85,7 @@ fn bench_store(
                         async move {
                             let f = &fixtures[i];
                             store.put(&f.id, f.message.clone()).await.unwrap();
-                            store.take(&f.id, f.proof()).await.unwrap();
+                            store.take(&f.id, f.access(), f.proof()).await.unwrap();
                         }
                     })
                     .await
@@ -225,7 +225,7 @@ fn bench_backlog(
                     let start = Instant::now();
                     for f in &fixtures {
                         store.put(&f.id, f.message.clone()).await.unwrap();
-                        store.take(&f.id, f.proof()).await.unwrap();
+                        store.take(&f.id, f.access(), f.proof()).await.unwrap();
                     }
                     start.elapsed()
                 }

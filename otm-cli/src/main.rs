@@ -448,9 +448,11 @@ async fn open_link(args: OpenArgs, json_out: bool, insecure_http: bool) -> Outco
         .await
     {
         Ok(text) => text,
+        // The access proof was right (the key fits): only the passphrase
+        // is wrong or missing.
         Err(Error::WrongProof { attempts_left: 0 }) => {
             return Err(Failure::Gone(
-                "wrong key or passphrase; the message was destroyed after too many attempts".into(),
+                "wrong passphrase; the message was destroyed after too many attempts".into(),
             ))
         }
         Err(Error::WrongProof { attempts_left: n }) if phrase.is_some() => {
@@ -460,15 +462,24 @@ async fn open_link(args: OpenArgs, json_out: bool, insecure_http: bool) -> Outco
         }
         Err(Error::WrongProof { attempts_left: n }) => {
             return Err(Failure::Denied(format!(
-                "the key in the link is wrong ({n} attempts left)"
+                "this message needs a passphrase, but the link does not say so (its end may \
+                 be cut off); give it with --passphrase-env ({n} attempts left)"
             )))
+        }
+        Err(e @ Error::Format(otm_core::Error::PassphraseRequired)) => {
+            return Err(Failure::Input(e.to_string()))
         }
         Err(Error::Format(e)) => {
             return Err(Failure::Other(format!(
                 "the message cannot be decrypted: {e}"
             )))
         }
-        Err(e) => return Err(failure(e, "this message was already opened or has expired")),
+        Err(e) => {
+            return Err(failure(
+                e,
+                "this message was already opened or has expired, or the link is not complete",
+            ))
+        }
     };
     // The message is gone from the server now: failing to hand it over
     // must not look like success.

@@ -20,12 +20,14 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum Error {
     /// `404 not_found`: the message was already opened, has expired, was
-    /// burned, or never existed (the server gives one answer for all).
-    #[error("the message was already opened or has expired")]
+    /// burned or never existed, or the link's key does not fit it (a wrong
+    /// access proof): the server gives one answer for all.
+    #[error("the message was already opened or has expired, or the link is not complete")]
     Gone,
-    /// `403 wrong_proof`: the key or passphrase is wrong. With
-    /// `attempts_left == 0` that was the last attempt: the message is destroyed.
-    #[error("wrong key or passphrase ({attempts_left} attempts left)")]
+    /// `403 wrong_proof`: the link's key fits but the passphrase is wrong
+    /// (or missing). With `attempts_left == 0` that was the last attempt:
+    /// the message is destroyed.
+    #[error("wrong passphrase ({attempts_left} attempts left)")]
     WrongProof {
         /// Wrong proofs the message still survives.
         attempts_left: u32,

@@ -49,7 +49,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use otm_core::api::{CreateRequest, Created, OpenRequest, Opened, PublicConfig, Status};
 use otm_core::{
-    ClaimProof, ClaimVerifier, Key, Link, ManageLink, ManageToken, MessageId, Passphrase, Secrets,
+    AccessProof, ClaimProof, Key, Link, ManageLink, ManageToken, MessageId, Passphrase, Secrets,
     Zeroizing,
 };
 use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
@@ -203,9 +203,7 @@ impl Client {
         let secrets = Secrets::derive(&key, options.passphrase);
         let envelope = otm_core::seal(&secrets, text)?;
         let config = self.cached_config().await?;
-        let stored = self
-            .create(&envelope, &secrets.claim_verifier(), options.ttl)
-            .await?;
+        let stored = self.create(&envelope, &secrets, options.ttl).await?;
         let base = config.link_base.as_deref().unwrap_or(&self.base);
         let link = Link::new(base, stored.id, key, options.passphrase.is_some())?;
         let manage_link = ManageLink::new(base, stored.id, stored.manage_token)?;
@@ -216,18 +214,19 @@ impl Client {
         })
     }
 
-    /// `POST /api/v1/messages`: stores an envelope sealed by the caller (see
-    /// [`otm_core::seal`]) with its claim verifier. [`Client::send`] does
-    /// the sealing for you.
+    /// `POST /api/v1/messages`: stores an envelope the caller sealed with
+    /// `secrets` (see [`otm_core::seal`]), with their claim and access
+    /// verifiers. [`Client::send`] does the sealing for you.
     pub async fn create(
         &self,
         envelope: &[u8],
-        verifier: &ClaimVerifier,
+        secrets: &Secrets,
         ttl: Option<Duration>,
     ) -> Result<Stored> {
         let body = CreateRequest {
             envelope: URL_SAFE_NO_PAD.encode(envelope),
-            verifier: verifier.to_base64url(),
+            verifier: secrets.claim_verifier().to_base64url(),
+            access_verifier: secrets.access_verifier().to_base64url(),
             ttl_seconds: ttl.map(|t| t.as_secs().max(1)),
         };
         let body = serde_json::to_vec(&body).map_err(unexpected_json)?;
@@ -265,15 +264,26 @@ impl Client {
             return Err(otm_core::Error::PassphraseRequired.into());
         }
         let secrets = Secrets::derive(&link.key, passphrase);
-        let envelope = self.claim(&link.id, secrets.claim_proof()).await?;
+        let envelope = self
+            .claim(&link.id, secrets.access_proof(), secrets.claim_proof())
+            .await?;
         Ok(otm_core::open(&secrets, &envelope)?)
     }
 
     /// `POST /api/v1/messages/{id}/open`: hands over the envelope to the
-    /// holder of `proof`, exactly once. [`Client::open`] derives the proof
-    /// and decrypts for you.
-    pub async fn claim(&self, id: &MessageId, proof: &ClaimProof) -> Result<Vec<u8>> {
+    /// holder of both proofs, exactly once. A wrong `access` proof is
+    /// [`Error::Gone`] (the server answers as for an unknown message and
+    /// counts nothing); a wrong `proof` with the right access proof is
+    /// [`Error::WrongProof`]. [`Client::open`] derives the proofs and
+    /// decrypts for you.
+    pub async fn claim(
+        &self,
+        id: &MessageId,
+        access: &AccessProof,
+        proof: &ClaimProof,
+    ) -> Result<Vec<u8>> {
         let body = OpenRequest {
+            access_proof: access.to_base64url().to_string(),
             proof: proof.to_base64url().to_string(),
         };
         let body = Zeroizing::new(serde_json::to_vec(&body).map_err(unexpected_json)?);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use otm_client::{Client, Error, SendOptions};
 use otm_core::api::MessageState;
-use otm_core::{ErrorCode, Link, ManageLink, ManageToken, Passphrase};
+use otm_core::{ErrorCode, Key, Link, ManageLink, ManageToken, Passphrase};
 use otm_http::Config;
 use otm_store::{MemoryStore, StoreOptions};
 use otm_testkit::TestServer;
@@ -119,6 +119,32 @@ async fn passphrases_wrong_proofs_and_the_attempt_limit() {
     ));
     let receipt = client.status(&doomed.manage_link).await.unwrap();
     assert_eq!(receipt.state, MessageState::Burned);
+}
+
+/// A link with the right ID but another key (someone who saw the URL path,
+/// not the fragment): the answer of a missing message, and no attempt used.
+#[tokio::test]
+async fn a_wrong_key_is_gone_and_costs_nothing() {
+    let plenty = otm_http::RateLimit {
+        per_minute: 10_000,
+        burst: 10_000,
+    };
+    let server = server(Config::default().with_rate_limits(plenty, plenty)).await;
+    let client = Client::new(&server.base).unwrap();
+    let sent = client
+        .send("only for the link", &SendOptions::new())
+        .await
+        .unwrap();
+    let guess = Link::new(&server.base, sent.link.id, Key::generate().unwrap(), false).unwrap();
+    for _ in 0..20 {
+        assert!(matches!(client.open(&guess, None).await, Err(Error::Gone)));
+    }
+    let receipt = client.status(&sent.manage_link).await.unwrap();
+    assert_eq!(receipt.state, MessageState::Waiting);
+    assert_eq!(
+        client.open(&sent.link, None).await.unwrap().as_str(),
+        "only for the link"
+    );
 }
 
 #[tokio::test]

@@ -157,6 +157,8 @@ pub struct CreateRequest {
     pub envelope: String,
     /// The claim verifier, unpadded base64url (43 characters).
     pub verifier: String,
+    /// The access verifier, unpadded base64url (43 characters).
+    pub access_verifier: String,
     /// The expiry in seconds; the server's default when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds: Option<u64>,
@@ -178,11 +180,15 @@ pub struct Created {
     pub manage_token: String,
 }
 
-/// `POST /api/v1/messages/{id}/open`: the claim proof.
+/// `POST /api/v1/messages/{id}/open`: the access proof and the claim proof.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenRequest {
-    /// The claim proof, unpadded base64url (43 characters).
+    /// The access proof (from the key alone), unpadded base64url (43
+    /// characters). A wrong one is answered like an unknown message.
+    pub access_proof: String,
+    /// The claim proof (key and passphrase), unpadded base64url (43
+    /// characters). A wrong one counts as a failed attempt.
     pub proof: String,
 }
 

@@ -134,109 +134,155 @@ impl FromStr for MessageId {
     }
 }
 
-/// The value a reader presents to consume a message, derived from the link key
-/// (and the passphrase when one is set). Secret: zeroized on drop, `Debug` redacted.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct ClaimProof([u8; ClaimProof::LEN]);
+/// A secret proof and the verifier a store keeps for it (`SHA-256(proof)`),
+/// compared in constant time. The two pairs of the format, claim and access,
+/// share this shape and nothing else: neither can stand in for the other.
+macro_rules! proof_and_verifier {
+    (
+        $(#[$proof_doc:meta])* proof $proof:ident,
+        $(#[$verifier_doc:meta])* verifier $verifier:ident,
+    ) => {
+        $(#[$proof_doc])*
+        #[derive(Clone, Zeroize, ZeroizeOnDrop)]
+        pub struct $proof([u8; $proof::LEN]);
 
-impl ClaimProof {
-    /// Length in bytes.
-    pub const LEN: usize = 32;
-    /// Length of the text form.
-    pub const TEXT_LEN: usize = b64::encoded_len(Self::LEN);
+        impl $proof {
+            /// Length in bytes.
+            pub const LEN: usize = 32;
+            /// Length of the text form.
+            pub const TEXT_LEN: usize = b64::encoded_len(Self::LEN);
 
-    pub(crate) fn from_array(bytes: [u8; Self::LEN]) -> Self {
-        ClaimProof(bytes)
-    }
+            pub(crate) fn from_array(bytes: [u8; Self::LEN]) -> Self {
+                $proof(bytes)
+            }
 
-    /// The raw bytes.
-    pub fn as_bytes(&self) -> &[u8; Self::LEN] {
-        &self.0
-    }
+            /// The raw bytes.
+            pub fn as_bytes(&self) -> &[u8; Self::LEN] {
+                &self.0
+            }
 
-    /// Unpadded base64url text (43 characters), zeroized on drop.
-    pub fn to_base64url(&self) -> Zeroizing<String> {
-        Zeroizing::new(b64::encode(&self.0))
-    }
+            /// Unpadded base64url text (43 characters), zeroized on drop.
+            pub fn to_base64url(&self) -> Zeroizing<String> {
+                Zeroizing::new(b64::encode(&self.0))
+            }
 
-    /// Parses the unpadded base64url form strictly.
-    pub fn from_base64url(text: &str) -> Result<Self> {
-        b64::decode_exact::<{ Self::LEN }>(text)
-            .map(ClaimProof)
-            .map_err(|reason| Error::BadClaim { reason })
-    }
+            /// Parses the unpadded base64url form strictly.
+            pub fn from_base64url(text: &str) -> Result<Self> {
+                b64::decode_exact::<{ Self::LEN }>(text)
+                    .map($proof)
+                    .map_err(|reason| Error::BadClaim { reason })
+            }
 
-    /// The verifier a store keeps for this proof: `SHA-256(proof)`.
-    pub fn verifier(&self) -> ClaimVerifier {
-        ClaimVerifier(Sha256::digest(self.0).into())
-    }
+            /// The verifier a store keeps for this proof: `SHA-256(proof)`.
+            pub fn verifier(&self) -> $verifier {
+                $verifier(Sha256::digest(self.0).into())
+            }
+        }
+
+        impl fmt::Debug for $proof {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($proof), "(..)"))
+            }
+        }
+
+        $(#[$verifier_doc])*
+        #[derive(Clone, Copy)]
+        pub struct $verifier([u8; $verifier::LEN]);
+
+        impl $verifier {
+            /// Length in bytes.
+            pub const LEN: usize = 32;
+            /// Length of the text form.
+            pub const TEXT_LEN: usize = b64::encoded_len(Self::LEN);
+
+            /// A verifier from raw bytes (as read back from a store).
+            pub fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
+                $verifier(bytes)
+            }
+
+            /// The raw bytes.
+            pub fn as_bytes(&self) -> &[u8; Self::LEN] {
+                &self.0
+            }
+
+            /// Unpadded base64url text (43 characters).
+            pub fn to_base64url(&self) -> String {
+                b64::encode(&self.0)
+            }
+
+            /// Parses the unpadded base64url form strictly.
+            pub fn from_base64url(text: &str) -> Result<Self> {
+                b64::decode_exact::<{ Self::LEN }>(text)
+                    .map($verifier)
+                    .map_err(|reason| Error::BadClaim { reason })
+            }
+
+            /// Checks a proof in constant time.
+            pub fn verify(&self, proof: &$proof) -> bool {
+                let candidate: [u8; 32] = Sha256::digest(proof.as_bytes()).into();
+                bool::from(self.0.ct_eq(&candidate))
+            }
+        }
+
+        impl fmt::Debug for $verifier {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($verifier), "({})"), b64::encode(&self.0))
+            }
+        }
+    };
 }
 
-impl fmt::Debug for ClaimProof {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClaimProof(..)")
-    }
+proof_and_verifier! {
+    /// The value a reader presents to consume a message, derived from the link
+    /// key and the passphrase when one is set. A wrong one (with the right
+    /// [`AccessProof`]) counts as a failed attempt. Secret: zeroized on drop,
+    /// `Debug` redacted.
+    proof ClaimProof,
+    /// What the server stores to check a [`ClaimProof`]: `SHA-256(proof)`.
+    ///
+    /// It has no `==`: compare proofs only with [`ClaimVerifier::verify`], which
+    /// runs in constant time.
+    ///
+    /// Knowing the verifier does not let anyone compute the proof, so a leaked
+    /// database cannot be used to consume messages.
+    ///
+    /// ```
+    /// # use otm_core::{Key, Secrets};
+    /// let secrets = Secrets::derive(&Key::generate()?, None);
+    /// let verifier = secrets.claim_verifier();
+    /// assert!(verifier.verify(secrets.claim_proof()));
+    /// let other = Secrets::derive(&Key::generate()?, None);
+    /// assert!(!verifier.verify(other.claim_proof()));
+    /// # Ok::<(), otm_core::Error>(())
+    /// ```
+    verifier ClaimVerifier,
 }
 
-/// What the server stores to check a [`ClaimProof`]: `SHA-256(proof)`.
-///
-/// It has no `==`: compare proofs only with [`ClaimVerifier::verify`], which
-/// runs in constant time.
-///
-/// Knowing the verifier does not let anyone compute the proof, so a leaked
-/// database cannot be used to consume messages.
-///
-/// ```
-/// # use otm_core::{Key, Secrets};
-/// let secrets = Secrets::derive(&Key::generate()?, None);
-/// let verifier = secrets.claim_verifier();
-/// assert!(verifier.verify(secrets.claim_proof()));
-/// let other = Secrets::derive(&Key::generate()?, None);
-/// assert!(!verifier.verify(other.claim_proof()));
-/// # Ok::<(), otm_core::Error>(())
-/// ```
-#[derive(Clone, Copy)]
-pub struct ClaimVerifier([u8; ClaimVerifier::LEN]);
-
-impl ClaimVerifier {
-    /// Length in bytes.
-    pub const LEN: usize = 32;
-    /// Length of the text form.
-    pub const TEXT_LEN: usize = b64::encoded_len(Self::LEN);
-
-    /// A verifier from raw bytes (as read back from a store).
-    pub fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
-        ClaimVerifier(bytes)
-    }
-
-    /// The raw bytes.
-    pub fn as_bytes(&self) -> &[u8; Self::LEN] {
-        &self.0
-    }
-
-    /// Unpadded base64url text (43 characters).
-    pub fn to_base64url(&self) -> String {
-        b64::encode(&self.0)
-    }
-
-    /// Parses the unpadded base64url form strictly.
-    pub fn from_base64url(text: &str) -> Result<Self> {
-        b64::decode_exact::<{ Self::LEN }>(text)
-            .map(ClaimVerifier)
-            .map_err(|reason| Error::BadClaim { reason })
-    }
-
-    /// Checks a proof in constant time.
-    pub fn verify(&self, proof: &ClaimProof) -> bool {
-        let candidate: [u8; 32] = Sha256::digest(proof.as_bytes()).into();
-        bool::from(self.0.ct_eq(&candidate))
-    }
-}
-
-impl fmt::Debug for ClaimVerifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ClaimVerifier({})", b64::encode(&self.0))
-    }
+proof_and_verifier! {
+    /// The value that shows a reader holds the link's key, derived from the key
+    /// alone (never from the passphrase). Without it a store answers as for an
+    /// unknown message: nothing is counted, burned or revealed, so knowing a
+    /// message ID (it is in the URL path, and so in proxy logs and link
+    /// previews) is not enough to destroy the message. Secret: zeroized on
+    /// drop, `Debug` redacted.
+    proof AccessProof,
+    /// What the server stores to check an [`AccessProof`]: `SHA-256(proof)`.
+    ///
+    /// It has no `==`: compare only with [`AccessVerifier::verify`], which
+    /// runs in constant time.
+    ///
+    /// ```
+    /// # use otm_core::{Key, Passphrase, Secrets};
+    /// let key = Key::generate()?;
+    /// let secrets = Secrets::derive(&key, None);
+    /// let verifier = secrets.access_verifier();
+    /// assert!(verifier.verify(secrets.access_proof()));
+    /// // The passphrase does not enter it.
+    /// let with = Secrets::derive(&key, Some(&Passphrase::new("correct horse")?));
+    /// assert!(verifier.verify(with.access_proof()));
+    /// # Ok::<(), otm_core::Error>(())
+    /// ```
+    verifier AccessVerifier,
 }
 
 /// The sender's secret for managing a message (status, burn): 256 random

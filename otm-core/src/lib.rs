@@ -50,7 +50,10 @@ pub use envelope::{
     VERSION,
 };
 pub use error::{Error, Result};
-pub use key::{ClaimProof, ClaimVerifier, Key, ManageToken, ManageVerifier, MessageId};
+pub use key::{
+    AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, Key, ManageToken, ManageVerifier,
+    MessageId,
+};
 pub use link::{Fragment, Link, ManageLink, LINK_PATH_PREFIX, MANAGE_PATH_PREFIX};
 pub use secrets::{Passphrase, Secrets, MAX_PASSPHRASE_CHARS, PBKDF2_ITERATIONS};
 pub use zeroize::Zeroizing;

@@ -8,7 +8,7 @@ use sha2::Sha256;
 use unicode_normalization::UnicodeNormalization;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::key::{ClaimProof, ClaimVerifier, Key};
+use crate::key::{AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, Key};
 use crate::{Error, Result};
 
 /// PBKDF2-HMAC-SHA256 iterations for the passphrase in format version 1.
@@ -23,6 +23,7 @@ pub const MAX_PASSPHRASE_CHARS: usize = 1024;
 pub(crate) const INFO_SALT: &[u8] = b"otm v1 passphrase salt";
 pub(crate) const INFO_CONTENT: &[u8] = b"otm v1 content key";
 pub(crate) const INFO_CLAIM: &[u8] = b"otm v1 claim proof";
+pub(crate) const INFO_ACCESS: &[u8] = b"otm v1 access proof";
 
 /// A passphrase, normalised to Unicode NFC so that the same words typed on
 /// different systems give the same bytes. Zeroized on drop; `Debug` redacted.
@@ -75,7 +76,8 @@ impl fmt::Debug for Passphrase {
 }
 
 /// Everything derived from a link key and optional passphrase: the AES-256-GCM
-/// content key and the claim proof. Zeroized on drop.
+/// content key, the claim proof (key and passphrase) and the access proof
+/// (key alone). Zeroized on drop.
 ///
 /// Deriving with a passphrase runs PBKDF2 with [`PBKDF2_ITERATIONS`] rounds
 /// (a few hundred milliseconds); derive once and reuse for claim and open.
@@ -83,6 +85,7 @@ impl fmt::Debug for Passphrase {
 pub struct Secrets {
     content_key: [u8; 32],
     claim: ClaimProof,
+    access: AccessProof,
     #[zeroize(skip)]
     passphrase: bool,
 }
@@ -111,13 +114,22 @@ impl Secrets {
             .expect("32 bytes is a valid HKDF-SHA256 output length");
         hk.expand(INFO_CLAIM, &mut claim)
             .expect("32 bytes is a valid HKDF-SHA256 output length");
+        // The access proof comes from the key alone, so a reader who has the
+        // link but mistypes the passphrase still proves the link (and spends
+        // an attempt), while someone with only the ID proves nothing.
+        let mut access = [0u8; 32];
+        Hkdf::<Sha256>::new(None, key.as_bytes())
+            .expand(INFO_ACCESS, &mut access)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
         let secrets = Secrets {
             content_key,
             claim: ClaimProof::from_array(claim),
+            access: AccessProof::from_array(access),
             passphrase: passphrase.is_some(),
         };
         content_key.zeroize();
         claim.zeroize();
+        access.zeroize();
         secrets
     }
 
@@ -129,6 +141,17 @@ impl Secrets {
     /// The verifier the creator uploads with the envelope.
     pub fn claim_verifier(&self) -> ClaimVerifier {
         self.claim.verifier()
+    }
+
+    /// The proof that the reader holds the link's key (the passphrase does
+    /// not enter it): without it, a server answers as for an unknown message.
+    pub fn access_proof(&self) -> &AccessProof {
+        &self.access
+    }
+
+    /// The access verifier the creator uploads with the envelope.
+    pub fn access_verifier(&self) -> AccessVerifier {
+        self.access.verifier()
     }
 
     /// Whether a passphrase went into these secrets.

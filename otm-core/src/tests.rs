@@ -114,6 +114,8 @@ fn build_vectors() -> Value {
             "content_key_hex": hex::encode(secrets.content_key()),
             "claim_proof": secrets.claim_proof().to_base64url().as_str(),
             "claim_verifier": secrets.claim_verifier().to_base64url(),
+            "access_proof": secrets.access_proof().to_base64url().as_str(),
+            "access_verifier": secrets.access_verifier().to_base64url(),
             "envelope": b64::encode(&envelope),
             "envelope_len": envelope.len(),
         }));
@@ -212,6 +214,24 @@ fn positive_vectors_open_and_reseal_identically() {
             v["claim_verifier"],
             "{name}"
         );
+        // The access proof from the spec's formula directly (HKDF over the
+        // key alone), not through Secrets.
+        let key = Key::from_base64url(v["key"].as_str().unwrap()).unwrap();
+        let mut access = [0u8; 32];
+        hkdf::Hkdf::<sha2::Sha256>::new(None, key.as_bytes())
+            .expand(b"otm v1 access proof", &mut access)
+            .unwrap();
+        assert_eq!(b64::encode(&access), v["access_proof"], "{name}");
+        assert_eq!(
+            secrets.access_proof().to_base64url().as_str(),
+            v["access_proof"],
+            "{name}"
+        );
+        assert_eq!(
+            secrets.access_verifier().to_base64url(),
+            v["access_verifier"],
+            "{name}"
+        );
         let envelope = b64_decode(v["envelope"].as_str().unwrap());
         let opened = open(&secrets, &envelope).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(opened.as_str(), v["message"], "{name}");
@@ -221,6 +241,36 @@ fn positive_vectors_open_and_reseal_identically() {
             .unwrap();
         let resealed = seal_with_nonce(&secrets, &opened, nonce).unwrap();
         assert_eq!(resealed, envelope, "{name}");
+    }
+}
+
+/// One key with and without a passphrase: the same access proof, unrelated
+/// claim proofs (a wrong passphrase still proves the link; only the claim
+/// fails and counts).
+#[test]
+fn the_passphrase_enters_the_claim_but_not_the_access_proof() {
+    let vectors = load_vectors();
+    let list = vectors["vectors"].as_array().unwrap();
+    let mut pairs = 0;
+    for a in list {
+        for b in list {
+            if a["key"] == b["key"] && a["passphrase"].is_null() && !b["passphrase"].is_null() {
+                assert_eq!(a["access_proof"], b["access_proof"]);
+                assert_ne!(a["claim_proof"], b["claim_proof"]);
+                pairs += 1;
+            }
+        }
+    }
+    assert!(
+        pairs > 0,
+        "no vector pair shares a key with and without a passphrase"
+    );
+    for a in list {
+        for b in list {
+            if a["key"] != b["key"] {
+                assert_ne!(a["access_proof"], b["access_proof"]);
+            }
+        }
     }
 }
 

@@ -2,8 +2,8 @@
 //
 // Endpoints (relative to the mount prefix read from <meta name="otm-base">):
 //   GET  {base}/api/v1/config
-//   POST {base}/api/v1/messages             {"envelope", "verifier", "ttl_seconds"}
-//   POST {base}/api/v1/messages/{id}/open   {"proof"}
+//   POST {base}/api/v1/messages             {"envelope", "verifier", "access_verifier", "ttl_seconds"}
+//   POST {base}/api/v1/messages/{id}/open   {"access_proof", "proof"}
 //   GET    {base}/api/v1/messages/{id}      (Authorization: Bearer <manage token>)
 //   DELETE {base}/api/v1/messages/{id}      (Authorization: Bearer <manage token>)
 // Binary values travel as unpadded base64url text.
@@ -109,22 +109,32 @@ export function getConfig() {
 }
 
 /**
- * Stores a sealed envelope. `envelope` and `verifier` are Uint8Arrays (or
- * base64url text). Resolves to the server's answer, e.g. {id, expires_at}.
+ * Stores a sealed envelope. `envelope`, `verifier` (the claim verifier) and
+ * `accessVerifier` are Uint8Arrays (or base64url text); all three are
+ * required. Resolves to the server's answer, e.g. {id, expires_at}.
  */
-export function createMessage({ envelope, verifier, ttlSeconds }) {
-  const body = { envelope: asText(envelope), verifier: asText(verifier) };
+export function createMessage({ envelope, verifier, accessVerifier, ttlSeconds }) {
+  const body = {
+    envelope: asText(envelope),
+    verifier: asText(verifier),
+    access_verifier: asText(accessVerifier),
+  };
   if (ttlSeconds !== undefined && ttlSeconds !== null) body.ttl_seconds = ttlSeconds;
   return request('POST', API_PATHS.messages, body);
 }
 
 /**
- * Claims a message with its proof (Uint8Array or base64url text). The server
- * deletes it as it answers. Resolves to {envelope: Uint8Array}; a malformed
- * envelope text throws an OtmError with code "BadEncoding".
+ * Claims a message with its access proof (from the key alone) and its claim
+ * proof (key and passphrase), each a Uint8Array or base64url text. The
+ * server deletes the message as it answers. A wrong access proof gets the
+ * answer of an unknown message (404 not_found) and counts nothing; a right
+ * one with a wrong claim proof is a counted attempt (403 wrong_proof).
+ * Resolves to {envelope: Uint8Array}; a malformed envelope text throws an
+ * OtmError with code "BadEncoding".
  */
-export async function openMessage(id, proof) {
-  const data = await request('POST', API_PATHS.open(id), { proof: asText(proof) });
+export async function openMessage(id, { accessProof, claimProof }) {
+  const body = { access_proof: asText(accessProof), proof: asText(claimProof) };
+  const data = await request('POST', API_PATHS.open(id), body);
   if (typeof data.envelope !== 'string') {
     throw new ApiError(200, 'bad_response', 'The server sent an answer this page does not understand.');
   }

@@ -6,6 +6,7 @@ import {
   MAX_MESSAGE_CHARS,
   MAX_PASSPHRASE_CHARS,
   OtmError,
+  accessVerifier,
   charCount,
   claimVerifier,
   deriveSecrets,
@@ -198,12 +199,14 @@ async function onCreate(event) {
     secrets = await deriveSecrets(key, passphrase);
     const envelope = await seal(secrets, text);
     const verifier = await claimVerifier(secrets.claimProof);
+    const access = await accessVerifier(secrets.accessProof);
     wipeSecrets(secrets);
 
     setBusy(true, 'Uploading the encrypted message…');
     const answer = await createMessage({
       envelope,
       verifier,
+      accessVerifier: access,
       ttlSeconds: Number.isInteger(ttl) && ttl > 0 ? ttl : undefined,
     });
     if (!answer || typeof answer.id !== 'string' || !isValidId(answer.id)) {

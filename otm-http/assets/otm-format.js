@@ -19,6 +19,7 @@ const TAG_LEN = 16;
 const KEY_LEN = 32;
 const ID_LEN = 16;
 const CLAIM_LEN = 32;
+const ACCESS_LEN = 32;
 const MANAGE_TOKEN_LEN = 32;
 const FLAG_PASSPHRASE = 0x01;
 const MANAGE_PATH_PREFIX = '/manage/';
@@ -36,6 +37,7 @@ const LEN_PREFIX = 4;
 const INFO_SALT = 'otm v1 passphrase salt';
 const INFO_CONTENT = 'otm v1 content key';
 const INFO_CLAIM = 'otm v1 claim proof';
+const INFO_ACCESS = 'otm v1 access proof';
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
@@ -260,10 +262,15 @@ async function hkdf(ikm, label, bits) {
  * other tools; the app uses `deriveSecrets`, which keeps the content key
  * inside a non-extractable CryptoKey.
  *
+ * The access proof comes from the key alone, never from the passphrase
+ * (FORMAT.md section 5): a reader with the right link but a wrong passphrase
+ * still proves the link (and spends an attempt), while someone who knows
+ * only the message ID proves nothing and can spend none.
+ *
  * @param {Uint8Array} key 32 bytes
  * @param {string|null} passphrase null (or undefined) for none
  * @returns {Promise<{contentKey: Uint8Array, claimProof: Uint8Array,
- *   passphrase: boolean, passphraseSalt: Uint8Array|null}>}
+ *   accessProof: Uint8Array, passphrase: boolean, passphraseSalt: Uint8Array|null}>}
  */
 export async function deriveSecretBytes(key, passphrase) {
   checkKeyBytes(key);
@@ -287,7 +294,8 @@ export async function deriveSecretBytes(key, passphrase) {
   try {
     const contentKey = await hkdf(ikm, INFO_CONTENT, 256);
     const claimProof = await hkdf(ikm, INFO_CLAIM, 256);
-    return { contentKey, claimProof, passphrase: hasPassphrase, passphraseSalt: salt };
+    const accessProof = await hkdf(key, INFO_ACCESS, 256); // the key alone
+    return { contentKey, claimProof, accessProof, passphrase: hasPassphrase, passphraseSalt: salt };
   } finally {
     if (ikm !== key) ikm.fill(0);
   }
@@ -296,9 +304,11 @@ export async function deriveSecretBytes(key, passphrase) {
 /**
  * Derives the secrets of a message from its key and optional passphrase.
  *
- * @returns {Promise<{contentKey: CryptoKey, claimProof: Uint8Array, passphrase: boolean}>}
- *   contentKey is a non-extractable AES-GCM key; claimProof is 32 bytes
- *   (zero it with `wipeSecrets` when done).
+ * @returns {Promise<{contentKey: CryptoKey, claimProof: Uint8Array,
+ *   accessProof: Uint8Array, passphrase: boolean}>}
+ *   contentKey is a non-extractable AES-GCM key; claimProof (key and
+ *   passphrase) and accessProof (key alone) are 32 bytes each (zero them
+ *   with `wipeSecrets` when done).
  */
 export async function deriveSecrets(key, passphrase) {
   const raw = await deriveSecretBytes(key, passphrase);
@@ -307,22 +317,39 @@ export async function deriveSecrets(key, passphrase) {
       'encrypt',
       'decrypt',
     ]);
-    return { contentKey, claimProof: raw.claimProof, passphrase: raw.passphrase };
+    return {
+      contentKey,
+      claimProof: raw.claimProof,
+      accessProof: raw.accessProof,
+      passphrase: raw.passphrase,
+    };
   } finally {
     raw.contentKey.fill(0);
   }
 }
 
-/** Zeroes the claim proof held by a secrets object. */
+/** Zeroes the claim proof and the access proof held by a secrets object. */
 export function wipeSecrets(secrets) {
-  if (secrets && secrets.claimProof instanceof Uint8Array) secrets.claimProof.fill(0);
+  if (!secrets) return;
+  if (secrets.claimProof instanceof Uint8Array) secrets.claimProof.fill(0);
+  if (secrets.accessProof instanceof Uint8Array) secrets.accessProof.fill(0);
+}
+
+// SHA-256 of a 32-byte proof. Both kinds report "BadClaim", as in Rust.
+async function verifierOf(proof, len, what) {
+  const p = toBytes(proof);
+  if (p.length !== len) throw new OtmError('BadClaim', `bad claim value: ${what} is ${len} bytes`);
+  return new Uint8Array(await subtle().digest('SHA-256', p));
 }
 
 /** The claim verifier: SHA-256 of the 32-byte claim proof. */
 export async function claimVerifier(proof) {
-  const p = toBytes(proof);
-  if (p.length !== CLAIM_LEN) throw new OtmError('BadClaim', 'bad claim value: a claim proof is 32 bytes');
-  return new Uint8Array(await subtle().digest('SHA-256', p));
+  return verifierOf(proof, CLAIM_LEN, 'a claim proof');
+}
+
+/** The access verifier: SHA-256 of the 32-byte access proof (`secrets.accessProof`). */
+export async function accessVerifier(proof) {
+  return verifierOf(proof, ACCESS_LEN, 'an access proof');
 }
 
 // ---------------------------------------------------------------------------

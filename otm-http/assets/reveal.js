@@ -1,7 +1,10 @@
 // Reveal page: nothing is requested from the API until the reader presses
 // "Reveal message". Link-preview bots and prefetchers that load this page
-// therefore consume nothing; claiming needs a proof derived from the key in
-// the fragment, which only this script can read.
+// therefore consume nothing; claiming needs two proofs derived from the key
+// in the fragment, which only this script can read: the access proof (key
+// alone) and the claim proof (key and passphrase). Without the right access
+// proof the server answers as for an unknown message and counts nothing, so
+// knowing the ID alone cannot use up the attempts (FORMAT.md section 5).
 
 import {
   LINK_PATH_PREFIX,
@@ -46,6 +49,9 @@ const state = {
   fragment: null,
   // Whether the key is typed in by hand (#key-box) instead of taken from the link.
   manual: false,
+  // Set when the server accepted the key but the claim needs a passphrase
+  // the link did not announce (its "&p=1" was lost).
+  needsPassphrase: false,
   busy: false,
 };
 
@@ -118,7 +124,10 @@ function parseManual(text) {
 
 /** The key and passphrase flag for this attempt. Fresh bytes every call. */
 function currentKey() {
-  if (!state.manual) return parseFragment(state.fragment);
+  if (!state.manual) {
+    const fromLink = parseFragment(state.fragment);
+    return { key: fromLink.key, passphrase: fromLink.passphrase || state.needsPassphrase };
+  }
   const parsed = parseManual(els.manualKey.value);
   return { key: parsed.key, passphrase: parsed.passphrase || els.manualHasPassphrase.checked };
 }
@@ -188,7 +197,7 @@ async function onReveal(event) {
     if (usedPassphrase) setBusy(true, 'Opening…');
     let answer;
     try {
-      answer = await openMessage(state.id, secrets.claimProof);
+      answer = await openMessage(state.id, { accessProof: secrets.accessProof, claimProof: secrets.claimProof });
     } catch (err) {
       setBusy(false); // re-enable the fields before focusing one of them
       handleClaimError(err, usedPassphrase);
@@ -225,17 +234,30 @@ function handleClaimError(err, usedPassphrase) {
     return;
   }
   if (err.status === 404) {
+    // One answer for a message that was opened, expired or destroyed and for
+    // a key that does not fit it (a wrong access proof): nothing was counted.
+    if (state.manual) {
+      // A key typed by hand may have a typo: keep the form for another try.
+      showError(
+        'No message can be opened with this key. Either the message was already opened or has expired, or the ' +
+          'key is not complete and correct: check that you copied all of it and try again.',
+      );
+      els.manualKey.focus();
+      return;
+    }
     clearError();
     showGone();
     return;
   }
   if (err.status === 403) {
+    // The key fits (the access proof was accepted), so the passphrase is what
+    // is wrong, or missing. Each such attempt is counted.
     const left = err.attemptsLeft;
     if (left === 0) {
       showError(
         usedPassphrase
           ? 'Wrong passphrase. The message has been destroyed after too many attempts.'
-          : 'The key in this link is wrong. The message has been destroyed after too many attempts.',
+          : 'This message needs a passphrase. It has been destroyed after too many attempts without one.',
       );
       showGone();
       return;
@@ -243,15 +265,18 @@ function handleClaimError(err, usedPassphrase) {
     const leftText = typeof left === 'number' ? ` ${plural(left, 'attempt')} left.` : '';
     if (usedPassphrase) {
       showError(`Wrong passphrase.${leftText || ' Check it and try again.'}`);
-      els.passphraseField.focus();
-      els.passphraseField.select();
     } else {
+      // The link lost its "&p=1": ask for the passphrase from now on.
+      state.needsPassphrase = true;
+      els.manualHasPassphrase.checked = true;
+      els.passphraseBox.hidden = false;
       showError(
-        `The key in this link is wrong, so the message cannot be opened. Check that you have the complete link, ` +
-          `and whether the sender set a passphrase.${leftText}`,
+        'This message is protected by a passphrase, but the link does not say so (its end may have been cut ' +
+          `off). Enter the passphrase the sender gave you.${leftText}`,
       );
-      if (state.manual) els.manualKey.focus();
     }
+    els.passphraseField.focus();
+    els.passphraseField.select();
     return;
   }
   if (err.status === 429) {

@@ -14,8 +14,8 @@ use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use otm_core::{
-    validate, ClaimProof, ClaimVerifier, ManageToken, MessageId, MAX_ENVELOPE_LEN,
-    MAX_MESSAGE_CHARS,
+    validate, AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, ManageToken, MessageId,
+    MAX_ENVELOPE_LEN, MAX_MESSAGE_CHARS,
 };
 use otm_store::{MessageState, MessageStatus, NewMessage, StoreError};
 use serde::de::DeserializeOwned;
@@ -80,8 +80,12 @@ pub(crate) async fn create(
         .check(ip)
         .inspect_err(|_| otm.0.metrics.count(Outcome::RateLimited))?;
     let ApiJson(req) = request.inspect_err(|_| otm.0.metrics.count(Outcome::BadRequest))?;
-    let (envelope, verifier, ttl) =
-        check_create(&otm, req).inspect_err(|_| otm.0.metrics.count(Outcome::BadRequest))?;
+    let Checked {
+        envelope,
+        verifier,
+        access,
+        ttl,
+    } = check_create(&otm, req).inspect_err(|_| otm.0.metrics.count(Outcome::BadRequest))?;
     let expires_at = SystemTime::now() + ttl;
     let manage = ManageToken::generate().map_err(|_| rng_failed())?;
     // A 128-bit ID collides only by a broken RNG or on purpose; retry anyway.
@@ -91,6 +95,7 @@ pub(crate) async fn create(
         let message = NewMessage {
             envelope: envelope.clone(),
             verifier,
+            access,
             expires_at,
             manage: Some(manage.verifier()),
         };
@@ -118,10 +123,15 @@ pub(crate) async fn create(
         .into_response())
 }
 
-fn check_create(
-    otm: &Otm,
-    req: CreateRequest,
-) -> Result<(Vec<u8>, ClaimVerifier, Duration), ApiError> {
+/// A create request, checked: the envelope, its two verifiers, the expiry.
+struct Checked {
+    envelope: Vec<u8>,
+    verifier: ClaimVerifier,
+    access: AccessVerifier,
+    ttl: Duration,
+}
+
+fn check_create(otm: &Otm, req: CreateRequest) -> Result<Checked, ApiError> {
     if req.envelope.len() > MAX_ENVELOPE_B64 {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -144,6 +154,9 @@ fn check_create(
     })?;
     let verifier = ClaimVerifier::from_base64url(&req.verifier)
         .map_err(|e| ApiError::bad_request(ErrorCode::BadVerifier, format!("verifier: {e}")))?;
+    let access = AccessVerifier::from_base64url(&req.access_verifier).map_err(|e| {
+        ApiError::bad_request(ErrorCode::BadVerifier, format!("access_verifier: {e}"))
+    })?;
     let config = &otm.0.config;
     let ttl = match req.ttl_seconds {
         None => config.default_ttl,
@@ -166,7 +179,12 @@ fn check_create(
             ),
         ));
     }
-    Ok((envelope, verifier, ttl))
+    Ok(Checked {
+        envelope,
+        verifier,
+        access,
+        ttl,
+    })
 }
 
 /// `POST /api/v1/messages/{id}/open`: hand the envelope to the holder of the
@@ -186,11 +204,17 @@ pub(crate) async fn open(
         ApiError::bad_request(ErrorCode::BadId, e.to_string())
     })?;
     let ApiJson(req) = request.inspect_err(|_| otm.0.metrics.count(Outcome::BadRequest))?;
+    let access = AccessProof::from_base64url(&req.access_proof).map_err(|e| {
+        otm.0.metrics.count(Outcome::BadRequest);
+        ApiError::bad_request(ErrorCode::BadProof, format!("access_proof: {e}"))
+    })?;
     let proof = ClaimProof::from_base64url(&req.proof).map_err(|e| {
         otm.0.metrics.count(Outcome::BadRequest);
         ApiError::bad_request(ErrorCode::BadProof, format!("proof: {e}"))
     })?;
-    match otm.0.store.take(&id, &proof).await {
+    // A wrong access proof is the store's NotFound: the same 404 as an
+    // unknown, opened or expired message, with nothing counted.
+    match otm.0.store.take(&id, &access, &proof).await {
         Ok(envelope) => {
             otm.0.metrics.count(Outcome::Opened);
             tracing::info!(id = %id, "message opened and deleted");

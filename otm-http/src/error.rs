@@ -42,7 +42,7 @@ impl ApiError {
         Self::new(
             StatusCode::NOT_FOUND,
             ErrorCode::NotFound,
-            "This message was already opened or has expired.",
+            "This message was already opened or has expired, or the link is not complete.",
         )
     }
 
@@ -91,10 +91,10 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => ApiError::gone(),
             StoreError::WrongProof { attempts_left } => {
                 let message = if attempts_left == 0 {
-                    "Wrong key or passphrase. The message was destroyed after too many attempts."
+                    "Wrong passphrase. The message was destroyed after too many attempts."
                         .to_owned()
                 } else {
-                    format!("Wrong key or passphrase. {attempts_left} attempts left.")
+                    format!("Wrong passphrase. {attempts_left} attempts left.")
                 };
                 let mut e = ApiError::new(StatusCode::FORBIDDEN, ErrorCode::WrongProof, message);
                 e.attempts_left = Some(attempts_left);

@@ -14,7 +14,7 @@ use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http_body_util::BodyExt;
-use otm_core::{seal, ErrorCode, Key, Secrets};
+use otm_core::{seal, AccessProof, ClaimProof, ErrorCode, Key, Secrets};
 use otm_http::{Config, RateLimit};
 use otm_store::{BlobStore, MemoryStore, StoreOptions};
 use serde_json::{json, Value};
@@ -108,6 +108,7 @@ fn create_body(s: &Sealed, ttl: Option<u64>) -> Value {
     let mut body = json!({
         "envelope": URL_SAFE_NO_PAD.encode(&s.envelope),
         "verifier": s.secrets.claim_verifier().to_base64url(),
+        "access_verifier": s.secrets.access_verifier().to_base64url(),
     });
     if let Some(t) = ttl {
         body["ttl_seconds"] = json!(t);
@@ -130,15 +131,22 @@ async fn create(app: &Router, s: &Sealed) -> String {
     id
 }
 
-async fn open(app: &Router, id: &str, proof: &str) -> Reply {
+/// Opens with an access proof and a claim proof.
+async fn open(app: &Router, id: &str, access: &AccessProof, proof: &ClaimProof) -> Reply {
+    let body = json!({
+        "access_proof": access.to_base64url().as_str(),
+        "proof": proof.to_base64url().as_str(),
+    });
     send(
         app,
-        post_json(
-            &format!("/api/v1/messages/{id}/open"),
-            &json!({ "proof": proof }),
-        ),
+        post_json(&format!("/api/v1/messages/{id}/open"), &body),
     )
     .await
+}
+
+/// Opens with both proofs of `secrets`.
+async fn open_with(app: &Router, id: &str, secrets: &Secrets) -> Reply {
+    open(app, id, secrets.access_proof(), secrets.claim_proof()).await
 }
 
 #[tokio::test]
@@ -148,15 +156,14 @@ async fn create_then_open_exactly_once() {
     let id = create(&app, &s).await;
     // The store holds exactly the ciphertext that was uploaded.
     assert_eq!(store.peek_raw(&id.parse().unwrap()).unwrap(), s.envelope);
-    let proof = s.secrets.claim_proof().to_base64url();
-    let r = open(&app, &id, &proof).await;
+    let r = open_with(&app, &id, &s.secrets).await;
     assert_eq!(r.status, StatusCode::OK);
     let env = URL_SAFE_NO_PAD
         .decode(r.json()["envelope"].as_str().unwrap())
         .unwrap();
     assert_eq!(env, s.envelope);
     assert_eq!(otm_core::open(&s.secrets, &env).unwrap().as_str(), "hello");
-    let again = open(&app, &id, &proof).await;
+    let again = open_with(&app, &id, &s.secrets).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     assert_eq!(again.error_code(), ErrorCode::NotFound);
     assert!(again.json()["message"]
@@ -171,21 +178,29 @@ async fn wrong_proof_is_403_and_consumes_nothing_until_the_limit() {
     let s = sealed("guarded");
     let id = create(&app, &s).await;
     let wrong = Secrets::derive(&Key::generate().unwrap(), None);
+    // Someone with the ID but not the link: the answer of an unknown
+    // message, and no attempt used.
+    for _ in 0..20 {
+        let r = open_with(&app, &id, &wrong).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert_eq!(r.error_code(), ErrorCode::NotFound);
+    }
+    // The link (the access proof) with a wrong passphrase (claim proof).
     for left in (1..5).rev() {
-        let r = open(&app, &id, &wrong.claim_proof().to_base64url()).await;
+        let r = open(&app, &id, s.secrets.access_proof(), wrong.claim_proof()).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
         assert_eq!(r.error_code(), ErrorCode::WrongProof);
         assert_eq!(r.json()["attempts_left"], left);
     }
-    let r = open(&app, &id, &s.secrets.claim_proof().to_base64url()).await;
+    let r = open_with(&app, &id, &s.secrets).await;
     assert_eq!(r.status, StatusCode::OK);
 
     let t = sealed("burned");
     let id = create(&app, &t).await;
     for _ in 0..5 {
-        open(&app, &id, &wrong.claim_proof().to_base64url()).await;
+        open(&app, &id, t.secrets.access_proof(), wrong.claim_proof()).await;
     }
-    let r = open(&app, &id, &t.secrets.claim_proof().to_base64url()).await;
+    let r = open_with(&app, &id, &t.secrets).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
@@ -201,13 +216,20 @@ async fn never_existed_expired_and_opened_look_the_same() {
     assert_eq!(r.status, StatusCode::CREATED);
     let id = r.json()["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    let expired = open(&app, &id, &s.secrets.claim_proof().to_base64url()).await;
-    let never = open(
-        &app,
-        "AAAAAAAAAAAAAAAAAAAAAA",
-        &s.secrets.claim_proof().to_base64url(),
-    )
-    .await;
+    let expired = open_with(&app, &id, &s.secrets).await;
+    let never = open_with(&app, "AAAAAAAAAAAAAAAAAAAAAA", &s.secrets).await;
+    // Opened, and live but with a wrong access proof: the same answer.
+    let t = sealed("opened");
+    let id = create(&app, &t).await;
+    let stranger = Secrets::derive(&Key::generate().unwrap(), None);
+    let no_access = open_with(&app, &id, &stranger).await;
+    assert_eq!(
+        open_with(&app, &id, &t.secrets).await.status,
+        StatusCode::OK
+    );
+    let opened = open_with(&app, &id, &t.secrets).await;
+    assert_eq!(no_access.body, never.body);
+    assert_eq!(opened.body, never.body);
     assert_eq!(expired.status, StatusCode::NOT_FOUND);
     assert_eq!(expired.body, never.body);
 }
@@ -218,13 +240,14 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
     let s = sealed("keep me");
     let id = create(&app, &s).await;
     let proof = s.secrets.claim_proof().to_base64url();
+    let access = s.secrets.access_proof().to_base64url();
     let valid = create_body(&s, Some(60));
     let cases: Vec<(&str, Request<Body>, StatusCode, ErrorCode)> = vec![
         (
             "bad id",
             post_json(
                 "/api/v1/messages/not-an-id/open",
-                &json!({"proof": proof.as_str()}),
+                &json!({"access_proof": access.as_str(), "proof": proof.as_str()}),
             ),
             StatusCode::BAD_REQUEST,
             ErrorCode::BadId,
@@ -233,10 +256,28 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
             "bad proof",
             post_json(
                 &format!("/api/v1/messages/{id}/open"),
-                &json!({"proof": "short"}),
+                &json!({"access_proof": access.as_str(), "proof": "short"}),
             ),
             StatusCode::BAD_REQUEST,
             ErrorCode::BadProof,
+        ),
+        (
+            "bad access proof",
+            post_json(
+                &format!("/api/v1/messages/{id}/open"),
+                &json!({"access_proof": "short", "proof": proof.as_str()}),
+            ),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadProof,
+        ),
+        (
+            "missing access proof",
+            post_json(
+                &format!("/api/v1/messages/{id}/open"),
+                &json!({"proof": proof.as_str()}),
+            ),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadField,
         ),
         (
             "missing proof",
@@ -248,7 +289,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
             "unknown field",
             post_json(
                 &format!("/api/v1/messages/{id}/open"),
-                &json!({"proof": proof.as_str(), "x": 1}),
+                &json!({"access_proof": access.as_str(), "proof": proof.as_str(), "x": 1}),
             ),
             StatusCode::BAD_REQUEST,
             ErrorCode::BadField,
@@ -292,7 +333,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
             "bad base64",
             post_json(
                 "/api/v1/messages",
-                &json!({"envelope": "***", "verifier": s.secrets.claim_verifier().to_base64url()}),
+                &json!({"envelope": "***", "verifier": s.secrets.claim_verifier().to_base64url(), "access_verifier": s.secrets.access_verifier().to_base64url()}),
             ),
             StatusCode::BAD_REQUEST,
             ErrorCode::BadEnvelope,
@@ -301,7 +342,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
             "padded base64",
             post_json(
                 "/api/v1/messages",
-                &json!({"envelope": "T1RNAQ==", "verifier": s.secrets.claim_verifier().to_base64url()}),
+                &json!({"envelope": "T1RNAQ==", "verifier": s.secrets.claim_verifier().to_base64url(), "access_verifier": s.secrets.access_verifier().to_base64url()}),
             ),
             StatusCode::BAD_REQUEST,
             ErrorCode::BadEnvelope,
@@ -310,7 +351,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
             "not an envelope",
             post_json(
                 "/api/v1/messages",
-                &json!({"envelope": URL_SAFE_NO_PAD.encode([7u8; 300]), "verifier": s.secrets.claim_verifier().to_base64url()}),
+                &json!({"envelope": URL_SAFE_NO_PAD.encode([7u8; 300]), "verifier": s.secrets.claim_verifier().to_base64url(), "access_verifier": s.secrets.access_verifier().to_base64url()}),
             ),
             StatusCode::BAD_REQUEST,
             ErrorCode::BadEnvelope,
@@ -319,7 +360,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
             "truncated envelope",
             post_json(
                 "/api/v1/messages",
-                &json!({"envelope": URL_SAFE_NO_PAD.encode(&s.envelope[..100]), "verifier": s.secrets.claim_verifier().to_base64url()}),
+                &json!({"envelope": URL_SAFE_NO_PAD.encode(&s.envelope[..100]), "verifier": s.secrets.claim_verifier().to_base64url(), "access_verifier": s.secrets.access_verifier().to_base64url()}),
             ),
             StatusCode::BAD_REQUEST,
             ErrorCode::BadEnvelope,
@@ -328,10 +369,28 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
             "bad verifier",
             post_json(
                 "/api/v1/messages",
-                &json!({"envelope": URL_SAFE_NO_PAD.encode(&s.envelope), "verifier": "x"}),
+                &json!({"envelope": URL_SAFE_NO_PAD.encode(&s.envelope), "verifier": "x", "access_verifier": s.secrets.access_verifier().to_base64url()}),
             ),
             StatusCode::BAD_REQUEST,
             ErrorCode::BadVerifier,
+        ),
+        (
+            "bad access verifier",
+            post_json(
+                "/api/v1/messages",
+                &json!({"envelope": URL_SAFE_NO_PAD.encode(&s.envelope), "verifier": s.secrets.claim_verifier().to_base64url(), "access_verifier": "x"}),
+            ),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadVerifier,
+        ),
+        (
+            "missing access verifier",
+            post_json(
+                "/api/v1/messages",
+                &json!({"envelope": URL_SAFE_NO_PAD.encode(&s.envelope), "verifier": s.secrets.claim_verifier().to_base64url()}),
+            ),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadField,
         ),
         (
             "missing verifier",
@@ -358,7 +417,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
             "ttl negative",
             post_json(
                 "/api/v1/messages",
-                &json!({"envelope": URL_SAFE_NO_PAD.encode(&s.envelope), "verifier": s.secrets.claim_verifier().to_base64url(), "ttl_seconds": -5}),
+                &json!({"envelope": URL_SAFE_NO_PAD.encode(&s.envelope), "verifier": s.secrets.claim_verifier().to_base64url(), "access_verifier": s.secrets.access_verifier().to_base64url(), "ttl_seconds": -5}),
             ),
             StatusCode::BAD_REQUEST,
             ErrorCode::BadField,
@@ -367,7 +426,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
             "oversize envelope",
             post_json(
                 "/api/v1/messages",
-                &json!({"envelope": "A".repeat(otm_http::API_BODY_LIMIT - 200), "verifier": s.secrets.claim_verifier().to_base64url()}),
+                &json!({"envelope": "A".repeat(otm_http::API_BODY_LIMIT - 200), "verifier": s.secrets.claim_verifier().to_base64url(), "access_verifier": s.secrets.access_verifier().to_base64url()}),
             ),
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::TooLarge,
@@ -412,7 +471,10 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
     }
     // Nothing above consumed or damaged the stored message.
     assert_eq!(store.peek_raw(&id.parse().unwrap()).unwrap(), s.envelope);
-    assert_eq!(open(&app, &id, &proof).await.status, StatusCode::OK);
+    assert_eq!(
+        open_with(&app, &id, &s.secrets).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -426,9 +488,7 @@ async fn loading_the_reveal_page_consumes_nothing() {
         assert!(page.text().contains("reveal.js"));
     }
     assert_eq!(
-        open(&app, &id, &s.secrets.claim_proof().to_base64url())
-            .await
-            .status,
+        open_with(&app, &id, &s.secrets).await.status,
         StatusCode::OK
     );
 }
@@ -553,7 +613,10 @@ async fn mounted_under_a_prefix_pages_point_into_the_prefix() {
         &app,
         post_json(
             &format!("/secrets/api/v1/messages/{id}/open"),
-            &json!({"proof": s.secrets.claim_proof().to_base64url().as_str()}),
+            &json!({
+                "access_proof": s.secrets.access_proof().to_base64url().as_str(),
+                "proof": s.secrets.claim_proof().to_base64url().as_str(),
+            }),
         ),
     )
     .await;
@@ -569,8 +632,8 @@ async fn health_readiness_metrics_and_openapi() {
     assert_eq!(ready["store"], "memory");
     let s = sealed("counted");
     let id = create(&app, &s).await;
-    open(&app, &id, &s.secrets.claim_proof().to_base64url()).await;
-    open(&app, &id, &s.secrets.claim_proof().to_base64url()).await;
+    open_with(&app, &id, &s.secrets).await;
+    open_with(&app, &id, &s.secrets).await;
     let metrics = send(&app, get("/metrics")).await.text();
     assert!(
         metrics.contains("otm_messages_total{outcome=\"created\"} 1"),
@@ -631,7 +694,7 @@ async fn the_sender_sees_a_read_receipt_with_the_token_only() {
         (StatusCode::FORBIDDEN, ErrorCode::WrongToken)
     );
     // Opening turns it into a receipt that says when, and nothing else.
-    open(&app, &id, &s.secrets.claim_proof().to_base64url()).await;
+    open_with(&app, &id, &s.secrets).await;
     let v = send(&app, status(&token)).await.json();
     assert_eq!(v["state"], "opened");
     assert!(v["changed_at"].as_str().unwrap().ends_with('Z'));
@@ -684,9 +747,7 @@ async fn the_sender_can_burn_an_unread_message() {
     assert_eq!(r.json()["state"], "burned");
     assert!(store.peek_raw(&id.parse().unwrap()).is_none());
     assert_eq!(
-        open(&app, &id, &s.secrets.claim_proof().to_base64url())
-            .await
-            .status,
+        open_with(&app, &id, &s.secrets).await.status,
         StatusCode::NOT_FOUND
     );
     let r = send(&app, burn(&token)).await;

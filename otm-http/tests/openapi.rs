@@ -218,6 +218,7 @@ fn every_documented_body_matches_its_wire_struct() {
     let create = CreateRequest {
         envelope: "AAAA".into(),
         verifier: B64_43.into(),
+        access_verifier: B64_43.into(),
         ttl_seconds: Some(3_600),
     };
     let bare_create = CreateRequest {
@@ -238,6 +239,7 @@ fn every_documented_body_matches_its_wire_struct() {
     check(&doc, "Created", schema, created.clone(), created);
 
     let req = OpenRequest {
+        access_proof: B64_43.into(),
         proof: B64_43.into(),
     };
     let schema = body_schema(&doc, open, "post", None);
@@ -256,7 +258,7 @@ fn every_documented_body_matches_its_wire_struct() {
 
     let wrong = ErrorBody {
         error: ErrorCode::WrongProof,
-        message: "Wrong key or passphrase. 2 attempts left.".into(),
+        message: "Wrong passphrase. 2 attempts left.".into(),
         attempts_left: Some(2),
     };
     let schema = body_schema(&doc, open, "post", Some("403"));

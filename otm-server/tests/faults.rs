@@ -250,7 +250,11 @@ impl Load {
 /// Retry-After for store work, alive but not ready.
 async fn check_down(base: &str, before: &Created) {
     let client = client(base);
-    match client.claim(&before.id, before.secrets.claim_proof()).await {
+    let secrets = &before.secrets;
+    match client
+        .claim(&before.id, secrets.access_proof(), secrets.claim_proof())
+        .await
+    {
         Err(Error::Unavailable {
             code: Some(ErrorCode::StoreUnavailable),
             retry_after: Some(_),

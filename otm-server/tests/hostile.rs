@@ -287,8 +287,10 @@ fn get(path: &str, extra_headers: &str) -> Vec<u8> {
 fn corpus(canary: &Created, opened: &Created) -> Vec<(&'static str, Vec<u8>)> {
     let id = &canary.id;
     let proof = canary.secrets.claim_proof().to_base64url().to_string();
+    let access = canary.secrets.access_proof().to_base64url().to_string();
     let envelope = URL_SAFE_NO_PAD.encode(&canary.envelope);
     let verifier = canary.secrets.claim_verifier().to_base64url().to_string();
+    let access_verifier = canary.secrets.access_verifier().to_base64url().to_string();
     let open_path = format!("/api/v1/messages/{id}/open");
     let ct = "application/json";
     let mut c: Vec<(&'static str, Vec<u8>)> = vec![
@@ -309,8 +311,8 @@ fn corpus(canary: &Created, opened: &Created) -> Vec<(&'static str, Vec<u8>)> {
         ("bad chunk size", format!("POST {open_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {ct}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n").into_bytes()),
         // (PARSER_LEVEL ends here.)
         // Bad IDs.
-        ("short ID", json_post("/api/v1/messages/abc/open", ct, format!(r#"{{"proof":"{proof}"}}"#).as_bytes())),
-        ("ID with bad characters", json_post("/api/v1/messages/!!!!!!!!!!!!!!!!!!!!!!/open", ct, format!(r#"{{"proof":"{proof}"}}"#).as_bytes())),
+        ("short ID", json_post("/api/v1/messages/abc/open", ct, format!(r#"{{"access_proof":"{access}","proof":"{proof}"}}"#).as_bytes())),
+        ("ID with bad characters", json_post("/api/v1/messages/!!!!!!!!!!!!!!!!!!!!!!/open", ct, format!(r#"{{"access_proof":"{access}","proof":"{proof}"}}"#).as_bytes())),
         ("percent-encoded ID", json_post("/api/v1/messages/%2e%2e%2f%2e%2e/open", ct, b"{}")),
         ("status with bad ID", get("/api/v1/messages/zzz", "Authorization: Bearer abc\r\n")),
         // Bodies.
@@ -319,19 +321,19 @@ fn corpus(canary: &Created, opened: &Created) -> Vec<(&'static str, Vec<u8>)> {
         ("empty body", json_post(&open_path, ct, b"")),
         ("bad UTF-8 in JSON", json_post(&open_path, ct, b"{\"proof\":\"\xff\xfe\"}")),
         ("JSON nested 100000 deep", json_post("/api/v1/messages", ct, &[vec![b'['; 50_000], vec![b']'; 50_000]].concat())),
-        ("wrong JSON type", json_post(&open_path, ct, br#"{"proof":42}"#)),
+        ("wrong JSON type", json_post(&open_path, ct, format!(r#"{{"access_proof":"{access}","proof":42}}"#).as_bytes())),
         ("missing proof", json_post(&open_path, ct, b"{}")),
-        ("unknown field", json_post(&open_path, ct, format!(r#"{{"proof":"{proof}","x":1}}"#).as_bytes())),
-        ("proof in bad base64", json_post(&open_path, ct, br#"{"proof":"!!!not base64!!!"}"#)),
-        ("proof of the wrong length", json_post(&open_path, ct, br#"{"proof":"AAAA"}"#)),
-        ("wrong content type", json_post(&open_path, "text/plain", format!(r#"{{"proof":"{proof}"}}"#).as_bytes())),
+        ("unknown field", json_post(&open_path, ct, format!(r#"{{"access_proof":"{access}","proof":"{proof}","x":1}}"#).as_bytes())),
+        ("proof in bad base64", json_post(&open_path, ct, format!(r#"{{"access_proof":"{access}","proof":"!!!not base64!!!"}}"#).as_bytes())),
+        ("proof of the wrong length", json_post(&open_path, ct, format!(r#"{{"access_proof":"{access}","proof":"AAAA"}}"#).as_bytes())),
+        ("wrong content type", json_post(&open_path, "text/plain", format!(r#"{{"access_proof":"{access}","proof":"{proof}"}}"#).as_bytes())),
         ("form content type", json_post(&open_path, "application/x-www-form-urlencoded", format!("proof={proof}").as_bytes())),
         ("no content type", format!("POST {open_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{{}}").into_bytes()),
-        ("create: envelope in bad base64", json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"***","verifier":"{verifier}","ttl_seconds":60}}"#).as_bytes())),
-        ("create: not an envelope", json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"AAAAAAAA","verifier":"{verifier}","ttl_seconds":60}}"#).as_bytes())),
+        ("create: envelope in bad base64", json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"***","verifier":"{verifier}","access_verifier":"{access_verifier}","ttl_seconds":60}}"#).as_bytes())),
+        ("create: not an envelope", json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"AAAAAAAA","verifier":"{verifier}","access_verifier":"{access_verifier}","ttl_seconds":60}}"#).as_bytes())),
         ("create: missing verifier", json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"{envelope}","ttl_seconds":60}}"#).as_bytes())),
-        ("create: negative ttl", json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"{envelope}","verifier":"{verifier}","ttl_seconds":-5}}"#).as_bytes())),
-        ("create: ttl too long", json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"{envelope}","verifier":"{verifier}","ttl_seconds":99999999999}}"#).as_bytes())),
+        ("create: negative ttl", json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"{envelope}","verifier":"{verifier}","access_verifier":"{access_verifier}","ttl_seconds":-5}}"#).as_bytes())),
+        ("create: ttl too long", json_post("/api/v1/messages", ct, format!(r#"{{"envelope":"{envelope}","verifier":"{verifier}","access_verifier":"{access_verifier}","ttl_seconds":99999999999}}"#).as_bytes())),
         // Methods, paths, tokens.
         ("PUT on messages", b"PUT /api/v1/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n".to_vec()),
         ("DELETE without a token", format!("DELETE /api/v1/messages/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes()),
@@ -345,7 +347,8 @@ fn corpus(canary: &Created, opened: &Created) -> Vec<(&'static str, Vec<u8>)> {
         &format!("/api/v1/messages/{}/open", opened.id),
         ct,
         format!(
-            r#"{{"proof":"{}"}}"#,
+            r#"{{"access_proof":"{}","proof":"{}"}}"#,
+            opened.secrets.access_proof().to_base64url().as_str(),
             opened.secrets.claim_proof().to_base64url().as_str()
         )
         .as_bytes(),
@@ -397,7 +400,15 @@ async fn malformed_requests_get_4xx_and_consume_nothing() {
     );
     // Nothing damaged: no malformed request used one of the canary's
     // attempts (the first wrong proof leaves 4 of 5)...
-    let wrong = otm.claim(&canary.id, opened.secrets.claim_proof()).await;
+    // The canary's access proof (the link) with another message's claim
+    // proof (a wrong passphrase): counted.
+    let wrong = otm
+        .claim(
+            &canary.id,
+            canary.secrets.access_proof(),
+            opened.secrets.claim_proof(),
+        )
+        .await;
     assert!(
         matches!(
             wrong,

@@ -40,20 +40,18 @@ async fn round_trip(base: &str, text: &str) -> (String, String, String) {
     let secrets = Secrets::derive(&key, None);
     let envelope = seal(&secrets, text).unwrap();
     let stored = client
-        .create(
-            &envelope,
-            &secrets.claim_verifier(),
-            Some(Duration::from_secs(300)),
-        )
+        .create(&envelope, &secrets, Some(Duration::from_secs(300)))
         .await
         .unwrap();
     let got = client
-        .claim(&stored.id, secrets.claim_proof())
+        .claim(&stored.id, secrets.access_proof(), secrets.claim_proof())
         .await
         .unwrap();
     assert_eq!(otm_core::open(&secrets, &got).unwrap().as_str(), text);
     assert!(matches!(
-        client.claim(&stored.id, secrets.claim_proof()).await,
+        client
+            .claim(&stored.id, secrets.access_proof(), secrets.claim_proof())
+            .await,
         Err(otm_client::Error::Gone)
     ));
     (

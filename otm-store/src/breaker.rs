@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use otm_core::{ClaimProof, MessageId};
+use otm_core::{AccessProof, ClaimProof, MessageId};
 
 use crate::{BlobStore, MessageStatus, NewMessage, Result, StoreError};
 
@@ -201,8 +201,13 @@ impl BlobStore for Breaker {
             .await
     }
 
-    async fn take(&self, id: &MessageId, proof: &ClaimProof) -> Result<Vec<u8>> {
-        self.guard("take a message", self.inner.take(id, proof))
+    async fn take(
+        &self,
+        id: &MessageId,
+        access: &AccessProof,
+        proof: &ClaimProof,
+    ) -> Result<Vec<u8>> {
+        self.guard("take a message", self.inner.take(id, access, proof))
             .await
     }
 

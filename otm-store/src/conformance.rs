@@ -29,7 +29,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use otm_core::{seal, ClaimProof, Key, ManageToken, MessageId, Secrets, MAX_ENVELOPE_LEN};
+use otm_core::{
+    seal, AccessProof, ClaimProof, Key, ManageToken, MessageId, Secrets, MAX_ENVELOPE_LEN,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use tokio::sync::Barrier;
@@ -47,6 +49,9 @@ pub struct Rounds {
     pub guess_trials: usize,
     /// Random operation sequences compared with the reference model.
     pub model_cases: u32,
+    /// Claims with a wrong access proof, sequential and (as many again) 32
+    /// at a time, that must neither count nor burn.
+    pub access_guesses: usize,
 }
 
 impl Rounds {
@@ -55,6 +60,7 @@ impl Rounds {
         race_trials: 200,
         guess_trials: 20,
         model_cases: 48,
+        access_guesses: 1000,
     };
 
     /// About a sixth of [`FULL`](Self::FULL), for backends tested against a
@@ -63,6 +69,7 @@ impl Rounds {
         race_trials: 30,
         guess_trials: 4,
         model_cases: 12,
+        access_guesses: 160,
     };
 
     /// `self`, or [`FULL`](Self::FULL) when the environment variable
@@ -105,6 +112,7 @@ impl Fixture {
                 verifier: secrets.claim_verifier(),
                 expires_at: SystemTime::now() + ttl,
                 manage: Some(manage.verifier()),
+                access: secrets.access_verifier(),
             },
             secrets,
             manage,
@@ -116,9 +124,14 @@ impl Fixture {
         Self::new("conformance", Duration::from_secs(3600))
     }
 
-    /// The right proof.
+    /// The right claim proof.
     pub fn proof(&self) -> &ClaimProof {
         self.secrets.claim_proof()
+    }
+
+    /// The right access proof.
+    pub fn access(&self) -> &AccessProof {
+        self.secrets.access_proof()
     }
 }
 
@@ -138,7 +151,7 @@ fn assert_not_found<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
 pub async fn round_trip(store: Arc<dyn BlobStore>) {
     let f = Fixture::hour();
     store.put(&f.id, f.message.clone()).await.unwrap();
-    let got = store.take(&f.id, f.proof()).await.unwrap();
+    let got = store.take(&f.id, f.access(), f.proof()).await.unwrap();
     assert_eq!(got, f.message.envelope);
     store.check().await.unwrap();
     assert!(!store.backend_name().is_empty());
@@ -148,10 +161,16 @@ pub async fn round_trip(store: Arc<dyn BlobStore>) {
 pub async fn second_take_finds_nothing(store: Arc<dyn BlobStore>) {
     let f = Fixture::hour();
     store.put(&f.id, f.message.clone()).await.unwrap();
-    store.take(&f.id, f.proof()).await.unwrap();
-    assert_not_found(store.take(&f.id, f.proof()).await, "second take");
+    store.take(&f.id, f.access(), f.proof()).await.unwrap();
+    assert_not_found(
+        store.take(&f.id, f.access(), f.proof()).await,
+        "second take",
+    );
     let never = Fixture::hour();
-    assert_not_found(store.take(&never.id, never.proof()).await, "never stored");
+    assert_not_found(
+        store.take(&never.id, never.access(), never.proof()).await,
+        "never stored",
+    );
 }
 
 /// Putting an existing ID is a conflict and leaves the first message intact.
@@ -163,7 +182,7 @@ pub async fn duplicate_id_conflicts(store: Arc<dyn BlobStore>) {
     let r = store.put(&f.id, other).await;
     assert!(matches!(r, Err(StoreError::Conflict)), "got {r:?}");
     assert_eq!(
-        store.take(&f.id, f.proof()).await.unwrap(),
+        store.take(&f.id, f.access(), f.proof()).await.unwrap(),
         f.message.envelope
     );
 }
@@ -178,19 +197,28 @@ pub async fn expired_is_never_returned(store: Arc<dyn BlobStore>) {
     store.put(&short.id, short.message.clone()).await.unwrap();
     store.put(&long.id, long.message.clone()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_not_found(store.take(&short.id, short.proof()).await, "expired take");
+    assert_not_found(
+        store.take(&short.id, short.access(), short.proof()).await,
+        "expired take",
+    );
     assert_not_found(store.burn(&short.id).await, "expired burn");
     purge(&store).await;
     // The purge keeps live messages.
     assert_eq!(
-        store.take(&long.id, long.proof()).await.unwrap(),
+        store
+            .take(&long.id, long.access(), long.proof())
+            .await
+            .unwrap(),
         long.message.envelope
     );
     let mut again = Fixture::hour();
     again.id = short.id;
     store.put(&again.id, again.message.clone()).await.unwrap();
     assert_eq!(
-        store.take(&again.id, again.proof()).await.unwrap(),
+        store
+            .take(&again.id, again.access(), again.proof())
+            .await
+            .unwrap(),
         again.message.envelope
     );
 }
@@ -219,7 +247,7 @@ pub async fn purge_keeps_live_messages(store: Arc<dyn BlobStore>) {
     }
     for f in &live {
         assert_eq!(
-            store.take(&f.id, f.proof()).await.unwrap(),
+            store.take(&f.id, f.access(), f.proof()).await.unwrap(),
             f.message.envelope
         );
     }
@@ -237,7 +265,10 @@ pub async fn burn_destroys(store: Arc<dyn BlobStore>) {
     let f = Fixture::hour();
     store.put(&f.id, f.message.clone()).await.unwrap();
     store.burn(&f.id).await.unwrap();
-    assert_not_found(store.take(&f.id, f.proof()).await, "take after burn");
+    assert_not_found(
+        store.take(&f.id, f.access(), f.proof()).await,
+        "take after burn",
+    );
     assert_not_found(store.burn(&f.id).await, "second burn");
 }
 
@@ -246,7 +277,10 @@ pub async fn wrong_proof_does_not_consume(store: Arc<dyn BlobStore>) {
     let f = Fixture::hour();
     store.put(&f.id, f.message.clone()).await.unwrap();
     for expected_left in (1..MAX_FAILED_ATTEMPTS).rev() {
-        match store.take(&f.id, wrong_proof().claim_proof()).await {
+        match store
+            .take(&f.id, f.access(), wrong_proof().claim_proof())
+            .await
+        {
             Err(StoreError::WrongProof { attempts_left }) => {
                 assert_eq!(attempts_left, expected_left)
             }
@@ -254,7 +288,7 @@ pub async fn wrong_proof_does_not_consume(store: Arc<dyn BlobStore>) {
         }
     }
     assert_eq!(
-        store.take(&f.id, f.proof()).await.unwrap(),
+        store.take(&f.id, f.access(), f.proof()).await.unwrap(),
         f.message.envelope
     );
 }
@@ -264,14 +298,20 @@ pub async fn wrong_proofs_burn_at_the_limit(store: Arc<dyn BlobStore>) {
     let f = Fixture::hour();
     store.put(&f.id, f.message.clone()).await.unwrap();
     for expected_left in (0..MAX_FAILED_ATTEMPTS).rev() {
-        match store.take(&f.id, wrong_proof().claim_proof()).await {
+        match store
+            .take(&f.id, f.access(), wrong_proof().claim_proof())
+            .await
+        {
             Err(StoreError::WrongProof { attempts_left }) => {
                 assert_eq!(attempts_left, expected_left)
             }
             other => panic!("expected WrongProof, got {other:?}"),
         }
     }
-    assert_not_found(store.take(&f.id, f.proof()).await, "right proof after burn");
+    assert_not_found(
+        store.take(&f.id, f.access(), f.proof()).await,
+        "right proof after burn",
+    );
 }
 
 /// The largest envelope round-trips; one byte more is refused and not stored.
@@ -280,7 +320,7 @@ pub async fn max_size_blob(store: Arc<dyn BlobStore>) {
     f.message.envelope = (0..MAX_ENVELOPE_LEN).map(|i| (i * 7 + 3) as u8).collect();
     store.put(&f.id, f.message.clone()).await.unwrap();
     assert_eq!(
-        store.take(&f.id, f.proof()).await.unwrap(),
+        store.take(&f.id, f.access(), f.proof()).await.unwrap(),
         f.message.envelope
     );
 
@@ -288,7 +328,10 @@ pub async fn max_size_blob(store: Arc<dyn BlobStore>) {
     big.message.envelope = vec![1; MAX_ENVELOPE_LEN + 1];
     let r = store.put(&big.id, big.message.clone()).await;
     assert!(matches!(r, Err(StoreError::TooLarge { .. })), "got {r:?}");
-    assert_not_found(store.take(&big.id, big.proof()).await, "refused message");
+    assert_not_found(
+        store.take(&big.id, big.access(), big.proof()).await,
+        "refused message",
+    );
 }
 
 /// An expiry that is not in the future is refused.
@@ -305,14 +348,15 @@ pub async fn race(store: Arc<dyn BlobStore>, takers: usize, trials: usize) {
     for trial in 0..trials {
         let f = Fixture::hour();
         store.put(&f.id, f.message.clone()).await.unwrap();
-        let proof = Arc::new(f.proof().clone());
+        let proofs = Arc::new((f.access().clone(), f.proof().clone()));
         let barrier = Arc::new(Barrier::new(takers));
         let mut set = JoinSet::new();
         for _ in 0..takers {
-            let (store, proof, barrier, id) = (store.clone(), proof.clone(), barrier.clone(), f.id);
+            let (store, proofs, barrier, id) =
+                (store.clone(), proofs.clone(), barrier.clone(), f.id);
             set.spawn(async move {
                 barrier.wait().await;
-                store.take(&id, &proof).await
+                store.take(&id, &proofs.0, &proofs.1).await
             });
         }
         let mut winners = 0;
@@ -347,12 +391,14 @@ pub async fn concurrent_wrong_proofs_are_all_counted(store: Arc<dyn BlobStore>, 
         store.put(&f.id, f.message.clone()).await.unwrap();
         let barrier = Arc::new(Barrier::new(32));
         let mut set = JoinSet::new();
+        let access = Arc::new(f.access().clone());
         for _ in 0..32 {
-            let (store, barrier, id) = (store.clone(), barrier.clone(), f.id);
+            let (store, barrier, id, access) =
+                (store.clone(), barrier.clone(), f.id, access.clone());
             set.spawn(async move {
                 let wrong = wrong_proof();
                 barrier.wait().await;
-                store.take(&id, wrong.claim_proof()).await
+                store.take(&id, &access, wrong.claim_proof()).await
             });
         }
         let mut left = Vec::new();
@@ -373,7 +419,7 @@ pub async fn concurrent_wrong_proofs_are_all_counted(store: Arc<dyn BlobStore>, 
             "{left:?}"
         );
         assert!(left.contains(&0), "{left:?}");
-        assert_not_found(store.take(&f.id, f.proof()).await, "after burn");
+        assert_not_found(store.take(&f.id, f.access(), f.proof()).await, "after burn");
     }
 }
 
@@ -385,17 +431,22 @@ pub async fn concurrent_guesses_cannot_exceed_the_limit(store: Arc<dyn BlobStore
     for trial in 0..rounds.guess_trials {
         let f = Fixture::hour();
         store.put(&f.id, f.message.clone()).await.unwrap();
-        let proof = Arc::new(f.proof().clone());
+        let proofs = Arc::new((f.access().clone(), f.proof().clone()));
         let barrier = Arc::new(Barrier::new(32));
         let mut set = JoinSet::new();
         for i in 0..32 {
-            let (store, barrier, id, proof) = (store.clone(), barrier.clone(), f.id, proof.clone());
+            let (store, barrier, id, proofs) =
+                (store.clone(), barrier.clone(), f.id, proofs.clone());
             set.spawn(async move {
                 let wrong = wrong_proof();
                 barrier.wait().await;
                 // The right proof goes last among the spawned tasks.
-                let p: &ClaimProof = if i == 31 { &proof } else { wrong.claim_proof() };
-                (i == 31, store.take(&id, p).await)
+                let p: &ClaimProof = if i == 31 {
+                    &proofs.1
+                } else {
+                    wrong.claim_proof()
+                };
+                (i == 31, store.take(&id, &proofs.0, p).await)
             });
         }
         let (mut wrong_counted, mut right_won) = (0, false);
@@ -420,8 +471,78 @@ pub async fn concurrent_guesses_cannot_exceed_the_limit(store: Arc<dyn BlobStore
                 "trial {trial}: taken after the burn"
             );
         }
-        assert_not_found(store.take(&f.id, f.proof()).await, "after the race");
+        assert_not_found(
+            store.take(&f.id, f.access(), f.proof()).await,
+            "after the race",
+        );
     }
+}
+
+/// Someone who knows the ID but not the key: [`Rounds::access_guesses`]
+/// claims with wrong access proofs one after another and as many again 32
+/// at a time, with wrong and even right claim proofs, are each
+/// [`StoreError::NotFound`], count no attempt and burn nothing; the message
+/// still waits and opens exactly once for its reader.
+pub async fn wrong_access_never_counts_or_burns(store: Arc<dyn BlobStore>, rounds: Rounds) {
+    let f = Fixture::hour();
+    store.put(&f.id, f.message.clone()).await.unwrap();
+    for i in 0..rounds.access_guesses {
+        let wrong = wrong_proof();
+        // Every other guess carries the message's right claim proof.
+        let claim = if i % 2 == 0 {
+            f.proof()
+        } else {
+            wrong.claim_proof()
+        };
+        assert_not_found(
+            store.take(&f.id, wrong.access_proof(), claim).await,
+            "a wrong access proof",
+        );
+    }
+    let claim = Arc::new(f.proof().clone());
+    for _ in 0..rounds.access_guesses.div_ceil(32) {
+        let barrier = Arc::new(Barrier::new(32));
+        let mut set = JoinSet::new();
+        for i in 0..32 {
+            let (store, barrier, id, claim) = (store.clone(), barrier.clone(), f.id, claim.clone());
+            set.spawn(async move {
+                let wrong = wrong_proof();
+                barrier.wait().await;
+                let claim: &ClaimProof = if i % 2 == 0 {
+                    &claim
+                } else {
+                    wrong.claim_proof()
+                };
+                store.take(&id, wrong.access_proof(), claim).await
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            assert_not_found(joined.expect("task"), "a concurrent wrong access proof");
+        }
+    }
+    assert_eq!(
+        store.status(&f.id).await.unwrap().state,
+        MessageState::Waiting,
+        "wrong access proofs changed the message"
+    );
+    // Not one attempt was used: the full count of wrong passphrases is left.
+    match store
+        .take(&f.id, f.access(), wrong_proof().claim_proof())
+        .await
+    {
+        Err(StoreError::WrongProof { attempts_left }) => {
+            assert_eq!(attempts_left, MAX_FAILED_ATTEMPTS - 1)
+        }
+        other => panic!("expected WrongProof, got {other:?}"),
+    }
+    assert_eq!(
+        store.take(&f.id, f.access(), f.proof()).await.unwrap(),
+        f.message.envelope
+    );
+    assert_not_found(
+        store.take(&f.id, f.access(), f.proof()).await,
+        "second take",
+    );
 }
 
 async fn state_of(store: &Arc<dyn BlobStore>, f: &Fixture) -> Option<MessageState> {
@@ -458,12 +579,17 @@ pub async fn status_reports_receipts(store: Arc<dyn BlobStore>) {
     let opened = Fixture::hour();
     store.put(&opened.id, opened.message.clone()).await.unwrap();
     assert_eq!(state_of(&store, &opened).await, Some(MessageState::Waiting));
-    store.take(&opened.id, opened.proof()).await.unwrap();
+    store
+        .take(&opened.id, opened.access(), opened.proof())
+        .await
+        .unwrap();
     assert_eq!(state_of(&store, &opened).await, Some(MessageState::Opened));
     // A receipt is not a message: it cannot be burned or taken.
     assert_not_found(store.burn(&opened.id).await, "burn after open");
     assert_not_found(
-        store.take(&opened.id, opened.proof()).await,
+        store
+            .take(&opened.id, opened.access(), opened.proof())
+            .await,
         "take after open",
     );
     assert_eq!(state_of(&store, &opened).await, Some(MessageState::Opened));
@@ -479,7 +605,9 @@ pub async fn status_reports_receipts(store: Arc<dyn BlobStore>) {
         .await
         .unwrap();
     for _ in 0..MAX_FAILED_ATTEMPTS {
-        let _ = store.take(&guessed.id, wrong_proof().claim_proof()).await;
+        let _ = store
+            .take(&guessed.id, guessed.access(), wrong_proof().claim_proof())
+            .await;
     }
     assert_eq!(state_of(&store, &guessed).await, Some(MessageState::Burned));
 
@@ -491,7 +619,7 @@ pub async fn status_reports_receipts(store: Arc<dyn BlobStore>) {
 pub async fn receipts_expire_with_the_message(store: Arc<dyn BlobStore>) {
     let f = Fixture::new("brief", Duration::from_millis(2000));
     store.put(&f.id, f.message.clone()).await.unwrap();
-    store.take(&f.id, f.proof()).await.unwrap();
+    store.take(&f.id, f.access(), f.proof()).await.unwrap();
     assert_eq!(state_of(&store, &f).await, Some(MessageState::Opened));
     tokio::time::sleep(Duration::from_millis(2500)).await;
     purge(&store).await;
@@ -507,7 +635,10 @@ pub async fn receipts_expire_with_the_message(store: Arc<dyn BlobStore>) {
         store.status(&anonymous.id).await.unwrap().state,
         MessageState::Waiting
     );
-    store.take(&anonymous.id, anonymous.proof()).await.unwrap();
+    store
+        .take(&anonymous.id, anonymous.access(), anonymous.proof())
+        .await
+        .unwrap();
     assert_not_found(store.status(&anonymous.id).await, "status without manager");
 }
 
@@ -515,6 +646,7 @@ pub async fn receipts_expire_with_the_message(store: Arc<dyn BlobStore>) {
 enum Op {
     Put(usize),
     Take(usize, bool),
+    Guess(usize),
     Delete(usize),
     Purge,
 }
@@ -523,6 +655,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..4usize).prop_map(Op::Put),
         4 => (0..4usize, any::<bool>()).prop_map(|(s, right)| Op::Take(s, right)),
+        2 => (0..4usize).prop_map(Op::Guess),
         1 => (0..4usize).prop_map(Op::Delete),
         1 => Just(Op::Purge),
     ]
@@ -550,12 +683,17 @@ async fn run_model(store: Arc<dyn BlobStore>, ops: Vec<Op>) -> Result<(), String
                 }
             }
             Op::Take(slot, right) => {
+                // The right access proof when the slot has a message (a
+                // reader with the link), its claim proof right or wrong.
                 let wrong = wrong_proof();
+                let access = last
+                    .get(&slot)
+                    .map_or(wrong.access_proof(), Fixture::access);
                 let proof = match (right, last.get(&slot)) {
                     (true, Some(f)) => f.proof(),
                     _ => wrong.claim_proof(),
                 };
-                let r = store.take(&ids[slot], proof).await;
+                let r = store.take(&ids[slot], access, proof).await;
                 let live = model.get(&slot).copied();
                 match (live, right && last.contains_key(&slot), r) {
                     (None, _, Err(StoreError::NotFound)) => {}
@@ -576,6 +714,18 @@ async fn run_model(store: Arc<dyn BlobStore>, ops: Vec<Op>) -> Result<(), String
                         }
                     }
                     (live, _, r) => return Err(ctx(format!("model {live:?}, got {r:?}"))),
+                }
+            }
+            Op::Guess(slot) => {
+                // Someone with the ID but not the link: nothing to find,
+                // nothing counted (the model is unchanged).
+                let wrong = wrong_proof();
+                let right_claim = last.get(&slot).map_or(wrong.claim_proof(), Fixture::proof);
+                let r = store
+                    .take(&ids[slot], wrong.access_proof(), right_claim)
+                    .await;
+                if !matches!(r, Err(StoreError::NotFound)) {
+                    return Err(ctx(format!("a wrong access proof got {r:?}")));
                 }
             }
             Op::Delete(slot) => {
@@ -641,7 +791,8 @@ macro_rules! conformance_suite {
             past_expiry_is_invalid, status_reports_receipts, receipts_expire_with_the_message);
         $crate::conformance_suite!(@repeated $make, $rounds;
             race_exactly_one_winner, concurrent_wrong_proofs_are_all_counted,
-            concurrent_guesses_cannot_exceed_the_limit, model_matches_reference);
+            concurrent_guesses_cannot_exceed_the_limit, wrong_access_never_counts_or_burns,
+            model_matches_reference);
     };
     (@cases $make:path; $($case:ident),+) => {
         $(

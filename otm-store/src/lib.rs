@@ -29,11 +29,13 @@
 //! store.put(&id, NewMessage {
 //!     envelope: envelope.clone(),
 //!     verifier: secrets.claim_verifier(),
+//!     access: secrets.access_verifier(),
 //!     expires_at: SystemTime::now() + Duration::from_secs(3600),
 //!     manage: None,
 //! }).await?;
-//! assert_eq!(store.take(&id, secrets.claim_proof()).await?, envelope);
-//! assert!(matches!(store.take(&id, secrets.claim_proof()).await, Err(StoreError::NotFound)));
+//! let (access, claim) = (secrets.access_proof(), secrets.claim_proof());
+//! assert_eq!(store.take(&id, access, claim).await?, envelope);
+//! assert!(matches!(store.take(&id, access, claim).await, Err(StoreError::NotFound)));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -46,7 +48,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use otm_core::{ClaimProof, ClaimVerifier, ManageVerifier, MessageId, MAX_ENVELOPE_LEN};
+use otm_core::{
+    AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, ManageVerifier, MessageId,
+    MAX_ENVELOPE_LEN,
+};
 
 pub mod breaker;
 #[cfg(feature = "conformance")]
@@ -105,6 +110,9 @@ pub struct NewMessage {
     pub envelope: Vec<u8>,
     /// SHA-256 of the claim proof a reader must present.
     pub verifier: ClaimVerifier,
+    /// SHA-256 of the access proof a reader must present first; without it
+    /// the message is answered as unknown.
+    pub access: AccessVerifier,
     /// When the message stops being readable.
     pub expires_at: SystemTime,
     /// SHA-256 of the sender's management token ([`otm_core::ManageToken`]).
@@ -279,12 +287,15 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 ///   An envelope over [`StoreOptions::max_envelope_len`] is
 ///   [`StoreError::TooLarge`]; an expiry not in the future is [`StoreError::Invalid`].
 /// - **take** is atomic: of any number of concurrent callers with the right
-///   proof, across processes and machines sharing the backend, exactly one
-///   receives the envelope and it is deleted in the same step. A wrong proof
-///   returns [`StoreError::WrongProof`] without returning or deleting it,
-///   and increments a counter; the attempt that reaches
-///   [`StoreError::WrongProof`]`{ attempts_left: 0 }` deletes the message.
-///   Missing, expired, taken and burned messages are all [`StoreError::NotFound`].
+///   proofs, across processes and machines sharing the backend, exactly one
+///   receives the envelope and it is deleted in the same step. A wrong
+///   **access** proof is [`StoreError::NotFound`], exactly as for a missing
+///   message: nothing is counted, burned or revealed. A right access proof
+///   with a wrong **claim** proof returns [`StoreError::WrongProof`] without
+///   returning or deleting the message, and increments a counter; the
+///   attempt that reaches [`StoreError::WrongProof`]`{ attempts_left: 0 }`
+///   deletes it. Missing, expired, taken and burned messages are all
+///   [`StoreError::NotFound`].
 /// - **burn** destroys a live message unread ([`StoreError::NotFound`] if there is none).
 /// - **status** reports a message's state without its envelope. When the
 ///   message was put with a management verifier, taking or burning it
@@ -302,8 +313,14 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
     /// Stores a new message (put-if-absent).
     async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()>;
 
-    /// Checks the proof and atomically removes and returns the envelope.
-    async fn take(&self, id: &MessageId, proof: &ClaimProof) -> Result<Vec<u8>>;
+    /// Checks the access proof, then the claim proof, and atomically
+    /// removes and returns the envelope.
+    async fn take(
+        &self,
+        id: &MessageId,
+        access: &AccessProof,
+        proof: &ClaimProof,
+    ) -> Result<Vec<u8>>;
 
     /// Burns a message without returning it.
     async fn burn(&self, id: &MessageId) -> Result<()>;

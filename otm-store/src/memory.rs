@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use otm_core::{ClaimProof, ClaimVerifier, ManageVerifier, MessageId};
+use otm_core::{AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, ManageVerifier, MessageId};
 
 use crate::{
     check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, MessageState, MessageStatus,
@@ -30,6 +30,7 @@ struct Maps {
 struct Entry {
     envelope: Vec<u8>,
     verifier: ClaimVerifier,
+    access: AccessVerifier,
     expires_at_ms: i64,
     failures: u32,
     manage: Option<ManageVerifier>,
@@ -122,6 +123,7 @@ impl BlobStore for MemoryStore {
             Entry {
                 envelope: message.envelope,
                 verifier: message.verifier,
+                access: message.access,
                 expires_at_ms,
                 failures: 0,
                 manage: message.manage,
@@ -130,12 +132,21 @@ impl BlobStore for MemoryStore {
         Ok(())
     }
 
-    async fn take(&self, id: &MessageId, proof: &ClaimProof) -> Result<Vec<u8>> {
+    async fn take(
+        &self,
+        id: &MessageId,
+        access: &AccessProof,
+        proof: &ClaimProof,
+    ) -> Result<Vec<u8>> {
         let now = unix_ms(SystemTime::now());
         let mut maps = self.lock();
         let entry = maps.messages.get_mut(id).ok_or(StoreError::NotFound)?;
         if entry.expires_at_ms <= now {
             maps.messages.remove(id);
+            return Err(StoreError::NotFound);
+        }
+        // Without the access proof the message is not there for this caller.
+        if !entry.access.verify(access) {
             return Err(StoreError::NotFound);
         }
         if entry.verifier.verify(proof) {

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use otm_core::{ClaimProof, MessageId};
+use otm_core::{AccessProof, ClaimProof, MessageId};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::sql::{classify, finish_take, message_status, receipt_status, Removal};
@@ -166,6 +166,10 @@ const MIGRATIONS: &[&str] = &[
     // 3: the purge's `failed_attempts >= max` half gets an index too, so
     // the purge reads only rows it deletes instead of the whole table.
     "CREATE INDEX IF NOT EXISTS otm_messages_failed ON {table} (failed_attempts);",
+    // 4: the access verifier (SHA-256 of the proof derived from the key
+    // alone). Rows stored before it have none and match no access proof:
+    // they can no longer be opened and leave at their expiry.
+    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS access BYTEA;",
 ];
 
 /// Rows deleted per purge statement, so a large backlog never holds long locks.
@@ -265,11 +269,12 @@ impl BlobStore for PostgresStore {
     async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
         let (expires_at_ms, _) = check_new(&self.opts, &message)?;
         let done = sqlx::query(&format!(
-            "INSERT INTO {t} AS m (id, envelope, verifier, expires_at_ms, failed_attempts, manage)
-             VALUES ($1, $2, $3, $4, 0, $7)
+            "INSERT INTO {t} AS m
+                 (id, envelope, verifier, expires_at_ms, failed_attempts, manage, access)
+             VALUES ($1, $2, $3, $4, 0, $7, $8)
              ON CONFLICT (id) DO UPDATE SET envelope = excluded.envelope,
                  verifier = excluded.verifier, expires_at_ms = excluded.expires_at_ms,
-                 failed_attempts = 0, manage = excluded.manage
+                 failed_attempts = 0, manage = excluded.manage, access = excluded.access
              WHERE m.expires_at_ms <= $5 OR m.failed_attempts >= $6",
             t = self.table
         ))
@@ -280,6 +285,7 @@ impl BlobStore for PostgresStore {
         .bind(unix_ms(SystemTime::now()))
         .bind(i64::from(self.opts.max_failed_attempts))
         .bind(message.manage.map(|m| m.as_bytes().to_vec()))
+        .bind(&message.access.as_bytes()[..])
         .execute(&self.pool)
         .await
         .map_err(|e| classify("store a message", e))?;
@@ -296,18 +302,27 @@ impl BlobStore for PostgresStore {
         Ok(())
     }
 
-    async fn take(&self, id: &MessageId, proof: &ClaimProof) -> Result<Vec<u8>> {
+    async fn take(
+        &self,
+        id: &MessageId,
+        access: &AccessProof,
+        proof: &ClaimProof,
+    ) -> Result<Vec<u8>> {
         let op = "take a message";
         let now = unix_ms(SystemTime::now());
         let verifier = proof.verifier();
+        let access = access.verifier();
         let max = i64::from(self.opts.max_failed_attempts);
-        // 1. A wrong proof is compared and counted in one statement, so no
-        //    more than `max` wrong proofs are ever evaluated, however many
-        //    arrive at once. (Comparing SHA-256 digests in the database leaks
-        //    no usable timing: a digest prefix does not help find a proof.)
+        // 1. A wrong claim proof (with the right access proof: without it
+        //    nothing matches and nothing is counted) is compared and counted
+        //    in one statement, so no more than `max` wrong proofs are ever
+        //    evaluated, however many arrive at once. (Comparing SHA-256
+        //    digests in the database leaks no usable timing: a digest prefix
+        //    does not help find a proof.)
         let failures: Option<i64> = sqlx::query_scalar(&format!(
             "UPDATE {t} SET failed_attempts = failed_attempts + 1
-             WHERE id = $1 AND expires_at_ms > $2 AND failed_attempts < $3 AND verifier <> $4
+             WHERE id = $1 AND expires_at_ms > $2 AND failed_attempts < $3 AND access = $5
+                 AND verifier <> $4
              RETURNING failed_attempts::BIGINT",
             t = self.table
         ))
@@ -315,6 +330,7 @@ impl BlobStore for PostgresStore {
         .bind(now)
         .bind(max)
         .bind(&verifier.as_bytes()[..])
+        .bind(&access.as_bytes()[..])
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| classify(op, e))?;
@@ -322,7 +338,7 @@ impl BlobStore for PostgresStore {
         // leaves the receipt; the right proof (or none of it is left) takes,
         // deletes and records the receipt in one statement.
         let burn = self.remove(id, Removal::Spent);
-        let take = self.remove(id, Removal::Take { verifier });
+        let take = self.remove(id, Removal::Take { verifier, access });
         finish_take(&self.opts, failures, burn, take).await
     }
 
@@ -384,13 +400,16 @@ impl PostgresStore {
     /// Deletes the row `removal` names and, in the same statement, records
     /// its receipt when the message has a manager. Returns the envelope if
     /// a row went. Parameters: `$1` the ID, `$2` the attempt limit, `$3`
-    /// now, `$4` the receipt state, and `$5` the verifier of a take.
+    /// now, `$4` the receipt state, and `$5`/`$6` the claim and access
+    /// verifiers of a take.
     async fn remove(&self, id: &MessageId, removal: Removal) -> Result<Option<Vec<u8>>> {
         let op = "remove a message";
         let now = unix_ms(SystemTime::now());
         let max = i64::from(self.opts.max_failed_attempts);
         let which = match removal {
-            Removal::Take { .. } => "failed_attempts < $2 AND expires_at_ms > $3 AND verifier = $5",
+            Removal::Take { .. } => {
+                "failed_attempts < $2 AND expires_at_ms > $3 AND verifier = $5 AND access = $6"
+            }
             Removal::Burn => "failed_attempts < $2 AND expires_at_ms > $3",
             Removal::Spent => "failed_attempts >= $2",
         };
@@ -414,8 +433,10 @@ impl PostgresStore {
             .bind(max)
             .bind(now)
             .bind(removal.receipt_state());
-        if let Removal::Take { verifier } = &removal {
-            query = query.bind(verifier.as_bytes().to_vec());
+        if let Removal::Take { verifier, access } = &removal {
+            query = query
+                .bind(verifier.as_bytes().to_vec())
+                .bind(access.as_bytes().to_vec());
         }
         query
             .fetch_optional(&self.pool)

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use otm_core::{ClaimProof, MessageId};
+use otm_core::{AccessProof, ClaimProof, MessageId};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
@@ -120,8 +120,9 @@ enum Conn {
 
 /// A [`BlobStore`] in Redis.
 ///
-/// Each message is one hash (`e` envelope, `v` verifier, `f` failed
-/// attempts, `m` management verifier, `x` expiry in Unix ms) with a native
+/// Each message is one hash (`e` envelope, `v` claim verifier, `a` access
+/// verifier, `f` failed attempts, `m` management verifier, `x` expiry in
+/// Unix ms) with a native
 /// `PEXPIRE`, so Redis itself never returns or keeps an expired message. Its
 /// receipt (`s` state, `c` when, `m`, `x`) lives in a second key with the
 /// remaining TTL of the message. Both keys share a hash tag (`otm:{ID}` and
@@ -140,7 +141,7 @@ pub struct RedisStore {
     opts: StoreOptions,
     put_script: Script,
     take_script: Script,
-    delete_script: Script,
+    burn_script: Script,
     status_script: Script,
 }
 
@@ -156,7 +157,7 @@ impl std::fmt::Debug for RedisStore {
 const PUT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[1], 'e', ARGV[1], 'v', ARGV[2], 'f', 0, 'x', ARGV[4], 'm', ARGV[5])
+redis.call('HSET', KEYS[1], 'e', ARGV[1], 'v', ARGV[2], 'f', 0, 'x', ARGV[4], 'm', ARGV[5], 'a', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 ";
@@ -175,11 +176,13 @@ local function receipt(state, now)
 end
 ";
 
-// Returns {1, envelope} on success, {0} when absent, {2, failures} for a
-// wrong proof (the key is deleted when failures reach ARGV[2]).
+// Returns {1, envelope} on success, {0} when absent or for a wrong access
+// proof (ARGV[4], nothing counted), {2, failures} for a wrong claim proof
+// (the key is deleted when failures reach ARGV[2]).
 const TAKE: &str = r"
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return {0} end
+if redis.call('HGET', KEYS[1], 'a') ~= ARGV[4] then return {0} end
 if v == ARGV[1] then
   local e = redis.call('HGET', KEYS[1], 'e')
   receipt('opened', ARGV[3])
@@ -190,7 +193,7 @@ if n >= tonumber(ARGV[2]) then receipt('burned', ARGV[3]) end
 return {2, n}
 ";
 
-const DELETE: &str = r"
+const BURN: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 receipt('burned', ARGV[1])
 return 1
@@ -253,7 +256,7 @@ impl RedisStore {
             opts: config.options,
             put_script: Script::new(PUT),
             take_script: Script::new(&format!("{RECEIPT_FN}{TAKE}")),
-            delete_script: Script::new(&format!("{RECEIPT_FN}{DELETE}")),
+            burn_script: Script::new(&format!("{RECEIPT_FN}{BURN}")),
             status_script: Script::new(STATUS),
         })
     }
@@ -306,7 +309,8 @@ impl BlobStore for RedisStore {
                     .manage
                     .map(|m| m.as_bytes().to_vec())
                     .unwrap_or_default(),
-            );
+            )
+            .arg(&message.access.as_bytes()[..]);
         match self.run("store a message", invocation).await? {
             Value::Int(1) => Ok(()),
             Value::Int(0) => Err(StoreError::Conflict),
@@ -314,16 +318,23 @@ impl BlobStore for RedisStore {
         }
     }
 
-    async fn take(&self, id: &MessageId, proof: &ClaimProof) -> Result<Vec<u8>> {
+    async fn take(
+        &self,
+        id: &MessageId,
+        access: &AccessProof,
+        proof: &ClaimProof,
+    ) -> Result<Vec<u8>> {
         let op = "take a message";
         let verifier = proof.verifier();
+        let access = access.verifier();
         let key = self.key_of(id);
         let mut invocation = self.take_script.key(&key);
         invocation
             .key(format!("{key}:r"))
             .arg(&verifier.as_bytes()[..])
             .arg(self.opts.max_failed_attempts)
-            .arg(unix_ms(SystemTime::now()));
+            .arg(unix_ms(SystemTime::now()))
+            .arg(&access.as_bytes()[..]);
         let reply = self.run(op, invocation).await?;
         let Value::Array(items) = reply else {
             return Err(unexpected(op, reply));
@@ -341,7 +352,7 @@ impl BlobStore for RedisStore {
 
     async fn burn(&self, id: &MessageId) -> Result<()> {
         let key = self.key_of(id);
-        let mut invocation = self.delete_script.key(&key);
+        let mut invocation = self.burn_script.key(&key);
         invocation
             .key(format!("{key}:r"))
             .arg(unix_ms(SystemTime::now()));

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use otm_core::{ClaimVerifier, ManageVerifier};
+use otm_core::{AccessVerifier, ClaimVerifier, ManageVerifier};
 
 use crate::{
     from_unix_ms, wrong_proof, MessageState, MessageStatus, Result, StoreError, StoreOptions,
@@ -17,11 +17,13 @@ pub(crate) const BURNED: i16 = 2;
 /// the message has a manager). Each is its own statement in each SQL store.
 #[derive(Clone, Copy)]
 pub(crate) enum Removal {
-    /// A reader's take: the live message whose verifier matches. Receipt:
-    /// opened.
+    /// A reader's take: the live message whose access and claim verifiers
+    /// match. Receipt: opened.
     Take {
-        /// `SHA-256` of the presented proof.
+        /// `SHA-256` of the presented claim proof.
         verifier: ClaimVerifier,
+        /// `SHA-256` of the presented access proof.
+        access: AccessVerifier,
     },
     /// The sender's burn: the live message, unread. Receipt: burned.
     Burn,

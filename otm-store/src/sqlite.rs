@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use otm_core::{ClaimProof, MessageId};
+use otm_core::{AccessProof, ClaimProof, MessageId};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -135,6 +135,10 @@ const MIGRATIONS: &[&str] = &[
     // 3: the purge's `failed_attempts >= max` half gets an index too, so
     // the purge reads only rows it deletes instead of the whole table.
     "CREATE INDEX IF NOT EXISTS otm_messages_failed ON otm_messages (failed_attempts);",
+    // 4: the access verifier (SHA-256 of the proof derived from the key
+    // alone). Rows stored before it have none and match no access proof:
+    // they can no longer be opened and leave at their expiry.
+    "ALTER TABLE otm_messages ADD COLUMN access BLOB;",
 ];
 
 impl SqliteStore {
@@ -222,11 +226,12 @@ impl BlobStore for SqliteStore {
         let (expires_at_ms, _) = check_new(&self.opts, &message)?;
         // An expired row with the same ID counts as absent and is replaced.
         let done = sqlx::query(
-            "INSERT INTO otm_messages (id, envelope, verifier, expires_at_ms, failed_attempts, manage)
-             VALUES (?1, ?2, ?3, ?4, 0, ?7)
+            "INSERT INTO otm_messages
+                 (id, envelope, verifier, expires_at_ms, failed_attempts, manage, access)
+             VALUES (?1, ?2, ?3, ?4, 0, ?7, ?8)
              ON CONFLICT (id) DO UPDATE SET envelope = excluded.envelope,
                  verifier = excluded.verifier, expires_at_ms = excluded.expires_at_ms,
-                 failed_attempts = 0, manage = excluded.manage
+                 failed_attempts = 0, manage = excluded.manage, access = excluded.access
              WHERE otm_messages.expires_at_ms <= ?5 OR otm_messages.failed_attempts >= ?6",
         )
         .bind(&id.as_bytes()[..])
@@ -236,6 +241,7 @@ impl BlobStore for SqliteStore {
         .bind(unix_ms(SystemTime::now()))
         .bind(i64::from(self.opts.max_failed_attempts))
         .bind(message.manage.map(|m| m.as_bytes().to_vec()))
+        .bind(&message.access.as_bytes()[..])
         .execute(&self.pool)
         .await
         .map_err(|e| classify("store a message", e))?;
@@ -252,24 +258,34 @@ impl BlobStore for SqliteStore {
         Ok(())
     }
 
-    async fn take(&self, id: &MessageId, proof: &ClaimProof) -> Result<Vec<u8>> {
+    async fn take(
+        &self,
+        id: &MessageId,
+        access: &AccessProof,
+        proof: &ClaimProof,
+    ) -> Result<Vec<u8>> {
         let op = "take a message";
         let now = unix_ms(SystemTime::now());
         let verifier = proof.verifier();
+        let access = access.verifier();
         let max = i64::from(self.opts.max_failed_attempts);
-        // 1. A wrong proof is compared and counted in one statement, so no
-        //    more than `max` wrong proofs are ever evaluated, however many
-        //    arrive at once. (Comparing SHA-256 digests in the database leaks
-        //    no usable timing: a digest prefix does not help find a proof.)
+        // 1. A wrong claim proof (with the right access proof: without it
+        //    nothing matches and nothing is counted) is compared and counted
+        //    in one statement, so no more than `max` wrong proofs are ever
+        //    evaluated, however many arrive at once. (Comparing SHA-256
+        //    digests in the database leaks no usable timing: a digest prefix
+        //    does not help find a proof.)
         let failures: Option<i64> = sqlx::query_scalar(
             "UPDATE otm_messages SET failed_attempts = failed_attempts + 1
-             WHERE id = ?1 AND expires_at_ms > ?2 AND failed_attempts < ?3 AND verifier <> ?4
+             WHERE id = ?1 AND expires_at_ms > ?2 AND failed_attempts < ?3 AND access = ?5
+                 AND verifier <> ?4
              RETURNING failed_attempts",
         )
         .bind(&id.as_bytes()[..])
         .bind(now)
         .bind(max)
         .bind(&verifier.as_bytes()[..])
+        .bind(&access.as_bytes()[..])
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| classify(op, e))?;
@@ -278,7 +294,7 @@ impl BlobStore for SqliteStore {
         // and deletes in one statement, with the receipt in the same
         // transaction.
         let burn = self.remove(id, Removal::Spent);
-        let take = self.remove(id, Removal::Take { verifier });
+        let take = self.remove(id, Removal::Take { verifier, access });
         finish_take(&self.opts, failures, burn, take).await
     }
 
@@ -344,15 +360,17 @@ impl SqliteStore {
         let max = i64::from(self.opts.max_failed_attempts);
         let key = &id.as_bytes()[..];
         let delete = match &removal {
-            Removal::Take { verifier } => sqlx::query(
+            Removal::Take { verifier, access } => sqlx::query(
                 "DELETE FROM otm_messages
                  WHERE id = ?1 AND failed_attempts < ?2 AND expires_at_ms > ?3 AND verifier = ?4
+                     AND access = ?5
                  RETURNING envelope, manage, expires_at_ms",
             )
             .bind(key)
             .bind(max)
             .bind(now)
-            .bind(&verifier.as_bytes()[..]),
+            .bind(&verifier.as_bytes()[..])
+            .bind(&access.as_bytes()[..]),
             Removal::Burn => sqlx::query(
                 "DELETE FROM otm_messages
                  WHERE id = ?1 AND failed_attempts < ?2 AND expires_at_ms > ?3

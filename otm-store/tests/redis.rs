@@ -101,7 +101,7 @@ async fn redis_keeps_exactly_the_ciphertext_with_a_native_ttl() {
         .await
         .unwrap();
     assert!(ttl_ms > 3_500_000 && ttl_ms <= 3_600_000, "PTTL {ttl_ms}");
-    store.take(&f.id, f.proof()).await.unwrap();
+    store.take(&f.id, f.access(), f.proof()).await.unwrap();
     let exists: i64 = redis::cmd("EXISTS")
         .arg(&key)
         .query_async(&mut raw)
@@ -140,7 +140,7 @@ async fn redis_cluster_spreads_keys_over_nodes() {
                 nodes.insert(url.clone());
             }
         }
-        store.take(&f.id, f.proof()).await.unwrap();
+        store.take(&f.id, f.access(), f.proof()).await.unwrap();
     }
     assert!(nodes.len() >= 2, "keys landed on {nodes:?}");
 }
@@ -192,7 +192,7 @@ async fn redis_store_reconnects_by_itself_after_a_restart() {
 
     drop(server);
     // While Redis is down the store says so, as a retryable error.
-    let down = store.take(&f.id, f.proof()).await;
+    let down = store.take(&f.id, f.access(), f.proof()).await;
     assert!(matches!(&down, Err(e) if e.is_retryable()), "{down:?}");
 
     let _server = RedisServer::start(port, dir.path()).unwrap();
@@ -202,13 +202,13 @@ async fn redis_store_reconnects_by_itself_after_a_restart() {
     // The server kept nothing (no persistence): the old message is gone and
     // new ones work without a new store.
     assert!(matches!(
-        store.take(&f.id, f.proof()).await,
+        store.take(&f.id, f.access(), f.proof()).await,
         Err(StoreError::NotFound)
     ));
     let g = Fixture::hour();
     store.put(&g.id, g.message.clone()).await.unwrap();
     assert_eq!(
-        store.take(&g.id, g.proof()).await.unwrap(),
+        store.take(&g.id, g.access(), g.proof()).await.unwrap(),
         g.message.envelope
     );
 }
@@ -237,13 +237,17 @@ async fn a_breaker_fails_fast_while_redis_is_down_and_closes_when_it_returns() {
     };
     // Two calls reach Redis and fail; then the breaker is open.
     for _ in 0..2 {
-        assert!(!from_breaker(&breaker.take(&f.id, f.proof()).await));
+        assert!(!from_breaker(
+            &breaker.take(&f.id, f.access(), f.proof()).await
+        ));
     }
     assert!(breaker.is_open());
     assert_eq!(breaker.times_opened(), 1);
     // Now calls are refused without reaching Redis.
     for _ in 0..10 {
-        assert!(from_breaker(&breaker.take(&f.id, f.proof()).await));
+        assert!(from_breaker(
+            &breaker.take(&f.id, f.access(), f.proof()).await
+        ));
     }
     assert_eq!(breaker.refused(), 10);
 
@@ -260,7 +264,7 @@ async fn a_breaker_fails_fast_while_redis_is_down_and_closes_when_it_returns() {
     }
     assert!(!breaker.is_open());
     assert_eq!(
-        breaker.take(&g.id, g.proof()).await.unwrap(),
+        breaker.take(&g.id, g.access(), g.proof()).await.unwrap(),
         g.message.envelope
     );
 }

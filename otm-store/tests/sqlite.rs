@@ -44,7 +44,7 @@ async fn sqlite_keeps_exactly_the_ciphertext_and_survives_reopen() {
         .await
         .unwrap();
     assert_eq!(
-        reopened.take(&f.id, f.proof()).await.unwrap(),
+        reopened.take(&f.id, f.access(), f.proof()).await.unwrap(),
         f.message.envelope
     );
 }
@@ -60,7 +60,10 @@ async fn sqlite_two_stores_on_one_file_race_with_one_winner() {
     for _ in 0..50 {
         let f = Fixture::hour();
         a.put(&f.id, f.message.clone()).await.unwrap();
-        let (ra, rb) = tokio::join!(a.take(&f.id, f.proof()), b.take(&f.id, f.proof()));
+        let (ra, rb) = tokio::join!(
+            a.take(&f.id, f.access(), f.proof()),
+            b.take(&f.id, f.access(), f.proof())
+        );
         assert_eq!(ra.is_ok() as u8 + rb.is_ok() as u8, 1, "{ra:?} {rb:?}");
     }
 }

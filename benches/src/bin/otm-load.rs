@@ -111,7 +111,7 @@ async fn cycle(
     let envelope = seal(&secrets, text).map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let stored = client
-        .create(&envelope, &secrets.claim_verifier(), Some(ttl))
+        .create(&envelope, &secrets, Some(ttl))
         .await
         .map_err(|e| label("create", &e))?;
     let create_us = t0.elapsed().as_micros() as u64;
@@ -120,7 +120,7 @@ async fn cycle(
     }
     let t1 = Instant::now();
     let back = client
-        .claim(&stored.id, secrets.claim_proof())
+        .claim(&stored.id, secrets.access_proof(), secrets.claim_proof())
         .await
         .map_err(|e| label("open", &e))?;
     let open_us = t1.elapsed().as_micros() as u64;

@@ -45,6 +45,7 @@ for (const v of data.vectors) {
     const raw = await otm.deriveSecretBytes(key, v.passphrase);
     assert.equal(hex(raw.contentKey), v.content_key_hex, 'content key');
     assert.equal(otm.encodeBase64url(raw.claimProof), v.claim_proof, 'claim proof');
+    assert.equal(otm.encodeBase64url(raw.accessProof), v.access_proof, 'access proof');
     assert.equal(raw.passphrase, v.passphrase !== null);
     assert.equal(raw.passphraseSalt === null ? null : hex(raw.passphraseSalt), v.pbkdf2_salt_hex, 'PBKDF2 salt');
 
@@ -54,6 +55,13 @@ for (const v of data.vectors) {
     const verifier = await otm.claimVerifier(secrets.claimProof);
     assert.equal(otm.encodeBase64url(verifier), v.claim_verifier, 'claim verifier');
     assert.deepEqual(otm.parseClaim(v.claim_verifier), verifier);
+    assert.equal(otm.encodeBase64url(secrets.accessProof), v.access_proof);
+    const access = await otm.accessVerifier(secrets.accessProof);
+    assert.equal(otm.encodeBase64url(access), v.access_verifier, 'access verifier');
+    assert.deepEqual(otm.parseClaim(v.access_verifier), access);
+    // The two proofs never coincide, nor does either equal its verifier.
+    assert.notEqual(v.access_proof, v.claim_proof);
+    assert.notEqual(v.access_verifier, v.claim_verifier);
 
     const envelope = otm.decodeBase64url(v.envelope);
     assert.equal(envelope.length, v.envelope_len);
@@ -75,6 +83,48 @@ for (const v of data.vectors) {
     assert.equal(await otm.open(secrets, fresh), v.message);
   });
 }
+
+test('access proof: from the key alone, whatever the passphrase', async () => {
+  const byKey = new Map();
+  for (const v of data.vectors) {
+    if (!byKey.has(v.key)) byKey.set(v.key, []);
+    byKey.get(v.key).push(v);
+  }
+  let pairs = 0;
+  for (const [key, entries] of byKey) {
+    // One access proof and verifier per key, with or without a passphrase.
+    assert.equal(new Set(entries.map((v) => v.access_proof)).size, 1, key);
+    assert.equal(new Set(entries.map((v) => v.access_verifier)).size, 1, key);
+    for (const plain of entries.filter((v) => v.passphrase === null)) {
+      for (const guarded of entries.filter((v) => v.passphrase !== null)) {
+        assert.equal(guarded.access_proof, plain.access_proof, `${guarded.name} / ${plain.name}`);
+        assert.equal(guarded.access_verifier, plain.access_verifier, `${guarded.name} / ${plain.name}`);
+        assert.notEqual(guarded.claim_proof, plain.claim_proof, `${guarded.name} / ${plain.name}`);
+        assert.notEqual(guarded.claim_verifier, plain.claim_verifier, `${guarded.name} / ${plain.name}`);
+        pairs++;
+      }
+    }
+  }
+  assert.ok(pairs >= 2, 'the vectors pair a key with and without a passphrase');
+  // Different keys give different access proofs.
+  assert.equal(new Set(data.vectors.map((v) => v.access_proof)).size, byKey.size);
+
+  // Without a passphrase the access proof is one more output of the PRK.
+  const v = data.vectors.find((x) => x.name === 'plain_hello');
+  const key = otm.parseKey(v.key);
+  const ikm = await crypto.subtle.importKey('raw', key, 'HKDF', false, ['deriveBits']);
+  const label = new TextEncoder().encode('otm v1 access proof');
+  assert.equal(label.length, 19);
+  const bits = await crypto.subtle.deriveBits(
+    { name: 'HKDF', hash: 'SHA-256', salt: new Uint8Array(0), info: label },
+    ikm,
+    256,
+  );
+  assert.equal(otm.encodeBase64url(new Uint8Array(bits)), v.access_proof);
+
+  await rejectsWith(otm.accessVerifier(new Uint8Array(31)), 'BadClaim');
+  await rejectsWith(otm.claimVerifier(new Uint8Array(33)), 'BadClaim');
+});
 
 for (const f of data.fail) {
   test(`fail vector ${f.name} -> ${f.error}`, async () => {
@@ -115,6 +165,8 @@ test('round trips with random keys, with and without passphrase', async () => {
   const withPass = await otm.deriveSecrets(key, 'hunter2 ünïcödé');
   const without = await otm.deriveSecrets(key, null);
   assert.notDeepEqual(withPass.claimProof, without.claimProof);
+  assert.deepEqual(withPass.accessProof, without.accessProof);
+  assert.equal(withPass.accessProof.length, 32);
   const env = await otm.seal(withPass, 'guarded');
   assert.equal(env[4], 1);
   assert.equal(await otm.open(withPass, env), 'guarded');
@@ -133,6 +185,9 @@ test('round trips with random keys, with and without passphrase', async () => {
   }
   otm.wipeSecrets(withPass);
   assert.ok(withPass.claimProof.every((b) => b === 0));
+  assert.ok(withPass.accessProof.every((b) => b === 0));
+  // Each secrets object holds its own copy: wiping one leaves the other.
+  assert.ok(without.accessProof.some((b) => b !== 0));
 });
 
 test('character counting and limits', async () => {

@@ -48,11 +48,7 @@ pub(crate) async fn create(client: &Client) -> Result<Created, u16> {
     let secrets = Secrets::derive(&Key::generate().unwrap(), None);
     let envelope = seal(&secrets, "replica race").unwrap();
     let stored = client
-        .create(
-            &envelope,
-            &secrets.claim_verifier(),
-            Some(Duration::from_secs(600)),
-        )
+        .create(&envelope, &secrets, Some(Duration::from_secs(600)))
         .await
         .map_err(|e| status_of(&e))?;
     Ok(Created {
@@ -65,7 +61,10 @@ pub(crate) async fn create(client: &Client) -> Result<Created, u16> {
 /// Opens `c` with its right proof: 200 and the envelope, or the status of
 /// the refusal.
 pub(crate) async fn open(client: &Client, c: &Created) -> (u16, Option<Vec<u8>>) {
-    match client.claim(&c.id, c.secrets.claim_proof()).await {
+    match client
+        .claim(&c.id, c.secrets.access_proof(), c.secrets.claim_proof())
+        .await
+    {
         Ok(envelope) => (200, Some(envelope)),
         Err(e) => (status_of(&e), None),
     }

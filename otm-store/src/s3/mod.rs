@@ -4,7 +4,7 @@
 //!
 //! | key | what |
 //! |---|---|
-//! | `P{id}` | the envelope; metadata `otm-expires` (Unix ms), `otm-verifier` (base64url), `otm-gen` (random per put) |
+//! | `P{id}` | the envelope; metadata `otm-expires` (Unix ms), `otm-verifier` and `otm-access` (base64url), `otm-gen` (random per put) |
 //! | `P{id}.{gen}.a{n}` | attempt slot `n` (1..=max), empty, created with `If-None-Match: *` |
 //! | `P{id}.{gen}.claim` | claim marker (claim-object method only) |
 //! | `P{id}.receipt` | receipt after open or burn: metadata `otm-state`, `otm-changed`, `otm-expires`, `otm-manage` |
@@ -34,7 +34,7 @@ use aws_sdk_s3::types::{
     LifecycleRuleFilter,
 };
 use aws_sdk_s3::Client;
-use otm_core::{ClaimProof, ClaimVerifier, ManageVerifier, MessageId};
+use otm_core::{AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, ManageVerifier, MessageId};
 
 mod config;
 mod error;
@@ -64,6 +64,7 @@ pub struct S3Store {
 
 const META_EXPIRES: &str = "otm-expires";
 const META_VERIFIER: &str = "otm-verifier";
+const META_ACCESS: &str = "otm-access";
 const META_GEN: &str = "otm-gen";
 const META_MANAGE: &str = "otm-manage";
 const META_STATE: &str = "otm-state";
@@ -75,6 +76,9 @@ struct Found {
     etag: String,
     expires_at_ms: i64,
     verifier: ClaimVerifier,
+    /// `None` for an object written before access verifiers: it matches no
+    /// access proof.
+    access: Option<AccessVerifier>,
     gen: String,
     manage: Option<ManageVerifier>,
     body: Vec<u8>,
@@ -183,6 +187,7 @@ impl BlobStore for S3Store {
         let mut metadata = vec![
             (META_EXPIRES, expires_at_ms.to_string()),
             (META_VERIFIER, message.verifier.to_base64url()),
+            (META_ACCESS, message.access.to_base64url()),
             (META_GEN, random_hex()?),
         ];
         if let Some(manage) = message.manage {
@@ -210,12 +215,22 @@ impl BlobStore for S3Store {
         Err(StoreError::Conflict)
     }
 
-    async fn take(&self, id: &MessageId, proof: &ClaimProof) -> Result<Vec<u8>> {
+    async fn take(
+        &self,
+        id: &MessageId,
+        access: &AccessProof,
+        proof: &ClaimProof,
+    ) -> Result<Vec<u8>> {
         let Some(found) = self.fetch(id, true).await? else {
             return Err(StoreError::NotFound);
         };
         if found.expires_at_ms <= unix_ms(SystemTime::now()) {
             self.delete_version(&self.key_of(id), &found.etag).await?;
+            return Err(StoreError::NotFound);
+        }
+        // Without the access proof the message is not there for this
+        // caller: no slot is reserved, nothing is counted.
+        if !found.access.is_some_and(|a| a.verify(access)) {
             return Err(StoreError::NotFound);
         }
         // Count first, compare second: only proofs holding a slot are

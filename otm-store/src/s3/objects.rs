@@ -100,6 +100,9 @@ impl S3Store {
             .get(META_VERIFIER)
             .and_then(|v| ClaimVerifier::from_base64url(v).ok())
             .ok_or_else(|| corrupt("object has no valid otm-verifier metadata"))?;
+        let access = meta
+            .get(META_ACCESS)
+            .and_then(|v| AccessVerifier::from_base64url(v).ok());
         let gen = meta
             .get(META_GEN)
             .cloned()
@@ -111,6 +114,7 @@ impl S3Store {
             etag,
             expires_at_ms,
             verifier,
+            access,
             gen,
             manage,
             body,
