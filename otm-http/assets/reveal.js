@@ -36,6 +36,7 @@ const els = {
   plaintext: $('plaintext'),
   copyText: $('copy-text'),
   copyStatus: $('copy-status'),
+  clearClipboard: $('clear-clipboard'),
   gone: $('gone'),
   goneTitle: $('gone-title'),
 };
@@ -323,6 +324,27 @@ async function onCopyText() {
     label: COPY_TEXT_LABEL,
     what: 'message',
   });
+  // Copied: offer to take it out of the clipboard again once pasted.
+  if (copyTimer) els.clearClipboard.hidden = false;
+}
+
+// Best effort: the Clipboard API may be refused; then say so.
+async function onClearClipboard() {
+  try {
+    await navigator.clipboard.writeText('');
+    els.copyStatus.textContent = 'The clipboard is cleared.';
+    els.clearClipboard.hidden = true;
+  } catch {
+    els.copyStatus.textContent = 'The clipboard could not be cleared here: copy something else over it.';
+  }
+}
+
+// Leaving the page (or putting it in the back-forward cache) takes the
+// message off it: it is gone from the server, and must not come back with
+// the Back button.
+function forgetRevealed() {
+  els.plaintext.value = '';
+  els.revealed.hidden = true;
 }
 
 // ---------------------------------------------------------------------------
@@ -335,6 +357,8 @@ function init() {
     els.passphraseBox.hidden = !els.manualHasPassphrase.checked;
   });
   els.copyText.addEventListener('click', onCopyText);
+  els.clearClipboard.addEventListener('click', onClearClipboard);
+  window.addEventListener('pagehide', forgetRevealed);
   // Editing the fragment in the address bar (for example pasting the link
   // again into this tab) does not reload the page; start over with it.
   window.addEventListener('hashchange', () => {

@@ -21,9 +21,10 @@ use otm_store::{MessageState, MessageStatus, NewMessage, StoreError};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
-use crate::limit::client_ip;
+use crate::limit::{client_ip, untrusted_forwarder};
 use crate::metrics::Outcome;
 use crate::Otm;
+use std::sync::atomic::Ordering;
 
 /// Longest base64url text of a valid envelope.
 pub(crate) const MAX_ENVELOPE_B64: usize = (MAX_ENVELOPE_LEN * 4).div_ceil(3);
@@ -47,7 +48,21 @@ pub(crate) struct ClientIp(pub(crate) std::net::IpAddr);
 impl FromRequestParts<Otm> for ClientIp {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, otm: &Otm) -> Result<Self, ApiError> {
-        Ok(ClientIp(client_ip(parts, &otm.0.config.trusted_proxies)))
+        let trusted = &otm.0.config.trusted_proxies;
+        let warned = &otm.0.forwarding_warned;
+        if !warned.load(Ordering::Relaxed) {
+            if let Some(peer) = untrusted_forwarder(parts, trusted) {
+                if !warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        %peer,
+                        "X-Forwarded-For from a peer that is not a trusted proxy is ignored: \
+                         behind a proxy every client shares its rate-limit bucket; trust the \
+                         proxy (--trusted-proxy, Config::trusted_proxies). Logged once."
+                    );
+                }
+            }
+        }
+        Ok(ClientIp(client_ip(parts, trusted)))
     }
 }
 

@@ -92,11 +92,18 @@ pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
 pub const API_BODY_LIMIT: usize = api::MAX_ENVELOPE_B64 + 1024;
 
 /// Content-Security-Policy of every response: no inline script or style,
-/// nothing from elsewhere, no framing.
+/// nothing from elsewhere, no framing, and Trusted Types for every DOM
+/// sink that parses HTML or runs script (the pages only set `textContent`,
+/// so nothing may ever inject markup).
 pub const CONTENT_SECURITY_POLICY: &str =
     "default-src 'self'; script-src 'self'; style-src 'self'; \
 img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
-frame-ancestors 'none'; form-action 'self'";
+frame-ancestors 'none'; form-action 'self'; require-trusted-types-for 'script'";
+
+/// `Strict-Transport-Security` of every response when the configured base
+/// URL is `https` ([`Config::base_url`]): browsers then refuse plain HTTP to
+/// this host for a year.
+pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
 
 struct Shared {
     store: Arc<dyn BlobStore>,
@@ -104,6 +111,8 @@ struct Shared {
     metrics: metrics::Metrics,
     create_limiter: limit::Limiter,
     open_limiter: limit::Limiter,
+    /// Whether the untrusted `X-Forwarded-For` warning was logged.
+    forwarding_warned: std::sync::atomic::AtomicBool,
 }
 
 /// The router's state.
@@ -147,12 +156,17 @@ where
         (false, Some(c)) => Arc::new(Breaker::new(store, c)) as Arc<dyn BlobStore>,
         _ => store,
     };
+    let hsts = config.base_url.as_deref().is_some_and(|b| {
+        b.get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    });
     let otm = Otm(Arc::new(Shared {
         store,
         create_limiter: limit::Limiter::new(config.create_limit),
         open_limiter: limit::Limiter::new(config.open_limit),
         config,
         metrics: metrics::Metrics::default(),
+        forwarding_warned: std::sync::atomic::AtomicBool::new(false),
     }));
     Router::new()
         .route("/api/v1/config", get(api::config))
@@ -173,7 +187,7 @@ where
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(otm.clone(), observe))
         .layer(middleware::from_fn_with_state(timeout, receive_within))
-        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(hsts, security_headers))
         .with_state(otm)
 }
 
@@ -305,9 +319,10 @@ pub(crate) const SECURITY_HEADERS: [(&str, &str); 7] = [
 pub(crate) const NO_STORE: [(&str, &str); 2] =
     [("cache-control", "no-store"), ("pragma", "no-cache")];
 
-/// Security headers on every response. Everything but static assets is
-/// `no-store`: API answers and pages may carry or lead to secrets.
-async fn security_headers(request: Request, next: Next) -> Response {
+/// Security headers on every response (and HSTS when `hsts`). Everything
+/// but static assets is `no-store`: API answers and pages may carry or lead
+/// to secrets.
+async fn security_headers(State(hsts): State<bool>, request: Request, next: Next) -> Response {
     let is_asset = request.uri().path().contains("/assets/");
     let mut response = next.run(request).await;
     let h = response.headers_mut();
@@ -316,6 +331,12 @@ async fn security_headers(request: Request, next: Next) -> Response {
         h.insert(
             HeaderName::from_static(name),
             HeaderValue::from_static(value),
+        );
+    }
+    if hsts {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(STRICT_TRANSPORT_SECURITY),
         );
     }
     response

@@ -1,6 +1,6 @@
 //! Per-client rate limits and the client address behind trusted proxies.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,23 +34,53 @@ impl Limiter {
         if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
             self.inner.retain_recent();
         }
-        self.inner.check_key(&client).map_err(|not_until| {
+        self.inner.check_key(&bucket(client)).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             ApiError::rate_limited(wait.as_secs().max(1))
         })
     }
 }
 
-/// The client's address: the TCP peer, or, when the peer is a trusted proxy,
-/// the nearest address in `X-Forwarded-For` that is not a trusted proxy.
-/// Without connection info (a router driven in-process) every request
-/// shares one bucket at `0.0.0.0`.
-pub(crate) fn client_ip(parts: &Parts, trusted: &[IpNet]) -> IpAddr {
-    let peer = parts
+/// The rate-limit bucket of a client: its IPv4 address, or the /64 of its
+/// IPv6 address (one host commonly holds a whole /64, so counting per
+/// address would let it rotate through buckets at will).
+pub(crate) fn bucket(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
+/// The TCP peer, IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what a
+/// dual-stack socket reports for IPv4 clients) made plain IPv4. Without
+/// connection info (a router driven in-process) `0.0.0.0`.
+fn peer(parts: &Parts) -> IpAddr {
+    parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ci| ci.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        .map(|ci| ci.0.ip().to_canonical())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// The peer of a request that carries `X-Forwarded-For` although the peer
+/// is not a trusted proxy (the header is then ignored): a sign that the
+/// operator has a proxy in front and forgot to trust it.
+pub(crate) fn untrusted_forwarder(parts: &Parts, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = peer(parts);
+    let forwarded = parts.headers.contains_key("x-forwarded-for");
+    (forwarded && !trusted.iter().any(|n| n.contains(peer))).then_some(peer)
+}
+
+/// The client's address: the TCP peer, or, when the peer is a trusted proxy,
+/// the nearest address in `X-Forwarded-For` that is not a trusted proxy.
+/// IPv4-mapped addresses are made plain IPv4 before any matching. Without
+/// connection info (a router driven in-process) every request shares one
+/// bucket at `0.0.0.0`.
+pub(crate) fn client_ip(parts: &Parts, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer(parts);
     let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
     if trusted.is_empty() || !is_trusted(peer) {
         return peer;
@@ -64,11 +94,89 @@ pub(crate) fn client_ip(parts: &Parts, trusted: &[IpNet]) -> IpAddr {
         .map(str::trim)
         .collect::<Vec<_>>();
     for hop in forwarded.iter().rev() {
-        match hop.parse::<IpAddr>() {
+        match hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
             Ok(ip) if is_trusted(ip) => continue,
             Ok(ip) => return ip,
             Err(_) => break,
         }
     }
     peer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+
+    fn parts(peer: &str, forwarded: Option<&str>) -> Parts {
+        let mut req = Request::builder().uri("/");
+        if let Some(f) = forwarded {
+            req = req.header("x-forwarded-for", f);
+        }
+        let (mut parts, ()) = req.body(()).unwrap().into_parts();
+        parts
+            .extensions
+            .insert(ConnectInfo::<SocketAddr>(peer.parse().unwrap()));
+        parts
+    }
+
+    fn net(text: &str) -> IpNet {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_clients_share_their_64_and_mapped_ipv4_is_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(bucket(a), bucket(b));
+        assert_ne!(bucket(a), bucket(other));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(bucket(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+        assert_ne!(
+            bucket("192.0.2.7".parse().unwrap()),
+            bucket("192.0.2.8".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_mapped_proxy_address_is_trusted_and_mapped_hops_are_canonical() {
+        let trusted = [net("10.0.0.1/32")];
+        let p = parts("[::ffff:10.0.0.1]:443", Some("::ffff:198.51.100.9"));
+        assert_eq!(
+            client_ip(&p, &trusted),
+            "198.51.100.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(untrusted_forwarder(&p, &trusted), None);
+        // An untrusted peer's header is ignored, and reported.
+        let p = parts("203.0.113.5:5000", Some("198.51.100.9"));
+        assert_eq!(
+            client_ip(&p, &trusted),
+            "203.0.113.5".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            untrusted_forwarder(&p, &trusted),
+            Some("203.0.113.5".parse().unwrap())
+        );
+        assert_eq!(
+            untrusted_forwarder(&parts("203.0.113.5:5000", None), &trusted),
+            None
+        );
+    }
+
+    #[test]
+    fn one_ipv6_host_cannot_rotate_past_the_limit() {
+        let limiter = Limiter::new(RateLimit {
+            per_minute: 1,
+            burst: 2,
+        });
+        let mut allowed = 0;
+        for i in 0..50u16 {
+            let ip = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 7, 7, i, i, i, i));
+            if limiter.check(ip).is_ok() {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, 2, "50 addresses of one /64 share one bucket");
+    }
 }

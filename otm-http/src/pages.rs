@@ -132,6 +132,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../assets/style.css"),
     ),
     (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("../assets/favicon.svg"),
+    ),
+    (
         "otm-format.js",
         "text/javascript; charset=utf-8",
         include_str!("../assets/otm-format.js"),

@@ -478,6 +478,31 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
 }
 
 #[tokio::test]
+async fn hsts_with_an_https_base_and_a_favicon_on_every_page() {
+    let (app, _) = app();
+    let r = send(&app, get("/")).await;
+    assert!(!r.headers.contains_key(header::STRICT_TRANSPORT_SECURITY));
+    assert!(r
+        .text()
+        .contains(r#"<link rel="icon" href="/assets/favicon.svg""#));
+    let icon = send(&app, get("/assets/favicon.svg")).await;
+    assert_eq!(icon.status, StatusCode::OK);
+    assert_eq!(icon.headers[header::CONTENT_TYPE], "image/svg+xml");
+    let https = app_with(store(), generous().with_base_url("https://otm.example"));
+    for path in ["/", "/api/v1/config", "/nothing"] {
+        let r = send(&https, get(path)).await;
+        assert_eq!(
+            r.headers[header::STRICT_TRANSPORT_SECURITY],
+            otm_http::STRICT_TRANSPORT_SECURITY,
+            "{path}"
+        );
+    }
+    let plain = app_with(store(), generous().with_base_url("http://localhost:8080"));
+    let r = send(&plain, get("/")).await;
+    assert!(!r.headers.contains_key(header::STRICT_TRANSPORT_SECURITY));
+}
+
+#[tokio::test]
 async fn loading_the_reveal_page_consumes_nothing() {
     let (app, _) = app();
     let s = sealed("bots are welcome to look");

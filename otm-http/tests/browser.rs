@@ -153,6 +153,21 @@ async fn full_flow(store: Arc<dyn BlobStore>, label: &str) {
     field.send_keys(passphrase).await.unwrap();
     visible(&reader, "#reveal").await.click().await.unwrap();
     assert_eq!(value(&reader, "#plaintext").await, phrased_text);
+    // Leaving the page takes the message off it (pagehide).
+    let left = reader
+        .execute(
+            "window.dispatchEvent(new PageTransitionEvent('pagehide', {persisted: true})); \
+             return [document.getElementById('plaintext').value, \
+                     document.getElementById('revealed').hidden];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        left,
+        json!(["", true]),
+        "the message stays on a page left behind"
+    );
     reader.close().await.unwrap();
 
     // 3. Browser-sealed → opened by otm-core in Rust.

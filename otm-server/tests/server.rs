@@ -95,8 +95,26 @@ async fn server_on_sqlite_serves_logs_no_secrets_and_stops_cleanly() {
     );
     let text = "operator smoke test: s3cr3t";
     let (key, proof, envelope) = round_trip(&base, text).await;
+    // A proxy nobody told the server to trust: its X-Forwarded-For is
+    // ignored, and the operator is told so once.
+    for _ in 0..3 {
+        let r = reqwest::Client::new()
+            .post(format!("{base}/api/v1/messages"))
+            .header("x-forwarded-for", "198.51.100.7")
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    }
     let (code, log) = stop(proc);
     assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        log.matches("X-Forwarded-For from a peer that is not a trusted proxy")
+            .count(),
+        1,
+        "{log}"
+    );
     assert!(
         log.contains("message created") && log.contains("shut down cleanly"),
         "{log}"
@@ -152,6 +170,10 @@ fn a_bad_store_url_is_a_clear_startup_error() {
     );
     assert!(!dir.path().join("x.sqlite3").exists());
     assert!(refused(&["--max-ttl", "forever"]).contains("--max-ttl"));
+    for attempts in ["0", "21", "many"] {
+        let text = refused(&["--max-failed-attempts", attempts]);
+        assert!(text.contains("--max-failed-attempts"), "{text}");
+    }
 }
 
 #[tokio::test]

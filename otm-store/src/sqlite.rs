@@ -153,7 +153,11 @@ impl SqliteStore {
             } else {
                 SqliteSynchronous::Normal
             })
-            .busy_timeout(config.busy_timeout);
+            .busy_timeout(config.busy_timeout)
+            // A taken or burned message's bytes are overwritten with zeros,
+            // not left in free pages of the file (the WAL keeps its page
+            // images until the next checkpoint: docs/STORES.md).
+            .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.busy_timeout + Duration::from_secs(5))

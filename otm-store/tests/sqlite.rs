@@ -49,6 +49,62 @@ async fn sqlite_keeps_exactly_the_ciphertext_and_survives_reopen() {
     );
 }
 
+/// Whether `needle` occurs in the file at `path` (missing file: no).
+fn file_contains(path: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read(path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+}
+
+/// A taken or burned message's ciphertext does not stay in the file's free
+/// pages (secure_delete), and after a checkpoint not in the WAL either.
+#[tokio::test]
+async fn taken_and_burned_ciphertext_is_overwritten_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("otm.sqlite3");
+    let wal = dir.path().join("otm.sqlite3-wal");
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    let on = |marker: u8| {
+        let mut f = Fixture::hour();
+        // Distinctive bytes, easy to find in a file (stores keep bytes as given).
+        f.message.envelope = (0..4096u32).map(|i| marker ^ (i % 251) as u8).collect();
+        f
+    };
+    let (taken, burned, kept) = (on(0x5a), on(0xa5), on(0x3c));
+    for f in [&taken, &burned, &kept] {
+        store.put(&f.id, f.message.clone()).await.unwrap();
+    }
+    let checkpoint = || async {
+        otm_store::sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+    };
+    checkpoint().await;
+    let probe = |f: &Fixture| f.message.envelope[100..164].to_vec();
+    for f in [&taken, &burned, &kept] {
+        assert!(
+            file_contains(&path, &probe(f)),
+            "the test cannot see stored bytes"
+        );
+    }
+    store
+        .take(&taken.id, taken.access(), taken.proof())
+        .await
+        .unwrap();
+    store.burn(&burned.id).await.unwrap();
+    checkpoint().await;
+    for (what, f) in [("taken", &taken), ("burned", &burned)] {
+        assert!(
+            !file_contains(&path, &probe(f)),
+            "{what} ciphertext left in the database file"
+        );
+        assert!(
+            !file_contains(&wal, &probe(f)),
+            "{what} ciphertext left in the WAL"
+        );
+    }
+    assert!(file_contains(&path, &probe(&kept)));
+}
+
 #[tokio::test]
 async fn sqlite_two_stores_on_one_file_race_with_one_winner() {
     // Two pools on one file behave like two processes: SQLite's file lock,
