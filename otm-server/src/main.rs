@@ -75,6 +75,17 @@ struct Args {
     #[arg(long, env = "OTM_MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: usize,
 
+    /// Most connections from one client (an IPv4 address or an IPv6 /64);
+    /// a further one is closed at once. Behind a reverse proxy every client
+    /// is the proxy: raise it there.
+    #[arg(long, env = "OTM_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
+    max_connections_per_client: usize,
+
+    /// Longest a response write may make no progress; a client that stops
+    /// reading its responses loses its connection then.
+    #[arg(long, env = "OTM_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    write_timeout: Duration,
+
     /// Longest wait for a request's head (request line and headers); also
     /// how long an idle keep-alive connection stays open.
     #[arg(long, env = "OTM_HEADER_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
@@ -100,6 +111,52 @@ struct Args {
     log_format: String,
 }
 
+/// Log targets capped at `info` whatever `OTM_LOG` asks for: at `debug` and
+/// `trace` these drivers write request and response heads or bodies (S3
+/// object metadata holds verifiers, request bodies hold envelopes, an
+/// `Authorization` header holds a management token). otm's own events never
+/// carry a key, proof, verifier, token, envelope or plaintext at any level.
+const CAPPED_LOG_TARGETS: &[&str] = &[
+    "aws_config",
+    "aws_runtime",
+    "aws_sdk_s3",
+    "aws_sigv4",
+    "aws_smithy_http_client",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_types",
+    "h2",
+    "hyper",
+    "hyper_util",
+    "redis",
+    "reqwest",
+    "rustls",
+    "sqlx",
+];
+
+/// `OTM_LOG` (default `info`, with `sqlx` at `warn`), every driver in
+/// [`CAPPED_LOG_TARGETS`] capped at `info`. (`tower_http` is not capped:
+/// its request events name method, path, status and latency, never
+/// headers or bodies.)
+fn log_filter() -> EnvFilter {
+    let mut filter =
+        EnvFilter::try_from_env("OTM_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    for target in CAPPED_LOG_TARGETS {
+        let asked = filter.to_string();
+        // Keep a quieter level the operator chose for the target.
+        if asked.split(',').any(|d| {
+            d.starts_with(&format!("{target}="))
+                && (d.ends_with("=warn") || d.ends_with("=error") || d.ends_with("=off"))
+        }) {
+            continue;
+        }
+        if let Ok(directive) = format!("{target}=info").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
+}
+
 fn limit(per_minute: u32) -> RateLimit {
     RateLimit {
         per_minute: per_minute.max(1),
@@ -110,9 +167,7 @@ fn limit(per_minute: u32) -> RateLimit {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let filter = EnvFilter::try_from_env("OTM_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt().with_env_filter(log_filter());
     if args.log_format == "json" {
         builder.json().init();
     } else {
@@ -163,6 +218,8 @@ async fn run(args: Args) -> Result<(), String> {
     tracing::info!(address = %args.listen, "otm-server listening on http://{}", args.listen);
     let limits = ConnectionLimits::default()
         .with_max_connections(args.max_connections)
+        .with_max_connections_per_client(args.max_connections_per_client)
+        .with_write_timeout(args.write_timeout)
         .with_header_timeout(args.header_timeout)
         .with_max_header_bytes(args.max_header_bytes);
     otm_http::serve(listener, app, limits, shutdown()).await;

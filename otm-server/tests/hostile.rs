@@ -162,7 +162,13 @@ async fn server(extra: &[&str]) -> (Server, tempfile::TempDir) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_heads_and_idle_connections_are_closed_after_the_header_timeout() {
-    let (server, _dir) = server(&["--header-timeout", "1s"]).await;
+    let (server, _dir) = server(&[
+        "--header-timeout",
+        "1s",
+        "--max-connections-per-client",
+        "1000",
+    ])
+    .await;
     let started = Instant::now();
     let mut slow = Vec::new();
     for _ in 0..64 {
@@ -556,4 +562,90 @@ async fn serve_leaves_the_applications_own_answers_alone() {
 
     let _ = stop.send(());
     served.await.unwrap();
+}
+
+/// One client cannot hold more than its share of connections: a connection
+/// past `--max-connections-per-client` is closed at once, the others are
+/// served, and a closed one frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_take_every_connection_slot() {
+    let (server, _dir) = server(&[
+        "--max-connections-per-client",
+        "3",
+        "--header-timeout",
+        "30s",
+    ])
+    .await;
+    // Three kept-alive connections, each shown to be accepted and served.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(addr(&server)).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_one(&mut s).await.status, 200);
+        held.push(s);
+    }
+    let mut fourth = TcpStream::connect(addr(&server)).await.unwrap();
+    let _ = fourth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    let closed = read_until_closed(&mut fourth, Duration::from_secs(5))
+        .await
+        .expect("a fourth connection from one client stayed open");
+    assert!(closed.is_empty(), "the fourth connection was served");
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = TcpStream::connect(addr(&server)).await.unwrap();
+    again
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut again, Duration::from_secs(5))
+        .await
+        .expect("a freed place was not given to the next connection");
+    assert_eq!(Answer::parse(&answer).expect("an answer").status, 200);
+}
+
+/// A client that sends requests and never reads the answers: once the
+/// server's writes stall for `--write-timeout`, the connection is closed
+/// and its slot serves others (here the only other slot is held by an idle
+/// connection that the long header timeout keeps open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_loses_its_slot() {
+    let (server, _dir) = server(&[
+        "--max-connections",
+        "2",
+        "--write-timeout",
+        "1s",
+        "--header-timeout",
+        "60s",
+    ])
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut deaf = socket
+        .connect(addr(&server).parse().unwrap())
+        .await
+        .unwrap();
+    let _idle = TcpStream::connect(addr(&server)).await.unwrap();
+    // Pipelined requests for a large asset, never read: megabytes of
+    // answers pile up until the server's writes stall.
+    let request = b"GET /api/v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(400);
+    let started = Instant::now();
+    let _ = tokio::time::timeout(Duration::from_secs(5), deaf.write_all(&request)).await;
+    // Both slots are taken; the next client waits until the deaf one is cut off.
+    let served = tokio::time::timeout(
+        Duration::from_secs(20),
+        reqwest::get(format!("{}/healthz", server.base)),
+    )
+    .await
+    .expect("the slot of a client that never reads was never freed")
+    .unwrap();
+    assert_eq!(served.status(), 200);
+    eprintln!(
+        "a client that never read lost its slot; the next one was served after {:?}",
+        started.elapsed()
+    );
+    drop(deaf);
 }

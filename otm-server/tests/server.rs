@@ -1,8 +1,9 @@
 //! The `otm-server` binary as an operator runs it: a real process on a real
-//! socket, on SQLite (and on Redis), its log free of secrets, a clear error
-//! for a bad store URL, and a clean exit on SIGTERM.
+//! socket, on SQLite, Redis, PostgreSQL and S3, its log free of secrets
+//! even at `trace` (create, open, status and burn), a clear error for a bad
+//! store URL, and a clean exit on SIGTERM.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,29 +13,55 @@ use otm_core::{seal, Key, Secrets};
 use otm_testkit::{free_port, skip, unique_suffix, OtmServer, Process};
 use serde_json::Value;
 
-/// Starts otm-server with `args`, its log piped at `level` (the secrets
-/// check reads it; keep it short enough for the pipe), and waits until it
-/// is ready.
-async fn start(args: &[&str], level: &str, dir: &std::path::Path) -> (Process, String) {
+/// A running otm-server whose log goes to a file (any length: `trace` is
+/// long), read back by [`stop`].
+struct Logged {
+    process: Process,
+    log: std::path::PathBuf,
+}
+
+/// Starts otm-server with `args`, logging at `level` to a file in `dir`,
+/// and waits until it is ready.
+async fn start(args: &[&str], level: &str, dir: &std::path::Path) -> (Logged, String) {
     let port = free_port();
+    let log = dir.join(format!("otm-server-{port}.log"));
+    let file = std::fs::File::create(&log).unwrap();
     let mut command = OtmServer::command(env!("CARGO_BIN_EXE_otm-server"), port, dir);
     command
         .args(args)
         .env("OTM_LOG", level)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdout(file.try_clone().unwrap())
+        .stderr(file);
     let server = OtmServer {
         process: Process::spawn(command).unwrap(),
         base: format!("http://127.0.0.1:{port}"),
     };
     server.wait_until("readyz").await;
-    (server.process, server.base)
+    (
+        Logged {
+            process: server.process,
+            log,
+        },
+        server.base,
+    )
 }
 
-/// One message through the server with otm-client: stored, opened once,
-/// gone the second time. Returns what must never reach a log: the key, the
-/// proof and the envelope (base64url, as they would travel).
-async fn round_trip(base: &str, text: &str) -> (String, String, String) {
+/// Every form in which `bytes` could show up in a log: base64url, hex and
+/// Rust's `Debug` of a byte slice (a prefix, enough to be unambiguous).
+fn forms(bytes: &[u8]) -> Vec<String> {
+    let head = &bytes[..bytes.len().min(24)];
+    let debug = format!("{head:?}");
+    vec![
+        URL_SAFE_NO_PAD.encode(bytes)[..30.min(bytes.len() * 4 / 3)].to_owned(),
+        head.iter().map(|b| format!("{b:02x}")).collect(),
+        debug[..debug.len() - 1].to_owned(),
+    ]
+}
+
+/// Messages through the server with otm-client: one stored, opened once and
+/// gone the second time; one sent, its status read and burned. Returns
+/// everything that must never reach a log, in every form it could take.
+async fn round_trip(base: &str, text: &str) -> Vec<String> {
     let client = Client::new(base).unwrap();
     let key = Key::generate().unwrap();
     let secrets = Secrets::derive(&key, None);
@@ -54,17 +81,35 @@ async fn round_trip(base: &str, text: &str) -> (String, String, String) {
             .await,
         Err(otm_client::Error::Gone)
     ));
-    (
-        key.to_base64url().to_string(),
-        secrets.claim_proof().to_base64url().to_string(),
-        URL_SAFE_NO_PAD.encode(&envelope),
-    )
+    let sent = client
+        .send(text, &otm_client::SendOptions::new())
+        .await
+        .unwrap();
+    let waiting = client.status(&sent.manage_link).await.unwrap();
+    assert_eq!(waiting.state, otm_core::api::MessageState::Waiting);
+    let burned = client.burn(&sent.manage_link).await.unwrap();
+    assert_eq!(burned.state, otm_core::api::MessageState::Burned);
+
+    let sent_secrets = Secrets::derive(&sent.link.key, None);
+    let mut secret = vec![text.to_owned()];
+    for s in [&secrets, &sent_secrets] {
+        secret.extend(forms(s.claim_proof().as_bytes()));
+        secret.extend(forms(s.access_proof().as_bytes()));
+        secret.extend(forms(s.claim_verifier().as_bytes()));
+        secret.extend(forms(s.access_verifier().as_bytes()));
+    }
+    secret.extend(forms(key.as_bytes()));
+    secret.extend(forms(sent.link.key.as_bytes()));
+    secret.extend(forms(&envelope[..64]));
+    secret.push(sent.manage_link.token.to_base64url().to_string());
+    secret.extend(forms(sent.manage_link.token.verifier().as_bytes()));
+    secret
 }
 
 /// otm-server on the store `url`: ready on the `backend` it names, one
 /// message round trip, a clean exit on SIGTERM.
-async fn serves_from_url(url: &str, backend: &str, level: &str, dir: &std::path::Path) {
-    let (proc, base) = start(&["--store", url], level, dir).await;
+async fn serves_from_url(url: &str, backend: &str, dir: &std::path::Path) {
+    let (proc, base) = start(&["--store", url], "trace", dir).await;
     let ready: Value = reqwest::get(format!("{base}/readyz"))
         .await
         .unwrap()
@@ -72,20 +117,48 @@ async fn serves_from_url(url: &str, backend: &str, level: &str, dir: &std::path:
         .await
         .unwrap();
     assert_eq!(ready["store"], backend);
-    round_trip(&base, &format!("over {backend}")).await;
-    assert_eq!(stop(proc).0, Some(0));
+    let secrets = round_trip(&base, &format!("over {backend}: s3cr3t")).await;
+    let (code, log) = stop(proc);
+    assert_eq!(code, Some(0), "{}", tail(&log));
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "the log is not verbose"
+    );
+    for secret in &secrets {
+        assert!(
+            !log.contains(secret.as_str()),
+            "{backend}: the trace log contains {secret:?}"
+        );
+    }
+    eprintln!(
+        "{backend}: {} bytes of trace log, no secret in it",
+        log.len()
+    );
 }
 
 /// SIGTERM: the server finishes in-flight requests and exits cleanly; its
 /// exit code and log.
-fn stop(mut proc: Process) -> (Option<i32>, String) {
-    proc.terminate(Duration::from_secs(15))
+fn stop(mut server: Logged) -> (Option<i32>, String) {
+    let (code, _) = server.process.terminate(Duration::from_secs(15));
+    (
+        code,
+        std::fs::read_to_string(&server.log).unwrap_or_default(),
+    )
+}
+
+/// The end of a long log, for failure messages.
+fn tail(log: &str) -> &str {
+    let start = log.len().saturating_sub(4000);
+    let start = (start..log.len())
+        .find(|&i| log.is_char_boundary(i))
+        .unwrap_or(0);
+    &log[start..]
 }
 
 #[tokio::test]
 async fn server_on_sqlite_serves_logs_no_secrets_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let (proc, base) = start(&[], "debug", dir.path()).await;
+    let (proc, base) = start(&[], "trace", dir.path()).await;
     // With no --store it creates its SQLite file in the working directory.
     assert!(dir.path().join("otm.sqlite3").exists());
     let page = reqwest::get(format!("{base}/")).await.unwrap();
@@ -94,7 +167,7 @@ async fn server_on_sqlite_serves_logs_no_secrets_and_stops_cleanly() {
         otm_http::CONTENT_SECURITY_POLICY
     );
     let text = "operator smoke test: s3cr3t";
-    let (key, proof, envelope) = round_trip(&base, text).await;
+    let secrets = round_trip(&base, text).await;
     // A proxy nobody told the server to trust: its X-Forwarded-For is
     // ignored, and the operator is told so once.
     for _ in 0..3 {
@@ -119,8 +192,11 @@ async fn server_on_sqlite_serves_logs_no_secrets_and_stops_cleanly() {
         log.contains("message created") && log.contains("shut down cleanly"),
         "{log}"
     );
-    for secret in [key.as_str(), proof.as_str(), &envelope[..40], text] {
-        assert!(!log.contains(secret), "the log contains {secret:?}:\n{log}");
+    for secret in &secrets {
+        assert!(
+            !log.contains(secret.as_str()),
+            "the trace log contains {secret:?}"
+        );
     }
 }
 
@@ -138,7 +214,7 @@ async fn server_on_redis_from_a_store_url() {
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("otm-srv-{}:", unique_suffix());
     let url = format!("{url}?prefix={prefix}");
-    serves_from_url(&url, "redis", "debug", dir.path()).await;
+    serves_from_url(&url, "redis", dir.path()).await;
 }
 
 #[test]
@@ -177,6 +253,22 @@ fn a_bad_store_url_is_a_clear_startup_error() {
 }
 
 #[tokio::test]
+async fn server_on_postgres_from_a_store_url() {
+    let url = otm_testkit::env::postgres_url();
+    let schema = format!("otm_srv_{}", unique_suffix().replace('-', "_"));
+    let dir = tempfile::tempdir().unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let store = format!("{url}{sep}schema={schema}");
+    if otm_store::connect(&store, otm_store::StoreOptions::default())
+        .await
+        .is_err()
+    {
+        return skip(&format!("PostgreSQL at {url} is unreachable")).unwrap_or(());
+    }
+    serves_from_url(&store, "postgres", dir.path()).await;
+}
+
+#[tokio::test]
 async fn server_on_s3_from_a_store_url() {
     let endpoint = otm_testkit::env::s3_endpoint();
     if reqwest::get(format!("{endpoint}/moto-api/")).await.is_err() {
@@ -188,5 +280,5 @@ async fn server_on_s3_from_a_store_url() {
         unique_suffix()
     );
     // moto accepts any credentials; OtmServer::command sets test ones.
-    serves_from_url(&url, "s3", "info", dir.path()).await;
+    serves_from_url(&url, "s3", dir.path()).await;
 }
