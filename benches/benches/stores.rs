@@ -287,6 +287,7 @@ fn stores(c: &mut Criterion) {
 
     let s3_endpoint = otm_testkit::env::s3_endpoint();
     let s3 = S3Config::new("otm-test", format!("bench-{}/", unique_suffix()))
+        .with_allow_no_lifecycle(true)
         .with_endpoint(&s3_endpoint)
         .with_create_bucket(true)
         .with_static_credentials("otm-test", "otm-test");

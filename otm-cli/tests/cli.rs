@@ -152,6 +152,7 @@ async fn cli_on_postgres_and_s3() {
     }
     let endpoint = otm_testkit::env::s3_endpoint();
     let config = S3Config::new("otm-test", format!("cli-{}/", unique_suffix()))
+        .with_allow_no_lifecycle(true)
         .with_endpoint(&endpoint)
         .with_create_bucket(true)
         .with_static_credentials("otm-test", "otm-test");

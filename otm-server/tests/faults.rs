@@ -157,7 +157,7 @@ async fn replicas_on_s3() {
         return;
     }
     let url = format!(
-        "s3://otm-test/rep-{}/?endpoint={endpoint}&create_bucket=true",
+        "s3://otm-test/rep-{}/?endpoint={endpoint}&create_bucket=true&allow_no_lifecycle=true",
         unique_suffix()
     );
     replica_race(&url, "s3", trials(true)).await;

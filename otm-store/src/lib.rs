@@ -228,6 +228,15 @@ pub enum StoreError {
         /// What is wrong, naming the parameter.
         reason: String,
     },
+    /// The backend is set up so that a promise of the store would not hold
+    /// (a versioned S3 bucket keeps deleted ciphertext; a bucket without a
+    /// lifecycle rule keeps expired messages forever). The reason says how
+    /// to fix it, or which option accepts it.
+    #[error("the store refuses this setup: {reason}")]
+    Misconfigured {
+        /// What is wrong and what to do.
+        reason: String,
+    },
     /// The backend cannot be reached right now (down, timed out, overloaded).
     /// Retrying later may succeed; nothing was changed that the caller can see.
     #[error("store unavailable while trying to {op}")]

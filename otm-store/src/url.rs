@@ -121,7 +121,7 @@ fn feature_for(scheme: &str) -> Option<&'static str> {
 /// | `redis://[USER:PASSWORD@]HOST:PORT[/DB][?prefix=otm:]` | [`RedisStore`](crate::RedisStore), standalone | `redis` |
 /// | `redis+cluster://HOST:PORT,HOST:PORT,…[?prefix=otm:]` | [`RedisStore`](crate::RedisStore), Redis Cluster seed nodes | `redis` |
 /// | `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=NAME&sslmode=…]` (or `postgresql://`) | [`PostgresStore`](crate::PostgresStore) | `postgres` |
-/// | `s3://BUCKET/PREFIX[?endpoint=URL&path_style=true&region=R&claim=auto&create_bucket=false&lifecycle_days=8]` | [`S3Store`](crate::S3Store) | `s3` |
+/// | `s3://BUCKET/PREFIX[?endpoint=URL&path_style=true&region=R&claim=auto&create_bucket=false&lifecycle_days=8&allow_no_lifecycle=false&allow_versioning=false]` | [`S3Store`](crate::S3Store) | `s3` |
 ///
 /// A parameter the backend does not know is an error that names it
 /// ([`StoreError::InvalidUrl`]), so a typo never silently falls back to a

@@ -46,6 +46,16 @@ pub struct S3Config {
     /// Install (and verify) a lifecycle rule with this many days when
     /// connecting; see [`S3Store::install_lifecycle_rule`](super::S3Store::install_lifecycle_rule).
     pub lifecycle_days: Option<u32>,
+    /// Accept a bucket with versioning enabled (URL `allow_versioning=true`).
+    /// Off by default: a versioned bucket keeps every taken or burned
+    /// envelope as a noncurrent version until a lifecycle rule removes
+    /// noncurrent versions.
+    pub allow_versioning: bool,
+    /// Accept a bucket without a lifecycle rule that expires this prefix
+    /// (URL `allow_no_lifecycle=true`) when `lifecycle_days` is not set.
+    /// Off by default: without one, messages that are never opened stay in
+    /// the bucket forever (never served, but stored).
+    pub allow_no_lifecycle: bool,
     /// Options every backend honours.
     pub options: StoreOptions,
 }
@@ -64,11 +74,13 @@ impl S3Config {
             create_bucket: false,
             timeout: Duration::from_secs(10),
             lifecycle_days: None,
+            allow_versioning: false,
+            allow_no_lifecycle: false,
             options: StoreOptions::default(),
         }
     }
 
-    /// Parses `s3://BUCKET/PREFIX?endpoint=URL&region=R&path_style=true&create_bucket=true&claim=auto|conditional-delete|claim-object&lifecycle_days=N`;
+    /// Parses `s3://BUCKET/PREFIX?endpoint=URL&region=R&path_style=true&create_bucket=true&claim=auto|conditional-delete|claim-object&lifecycle_days=N&allow_versioning=true&allow_no_lifecycle=true`;
     /// any other parameter is an error naming it. Same as `url.parse()`.
     pub fn from_url(url: &str) -> Result<Self> {
         let (base, mut query) = Query::split(url, "S3")?;
@@ -101,6 +113,12 @@ impl S3Config {
             }
             config.lifecycle_days = Some(days);
         }
+        if let Some(allow) = query.flag("allow_versioning")? {
+            config.allow_versioning = allow;
+        }
+        if let Some(allow) = query.flag("allow_no_lifecycle")? {
+            config.allow_no_lifecycle = allow;
+        }
         if let Some(claim) = query.take("claim") {
             config.claim_method = match claim {
                 "auto" => ClaimMethod::Auto,
@@ -115,6 +133,24 @@ impl S3Config {
         }
         query.finish()?;
         Ok(config)
+    }
+
+    /// Sets [`S3Config::lifecycle_days`] (at least 1).
+    pub fn with_lifecycle_days(mut self, days: u32) -> Self {
+        self.lifecycle_days = Some(days.max(1));
+        self
+    }
+
+    /// Sets [`S3Config::allow_versioning`].
+    pub fn with_allow_versioning(mut self, allow: bool) -> Self {
+        self.allow_versioning = allow;
+        self
+    }
+
+    /// Sets [`S3Config::allow_no_lifecycle`].
+    pub fn with_allow_no_lifecycle(mut self, allow: bool) -> Self {
+        self.allow_no_lifecycle = allow;
+        self
     }
 
     /// Sets [`S3Config::endpoint`] and path-style addressing.

@@ -88,9 +88,155 @@ impl S3Store {
     }
 }
 
+impl S3Store {
+    /// Refuses a bucket with versioning enabled unless `allow`: every
+    /// delete there leaves the ciphertext behind as a noncurrent version.
+    /// A suspended versioning only warns (new objects are not versioned,
+    /// older versions may remain).
+    pub(super) async fn check_versioning(&self, allow: bool) -> Result<()> {
+        let op = "read the bucket's versioning";
+        let out = match self
+            .client
+            .get_bucket_versioning()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if retryable(&e) => return Err(classify(op, e)),
+            // Some S3-compatible servers answer this call in a form the SDK
+            // does not read (moto answers an unversioned bucket with its own
+            // root element): the check cannot be made there. Say so.
+            Err(e) => {
+                tracing::warn!(bucket = %self.bucket, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "cannot read the bucket's versioning; the versioned-bucket check is skipped");
+                return Ok(());
+            }
+        };
+        versioning_verdict(&self.bucket, out.status(), allow)
+    }
+
+    /// Whether an enabled lifecycle rule expires every object under this
+    /// store's prefix (a rule whose prefix is a prefix of ours, with no tag
+    /// or size condition).
+    pub(super) async fn has_expiry_rule(&self) -> Result<bool> {
+        let rules = match self
+            .client
+            .get_bucket_lifecycle_configuration()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(out) => out.rules().to_vec(),
+            Err(e) if e.code() == Some("NoSuchLifecycleConfiguration") || is_not_found(&e) => {
+                return Ok(false)
+            }
+            Err(e) => return Err(classify("read the lifecycle rules", e)),
+        };
+        Ok(rules.iter().any(|rule| covers(rule, &self.prefix)))
+    }
+}
+
+/// What a bucket's versioning `status` means for the store: a refusal for
+/// an enabled one unless `allow`, a warning for a suspended one.
+fn versioning_verdict(
+    bucket: &str,
+    status: Option<&BucketVersioningStatus>,
+    allow: bool,
+) -> Result<()> {
+    match status {
+        Some(BucketVersioningStatus::Enabled) if !allow => Err(StoreError::Misconfigured {
+            reason: format!(
+                "bucket {bucket} has versioning enabled: every taken or burned message would \
+                 stay in it as a noncurrent version; use a bucket without versioning, or add a \
+                 lifecycle rule that expires noncurrent versions and accept it with \
+                 allow_versioning=true"
+            ),
+        }),
+        Some(BucketVersioningStatus::Enabled) => {
+            tracing::warn!(%bucket, "versioned bucket accepted (allow_versioning): deleted messages stay as noncurrent versions until a lifecycle rule removes them");
+            Ok(())
+        }
+        Some(BucketVersioningStatus::Suspended) => {
+            tracing::warn!(%bucket, "bucket versioning is suspended: versions written while it was enabled may remain");
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether `rule` expires every object under `prefix`.
+fn covers(rule: &LifecycleRule, prefix: &str) -> bool {
+    if rule.status() != &ExpirationStatus::Enabled {
+        return false;
+    }
+    let Some(expiration) = rule.expiration() else {
+        return false;
+    };
+    if expiration.days().is_none() && expiration.date().is_none() {
+        return false;
+    }
+    let rule_prefix = match rule.filter() {
+        Some(f) => {
+            if f.tag().is_some()
+                || f.and().is_some()
+                || f.object_size_greater_than().is_some()
+                || f.object_size_less_than().is_some()
+            {
+                return false;
+            }
+            f.prefix().unwrap_or("")
+        }
+        #[allow(deprecated)]
+        None => rule.prefix().unwrap_or(""),
+    };
+    prefix.starts_with(rule_prefix)
+}
+
 /// Lifecycle days that never delete a message before its expiry: the
 /// longest expiry in whole days, plus one for S3's midnight rounding.
 pub fn lifecycle_days_for(max_ttl: Duration) -> u32 {
     let day = 24 * 3600;
     u32::try_from(max_ttl.as_secs().div_ceil(day) + 1).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // moto (the S3 server of the tests) answers GetBucketVersioning in a
+    // form the SDK does not read, so the decision is tested here.
+    #[test]
+    fn versioned_buckets_are_refused_unless_allowed() {
+        let enabled = BucketVersioningStatus::Enabled;
+        match versioning_verdict("b", Some(&enabled), false) {
+            Err(StoreError::Misconfigured { reason }) => {
+                assert!(reason.contains("allow_versioning=true"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(versioning_verdict("b", Some(&enabled), true).is_ok());
+        assert!(versioning_verdict("b", Some(&BucketVersioningStatus::Suspended), false).is_ok());
+        assert!(versioning_verdict("b", None, false).is_ok());
+    }
+
+    #[test]
+    fn only_an_enabled_expiring_rule_over_the_prefix_counts() {
+        let rule = |prefix: &str, enabled: bool| {
+            LifecycleRule::builder()
+                .id("r")
+                .filter(LifecycleRuleFilter::builder().prefix(prefix).build())
+                .status(if enabled {
+                    ExpirationStatus::Enabled
+                } else {
+                    ExpirationStatus::Disabled
+                })
+                .expiration(LifecycleExpiration::builder().days(8).build())
+                .build()
+                .unwrap()
+        };
+        assert!(covers(&rule("otm/", true), "otm/run-1/"));
+        assert!(covers(&rule("", true), "otm/"));
+        assert!(!covers(&rule("other/", true), "otm/"));
+        assert!(!covers(&rule("otm/", false), "otm/"));
+    }
 }

@@ -30,8 +30,8 @@ use async_trait::async_trait;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
-    LifecycleRuleFilter,
+    BucketLifecycleConfiguration, BucketVersioningStatus, ExpirationStatus, LifecycleExpiration,
+    LifecycleRule, LifecycleRuleFilter,
 };
 use aws_sdk_s3::Client;
 use otm_core::{AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, ManageVerifier, MessageId};
@@ -43,7 +43,7 @@ mod objects;
 mod probe;
 
 pub use config::{ClaimMethod, S3Config};
-use error::{classify, is_not_found, is_status, S3Err};
+use error::{classify, is_not_found, is_status, retryable, S3Err};
 pub use lifecycle::lifecycle_days_for;
 
 use crate::{
@@ -147,6 +147,7 @@ impl S3Store {
         if config.create_bucket {
             store.create_bucket().await?;
         }
+        store.check_versioning(config.allow_versioning).await?;
         store.method = store.probe(config.claim_method).await?;
         if let Some(days) = config.lifecycle_days {
             store.install_lifecycle_rule(days).await?;
@@ -154,6 +155,16 @@ impl S3Store {
             if store.lifecycle_rule_days().await? != Some(days) {
                 tracing::warn!(bucket = %store.bucket, "the lifecycle rule just installed is not reported yet");
             }
+        } else if !config.allow_no_lifecycle && !store.has_expiry_rule().await? {
+            return Err(StoreError::Misconfigured {
+                reason: format!(
+                    "bucket {} has no enabled lifecycle rule that expires objects under `{}`, so \
+                     messages never opened would stay in it forever; add lifecycle_days=N to the \
+                     store URL (otm installs the rule), install one yourself, or accept this \
+                     with allow_no_lifecycle=true",
+                    store.bucket, store.prefix
+                ),
+            });
         }
         Ok(store)
     }
