@@ -113,7 +113,13 @@ struct Shared {
     open_limiter: limit::Limiter,
     /// Whether the untrusted `X-Forwarded-For` warning was logged.
     forwarding_warned: std::sync::atomic::AtomicBool,
+    /// The last readiness answer and when it was found (see [`READINESS_CACHE`]).
+    readiness: tokio::sync::Mutex<Option<(Instant, bool)>>,
 }
+
+/// How long a readiness answer is reused: a scraper polling `/readyz` as
+/// fast as it likes makes at most one store round trip per this period.
+pub const READINESS_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The router's state.
 #[derive(Clone)]
@@ -151,6 +157,77 @@ pub fn router<S>(store: Arc<dyn BlobStore>, config: Config) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
+    let (otm, layers) = state(store, config);
+    layers.apply(
+        public_routes()
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics_text)),
+        otm,
+    )
+}
+
+/// The router of [`router`] split in two on one state: the public surface
+/// (pages, API, `/healthz`) without the operator endpoints, and an admin
+/// router with `/metrics`, `/readyz` and `/healthz`. Serve the admin router
+/// on an address only operators and their scrapers reach: the public
+/// listener then neither shows live counters nor lets anyone make the
+/// server call its store.
+pub fn router_with_admin<S>(store: Arc<dyn BlobStore>, config: Config) -> (Router<S>, Router<S>)
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let (otm, layers) = state(store, config);
+    let admin = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text));
+    (
+        layers.clone().apply(public_routes(), otm.clone()),
+        layers.apply(admin, otm),
+    )
+}
+
+/// What every router of one state is wrapped in.
+#[derive(Clone)]
+struct Layers {
+    timeout: std::time::Duration,
+    hsts: bool,
+}
+
+impl Layers {
+    fn apply<S>(self, routes: Router<Otm>, otm: Otm) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        routes
+            .fallback(no_route)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
+            .layer(middleware::from_fn_with_state(otm.clone(), observe))
+            .layer(middleware::from_fn_with_state(self.timeout, receive_within))
+            .layer(middleware::from_fn_with_state(self.hsts, security_headers))
+            .with_state(otm)
+    }
+}
+
+/// The pages, the API and `/healthz`.
+fn public_routes() -> Router<Otm> {
+    Router::new()
+        .route("/api/v1/config", get(api::config))
+        .route("/api/v1/messages", post(api::create))
+        .route("/api/v1/messages/{id}/open", post(api::open))
+        .route("/api/v1/messages/{id}", get(api::status).delete(api::burn))
+        .route("/api/v1/openapi.json", get(api::openapi))
+        .route("/", get(pages::compose))
+        .route("/about", get(pages::about))
+        .route("/otm/{id}", get(pages::reveal))
+        .route("/manage/{id}", get(pages::manage))
+        .route("/assets/{file}", get(pages::asset))
+        .route("/healthz", get(healthz))
+}
+
+/// The shared state of one otm instance and its layers.
+fn state(store: Arc<dyn BlobStore>, config: Config) -> (Otm, Layers) {
     let timeout = config.request_timeout;
     let store = match (store.breaker().is_some(), config.store_breaker.clone()) {
         (false, Some(c)) => Arc::new(Breaker::new(store, c)) as Arc<dyn BlobStore>,
@@ -167,50 +244,49 @@ where
         config,
         metrics: metrics::Metrics::default(),
         forwarding_warned: std::sync::atomic::AtomicBool::new(false),
+        readiness: tokio::sync::Mutex::new(None),
     }));
-    Router::new()
-        .route("/api/v1/config", get(api::config))
-        .route("/api/v1/messages", post(api::create))
-        .route("/api/v1/messages/{id}/open", post(api::open))
-        .route("/api/v1/messages/{id}", get(api::status).delete(api::burn))
-        .route("/api/v1/openapi.json", get(api::openapi))
-        .route("/", get(pages::compose))
-        .route("/about", get(pages::about))
-        .route("/otm/{id}", get(pages::reveal))
-        .route("/manage/{id}", get(pages::manage))
-        .route("/assets/{file}", get(pages::asset))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .fallback(no_route)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
-        .layer(middleware::from_fn_with_state(otm.clone(), observe))
-        .layer(middleware::from_fn_with_state(timeout, receive_within))
-        .layer(middleware::from_fn_with_state(hsts, security_headers))
-        .with_state(otm)
+    (otm, Layers { timeout, hsts })
 }
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// Whether the store answers, reusing an answer younger than
+/// [`READINESS_CACHE`]; callers arriving during a check wait for it.
+async fn store_ready(otm: &Otm) -> bool {
+    let mut last = otm.0.readiness.lock().await;
+    if let Some((at, ready)) = *last {
+        if at.elapsed() < READINESS_CACHE {
+            return ready;
+        }
+    }
+    otm.0.metrics.count_store_check();
+    let ready = match otm.0.store.check().await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %error::chain(&e), "readiness check failed");
+            false
+        }
+    };
+    *last = Some((Instant::now(), ready));
+    ready
+}
+
 async fn readyz(State(otm): State<Otm>) -> Response {
-    match otm.0.store.check().await {
-        Ok(()) => Json(serde_json::json!({
+    match store_ready(&otm).await {
+        true => Json(serde_json::json!({
             "status": "ready",
             "store": otm.0.store.backend_name(),
         }))
         .into_response(),
-        Err(e) => {
-            tracing::warn!(error = %error::chain(&e), "readiness check failed");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::StoreUnavailable,
-                "The message store does not answer.",
-            )
-            .into_response()
-        }
+        false => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::StoreUnavailable,
+            "The message store does not answer.",
+        )
+        .into_response(),
     }
 }
 

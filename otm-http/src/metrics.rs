@@ -52,9 +52,15 @@ pub(crate) struct Metrics {
     count: [AtomicU64; 3],
     sum_us: [AtomicU64; 3],
     status: [[AtomicU64; 5]; 3],
+    /// Store round trips made for `/readyz` (cached answers do not count).
+    store_checks: AtomicU64,
 }
 
 impl Metrics {
+    pub(crate) fn count_store_check(&self) {
+        self.store_checks.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn count(&self, outcome: Outcome) {
         self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
@@ -141,6 +147,11 @@ impl Metrics {
                 b.refused()
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP otm_store_checks_total Store round trips made for readiness (answers are cached for a second).\n# TYPE otm_store_checks_total counter\notm_store_checks_total {}",
+            get(&self.store_checks)
+        );
         out
     }
 }

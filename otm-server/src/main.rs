@@ -70,6 +70,12 @@ struct Args {
     #[arg(long, env = "OTM_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     request_timeout: Duration,
 
+    /// Serve /metrics, /readyz and /healthz on this address instead of the
+    /// public one (which then has only /healthz of the three): live counters
+    /// and store round trips only for operators.
+    #[arg(long, env = "OTM_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+
     /// Most client connections served at once; beyond it new connections
     /// wait in the kernel's listen backlog. Keep `ulimit -n` above it.
     #[arg(long, env = "OTM_MAX_CONNECTIONS", default_value_t = 4096)]
@@ -211,11 +217,38 @@ async fn run(args: Args) -> Result<(), String> {
     }
     // The trace layer logs method, path and status; never bodies (which
     // hold ciphertext and proofs), and paths carry no secrets.
-    let app = otm_http::router::<()>(Arc::clone(&store), config).layer(TraceLayer::new_for_http());
+    let (app, admin) = match args.admin_listen {
+        Some(_) => {
+            let (public, admin) = otm_http::router_with_admin::<()>(Arc::clone(&store), config);
+            (public, Some(admin))
+        }
+        None => (otm_http::router::<()>(Arc::clone(&store), config), None),
+    };
+    let app = app.layer(TraceLayer::new_for_http());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     tracing::info!(address = %args.listen, "otm-server listening on http://{}", args.listen);
+    // The admin listener: the operator endpoints, on their own address,
+    // with its own (small) connection bounds.
+    let admin = match (admin, args.admin_listen) {
+        (Some(admin), Some(address)) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|e| format!("cannot listen on {address} (--admin-listen): {e}"))?;
+            tracing::info!(%address, "admin endpoints (/metrics, /readyz, /healthz) on http://{address}");
+            let limits = ConnectionLimits::default()
+                .with_max_connections(64)
+                .with_header_timeout(args.header_timeout);
+            Some(tokio::spawn(otm_http::serve(
+                listener,
+                admin,
+                limits,
+                shutdown(),
+            )))
+        }
+        _ => None,
+    };
     let limits = ConnectionLimits::default()
         .with_max_connections(args.max_connections)
         .with_max_connections_per_client(args.max_connections_per_client)
@@ -223,6 +256,9 @@ async fn run(args: Args) -> Result<(), String> {
         .with_header_timeout(args.header_timeout)
         .with_max_header_bytes(args.max_header_bytes);
     otm_http::serve(listener, app, limits, shutdown()).await;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     tracing::info!("shut down cleanly");
     Ok(())
 }

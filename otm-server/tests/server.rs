@@ -36,7 +36,11 @@ async fn start(args: &[&str], level: &str, dir: &std::path::Path) -> (Logged, St
         process: Process::spawn(command).unwrap(),
         base: format!("http://127.0.0.1:{port}"),
     };
-    server.wait_until("readyz").await;
+    // With an admin listener the public side has no /readyz.
+    let admin = args.contains(&"--admin-listen");
+    server
+        .wait_until(if admin { "healthz" } else { "readyz" })
+        .await;
     (
         Logged {
             process: server.process,
@@ -281,4 +285,47 @@ async fn server_on_s3_from_a_store_url() {
     );
     // moto accepts any credentials; OtmServer::command sets test ones.
     serves_from_url(&url, "s3", dir.path()).await;
+}
+
+/// `--admin-listen`: /metrics and /readyz only there, /healthz on both;
+/// readiness answers are cached, so polling cannot hammer the store.
+#[tokio::test]
+async fn operator_endpoints_move_to_the_admin_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin_port = free_port();
+    let admin_addr = format!("127.0.0.1:{admin_port}");
+    let (proc, base) = start(&["--admin-listen", &admin_addr], "info", dir.path()).await;
+    let admin = format!("http://{admin_addr}");
+    let get = |url: String| async move { reqwest::get(url).await.unwrap() };
+    for path in ["metrics", "readyz"] {
+        let public = get(format!("{base}/{path}")).await;
+        assert_eq!(public.status(), 404, "public /{path}");
+        let body: otm_core::api::ErrorBody = public.json().await.unwrap();
+        assert_eq!(body.error, otm_core::ErrorCode::NoRoute);
+    }
+    assert_eq!(get(format!("{base}/healthz")).await.status(), 200);
+    assert_eq!(get(format!("{admin}/healthz")).await.status(), 200);
+    for _ in 0..30 {
+        assert_eq!(get(format!("{admin}/readyz")).await.status(), 200);
+    }
+    // The public traffic shows on the admin listener's counters.
+    round_trip(&base, "counted on the admin side").await;
+    let metrics = get(format!("{admin}/metrics")).await.text().await.unwrap();
+    assert!(
+        metrics.contains("otm_messages_total{outcome=\"opened\"} 1"),
+        "{metrics}"
+    );
+    let checks: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("otm_store_checks_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("otm_store_checks_total");
+    // One check when the server became ready, one or two for the 30 polls.
+    assert!(
+        (1..=4).contains(&checks),
+        "{checks} store checks for 31 readiness polls"
+    );
+    assert!(get(format!("{admin}/api/v1/config")).await.status() == 404);
+    let (code, log) = stop(proc);
+    assert_eq!(code, Some(0), "{}", tail(&log));
 }
