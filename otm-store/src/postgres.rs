@@ -192,6 +192,7 @@ impl PostgresStore {
         }
         let op = "connect to PostgreSQL";
         let connect: PgConnectOptions = config.url.parse().map_err(|e| classify(op, e))?;
+        warn_if_unverified(&connect, &config.url);
         let connect = connect.options([(
             "statement_timeout",
             format!("{}ms", config.statement_timeout.as_millis()),
@@ -261,6 +262,36 @@ impl PostgresStore {
                 .map_err(|e| classify(op, e))?;
         }
         tx.commit().await.map_err(|e| classify(op, e))
+    }
+}
+
+/// A warning, at connect, for a PostgreSQL server off this machine reached
+/// without a verified TLS connection: without `sslmode=verify-full` (or
+/// `verify-ca`), the default `prefer` encrypts only when the server offers it
+/// and checks no certificate, so anyone on the path can read or answer.
+fn warn_if_unverified(connect: &PgConnectOptions, url: &str) {
+    use sqlx::postgres::PgSslMode;
+    let host = connect.get_host();
+    let local = host.starts_with('/')
+        || host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let verified = matches!(
+        connect.get_ssl_mode(),
+        PgSslMode::VerifyCa | PgSslMode::VerifyFull
+    );
+    if !local && !verified {
+        let asked = url.contains("sslmode=");
+        tracing::warn!(
+            %host,
+            sslmode = ?connect.get_ssl_mode(),
+            "the PostgreSQL connection is not verified TLS{}: add sslmode=verify-full \
+             (and sslrootcert=PATH for a private CA) to the store URL",
+            if asked { "" } else { " (no sslmode in the URL)" }
+        );
     }
 }
 

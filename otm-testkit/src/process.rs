@@ -310,6 +310,42 @@ impl PrivatePostgres {
         Some(pg)
     }
 
+    /// Turns TLS on (`ssl = on`) with the PEM certificate and key given,
+    /// before [`start`](Self::start). Connections without TLS stay allowed.
+    pub fn enable_tls(&self, cert_pem: &Path, key_pem: &Path) {
+        let data = self.dir.path().join("data");
+        std::fs::copy(cert_pem, data.join("server.crt")).expect("copy the certificate");
+        std::fs::copy(key_pem, data.join("server.key")).expect("copy the key");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("key permissions");
+        if running_as_root() {
+            let _ = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(data.join("server.crt"))
+                .arg(data.join("server.key"))
+                .status();
+        }
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .expect("postgresql.conf");
+        use std::io::Write;
+        writeln!(
+            conf,
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'"
+        )
+        .expect("write postgresql.conf");
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Its URL (database `postgres`, user `postgres`, trust auth).
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
