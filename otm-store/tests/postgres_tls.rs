@@ -23,46 +23,28 @@ fn certificates(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf, PathBuf)> {
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    let ok = run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=otm test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]) && run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=another CA",
-        "-keyout",
-        "other.key",
-        "-out",
-        "other.pem",
-    ]) && run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]) && std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").is_ok()
+    let self_signed = |subject: &str, name: &str| {
+        let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+        run(&[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subject,
+            "-keyout", &key, "-out", &pem,
+        ])
+    };
+    let ok = self_signed("/CN=otm test CA", "ca")
+        && self_signed("/CN=another CA", "other")
+        && run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ])
+        && std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").is_ok()
         && run(&[
             "x509",
             "-req",

@@ -19,19 +19,7 @@ impl S3Store {
         }
         let days = days.clamp(1, i32::MAX as u32);
         let rule_id = format!("{LIFECYCLE_RULE_PREFIX}:{}", self.prefix);
-        let mut rules: Vec<LifecycleRule> = match self
-            .client
-            .get_bucket_lifecycle_configuration()
-            .bucket(&self.bucket)
-            .send()
-            .await
-        {
-            Ok(out) => out.rules().to_vec(),
-            Err(e) if e.code() == Some("NoSuchLifecycleConfiguration") || is_not_found(&e) => {
-                Vec::new()
-            }
-            Err(e) => return Err(classify(op, e)),
-        };
+        let mut rules = self.lifecycle_rules(op).await?;
         rules.retain(|r| r.id() != Some(rule_id.as_str()));
         let ours = LifecycleRule::builder()
             .id(rule_id)
@@ -64,27 +52,14 @@ impl S3Store {
     /// The expiration days of this store's lifecycle rule, if installed and enabled.
     pub async fn lifecycle_rule_days(&self) -> Result<Option<u32>> {
         let rule_id = format!("{LIFECYCLE_RULE_PREFIX}:{}", self.prefix);
-        match self
-            .client
-            .get_bucket_lifecycle_configuration()
-            .bucket(&self.bucket)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(out
-                .rules()
-                .iter()
-                .find(|r| {
-                    r.id() == Some(rule_id.as_str()) && r.status() == &ExpirationStatus::Enabled
-                })
-                .and_then(|r| r.expiration())
-                .and_then(|e| e.days())
-                .and_then(|d| u32::try_from(d).ok())),
-            Err(e) if e.code() == Some("NoSuchLifecycleConfiguration") || is_not_found(&e) => {
-                Ok(None)
-            }
-            Err(e) => Err(classify("read the lifecycle rule", e)),
-        }
+        Ok(self
+            .lifecycle_rules("read the lifecycle rule")
+            .await?
+            .iter()
+            .find(|r| r.id() == Some(rule_id.as_str()) && r.status() == &ExpirationStatus::Enabled)
+            .and_then(|r| r.expiration())
+            .and_then(|e| e.days())
+            .and_then(|d| u32::try_from(d).ok()))
     }
 }
 
@@ -119,20 +94,25 @@ impl S3Store {
     /// store's prefix (a rule whose prefix is a prefix of ours, with no tag
     /// or size condition).
     pub(super) async fn has_expiry_rule(&self) -> Result<bool> {
-        let rules = match self
+        let rules = self.lifecycle_rules("read the lifecycle rules").await?;
+        Ok(rules.iter().any(|rule| covers(rule, &self.prefix)))
+    }
+
+    /// The bucket's lifecycle rules (none when it has no configuration).
+    async fn lifecycle_rules(&self, op: &'static str) -> Result<Vec<LifecycleRule>> {
+        match self
             .client
             .get_bucket_lifecycle_configuration()
             .bucket(&self.bucket)
             .send()
             .await
         {
-            Ok(out) => out.rules().to_vec(),
+            Ok(out) => Ok(out.rules().to_vec()),
             Err(e) if e.code() == Some("NoSuchLifecycleConfiguration") || is_not_found(&e) => {
-                return Ok(false)
+                Ok(Vec::new())
             }
-            Err(e) => return Err(classify("read the lifecycle rules", e)),
-        };
-        Ok(rules.iter().any(|rule| covers(rule, &self.prefix)))
+            Err(e) => Err(classify(op, e)),
+        }
     }
 }
 
