@@ -2,7 +2,6 @@
 //! every backend; passphrases; exit codes and JSON output; and interop with
 //! the browser app in real Chromium, both ways.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
@@ -11,6 +10,7 @@ use otm_store::{
     S3Store, SqliteConfig, SqliteStore,
 };
 use otm_testkit::browser::{compose, reveal, value};
+use otm_testkit::process::output_with_input;
 use otm_testkit::{skip, unique_suffix};
 use otm_testkit::{Driver, TestServer};
 use serde_json::Value;
@@ -29,24 +29,13 @@ impl Run {
 }
 
 fn otm(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_otm"))
-        .args(args)
-        .envs(env.iter().copied())
-        .env_remove("OTM_SERVER")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        let mut input = child.stdin.take().unwrap();
-        if let Some(text) = stdin {
-            // A command that refuses before reading its input may be gone
-            // already (a broken pipe here); its exit code tells the test.
-            let _ = input.write_all(text.as_bytes());
-        }
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_input(
+        Command::new(env!("CARGO_BIN_EXE_otm"))
+            .args(args)
+            .envs(env.iter().copied())
+            .env_remove("OTM_SERVER"),
+        stdin,
+    );
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -114,9 +114,9 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable { ref source, .. } => {
                 if source.is::<otm_store::BreakerOpen>() {
                     // The breaker logged when it opened; not once a request.
-                    tracing::debug!(error = %chain(&err), "store unavailable");
+                    tracing::debug!(error = %err.with_sources(), "store unavailable");
                 } else {
-                    tracing::warn!(error = %chain(&err), "store unavailable");
+                    tracing::warn!(error = %err.with_sources(), "store unavailable");
                 }
                 let mut e = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -127,7 +127,7 @@ impl From<StoreError> for ApiError {
                 e
             }
             other => {
-                tracing::error!(error = %chain(&other), "store error");
+                tracing::error!(error = %other.with_sources(), "store error");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     ErrorCode::Internal,
@@ -163,16 +163,4 @@ impl From<JsonRejection> for ApiError {
             other => ApiError::new(other.status(), ErrorCode::BadBody, other.body_text()),
         }
     }
-}
-
-/// An error and its sources on one line, for logs.
-pub(crate) fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -266,7 +266,7 @@ async fn store_ready(otm: &Otm) -> bool {
     let ready = match otm.0.store.check().await {
         Ok(()) => true,
         Err(e) => {
-            tracing::warn!(error = %error::chain(&e), "readiness check failed");
+            tracing::warn!(error = %e.with_sources(), "readiness check failed");
             false
         }
     };

@@ -9,23 +9,29 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use otm_http::{Config, ConnectionLimits, IpNet, RateLimit};
 use otm_store::{spawn_purger, BreakerConfig, StoreOptions};
 use tower_http::trace::TraceLayer;
 use tracing_subscriber::EnvFilter;
+
+mod healthcheck;
 
 /// One-time secret messages: the browser encrypts, the server stores
 /// ciphertext and hands it out exactly once.
 #[derive(Parser, Debug)]
 #[command(name = "otm-server", version, about, long_about = None)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Address to listen on.
     #[arg(long, env = "OTM_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
 
     /// Where messages are kept: sqlite://PATH, memory:,
     /// redis://HOST:PORT[?prefix=otm:], redis+cluster://HOST:PORT,HOST:PORT,
+    /// rediss:// and rediss+cluster:// for TLS (with ca=PATH for a private CA),
     /// postgres://USER@HOST/DB[?schema=NAME],
     /// s3://BUCKET/PREFIX[?endpoint=URL&path_style=true&region=R]. An
     /// unknown URL parameter is refused, naming it.
@@ -117,6 +123,20 @@ struct Args {
     log_format: String,
 }
 
+/// What to do instead of serving.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Ask the server configured by the same flags and environment (its
+    /// admin address if set, else its listen address; 0.0.0.0 and :: mean
+    /// loopback) for /healthz, and exit 0 if it answers 200, 1 otherwise.
+    /// For container health checks: it needs no shell or curl.
+    Healthcheck {
+        /// Longest time the whole check may take.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+}
+
 /// Log targets capped at `info` whatever `OTM_LOG` asks for: at `debug` and
 /// `trace` these drivers write request and response heads or bodies (S3
 /// object metadata holds verifiers, request bodies hold envelopes, an
@@ -173,6 +193,19 @@ fn limit(per_minute: u32) -> RateLimit {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(Command::Healthcheck { timeout }) = args.command {
+        let address = healthcheck::target(args.admin_listen.unwrap_or(args.listen));
+        return match healthcheck::check(address, timeout) {
+            Ok(status) => {
+                println!("healthy: {status} from http://{address}/healthz");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(reason) => {
+                eprintln!("unhealthy: {reason}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(log_filter());
     if args.log_format == "json" {
         builder.json().init();
@@ -196,7 +229,7 @@ async fn run(args: Args) -> Result<(), String> {
             format!(
                 "cannot open the store {}: {}",
                 redacted(&args.store),
-                chain(&e)
+                e.with_sources()
             )
         })?;
     tracing::info!(store = store.backend_name(), "store ready");
@@ -285,27 +318,51 @@ async fn shutdown() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-/// A store URL without its password, for messages.
+/// A store URL without its password (`user:password@` or a `password=`
+/// parameter), for messages.
 fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let mut out = match (base.find("://"), base.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match base[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{}:***{}", &base[..s + 3], user, &base[at..]),
+            None => base.to_owned(),
+        },
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
     }
+    out
 }
 
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn store_urls_lose_their_passwords() {
+        assert_eq!(
+            redacted("postgres://otm:s3cret@db:5432/otm?schema=x"),
+            "postgres://otm:***@db:5432/otm?schema=x"
+        );
+        assert_eq!(
+            redacted("postgres://otm@db/otm?password=s3cret&sslmode=verify-full"),
+            "postgres://otm@db/otm?password=***&sslmode=verify-full"
+        );
+        assert_eq!(
+            redacted("rediss://:pw@h:6380?ca=/a.pem"),
+            "rediss://:***@h:6380?ca=/a.pem"
+        );
+        assert_eq!(redacted("sqlite://otm.sqlite3"), "sqlite://otm.sqlite3");
     }
-    text
 }

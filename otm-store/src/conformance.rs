@@ -774,6 +774,34 @@ pub async fn model_matches_reference(store: Arc<dyn BlobStore>, rounds: Rounds) 
     }
 }
 
+/// Runs every case of the suite in turn, each on a fresh store from
+/// `fresh`: for a test that sets up its own server first (a TLS one, say)
+/// and cannot give each case a test of its own. Same cases as
+/// [`conformance_suite!`](crate::conformance_suite).
+pub async fn run_all<F, Fut>(mut fresh: F, rounds: Rounds)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn BlobStore>>,
+{
+    round_trip(fresh().await).await;
+    second_take_finds_nothing(fresh().await).await;
+    duplicate_id_conflicts(fresh().await).await;
+    expired_is_never_returned(fresh().await).await;
+    purge_keeps_live_messages(fresh().await).await;
+    burn_destroys(fresh().await).await;
+    wrong_proof_does_not_consume(fresh().await).await;
+    wrong_proofs_burn_at_the_limit(fresh().await).await;
+    max_size_blob(fresh().await).await;
+    past_expiry_is_invalid(fresh().await).await;
+    status_reports_receipts(fresh().await).await;
+    receipts_expire_with_the_message(fresh().await).await;
+    race_exactly_one_winner(fresh().await, rounds).await;
+    concurrent_wrong_proofs_are_all_counted(fresh().await, rounds).await;
+    concurrent_guesses_cannot_exceed_the_limit(fresh().await, rounds).await;
+    wrong_access_never_counts_or_burns(fresh().await, rounds).await;
+    model_matches_reference(fresh().await, rounds).await;
+}
+
 /// Generates one `#[tokio::test]` per conformance case. `$make` is an async
 /// fn returning `Option<Arc<dyn BlobStore>>` (a fresh isolated store, or
 /// `None` when skipped). The repeated cases run [`Rounds::FULL`](crate::conformance::Rounds::FULL)

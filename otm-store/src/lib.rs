@@ -265,6 +265,21 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// This error and each of its sources, joined with `: `, on one line:
+    /// how logs and startup messages show it (the `Display` of a driver
+    /// error alone often hides the reason, such as a TLS certificate check
+    /// two sources down).
+    pub fn with_sources(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        text
+    }
+
     /// A driver's error, sorted: [`Unavailable`](StoreError::Unavailable)
     /// when retrying may succeed (the backend is down, timed out, busy or
     /// failing over), [`Backend`](StoreError::Backend) otherwise. Every
@@ -410,6 +425,18 @@ impl Drop for PurgerHandle {
 #[allow(dead_code)]
 pub(crate) fn from_unix_ms(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// Whether a store URL's `host` is this machine (`localhost` or a loopback
+/// address, IPv6 with or without brackets): where plaintext is no risk.
+#[allow(dead_code)] // used by the network backends only
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Milliseconds since the Unix epoch (0 before it).

@@ -272,13 +272,7 @@ impl PostgresStore {
 fn warn_if_unverified(connect: &PgConnectOptions, url: &str) {
     use sqlx::postgres::PgSslMode;
     let host = connect.get_host();
-    let local = host.starts_with('/')
-        || host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let local = host.starts_with('/') || crate::is_loopback_host(host);
     let verified = matches!(
         connect.get_ssl_mode(),
         PgSslMode::VerifyCa | PgSslMode::VerifyFull

@@ -104,7 +104,7 @@ fn feature_for(scheme: &str) -> Option<&'static str> {
     match scheme {
         "sqlite" => Some("sqlite"),
         "memory" => Some("memory"),
-        "redis" | "redis+cluster" => Some("redis"),
+        "redis" | "redis+cluster" | "rediss" | "rediss+cluster" => Some("redis"),
         "postgres" | "postgresql" => Some("postgres"),
         "s3" => Some("s3"),
         _ => None,
@@ -120,6 +120,7 @@ fn feature_for(scheme: &str) -> Option<&'static str> {
 /// | `memory:` | [`MemoryStore`](crate::MemoryStore): in-process, lost on exit | `memory` |
 /// | `redis://[USER:PASSWORD@]HOST:PORT[/DB][?prefix=otm:]` | [`RedisStore`](crate::RedisStore), standalone | `redis` |
 /// | `redis+cluster://HOST:PORT,HOST:PORT,…[?prefix=otm:]` | [`RedisStore`](crate::RedisStore), Redis Cluster seed nodes | `redis` |
+/// | `rediss://…` and `rediss+cluster://…`, each also with `ca=PATH` | the same over TLS, verified against the Mozilla roots or the CA file | `redis` |
 /// | `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=NAME&sslmode=…]` (or `postgresql://`) | [`PostgresStore`](crate::PostgresStore) | `postgres` |
 /// | `s3://BUCKET/PREFIX[?endpoint=URL&path_style=true&region=R&claim=auto&create_bucket=false&lifecycle_days=8&allow_no_lifecycle=false&allow_versioning=false]` | [`S3Store`](crate::S3Store) | `s3` |
 ///
@@ -156,7 +157,7 @@ pub async fn connect(url: &str, options: StoreOptions) -> Result<Arc<dyn BlobSto
             Ok(Arc::new(crate::MemoryStore::new(options)))
         }
         #[cfg(feature = "redis")]
-        "redis" | "redis+cluster" => {
+        "redis" | "redis+cluster" | "rediss" | "rediss+cluster" => {
             let config = url.parse::<crate::RedisConfig>()?.with_options(options);
             Ok(Arc::new(crate::RedisStore::connect(config).await?))
         }
@@ -175,7 +176,7 @@ pub async fn connect(url: &str, options: StoreOptions) -> Result<Arc<dyn BlobSto
                 "{scheme}: store URLs need otm-store's `{feature}` cargo feature, which this build lacks"
             )),
             None => invalid_url(
-                "unknown store URL; use sqlite://PATH, memory:, redis://, redis+cluster://, postgres:// or s3://",
+                "unknown store URL; use sqlite://PATH, memory:, redis://, rediss://, redis+cluster://, rediss+cluster://, postgres:// or s3://",
             ),
         }),
     }

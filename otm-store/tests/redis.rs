@@ -24,12 +24,29 @@ fn redis_urls_parse() {
     assert_eq!(c.urls, ["redis://a:7001", "redis://b:7002"]);
     assert!(c.cluster);
     assert_eq!(c.key_prefix, "otm:");
+    let c: RedisConfig = "rediss://h:6380/1?ca=/etc/otm/ca.pem".parse().unwrap();
+    assert_eq!(c.urls, ["rediss://h:6380/1"]);
+    assert_eq!(
+        c.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/otm/ca.pem"))
+    );
+    assert!(c.tls());
+    let c: RedisConfig = "rediss+cluster://a:7001,b:7002".parse().unwrap();
+    assert_eq!(c.urls, ["rediss://a:7001", "rediss://b:7002"]);
+    assert!(c.cluster && c.tls() && c.ca_file.is_none());
     for bad in [
         "redis://h:1?prefx=x",
         "redis://h:1?prefix=a&prefix=b",
         "redis+cluster://",
         "redis+cluster://a:1,,b:2",
-        "rediss://h:1",
+        "rediss+cluster://a:1,",
+        // Certificate checks cannot be turned off.
+        "rediss://h:1/#insecure",
+        // A CA file means nothing without TLS.
+        "redis://h:1?ca=/ca.pem",
+        "redis+cluster://a:1?ca=/ca.pem",
+        "rediss://h:1?ca=",
+        "redisss://h:1",
     ] {
         let err = RedisConfig::from_url(bad).unwrap_err();
         assert!(matches!(err, StoreError::InvalidUrl { .. }), "{bad}: {err}");

@@ -10,6 +10,8 @@
 //!   [`RedisServer`], [`PrivatePostgres`] and [`OtmServer`] processes;
 //! - [`server`]: the otm router in-process on a loopback socket with a
 //!   request log ([`TestServer`]);
+//! - [`tls`]: a test CA and server certificate made with `openssl`
+//!   ([`TestCerts`]);
 //! - [`browser`]: headless Chromium through chromedriver ([`Driver`]) and
 //!   the page steps the browser tests share.
 
@@ -17,8 +19,10 @@ pub mod browser;
 pub mod env;
 pub mod process;
 pub mod server;
+pub mod tls;
 
 pub use browser::Driver;
 pub use env::{env_or, services_required, skip, unique_suffix};
 pub use process::{free_port, OtmServer, PrivatePostgres, Process, RedisServer};
 pub use server::TestServer;
+pub use tls::TestCerts;

@@ -17,6 +17,25 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Runs `command` to its end with `input` on its standard input (closed
+/// at once when `None`) and its output captured. A command that exits
+/// before reading its input is no error here: its status tells the test.
+pub fn output_with_input(command: &mut Command, input: Option<&str>) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    if let Some(text) = input {
+        let _ = stdin.write_all(text.as_bytes());
+    }
+    drop(stdin);
+    child.wait_with_output().expect("the command's output")
+}
+
 /// A child process, killed (SIGKILL) and reaped when dropped.
 #[derive(Debug)]
 pub struct Process(Child);
@@ -101,15 +120,51 @@ pub async fn wait_for_port(port: u16, limit: Duration) -> bool {
 pub struct RedisServer {
     _process: Process,
     port: u16,
+    tls: bool,
 }
 
 impl RedisServer {
     /// Starts one on `port` with `dir` as its working directory (it does not
     /// wait for it to listen), or [`skip`]s when `redis-server` cannot run.
     pub fn start(port: u16, dir: &Path) -> Option<RedisServer> {
+        Self::start_with(port, dir, &["--port".into(), port.to_string()], false)
+    }
+
+    /// Starts one that speaks TLS only, on `port`, with the server
+    /// certificate of `certs` (client certificates not asked for), plus
+    /// `extra` arguments (such as the cluster settings).
+    pub fn start_tls(
+        port: u16,
+        dir: &Path,
+        certs: &crate::TestCerts,
+        extra: &[String],
+    ) -> Option<RedisServer> {
+        let path = |p: &Path| p.display().to_string();
+        let mut args: Vec<String> = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &path(&certs.server_cert),
+            "--tls-key-file",
+            &path(&certs.server_key),
+            "--tls-ca-cert-file",
+            &path(&certs.ca),
+            "--tls-auth-clients",
+            "no",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend_from_slice(extra);
+        Self::start_with(port, dir, &args, true)
+    }
+
+    fn start_with(port: u16, dir: &Path, args: &[String], tls: bool) -> Option<RedisServer> {
         let mut command = Command::new("redis-server");
         command
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(args)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir)
@@ -119,14 +174,24 @@ impl RedisServer {
             Ok(process) => Some(RedisServer {
                 _process: process,
                 port,
+                tls,
             }),
             Err(e) => skip(&format!("cannot run redis-server: {e}")),
         }
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or `rediss://localhost:PORT` (the name on
+    /// the test certificate) for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match self.tls {
+            false => format!("redis://127.0.0.1:{}", self.port),
+            true => format!("rediss://localhost:{}", self.port),
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 }
 
