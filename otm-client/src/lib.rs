@@ -57,7 +57,8 @@ use reqwest::{Method, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 pub use error::{BoxError, Error};
-pub use types::{Receipt, SendOptions, Sent, Stored};
+pub use otm_core::{SendOptions, Sent, Stored};
+pub use types::Receipt;
 
 use error::refusal;
 

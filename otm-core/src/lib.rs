@@ -39,6 +39,7 @@ mod error;
 mod key;
 mod link;
 mod secrets;
+mod sent;
 
 #[cfg(test)]
 mod tests;
@@ -56,4 +57,5 @@ pub use key::{
 };
 pub use link::{Fragment, Link, ManageLink, LINK_PATH_PREFIX, MANAGE_PATH_PREFIX};
 pub use secrets::{Passphrase, Secrets, MAX_PASSPHRASE_CHARS, PBKDF2_ITERATIONS};
+pub use sent::{SendOptions, Sent, Stored};
 pub use zeroize::Zeroizing;

@@ -10,6 +10,8 @@ use otm_core::api::ErrorBody;
 use otm_core::ErrorCode;
 use otm_store::StoreError;
 
+use crate::ServiceError;
+
 /// An error answered by the API.
 #[derive(Debug)]
 pub struct ApiError {
@@ -128,6 +130,46 @@ impl From<StoreError> for ApiError {
             }
             other => {
                 tracing::error!(error = %other.with_sources(), "store error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    "Internal error; it has been logged.",
+                )
+            }
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::Invalid { code, message } => {
+                let status = match code {
+                    ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                ApiError::new(status, code, message)
+            }
+            ServiceError::Gone => ApiError::gone(),
+            ServiceError::WrongProof { attempts_left } => {
+                StoreError::WrongProof { attempts_left }.into()
+            }
+            ServiceError::WrongToken => ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::WrongToken,
+                "This management token does not belong to this message.",
+            ),
+            ServiceError::NotWaiting(status) => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::NotWaiting,
+                format!(
+                    "The message is {} and can no longer be destroyed.",
+                    status.state
+                ),
+            ),
+            ServiceError::Store(e) => e.into(),
+            other => {
+                tracing::error!(error = %other, "service error");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     ErrorCode::Internal,

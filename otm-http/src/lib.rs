@@ -35,6 +35,11 @@
 //! # }
 //! ```
 //!
+//! To send messages from the host's own backend as well (sealed in this
+//! process; links minted for users), make a [`Service`], mount its
+//! [`router`](Service::router) and call [`Service::send`]: both paths go
+//! through the same checks, store and counters.
+//!
 //! `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`
 //! works too, but bounds nothing: see [`serve`](mod@serve) (feature `serve`,
 //! on by default) for why the reference server does not use it.
@@ -66,7 +71,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use otm_store::{BlobStore, Breaker, StoreError};
+use otm_store::BlobStore;
 
 mod api;
 mod config;
@@ -76,6 +81,7 @@ mod metrics;
 mod pages;
 #[cfg(feature = "serve")]
 pub mod serve;
+mod service;
 
 pub use config::{Config, IpNet, RateLimit};
 pub use error::ApiError;
@@ -83,6 +89,7 @@ pub use error::ApiError;
 pub use otm_core::ErrorCode;
 #[cfg(feature = "serve")]
 pub use serve::{serve, ConnectionLimits};
+pub use service::{Service, ServiceError};
 
 /// The OpenAPI document of the JSON API (also in `docs/openapi.json`).
 pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
@@ -105,41 +112,9 @@ frame-ancestors 'none'; form-action 'self'; require-trusted-types-for 'script'";
 /// this host for a year.
 pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
 
-struct Shared {
-    store: Arc<dyn BlobStore>,
-    config: Config,
-    metrics: metrics::Metrics,
-    create_limiter: limit::Limiter,
-    open_limiter: limit::Limiter,
-    /// Whether the untrusted `X-Forwarded-For` warning was logged.
-    forwarding_warned: std::sync::atomic::AtomicBool,
-    /// The last readiness answer and when it was found (see [`READINESS_CACHE`]).
-    readiness: tokio::sync::Mutex<Option<(Instant, bool)>>,
-}
-
 /// How long a readiness answer is reused: a scraper polling `/readyz` as
 /// fast as it likes makes at most one store round trip per this period.
 pub const READINESS_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// The router's state.
-#[derive(Clone)]
-pub(crate) struct Otm(Arc<Shared>);
-
-impl Otm {
-    fn store_error(&self, e: StoreError) -> ApiError {
-        let outcome = match &e {
-            StoreError::Unavailable { .. } => Some(metrics::Outcome::StoreUnavailable),
-            StoreError::Backend { .. } | StoreError::NotImplemented { .. } => {
-                Some(metrics::Outcome::InternalError)
-            }
-            _ => None,
-        };
-        if let Some(o) = outcome {
-            self.0.metrics.count(o);
-        }
-        ApiError::from(e)
-    }
-}
 
 /// The whole otm HTTP surface as a router for any host state `S`: mount it
 /// with `.nest("/prefix", otm_http::router(..))` or serve it directly.
@@ -153,12 +128,23 @@ impl Otm {
 /// ([`otm_store::Breaker`]) in front of the store as [`Config::store_breaker`]
 /// says, unless `store` already is one ([`BlobStore::breaker`]): then it uses
 /// that one, so a store is never behind two breakers.
+///
+/// To call the same instance from your own code too (a backend that sends
+/// messages, say), make a [`Service`] and take its
+/// [`router`](Service::router): this function is
+/// `Service::new(store, config).router()`.
 pub fn router<S>(store: Arc<dyn BlobStore>, config: Config) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    let (otm, layers) = state(store, config);
-    layers.apply(
+    Service::new(store, config).router()
+}
+
+pub(crate) fn routes<S>(otm: Service) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    Layers::of(&otm).apply(
         public_routes()
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics_text)),
@@ -176,7 +162,14 @@ pub fn router_with_admin<S>(store: Arc<dyn BlobStore>, config: Config) -> (Route
 where
     S: Clone + Send + Sync + 'static,
 {
-    let (otm, layers) = state(store, config);
+    Service::new(store, config).router_with_admin()
+}
+
+pub(crate) fn routes_with_admin<S>(otm: Service) -> (Router<S>, Router<S>)
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let layers = Layers::of(&otm);
     let admin = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -195,7 +188,19 @@ struct Layers {
 }
 
 impl Layers {
-    fn apply<S>(self, routes: Router<Otm>, otm: Otm) -> Router<S>
+    fn of(otm: &Service) -> Layers {
+        let config = otm.config();
+        let hsts = config.base_url.as_deref().is_some_and(|b| {
+            b.get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        });
+        Layers {
+            timeout: config.request_timeout,
+            hsts,
+        }
+    }
+
+    fn apply<S>(self, routes: Router<Service>, otm: Service) -> Router<S>
     where
         S: Clone + Send + Sync + 'static,
     {
@@ -211,7 +216,7 @@ impl Layers {
 }
 
 /// The pages, the API and `/healthz`.
-fn public_routes() -> Router<Otm> {
+fn public_routes() -> Router<Service> {
     Router::new()
         .route("/api/v1/config", get(api::config))
         .route("/api/v1/messages", post(api::create))
@@ -226,36 +231,13 @@ fn public_routes() -> Router<Otm> {
         .route("/healthz", get(healthz))
 }
 
-/// The shared state of one otm instance and its layers.
-fn state(store: Arc<dyn BlobStore>, config: Config) -> (Otm, Layers) {
-    let timeout = config.request_timeout;
-    let store = match (store.breaker().is_some(), config.store_breaker.clone()) {
-        (false, Some(c)) => Arc::new(Breaker::new(store, c)) as Arc<dyn BlobStore>,
-        _ => store,
-    };
-    let hsts = config.base_url.as_deref().is_some_and(|b| {
-        b.get(..8)
-            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
-    });
-    let otm = Otm(Arc::new(Shared {
-        store,
-        create_limiter: limit::Limiter::new(config.create_limit),
-        open_limiter: limit::Limiter::new(config.open_limit),
-        config,
-        metrics: metrics::Metrics::default(),
-        forwarding_warned: std::sync::atomic::AtomicBool::new(false),
-        readiness: tokio::sync::Mutex::new(None),
-    }));
-    (otm, Layers { timeout, hsts })
-}
-
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
 /// Whether the store answers, reusing an answer younger than
 /// [`READINESS_CACHE`]; callers arriving during a check wait for it.
-async fn store_ready(otm: &Otm) -> bool {
+async fn store_ready(otm: &Service) -> bool {
     let mut last = otm.0.readiness.lock().await;
     if let Some((at, ready)) = *last {
         if at.elapsed() < READINESS_CACHE {
@@ -274,7 +256,7 @@ async fn store_ready(otm: &Otm) -> bool {
     ready
 }
 
-async fn readyz(State(otm): State<Otm>) -> Response {
+async fn readyz(State(otm): State<Service>) -> Response {
     match store_ready(&otm).await {
         true => Json(serde_json::json!({
             "status": "ready",
@@ -290,7 +272,7 @@ async fn readyz(State(otm): State<Otm>) -> Response {
     }
 }
 
-async fn metrics_text(State(otm): State<Otm>) -> impl IntoResponse {
+async fn metrics_text(State(otm): State<Service>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
@@ -319,7 +301,7 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Times each request for the metrics, by route kind only.
-async fn observe(State(otm): State<Otm>, request: Request, next: Next) -> Response {
+async fn observe(State(otm): State<Service>, request: Request, next: Next) -> Response {
     let route = match (
         request.method(),
         request

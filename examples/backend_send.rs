@@ -1,0 +1,147 @@
+//! A host application whose own backend mints one-time links: an admin
+//! endpoint creates a new employee's initial password and seals it in
+//! process with `otm_http::Service::send`, hands back only the share link
+//! (to be mailed), and keeps the sender's status link to itself so that it
+//! can tell later whether the employee opened it, or burn it. The same
+//! service serves the reveal page and API under `/secrets`.
+//!
+//! `cargo run -p otm-examples --example backend_send`, then
+//! `curl -X POST http://127.0.0.1:3002/onboard/ada` and open the link it
+//! prints; `curl http://127.0.0.1:3002/onboard/ada` says whether it was read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use otm_core::{ManageLink, SendOptions};
+use otm_http::{Config, Service};
+use otm_store::{MemoryStore, StoreOptions};
+
+/// The host's state: the otm service and, per user, the status link of the
+/// password sent to them (the host's own records; never shown to users).
+#[derive(Clone)]
+struct Host {
+    otm: Service,
+    sent: Arc<Mutex<HashMap<String, ManageLink>>>,
+}
+
+/// `POST /onboard/{user}`: a fresh initial password, sealed into a link that
+/// opens once within a day. Only the link leaves this handler.
+async fn onboard(State(host): State<Host>, Path(user): Path<String>) -> (StatusCode, String) {
+    let password = initial_password();
+    let options = SendOptions::new().ttl(Duration::from_secs(24 * 3600));
+    let text = format!("Welcome, {user}. Your initial password: {password}");
+    match host.otm.send(&text, &options).await {
+        Ok(sent) => {
+            host.sent
+                .lock()
+                .expect("not poisoned")
+                .insert(user, sent.manage_link);
+            (StatusCode::CREATED, sent.link.to_url().to_string())
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("could not send: {e}\n"),
+        ),
+    }
+}
+
+/// `GET /onboard/{user}`: whether the user opened their link.
+async fn onboarded(State(host): State<Host>, Path(user): Path<String>) -> (StatusCode, String) {
+    let Some(link) = host.sent.lock().expect("not poisoned").get(&user).cloned() else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("nothing was sent to {user}\n"),
+        );
+    };
+    match host.otm.status(&link.id, &link.token).await {
+        Ok(status) => (StatusCode::OK, format!("{}\n", status.state)),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    }
+}
+
+/// Sixteen characters from the OS random generator, through otm-core's key
+/// generation (the example needs no random crate of its own).
+fn initial_password() -> String {
+    let key = otm_core::Key::generate().expect("the OS random generator works");
+    key.to_base64url().chars().take(16).collect()
+}
+
+fn app(base_url: &str) -> (Router, Service) {
+    let store = Arc::new(MemoryStore::new(StoreOptions::default()));
+    let otm = Service::new(store, Config::default().with_base_url(base_url));
+    let host = Host {
+        otm: otm.clone(),
+        sent: Arc::default(),
+    };
+    let app = Router::new()
+        .route("/onboard/{user}", post(onboard).get(onboarded))
+        .with_state(host)
+        .nest("/secrets", otm.router());
+    (app, otm)
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3002").await?;
+    let (app, _) = app("http://127.0.0.1:3002/secrets");
+    println!("POST http://127.0.0.1:3002/onboard/NAME mints a link");
+    otm_http::serve(
+        listener,
+        app,
+        otm_http::ConnectionLimits::default(),
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    )
+    .await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_backend_mints_a_link_that_opens_once() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (app, _) = app(&format!("{base}/secrets"));
+        tokio::spawn(async move {
+            otm_http::serve(listener, app, Default::default(), std::future::pending()).await;
+        });
+        let http = reqwest::Client::new();
+        let minted = http
+            .post(format!("{base}/onboard/ada"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(minted.status(), 201);
+        let link = otm_core::Link::parse(&minted.text().await.unwrap()).unwrap();
+        let status = || async {
+            http.get(format!("{base}/onboard/ada"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        };
+        assert_eq!(status().await, "waiting\n");
+
+        // The employee opens it with any otm client (here the Rust one).
+        let client = otm_client::Client::new(&link.base).unwrap();
+        let text = client.open(&link, None).await.unwrap();
+        assert!(
+            text.starts_with("Welcome, ada. Your initial password: "),
+            "{}",
+            *text
+        );
+        assert!(client.open(&link, None).await.is_err(), "opens once");
+        assert_eq!(status().await, "opened\n");
+    }
+}
