@@ -204,7 +204,9 @@ impl Client {
         let secrets = Secrets::derive(&key, options.passphrase);
         let envelope = otm_core::seal(&secrets, text)?;
         let config = self.cached_config().await?;
-        let stored = self.create(&envelope, &secrets, options.ttl).await?;
+        let stored = self
+            .create(&envelope, &secrets, options.ttl, options.reference)
+            .await?;
         let base = config.link_base.as_deref().unwrap_or(&self.base);
         let link = Link::new(base, stored.id, key, options.passphrase.is_some())?;
         let manage_link = ManageLink::new(base, stored.id, stored.manage_token)?;
@@ -217,18 +219,22 @@ impl Client {
 
     /// `POST /api/v1/messages`: stores an envelope the caller sealed with
     /// `secrets` (see [`otm_core::seal`]), with their claim and access
-    /// verifiers. [`Client::send`] does the sealing for you.
+    /// verifiers, for `ttl` (the server's default when `None`) and with the
+    /// sender's own `reference` (see [`SendOptions::reference`]).
+    /// [`Client::send`] does the sealing for you.
     pub async fn create(
         &self,
         envelope: &[u8],
         secrets: &Secrets,
         ttl: Option<Duration>,
+        reference: Option<&str>,
     ) -> Result<Stored> {
         let body = CreateRequest {
             envelope: URL_SAFE_NO_PAD.encode(envelope),
             verifier: secrets.claim_verifier().to_base64url(),
             access_verifier: secrets.access_verifier().to_base64url(),
             ttl_seconds: ttl.map(|t| t.as_secs().max(1)),
+            reference: reference.map(str::to_owned),
         };
         let body = serde_json::to_vec(&body).map_err(unexpected_json)?;
         let response = self

@@ -15,6 +15,8 @@ pub struct Receipt {
     pub expires_at: SystemTime,
     /// When it was opened or burned, where the server knows it.
     pub changed_at: Option<SystemTime>,
+    /// The sender's reference given at create, if any.
+    pub reference: Option<String>,
 }
 
 impl Receipt {
@@ -30,6 +32,7 @@ impl Receipt {
             state: status.state,
             expires_at: UNIX_EPOCH + Duration::from_secs(status.expires_at_unix),
             changed_at,
+            reference: status.reference.clone(),
         })
     }
 }

@@ -72,6 +72,8 @@ error_codes! {
     BadTtl = "bad_ttl",
     /// 400: the expiry is longer than the server allows.
     TtlTooLong = "ttl_too_long",
+    /// 400: the reference is empty or longer than 256 bytes.
+    BadReference = "bad_reference",
     /// 401: status or burn without the sender's token.
     TokenRequired = "token_required",
     /// 403: status or burn with a wrong token.
@@ -162,6 +164,11 @@ pub struct CreateRequest {
     /// The expiry in seconds; the server's default when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds: Option<u64>,
+    /// The sender's own opaque reference (a user or ticket ID, 1 to 256
+    /// bytes): stored with the message, returned to the sender in its
+    /// status, never to a reader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 /// `201 Created`: the stored message's ID and the sender's token.
@@ -243,6 +250,9 @@ pub struct Status {
     pub expires_at_unix: u64,
     /// When it was opened or burned, RFC 3339, where known.
     pub changed_at: Option<String>,
+    /// The reference given at create, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 /// `409` to a burn of a message that is no longer waiting: the error and

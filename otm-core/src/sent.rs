@@ -16,6 +16,11 @@ pub struct SendOptions<'a> {
     /// Also protect the message with this passphrase: the reader needs it
     /// besides the link.
     pub passphrase: Option<&'a Passphrase>,
+    /// The sender's own opaque reference for the message (a user or ticket
+    /// ID, 1 to 256 bytes): kept by the server and shown to the sender with
+    /// the status, never to a reader. Not secret, but not encrypted either:
+    /// put nothing in it that the server may not know.
+    pub reference: Option<&'a str>,
 }
 
 impl<'a> SendOptions<'a> {
@@ -33,6 +38,12 @@ impl<'a> SendOptions<'a> {
     /// Sets [`SendOptions::passphrase`].
     pub fn passphrase(mut self, passphrase: &'a Passphrase) -> Self {
         self.passphrase = Some(passphrase);
+        self
+    }
+
+    /// Sets [`SendOptions::reference`].
+    pub fn reference(mut self, reference: &'a str) -> Self {
+        self.reference = Some(reference);
         self
     }
 }

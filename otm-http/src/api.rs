@@ -90,6 +90,7 @@ pub(crate) async fn create(
             verifier,
             access,
             req.ttl_seconds.map(Duration::from_secs),
+            req.reference.as_deref(),
         )
         .await?;
     let path = format!("/otm/{}", stored.id);
@@ -216,6 +217,7 @@ fn status_body(s: &MessageStatus) -> Status {
         expires_at: rfc3339(s.expires_at),
         expires_at_unix: unix_secs(s.expires_at),
         changed_at: s.changed_at.map(rfc3339),
+        reference: s.reference.clone(),
     }
 }
 

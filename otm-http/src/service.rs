@@ -16,7 +16,9 @@ use otm_core::{
     ManageLink, ManageToken, MessageId, Secrets, SendOptions, Sent, Stored, MAX_ENVELOPE_LEN,
     MAX_MESSAGE_CHARS,
 };
-use otm_store::{BlobStore, Breaker, MessageState, MessageStatus, NewMessage, StoreError};
+use otm_store::{
+    BlobStore, Breaker, MessageState, MessageStatus, NewMessage, StoreError, MAX_REFERENCE_BYTES,
+};
 
 use crate::metrics::{Metrics, Outcome};
 use crate::{limit, Config};
@@ -263,6 +265,7 @@ impl Service {
                 secrets.claim_verifier(),
                 secrets.access_verifier(),
                 options.ttl,
+                options.reference,
             )
             .await?;
         let bad_base = |e: otm_core::Error| {
@@ -279,7 +282,8 @@ impl Service {
 
     /// Stores a sealed `envelope` with its claim and access verifiers, for
     /// `ttl` (`None`: [`Config::default_ttl`]; at most
-    /// [`Config::max_ttl`]), under a fresh ID with a fresh management token.
+    /// [`Config::max_ttl`]), with the sender's `reference` (1 to 256 bytes),
+    /// under a fresh ID with a fresh management token.
     /// The envelope is checked against the format (header, padded size),
     /// never opened: the service cannot read it.
     pub async fn create(
@@ -288,9 +292,10 @@ impl Service {
         verifier: ClaimVerifier,
         access: AccessVerifier,
         ttl: Option<Duration>,
+        reference: Option<&str>,
     ) -> Result<Stored, ServiceError> {
         let ttl = self
-            .check_create(&envelope, ttl)
+            .check_create(&envelope, ttl, reference)
             .map_err(|e| self.failed(e))?;
         let expires_at = SystemTime::now() + ttl;
         let manage = ManageToken::generate().map_err(|_| ServiceError::Random)?;
@@ -304,6 +309,7 @@ impl Service {
                 access,
                 expires_at,
                 manage: Some(manage.verifier()),
+                reference: reference.map(str::to_owned),
             };
             match self.0.store.put(&id, message).await {
                 Ok(()) => break id,
@@ -325,7 +331,14 @@ impl Service {
         &self,
         envelope: &[u8],
         ttl: Option<Duration>,
+        reference: Option<&str>,
     ) -> Result<Duration, ServiceError> {
+        if reference.is_some_and(|r| r.is_empty() || r.len() > MAX_REFERENCE_BYTES) {
+            return Err(ServiceError::invalid(
+                ErrorCode::BadReference,
+                format!("reference must be 1 to {MAX_REFERENCE_BYTES} bytes"),
+            ));
+        }
         validate(envelope).map_err(|e| match e {
             otm_core::Error::TooLarge { .. } => {
                 ServiceError::invalid(ErrorCode::TooLarge, e.to_string())

@@ -187,7 +187,7 @@ async fn full_flow(store: Arc<dyn BlobStore>, label: &str) {
     let secrets = Secrets::derive(&key, None);
     let env = otm_core::seal(&secrets, &browser_reads).unwrap();
     let stored = client
-        .create(&env, &secrets, Some(Duration::from_secs(600)))
+        .create(&env, &secrets, Some(Duration::from_secs(600)), None)
         .await
         .unwrap();
     let link = Link::new(base, stored.id, key, false).unwrap().to_url();

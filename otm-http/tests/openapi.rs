@@ -175,6 +175,7 @@ fn status(changed: bool) -> Status {
         expires_at: "2026-12-01T00:00:00Z".into(),
         expires_at_unix: 1_796_083_200,
         changed_at: changed.then(|| "2026-11-30T12:00:00Z".into()),
+        reference: changed.then(|| "ticket 4711".into()),
     }
 }
 
@@ -220,9 +221,11 @@ fn every_documented_body_matches_its_wire_struct() {
         verifier: B64_43.into(),
         access_verifier: B64_43.into(),
         ttl_seconds: Some(3_600),
+        reference: Some("ticket 4711".into()),
     };
     let bare_create = CreateRequest {
         ttl_seconds: None,
+        reference: None,
         ..create.clone()
     };
     let schema = body_schema(&doc, m, "post", None);

@@ -170,6 +170,58 @@ async fn passphrases_tokens_and_limits_hold_on_the_backend_path() {
 }
 
 #[tokio::test]
+async fn the_senders_reference_comes_back_with_the_status_only() {
+    let (service, base, _dir) = serve(Config::default()).await;
+    let client = Client::new(&base).unwrap();
+    // From the backend: the reference is in the status, before and after
+    // the open, and nowhere in what the reader gets.
+    let sent = service
+        .send(
+            "for ada",
+            &SendOptions::new().reference("user:ada ticket:4711"),
+        )
+        .await
+        .unwrap();
+    let (id, token) = (&sent.manage_link.id, &sent.manage_link.token);
+    let status = service.status(id, token).await.unwrap();
+    assert_eq!(status.reference.as_deref(), Some("user:ada ticket:4711"));
+    let opened = client.open(&sent.link, None).await.unwrap();
+    assert_eq!(opened.as_str(), "for ada");
+    let receipt = client.status(&sent.manage_link).await.unwrap();
+    assert_eq!(receipt.state, MessageState::Opened);
+    assert_eq!(receipt.reference.as_deref(), Some("user:ada ticket:4711"));
+
+    // Over HTTP, from an API client.
+    let sent = client
+        .send("via the API", &SendOptions::new().reference("order 99"))
+        .await
+        .unwrap();
+    let status = service
+        .status(&sent.manage_link.id, &sent.manage_link.token)
+        .await
+        .unwrap();
+    assert_eq!(status.reference.as_deref(), Some("order 99"));
+    let plain = client.send("none", &SendOptions::new()).await.unwrap();
+    assert_eq!(
+        client.status(&plain.manage_link).await.unwrap().reference,
+        None
+    );
+
+    // Bounded, on both paths, with its own code.
+    let long = "r".repeat(otm_store::MAX_REFERENCE_BYTES + 1);
+    let err = service
+        .send("x", &SendOptions::new().reference(&long))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::BadReference, "{err}");
+    let err = client
+        .send("x", &SendOptions::new().reference(""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadReference), "{err}");
+}
+
+#[tokio::test]
 async fn sending_needs_a_base_url() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(SqliteConfig::new(dir.path().join("otm.sqlite3")))

@@ -71,7 +71,7 @@ async fn round_trip(base: &str, text: &str) -> Vec<String> {
     let secrets = Secrets::derive(&key, None);
     let envelope = seal(&secrets, text).unwrap();
     let stored = client
-        .create(&envelope, &secrets, Some(Duration::from_secs(300)))
+        .create(&envelope, &secrets, Some(Duration::from_secs(300)), None)
         .await
         .unwrap();
     let got = client

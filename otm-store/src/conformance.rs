@@ -113,6 +113,7 @@ impl Fixture {
                 expires_at: SystemTime::now() + ttl,
                 manage: Some(manage.verifier()),
                 access: secrets.access_verifier(),
+                reference: None,
             },
             secrets,
             manage,
@@ -615,6 +616,44 @@ pub async fn status_reports_receipts(store: Arc<dyn BlobStore>) {
     assert_eq!(state_of(&store, &never).await, None);
 }
 
+/// The embedder's reference is kept with the message and with its receipt,
+/// byte for byte (any UTF-8), and bounded in length.
+pub async fn references_follow_the_message(store: Arc<dyn BlobStore>) {
+    let reference = "ticket #4711 · Zoë's onboarding";
+    let status = |f: &Fixture| {
+        let store = store.clone();
+        let id = f.id;
+        async move { store.status(&id).await.unwrap().reference }
+    };
+    let mut opened = Fixture::hour();
+    opened.message.reference = Some(reference.to_owned());
+    store.put(&opened.id, opened.message.clone()).await.unwrap();
+    assert_eq!(status(&opened).await.as_deref(), Some(reference));
+    store
+        .take(&opened.id, opened.access(), opened.proof())
+        .await
+        .unwrap();
+    assert_eq!(status(&opened).await.as_deref(), Some(reference), "receipt");
+
+    let mut burned = Fixture::hour();
+    burned.message.reference = Some("b".repeat(crate::MAX_REFERENCE_BYTES));
+    store.put(&burned.id, burned.message.clone()).await.unwrap();
+    store.burn(&burned.id).await.unwrap();
+    assert_eq!(status(&burned).await, burned.message.reference, "receipt");
+
+    let plain = Fixture::hour();
+    store.put(&plain.id, plain.message.clone()).await.unwrap();
+    assert_eq!(status(&plain).await, None);
+
+    for bad in [String::new(), "r".repeat(crate::MAX_REFERENCE_BYTES + 1)] {
+        let mut f = Fixture::hour();
+        f.message.reference = Some(bad);
+        let put = store.put(&f.id, f.message.clone()).await;
+        assert!(matches!(put, Err(StoreError::Invalid { .. })), "{put:?}");
+        assert_not_found(store.status(&f.id).await, "refused reference");
+    }
+}
+
 /// Receipts live no longer than the message would have.
 pub async fn receipts_expire_with_the_message(store: Arc<dyn BlobStore>) {
     let f = Fixture::new("brief", Duration::from_millis(2000));
@@ -795,6 +834,7 @@ where
     past_expiry_is_invalid(fresh().await).await;
     status_reports_receipts(fresh().await).await;
     receipts_expire_with_the_message(fresh().await).await;
+    references_follow_the_message(fresh().await).await;
     race_exactly_one_winner(fresh().await, rounds).await;
     concurrent_wrong_proofs_are_all_counted(fresh().await, rounds).await;
     concurrent_guesses_cannot_exceed_the_limit(fresh().await, rounds).await;
@@ -816,7 +856,8 @@ macro_rules! conformance_suite {
             round_trip, second_take_finds_nothing, duplicate_id_conflicts,
             expired_is_never_returned, purge_keeps_live_messages, burn_destroys,
             wrong_proof_does_not_consume, wrong_proofs_burn_at_the_limit, max_size_blob,
-            past_expiry_is_invalid, status_reports_receipts, receipts_expire_with_the_message);
+            past_expiry_is_invalid, status_reports_receipts, receipts_expire_with_the_message,
+            references_follow_the_message);
         $crate::conformance_suite!(@repeated $make, $rounds;
             race_exactly_one_winner, concurrent_wrong_proofs_are_all_counted,
             concurrent_guesses_cannot_exceed_the_limit, wrong_access_never_counts_or_burns,

@@ -119,7 +119,15 @@ pub struct NewMessage {
     /// With it, the store keeps a receipt (opened or burned, and when) until
     /// `expires_at`, readable through [`BlobStore::status`]. `None`: no receipt.
     pub manage: Option<ManageVerifier>,
+    /// The embedder's own opaque reference for this message (their user or
+    /// ticket ID), 1 to [`MAX_REFERENCE_BYTES`] bytes: kept with the
+    /// message and its receipt and reported by [`BlobStore::status`], never
+    /// handed to a reader.
+    pub reference: Option<String>,
 }
+
+/// Longest [`NewMessage::reference`], in bytes.
+pub const MAX_REFERENCE_BYTES: usize = 256;
 
 /// Where a message is in its life, as its sender may learn it (the same
 /// type the HTTP API sends).
@@ -137,6 +145,8 @@ pub struct MessageStatus {
     /// The management verifier given at put, to check a sender's token with
     /// [`ManageVerifier::verify`].
     pub manage: Option<ManageVerifier>,
+    /// The [`NewMessage::reference`] given at put.
+    pub reference: Option<String>,
 }
 
 impl Debug for NewMessage {
@@ -459,6 +469,15 @@ pub(crate) fn check_new(opts: &StoreOptions, message: &NewMessage) -> Result<(i6
     if message.envelope.is_empty() {
         return Err(StoreError::Invalid {
             reason: "the envelope is empty",
+        });
+    }
+    if message
+        .reference
+        .as_ref()
+        .is_some_and(|r| r.is_empty() || r.len() > MAX_REFERENCE_BYTES)
+    {
+        return Err(StoreError::Invalid {
+            reason: "a reference, when given, is 1 to 256 bytes",
         });
     }
     let ttl = message

@@ -34,6 +34,7 @@ struct Entry {
     expires_at_ms: i64,
     failures: u32,
     manage: Option<ManageVerifier>,
+    reference: Option<String>,
 }
 
 #[derive(Debug)]
@@ -42,6 +43,7 @@ struct Receipt {
     changed_at_ms: i64,
     expires_at_ms: i64,
     manage: ManageVerifier,
+    reference: Option<String>,
 }
 
 impl Maps {
@@ -56,6 +58,7 @@ impl Maps {
                     changed_at_ms: now,
                     expires_at_ms: entry.expires_at_ms,
                     manage,
+                    reference: entry.reference.clone(),
                 },
             );
         }
@@ -127,6 +130,7 @@ impl BlobStore for MemoryStore {
                 expires_at_ms,
                 failures: 0,
                 manage: message.manage,
+                reference: message.reference,
             },
         );
         Ok(())
@@ -192,6 +196,7 @@ impl BlobStore for MemoryStore {
                 expires_at: from_unix_ms(e.expires_at_ms),
                 changed_at: None,
                 manage: e.manage,
+                reference: e.reference.clone(),
             });
         }
         match maps.receipts.get(id) {
@@ -200,6 +205,7 @@ impl BlobStore for MemoryStore {
                 expires_at: from_unix_ms(r.expires_at_ms),
                 changed_at: Some(from_unix_ms(r.changed_at_ms)),
                 manage: Some(r.manage),
+                reference: r.reference.clone(),
             }),
             _ => Err(StoreError::NotFound),
         }

@@ -170,6 +170,9 @@ const MIGRATIONS: &[&str] = &[
     // alone). Rows stored before it have none and match no access proof:
     // they can no longer be opened and leave at their expiry.
     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS access BYTEA;",
+    // 5: the embedder's reference, kept with the message and its receipt.
+    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS reference TEXT;
+    ALTER TABLE {receipts} ADD COLUMN IF NOT EXISTS reference TEXT;",
 ];
 
 /// Rows deleted per purge statement, so a large backlog never holds long locks.
@@ -295,11 +298,13 @@ impl BlobStore for PostgresStore {
         let (expires_at_ms, _) = check_new(&self.opts, &message)?;
         let done = sqlx::query(&format!(
             "INSERT INTO {t} AS m
-                 (id, envelope, verifier, expires_at_ms, failed_attempts, manage, access)
-             VALUES ($1, $2, $3, $4, 0, $7, $8)
+                 (id, envelope, verifier, expires_at_ms, failed_attempts, manage, access,
+                  reference)
+             VALUES ($1, $2, $3, $4, 0, $7, $8, $9)
              ON CONFLICT (id) DO UPDATE SET envelope = excluded.envelope,
                  verifier = excluded.verifier, expires_at_ms = excluded.expires_at_ms,
-                 failed_attempts = 0, manage = excluded.manage, access = excluded.access
+                 failed_attempts = 0, manage = excluded.manage, access = excluded.access,
+                 reference = excluded.reference
              WHERE m.expires_at_ms <= $5 OR m.failed_attempts >= $6",
             t = self.table
         ))
@@ -311,6 +316,7 @@ impl BlobStore for PostgresStore {
         .bind(i64::from(self.opts.max_failed_attempts))
         .bind(message.manage.map(|m| m.as_bytes().to_vec()))
         .bind(&message.access.as_bytes()[..])
+        .bind(&message.reference)
         .execute(&self.pool)
         .await
         .map_err(|e| classify("store a message", e))?;
@@ -376,7 +382,8 @@ impl BlobStore for PostgresStore {
         let op = "read a message's status";
         let now = unix_ms(SystemTime::now());
         let row = sqlx::query(&format!(
-            "SELECT expires_at_ms, failed_attempts::BIGINT, manage FROM {t} WHERE id = $1",
+            "SELECT expires_at_ms, failed_attempts::BIGINT, manage, reference FROM {t}
+             WHERE id = $1",
             t = self.table
         ))
         .bind(&id.as_bytes()[..])
@@ -387,7 +394,7 @@ impl BlobStore for PostgresStore {
             return message_status(&row, op, self.opts.max_failed_attempts, now);
         }
         let row = sqlx::query(&format!(
-            "SELECT state, changed_at_ms, expires_at_ms, manage FROM {r}
+            "SELECT state, changed_at_ms, expires_at_ms, manage, reference FROM {r}
              WHERE id = $1 AND expires_at_ms > $2",
             r = self.receipts
         ))
@@ -441,14 +448,14 @@ impl PostgresStore {
         let sql = format!(
             "WITH gone AS (
                  DELETE FROM {t} WHERE id = $1 AND {which}
-                 RETURNING id, envelope, manage, expires_at_ms),
+                 RETURNING id, envelope, manage, expires_at_ms, reference),
              receipt AS (
-                 INSERT INTO {r} (id, manage, state, changed_at_ms, expires_at_ms)
-                 SELECT id, manage, $4, $3, expires_at_ms FROM gone
+                 INSERT INTO {r} (id, manage, state, changed_at_ms, expires_at_ms, reference)
+                 SELECT id, manage, $4, $3, expires_at_ms, reference FROM gone
                  WHERE manage IS NOT NULL
                  ON CONFLICT (id) DO UPDATE SET manage = excluded.manage,
                      state = excluded.state, changed_at_ms = excluded.changed_at_ms,
-                     expires_at_ms = excluded.expires_at_ms)
+                     expires_at_ms = excluded.expires_at_ms, reference = excluded.reference)
              SELECT envelope FROM gone",
             t = self.table,
             r = self.receipts,

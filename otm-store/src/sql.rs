@@ -48,7 +48,7 @@ pub(crate) fn manage_from(bytes: &[u8]) -> Option<ManageVerifier> {
         .map(ManageVerifier::from_bytes)
 }
 
-/// Reads `(expires_at_ms, failed_attempts, manage)` from a message row: its
+/// Reads `(expires_at_ms, failed_attempts, manage, reference)` from a message row: its
 /// status is burned once the attempts are used up (even before the row is
 /// removed), expired past its expiry, waiting otherwise.
 pub(crate) fn message_status<R>(
@@ -62,10 +62,12 @@ where
     usize: sqlx::ColumnIndex<R>,
     i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let expires_at_ms: i64 = row.try_get(0).map_err(|e| classify(op, e))?;
     let failures: i64 = row.try_get(1).map_err(|e| classify(op, e))?;
     let manage: Option<Vec<u8>> = row.try_get(2).map_err(|e| classify(op, e))?;
+    let reference: Option<String> = row.try_get(3).map_err(|e| classify(op, e))?;
     let state = if failures >= i64::from(max_failed_attempts) {
         MessageState::Burned
     } else if expires_at_ms <= now {
@@ -78,10 +80,11 @@ where
         expires_at: from_unix_ms(expires_at_ms),
         changed_at: None,
         manage: manage.as_deref().and_then(manage_from),
+        reference,
     })
 }
 
-/// Reads `(state, changed_at_ms, expires_at_ms, manage)` from a receipt row:
+/// Reads `(state, changed_at_ms, expires_at_ms, manage, reference)` from a receipt row:
 /// the status it records.
 pub(crate) fn receipt_status<R>(row: &R, op: &'static str) -> Result<MessageStatus>
 where
@@ -90,11 +93,13 @@ where
     i16: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let state: i16 = row.try_get(0).map_err(|e| classify(op, e))?;
     let changed_at_ms: i64 = row.try_get(1).map_err(|e| classify(op, e))?;
     let expires_at_ms: i64 = row.try_get(2).map_err(|e| classify(op, e))?;
     let manage: Vec<u8> = row.try_get(3).map_err(|e| classify(op, e))?;
+    let reference: Option<String> = row.try_get(4).map_err(|e| classify(op, e))?;
     Ok(MessageStatus {
         state: if state == OPENED {
             MessageState::Opened
@@ -104,6 +109,7 @@ where
         expires_at: from_unix_ms(expires_at_ms),
         changed_at: Some(from_unix_ms(changed_at_ms)),
         manage: manage_from(&manage),
+        reference,
     })
 }
 

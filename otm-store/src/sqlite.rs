@@ -139,6 +139,9 @@ const MIGRATIONS: &[&str] = &[
     // alone). Rows stored before it have none and match no access proof:
     // they can no longer be opened and leave at their expiry.
     "ALTER TABLE otm_messages ADD COLUMN access BLOB;",
+    // 5: the embedder's reference, kept with the message and its receipt.
+    "ALTER TABLE otm_messages ADD COLUMN reference TEXT;
+    ALTER TABLE otm_receipts ADD COLUMN reference TEXT;",
 ];
 
 impl SqliteStore {
@@ -231,11 +234,13 @@ impl BlobStore for SqliteStore {
         // An expired row with the same ID counts as absent and is replaced.
         let done = sqlx::query(
             "INSERT INTO otm_messages
-                 (id, envelope, verifier, expires_at_ms, failed_attempts, manage, access)
-             VALUES (?1, ?2, ?3, ?4, 0, ?7, ?8)
+                 (id, envelope, verifier, expires_at_ms, failed_attempts, manage, access,
+                  reference)
+             VALUES (?1, ?2, ?3, ?4, 0, ?7, ?8, ?9)
              ON CONFLICT (id) DO UPDATE SET envelope = excluded.envelope,
                  verifier = excluded.verifier, expires_at_ms = excluded.expires_at_ms,
-                 failed_attempts = 0, manage = excluded.manage, access = excluded.access
+                 failed_attempts = 0, manage = excluded.manage, access = excluded.access,
+                 reference = excluded.reference
              WHERE otm_messages.expires_at_ms <= ?5 OR otm_messages.failed_attempts >= ?6",
         )
         .bind(&id.as_bytes()[..])
@@ -246,6 +251,7 @@ impl BlobStore for SqliteStore {
         .bind(i64::from(self.opts.max_failed_attempts))
         .bind(message.manage.map(|m| m.as_bytes().to_vec()))
         .bind(&message.access.as_bytes()[..])
+        .bind(&message.reference)
         .execute(&self.pool)
         .await
         .map_err(|e| classify("store a message", e))?;
@@ -311,7 +317,8 @@ impl BlobStore for SqliteStore {
         let op = "read a message's status";
         let now = unix_ms(SystemTime::now());
         let row = sqlx::query(
-            "SELECT expires_at_ms, failed_attempts, manage FROM otm_messages WHERE id = ?1",
+            "SELECT expires_at_ms, failed_attempts, manage, reference FROM otm_messages
+             WHERE id = ?1",
         )
         .bind(&id.as_bytes()[..])
         .fetch_optional(&self.pool)
@@ -321,7 +328,7 @@ impl BlobStore for SqliteStore {
             return message_status(&row, op, self.opts.max_failed_attempts, now);
         }
         let row = sqlx::query(
-            "SELECT state, changed_at_ms, expires_at_ms, manage FROM otm_receipts
+            "SELECT state, changed_at_ms, expires_at_ms, manage, reference FROM otm_receipts
              WHERE id = ?1 AND expires_at_ms > ?2",
         )
         .bind(&id.as_bytes()[..])
@@ -368,7 +375,7 @@ impl SqliteStore {
                 "DELETE FROM otm_messages
                  WHERE id = ?1 AND failed_attempts < ?2 AND expires_at_ms > ?3 AND verifier = ?4
                      AND access = ?5
-                 RETURNING envelope, manage, expires_at_ms",
+                 RETURNING envelope, manage, expires_at_ms, reference",
             )
             .bind(key)
             .bind(max)
@@ -378,14 +385,14 @@ impl SqliteStore {
             Removal::Burn => sqlx::query(
                 "DELETE FROM otm_messages
                  WHERE id = ?1 AND failed_attempts < ?2 AND expires_at_ms > ?3
-                 RETURNING envelope, manage, expires_at_ms",
+                 RETURNING envelope, manage, expires_at_ms, reference",
             )
             .bind(key)
             .bind(max)
             .bind(now),
             Removal::Spent => sqlx::query(
                 "DELETE FROM otm_messages WHERE id = ?1 AND failed_attempts >= ?2
-                 RETURNING envelope, manage, expires_at_ms",
+                 RETURNING envelope, manage, expires_at_ms, reference",
             )
             .bind(key)
             .bind(max),
@@ -405,18 +412,22 @@ impl SqliteStore {
         let envelope: Vec<u8> = row.try_get(0).map_err(|e| classify(op, e))?;
         let manage: Option<Vec<u8>> = row.try_get(1).map_err(|e| classify(op, e))?;
         let expires: i64 = row.try_get(2).map_err(|e| classify(op, e))?;
+        let reference: Option<String> = row.try_get(3).map_err(|e| classify(op, e))?;
         if let Some(manage) = manage {
             sqlx::query(
-                "INSERT INTO otm_receipts (id, manage, state, changed_at_ms, expires_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO otm_receipts
+                     (id, manage, state, changed_at_ms, expires_at_ms, reference)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (id) DO UPDATE SET manage = excluded.manage, state = excluded.state,
-                     changed_at_ms = excluded.changed_at_ms, expires_at_ms = excluded.expires_at_ms",
+                     changed_at_ms = excluded.changed_at_ms, expires_at_ms = excluded.expires_at_ms,
+                     reference = excluded.reference",
             )
             .bind(&id.as_bytes()[..])
             .bind(manage)
             .bind(removal.receipt_state())
             .bind(now)
             .bind(expires)
+            .bind(reference)
             .execute(&mut *tx)
             .await
             .map_err(|e| classify(op, e))?;

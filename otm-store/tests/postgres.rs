@@ -68,7 +68,7 @@ async fn postgres_migrations_are_idempotent_and_race_free() {
             .fetch_one(store.pool())
             .await
             .unwrap();
-    assert_eq!(applied, 4, "each migration applied exactly once");
+    assert_eq!(applied, 5, "each of the 5 migrations applied exactly once");
 }
 
 async fn futures_join_all(

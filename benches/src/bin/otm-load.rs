@@ -111,7 +111,7 @@ async fn cycle(
     let envelope = seal(&secrets, text).map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let stored = client
-        .create(&envelope, &secrets, Some(ttl))
+        .create(&envelope, &secrets, Some(ttl), None)
         .await
         .map_err(|e| label("create", &e))?;
     let create_us = t0.elapsed().as_micros() as u64;

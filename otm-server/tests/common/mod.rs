@@ -48,7 +48,7 @@ pub(crate) async fn create(client: &Client) -> Result<Created, u16> {
     let secrets = Secrets::derive(&Key::generate().unwrap(), None);
     let envelope = seal(&secrets, "replica race").unwrap();
     let stored = client
-        .create(&envelope, &secrets, Some(Duration::from_secs(600)))
+        .create(&envelope, &secrets, Some(Duration::from_secs(600)), None)
         .await
         .map_err(|e| status_of(&e))?;
     Ok(Created {

@@ -32,9 +32,9 @@ enum Conn {
 ///
 /// Each message is one hash (`e` envelope, `v` claim verifier, `a` access
 /// verifier, `f` failed attempts, `m` management verifier, `x` expiry in
-/// Unix ms) with a native
+/// Unix ms, `r` the embedder's reference or empty) with a native
 /// `PEXPIRE`, so Redis itself never returns or keeps an expired message. Its
-/// receipt (`s` state, `c` when, `m`, `x`) lives in a second key with the
+/// receipt (`s` state, `c` when, `m`, `x`, `r`) lives in a second key with the
 /// remaining TTL of the message. Both keys share a hash tag (`otm:{ID}` and
 /// `otm:{ID}:r`), so they live on one cluster node and one script can touch
 /// both. Put and take are single Lua scripts on the message's
@@ -67,7 +67,7 @@ impl std::fmt::Debug for RedisStore {
 const PUT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[1], 'e', ARGV[1], 'v', ARGV[2], 'f', 0, 'x', ARGV[4], 'm', ARGV[5], 'a', ARGV[6])
+redis.call('HSET', KEYS[1], 'e', ARGV[1], 'v', ARGV[2], 'f', 0, 'x', ARGV[4], 'm', ARGV[5], 'a', ARGV[6], 'r', ARGV[7])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 ";
@@ -79,7 +79,8 @@ local function receipt(state, now)
   local m = redis.call('HGET', KEYS[1], 'm')
   local ttl = redis.call('PTTL', KEYS[1])
   if m and m ~= '' and ttl > 0 then
-    redis.call('HSET', KEYS[2], 's', state, 'c', now, 'm', m, 'x', redis.call('HGET', KEYS[1], 'x'))
+    redis.call('HSET', KEYS[2], 's', state, 'c', now, 'm', m, 'x', redis.call('HGET', KEYS[1], 'x'),
+               'r', redis.call('HGET', KEYS[1], 'r') or '')
     redis.call('PEXPIRE', KEYS[2], ttl)
   end
   redis.call('DEL', KEYS[1])
@@ -109,15 +110,17 @@ receipt('burned', ARGV[1])
 return 1
 ";
 
-// {1, expires, manage} for a message, {2, state, changed, expires, manage}
-// for a receipt, {0} for nothing.
+// {1, expires, manage, reference} for a message, {2, state, changed,
+// expires, manage, reference} for a receipt, {0} for nothing.
 const STATUS: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  return {1, redis.call('HGET', KEYS[1], 'x'), redis.call('HGET', KEYS[1], 'm') or ''}
+  return {1, redis.call('HGET', KEYS[1], 'x'), redis.call('HGET', KEYS[1], 'm') or '',
+          redis.call('HGET', KEYS[1], 'r') or ''}
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return {2, redis.call('HGET', KEYS[2], 's'), redis.call('HGET', KEYS[2], 'c'),
-          redis.call('HGET', KEYS[2], 'x'), redis.call('HGET', KEYS[2], 'm')}
+          redis.call('HGET', KEYS[2], 'x'), redis.call('HGET', KEYS[2], 'm'),
+          redis.call('HGET', KEYS[2], 'r') or ''}
 end
 return {0}
 ";
@@ -228,7 +231,8 @@ impl BlobStore for RedisStore {
                     .map(|m| m.as_bytes().to_vec())
                     .unwrap_or_default(),
             )
-            .arg(&message.access.as_bytes()[..]);
+            .arg(&message.access.as_bytes()[..])
+            .arg(message.reference.as_deref().unwrap_or_default());
         match self.run("store a message", invocation).await? {
             Value::Int(1) => Ok(()),
             Value::Int(0) => Err(StoreError::Conflict),
@@ -303,16 +307,22 @@ impl BlobStore for RedisStore {
                 .map(ManageVerifier::from_bytes),
             _ => None,
         };
+        // An empty field is no reference (one is never empty).
+        let reference = |v: &Value| match v {
+            Value::BulkString(b) if !b.is_empty() => String::from_utf8(b.clone()).ok(),
+            _ => None,
+        };
         match items.as_slice() {
             [Value::Int(0)] => Err(StoreError::NotFound),
-            [Value::Int(1), x, m] => Ok(MessageStatus {
+            [Value::Int(1), x, m, r] => Ok(MessageStatus {
                 // Redis drops a message at its expiry, so a present one waits.
                 state: MessageState::Waiting,
                 expires_at: from_unix_ms(int(x).ok_or_else(|| unexpected(op, x.clone()))?),
                 changed_at: None,
                 manage: verifier(m),
+                reference: reference(r),
             }),
-            [Value::Int(2), Value::BulkString(s), c, x, m] => Ok(MessageStatus {
+            [Value::Int(2), Value::BulkString(s), c, x, m, r] => Ok(MessageStatus {
                 state: if s.as_slice() == b"opened" {
                     MessageState::Opened
                 } else {
@@ -321,6 +331,7 @@ impl BlobStore for RedisStore {
                 expires_at: from_unix_ms(int(x).ok_or_else(|| unexpected(op, x.clone()))?),
                 changed_at: int(c).map(from_unix_ms),
                 manage: verifier(m),
+                reference: reference(r),
             }),
             _ => Err(unexpected(op, Value::Array(items))),
         }

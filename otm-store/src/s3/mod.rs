@@ -4,10 +4,10 @@
 //!
 //! | key | what |
 //! |---|---|
-//! | `P{id}` | the envelope; metadata `otm-expires` (Unix ms), `otm-verifier` and `otm-access` (base64url), `otm-gen` (random per put) |
+//! | `P{id}` | the envelope; metadata `otm-expires` (Unix ms), `otm-verifier` and `otm-access` (base64url), `otm-gen` (random per put), any `otm-manage` and `otm-reference` |
 //! | `P{id}.{gen}.a{n}` | attempt slot `n` (1..=max), empty, created with `If-None-Match: *` |
 //! | `P{id}.{gen}.claim` | claim marker (claim-object method only) |
-//! | `P{id}.receipt` | receipt after open or burn: metadata `otm-state`, `otm-changed`, `otm-expires`, `otm-manage` |
+//! | `P{id}.receipt` | receipt after open or burn: metadata `otm-state`, `otm-changed`, `otm-expires`, `otm-manage`, any `otm-reference` |
 //!
 //! Every take first reserves the next free attempt slot, so no more than
 //! `max_failed_attempts` proofs are ever compared for a message, however many
@@ -69,6 +69,8 @@ const META_GEN: &str = "otm-gen";
 const META_MANAGE: &str = "otm-manage";
 const META_STATE: &str = "otm-state";
 const META_CHANGED: &str = "otm-changed";
+/// The embedder's reference, base64url (S3 metadata is ASCII).
+const META_REFERENCE: &str = "otm-reference";
 const LIFECYCLE_RULE_PREFIX: &str = "otm-expiry";
 
 /// What `GetObject` or `HeadObject` found.
@@ -81,6 +83,7 @@ struct Found {
     access: Option<AccessVerifier>,
     gen: String,
     manage: Option<ManageVerifier>,
+    reference: Option<String>,
     body: Vec<u8>,
 }
 
@@ -204,6 +207,9 @@ impl BlobStore for S3Store {
         if let Some(manage) = message.manage {
             metadata.push((META_MANAGE, manage.to_base64url()));
         }
+        if let Some(reference) = &message.reference {
+            metadata.push((META_REFERENCE, encode_reference(reference)));
+        }
         for _ in 0..3 {
             let created = self
                 .put_if_absent(&key, message.envelope.clone(), &metadata)
@@ -310,6 +316,7 @@ impl BlobStore for S3Store {
                 expires_at: from_unix_ms(found.expires_at_ms),
                 changed_at: None,
                 manage: found.manage,
+                reference: found.reference.clone(),
             });
         }
         let key = format!("{}.receipt", self.key_of(id));
@@ -333,6 +340,7 @@ impl BlobStore for S3Store {
             manage: meta
                 .get(META_MANAGE)
                 .and_then(|v| ManageVerifier::from_base64url(v).ok()),
+            reference: decode_reference(meta.get(META_REFERENCE)),
         })
     }
 
@@ -361,4 +369,19 @@ fn random_hex() -> Result<String> {
         source: Box::new(e),
     })?;
     Ok(id.as_bytes().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// [`NewMessage::reference`] as S3 metadata: base64url of its bytes.
+fn encode_reference(reference: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(reference)
+}
+
+/// The reference back from its metadata value (`None` if absent or not ours).
+fn decode_reference(value: Option<&String>) -> Option<String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(value?)
+        .ok()?;
+    String::from_utf8(bytes).ok()
 }

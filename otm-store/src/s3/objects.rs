@@ -117,6 +117,7 @@ impl S3Store {
             access,
             gen,
             manage,
+            reference: super::decode_reference(meta.get(super::META_REFERENCE)),
             body,
         }))
     }
@@ -180,7 +181,7 @@ impl S3Store {
     /// not found, which loses a receipt but never a message.
     pub(super) async fn write_receipt(&self, id: &MessageId, found: &Found, state: MessageState) {
         let Some(manage) = found.manage else { return };
-        let result = self
+        let request = self
             .client
             .put_object()
             .bucket(&self.bucket)
@@ -188,10 +189,12 @@ impl S3Store {
             .metadata(META_STATE, state.as_str())
             .metadata(META_CHANGED, unix_ms(SystemTime::now()).to_string())
             .metadata(META_EXPIRES, found.expires_at_ms.to_string())
-            .metadata(META_MANAGE, manage.to_base64url())
-            .body(ByteStream::from(Vec::new()))
-            .send()
-            .await;
+            .metadata(META_MANAGE, manage.to_base64url());
+        let request = match &found.reference {
+            Some(r) => request.metadata(super::META_REFERENCE, super::encode_reference(r)),
+            None => request,
+        };
+        let result = request.body(ByteStream::from(Vec::new())).send().await;
         if let Err(e) = result {
             tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "writing a receipt failed");
         }
