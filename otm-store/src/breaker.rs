@@ -248,6 +248,11 @@ impl BlobStore for Breaker {
             .purger()
             .map(|_| self as &dyn crate::PurgeExpired)
     }
+
+    fn outbox(&self) -> Option<&dyn crate::Outbox> {
+        // The dispatcher polls on its own schedule and backs off by itself.
+        self.inner.outbox()
+    }
 }
 
 /// The breaker's state, apart from the clock.

@@ -39,6 +39,9 @@ use tokio::task::JoinSet;
 
 use crate::{BlobStore, MessageState, NewMessage, StoreError};
 
+pub mod outbox;
+pub use outbox::{outbox_leases_once_and_retries, outbox_records_every_change};
+
 /// How many times the suite's repeated cases run: the concurrent-taker race,
 /// the two concurrent wrong-proof cases and the model test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -882,5 +885,15 @@ macro_rules! conformance_suite {
                 }
             }
         )+
+    };
+}
+
+/// The [`outbox`] cases as tests, for a backend with an outbox: `make`
+/// returns a fresh store with [`StoreOptions::events`](crate::StoreOptions::events) on.
+#[macro_export]
+macro_rules! outbox_suite {
+    ($make:path) => {
+        $crate::conformance_suite!(@cases $make;
+            outbox_records_every_change, outbox_leases_once_and_retries);
     };
 }

@@ -56,10 +56,13 @@ use otm_core::{
 pub mod breaker;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod events;
 #[cfg(feature = "memory")]
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_outbox;
 #[cfg(feature = "redis")]
 mod redis_store;
 #[cfg(feature = "s3")]
@@ -68,9 +71,12 @@ mod s3;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_outbox;
 mod url;
 
 pub use breaker::{Breaker, BreakerConfig, BreakerOpen};
+pub use events::{Event, EventHandle, EventKind, Outbox};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
@@ -168,6 +174,11 @@ pub struct StoreOptions {
     pub max_failed_attempts: u32,
     /// Largest envelope accepted by `put`. Default [`MAX_ENVELOPE_LEN`].
     pub max_envelope_len: usize,
+    /// Record an [`Event`] in the store's [`Outbox`] with every change, in
+    /// the same atomic step. Off by default: turn it on only where a
+    /// dispatcher drains the outbox ([`BlobStore::outbox`] says which
+    /// backends have one).
+    pub events: bool,
 }
 
 impl Default for StoreOptions {
@@ -175,6 +186,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_failed_attempts: 5,
             max_envelope_len: MAX_ENVELOPE_LEN,
+            events: false,
         }
     }
 }
@@ -189,6 +201,12 @@ impl StoreOptions {
     /// Sets [`StoreOptions::max_envelope_len`].
     pub fn with_max_envelope_len(mut self, n: usize) -> Self {
         self.max_envelope_len = n;
+        self
+    }
+
+    /// Sets [`StoreOptions::events`].
+    pub fn with_events(mut self, on: bool) -> Self {
+        self.events = on;
         self
     }
 }
@@ -381,6 +399,13 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
     /// purged; Redis (key TTLs) and S3 (the bucket's lifecycle rule) expire
     /// by themselves and return `None`.
     fn purger(&self) -> Option<&dyn PurgeExpired> {
+        None
+    }
+
+    /// The outbox of recorded events, for backends that keep one; events
+    /// are recorded only with [`StoreOptions::events`] on. Memory, SQLite
+    /// and PostgreSQL have one; Redis and S3 do not yet.
+    fn outbox(&self) -> Option<&dyn Outbox> {
         None
     }
 }

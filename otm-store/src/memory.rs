@@ -3,14 +3,15 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use otm_core::{AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, ManageVerifier, MessageId};
 
 use crate::{
-    check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, MessageState, MessageStatus,
-    NewMessage, PurgeExpired, Result, StoreError, StoreOptions,
+    check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, Event, EventHandle, EventKind,
+    MessageState, MessageStatus, NewMessage, Outbox, PurgeExpired, Result, StoreError,
+    StoreOptions,
 };
 
 /// A [`BlobStore`] in memory: a mutex around a map. Atomic within one process
@@ -25,6 +26,21 @@ pub struct MemoryStore {
 struct Maps {
     messages: HashMap<MessageId, Entry>,
     receipts: HashMap<MessageId, Receipt>,
+    /// The outbox, oldest first (with `StoreOptions::events`).
+    events: Vec<StoredEvent>,
+    next_seq: u64,
+}
+
+/// An event in the outbox: due (for a lease or a retry) at `due_ms`.
+#[derive(Debug)]
+struct StoredEvent {
+    seq: u64,
+    kind: EventKind,
+    message: MessageId,
+    reference: Option<String>,
+    at_ms: i64,
+    attempts: u32,
+    due_ms: i64,
 }
 
 struct Entry {
@@ -47,9 +63,42 @@ struct Receipt {
 }
 
 impl Maps {
-    /// Removes a message, leaving a receipt when it has a manager.
-    fn remove(&mut self, id: &MessageId, state: MessageState, now: i64) -> Option<Entry> {
+    /// Records an event when `on` (the store's `events` option), in the
+    /// same locked step as the change it reports.
+    fn record(
+        &mut self,
+        on: bool,
+        kind: EventKind,
+        id: &MessageId,
+        reference: Option<String>,
+        now: i64,
+    ) {
+        if on {
+            self.next_seq += 1;
+            self.events.push(StoredEvent {
+                seq: self.next_seq,
+                kind,
+                message: *id,
+                reference,
+                at_ms: now,
+                attempts: 0,
+                due_ms: now,
+            });
+        }
+    }
+
+    /// Removes a message, leaving a receipt when it has a manager, and
+    /// records `kind` when `events`.
+    fn remove(
+        &mut self,
+        id: &MessageId,
+        state: MessageState,
+        kind: EventKind,
+        events: bool,
+        now: i64,
+    ) -> Option<Entry> {
         let entry = self.messages.remove(id)?;
+        self.record(events, kind, id, entry.reference.clone(), now);
         if let Some(manage) = entry.manage {
             self.receipts.insert(
                 *id,
@@ -130,8 +179,15 @@ impl BlobStore for MemoryStore {
                 expires_at_ms,
                 failures: 0,
                 manage: message.manage,
-                reference: message.reference,
+                reference: message.reference.clone(),
             },
+        );
+        maps.record(
+            self.opts.events,
+            EventKind::Created,
+            id,
+            message.reference,
+            now,
         );
         Ok(())
     }
@@ -146,7 +202,7 @@ impl BlobStore for MemoryStore {
         let mut maps = self.lock();
         let entry = maps.messages.get_mut(id).ok_or(StoreError::NotFound)?;
         if entry.expires_at_ms <= now {
-            maps.messages.remove(id);
+            expire(&mut maps, id, self.opts.events, now);
             return Err(StoreError::NotFound);
         }
         // Without the access proof the message is not there for this caller.
@@ -155,14 +211,21 @@ impl BlobStore for MemoryStore {
         }
         if entry.verifier.verify(proof) {
             let entry = maps
-                .remove(id, MessageState::Opened, now)
+                .remove(
+                    id,
+                    MessageState::Opened,
+                    EventKind::Opened,
+                    self.opts.events,
+                    now,
+                )
                 .ok_or(StoreError::NotFound)?;
             return Ok(entry.envelope);
         }
         entry.failures += 1;
         let failures = entry.failures;
         if failures >= self.opts.max_failed_attempts {
-            maps.remove(id, MessageState::Burned, now);
+            let events = self.opts.events;
+            maps.remove(id, MessageState::Burned, EventKind::Destroyed, events, now);
         }
         Err(wrong_proof(&self.opts, failures))
     }
@@ -172,11 +235,17 @@ impl BlobStore for MemoryStore {
         let mut maps = self.lock();
         match maps.messages.get(id) {
             Some(e) if e.expires_at_ms > now => {
-                maps.remove(id, MessageState::Burned, now);
+                maps.remove(
+                    id,
+                    MessageState::Burned,
+                    EventKind::Burned,
+                    self.opts.events,
+                    now,
+                );
                 Ok(())
             }
             Some(_) => {
-                maps.messages.remove(id);
+                expire(&mut maps, id, self.opts.events, now);
                 Err(StoreError::NotFound)
             }
             None => Err(StoreError::NotFound),
@@ -226,6 +295,63 @@ impl BlobStore for MemoryStore {
     fn purger(&self) -> Option<&dyn PurgeExpired> {
         Some(self)
     }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        Some(self)
+    }
+}
+
+/// Drops an expired message, recording that it expired unread.
+fn expire(maps: &mut Maps, id: &MessageId, events: bool, now: i64) {
+    if let Some(entry) = maps.messages.remove(id) {
+        maps.record(events, EventKind::Expired, id, entry.reference, now);
+    }
+}
+
+#[async_trait]
+impl Outbox for MemoryStore {
+    async fn lease_events(&self, max: usize, lease: Duration) -> Result<Vec<Event>> {
+        let now = unix_ms(SystemTime::now());
+        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let mut maps = self.lock();
+        let mut leased = Vec::new();
+        for e in maps.events.iter_mut().filter(|e| e.due_ms <= now).take(max) {
+            e.due_ms = until;
+            leased.push(Event {
+                kind: e.kind,
+                message: e.message,
+                reference: e.reference.clone(),
+                at: from_unix_ms(e.at_ms),
+                attempts: e.attempts,
+                handle: EventHandle(format!("{}.{until}", e.seq)),
+            });
+        }
+        Ok(leased)
+    }
+
+    async fn event_delivered(&self, event: &Event) -> Result<()> {
+        let (seq, _) = crate::events::parse_handle(event)?;
+        self.lock()
+            .events
+            .retain(|e| i64::try_from(e.seq) != Ok(seq));
+        Ok(())
+    }
+
+    async fn event_failed(&self, event: &Event, retry_at: SystemTime) -> Result<()> {
+        let (seq, lease) = crate::events::parse_handle(event)?;
+        let mut maps = self.lock();
+        // Only while the caller's lease holds: after it ran out, another
+        // caller may be delivering the event.
+        let found = maps
+            .events
+            .iter_mut()
+            .find(|e| i64::try_from(e.seq) == Ok(seq) && e.due_ms == lease);
+        if let Some(e) = found {
+            e.attempts += 1;
+            e.due_ms = unix_ms(retry_at);
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -234,7 +360,15 @@ impl PurgeExpired for MemoryStore {
         let now = unix_ms(SystemTime::now());
         let mut maps = self.lock();
         let before = maps.messages.len() + maps.receipts.len();
-        maps.messages.retain(|_, e| e.expires_at_ms > now);
+        let expired: Vec<MessageId> = maps
+            .messages
+            .iter()
+            .filter(|(_, e)| e.expires_at_ms <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &expired {
+            expire(&mut maps, id, self.opts.events, now);
+        }
         maps.receipts.retain(|_, r| r.expires_at_ms > now);
         Ok((before - maps.messages.len() - maps.receipts.len()) as u64)
     }

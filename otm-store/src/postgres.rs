@@ -6,11 +6,11 @@ use async_trait::async_trait;
 use otm_core::{AccessProof, ClaimProof, MessageId};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::sql::{classify, finish_take, message_status, receipt_status, Removal};
+use crate::sql::{classify, finish_take, message_status, receipt_status, removal_event, Removal};
 use crate::url::{invalid_url, Query};
 use crate::{
-    check_new, unix_ms, BlobStore, MessageStatus, NewMessage, PurgeExpired, Result, StoreError,
-    StoreOptions,
+    check_new, unix_ms, BlobStore, EventKind, MessageStatus, NewMessage, Outbox, PurgeExpired,
+    Result, StoreError, StoreOptions,
 };
 
 /// Settings for [`PostgresStore`].
@@ -139,6 +139,8 @@ pub struct PostgresStore {
     opts: StoreOptions,
     table: String,
     receipts: String,
+    /// The event outbox (migration 6).
+    pub(crate) events: String,
 }
 
 /// Schema migrations; `{table}` is replaced by the qualified table name and
@@ -173,6 +175,18 @@ const MIGRATIONS: &[&str] = &[
     // 5: the embedder's reference, kept with the message and its receipt.
     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS reference TEXT;
     ALTER TABLE {receipts} ADD COLUMN IF NOT EXISTS reference TEXT;",
+    // 6: the event outbox (`StoreOptions::events`): one row per event, due
+    // for delivery (or leased until) `due_ms`.
+    "CREATE TABLE IF NOT EXISTS {events} (
+        seq BIGSERIAL PRIMARY KEY,
+        kind INTEGER NOT NULL,
+        message BYTEA NOT NULL,
+        reference TEXT,
+        at_ms BIGINT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        due_ms BIGINT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS otm_events_due ON {events} (due_ms, seq);",
 ];
 
 /// Rows deleted per purge statement, so a large backlog never holds long locks.
@@ -211,6 +225,7 @@ impl PostgresStore {
             opts: config.options,
             table: format!("\"{schema}\".otm_messages"),
             receipts: format!("\"{schema}\".otm_receipts"),
+            events: format!("\"{schema}\".otm_events"),
         };
         store.migrate(schema).await?;
         Ok(store)
@@ -257,7 +272,8 @@ impl PostgresStore {
             let apply = format!(
                 "{};\nINSERT INTO \"{schema}\".otm_migrations (version) VALUES ({})",
                 sql.replace("{table}", &self.table)
-                    .replace("{receipts}", &self.receipts),
+                    .replace("{receipts}", &self.receipts)
+                    .replace("{events}", &self.events),
                 i + 1
             );
             tx.execute(apply.as_str())
@@ -296,17 +312,25 @@ fn warn_if_unverified(connect: &PgConnectOptions, url: &str) {
 impl BlobStore for PostgresStore {
     async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
         let (expires_at_ms, _) = check_new(&self.opts, &message)?;
-        let done = sqlx::query(&format!(
-            "INSERT INTO {t} AS m
-                 (id, envelope, verifier, expires_at_ms, failed_attempts, manage, access,
-                  reference)
-             VALUES ($1, $2, $3, $4, 0, $7, $8, $9)
-             ON CONFLICT (id) DO UPDATE SET envelope = excluded.envelope,
-                 verifier = excluded.verifier, expires_at_ms = excluded.expires_at_ms,
-                 failed_attempts = 0, manage = excluded.manage, access = excluded.access,
-                 reference = excluded.reference
-             WHERE m.expires_at_ms <= $5 OR m.failed_attempts >= $6",
-            t = self.table
+        // The row and its `created` event in one statement.
+        let stored: i64 = sqlx::query_scalar(&format!(
+            "WITH stored AS (
+                 INSERT INTO {t} AS m
+                     (id, envelope, verifier, expires_at_ms, failed_attempts, manage, access,
+                      reference)
+                 VALUES ($1, $2, $3, $4, 0, $7, $8, $9)
+                 ON CONFLICT (id) DO UPDATE SET envelope = excluded.envelope,
+                     verifier = excluded.verifier, expires_at_ms = excluded.expires_at_ms,
+                     failed_attempts = 0, manage = excluded.manage, access = excluded.access,
+                     reference = excluded.reference
+                 WHERE m.expires_at_ms <= $5 OR m.failed_attempts >= $6
+                 RETURNING id, reference),
+             event AS (
+                 INSERT INTO {e} (kind, message, reference, at_ms, attempts, due_ms)
+                 SELECT $11, id, reference, $5, 0, $5 FROM stored WHERE $10)
+             SELECT count(*) FROM stored",
+            t = self.table,
+            e = self.events,
         ))
         .bind(&id.as_bytes()[..])
         .bind(&message.envelope)
@@ -317,10 +341,12 @@ impl BlobStore for PostgresStore {
         .bind(message.manage.map(|m| m.as_bytes().to_vec()))
         .bind(&message.access.as_bytes()[..])
         .bind(&message.reference)
-        .execute(&self.pool)
+        .bind(self.opts.events)
+        .bind(EventKind::Created.code())
+        .fetch_one(&self.pool)
         .await
         .map_err(|e| classify("store a message", e))?;
-        if done.rows_affected() == 0 {
+        if stored == 0 {
             return Err(StoreError::Conflict);
         }
         // A receipt left by an earlier message with this ID (only possible
@@ -426,21 +452,26 @@ impl BlobStore for PostgresStore {
     fn purger(&self) -> Option<&dyn PurgeExpired> {
         Some(self)
     }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        Some(self)
+    }
 }
 
 impl PostgresStore {
     /// Deletes the row `removal` names and, in the same statement, records
-    /// its receipt when the message has a manager. Returns the envelope if
-    /// a row went. Parameters: `$1` the ID, `$2` the attempt limit, `$3`
-    /// now, `$4` the receipt state, and `$5`/`$6` the claim and access
-    /// verifiers of a take.
+    /// its receipt when the message has a manager and its event when events
+    /// are on. Returns the envelope if a row went. Parameters: `$1` the ID,
+    /// `$2` the attempt limit, `$3` now, `$4` the receipt state, `$5` the
+    /// event kind, `$6` whether to record it, and `$7`/`$8` the claim and
+    /// access verifiers of a take.
     async fn remove(&self, id: &MessageId, removal: Removal) -> Result<Option<Vec<u8>>> {
         let op = "remove a message";
         let now = unix_ms(SystemTime::now());
         let max = i64::from(self.opts.max_failed_attempts);
         let which = match removal {
             Removal::Take { .. } => {
-                "failed_attempts < $2 AND expires_at_ms > $3 AND verifier = $5 AND access = $6"
+                "failed_attempts < $2 AND expires_at_ms > $3 AND verifier = $7 AND access = $8"
             }
             Removal::Burn => "failed_attempts < $2 AND expires_at_ms > $3",
             Removal::Spent => "failed_attempts >= $2",
@@ -449,6 +480,9 @@ impl PostgresStore {
             "WITH gone AS (
                  DELETE FROM {t} WHERE id = $1 AND {which}
                  RETURNING id, envelope, manage, expires_at_ms, reference),
+             event AS (
+                 INSERT INTO {e} (kind, message, reference, at_ms, attempts, due_ms)
+                 SELECT $5, id, reference, $3, 0, $3 FROM gone WHERE $6),
              receipt AS (
                  INSERT INTO {r} (id, manage, state, changed_at_ms, expires_at_ms, reference)
                  SELECT id, manage, $4, $3, expires_at_ms, reference FROM gone
@@ -459,12 +493,15 @@ impl PostgresStore {
              SELECT envelope FROM gone",
             t = self.table,
             r = self.receipts,
+            e = self.events,
         );
         let mut query = sqlx::query_scalar(&sql)
             .bind(&id.as_bytes()[..])
             .bind(max)
             .bind(now)
-            .bind(removal.receipt_state());
+            .bind(removal.receipt_state())
+            .bind(removal_event(removal).code())
+            .bind(self.opts.events);
         if let Removal::Take { verifier, access } = &removal {
             query = query
                 .bind(verifier.as_bytes().to_vec())
@@ -482,19 +519,36 @@ impl PurgeExpired for PostgresStore {
     async fn purge_expired(&self) -> Result<u64> {
         let mut total = 0;
         loop {
-            let done = sqlx::query(&format!(
-                "DELETE FROM {t} WHERE id IN
-                     (SELECT id FROM {t} WHERE expires_at_ms <= $1 OR failed_attempts >= $3 LIMIT $2)",
-                t = self.table
+            // Each removed row's event (expired unread, or destroyed when the
+            // burn after the last wrong proof did not get to it) in the same
+            // statement.
+            let removed: i64 = sqlx::query_scalar(&format!(
+                "WITH gone AS (
+                     DELETE FROM {t} WHERE id IN
+                         (SELECT id FROM {t}
+                          WHERE expires_at_ms <= $1 OR failed_attempts >= $3 LIMIT $2)
+                     RETURNING id, reference, failed_attempts),
+                 event AS (
+                     INSERT INTO {e} (kind, message, reference, at_ms, attempts, due_ms)
+                     SELECT CASE WHEN failed_attempts >= $3 THEN $5 ELSE $6 END,
+                         id, reference, $1, 0, $1
+                     FROM gone WHERE $4)
+                 SELECT count(*) FROM gone",
+                t = self.table,
+                e = self.events,
             ))
             .bind(unix_ms(SystemTime::now()))
             .bind(PURGE_BATCH)
             .bind(i64::from(self.opts.max_failed_attempts))
-            .execute(&self.pool)
+            .bind(self.opts.events)
+            .bind(EventKind::Destroyed.code())
+            .bind(EventKind::Expired.code())
+            .fetch_one(&self.pool)
             .await
             .map_err(|e| classify("purge expired messages", e))?;
-            total += done.rows_affected();
-            if done.rows_affected() < PURGE_BATCH as u64 {
+            let removed = u64::try_from(removed).unwrap_or(0);
+            total += removed;
+            if removed < PURGE_BATCH as u64 {
                 break;
             }
         }

@@ -3,10 +3,11 @@
 
 use std::future::Future;
 
-use otm_core::{AccessVerifier, ClaimVerifier, ManageVerifier};
+use otm_core::{AccessVerifier, ClaimVerifier, ManageVerifier, MessageId};
 
 use crate::{
-    from_unix_ms, wrong_proof, MessageState, MessageStatus, Result, StoreError, StoreOptions,
+    from_unix_ms, wrong_proof, Event, EventHandle, EventKind, MessageState, MessageStatus, Result,
+    StoreError, StoreOptions,
 };
 
 /// Receipt states as stored.
@@ -111,6 +112,73 @@ where
         manage: manage_from(&manage),
         reference,
     })
+}
+
+/// The event a removal reports.
+pub(crate) fn removal_event(removal: Removal) -> EventKind {
+    match removal {
+        Removal::Take { .. } => EventKind::Opened,
+        Removal::Burn => EventKind::Burned,
+        Removal::Spent => EventKind::Destroyed,
+    }
+}
+
+/// Reads `(seq, kind, message, reference, at_ms, attempts, due_ms)` from an
+/// outbox row just leased (its `due_ms` is the lease's end): the event,
+/// with its `seq` for ordering.
+pub(crate) fn event_from_row<R>(row: &R, op: &'static str) -> Result<(i64, Event)>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    i32: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let seq: i64 = row.try_get(0).map_err(|e| classify(op, e))?;
+    let kind: i32 = row.try_get(1).map_err(|e| classify(op, e))?;
+    let message: Vec<u8> = row.try_get(2).map_err(|e| classify(op, e))?;
+    let reference: Option<String> = row.try_get(3).map_err(|e| classify(op, e))?;
+    let at_ms: i64 = row.try_get(4).map_err(|e| classify(op, e))?;
+    let attempts: i32 = row.try_get(5).map_err(|e| classify(op, e))?;
+    let until: i64 = row.try_get(6).map_err(|e| classify(op, e))?;
+    let corrupt = |what: &'static str| StoreError::Backend {
+        op,
+        source: what.into(),
+    };
+    let message = <[u8; 16]>::try_from(message.as_slice())
+        .map(MessageId::from_bytes)
+        .map_err(|_| corrupt("an event row has a malformed message ID"))?;
+    Ok((
+        seq,
+        Event {
+            kind: EventKind::from_code(i64::from(kind))
+                .ok_or_else(|| corrupt("an event row has an unknown kind"))?,
+            message,
+            reference,
+            at: from_unix_ms(at_ms),
+            attempts: u32::try_from(attempts).unwrap_or(0),
+            handle: EventHandle(format!("{seq}.{until}")),
+        },
+    ))
+}
+
+/// Events just leased (rows of [`event_from_row`]'s form), oldest first.
+pub(crate) fn leased_events<R>(rows: &[R]) -> Result<Vec<Event>>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    i32: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let mut events = rows
+        .iter()
+        .map(|row| event_from_row(row, "lease events"))
+        .collect::<Result<Vec<_>>>()?;
+    events.sort_by_key(|(seq, _)| *seq);
+    Ok(events.into_iter().map(|(_, e)| e).collect())
 }
 
 /// The rest of a take once its first statement (count a wrong proof, in

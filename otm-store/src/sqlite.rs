@@ -12,11 +12,12 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
-use crate::sql::{classify, finish_take, message_status, receipt_status, Removal};
+use crate::sql::{classify, finish_take, message_status, receipt_status, removal_event, Removal};
+use crate::sqlite_outbox as outbox;
 use crate::url::{invalid_url, Query};
 use crate::{
-    check_new, unix_ms, BlobStore, MessageStatus, NewMessage, PurgeExpired, Result, StoreError,
-    StoreOptions,
+    check_new, unix_ms, BlobStore, EventKind, MessageStatus, NewMessage, Outbox, PurgeExpired,
+    Result, StoreError, StoreOptions,
 };
 
 /// Settings for [`SqliteStore`].
@@ -142,6 +143,18 @@ const MIGRATIONS: &[&str] = &[
     // 5: the embedder's reference, kept with the message and its receipt.
     "ALTER TABLE otm_messages ADD COLUMN reference TEXT;
     ALTER TABLE otm_receipts ADD COLUMN reference TEXT;",
+    // 6: the event outbox (`StoreOptions::events`): one row per event, due
+    // for delivery (or leased until) `due_ms`.
+    "CREATE TABLE IF NOT EXISTS otm_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind INTEGER NOT NULL,
+        message BLOB NOT NULL,
+        reference TEXT,
+        at_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        due_ms INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS otm_events_due ON otm_events (due_ms, seq);",
 ];
 
 impl SqliteStore {
@@ -231,6 +244,15 @@ impl SqliteStore {
 impl BlobStore for SqliteStore {
     async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
         let (expires_at_ms, _) = check_new(&self.opts, &message)?;
+        let op = "store a message";
+        let now = unix_ms(SystemTime::now());
+        // The row, the removal of an old receipt and the event: one
+        // transaction.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| classify(op, e))?;
         // An expired row with the same ID counts as absent and is replaced.
         let done = sqlx::query(
             "INSERT INTO otm_messages
@@ -247,14 +269,14 @@ impl BlobStore for SqliteStore {
         .bind(&message.envelope)
         .bind(&message.verifier.as_bytes()[..])
         .bind(expires_at_ms)
-        .bind(unix_ms(SystemTime::now()))
+        .bind(now)
         .bind(i64::from(self.opts.max_failed_attempts))
         .bind(message.manage.map(|m| m.as_bytes().to_vec()))
         .bind(&message.access.as_bytes()[..])
         .bind(&message.reference)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(|e| classify("store a message", e))?;
+        .map_err(|e| classify(op, e))?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict);
         }
@@ -262,10 +284,14 @@ impl BlobStore for SqliteStore {
         // after that one expired) must not describe the new one.
         sqlx::query("DELETE FROM otm_receipts WHERE id = ?1")
             .bind(&id.as_bytes()[..])
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
-            .map_err(|e| classify("store a message", e))?;
-        Ok(())
+            .map_err(|e| classify(op, e))?;
+        if self.opts.events {
+            let reference = message.reference.as_deref();
+            outbox::record(&mut tx, EventKind::Created, id, reference, now).await?;
+        }
+        tx.commit().await.map_err(|e| classify(op, e))
     }
 
     async fn take(
@@ -359,6 +385,10 @@ impl BlobStore for SqliteStore {
     fn purger(&self) -> Option<&dyn PurgeExpired> {
         Some(self)
     }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        Some(self)
+    }
 }
 
 impl SqliteStore {
@@ -413,6 +443,10 @@ impl SqliteStore {
         let manage: Option<Vec<u8>> = row.try_get(1).map_err(|e| classify(op, e))?;
         let expires: i64 = row.try_get(2).map_err(|e| classify(op, e))?;
         let reference: Option<String> = row.try_get(3).map_err(|e| classify(op, e))?;
+        if self.opts.events {
+            let kind = removal_event(removal);
+            outbox::record(&mut tx, kind, id, reference.as_deref(), now).await?;
+        }
         if let Some(manage) = manage {
             sqlx::query(
                 "INSERT INTO otm_receipts
@@ -455,18 +489,46 @@ impl PurgeExpired for SqliteStore {
     async fn purge_expired(&self) -> Result<u64> {
         let op = "purge expired messages";
         let now = unix_ms(SystemTime::now());
-        let messages = sqlx::query(PURGE_MESSAGES)
-            .bind(now)
-            .bind(i64::from(self.opts.max_failed_attempts))
-            .execute(&self.pool)
+        let max = i64::from(self.opts.max_failed_attempts);
+        // Each removed row's event (expired unread, or destroyed when the
+        // burn after the last wrong proof did not get to it) in the same
+        // transaction as the delete.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| classify(op, e))?;
+        let removed = sqlx::query(&format!(
+            "{PURGE_MESSAGES} RETURNING id, reference, failed_attempts"
+        ))
+        .bind(now)
+        .bind(max)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| classify(op, e))?;
+        if self.opts.events {
+            for row in &removed {
+                let id: Vec<u8> = row.try_get(0).map_err(|e| classify(op, e))?;
+                let reference: Option<String> = row.try_get(1).map_err(|e| classify(op, e))?;
+                let failed: i64 = row.try_get(2).map_err(|e| classify(op, e))?;
+                let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) else {
+                    continue;
+                };
+                let kind = match failed >= max {
+                    true => EventKind::Destroyed,
+                    false => EventKind::Expired,
+                };
+                let id = MessageId::from_bytes(id);
+                outbox::record(&mut tx, kind, &id, reference.as_deref(), now).await?;
+            }
+        }
+        tx.commit().await.map_err(|e| classify(op, e))?;
         let receipts = sqlx::query("DELETE FROM otm_receipts WHERE expires_at_ms <= ?1")
             .bind(now)
             .execute(&self.pool)
             .await
             .map_err(|e| classify(op, e))?;
-        Ok(messages.rows_affected() + receipts.rows_affected())
+        Ok(removed.len() as u64 + receipts.rows_affected())
     }
 }
 

@@ -42,3 +42,14 @@ mod through_a_breaker {
 
     otm_store::conformance_suite!(make);
 }
+
+mod with_events {
+    use super::*;
+    async fn make() -> Option<Arc<dyn BlobStore>> {
+        Some(Arc::new(MemoryStore::new(
+            StoreOptions::default().with_events(true),
+        )))
+    }
+    otm_store::conformance_suite!(make, rounds = otm_store::conformance::Rounds::LIGHT);
+    otm_store::outbox_suite!(make);
+}

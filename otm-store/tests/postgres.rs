@@ -28,6 +28,23 @@ async fn make() -> Option<Arc<dyn BlobStore>> {
 
 otm_store::conformance_suite!(make);
 
+mod with_events {
+    use super::*;
+    use otm_store::StoreOptions;
+    async fn make() -> Option<Arc<dyn BlobStore>> {
+        let config = PostgresConfig::new(url())
+            .with_schema(format!("otm_test_{}", unique_suffix()))
+            .with_max_connections(8)
+            .with_options(StoreOptions::default().with_events(true));
+        match PostgresStore::connect(config).await {
+            Ok(store) => Some(Arc::new(store)),
+            Err(e) => skip(&format!("PostgreSQL at {} is unreachable: {e}", url())),
+        }
+    }
+    otm_store::conformance_suite!(make, rounds = otm_store::conformance::Rounds::LIGHT);
+    otm_store::outbox_suite!(make);
+}
+
 #[tokio::test]
 async fn postgres_keeps_exactly_the_ciphertext() {
     let Some(store) = connect().await else { return };
@@ -68,7 +85,7 @@ async fn postgres_migrations_are_idempotent_and_race_free() {
             .fetch_one(store.pool())
             .await
             .unwrap();
-    assert_eq!(applied, 5, "each of the 5 migrations applied exactly once");
+    assert_eq!(applied, 6, "each of the 6 migrations applied exactly once");
 }
 
 async fn futures_join_all(

@@ -18,6 +18,19 @@ async fn make() -> Option<Arc<dyn BlobStore>> {
 
 otm_store::conformance_suite!(make);
 
+mod with_events {
+    use super::*;
+    use otm_store::StoreOptions;
+    async fn make() -> Option<Arc<dyn BlobStore>> {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let config = SqliteConfig::new(dir.join("otm.sqlite3"))
+            .with_options(StoreOptions::default().with_events(true));
+        Some(Arc::new(SqliteStore::open(config).await.unwrap()))
+    }
+    otm_store::conformance_suite!(make, rounds = otm_store::conformance::Rounds::LIGHT);
+    otm_store::outbox_suite!(make);
+}
+
 #[tokio::test]
 async fn sqlite_keeps_exactly_the_ciphertext_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();

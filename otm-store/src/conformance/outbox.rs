@@ -1,0 +1,214 @@
+//! The outbox cases: for a backend with an [`Outbox`], made with
+//! [`StoreOptions::events`](crate::StoreOptions::events) on. Run them with
+//! [`outbox_suite!`](crate::outbox_suite).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use otm_core::MessageId;
+use tokio::task::JoinSet;
+
+use super::{wrong_proof, Fixture, MAX_FAILED_ATTEMPTS};
+use crate::{BlobStore, Event, EventKind, Outbox};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn outbox(store: &Arc<dyn BlobStore>) -> &dyn Outbox {
+    assert!(
+        store.options().events,
+        "make the store with StoreOptions::events on"
+    );
+    store.outbox().expect("the backend has an outbox")
+}
+
+/// Leases and delivers everything due: what a dispatcher would see.
+async fn drain(outbox: &dyn Outbox) -> Vec<Event> {
+    let mut all = Vec::new();
+    loop {
+        let leased = outbox.lease_events(50, LONG).await.unwrap();
+        if leased.is_empty() {
+            return all;
+        }
+        for event in &leased {
+            outbox.event_delivered(event).await.unwrap();
+        }
+        all.extend(leased);
+    }
+}
+
+/// Every change records its event with the message ID, the sender's
+/// reference and the time: `created` at put, `opened` at take, `burned` at
+/// the sender's burn, `destroyed` at the wrong proof that uses up the
+/// attempts, `expired` when a purge removes a message unread. A wrong
+/// access proof, a wrong claim proof short of the limit and a refused put
+/// record nothing. Each event is handed out once while leased.
+pub async fn outbox_records_every_change(store: Arc<dyn BlobStore>) {
+    let outbox = outbox(&store);
+    drain(outbox).await;
+    let started = SystemTime::now() - Duration::from_secs(1);
+
+    let mut opened = Fixture::hour();
+    opened.message.reference = Some("ticket 1".into());
+    store.put(&opened.id, opened.message.clone()).await.unwrap();
+    let wrong = wrong_proof();
+    let _ = store
+        .take(&opened.id, wrong.access_proof(), opened.proof())
+        .await;
+    let _ = store
+        .take(&opened.id, opened.access(), wrong.claim_proof())
+        .await;
+    store
+        .take(&opened.id, opened.access(), opened.proof())
+        .await
+        .unwrap();
+
+    let burned = Fixture::hour();
+    store.put(&burned.id, burned.message.clone()).await.unwrap();
+    store.burn(&burned.id).await.unwrap();
+
+    let destroyed = Fixture::hour();
+    store
+        .put(&destroyed.id, destroyed.message.clone())
+        .await
+        .unwrap();
+    // A refused put (the ID is taken) records nothing.
+    let again = store.put(&destroyed.id, burned.message.clone()).await;
+    assert!(
+        matches!(again, Err(crate::StoreError::Conflict)),
+        "{again:?}"
+    );
+    for _ in 0..MAX_FAILED_ATTEMPTS {
+        let _ = store
+            .take(&destroyed.id, destroyed.access(), wrong.claim_proof())
+            .await;
+    }
+
+    let mut expected: HashMap<(MessageId, EventKind), Option<String>> = HashMap::from([
+        ((opened.id, EventKind::Created), Some("ticket 1".into())),
+        ((opened.id, EventKind::Opened), Some("ticket 1".into())),
+        ((burned.id, EventKind::Created), None),
+        ((burned.id, EventKind::Burned), None),
+        ((destroyed.id, EventKind::Created), None),
+        ((destroyed.id, EventKind::Destroyed), None),
+    ]);
+    if store.purger().is_some() {
+        let mut expired = Fixture::new("short", Duration::from_millis(300));
+        expired.message.reference = Some("ticket 2".into());
+        store
+            .put(&expired.id, expired.message.clone())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        store.purger().unwrap().purge_expired().await.unwrap();
+        expected.insert((expired.id, EventKind::Created), Some("ticket 2".into()));
+        expected.insert((expired.id, EventKind::Expired), Some("ticket 2".into()));
+    }
+
+    let first = outbox.lease_events(100, LONG).await.unwrap();
+    // Leased: nobody else gets them now.
+    assert!(outbox.lease_events(100, LONG).await.unwrap().is_empty());
+    let mut seen = HashMap::new();
+    for event in &first {
+        assert!(
+            event.at >= started && event.at <= SystemTime::now(),
+            "{event:?}"
+        );
+        assert_eq!(event.attempts, 0);
+        assert_eq!(
+            event.id(),
+            format!(
+                "evt_{}_{}",
+                event.message,
+                event.kind.as_str().trim_start_matches("message.")
+            )
+        );
+        let before = seen.insert((event.message, event.kind), event.reference.clone());
+        assert!(before.is_none(), "recorded twice: {event:?}");
+    }
+    assert_eq!(seen, expected);
+    // Oldest first: each message's `created` before its end.
+    let position = |id: MessageId, kind| {
+        first
+            .iter()
+            .position(|e| e.message == id && e.kind == kind)
+            .unwrap()
+    };
+    assert!(position(opened.id, EventKind::Created) < position(opened.id, EventKind::Opened));
+    for event in &first {
+        outbox.event_delivered(event).await.unwrap();
+    }
+    assert!(drain(outbox).await.is_empty());
+}
+
+/// Concurrent leasers never get the same event while its lease holds; a
+/// failed event comes back when due, with its attempt counted and the same
+/// ID; an event whose lease runs out unmarked is due again.
+pub async fn outbox_leases_once_and_retries(store: Arc<dyn BlobStore>) {
+    let outbox = outbox(&store);
+    drain(outbox).await;
+    let mut ids = HashSet::new();
+    for _ in 0..24 {
+        let f = Fixture::hour();
+        store.put(&f.id, f.message.clone()).await.unwrap();
+        ids.insert(f.id);
+    }
+    // Eight leasers at once, each taking three at a time until none are left.
+    let mut tasks = JoinSet::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let outbox = store.outbox().unwrap();
+            let mut mine = Vec::new();
+            loop {
+                let leased = outbox.lease_events(3, LONG).await.unwrap();
+                if leased.is_empty() {
+                    return mine;
+                }
+                mine.extend(leased);
+            }
+        });
+    }
+    let mut leased = Vec::new();
+    while let Some(mine) = tasks.join_next().await {
+        leased.extend(mine.unwrap());
+    }
+    let messages: Vec<MessageId> = leased.iter().map(|e| e.message).collect();
+    let unique: HashSet<MessageId> = messages.iter().copied().collect();
+    assert_eq!(messages.len(), 24, "each event leased exactly once");
+    assert_eq!(unique, ids);
+
+    // A failed delivery: due again at its retry time, one attempt counted.
+    let (failed, rest) = leased.split_first().unwrap();
+    let retry_at = SystemTime::now() + Duration::from_millis(500);
+    outbox.event_failed(failed, retry_at).await.unwrap();
+    assert!(
+        outbox.lease_events(10, LONG).await.unwrap().is_empty(),
+        "not due yet"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let again = outbox
+        .lease_events(10, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!((again[0].id(), again[0].attempts), (failed.id(), 1));
+    // Its holder's lease (300 ms) runs out unmarked: due again, and the
+    // old lease can no longer reschedule it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let third = outbox.lease_events(10, LONG).await.unwrap();
+    assert_eq!(third.len(), 1, "{third:?}");
+    assert_eq!((third[0].id(), third[0].attempts), (failed.id(), 1));
+    outbox
+        .event_failed(&again[0], SystemTime::now())
+        .await
+        .unwrap();
+    assert!(
+        outbox.lease_events(10, LONG).await.unwrap().is_empty(),
+        "a stale lease rescheduled the event"
+    );
+    for event in rest.iter().chain(&third) {
+        outbox.event_delivered(event).await.unwrap();
+    }
+    assert!(drain(outbox).await.is_empty());
+}

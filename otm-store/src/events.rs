@@ -1,0 +1,149 @@
+//! Events: what happened to a message, for the host to act on ("opened"
+//! moves a ticket, revokes a credential, tells the sender).
+//!
+//! A store with [`StoreOptions::events`](crate::StoreOptions::events) on
+//! records each event **in the same atomic step as the change it reports**
+//! (its outbox): a message is never opened without its `opened` event being
+//! recorded, even if the process dies right after. A dispatcher then
+//! [leases](Outbox::lease_events) due events, delivers them, and marks each
+//! [delivered](Outbox::event_delivered) or [failed](Outbox::event_failed).
+//! Delivery is at least once: an event whose lease runs out before it is
+//! marked is leased again, so a receiver de-duplicates by [`Event::id`].
+//!
+//! An event never carries content, keys, proofs, verifiers or tokens: only
+//! the kind, the message ID, the sender's reference and the time.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use otm_core::MessageId;
+
+use crate::Result;
+
+/// What happened to a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// It was stored.
+    Created,
+    /// Its reader opened it (it is gone).
+    Opened,
+    /// Its sender burned it unread.
+    Burned,
+    /// Too many wrong passphrases destroyed it unread.
+    Destroyed,
+    /// It expired unread (reported by stores that remove expired messages
+    /// themselves, when they do).
+    Expired,
+}
+
+impl EventKind {
+    /// Every kind, in code order.
+    pub const ALL: [EventKind; 5] = [
+        EventKind::Created,
+        EventKind::Opened,
+        EventKind::Burned,
+        EventKind::Destroyed,
+        EventKind::Expired,
+    ];
+
+    /// The kind's name in webhooks and logs: `message.created`,
+    /// `message.opened`, `message.burned`, `message.destroyed`,
+    /// `message.expired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "message.created",
+            EventKind::Opened => "message.opened",
+            EventKind::Burned => "message.burned",
+            EventKind::Destroyed => "message.destroyed",
+            EventKind::Expired => "message.expired",
+        }
+    }
+
+    /// The number a store keeps for the kind.
+    pub(crate) fn code(self) -> i32 {
+        match self {
+            EventKind::Created => 1,
+            EventKind::Opened => 2,
+            EventKind::Burned => 3,
+            EventKind::Destroyed => 4,
+            EventKind::Expired => 5,
+        }
+    }
+
+    /// The kind of a stored number.
+    pub(crate) fn from_code(code: i64) -> Option<EventKind> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| i64::from(k.code()) == code)
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event, as an outbox hands it out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// To which message.
+    pub message: MessageId,
+    /// The sender's reference given at create, if any.
+    pub reference: Option<String>,
+    /// When it happened (the store's clock, millisecond precision).
+    pub at: SystemTime,
+    /// Deliveries tried and failed before this lease.
+    pub attempts: u32,
+    /// The outbox's own handle, for [`Outbox::event_delivered`] and
+    /// [`Outbox::event_failed`].
+    pub handle: EventHandle,
+}
+
+impl Event {
+    /// A stable, unique ID: `evt_<message ID>_<kind>` (`evt_…_opened`). A
+    /// message has at most one event of each kind, and its ID is 128 random
+    /// bits, so a receiver can de-duplicate by this ID across retries,
+    /// leases and replicas.
+    pub fn id(&self) -> String {
+        let kind = self.kind.as_str().trim_start_matches("message.");
+        format!("evt_{}_{kind}", self.message)
+    }
+}
+
+/// An outbox's handle of one stored event (opaque).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventHandle(pub(crate) String);
+
+/// The events a store recorded, for a dispatcher ([`BlobStore::outbox`](crate::BlobStore::outbox)).
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Up to `max` events that are due, oldest first, each leased to the
+    /// caller for `lease`: until the lease runs out (or the event is marked),
+    /// no other caller gets it, here or on another replica.
+    async fn lease_events(&self, max: usize, lease: Duration) -> Result<Vec<Event>>;
+
+    /// The event was delivered: it leaves the outbox.
+    async fn event_delivered(&self, event: &Event) -> Result<()>;
+
+    /// Delivering the event failed: it is due again at `retry_at`, with one
+    /// more failed attempt counted.
+    async fn event_failed(&self, event: &Event, retry_at: SystemTime) -> Result<()>;
+}
+
+/// `(seq, lease_until_ms)` from the handle of `event` when it has the form
+/// `seq.lease_until_ms`, the form the SQL and memory outboxes use.
+#[allow(dead_code)] // unused in builds without an outbox backend
+pub(crate) fn parse_handle(event: &Event) -> crate::Result<(i64, i64)> {
+    event
+        .handle
+        .0
+        .split_once('.')
+        .and_then(|(seq, until)| Some((seq.parse().ok()?, until.parse().ok()?)))
+        .ok_or(crate::StoreError::Invalid {
+            reason: "not an event handle of this store",
+        })
+}

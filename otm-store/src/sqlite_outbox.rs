@@ -1,0 +1,83 @@
+//! The SQLite store's event outbox (`otm_events`, migration 6): events are
+//! inserted in the transaction of the change they report; a dispatcher
+//! leases due rows by moving their `due_ms` past the lease.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use otm_core::MessageId;
+use sqlx::SqliteConnection;
+
+use crate::events::parse_handle;
+use crate::sql::{classify, leased_events};
+use crate::{unix_ms, Event, EventKind, Outbox, Result, SqliteStore};
+
+/// Inserts one event on `conn` (inside the caller's transaction), due now.
+pub(crate) async fn record(
+    conn: &mut SqliteConnection,
+    kind: EventKind,
+    id: &MessageId,
+    reference: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO otm_events (kind, message, reference, at_ms, attempts, due_ms)
+         VALUES (?1, ?2, ?3, ?4, 0, ?4)",
+    )
+    .bind(kind.code())
+    .bind(&id.as_bytes()[..])
+    .bind(reference)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map_err(|e| classify("record an event", e))?;
+    Ok(())
+}
+
+#[async_trait]
+impl Outbox for SqliteStore {
+    async fn lease_events(&self, max: usize, lease: Duration) -> Result<Vec<Event>> {
+        let now = unix_ms(SystemTime::now());
+        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        // One statement under SQLite's write lock: no two callers lease the
+        // same row.
+        let rows = sqlx::query(
+            "UPDATE otm_events SET due_ms = ?2
+             WHERE seq IN (SELECT seq FROM otm_events WHERE due_ms <= ?1 ORDER BY seq LIMIT ?3)
+             RETURNING seq, kind, message, reference, at_ms, attempts, due_ms",
+        )
+        .bind(now)
+        .bind(until)
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| classify("lease events", e))?;
+        leased_events(&rows)
+    }
+
+    async fn event_delivered(&self, event: &Event) -> Result<()> {
+        let (seq, _) = parse_handle(event)?;
+        sqlx::query("DELETE FROM otm_events WHERE seq = ?1")
+            .bind(seq)
+            .execute(self.pool())
+            .await
+            .map_err(|e| classify("mark an event delivered", e))?;
+        Ok(())
+    }
+
+    async fn event_failed(&self, event: &Event, retry_at: SystemTime) -> Result<()> {
+        let (seq, lease) = parse_handle(event)?;
+        // Only while the caller's lease holds.
+        sqlx::query(
+            "UPDATE otm_events SET attempts = attempts + 1, due_ms = ?3
+             WHERE seq = ?1 AND due_ms = ?2",
+        )
+        .bind(seq)
+        .bind(lease)
+        .bind(unix_ms(retry_at))
+        .execute(self.pool())
+        .await
+        .map_err(|e| classify("reschedule an event", e))?;
+        Ok(())
+    }
+}
