@@ -38,7 +38,8 @@
 //! To send messages from the host's own backend as well (sealed in this
 //! process; links minted for users), make a [`Service`], mount its
 //! [`router`](Service::router) and call [`Service::send`]: both paths go
-//! through the same checks, store and counters.
+//! through the same checks, store and counters. To act on what happens
+//! (opened, burned, …), see [`events`] and [`Service::dispatch_events`].
 //!
 //! `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`
 //! works too, but bounds nothing: see [`serve`](mod@serve) (feature `serve`,
@@ -76,12 +77,15 @@ use otm_store::BlobStore;
 mod api;
 mod config;
 mod error;
+pub mod events;
 mod limit;
 mod metrics;
 mod pages;
 #[cfg(feature = "serve")]
 pub mod serve;
 mod service;
+#[cfg(feature = "webhooks")]
+pub mod webhook;
 
 pub use config::{Config, IpNet, RateLimit};
 pub use error::ApiError;

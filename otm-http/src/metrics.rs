@@ -54,6 +54,8 @@ pub(crate) struct Metrics {
     status: [[AtomicU64; 5]; 3],
     /// Store round trips made for `/readyz` (cached answers do not count).
     store_checks: AtomicU64,
+    /// Event deliveries, when a dispatcher runs.
+    pub(crate) events: std::sync::Arc<crate::events::EventCounters>,
 }
 
 impl Metrics {
@@ -151,6 +153,13 @@ impl Metrics {
             out,
             "# HELP otm_store_checks_total Store round trips made for readiness (answers are cached for a second).\n# TYPE otm_store_checks_total counter\notm_store_checks_total {}",
             get(&self.store_checks)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP otm_events_total Event deliveries: delivered, retried (a failed attempt with another to come), dead (dropped after the last attempt).\n# TYPE otm_events_total counter\notm_events_total{{outcome=\"delivered\"}} {}\notm_events_total{{outcome=\"retried\"}} {}\notm_events_total{{outcome=\"dead\"}} {}",
+            get(&self.events.delivered),
+            get(&self.events.retried),
+            get(&self.events.dead)
         );
         out
     }

@@ -106,6 +106,12 @@ pub enum ServiceError {
     Store(StoreError),
     /// The operating system's random number generator failed.
     Random,
+    /// Events were asked for, but the store was not made with
+    /// `StoreOptions::events` on, or its backend keeps no outbox.
+    NoEvents {
+        /// The store's backend.
+        backend: &'static str,
+    },
 }
 
 impl ServiceError {
@@ -119,7 +125,9 @@ impl ServiceError {
             ServiceError::NotWaiting(_) => ErrorCode::NotWaiting,
             ServiceError::NoBaseUrl => ErrorCode::Internal,
             ServiceError::Store(StoreError::Unavailable { .. }) => ErrorCode::StoreUnavailable,
-            ServiceError::Store(_) | ServiceError::Random => ErrorCode::Internal,
+            ServiceError::Store(_) | ServiceError::Random | ServiceError::NoEvents { .. } => {
+                ErrorCode::Internal
+            }
         }
     }
 
@@ -146,6 +154,11 @@ impl std::fmt::Display for ServiceError {
             }
             ServiceError::Store(e) => write!(f, "{e}"),
             ServiceError::Random => f.write_str("the random number generator failed"),
+            ServiceError::NoEvents { backend } => write!(
+                f,
+                "the {backend} store records no events: make it with StoreOptions::events on \
+                 (memory, SQLite and PostgreSQL keep an outbox)"
+            ),
         }
     }
 }
@@ -443,6 +456,31 @@ impl Service {
             MessageState::Burned => Ok(after),
             _ => Err(ServiceError::NotWaiting(after)),
         }
+    }
+
+    /// Starts delivering this instance's events (created, opened, burned,
+    /// destroyed, expired) to `sink` from the store's outbox, until the
+    /// returned [`Dispatcher`](crate::events::Dispatcher) is dropped; see
+    /// [`events`](crate::events). The store must have been made with
+    /// `StoreOptions::events` on, and its backend must keep an outbox.
+    /// Several replicas may each run one on the same store.
+    pub fn dispatch_events(
+        &self,
+        sink: Arc<dyn crate::events::EventSink>,
+        config: crate::events::DispatchConfig,
+    ) -> Result<crate::events::Dispatcher, ServiceError> {
+        let store = &self.0.store;
+        if !store.options().events || store.outbox().is_none() {
+            return Err(ServiceError::NoEvents {
+                backend: store.backend_name(),
+            });
+        }
+        Ok(crate::events::spawn(
+            Arc::clone(store),
+            sink,
+            config,
+            Arc::clone(&self.0.metrics.events),
+        ))
     }
 
     /// Counts a failure in the metrics and passes it on.

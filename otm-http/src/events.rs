@@ -1,0 +1,221 @@
+//! Delivering the store's events ([`otm_store::Event`]) to the host: a
+//! dispatcher task leases due events from the store's outbox, hands each to
+//! an [`EventSink`] (your code in process, or a signed webhook with the
+//! `webhooks` feature), and marks it delivered, or failed with a retry time
+//! (exponential backoff with jitter), or, after the last attempt, drops it
+//! as a dead letter (logged and counted in `otm_events_total`).
+//!
+//! Delivery is at least once: a sink may see an event again (after a crash
+//! between delivery and marking, or when a lease runs out), always with the
+//! same [`Event::id`], so de-duplicate by it. Several replicas may dispatch
+//! from one store; the outbox leases each event to one of them at a time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use otm_store::{BlobStore, BoxError};
+pub use otm_store::{Event, EventKind};
+
+/// Where events go. Return `Ok` once the event is safely handled: an `Err`
+/// (or a delivery slower than [`DispatchConfig::deliver_timeout`]) is
+/// retried later.
+#[async_trait]
+pub trait EventSink: Send + Sync + 'static {
+    /// Handles one event.
+    async fn deliver(&self, event: &Event) -> Result<(), BoxError>;
+}
+
+/// How the dispatcher polls and retries.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct DispatchConfig {
+    /// How long to wait before asking the outbox again when it had nothing
+    /// due. Default 500 ms.
+    pub poll: Duration,
+    /// Events leased at once. Default 32.
+    pub batch: usize,
+    /// How long a leased event is this dispatcher's alone: longer than a
+    /// batch's deliveries take. Default 60 s.
+    pub lease: Duration,
+    /// Longest one delivery may take before it counts as failed. Default 10 s.
+    pub deliver_timeout: Duration,
+    /// Deliveries tried before an event is dropped as a dead letter. Default 12.
+    pub max_attempts: u32,
+    /// The first retry's delay; each further one doubles, up to
+    /// [`DispatchConfig::max_backoff`], with up to a quarter of random
+    /// jitter. Default 1 s.
+    pub backoff: Duration,
+    /// The longest delay between two attempts. Default 10 minutes.
+    pub max_backoff: Duration,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            poll: Duration::from_millis(500),
+            batch: 32,
+            lease: Duration::from_secs(60),
+            deliver_timeout: Duration::from_secs(10),
+            max_attempts: 12,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(600),
+        }
+    }
+}
+
+impl DispatchConfig {
+    /// Sets [`DispatchConfig::poll`].
+    pub fn with_poll(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// Sets [`DispatchConfig::max_attempts`] (at least 1).
+    pub fn with_max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    /// Sets [`DispatchConfig::backoff`] and [`DispatchConfig::max_backoff`].
+    pub fn with_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.backoff = first;
+        self.max_backoff = max.max(first);
+        self
+    }
+
+    /// Sets [`DispatchConfig::lease`].
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Sets [`DispatchConfig::deliver_timeout`].
+    pub fn with_deliver_timeout(mut self, timeout: Duration) -> Self {
+        self.deliver_timeout = timeout;
+        self
+    }
+
+    /// The delay before attempt `attempts + 1`, given `attempts` failures
+    /// so far (at least 1), with `jitter` in `[0, 1)` adding up to a quarter.
+    pub(crate) fn delay(&self, attempts: u32, jitter: f64) -> Duration {
+        let doubling = 2u32.saturating_pow(attempts.saturating_sub(1).min(30));
+        let base = self.backoff.saturating_mul(doubling).min(self.max_backoff);
+        base + base.mul_f64(jitter.clamp(0.0, 1.0) / 4.0)
+    }
+}
+
+/// Delivery counters (`otm_events_total{outcome}`).
+#[derive(Debug, Default)]
+pub(crate) struct EventCounters {
+    pub(crate) delivered: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) dead: AtomicU64,
+}
+
+/// A running dispatcher; it stops when this is dropped (events it had
+/// leased are leased again by the next dispatcher after their lease).
+#[derive(Debug)]
+pub struct Dispatcher(tokio::task::JoinHandle<()>);
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub(crate) fn spawn(
+    store: Arc<dyn BlobStore>,
+    sink: Arc<dyn EventSink>,
+    config: DispatchConfig,
+    counters: Arc<EventCounters>,
+) -> Dispatcher {
+    Dispatcher(tokio::spawn(async move {
+        loop {
+            match dispatch_once(&*store, &*sink, &config, &counters).await {
+                Ok(0) => tokio::time::sleep(config.poll).await,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e.with_sources(), "reading the event outbox failed");
+                    tokio::time::sleep(config.poll.max(Duration::from_secs(1))).await;
+                }
+            }
+        }
+    }))
+}
+
+/// Leases one batch and delivers it, in order; how many were leased.
+async fn dispatch_once(
+    store: &dyn BlobStore,
+    sink: &dyn EventSink,
+    config: &DispatchConfig,
+    counters: &EventCounters,
+) -> Result<usize, otm_store::StoreError> {
+    let Some(outbox) = store.outbox() else {
+        return Ok(0);
+    };
+    let leased = outbox.lease_events(config.batch, config.lease).await?;
+    for event in &leased {
+        let outcome = tokio::time::timeout(config.deliver_timeout, sink.deliver(event)).await;
+        let error = match outcome {
+            Ok(Ok(())) => {
+                outbox.event_delivered(event).await?;
+                counters.delivered.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(event = %event.id(), kind = %event.kind, "event delivered");
+                continue;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {:?}", config.deliver_timeout),
+        };
+        let attempts = event.attempts + 1;
+        if attempts >= config.max_attempts {
+            outbox.event_delivered(event).await?;
+            counters.dead.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(event = %event.id(), kind = %event.kind, attempts, %error,
+                "event dropped after its last delivery attempt");
+        } else {
+            let delay = config.delay(attempts, jitter());
+            outbox
+                .event_failed(event, SystemTime::now() + delay)
+                .await?;
+            counters.retried.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(event = %event.id(), kind = %event.kind, attempts, %error,
+                retry_in_ms = delay.as_millis() as u64, "event delivery failed; will retry");
+        }
+    }
+    Ok(leased.len())
+}
+
+/// A number in `[0, 1)` from the OS random generator (0 if it fails:
+/// jitter only spreads retries out).
+fn jitter() -> f64 {
+    let mut bytes = [0u8; 4];
+    match otm_core::MessageId::generate() {
+        Ok(id) => bytes.copy_from_slice(&id.as_bytes()[..4]),
+        Err(_) => return 0.0,
+    }
+    f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_bounded_jitter() {
+        let c =
+            DispatchConfig::default().with_backoff(Duration::from_secs(1), Duration::from_secs(60));
+        assert_eq!(c.delay(1, 0.0), Duration::from_secs(1));
+        assert_eq!(c.delay(2, 0.0), Duration::from_secs(2));
+        assert_eq!(c.delay(5, 0.0), Duration::from_secs(16));
+        assert_eq!(c.delay(7, 0.0), Duration::from_secs(60));
+        assert_eq!(c.delay(40, 0.0), Duration::from_secs(60));
+        assert_eq!(
+            c.delay(2, 0.999_999),
+            Duration::from_secs(2).mul_f64(1.0 + 0.999_999 / 4.0)
+        );
+        let j = jitter();
+        assert!((0.0..1.0).contains(&j));
+    }
+}
