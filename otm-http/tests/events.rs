@@ -5,23 +5,18 @@
 //! that always fails sees exactly `max_attempts` tries and the event is
 //! counted dead; a store without events is refused.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use axum::http::{HeaderMap, StatusCode};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use otm_client::Client;
 use otm_core::{Passphrase, SendOptions};
 use otm_http::events::{DispatchConfig, Event, EventKind, EventSink};
 use otm_http::webhook::{Webhook, WebhookSecret};
 use otm_http::{Config, RateLimit, Service, ServiceError};
 use otm_store::{BlobStore, BoxError, SqliteConfig, SqliteStore, StoreOptions};
-use sha2::Sha256;
+use otm_testkit::webhooks::receiver;
 
 /// A service on a SQLite file with events on, served on loopback.
 async fn serve(events: bool) -> (Service, String, tempfile::TempDir) {
@@ -145,89 +140,8 @@ async fn every_change_reaches_an_in_process_sink() {
     );
 }
 
-/// What the receiver saw: per `webhook-id`, each try's (timestamp, body).
-#[derive(Default)]
-struct Receiver {
-    tries: Mutex<HashMap<String, Vec<serde_json::Value>>>,
-    /// Tries to refuse (with 500) before accepting, per ID; `u32::MAX`: always.
-    refuse: u32,
-}
-
-/// Checks a request the Standard Webhooks way, with this test's own HMAC:
-/// any of `secrets` may have signed it.
-fn verify(headers: &HeaderMap, body: &[u8], secrets: &[Vec<u8>]) -> Result<String, String> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .ok_or(format!("no {name}"))
-    };
-    let id = header("webhook-id")?;
-    let timestamp: u64 = header("webhook-timestamp")?
-        .parse()
-        .map_err(|_| "bad timestamp")?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    if now.abs_diff(timestamp) > 300 {
-        return Err("stale timestamp".into());
-    }
-    let signatures = header("webhook-signature")?;
-    let signed = format!("{id}.{timestamp}.");
-    for secret in secrets {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
-        mac.update(signed.as_bytes());
-        mac.update(body);
-        let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-        if signatures.split(' ').any(|s| s == expected) {
-            return Ok(id);
-        }
-    }
-    Err(format!("no valid signature in {signatures}"))
-}
-
-/// A receiver on loopback that accepts events signed with `secret_bytes`.
-async fn receiver(refuse: u32, secrets: Vec<Vec<u8>>) -> (Arc<Receiver>, String) {
-    let state = Arc::new(Receiver {
-        refuse,
-        ..Receiver::default()
-    });
-    let app = axum::Router::new().route(
-        "/hooks/otm",
-        axum::routing::post({
-            let state = state.clone();
-            move |headers: HeaderMap, body: axum::body::Bytes| async move {
-                let id = match verify(&headers, &body, &secrets) {
-                    Ok(id) => id,
-                    Err(why) => return (StatusCode::UNAUTHORIZED, why),
-                };
-                let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                let mut tries = state.tries.lock().unwrap();
-                let seen = tries.entry(id).or_default();
-                seen.push(json);
-                if seen.len() as u64 <= u64::from(state.refuse) {
-                    (StatusCode::INTERNAL_SERVER_ERROR, "not now".into())
-                } else {
-                    (StatusCode::OK, String::new())
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hooks/otm", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (state, url)
-}
-
 fn secret_bytes(secret: &WebhookSecret) -> Vec<u8> {
-    let text = secret.to_text();
-    STANDARD
-        .decode(text.strip_prefix("whsec_").unwrap())
-        .unwrap()
+    otm_testkit::webhooks::secret_bytes(&secret.to_text())
 }
 
 #[tokio::test]
@@ -238,7 +152,7 @@ async fn signed_webhooks_are_retried_with_the_same_id() {
         WebhookSecret::generate().unwrap(),
         WebhookSecret::generate().unwrap(),
     );
-    let (received, url) = receiver(2, vec![secret_bytes(&new)]).await;
+    let (received, url) = receiver(vec![secret_bytes(&new)], 2).await;
     let hook = Webhook::new(&url, vec![old, new]).unwrap();
     let _dispatcher = service.dispatch_events(Arc::new(hook), fast()).unwrap();
 
@@ -247,21 +161,13 @@ async fn signed_webhooks_are_retried_with_the_same_id() {
         .await
         .unwrap();
     let id = format!("evt_{}_created", sent.link.id);
-    until(
-        || {
-            received
-                .tries
-                .lock()
-                .unwrap()
-                .get(&id)
-                .is_some_and(|t| t.len() >= 3)
-        },
-        "three tries",
-    )
-    .await;
+    received
+        .wait_for(Duration::from_secs(15), "three tries", |t| {
+            t.get(&id).is_some_and(|t| t.len() >= 3)
+        })
+        .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let tries = received.tries.lock().unwrap();
-    let seen = &tries[&id];
+    let seen = received.of(&id);
     assert_eq!(seen.len(), 3, "two refusals, then one delivery: {seen:?}");
     let body = &seen[2];
     assert_eq!(body["type"], "message.created");
@@ -277,7 +183,7 @@ async fn signed_webhooks_are_retried_with_the_same_id() {
 async fn an_event_is_dropped_after_its_last_attempt() {
     let (service, base, _dir) = serve(true).await;
     let secret = WebhookSecret::generate().unwrap();
-    let (received, url) = receiver(u32::MAX, vec![secret_bytes(&secret)]).await;
+    let (received, url) = receiver(vec![secret_bytes(&secret)], u32::MAX).await;
     let hook = Webhook::new(&url, vec![secret]).unwrap();
     let config = fast()
         .with_max_attempts(3)
@@ -309,7 +215,7 @@ async fn an_event_is_dropped_after_its_last_attempt() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(received.tries.lock().unwrap()[&id].len(), 3);
+    assert_eq!(received.of(&id).len(), 3);
     assert!(metrics()
         .await
         .contains("otm_events_total{outcome=\"retried\"} 2"));

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use otm_http::{Config, ConnectionLimits, IpNet, RateLimit};
+use otm_http::events::DispatchConfig;
+use otm_http::webhook::{Webhook, WebhookSecret};
+use otm_http::{Config, ConnectionLimits, IpNet, RateLimit, Service};
 use otm_store::{spawn_purger, BreakerConfig, StoreOptions};
 use tower_http::trace::TraceLayer;
 use tracing_subscriber::EnvFilter;
@@ -121,6 +123,30 @@ struct Args {
     /// Log format.
     #[arg(long, env = "OTM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+
+    /// Send every event (message.created, .opened, .burned, .destroyed,
+    /// .expired) as a signed POST to this URL (Standard Webhooks). Needs
+    /// OTM_WEBHOOK_SECRETS, and a store with an outbox (SQLite, PostgreSQL,
+    /// memory).
+    #[arg(long, env = "OTM_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+
+    /// The webhook signing secrets, `whsec_<base64>`, comma-separated (two
+    /// while rotating: each request carries a signature by each). Set it in
+    /// the environment, not on the command line, where other users see it.
+    #[arg(
+        long,
+        env = "OTM_WEBHOOK_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    webhook_secrets: Vec<String>,
+
+    /// Deliveries of one event tried before it is dropped (and counted in
+    /// otm_events_total{outcome="dead"}).
+    #[arg(long, env = "OTM_WEBHOOK_MAX_ATTEMPTS", default_value_t = 12,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    webhook_max_attempts: u32,
 }
 
 /// What to do instead of serving.
@@ -222,7 +248,16 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let options = StoreOptions::default().with_max_failed_attempts(args.max_failed_attempts);
+    let webhook = match &args.webhook_url {
+        Some(url) => Some(webhook(url, &args.webhook_secrets)?),
+        None if !args.webhook_secrets.is_empty() => {
+            return Err("OTM_WEBHOOK_SECRETS is set without --webhook-url".into())
+        }
+        None => None,
+    };
+    let options = StoreOptions::default()
+        .with_max_failed_attempts(args.max_failed_attempts)
+        .with_events(webhook.is_some());
     let store = otm_store::connect(&args.store, options)
         .await
         .map_err(|e| {
@@ -250,12 +285,24 @@ async fn run(args: Args) -> Result<(), String> {
     }
     // The trace layer logs method, path and status; never bodies (which
     // hold ciphertext and proofs), and paths carry no secrets.
+    let service = Service::new(Arc::clone(&store), config);
+    let _dispatcher = match webhook {
+        Some(hook) => {
+            let dispatch = DispatchConfig::default().with_max_attempts(args.webhook_max_attempts);
+            let dispatcher = service
+                .dispatch_events(Arc::new(hook), dispatch)
+                .map_err(|e| format!("webhooks: {e}"))?;
+            tracing::info!("events go to the webhook");
+            Some(dispatcher)
+        }
+        None => None,
+    };
     let (app, admin) = match args.admin_listen {
         Some(_) => {
-            let (public, admin) = otm_http::router_with_admin::<()>(Arc::clone(&store), config);
+            let (public, admin) = service.router_with_admin::<()>();
             (public, Some(admin))
         }
-        None => (otm_http::router::<()>(Arc::clone(&store), config), None),
+        None => (service.router::<()>(), None),
     };
     let app = app.layer(TraceLayer::new_for_http());
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -316,6 +363,18 @@ async fn shutdown() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// The webhook of `--webhook-url` with its secrets, checked before the
+/// store opens.
+fn webhook(url: &str, secrets: &[String]) -> Result<Webhook, String> {
+    let secrets = secrets
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| WebhookSecret::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("OTM_WEBHOOK_SECRETS: {e}"))?;
+    Webhook::new(url, secrets).map_err(|e| format!("--webhook-url: {e}"))
 }
 
 /// A store URL without its password (`user:password@` or a `password=`

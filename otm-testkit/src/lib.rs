@@ -12,6 +12,8 @@
 //!   request log ([`TestServer`]);
 //! - [`tls`]: a test CA and server certificate made with `openssl`
 //!   ([`TestCerts`]);
+//! - [`webhooks`]: a webhook receiver that checks signatures with its own
+//!   HMAC;
 //! - [`browser`]: headless Chromium through chromedriver ([`Driver`]) and
 //!   the page steps the browser tests share.
 
@@ -20,6 +22,7 @@ pub mod env;
 pub mod process;
 pub mod server;
 pub mod tls;
+pub mod webhooks;
 
 pub use browser::Driver;
 pub use env::{env_or, services_required, skip, unique_suffix};
