@@ -157,7 +157,7 @@ impl std::fmt::Display for ServiceError {
             ServiceError::NoEvents { backend } => write!(
                 f,
                 "the {backend} store records no events: make it with StoreOptions::events on \
-                 (memory, SQLite and PostgreSQL keep an outbox)"
+                 (memory, SQLite, PostgreSQL and standalone Redis keep an outbox)"
             ),
         }
     }

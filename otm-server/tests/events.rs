@@ -2,7 +2,7 @@
 //! `--webhook-secrets`), received by a real HTTP receiver that checks the
 //! signatures with its own HMAC:
 //! - `kill -9` right after a take: the `opened` event was recorded with the
-//!   take, so it is delivered after a restart (SQLite and PostgreSQL);
+//!   take, so it is delivered after a restart (SQLite, PostgreSQL, Redis);
 //! - two replicas on one PostgreSQL store deliver every event exactly once
 //!   between them.
 
@@ -99,6 +99,17 @@ async fn an_open_is_reported_after_a_kill_9_on_postgres() {
     let Some(store) = postgres_store().await else {
         return;
     };
+    let dir = tempfile::tempdir().unwrap();
+    opened_survives_kill_9(&store, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_is_reported_after_a_kill_9_on_redis() {
+    let url = otm_testkit::env::redis_url();
+    let store = format!("{url}?prefix=otm-ev-{}:", unique_suffix());
+    if let Err(e) = otm_store::connect(&store, otm_store::StoreOptions::default()).await {
+        return skip(&format!("Redis at {url} is unreachable: {e}")).unwrap_or(());
+    }
     let dir = tempfile::tempdir().unwrap();
     opened_survives_kill_9(&store, dir.path()).await;
 }

@@ -403,8 +403,9 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
     }
 
     /// The outbox of recorded events, for backends that keep one; events
-    /// are recorded only with [`StoreOptions::events`] on. Memory, SQLite
-    /// and PostgreSQL have one; Redis and S3 do not yet.
+    /// are recorded only with [`StoreOptions::events`] on. Memory, SQLite,
+    /// PostgreSQL and standalone Redis have one; Redis Cluster and S3 do
+    /// not.
     fn outbox(&self) -> Option<&dyn Outbox> {
         None
     }

@@ -85,6 +85,30 @@ mod standalone {
     otm_store::conformance_suite!(make);
 }
 
+mod with_events {
+    use super::*;
+    use otm_store::StoreOptions;
+    async fn make() -> Option<Arc<dyn BlobStore>> {
+        let config = RedisConfig::standalone(standalone_url())
+            .with_options(StoreOptions::default().with_events(true));
+        Some(Arc::new(connect(config).await?))
+    }
+    otm_store::conformance_suite!(make, rounds = otm_store::conformance::Rounds::LIGHT);
+    otm_store::outbox_suite!(make);
+
+    #[tokio::test]
+    async fn a_cluster_keeps_no_outbox() {
+        let config = RedisConfig::cluster(cluster_urls())
+            .with_options(StoreOptions::default().with_events(true));
+        let err = RedisStore::connect(config).await.unwrap_err();
+        assert!(matches!(err, StoreError::Invalid { .. }), "{err}");
+        let plain = RedisConfig::cluster(cluster_urls());
+        if let Some(store) = connect(plain).await {
+            assert!(store.outbox().is_none());
+        }
+    }
+}
+
 mod cluster {
     use super::*;
     async fn make() -> Option<Arc<dyn BlobStore>> {

@@ -13,10 +13,11 @@ use rustls as _;
 
 use crate::{
     check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, MessageState, MessageStatus,
-    NewMessage, Result, StoreError, StoreOptions,
+    NewMessage, Outbox, Result, StoreError, StoreOptions,
 };
 
 mod config;
+mod outbox;
 pub use config::RedisConfig;
 use config::{tls_certificates, warn_if_plaintext};
 use otm_core::ManageVerifier;
@@ -53,6 +54,7 @@ pub struct RedisStore {
     take_script: Script,
     burn_script: Script,
     status_script: Script,
+    outbox: outbox::Scripts,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -64,11 +66,27 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+// The event outbox (standalone Redis with `StoreOptions::events`): when a
+// script is given KEYS[3..5] (sequence counter, due sorted set, data hash),
+// it records the event of its change in the same script, so in the same
+// atomic step. Call it before the message key is deleted (it reads `r`).
+const EVENT_FN: &str = r"
+local function event(kind, now, id)
+  if #KEYS < 5 then return end
+  local seq = redis.call('INCR', KEYS[3])
+  local r = redis.call('HGET', KEYS[1], 'r') or ''
+  redis.call('HSET', KEYS[5], seq, cjson.encode({k = kind, m = id, r = r, a = now, n = 0}))
+  redis.call('ZADD', KEYS[4], now, seq)
+end
+";
+
+// ARGV[8] now, ARGV[9] the ID's text (for the event).
 const PUT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[1], 'e', ARGV[1], 'v', ARGV[2], 'f', 0, 'x', ARGV[4], 'm', ARGV[5], 'a', ARGV[6], 'r', ARGV[7])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+event(1, ARGV[8], ARGV[9])
 return 1
 ";
 
@@ -89,23 +107,29 @@ end
 
 // Returns {1, envelope} on success, {0} when absent or for a wrong access
 // proof (ARGV[4], nothing counted), {2, failures} for a wrong claim proof
-// (the key is deleted when failures reach ARGV[2]).
+// (the key is deleted when failures reach ARGV[2]). ARGV[5]: the ID's text.
 const TAKE: &str = r"
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return {0} end
 if redis.call('HGET', KEYS[1], 'a') ~= ARGV[4] then return {0} end
 if v == ARGV[1] then
   local e = redis.call('HGET', KEYS[1], 'e')
+  event(2, ARGV[3], ARGV[5])
   receipt('opened', ARGV[3])
   return {1, e}
 end
 local n = redis.call('HINCRBY', KEYS[1], 'f', 1)
-if n >= tonumber(ARGV[2]) then receipt('burned', ARGV[3]) end
+if n >= tonumber(ARGV[2]) then
+  event(4, ARGV[3], ARGV[5])
+  receipt('burned', ARGV[3])
+end
 return {2, n}
 ";
 
+// ARGV[1] now, ARGV[2] the ID's text.
 const BURN: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+event(3, ARGV[1], ARGV[2])
 receipt('burned', ARGV[1])
 return 1
 ";
@@ -134,6 +158,13 @@ impl RedisStore {
             // and its receipt on one node.
             return Err(StoreError::Invalid {
                 reason: "a Redis key prefix must not contain { or }",
+            });
+        }
+        if config.cluster && config.options.events {
+            // A script may touch only keys of one slot, and every message
+            // has its own: the outbox cannot join a message's script there.
+            return Err(StoreError::Invalid {
+                reason: "events need a standalone Redis: Redis Cluster keeps no outbox",
             });
         }
         let certificates = tls_certificates(&config)?;
@@ -175,9 +206,10 @@ impl RedisStore {
             conn,
             prefix: config.key_prefix,
             opts: config.options,
-            put_script: Script::new(PUT),
-            take_script: Script::new(&format!("{RECEIPT_FN}{TAKE}")),
-            burn_script: Script::new(&format!("{RECEIPT_FN}{BURN}")),
+            put_script: Script::new(&format!("{EVENT_FN}{PUT}")),
+            take_script: Script::new(&format!("{EVENT_FN}{RECEIPT_FN}{TAKE}")),
+            burn_script: Script::new(&format!("{EVENT_FN}{RECEIPT_FN}{BURN}")),
+            outbox: outbox::Scripts::new(),
             status_script: Script::new(STATUS),
         })
     }
@@ -185,6 +217,19 @@ impl RedisStore {
     /// The Redis key of a message (its receipt key adds `:r`).
     pub fn key_of(&self, id: &MessageId) -> String {
         format!("{}{{{id}}}", self.prefix)
+    }
+
+    /// A script invocation on the message `id`: its key, its receipt key
+    /// and, when events are on, the outbox keys.
+    fn on_message<'a>(&self, script: &'a Script, id: &MessageId) -> redis::ScriptInvocation<'a> {
+        let key = self.key_of(id);
+        let mut invocation = script.key(&key);
+        invocation.key(format!("{key}:r"));
+        if self.opts.events {
+            let [seq, due, data] = self.outbox_keys();
+            invocation.key(seq).key(due).key(data);
+        }
+        invocation
     }
 
     async fn run(
@@ -217,10 +262,8 @@ impl BlobStore for RedisStore {
     async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
         let (_, ttl) = check_new(&self.opts, &message)?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let key = self.key_of(id);
-        let mut invocation = self.put_script.key(&key);
+        let mut invocation = self.on_message(&self.put_script, id);
         invocation
-            .key(format!("{key}:r"))
             .arg(&message.envelope[..])
             .arg(&message.verifier.as_bytes()[..])
             .arg(ttl_ms)
@@ -232,7 +275,9 @@ impl BlobStore for RedisStore {
                     .unwrap_or_default(),
             )
             .arg(&message.access.as_bytes()[..])
-            .arg(message.reference.as_deref().unwrap_or_default());
+            .arg(message.reference.as_deref().unwrap_or_default())
+            .arg(unix_ms(SystemTime::now()))
+            .arg(id.to_string());
         match self.run("store a message", invocation).await? {
             Value::Int(1) => Ok(()),
             Value::Int(0) => Err(StoreError::Conflict),
@@ -249,14 +294,13 @@ impl BlobStore for RedisStore {
         let op = "take a message";
         let verifier = proof.verifier();
         let access = access.verifier();
-        let key = self.key_of(id);
-        let mut invocation = self.take_script.key(&key);
+        let mut invocation = self.on_message(&self.take_script, id);
         invocation
-            .key(format!("{key}:r"))
             .arg(&verifier.as_bytes()[..])
             .arg(self.opts.max_failed_attempts)
             .arg(unix_ms(SystemTime::now()))
-            .arg(&access.as_bytes()[..]);
+            .arg(&access.as_bytes()[..])
+            .arg(id.to_string());
         let reply = self.run(op, invocation).await?;
         let Value::Array(items) = reply else {
             return Err(unexpected(op, reply));
@@ -273,11 +317,10 @@ impl BlobStore for RedisStore {
     }
 
     async fn burn(&self, id: &MessageId) -> Result<()> {
-        let key = self.key_of(id);
-        let mut invocation = self.burn_script.key(&key);
+        let mut invocation = self.on_message(&self.burn_script, id);
         invocation
-            .key(format!("{key}:r"))
-            .arg(unix_ms(SystemTime::now()));
+            .arg(unix_ms(SystemTime::now()))
+            .arg(id.to_string());
         match self.run("burn a message", invocation).await? {
             Value::Int(1) => Ok(()),
             Value::Int(0) => Err(StoreError::NotFound),
@@ -352,6 +395,13 @@ impl BlobStore for RedisStore {
     fn options(&self) -> &StoreOptions {
         &self.opts
     }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        match self.conn {
+            Conn::Single(_) => Some(self),
+            Conn::Cluster(_) => None,
+        }
+    }
 }
 
 fn classify(op: &'static str, err: RedisError) -> StoreError {
@@ -367,7 +417,7 @@ fn classify(op: &'static str, err: RedisError) -> StoreError {
     StoreError::driver(op, retryable, err)
 }
 
-fn unexpected(op: &'static str, value: Value) -> StoreError {
+pub(super) fn unexpected(op: &'static str, value: Value) -> StoreError {
     // Only the shape is reported: the value may hold an envelope.
     let shape = match value {
         Value::Array(_) => "an array",
