@@ -32,7 +32,8 @@ pub trait EventSink: Send + Sync + 'static {
 #[non_exhaustive]
 pub struct DispatchConfig {
     /// How long to wait before asking the outbox again when it had nothing
-    /// due. Default 500 ms.
+    /// due; a change made through the same [`Service`](crate::Service)
+    /// wakes the dispatcher at once. Default 500 ms.
     pub poll: Duration,
     /// Events leased at once. Default 32.
     pub batch: usize,
@@ -130,11 +131,19 @@ pub(crate) fn spawn(
     sink: Arc<dyn EventSink>,
     config: DispatchConfig,
     counters: Arc<EventCounters>,
+    wake: Arc<tokio::sync::Notify>,
 ) -> Dispatcher {
     Dispatcher(tokio::spawn(async move {
         loop {
             match dispatch_once(&*store, &*sink, &config, &counters).await {
-                Ok(0) => tokio::time::sleep(config.poll).await,
+                // Nothing due: wait for the next poll, or for a change made
+                // through this instance.
+                Ok(0) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(config.poll) => {}
+                        () = wake.notified() => {}
+                    }
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e.with_sources(), "reading the event outbox failed");

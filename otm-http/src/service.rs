@@ -35,6 +35,9 @@ pub(crate) struct Shared {
     /// The last readiness answer and when it was found (see
     /// [`READINESS_CACHE`](crate::READINESS_CACHE)).
     pub(crate) readiness: tokio::sync::Mutex<Option<(Instant, bool)>>,
+    /// Wakes this instance's dispatcher after a change, so an event waits
+    /// for the next poll only when another replica made it.
+    pub(crate) events_wake: Arc<tokio::sync::Notify>,
 }
 
 /// One otm instance: a store, its [`Config`], the rate limiters and the
@@ -199,6 +202,7 @@ impl Service {
             metrics: Metrics::default(),
             forwarding_warned: std::sync::atomic::AtomicBool::new(false),
             readiness: tokio::sync::Mutex::new(None),
+            events_wake: Arc::default(),
         }))
     }
 
@@ -331,6 +335,7 @@ impl Service {
             }
         };
         self.0.metrics.count(Outcome::Created);
+        self.0.events_wake.notify_one();
         tracing::info!(id = %id, bytes = envelope.len(), ttl_s = ttl.as_secs(), "message created");
         Ok(Stored {
             id,
@@ -395,12 +400,14 @@ impl Service {
         match self.0.store.take(id, access, proof).await {
             Ok(envelope) => {
                 self.0.metrics.count(Outcome::Opened);
+                self.0.events_wake.notify_one();
                 tracing::info!(id = %id, "message opened and deleted");
                 Ok(envelope)
             }
             Err(e) => {
                 if let StoreError::WrongProof { attempts_left: 0 } = e {
                     tracing::info!(id = %id, "message destroyed after too many wrong proofs");
+                    self.0.events_wake.notify_one();
                 }
                 Err(self.failed(e.into()))
             }
@@ -440,6 +447,7 @@ impl Service {
         match self.0.store.burn(id).await {
             Ok(()) => {
                 self.0.metrics.count(Outcome::BurnedBySender);
+                self.0.events_wake.notify_one();
                 tracing::info!(id = %id, "message burned by its sender");
             }
             // Opened (or expired) between the status check and the delete.
@@ -480,6 +488,7 @@ impl Service {
             sink,
             config,
             Arc::clone(&self.0.metrics.events),
+            Arc::clone(&self.0.events_wake),
         ))
     }
 

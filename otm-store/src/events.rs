@@ -61,6 +61,7 @@ impl EventKind {
     }
 
     /// The number a store keeps for the kind.
+    #[allow(dead_code)] // unused in builds without an outbox backend
     pub(crate) fn code(self) -> i32 {
         match self {
             EventKind::Created => 1,
@@ -72,6 +73,7 @@ impl EventKind {
     }
 
     /// The kind of a stored number.
+    #[allow(dead_code)] // unused in builds without an outbox backend
     pub(crate) fn from_code(code: i64) -> Option<EventKind> {
         EventKind::ALL
             .into_iter()

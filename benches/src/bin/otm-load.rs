@@ -10,6 +10,11 @@
 //!
 //! The server's per-client rate limits apply to the load tool too: start it
 //! with `--create-per-minute` and `--open-per-minute` high enough.
+//!
+//! With `--webhook-listen ADDR` it also receives the server's webhooks
+//! (start the server with `--webhook-url http://ADDR/`) and reports events
+//! per second, duplicates, and the delivery latency from each event's
+//! timestamp to its arrival.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,6 +57,51 @@ struct Args {
     /// Only create messages, leave them stored (to measure a full store).
     #[arg(long)]
     create_only: bool,
+    /// Receive the server's webhooks here and report their rate and
+    /// delivery latency (signatures are not checked: this measures).
+    #[arg(long)]
+    webhook_listen: Option<std::net::SocketAddr>,
+}
+
+/// What the webhook receiver saw: each event's delivery latency, and the
+/// IDs, to count duplicates.
+#[derive(Default)]
+struct Webhooks {
+    latency_us: Vec<u64>,
+    ids: std::collections::HashSet<String>,
+    duplicates: u64,
+}
+
+/// Serves a receiver on `listener` that records each event's latency.
+fn receive_webhooks(listener: tokio::net::TcpListener, seen: Arc<Mutex<Webhooks>>) {
+    use axum::http::HeaderMap;
+    let app = axum::Router::new().fallback(move |headers: HeaderMap, body: axum::body::Bytes| {
+        let seen = seen.clone();
+        async move {
+            let arrived = std::time::SystemTime::now();
+            let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let at = json["timestamp"]
+                .as_str()
+                .and_then(|t| humantime::parse_rfc3339(t).ok());
+            let id = headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let mut seen = seen.lock().unwrap();
+            if let Some(at) = at {
+                let latency = arrived.duration_since(at).unwrap_or_default();
+                seen.latency_us.push(latency.as_micros() as u64);
+            }
+            if !seen.ids.insert(id) {
+                seen.duplicates += 1;
+            }
+            axum::http::StatusCode::NO_CONTENT
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
 }
 
 #[derive(Default)]
@@ -130,6 +180,29 @@ async fn cycle(
     Ok((create_us, open_us))
 }
 
+/// Waits until no webhook has arrived for two seconds (at most 60 s), then
+/// summarises them: the rate over the time from `start` to the last arrival.
+async fn drain_webhooks(seen: &Arc<Mutex<Webhooks>>, start: Instant) -> Value {
+    let mut last = (seen.lock().unwrap().latency_us.len(), Instant::now());
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while last.1.elapsed() < Duration::from_secs(2) && Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let n = seen.lock().unwrap().latency_us.len();
+        if n != last.0 {
+            last = (n, Instant::now());
+        }
+    }
+    let elapsed = (last.1 - start).as_secs_f64();
+    let mut seen = seen.lock().unwrap();
+    let count = seen.latency_us.len();
+    json!({
+        "duplicates": seen.duplicates,
+        "elapsed_s": elapsed,
+        "per_s": count as f64 / elapsed.max(f64::EPSILON),
+        "latency": summary(&mut seen.latency_us),
+    })
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
@@ -148,6 +221,16 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let server = client.base().to_owned();
+    let webhooks = Arc::new(Mutex::new(Webhooks::default()));
+    if let Some(addr) = args.webhook_listen {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => receive_webhooks(listener, webhooks.clone()),
+            Err(e) => {
+                eprintln!("otm-load: cannot listen on {addr}: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
     let text: Arc<str> = "x".repeat(args.size).into();
     let stats = Arc::new(Mutex::new(Stats::default()));
     let done = Arc::new(AtomicU64::new(0));
@@ -217,6 +300,10 @@ async fn main() -> std::process::ExitCode {
         let _ = p.await;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let events = match args.webhook_listen {
+        Some(_) => Some(drain_webhooks(&webhooks, start).await),
+        None => None,
+    };
     let mut s = stats.lock().unwrap();
     let cycles = s.cycle_us.len() as f64;
     let report = json!({
@@ -231,6 +318,7 @@ async fn main() -> std::process::ExitCode {
         "open": summary(&mut s.open_us),
         "cycle": summary(&mut s.cycle_us),
         "errors": s.errors,
+        "events": events,
     });
     if args.json {
         println!("{report}");
@@ -247,6 +335,14 @@ async fn main() -> std::process::ExitCode {
             println!("  {kind:<6} p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  max {:>7.2} ms",
                 k["p50_ms"].as_f64().unwrap_or(0.0), k["p90_ms"].as_f64().unwrap_or(0.0), k["p99_ms"].as_f64().unwrap_or(0.0),
                 k["p999_ms"].as_f64().unwrap_or(0.0), k["max_ms"].as_f64().unwrap_or(0.0));
+        }
+        if let Some(e) = &report["events"].as_object() {
+            println!(
+                "  events {} ({} duplicates) in {:.1}s: {:.1}/s; latency p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+                e["latency"]["count"], e["duplicates"], e["elapsed_s"].as_f64().unwrap_or(0.0),
+                e["per_s"].as_f64().unwrap_or(0.0), e["latency"]["p50_ms"].as_f64().unwrap_or(0.0),
+                e["latency"]["p99_ms"].as_f64().unwrap_or(0.0), e["latency"]["max_ms"].as_f64().unwrap_or(0.0)
+            );
         }
         if s.errors.is_empty() {
             println!("  no errors");
