@@ -3,7 +3,8 @@
 //! an [`EventSink`] (your code in process, or a signed webhook with the
 //! `webhooks` feature), and marks it delivered, or failed with a retry time
 //! (exponential backoff with jitter), or, after the last attempt, drops it
-//! as a dead letter (logged and counted in `otm_events_total`).
+//! as a dead letter (logged and counted in `otm_events_total`). The events
+//! of a batch are delivered concurrently, so their order is not kept.
 //!
 //! Delivery is at least once: a sink may see an event again (after a crash
 //! between delivery and marking, or when a lease runs out), always with the
@@ -37,8 +38,9 @@ pub struct DispatchConfig {
     pub poll: Duration,
     /// Events leased at once. Default 32.
     pub batch: usize,
-    /// How long a leased event is this dispatcher's alone: longer than a
-    /// batch's deliveries take. Default 60 s.
+    /// How long a leased event is this dispatcher's alone: longer than
+    /// [`DispatchConfig::deliver_timeout`] (a batch is delivered at once).
+    /// After a crash, the events it held wait this long. Default 60 s.
     pub lease: Duration,
     /// Longest one delivery may take before it counts as failed. Default 10 s.
     pub deliver_timeout: Duration,
@@ -135,7 +137,7 @@ pub(crate) fn spawn(
 ) -> Dispatcher {
     Dispatcher(tokio::spawn(async move {
         loop {
-            match dispatch_once(&*store, &*sink, &config, &counters).await {
+            match dispatch_once(&store, &sink, &config, &counters).await {
                 // Nothing due: wait for the next poll, or for a change made
                 // through this instance.
                 Ok(0) => {
@@ -154,46 +156,81 @@ pub(crate) fn spawn(
     }))
 }
 
-/// Leases one batch and delivers it, in order; how many were leased.
+/// Leases one batch and delivers its events at once, each within
+/// [`DispatchConfig::deliver_timeout`], so a batch never outlives its
+/// lease; how many were leased.
 async fn dispatch_once(
-    store: &dyn BlobStore,
-    sink: &dyn EventSink,
+    store: &Arc<dyn BlobStore>,
+    sink: &Arc<dyn EventSink>,
     config: &DispatchConfig,
-    counters: &EventCounters,
+    counters: &Arc<EventCounters>,
 ) -> Result<usize, otm_store::StoreError> {
     let Some(outbox) = store.outbox() else {
         return Ok(0);
     };
     let leased = outbox.lease_events(config.batch, config.lease).await?;
-    for event in &leased {
-        let outcome = tokio::time::timeout(config.deliver_timeout, sink.deliver(event)).await;
-        let error = match outcome {
-            Ok(Ok(())) => {
-                outbox.event_delivered(event).await?;
-                counters.delivered.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(event = %event.id(), kind = %event.kind, "event delivered");
-                continue;
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {:?}", config.deliver_timeout),
-        };
-        let attempts = event.attempts + 1;
-        if attempts >= config.max_attempts {
-            outbox.event_delivered(event).await?;
-            counters.dead.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(event = %event.id(), kind = %event.kind, attempts, %error,
-                "event dropped after its last delivery attempt");
-        } else {
-            let delay = config.delay(attempts, jitter());
-            outbox
-                .event_failed(event, SystemTime::now() + delay)
-                .await?;
-            counters.retried.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(event = %event.id(), kind = %event.kind, attempts, %error,
-                retry_in_ms = delay.as_millis() as u64, "event delivery failed; will retry");
+    let count = leased.len();
+    let mut deliveries = tokio::task::JoinSet::new();
+    for event in leased {
+        let (store, sink, config, counters) = (
+            store.clone(),
+            sink.clone(),
+            config.clone(),
+            counters.clone(),
+        );
+        deliveries.spawn(async move { deliver(&*store, &*sink, &config, &counters, &event).await });
+    }
+    let mut first_error = None;
+    while let Some(done) = deliveries.join_next().await {
+        if let Ok(Err(e)) = done {
+            first_error.get_or_insert(e);
         }
     }
-    Ok(leased.len())
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(count),
+    }
+}
+
+/// Delivers one leased event and marks it: delivered, failed with its
+/// retry time, or dropped after its last attempt.
+async fn deliver(
+    store: &dyn BlobStore,
+    sink: &dyn EventSink,
+    config: &DispatchConfig,
+    counters: &EventCounters,
+    event: &Event,
+) -> Result<(), otm_store::StoreError> {
+    let Some(outbox) = store.outbox() else {
+        return Ok(());
+    };
+    let outcome = tokio::time::timeout(config.deliver_timeout, sink.deliver(event)).await;
+    let error = match outcome {
+        Ok(Ok(())) => {
+            outbox.event_delivered(event).await?;
+            counters.delivered.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(event = %event.id(), kind = %event.kind, "event delivered");
+            return Ok(());
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {:?}", config.deliver_timeout),
+    };
+    let attempts = event.attempts + 1;
+    if attempts >= config.max_attempts {
+        outbox.event_delivered(event).await?;
+        counters.dead.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(event = %event.id(), kind = %event.kind, attempts, %error,
+            "event dropped after its last delivery attempt");
+    } else {
+        let delay = config.delay(attempts, jitter());
+        outbox
+            .event_failed(event, SystemTime::now() + delay)
+            .await?;
+        counters.retried.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(event = %event.id(), kind = %event.kind, attempts, %error,
+            retry_in_ms = delay.as_millis() as u64, "event delivery failed; will retry");
+    }
+    Ok(())
 }
 
 /// A number in `[0, 1)` from the OS random generator (0 if it fails:

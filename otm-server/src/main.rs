@@ -147,6 +147,12 @@ struct Args {
     #[arg(long, env = "OTM_WEBHOOK_MAX_ATTEMPTS", default_value_t = 12,
           value_parser = clap::value_parser!(u32).range(1..=100))]
     webhook_max_attempts: u32,
+
+    /// How long a server holds the events it is delivering before another
+    /// replica may take them over; after a crash, its events wait this long.
+    /// Longer than a delivery's 10 s timeout.
+    #[arg(long, env = "OTM_WEBHOOK_LEASE", default_value = "60s", value_parser = humantime::parse_duration)]
+    webhook_lease: Duration,
 }
 
 /// What to do instead of serving.
@@ -288,7 +294,9 @@ async fn run(args: Args) -> Result<(), String> {
     let service = Service::new(Arc::clone(&store), config);
     let _dispatcher = match webhook {
         Some(hook) => {
-            let dispatch = DispatchConfig::default().with_max_attempts(args.webhook_max_attempts);
+            let dispatch = DispatchConfig::default()
+                .with_max_attempts(args.webhook_max_attempts)
+                .with_lease(args.webhook_lease.max(Duration::from_secs(11)));
             let dispatcher = service
                 .dispatch_events(Arc::new(hook), dispatch)
                 .map_err(|e| format!("webhooks: {e}"))?;

@@ -50,11 +50,14 @@ async fn opened_survives_kill_9(store: &str, dir: &std::path::Path) {
     let (whsec, bytes) = secret();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/hooks/otm");
+    // The shortest lease: if the killed server held one, it runs out soon.
     let flags = [
         "--webhook-url",
         url.as_str(),
         "--webhook-secrets",
         whsec.as_str(),
+        "--webhook-lease",
+        "11s",
     ];
     let first = Server::start(BIN, store, dir, &flags).await;
     let c = client(&first.base);
@@ -77,9 +80,9 @@ async fn opened_survives_kill_9(store: &str, dir: &std::path::Path) {
     let created = format!("evt_{}_created", sent.link.id);
     let opened = format!("evt_{}_opened", sent.link.id);
     // Due again within the retry backoff, or after the dead server's lease
-    // (60 s) if it died holding one.
+    // if it died holding one.
     received
-        .wait_for(Duration::from_secs(90), "created and opened", |t| {
+        .wait_for(Duration::from_secs(45), "created and opened", |t| {
             t.contains_key(&created) && t.contains_key(&opened)
         })
         .await;
