@@ -32,6 +32,7 @@
 //!     access: secrets.access_verifier(),
 //!     expires_at: SystemTime::now() + Duration::from_secs(3600),
 //!     manage: None,
+//!     reference: None,
 //! }).await?;
 //! let (access, claim) = (secrets.access_proof(), secrets.claim_proof());
 //! assert_eq!(store.take(&id, access, claim).await?, envelope);
