@@ -1,71 +1,82 @@
 //! otm inside an existing axum application: the host keeps its own routes,
-//! state and login, mounts otm under `/secrets`, and lets only signed-in
-//! staff *create* messages, while anyone with a link can read one.
+//! state and login, mounts otm under `/secrets`, and decides with a create
+//! policy who may *create* messages: signed-in staff, for a day at most,
+//! and admins, for as long as the server allows. Anyone with a link can
+//! read one.
 //!
 //! `cargo run -p otm-examples --example embed_axum`, then visit
-//! http://127.0.0.1:3001/login, then http://127.0.0.1:3001/secrets
+//! http://127.0.0.1:3001/login (or /login?admin), then http://127.0.0.1:3001/secrets
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::extract::{Query, Request, State};
+use axum::http::header;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
+use otm_http::policy::{CreateLimits, CreatePolicy, Decision};
 use otm_store::{MemoryStore, StoreOptions};
 
 /// The host application's own state.
 #[derive(Clone)]
 struct AppState {
     company: &'static str,
-    session_token: &'static str,
+    staff_session: &'static str,
+    admin_session: &'static str,
 }
 
-/// The host's login check, applied to otm's create endpoint only.
-async fn staff_may_create(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let creating = req.method() == Method::POST && req.uri().path().ends_with("/api/v1/messages");
-    if creating {
-        let cookie = req
-            .headers()
-            .get(header::COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let signed_in = cookie
+/// Who the host's login says the caller is, put in the request's
+/// extensions by [`identify`] for otm's create policy to read.
+#[derive(Clone, Copy, Debug)]
+enum Staff {
+    Member,
+    Admin,
+}
+
+/// The host's login middleware: the session cookie names a staff member.
+async fn identify(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let cookie = req
+        .headers()
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let has = |token: &str| {
+        cookie
             .split(';')
-            .any(|c| c.trim() == format!("session={}", app.session_token));
-        if !signed_in {
-            return (
-                StatusCode::UNAUTHORIZED,
-                Json(serde_json_like(&[
-                    ("error", "login_required"),
-                    ("message", "Sign in to create messages."),
-                ])),
-            )
-                .into_response();
-        }
+            .any(|c| c.trim() == format!("session={token}"))
+    };
+    if has(app.admin_session) {
+        req.extensions_mut().insert(Staff::Admin);
+    } else if has(app.staff_session) {
+        req.extensions_mut().insert(Staff::Member);
     }
     next.run(req).await
 }
 
-/// A tiny JSON object without pulling serde_json into the example.
-fn serde_json_like(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+/// otm's create policy: staff only; members' messages live a day at most.
+struct StaffOnly;
+
+#[async_trait::async_trait]
+impl CreatePolicy for StaffOnly {
+    async fn decide(&self, request: &axum::http::request::Parts) -> Decision {
+        match request.extensions.get::<Staff>() {
+            None => Decision::deny("Sign in to create messages."),
+            Some(Staff::Admin) => Decision::allow(CreateLimits::default()),
+            Some(Staff::Member) => Decision::allow(
+                CreateLimits::default().with_max_ttl(Duration::from_secs(24 * 3600)),
+            ),
+        }
+    }
 }
 
 /// The host's own pages and the mounted otm router.
 fn app(state: AppState) -> Router {
     let otm: Router<AppState> = otm_http::router(
         Arc::new(MemoryStore::new(StoreOptions::default())),
-        otm_http::Config::default(),
+        otm_http::Config::default().with_create_policy(StaffOnly),
     );
-    let otm = otm.layer(middleware::from_fn_with_state(
-        state.clone(),
-        staff_may_create,
-    ));
     Router::new()
         .route(
             "/",
@@ -73,20 +84,25 @@ fn app(state: AppState) -> Router {
         )
         .route(
             "/login",
-            get(|State(s): State<AppState>| async move {
-                (
-                    [(
-                        header::SET_COOKIE,
-                        format!(
-                            "session={}; HttpOnly; SameSite=Strict; Path=/",
-                            s.session_token
-                        ),
-                    )],
-                    "signed in; now open /secrets",
-                )
-            }),
+            get(
+                |State(s): State<AppState>,
+                 Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                    let session = match q.contains_key("admin") {
+                        true => s.admin_session,
+                        false => s.staff_session,
+                    };
+                    (
+                        [(
+                            header::SET_COOKIE,
+                            format!("session={session}; HttpOnly; SameSite=Strict; Path=/"),
+                        )],
+                        "signed in; now open /secrets",
+                    )
+                },
+            ),
         )
         .nest("/secrets", otm)
+        .layer(middleware::from_fn_with_state(state.clone(), identify))
         .with_state(state)
 }
 
@@ -94,7 +110,8 @@ fn app(state: AppState) -> Router {
 async fn main() -> std::io::Result<()> {
     let state = AppState {
         company: "Example Corp",
-        session_token: "demo-session-token",
+        staff_session: "demo-staff-session",
+        admin_session: "demo-admin-session",
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;
     println!("host app on http://127.0.0.1:3001 (otm under /secrets)");
@@ -110,13 +127,17 @@ async fn main() -> std::io::Result<()> {
 mod tests {
     use super::*;
     use axum::body::Body;
+    use axum::http::StatusCode;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
     fn state() -> AppState {
         AppState {
             company: "Test Corp",
-            session_token: "t0ken",
+            staff_session: "t0ken",
+            admin_session: "adm1n",
         }
     }
 
@@ -150,23 +171,45 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
     }
 
+    /// A real create request (a sealed envelope and its verifiers) for
+    /// `ttl_days`, with the session cookie if any.
+    fn create(cookie: Option<&str>, ttl_days: u64) -> Request<Body> {
+        let secrets = otm_core::Secrets::derive(&otm_core::Key::generate().unwrap(), None);
+        let envelope = otm_core::seal(&secrets, "for staff").unwrap();
+        let body = format!(
+            r#"{{"envelope":"{}","verifier":"{}","access_verifier":"{}","ttl_seconds":{}}}"#,
+            URL_SAFE_NO_PAD.encode(envelope),
+            secrets.claim_verifier().to_base64url(),
+            secrets.access_verifier().to_base64url(),
+            ttl_days * 86_400
+        );
+        let mut b = Request::post("/secrets/api/v1/messages")
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, c);
+        }
+        b.body(Body::from(body)).unwrap()
+    }
+
     #[tokio::test]
-    async fn only_signed_in_staff_may_create() {
+    async fn the_policy_lets_staff_create_within_their_limits() {
         let app = app(state());
-        let create = |cookie: Option<&str>| {
-            let mut b = Request::post("/secrets/api/v1/messages")
-                .header(header::CONTENT_TYPE, "application/json");
-            if let Some(c) = cookie {
-                b = b.header(header::COOKIE, c);
-            }
-            b.body(Body::from("{}")).unwrap()
-        };
-        let (status, body) = call(&app, create(None)).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-        assert!(body.contains("login_required"));
-        // Signed in, the request reaches otm (which rejects the empty body).
-        let (status, body) = call(&app, create(Some("session=t0ken"))).await;
+        let code = |body: &str, code: otm_http::ErrorCode| body.contains(code.as_str());
+        // Not signed in: refused with otm's JSON error, nothing stored.
+        let (status, body) = call(&app, create(None, 1)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(code(&body, otm_http::ErrorCode::CreateDenied), "{body}");
+        assert!(body.contains("Sign in to create messages."), "{body}");
+        // Staff: a day, not two.
+        let (status, body) = call(&app, create(Some("session=t0ken"), 1)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = call(&app, create(Some("session=t0ken"), 2)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        assert!(body.contains(otm_http::ErrorCode::BadField.as_str()));
+        assert!(code(&body, otm_http::ErrorCode::TtlTooLong), "{body}");
+        // Admins: as long as the server allows (7 days), not longer.
+        let (status, body) = call(&app, create(Some("session=adm1n"), 7)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = call(&app, create(Some("session=adm1n"), 8)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     }
 }

@@ -42,7 +42,9 @@ enum Command {
     /// Encrypt a message and print a link that opens it once.
     ///
     /// The message is read from FILE, from standard input when it is piped,
-    /// or from a prompt that does not echo.
+    /// or from a prompt that does not echo. A server where only API token
+    /// holders may create takes the token from the environment variable
+    /// OTM_API_TOKEN.
     Send(SendArgs),
     /// Open a link: fetch the message once, decrypt it here, print it.
     Open(OpenArgs),
@@ -210,6 +212,11 @@ fn is_loopback(authority: &str) -> bool {
 
 /// A client of `base`: plain http only to this machine unless allowed.
 fn client(base: &str, insecure_http: bool) -> Outcome<Client> {
+    client_with_token(base, insecure_http, None)
+}
+
+/// [`client`], sending `api_token` with creates.
+fn client_with_token(base: &str, insecure_http: bool, api_token: Option<&str>) -> Outcome<Client> {
     if let Some((scheme, authority)) = origin(base) {
         if scheme == "http" && !insecure_http && !is_loopback(&authority) {
             return Err(Failure::Input(format!(
@@ -218,10 +225,12 @@ fn client(base: &str, insecure_http: bool) -> Outcome<Client> {
             )));
         }
     }
-    Client::builder(base)
-        .user_agent(concat!("otm-cli/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| Failure::Input(e.to_string()))
+    let mut builder =
+        Client::builder(base).user_agent(concat!("otm-cli/", env!("CARGO_PKG_VERSION")));
+    if let Some(token) = api_token {
+        builder = builder.api_token(token);
+    }
+    builder.build().map_err(|e| Failure::Input(e.to_string()))
 }
 
 /// The failure (and exit code) of a client error. `gone` words the 404 for
@@ -261,7 +270,10 @@ fn rfc3339(t: std::time::SystemTime) -> String {
 }
 
 async fn send(args: SendArgs, json_out: bool, insecure_http: bool) -> Outcome<()> {
-    let client = client(&args.server, insecure_http)?;
+    let token = std::env::var("OTM_API_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let client = client_with_token(&args.server, insecure_http, token.as_deref())?;
     let message = read_message(args.file.as_deref())?;
     let phrase = if args.with_passphrase || wants_passphrase(&args.passphrase) {
         Some(passphrase(

@@ -32,8 +32,9 @@ fn otm(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
     let out = output_with_input(
         Command::new(env!("CARGO_BIN_EXE_otm"))
             .args(args)
-            .envs(env.iter().copied())
-            .env_remove("OTM_SERVER"),
+            .env_remove("OTM_SERVER")
+            .env_remove("OTM_API_TOKEN")
+            .envs(env.iter().copied()),
         stdin,
     );
     Run {
@@ -329,4 +330,48 @@ async fn links_from_standard_input_no_plain_http_and_failed_writes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("writing it failed"), "{stderr}");
+}
+
+/// Creates only with `Authorization: Bearer cli-token` (a stand-in for a
+/// server's API tokens).
+struct NeedsToken;
+
+#[async_trait::async_trait]
+impl otm_http::policy::CreatePolicy for NeedsToken {
+    async fn decide(&self, request: &axum::http::request::Parts) -> otm_http::policy::Decision {
+        use otm_http::policy::{CreateLimits, Decision};
+        match request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some("Bearer cli-token") => Decision::allow(CreateLimits::default()),
+            _ => Decision::deny("API token holders only."),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_takes_the_api_token_from_the_environment() {
+    let config = otm_http::Config::default().with_create_policy(NeedsToken);
+    let server =
+        TestServer::start_with(Arc::new(MemoryStore::new(Default::default())), config).await;
+    let base = server.base.as_str();
+    let refused = otm(&["send", "--server", base], Some("no token"), &[]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("API token holders only."),
+        "{}",
+        refused.stderr
+    );
+    let sent = otm(
+        &["send", "--server", base, "--json"],
+        Some("with a token"),
+        &[("OTM_API_TOKEN", "cli-token")],
+    );
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    let link = sent.json()["link"].as_str().unwrap().to_owned();
+    // Reading needs no token.
+    let opened = otm(&["open", &link], None, &[]);
+    assert_eq!(opened.stdout, "with a token");
 }

@@ -77,6 +77,17 @@ pub struct ClientBuilder {
     timeout: Duration,
     connect_timeout: Duration,
     user_agent: String,
+    api_token: Option<ApiToken>,
+}
+
+/// A server's API token (never printed).
+#[derive(Clone)]
+struct ApiToken(Zeroizing<String>);
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(..)")
+    }
 }
 
 impl ClientBuilder {
@@ -98,6 +109,13 @@ impl ClientBuilder {
         self
     }
 
+    /// The server's API token (`otm_…`), sent as `Authorization: Bearer`
+    /// with creates only, for servers where only token holders may create.
+    pub fn api_token(mut self, token: &str) -> Self {
+        self.api_token = Some(ApiToken(Zeroizing::new(token.trim().to_owned())));
+        self
+    }
+
     /// The client.
     pub fn build(self) -> Result<Client> {
         let base = normalise_base(&self.base)?;
@@ -116,6 +134,7 @@ impl ClientBuilder {
             base,
             timeout: self.timeout,
             config: Arc::default(),
+            api_token: self.api_token,
         })
     }
 }
@@ -150,6 +169,7 @@ pub struct Client {
     timeout: Duration,
     /// The server's configuration, fetched once by [`Client::send`].
     config: Arc<Mutex<Option<Arc<PublicConfig>>>>,
+    api_token: Option<ApiToken>,
 }
 
 impl Client {
@@ -167,6 +187,7 @@ impl Client {
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             user_agent: concat!("otm-client/", env!("CARGO_PKG_VERSION")).to_owned(),
+            api_token: None,
         }
     }
 
@@ -237,9 +258,16 @@ impl Client {
             reference: reference.map(str::to_owned),
         };
         let body = serde_json::to_vec(&body).map_err(unexpected_json)?;
-        let response = self
-            .request(Method::POST, "/api/v1/messages", Some(body))
-            .await?;
+        let mut request = self
+            .http
+            .post(format!("{}/api/v1/messages", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(token) = &self.api_token {
+            request = request.bearer_auth(&*token.0);
+        }
+        let request = request.build().map_err(|e| self.unreachable(e))?;
+        let response = self.execute(request).await?;
         let created: Created = self.answer(response, StatusCode::CREATED).await?;
         let bad = |what: &str| Error::Unexpected {
             status: 201,

@@ -74,6 +74,10 @@ error_codes! {
     TtlTooLong = "ttl_too_long",
     /// 400: the reference is empty or longer than 256 bytes.
     BadReference = "bad_reference",
+    /// 400: the server's policy requires this sender to use a passphrase.
+    PassphraseRequired = "passphrase_required",
+    /// 403: the server's policy does not let this sender create messages.
+    CreateDenied = "create_denied",
     /// 401: status or burn without the sender's token.
     TokenRequired = "token_required",
     /// 403: status or burn with a wrong token.

@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::limit::{client_ip, untrusted_forwarder};
 use crate::metrics::Outcome;
+use crate::policy::{CreateLimits, Decision};
 use crate::{Service, ServiceError};
 use std::sync::atomic::Ordering;
 
@@ -71,27 +72,40 @@ pub(crate) async fn config(State(otm): State<Service>) -> Json<PublicConfig> {
     Json(otm.public_config())
 }
 
-/// `POST /api/v1/messages`: store a sealed envelope.
+/// `POST /api/v1/messages`: store a sealed envelope, if the create policy
+/// (when there is one) lets this sender.
 pub(crate) async fn create(
     State(otm): State<Service>,
     ClientIp(ip): ClientIp,
+    head: Parts,
     request: Result<ApiJson<CreateRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     otm.0
         .create_limiter
         .check(ip)
         .inspect_err(|_| otm.0.metrics.count(Outcome::RateLimited))?;
+    let limits = match &otm.0.config.create_policy {
+        None => CreateLimits::default(),
+        Some(policy) => match policy.0.decide(&head).await {
+            Decision::Allow(limits) => limits,
+            Decision::Deny { message } => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    ErrorCode::CreateDenied,
+                    message,
+                ))
+            }
+        },
+    };
     let ApiJson(req) = request.inspect_err(|_| otm.0.metrics.count(Outcome::BadRequest))?;
     let (envelope, verifier, access) =
         decode_create(&req).inspect_err(|_| otm.0.metrics.count(Outcome::BadRequest))?;
+    let ttl = req.ttl_seconds.map(Duration::from_secs);
+    limits
+        .check(&envelope, ttl, otm.0.config.default_ttl)
+        .map_err(|e| otm.failed(e))?;
     let stored = otm
-        .create(
-            envelope,
-            verifier,
-            access,
-            req.ttl_seconds.map(Duration::from_secs),
-            req.reference.as_deref(),
-        )
+        .create(envelope, verifier, access, ttl, req.reference.as_deref())
         .await?;
     let path = format!("/otm/{}", stored.id);
     let body = Created {

@@ -35,6 +35,9 @@ pub struct Config {
     /// 3 failures in a row, one probe a second). A store that already is a
     /// breaker is not wrapped again.
     pub store_breaker: Option<BreakerConfig>,
+    /// Who may create what ([`crate::policy`]). `None`: anyone, within the
+    /// limits above.
+    pub create_policy: Option<crate::policy::SharedPolicy>,
 }
 
 /// A per-client token bucket.
@@ -65,6 +68,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             request_timeout: Duration::from_secs(10),
             store_breaker: Some(BreakerConfig::default()),
+            create_policy: None,
         }
     }
 }
@@ -99,6 +103,12 @@ impl Config {
     /// Sets [`Config::store_breaker`] (`None`: no breaker).
     pub fn with_store_breaker(mut self, breaker: Option<BreakerConfig>) -> Self {
         self.store_breaker = breaker;
+        self
+    }
+
+    /// Sets [`Config::create_policy`].
+    pub fn with_create_policy(mut self, policy: impl crate::policy::CreatePolicy) -> Self {
+        self.create_policy = Some(crate::policy::SharedPolicy(std::sync::Arc::new(policy)));
         self
     }
 

@@ -81,6 +81,7 @@ pub mod events;
 mod limit;
 mod metrics;
 mod pages;
+pub mod policy;
 #[cfg(feature = "serve")]
 pub mod serve;
 mod service;

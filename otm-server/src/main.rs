@@ -18,6 +18,7 @@ use tower_http::trace::TraceLayer;
 use tracing_subscriber::EnvFilter;
 
 mod healthcheck;
+mod tokens;
 
 /// One-time secret messages: the browser encrypts, the server stores
 /// ciphertext and hands it out exactly once.
@@ -148,6 +149,15 @@ struct Args {
           value_parser = clap::value_parser!(u32).range(1..=100))]
     webhook_max_attempts: u32,
 
+    /// A file of API tokens (NAME create SHA256 per line; `otm-server token
+    /// NAME` makes one). OTM_API_TOKENS may hold more, separated by `;`.
+    #[arg(long, env = "OTM_API_TOKENS_FILE")]
+    api_tokens_file: Option<std::path::PathBuf>,
+
+    /// Only holders of an API token may create messages (browsers too).
+    #[arg(long, env = "OTM_CREATE_REQUIRES_TOKEN")]
+    create_requires_token: bool,
+
     /// How long a server holds the events it is delivering before another
     /// replica may take them over; after a crash, its events wait this long.
     /// Longer than a delivery's 10 s timeout.
@@ -166,6 +176,13 @@ enum Command {
         /// Longest time the whole check may take.
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+    },
+    /// Make an API token for a machine client: prints the token (give it to
+    /// the client; it is shown once) and its entry for --api-tokens-file or
+    /// OTM_API_TOKENS (the server keeps only its SHA-256).
+    Token {
+        /// A name for the token (one word), shown in logs.
+        name: String,
     },
 }
 
@@ -225,6 +242,19 @@ fn limit(per_minute: u32) -> RateLimit {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(Command::Token { name }) = &args.command {
+        return match tokens::new_token(name) {
+            Ok((token, entry)) => {
+                println!("token: {token}");
+                println!("entry: {entry}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("otm-server token: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Healthcheck { timeout }) = args.command {
         let address = healthcheck::target(args.admin_listen.unwrap_or(args.listen));
         return match healthcheck::check(address, timeout) {
@@ -254,6 +284,14 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    let tokens = token_policy(&args)?;
+    if let Some(policy) = &tokens {
+        tracing::info!(
+            tokens = policy.len(),
+            required = args.create_requires_token,
+            "API tokens for creating"
+        );
+    }
     let webhook = match &args.webhook_url {
         Some(url) => Some(webhook(url, &args.webhook_secrets)?),
         None if !args.webhook_secrets.is_empty() => {
@@ -288,6 +326,9 @@ async fn run(args: Args) -> Result<(), String> {
         }));
     if let Some(url) = args.base_url {
         config = config.with_base_url(url);
+    }
+    if let Some(policy) = tokens {
+        config = config.with_create_policy(policy);
     }
     // The trace layer logs method, path and status; never bodies (which
     // hold ciphertext and proofs), and paths carry no secrets.
@@ -371,6 +412,37 @@ async fn shutdown() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// The API tokens of `--api-tokens-file` and `OTM_API_TOKENS`, if any are
+/// configured or required.
+fn token_policy(args: &Args) -> Result<Option<tokens::TokenPolicy>, String> {
+    let from_env = std::env::var("OTM_API_TOKENS").ok();
+    if args.api_tokens_file.is_none() && from_env.is_none() && !args.create_requires_token {
+        return Ok(None);
+    }
+    let mut policy = tokens::TokenPolicy::parse("", "no tokens", false)?;
+    if let Some(path) = &args.api_tokens_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        policy.extend(tokens::TokenPolicy::parse(
+            &text,
+            &path.display().to_string(),
+            false,
+        )?);
+    }
+    if let Some(text) = from_env {
+        policy.extend(tokens::TokenPolicy::parse(&text, "OTM_API_TOKENS", false)?);
+    }
+    if args.create_requires_token {
+        if policy.len() == 0 {
+            return Err("--create-requires-token, but no API token is configured \
+                        (--api-tokens-file or OTM_API_TOKENS)"
+                .into());
+        }
+        policy.require();
+    }
+    Ok(Some(policy))
 }
 
 /// The webhook of `--webhook-url` with its secrets, checked before the

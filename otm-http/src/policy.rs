@@ -1,0 +1,199 @@
+//! Who may create what: a [`CreatePolicy`] the host implements sees each
+//! create request's head (its headers, and the extensions the host's own
+//! authentication middleware put there) and either refuses it (`403` with
+//! a JSON error the compose page shows) or allows it within
+//! [`CreateLimits`] for this creator: a shorter expiry, a smaller size, a
+//! required passphrase. Without a policy every request may create within
+//! the [`Config`](crate::Config) limits, as before.
+//!
+//! ```
+//! use otm_http::policy::{CreateLimits, CreatePolicy, Decision};
+//! use std::time::Duration;
+//!
+//! /// The host's login middleware inserts a `User` extension.
+//! #[derive(Clone)]
+//! struct User { admin: bool }
+//!
+//! struct SignedInOnly;
+//!
+//! #[async_trait::async_trait]
+//! impl CreatePolicy for SignedInOnly {
+//!     async fn decide(&self, request: &axum::http::request::Parts) -> Decision {
+//!         match request.extensions.get::<User>() {
+//!             None => Decision::deny("Sign in to create messages."),
+//!             Some(u) if u.admin => Decision::allow(CreateLimits::default()),
+//!             Some(_) => Decision::allow(
+//!                 CreateLimits::default().with_max_ttl(Duration::from_secs(24 * 3600)),
+//!             ),
+//!         }
+//!     }
+//! }
+//! let config = otm_http::Config::default().with_create_policy(SignedInOnly);
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::http::request::Parts;
+use otm_core::ErrorCode;
+
+use crate::ServiceError;
+
+/// Decides who may create, and within what.
+#[async_trait]
+pub trait CreatePolicy: Send + Sync + 'static {
+    /// Decides one create request from its head. The body (the sealed
+    /// envelope) is not read yet; [`CreateLimits`] are checked against it
+    /// afterwards.
+    async fn decide(&self, request: &Parts) -> Decision;
+}
+
+/// A policy's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Decision {
+    /// Create, within these limits.
+    Allow(CreateLimits),
+    /// Refuse with `403` and this message (shown to the sender).
+    Deny {
+        /// Why, for the sender.
+        message: String,
+    },
+}
+
+impl Decision {
+    /// [`Decision::Allow`].
+    pub fn allow(limits: CreateLimits) -> Self {
+        Decision::Allow(limits)
+    }
+
+    /// [`Decision::Deny`] with `message`.
+    pub fn deny(message: impl Into<String>) -> Self {
+        Decision::Deny {
+            message: message.into(),
+        }
+    }
+}
+
+/// What one creator may do, on top of the server's own limits (the smaller
+/// of the two applies). The default adds nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CreateLimits {
+    /// Longest expiry this creator may choose.
+    pub max_ttl: Option<Duration>,
+    /// Largest envelope in bytes (the padded size: see `PADDING_BUCKETS`).
+    pub max_envelope_bytes: Option<usize>,
+    /// Whether the message must be sealed with a passphrase too (the
+    /// envelope's header says so; the server cannot see the passphrase).
+    pub passphrase_required: bool,
+}
+
+impl CreateLimits {
+    /// Sets [`CreateLimits::max_ttl`].
+    pub fn with_max_ttl(mut self, max: Duration) -> Self {
+        self.max_ttl = Some(max);
+        self
+    }
+
+    /// Sets [`CreateLimits::max_envelope_bytes`].
+    pub fn with_max_envelope_bytes(mut self, max: usize) -> Self {
+        self.max_envelope_bytes = Some(max);
+        self
+    }
+
+    /// Sets [`CreateLimits::passphrase_required`].
+    pub fn with_passphrase_required(mut self, required: bool) -> Self {
+        self.passphrase_required = required;
+        self
+    }
+
+    /// Checks a create against these limits: the envelope's size and
+    /// passphrase flag, and the expiry asked for (`None`: the server's
+    /// default, `default_ttl`).
+    pub fn check(
+        &self,
+        envelope: &[u8],
+        ttl: Option<Duration>,
+        default_ttl: Duration,
+    ) -> Result<(), ServiceError> {
+        let invalid = |code, message: String| ServiceError::Invalid { code, message };
+        if let Some(max) = self.max_envelope_bytes {
+            if envelope.len() > max {
+                return Err(invalid(
+                    ErrorCode::TooLarge,
+                    format!("You may send messages of at most {max} bytes sealed."),
+                ));
+            }
+        }
+        if self.passphrase_required {
+            let info = otm_core::validate(envelope)
+                .map_err(|e| invalid(ErrorCode::BadEnvelope, e.to_string()))?;
+            if !info.passphrase {
+                return Err(invalid(
+                    ErrorCode::PassphraseRequired,
+                    "Protect this message with a passphrase too.".into(),
+                ));
+            }
+        }
+        if let Some(max) = self.max_ttl {
+            let asked = ttl.unwrap_or(default_ttl);
+            if asked > max {
+                return Err(invalid(
+                    ErrorCode::TtlTooLong,
+                    format!(
+                        "You may keep messages at most {} ({} s).",
+                        humantime::format_duration(max),
+                        max.as_secs()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A policy in the [`Config`](crate::Config) (cheap to clone).
+#[derive(Clone)]
+pub struct SharedPolicy(pub(crate) Arc<dyn CreatePolicy>);
+
+impl std::fmt::Debug for SharedPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CreatePolicy(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use otm_core::{seal, Key, Passphrase, Secrets};
+
+    #[test]
+    fn limits_check_size_passphrase_and_expiry() {
+        let key = Key::generate().unwrap();
+        let plain = seal(&Secrets::derive(&key, None), "hello").unwrap();
+        let phrase = Passphrase::new("correct horse").unwrap();
+        let protected = seal(&Secrets::derive(&key, Some(&phrase)), "hello").unwrap();
+        let day = Duration::from_secs(86_400);
+        let none = CreateLimits::default();
+        assert!(none.check(&plain, None, day).is_ok());
+
+        let code = |r: Result<(), ServiceError>| r.unwrap_err().code();
+        let strict = CreateLimits::default().with_passphrase_required(true);
+        assert_eq!(
+            code(strict.check(&plain, None, day)),
+            ErrorCode::PassphraseRequired
+        );
+        assert!(strict.check(&protected, None, day).is_ok());
+
+        let small = CreateLimits::default().with_max_envelope_bytes(plain.len() - 1);
+        assert_eq!(code(small.check(&plain, None, day)), ErrorCode::TooLarge);
+
+        let short = CreateLimits::default().with_max_ttl(Duration::from_secs(3600));
+        assert_eq!(code(short.check(&plain, None, day)), ErrorCode::TtlTooLong);
+        assert!(short
+            .check(&plain, Some(Duration::from_secs(600)), day)
+            .is_ok());
+    }
+}

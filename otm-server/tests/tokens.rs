@@ -1,0 +1,118 @@
+//! API tokens on the reference server: `otm-server token NAME` makes one;
+//! with `--api-tokens-file` and `--create-requires-token`, only a client
+//! sending it (`Authorization: Bearer`) may create, a wrong one is refused,
+//! and readers need none.
+
+mod common;
+
+use std::process::Command;
+
+use common::{client, Server};
+use otm_client::{Client, Error};
+use otm_core::{ErrorCode, SendOptions};
+
+const BIN: &str = env!("CARGO_BIN_EXE_otm-server");
+
+/// `otm-server token NAME`: the token and its entry line.
+fn new_token(name: &str) -> (String, String) {
+    let out = Command::new(BIN).args(["token", name]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |label: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no {label} in {text}"))
+            .trim()
+            .to_owned()
+    };
+    (field("token:"), field("entry:"))
+}
+
+fn denied(e: &Error) -> bool {
+    e.code() == Some(ErrorCode::CreateDenied)
+}
+
+#[tokio::test]
+async fn only_token_holders_create_when_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, entry) = new_token("ci");
+    assert!(
+        !entry.contains(&token),
+        "the entry holds the token's digest only"
+    );
+    let (other, _) = new_token("stranger");
+    std::fs::write(
+        dir.path().join("tokens"),
+        format!("# machine clients\n{entry}\n"),
+    )
+    .unwrap();
+    let server = Server::start(
+        BIN,
+        "sqlite://otm.sqlite3",
+        dir.path(),
+        &["--api-tokens-file", "tokens", "--create-requires-token"],
+    )
+    .await;
+
+    let anonymous = client(&server.base);
+    let err = anonymous
+        .send("no token", &SendOptions::new())
+        .await
+        .unwrap_err();
+    assert!(denied(&err), "{err}");
+    let wrong = Client::builder(&server.base)
+        .api_token(&other)
+        .build()
+        .unwrap();
+    let err = wrong
+        .send("wrong token", &SendOptions::new())
+        .await
+        .unwrap_err();
+    assert!(denied(&err), "{err}");
+
+    let holder = Client::builder(&server.base)
+        .api_token(&token)
+        .build()
+        .unwrap();
+    let sent = holder
+        .send("with the token", &SendOptions::new())
+        .await
+        .unwrap();
+    // The reader needs no token.
+    let text = anonymous.open(&sent.link, None).await.unwrap();
+    assert_eq!(text.as_str(), "with the token");
+    // Nor does the sender's status, which takes the message's own token.
+    assert!(anonymous.status(&sent.manage_link).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_bad_token_configuration_stops_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tokens"), "ci create not-a-digest\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--store", "memory:"])
+        .args(["--api-tokens-file", "tokens"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let log =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(log.contains("tokens, entry 1"), "{log}");
+    let out = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "memory:",
+            "--create-requires-token",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
