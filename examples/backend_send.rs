@@ -3,7 +3,11 @@
 //! process with `otm_http::Service::send`, hands back only the share link
 //! (to be mailed), and keeps the sender's status link to itself so that it
 //! can tell later whether the employee opened it, or burn it. The same
-//! service serves the reveal page and API under `/secrets`.
+//! service serves the reveal page and API under `/secrets`, and its events
+//! come back to the host in process (an `EventSink`): when the employee
+//! opens the link, the host logs it and marks the onboarding step done.
+//! (A separate receiver would take the same events as signed webhooks:
+//! `otm_http::webhook::Webhook`.)
 //!
 //! `cargo run -p otm-examples --example backend_send`, then
 //! `curl -X POST http://127.0.0.1:3002/onboard/ada` and open the link it
@@ -18,8 +22,9 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use otm_core::{ManageLink, SendOptions};
+use otm_http::events::{DispatchConfig, Event, EventKind, EventSink};
 use otm_http::{Config, Service};
-use otm_store::{MemoryStore, StoreOptions};
+use otm_store::{BoxError, MemoryStore, StoreOptions};
 
 /// The host's state: the otm service and, per user, the status link of the
 /// password sent to them (the host's own records; never shown to users).
@@ -29,11 +34,28 @@ struct Host {
     sent: Arc<Mutex<HashMap<String, ManageLink>>>,
 }
 
+/// The host's handler of otm's events: the message's reference is the user.
+struct Onboarding(Arc<Mutex<Vec<String>>>);
+
+#[async_trait::async_trait]
+impl EventSink for Onboarding {
+    async fn deliver(&self, event: &Event) -> Result<(), BoxError> {
+        if event.kind == EventKind::Opened {
+            let user = event.reference.clone().unwrap_or_default();
+            println!("{user} opened their initial password ({})", event.id());
+            self.0.lock().expect("not poisoned").push(user);
+        }
+        Ok(())
+    }
+}
+
 /// `POST /onboard/{user}`: a fresh initial password, sealed into a link that
 /// opens once within a day. Only the link leaves this handler.
 async fn onboard(State(host): State<Host>, Path(user): Path<String>) -> (StatusCode, String) {
     let password = initial_password();
-    let options = SendOptions::new().ttl(Duration::from_secs(24 * 3600));
+    let options = SendOptions::new()
+        .ttl(Duration::from_secs(24 * 3600))
+        .reference(&user);
     let text = format!("Welcome, {user}. Your initial password: {password}");
     match host.otm.send(&text, &options).await {
         Ok(sent) => {
@@ -71,9 +93,25 @@ fn initial_password() -> String {
     key.to_base64url().chars().take(16).collect()
 }
 
-fn app(base_url: &str) -> (Router, Service) {
-    let store = Arc::new(MemoryStore::new(StoreOptions::default()));
+/// The host's routes with otm under `/secrets`, the running event
+/// dispatcher (events stop when it is dropped), and who opened their link.
+fn app(
+    base_url: &str,
+) -> (
+    Router,
+    otm_http::events::Dispatcher,
+    Arc<Mutex<Vec<String>>>,
+) {
+    // Events on: the store records each change in its outbox.
+    let store = Arc::new(MemoryStore::new(StoreOptions::default().with_events(true)));
     let otm = Service::new(store, Config::default().with_base_url(base_url));
+    let opened = Arc::new(Mutex::new(Vec::new()));
+    let dispatcher = otm
+        .dispatch_events(
+            Arc::new(Onboarding(opened.clone())),
+            DispatchConfig::default(),
+        )
+        .expect("the memory store keeps an outbox");
     let host = Host {
         otm: otm.clone(),
         sent: Arc::default(),
@@ -82,13 +120,13 @@ fn app(base_url: &str) -> (Router, Service) {
         .route("/onboard/{user}", post(onboard).get(onboarded))
         .with_state(host)
         .nest("/secrets", otm.router());
-    (app, otm)
+    (app, dispatcher, opened)
 }
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3002").await?;
-    let (app, _) = app("http://127.0.0.1:3002/secrets");
+    let (app, _dispatcher, _) = app("http://127.0.0.1:3002/secrets");
     println!("POST http://127.0.0.1:3002/onboard/NAME mints a link");
     otm_http::serve(
         listener,
@@ -110,7 +148,7 @@ mod tests {
     async fn the_backend_mints_a_link_that_opens_once() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let (app, _) = app(&format!("{base}/secrets"));
+        let (app, _dispatcher, opened) = app(&format!("{base}/secrets"));
         tokio::spawn(async move {
             otm_http::serve(listener, app, Default::default(), std::future::pending()).await;
         });
@@ -143,5 +181,12 @@ mod tests {
         );
         assert!(client.open(&link, None).await.is_err(), "opens once");
         assert_eq!(status().await, "opened\n");
+        // The opened event reached the host, with the user as reference.
+        let start = std::time::Instant::now();
+        while opened.lock().unwrap().is_empty() {
+            assert!(start.elapsed() < Duration::from_secs(10), "no opened event");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(*opened.lock().unwrap(), ["ada"]);
     }
 }

@@ -10,6 +10,34 @@
 //! between delivery and marking, or when a lease runs out), always with the
 //! same [`Event::id`], so de-duplicate by it. Several replicas may dispatch
 //! from one store; the outbox leases each event to one of them at a time.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use otm_http::events::{DispatchConfig, Event, EventKind, EventSink};
+//! use otm_http::{Config, Service};
+//! use otm_store::{BoxError, SqliteConfig, SqliteStore, StoreOptions};
+//!
+//! struct Tickets;
+//!
+//! #[async_trait::async_trait]
+//! impl EventSink for Tickets {
+//!     async fn deliver(&self, event: &Event) -> Result<(), BoxError> {
+//!         if event.kind == EventKind::Opened {
+//!             // e.g. close the ticket named by event.reference, idempotently
+//!             // (keyed by event.id()): an event may come twice.
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let options = StoreOptions::default().with_events(true);
+//! let store = SqliteStore::open(SqliteConfig::new("otm.sqlite3").with_options(options)).await?;
+//! let otm = Service::new(Arc::new(store), Config::default());
+//! let _dispatcher = otm.dispatch_events(Arc::new(Tickets), DispatchConfig::default())?;
+//! // … serve otm.router(); events flow until `_dispatcher` is dropped.
+//! # Ok(()) }
+//! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -88,9 +116,10 @@ impl DispatchConfig {
         self
     }
 
-    /// Sets [`DispatchConfig::lease`].
+    /// Sets [`DispatchConfig::lease`], at least the delivery timeout and
+    /// 5 s more (marking the event takes a round trip too).
     pub fn with_lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
+        self.lease = lease.max(self.deliver_timeout + Duration::from_secs(5));
         self
     }
 
@@ -105,7 +134,9 @@ impl DispatchConfig {
     pub(crate) fn delay(&self, attempts: u32, jitter: f64) -> Duration {
         let doubling = 2u32.saturating_pow(attempts.saturating_sub(1).min(30));
         let base = self.backoff.saturating_mul(doubling).min(self.max_backoff);
-        base + base.mul_f64(jitter.clamp(0.0, 1.0) / 4.0)
+        let spread = Duration::try_from_secs_f64(base.as_secs_f64() * jitter.clamp(0.0, 1.0) / 4.0)
+            .unwrap_or_default();
+        base.saturating_add(spread)
     }
 }
 
@@ -178,7 +209,7 @@ async fn dispatch_once(
             config.clone(),
             counters.clone(),
         );
-        deliveries.spawn(async move { deliver(&*store, &*sink, &config, &counters, &event).await });
+        deliveries.spawn(async move { deliver(&*store, &sink, &config, &counters, &event).await });
     }
     let mut first_error = None;
     while let Some(done) = deliveries.join_next().await {
@@ -196,7 +227,7 @@ async fn dispatch_once(
 /// retry time, or dropped after its last attempt.
 async fn deliver(
     store: &dyn BlobStore,
-    sink: &dyn EventSink,
+    sink: &Arc<dyn EventSink>,
     config: &DispatchConfig,
     counters: &EventCounters,
     event: &Event,
@@ -204,16 +235,27 @@ async fn deliver(
     let Some(outbox) = store.outbox() else {
         return Ok(());
     };
-    let outcome = tokio::time::timeout(config.deliver_timeout, sink.deliver(event)).await;
+    // On its own task, so that a sink that panics fails this delivery
+    // instead of leaving the event leased and its attempt uncounted.
+    let task = tokio::spawn({
+        let (sink, event) = (sink.clone(), event.clone());
+        async move { sink.deliver(&event).await.map_err(|e| e.to_string()) }
+    });
+    let abort = task.abort_handle();
+    let outcome = tokio::time::timeout(config.deliver_timeout, task).await;
     let error = match outcome {
-        Ok(Ok(())) => {
+        Ok(Ok(Ok(()))) => {
             outbox.event_delivered(event).await?;
             counters.delivered.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(event = %event.id(), kind = %event.kind, "event delivered");
             return Ok(());
         }
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => format!("no answer within {:?}", config.deliver_timeout),
+        Ok(Ok(Err(e))) => e,
+        Ok(Err(_)) => "the sink panicked".to_owned(),
+        Err(_) => {
+            abort.abort();
+            format!("no answer within {:?}", config.deliver_timeout)
+        }
     };
     let attempts = event.attempts + 1;
     if attempts >= config.max_attempts {

@@ -43,9 +43,9 @@ use crate::ServiceError;
 /// Decides who may create, and within what.
 #[async_trait]
 pub trait CreatePolicy: Send + Sync + 'static {
-    /// Decides one create request from its head. The body (the sealed
-    /// envelope) is not read yet; [`CreateLimits`] are checked against it
-    /// afterwards.
+    /// Decides one create request from its head. Nothing is checked or
+    /// stored before the decision; [`CreateLimits`] are checked against
+    /// the envelope after it.
     async fn decide(&self, request: &Parts) -> Decision;
 }
 

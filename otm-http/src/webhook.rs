@@ -44,7 +44,8 @@ impl std::fmt::Debug for WebhookSecret {
 pub enum WebhookError {
     /// The secret is not `whsec_<base64 of 24 to 64 bytes>`.
     BadSecret,
-    /// The URL is not an absolute `http://` or `https://` URL.
+    /// The URL is not an absolute `http://` or `https://` URL (the text
+    /// says why, without the URL).
     BadUrl(String),
     /// No secret was given: events are never sent unsigned.
     NoSecret,
@@ -107,12 +108,22 @@ impl WebhookSecret {
     }
 }
 
-/// Events as signed POSTs to one URL.
-#[derive(Debug)]
+/// Events as signed POSTs to one URL. Neither its `Debug` nor its errors
+/// show the URL: webhook URLs often carry a secret of the receiver's in the
+/// path or query.
 pub struct Webhook {
     url: reqwest::Url,
     secrets: Vec<WebhookSecret>,
     client: reqwest::Client,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("host", &self.url.host_str())
+            .field("secrets", &self.secrets.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Webhook {
@@ -120,12 +131,12 @@ impl Webhook {
     /// rotation). Redirects are not followed; a request gives up after 10 s
     /// (the dispatcher's own timeout may be shorter).
     pub fn new(url: &str, secrets: Vec<WebhookSecret>) -> Result<Self, WebhookError> {
-        let url =
-            reqwest::Url::parse(url).map_err(|e| WebhookError::BadUrl(format!("{url:?}: {e}")))?;
+        let url = reqwest::Url::parse(url)
+            .map_err(|e| WebhookError::BadUrl(format!("does not parse: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            return Err(WebhookError::BadUrl(format!(
-                "{url} is not an http:// or https:// URL"
-            )));
+            return Err(WebhookError::BadUrl(
+                "is not an http:// or https:// URL with a host".into(),
+            ));
         }
         if secrets.is_empty() {
             return Err(WebhookError::NoSecret);
@@ -188,7 +199,9 @@ impl EventSink for Webhook {
             .header("webhook-signature", self.signature(&id, timestamp, &body))
             .body(body)
             .send()
-            .await?;
+            .await
+            // reqwest's error text names the URL; the logs must not.
+            .map_err(|e| e.without_url())?;
         let status = response.status();
         if status.is_success() {
             Ok(())

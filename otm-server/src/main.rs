@@ -160,7 +160,7 @@ struct Args {
 
     /// How long a server holds the events it is delivering before another
     /// replica may take them over; after a crash, its events wait this long.
-    /// Longer than a delivery's 10 s timeout.
+    /// At least 15 s: a delivery's 10 s timeout and 5 s to mark it.
     #[arg(long, env = "OTM_WEBHOOK_LEASE", default_value = "60s", value_parser = humantime::parse_duration)]
     webhook_lease: Duration,
 }
@@ -337,7 +337,7 @@ async fn run(args: Args) -> Result<(), String> {
         Some(hook) => {
             let dispatch = DispatchConfig::default()
                 .with_max_attempts(args.webhook_max_attempts)
-                .with_lease(args.webhook_lease.max(Duration::from_secs(11)));
+                .with_lease(args.webhook_lease);
             let dispatcher = service
                 .dispatch_events(Arc::new(hook), dispatch)
                 .map_err(|e| format!("webhooks: {e}"))?;

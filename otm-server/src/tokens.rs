@@ -115,12 +115,19 @@ impl TokenPolicy {
 #[async_trait]
 impl CreatePolicy for TokenPolicy {
     async fn decide(&self, request: &Parts) -> Decision {
+        // A header that is there but holds no bearer token is a wrong
+        // token, not a missing one.
         let presented = request
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .map(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(|v| v.split_once(' '))
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, token)| token.trim())
+                    .unwrap_or_default()
+            });
         match presented {
             None if self.required => Decision::deny(
                 "This server creates messages for API token holders only: send \
@@ -178,6 +185,11 @@ mod tests {
         // A wrong token is refused even where none is needed.
         assert!(!allowed(optional.decide(&parts(Some(&other))).await));
         assert!(!allowed(optional.decide(&parts(Some("Bearer "))).await));
+        assert!(!allowed(
+            optional.decide(&parts(Some("Basic dXNlcjpwYXNz"))).await
+        ));
+        let lower = format!("bearer {token}");
+        assert!(allowed(required.decide(&parts(Some(&lower))).await));
     }
 
     #[test]

@@ -57,7 +57,7 @@ async fn opened_survives_kill_9(store: &str, dir: &std::path::Path) {
         "--webhook-secrets",
         whsec.as_str(),
         "--webhook-lease",
-        "11s",
+        "15s",
     ];
     let first = Server::start(BIN, store, dir, &flags).await;
     let c = client(&first.base);

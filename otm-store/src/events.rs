@@ -4,7 +4,10 @@
 //! A store with [`StoreOptions::events`](crate::StoreOptions::events) on
 //! records each event **in the same atomic step as the change it reports**
 //! (its outbox): a message is never opened without its `opened` event being
-//! recorded, even if the process dies right after. A dispatcher then
+//! recorded, even if the process dies right after. (On SQLite and
+//! PostgreSQL, `destroyed` is recorded by the removal that follows the
+//! wrong proof that used up the attempts, or by the purge if that removal
+//! failed.) A dispatcher then
 //! [leases](Outbox::lease_events) due events, delivers them, and marks each
 //! [delivered](Outbox::event_delivered) or [failed](Outbox::event_failed).
 //! Delivery is at least once: an event whose lease runs out before it is
@@ -125,7 +128,9 @@ pub struct EventHandle(pub(crate) String);
 pub trait Outbox: Send + Sync {
     /// Up to `max` events that are due, oldest first, each leased to the
     /// caller for `lease`: until the lease runs out (or the event is marked),
-    /// no other caller gets it, here or on another replica.
+    /// no other caller gets it, here or on another replica. Lease times are
+    /// the callers' clocks: replicas whose clocks differ by more than a
+    /// lease may deliver an event twice (still at least once).
     async fn lease_events(&self, max: usize, lease: Duration) -> Result<Vec<Event>>;
 
     /// The event was delivered: it leaves the outbox.

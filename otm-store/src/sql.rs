@@ -173,10 +173,18 @@ where
     Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
-    let mut events = rows
+    // A row that does not decode (written by hand, or by a newer otm) is
+    // logged and left out, so that it cannot hold back the others.
+    let mut events: Vec<(i64, Event)> = rows
         .iter()
-        .map(|row| event_from_row(row, "lease events"))
-        .collect::<Result<Vec<_>>>()?;
+        .filter_map(|row| match event_from_row(row, "lease events") {
+            Ok(event) => Some(event),
+            Err(e) => {
+                tracing::error!(error = %e.with_sources(), "an outbox row is unreadable; skipped");
+                None
+            }
+        })
+        .collect();
     events.sort_by_key(|(seq, _)| *seq);
     Ok(events.into_iter().map(|(_, e)| e).collect())
 }

@@ -141,10 +141,15 @@ impl Outbox for RedisStore {
                 return Err(unexpected(op, Value::Array(pair.to_vec())));
             };
             let seq = String::from_utf8_lossy(seq).into_owned();
-            events.push((
-                seq.parse::<i64>().unwrap_or(i64::MAX),
-                decode(&seq, json, until)?,
-            ));
+            // An entry that does not decode is logged and left out, so that
+            // it cannot hold back the others.
+            match decode(&seq, json, until) {
+                Ok(event) => events.push((seq.parse::<i64>().unwrap_or(i64::MAX), event)),
+                Err(e) => tracing::error!(
+                    error = %e.with_sources(),
+                    "an outbox entry is unreadable; skipped"
+                ),
+            }
         }
         events.sort_by_key(|(seq, _)| *seq);
         Ok(events.into_iter().map(|(_, e)| e).collect())
