@@ -94,6 +94,8 @@ error_codes! {
     RequestTimeout = "request_timeout",
     /// 429: too many requests from this client; see `Retry-After`.
     RateLimited = "rate_limited",
+    /// 429: this creator used up its quota of messages for now.
+    QuotaExceeded = "quota_exceeded",
     /// 503: the message store is unavailable; see `Retry-After`.
     StoreUnavailable = "store_unavailable",
     /// 500: an internal error (logged by the server, no detail sent).

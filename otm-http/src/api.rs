@@ -104,6 +104,27 @@ pub(crate) async fn create(
     limits
         .check(&envelope, ttl, otm.0.config.default_ttl)
         .map_err(|e| otm.failed(e))?;
+    if let Some(quota) = &limits.quota {
+        // Counted only once the request is known to be well formed.
+        let key = format!("create:{}", quota.creator);
+        let counted = otm
+            .store()
+            .count_quota(&key, quota.per, quota.max)
+            .await
+            .map_err(|e| ApiError::from(otm.failed(e.into())))?;
+        if !counted {
+            otm.0.metrics.count(Outcome::RateLimited);
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "You may create {} messages per {}.",
+                    quota.max,
+                    humantime::format_duration(quota.per)
+                ),
+            ));
+        }
+    }
     let stored = otm
         .create(envelope, verifier, access, ttl, req.reference.as_deref())
         .await?;

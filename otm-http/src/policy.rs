@@ -3,7 +3,7 @@
 //! authentication middleware put there) and either refuses it (`403` with
 //! a JSON error the compose page shows) or allows it within
 //! [`CreateLimits`] for this creator: a shorter expiry, a smaller size, a
-//! required passphrase. Without a policy every request may create within
+//! required passphrase, a quota counted in the store. Without a policy every request may create within
 //! the [`Config`](crate::Config) limits, as before.
 //!
 //! ```
@@ -88,6 +88,21 @@ pub struct CreateLimits {
     /// Whether the message must be sealed with a passphrase too (the
     /// envelope's header says so; the server cannot see the passphrase).
     pub passphrase_required: bool,
+    /// How many messages this creator may create per period, counted in
+    /// the store (atomically, so across replicas).
+    pub quota: Option<Quota>,
+}
+
+/// A creator's quota: `max` creates per `per`, in windows of that length
+/// aligned to the Unix epoch, counted under `creator` in the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// Who is counted (a user or token name; any string).
+    pub creator: String,
+    /// Creates allowed per window.
+    pub max: u32,
+    /// The window's length.
+    pub per: Duration,
 }
 
 impl CreateLimits {
@@ -100,6 +115,16 @@ impl CreateLimits {
     /// Sets [`CreateLimits::max_envelope_bytes`].
     pub fn with_max_envelope_bytes(mut self, max: usize) -> Self {
         self.max_envelope_bytes = Some(max);
+        self
+    }
+
+    /// Sets [`CreateLimits::quota`]: `max` creates per `per` for `creator`.
+    pub fn with_quota(mut self, creator: impl Into<String>, max: u32, per: Duration) -> Self {
+        self.quota = Some(Quota {
+            creator: creator.into(),
+            max,
+            per,
+        });
         self
     }
 

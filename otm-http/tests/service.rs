@@ -231,3 +231,58 @@ async fn sending_needs_a_base_url() {
     let err = service.send("x", &SendOptions::new()).await.unwrap_err();
     assert!(matches!(err, ServiceError::NoBaseUrl), "{err}");
 }
+
+/// Every creator gets the same quota here: 3 creates an hour.
+struct ThreeAnHour;
+
+#[async_trait::async_trait]
+impl otm_http::policy::CreatePolicy for ThreeAnHour {
+    async fn decide(&self, _: &axum::http::request::Parts) -> otm_http::policy::Decision {
+        use otm_http::policy::{CreateLimits, Decision};
+        Decision::allow(CreateLimits::default().with_quota(
+            "everyone",
+            3,
+            Duration::from_secs(3600),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_quota_holds_across_replicas_of_one_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn BlobStore> = Arc::new(
+        SqliteStore::open(SqliteConfig::new(dir.path().join("otm.sqlite3")))
+            .await
+            .unwrap(),
+    );
+    let mut bases = Vec::new();
+    for _ in 0..2 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app: axum::Router = otm_http::router(
+            store.clone(),
+            Config::default()
+                .with_base_url(&base)
+                .with_create_policy(ThreeAnHour),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
+        });
+        bases.push(base);
+    }
+    let (a, b) = (
+        Client::new(&bases[0]).unwrap(),
+        Client::new(&bases[1]).unwrap(),
+    );
+    a.send("one", &SendOptions::new()).await.unwrap();
+    b.send("two", &SendOptions::new()).await.unwrap();
+    a.send("three", &SendOptions::new()).await.unwrap();
+    for (client, what) in [(&a, "a fourth on A"), (&b, "a fourth on B")] {
+        let err = client.send("four", &SendOptions::new()).await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::QuotaExceeded), "{what}: {err}");
+    }
+}

@@ -253,6 +253,11 @@ impl BlobStore for Breaker {
         // The dispatcher polls on its own schedule and backs off by itself.
         self.inner.outbox()
     }
+
+    async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> crate::Result<bool> {
+        self.guard("count a quota", self.inner.count_quota(key, window, limit))
+            .await
+    }
 }
 
 /// The breaker's state, apart from the clock.

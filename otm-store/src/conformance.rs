@@ -657,6 +657,48 @@ pub async fn references_follow_the_message(store: Arc<dyn BlobStore>) {
     }
 }
 
+/// Quota counts are atomic: 32 concurrent counts against a limit of 10
+/// count exactly 10; keys are independent; a new window starts afresh. A
+/// backend that cannot count (S3) says so with `NotImplemented`.
+pub async fn quotas_count_atomically(store: Arc<dyn BlobStore>) {
+    let key = format!("creator-{}", MessageId::generate().expect("rng"));
+    let hour = Duration::from_secs(3600);
+    match store.count_quota(&key, hour, 10).await {
+        Err(StoreError::NotImplemented { .. }) => {
+            println!("{}: no quotas (NotImplemented)", store.backend_name());
+            return;
+        }
+        Ok(true) => {}
+        other => panic!("first count: {other:?}"),
+    }
+    let mut tasks = JoinSet::new();
+    for _ in 0..32 {
+        let (store, key) = (store.clone(), key.clone());
+        tasks.spawn(async move { store.count_quota(&key, hour, 10).await.unwrap() });
+    }
+    let mut counted = 1;
+    while let Some(r) = tasks.join_next().await {
+        counted += usize::from(r.unwrap());
+    }
+    assert_eq!(counted, 10, "exactly the limit is counted");
+    assert!(!store.count_quota(&key, hour, 10).await.unwrap());
+    let other = format!("{key}-other");
+    assert!(store.count_quota(&other, hour, 10).await.unwrap());
+    assert!(
+        !store.count_quota(&other, hour, 0).await.unwrap(),
+        "a limit of 0"
+    );
+    // One-second windows: once full, the next window counts again.
+    let short = format!("{key}-short");
+    let second = Duration::from_secs(1);
+    while store.count_quota(&short, second, 1).await.unwrap() {}
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(
+        store.count_quota(&short, second, 1).await.unwrap(),
+        "a new window"
+    );
+}
+
 /// Receipts live no longer than the message would have.
 pub async fn receipts_expire_with_the_message(store: Arc<dyn BlobStore>) {
     let f = Fixture::new("brief", Duration::from_millis(2000));
@@ -838,6 +880,7 @@ where
     status_reports_receipts(fresh().await).await;
     receipts_expire_with_the_message(fresh().await).await;
     references_follow_the_message(fresh().await).await;
+    quotas_count_atomically(fresh().await).await;
     race_exactly_one_winner(fresh().await, rounds).await;
     concurrent_wrong_proofs_are_all_counted(fresh().await, rounds).await;
     concurrent_guesses_cannot_exceed_the_limit(fresh().await, rounds).await;
@@ -860,7 +903,7 @@ macro_rules! conformance_suite {
             expired_is_never_returned, purge_keeps_live_messages, burn_destroys,
             wrong_proof_does_not_consume, wrong_proofs_burn_at_the_limit, max_size_blob,
             past_expiry_is_invalid, status_reports_receipts, receipts_expire_with_the_message,
-            references_follow_the_message);
+            references_follow_the_message, quotas_count_atomically);
         $crate::conformance_suite!(@repeated $make, $rounds;
             race_exactly_one_winner, concurrent_wrong_proofs_are_all_counted,
             concurrent_guesses_cannot_exceed_the_limit, wrong_access_never_counts_or_burns,

@@ -410,6 +410,28 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
     fn outbox(&self) -> Option<&dyn Outbox> {
         None
     }
+
+    /// Counts one use of `key` (a creator's quota) in the current window:
+    /// windows are `window` long and aligned to the Unix epoch. `Ok(true)`
+    /// if it was counted (fewer than `limit` uses before it), `Ok(false)` if
+    /// the window's `limit` is reached, in which case nothing is counted.
+    /// Atomic in the store, so the limit holds across replicas. Memory,
+    /// SQLite, PostgreSQL and Redis count; the default (and S3) is
+    /// [`StoreError::NotImplemented`].
+    async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
+        let _ = (key, window, limit);
+        Err(StoreError::NotImplemented {
+            what: "quotas (this backend cannot count them atomically)",
+        })
+    }
+}
+
+/// The end (Unix ms) of the `window`-long window, aligned to the Unix
+/// epoch, that `now_ms` falls in.
+#[allow(dead_code)] // unused in builds without a quota backend
+pub(crate) fn window_end(now_ms: i64, window: Duration) -> i64 {
+    let len = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
+    now_ms - now_ms.rem_euclid(len) + len
 }
 
 /// Removing expired messages, for the stores that keep them until someone

@@ -28,6 +28,8 @@ struct Maps {
     receipts: HashMap<MessageId, Receipt>,
     /// The outbox, oldest first (with `StoreOptions::events`).
     events: Vec<StoredEvent>,
+    /// Quota counts by key and window end.
+    quotas: HashMap<(String, i64), u32>,
     next_seq: u64,
 }
 
@@ -298,6 +300,19 @@ impl BlobStore for MemoryStore {
 
     fn outbox(&self) -> Option<&dyn Outbox> {
         Some(self)
+    }
+
+    async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
+        let now = unix_ms(SystemTime::now());
+        let end = crate::window_end(now, window);
+        let mut maps = self.lock();
+        maps.quotas.retain(|(_, until), _| *until > now);
+        let count = maps.quotas.entry((key.to_owned(), end)).or_default();
+        if *count >= limit {
+            return Ok(false);
+        }
+        *count += 1;
+        Ok(true)
     }
 }
 

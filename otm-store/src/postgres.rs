@@ -141,6 +141,8 @@ pub struct PostgresStore {
     receipts: String,
     /// The event outbox (migration 6).
     pub(crate) events: String,
+    /// Creators' quota counts (migration 7).
+    quotas: String,
 }
 
 /// Schema migrations; `{table}` is replaced by the qualified table name and
@@ -187,6 +189,13 @@ const MIGRATIONS: &[&str] = &[
         due_ms BIGINT NOT NULL
     );
     CREATE INDEX IF NOT EXISTS otm_events_due ON {events} (due_ms, seq);",
+    // 7: creators' quota counts, one row per key and window (by its end).
+    "CREATE TABLE IF NOT EXISTS {quotas} (
+        key TEXT NOT NULL,
+        until_ms BIGINT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (key, until_ms)
+    );",
 ];
 
 /// Rows deleted per purge statement, so a large backlog never holds long locks.
@@ -226,6 +235,7 @@ impl PostgresStore {
             table: format!("\"{schema}\".otm_messages"),
             receipts: format!("\"{schema}\".otm_receipts"),
             events: format!("\"{schema}\".otm_events"),
+            quotas: format!("\"{schema}\".otm_quotas"),
         };
         store.migrate(schema).await?;
         Ok(store)
@@ -273,7 +283,8 @@ impl PostgresStore {
                 "{};\nINSERT INTO \"{schema}\".otm_migrations (version) VALUES ({})",
                 sql.replace("{table}", &self.table)
                     .replace("{receipts}", &self.receipts)
-                    .replace("{events}", &self.events),
+                    .replace("{events}", &self.events)
+                    .replace("{quotas}", &self.quotas),
                 i + 1
             );
             tx.execute(apply.as_str())
@@ -456,6 +467,28 @@ impl BlobStore for PostgresStore {
     fn outbox(&self) -> Option<&dyn Outbox> {
         Some(self)
     }
+
+    async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
+        if limit == 0 {
+            return Ok(false);
+        }
+        let end = crate::window_end(unix_ms(SystemTime::now()), window);
+        // The row lock serialises concurrent counts of one key and window.
+        let counted: Option<i32> = sqlx::query_scalar(&format!(
+            "INSERT INTO {q} AS q (key, until_ms, count) VALUES ($1, $2, 1)
+             ON CONFLICT (key, until_ms) DO UPDATE SET count = q.count + 1
+             WHERE q.count < $3
+             RETURNING count",
+            q = self.quotas
+        ))
+        .bind(key)
+        .bind(end)
+        .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify("count a quota", e))?;
+        Ok(counted.is_some())
+    }
 }
 
 impl PostgresStore {
@@ -552,6 +585,11 @@ impl PurgeExpired for PostgresStore {
                 break;
             }
         }
+        sqlx::query(&format!("DELETE FROM {} WHERE until_ms <= $1", self.quotas))
+            .bind(unix_ms(SystemTime::now()))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| classify("purge expired quota counts", e))?;
         loop {
             let done = sqlx::query(&format!(
                 "DELETE FROM {r} WHERE id IN

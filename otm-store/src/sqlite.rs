@@ -155,6 +155,13 @@ const MIGRATIONS: &[&str] = &[
         due_ms INTEGER NOT NULL
     );
     CREATE INDEX IF NOT EXISTS otm_events_due ON otm_events (due_ms, seq);",
+    // 7: creators' quota counts, one row per key and window (by its end).
+    "CREATE TABLE IF NOT EXISTS otm_quotas (
+        key TEXT NOT NULL,
+        until_ms INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (key, until_ms)
+    );",
 ];
 
 impl SqliteStore {
@@ -389,6 +396,27 @@ impl BlobStore for SqliteStore {
     fn outbox(&self) -> Option<&dyn Outbox> {
         Some(self)
     }
+
+    async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
+        if limit == 0 {
+            return Ok(false);
+        }
+        let end = crate::window_end(unix_ms(SystemTime::now()), window);
+        // One statement under the write lock: counted only below the limit.
+        let counted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO otm_quotas (key, until_ms, count) VALUES (?1, ?2, 1)
+             ON CONFLICT (key, until_ms) DO UPDATE SET count = count + 1
+             WHERE otm_quotas.count < ?3
+             RETURNING count",
+        )
+        .bind(key)
+        .bind(end)
+        .bind(i64::from(limit))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify("count a quota", e))?;
+        Ok(counted.is_some())
+    }
 }
 
 impl SqliteStore {
@@ -523,6 +551,11 @@ impl PurgeExpired for SqliteStore {
             }
         }
         tx.commit().await.map_err(|e| classify(op, e))?;
+        sqlx::query("DELETE FROM otm_quotas WHERE until_ms <= ?1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| classify(op, e))?;
         let receipts = sqlx::query("DELETE FROM otm_receipts WHERE expires_at_ms <= ?1")
             .bind(now)
             .execute(&self.pool)

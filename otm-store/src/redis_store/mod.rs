@@ -21,7 +21,7 @@ mod outbox;
 pub use config::RedisConfig;
 use config::{tls_certificates, warn_if_plaintext};
 use otm_core::ManageVerifier;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 #[derive(Clone)]
 enum Conn {
@@ -54,6 +54,7 @@ pub struct RedisStore {
     take_script: Script,
     burn_script: Script,
     status_script: Script,
+    quota_script: Script,
     outbox: outbox::Scripts,
 }
 
@@ -149,6 +150,16 @@ end
 return {0}
 ";
 
+// One quota window's count (KEYS[1], expiring with the window: ARGV[2]
+// ms): 1 if counted below the limit ARGV[1], 0 (nothing counted) if not.
+const QUOTA: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[1]) then return 0 end
+redis.call('INCR', KEYS[1])
+if n == 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+";
+
 impl RedisStore {
     /// Connects to a standalone server or a cluster.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
@@ -209,6 +220,7 @@ impl RedisStore {
             put_script: Script::new(&format!("{EVENT_FN}{PUT}")),
             take_script: Script::new(&format!("{EVENT_FN}{RECEIPT_FN}{TAKE}")),
             burn_script: Script::new(&format!("{EVENT_FN}{RECEIPT_FN}{BURN}")),
+            quota_script: Script::new(QUOTA),
             outbox: outbox::Scripts::new(),
             status_script: Script::new(STATUS),
         })
@@ -394,6 +406,19 @@ impl BlobStore for RedisStore {
 
     fn options(&self) -> &StoreOptions {
         &self.opts
+    }
+
+    async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
+        let now = unix_ms(SystemTime::now());
+        let end = crate::window_end(now, window);
+        let quota_key = format!("{}quota:{{{key}}}:{end}", self.prefix);
+        let mut invocation = self.quota_script.key(&quota_key);
+        invocation.arg(limit).arg((end - now).max(1));
+        match self.run("count a quota", invocation).await? {
+            Value::Int(1) => Ok(true),
+            Value::Int(0) => Ok(false),
+            other => Err(unexpected("count a quota", other)),
+        }
     }
 
     fn outbox(&self) -> Option<&dyn Outbox> {
