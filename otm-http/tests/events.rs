@@ -5,7 +5,6 @@
 //! that always fails sees exactly `max_attempts` tries and the event is
 //! counted dead; a store without events is refused.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,13 +36,7 @@ async fn serve(events: bool) -> (Service, String, tempfile::TempDir) {
             .with_rate_limits(plenty, plenty),
     );
     let app: axum::Router = service.router();
-    tokio::spawn(async move {
-        let _ = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await;
-    });
+    otm_testkit::server::spawn_app(listener, app);
     (service, base, dir)
 }
 

@@ -4,7 +4,6 @@
 //! created through HTTP is managed through the service; both paths share
 //! the limits, the checks and the counters.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,13 +30,7 @@ async fn serve(config: Config) -> (Service, String, tempfile::TempDir) {
         config.with_base_url(&base).with_rate_limits(plenty, plenty),
     );
     let app: axum::Router = axum::Router::new().nest("/secrets", service.router());
-    tokio::spawn(async move {
-        let _ = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await;
-    });
+    otm_testkit::server::spawn_app(listener, app);
     (service, base, dir)
 }
 
@@ -265,13 +258,7 @@ async fn a_quota_holds_across_replicas_of_one_store() {
                 .with_base_url(&base)
                 .with_create_policy(ThreeAnHour),
         );
-        tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await;
-        });
+        otm_testkit::server::spawn_app(listener, app);
         bases.push(base);
     }
     let (a, b) = (

@@ -154,3 +154,9 @@ pub(crate) fn parse_handle(event: &Event) -> crate::Result<(i64, i64)> {
             reason: "not an event handle of this store",
         })
 }
+
+/// The end (Unix ms) of a lease of `lease` taken at `now_ms`.
+#[allow(dead_code)] // unused in builds without an outbox backend
+pub(crate) fn lease_end(now_ms: i64, lease: Duration) -> i64 {
+    now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+}

@@ -327,7 +327,7 @@ fn expire(maps: &mut Maps, id: &MessageId, events: bool, now: i64) {
 impl Outbox for MemoryStore {
     async fn lease_events(&self, max: usize, lease: Duration) -> Result<Vec<Event>> {
         let now = unix_ms(SystemTime::now());
-        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let until = crate::events::lease_end(now, lease);
         let mut maps = self.lock();
         let mut leased = Vec::new();
         for e in maps.events.iter_mut().filter(|e| e.due_ms <= now).take(max) {

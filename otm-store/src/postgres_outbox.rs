@@ -15,7 +15,7 @@ use crate::{unix_ms, Event, Outbox, PostgresStore, Result};
 impl Outbox for PostgresStore {
     async fn lease_events(&self, max: usize, lease: Duration) -> Result<Vec<Event>> {
         let now = unix_ms(SystemTime::now());
-        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let until = crate::events::lease_end(now, lease);
         let rows = sqlx::query(&format!(
             "UPDATE {e} SET due_ms = $2
              WHERE seq IN (SELECT seq FROM {e} WHERE due_ms <= $1 ORDER BY seq LIMIT $3

@@ -38,7 +38,7 @@ pub(crate) async fn record(
 impl Outbox for SqliteStore {
     async fn lease_events(&self, max: usize, lease: Duration) -> Result<Vec<Event>> {
         let now = unix_ms(SystemTime::now());
-        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let until = crate::events::lease_end(now, lease);
         // One statement under SQLite's write lock: no two callers lease the
         // same row.
         let rows = sqlx::query(

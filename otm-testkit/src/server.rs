@@ -33,6 +33,18 @@ async fn record(State(log): State<RequestLog>, req: Request, next: Next) -> Resp
         .await
 }
 
+/// Serves `app` on `listener` in the background, with each connection's
+/// peer address (for per-client limits), until the test ends.
+pub fn spawn_app(listener: tokio::net::TcpListener, app: Router) {
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
+    });
+}
+
 /// The otm router on `127.0.0.1:<free port>`, recording every request.
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`.

@@ -127,7 +127,7 @@ impl Outbox for RedisStore {
     async fn lease_events(&self, max: usize, lease: Duration) -> Result<Vec<Event>> {
         let op = "lease events";
         let now = unix_ms(SystemTime::now());
-        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let until = crate::events::lease_end(now, lease);
         let [_, due, data] = self.outbox_keys();
         let mut invocation = self.outbox.lease.key(&due);
         invocation.key(&data).arg(now).arg(until).arg(max);
