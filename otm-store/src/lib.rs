@@ -415,9 +415,9 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
     /// windows are `window` long and aligned to the Unix epoch. `Ok(true)`
     /// if it was counted (fewer than `limit` uses before it), `Ok(false)` if
     /// the window's `limit` is reached, in which case nothing is counted.
-    /// Atomic in the store, so the limit holds across replicas. Memory,
-    /// SQLite, PostgreSQL and Redis count; the default (and S3) is
-    /// [`StoreError::NotImplemented`].
+    /// Atomic in the store, so the limit holds across replicas. Every
+    /// built-in backend counts (S3 with one conditional put a count); the
+    /// default, for other backends, is [`StoreError::NotImplemented`].
     async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
         let _ = (key, window, limit);
         Err(StoreError::NotImplemented {

@@ -8,6 +8,7 @@
 //! | `P{id}.{gen}.a{n}` | attempt slot `n` (1..=max), empty, created with `If-None-Match: *` |
 //! | `P{id}.{gen}.claim` | claim marker (claim-object method only) |
 //! | `P{id}.receipt` | receipt after open or burn: metadata `otm-state`, `otm-changed`, `otm-expires`, `otm-manage`, any `otm-reference` |
+//! | `Pquota/{sha256 of key}/{window end}/{n}` | quota slot `n` (0..limit), empty, created with `If-None-Match: *` (see `count_quota`) |
 //!
 //! Every take first reserves the next free attempt slot, so no more than
 //! `max_failed_attempts` proofs are ever compared for a message, however many
@@ -41,6 +42,7 @@ mod error;
 mod lifecycle;
 mod objects;
 mod probe;
+mod quota;
 
 pub use config::{ClaimMethod, S3Config};
 use error::{classify, is_not_found, is_status, retryable, S3Err};
@@ -352,6 +354,10 @@ impl BlobStore for S3Store {
             .await
             .map_err(|e| classify("check the S3 bucket", e))?;
         Ok(())
+    }
+
+    async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
+        self.count_in_slots(key, window, limit).await
     }
 
     fn backend_name(&self) -> &'static str {

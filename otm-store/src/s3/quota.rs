@@ -1,0 +1,78 @@
+//! Quotas on S3, counted with the one atomic primitive every supported
+//! server has: `PutObject` with `If-None-Match: *`.
+//!
+//! A window's count is a set of empty slot objects
+//! `P quota/{SHA-256 of the key}/{window end}/{n}`, `n` in `0..limit`
+//! (zero-padded, so they list in order). A count creates the lowest free
+//! slot: exactly one caller creates each slot, so no more than `limit`
+//! counts succeed in a window, however many replicas count at once.
+//! Listing the window first skips the taken slots; it only saves requests
+//! (a slot created meanwhile makes the put fail and the caller try the
+//! next one). The bucket's lifecycle rule removes the slots, with
+//! everything else under the prefix: a window longer than the rule's days
+//! forgets its oldest counts.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::*;
+use crate::window_end;
+
+/// Slots listed per request (S3's maximum page).
+const PAGE: u32 = 1000;
+
+impl S3Store {
+    /// See [`BlobStore::count_quota`] and the module documentation.
+    pub(super) async fn count_in_slots(
+        &self,
+        key: &str,
+        window: Duration,
+        limit: u32,
+    ) -> Result<bool> {
+        if limit == 0 {
+            return Ok(false);
+        }
+        let end = window_end(unix_ms(SystemTime::now()), window);
+        let dir = format!(
+            "{}quota/{}/{end}/",
+            self.prefix,
+            URL_SAFE_NO_PAD.encode(Sha256::digest(key.as_bytes()))
+        );
+        let mut n = self.count_slots(&dir, limit).await?;
+        while n < limit {
+            let created = self
+                .put_if_absent(&format!("{dir}{n:010}"), Vec::new(), &[])
+                .await
+                .map_err(|e| e.into_store("count a quota"))?;
+            if created.is_some() {
+                return Ok(true);
+            }
+            n += 1;
+        }
+        Ok(false)
+    }
+
+    /// How many slots exist under `dir`, counting no further than `limit`.
+    async fn count_slots(&self, dir: &str, limit: u32) -> Result<u32> {
+        let mut count = 0u32;
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(dir)
+                .max_keys(PAGE.min(limit) as i32)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| classify("count a quota", e))?;
+            count = count.saturating_add(u32::try_from(page.contents().len()).unwrap_or(u32::MAX));
+            token = page.next_continuation_token().map(str::to_owned);
+            if count >= limit || token.is_none() || page.is_truncated() != Some(true) {
+                return Ok(count);
+            }
+        }
+    }
+}
