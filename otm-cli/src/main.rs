@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use io::{emit, emit_line, for_terminal, passphrase, read_link, read_message, wants_passphrase};
 use otm_client::{Client, Error, Receipt, SendOptions};
 use otm_core::api::MessageState;
-use otm_core::{Link, ManageLink, Zeroizing};
+use otm_core::{Link, ManageLink, MessageId, Zeroizing};
 use serde_json::json;
 
 /// Send and open one-time secret messages with any otm server.
@@ -48,9 +48,11 @@ enum Command {
     Send(SendArgs),
     /// Open a link: fetch the message once, decrypt it here, print it.
     Open(OpenArgs),
-    /// Show whether a message was opened (needs its private status link).
+    /// Show whether a message was opened (needs its private status link,
+    /// or --id with an API token of the manage scope in OTM_API_TOKEN).
     Status(ManageArgs),
-    /// Destroy a message before it is read (needs its private status link).
+    /// Destroy a message before it is read (needs its private status link,
+    /// or --id with an API token of the manage scope in OTM_API_TOKEN).
     Burn(ManageArgs),
 }
 
@@ -105,7 +107,17 @@ struct ManageArgs {
     /// is read from standard input, or from a prompt that does not echo. An
     /// argument is visible to other users of this machine (process list)
     /// and stays in shell history: prefer standard input or the prompt.
+    #[arg(conflicts_with = "id")]
     link: Option<String>,
+
+    /// The message's ID instead of its status link, for a message created
+    /// with the API token in OTM_API_TOKEN (a token with the manage scope).
+    #[arg(long, requires = "server")]
+    id: Option<String>,
+
+    /// The otm server, with --id (a status link names its own).
+    #[arg(long, env = "OTM_SERVER")]
+    server: Option<String>,
 }
 
 /// What went wrong, and the exit code it maps to.
@@ -248,7 +260,9 @@ fn failure(err: Error, gone: &str) -> Failure {
         | Error::Unavailable { .. }
         | Error::Timeout(_)
         | Error::Unreachable { .. }) => Failure::Unavailable(chain(&e)),
-        e @ (Error::Refused { .. } | Error::InvalidBase(_)) => Failure::Input(e.to_string()),
+        e @ (Error::Refused { .. } | Error::InvalidBase(_) | Error::NoApiToken) => {
+            Failure::Input(e.to_string())
+        }
         Error::Format(e) => Failure::Input(e.to_string()),
         other => Failure::Other(chain(&other)),
     }
@@ -269,10 +283,15 @@ fn rfc3339(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-async fn send(args: SendArgs, json_out: bool, insecure_http: bool) -> Outcome<()> {
-    let token = std::env::var("OTM_API_TOKEN")
+/// `OTM_API_TOKEN`, unless empty.
+fn api_token_from_env() -> Option<String> {
+    std::env::var("OTM_API_TOKEN")
         .ok()
-        .filter(|t| !t.trim().is_empty());
+        .filter(|t| !t.trim().is_empty())
+}
+
+async fn send(args: SendArgs, json_out: bool, insecure_http: bool) -> Outcome<()> {
+    let token = api_token_from_env();
     let client = client_with_token(&args.server, insecure_http, token.as_deref())?;
     let message = read_message(args.file.as_deref())?;
     let phrase = if args.with_passphrase || wants_passphrase(&args.passphrase) {
@@ -399,14 +418,33 @@ async fn open_link(args: OpenArgs, json_out: bool, insecure_http: bool) -> Outco
 }
 
 async fn manage(args: ManageArgs, json_out: bool, insecure_http: bool, burn: bool) -> Outcome<()> {
-    let text = read_link(args.link, "status link")?;
-    let link = ManageLink::parse(&text).map_err(|e| Failure::Input(e.to_string()))?;
-    let client = client(&link.base, insecure_http)?;
     let gone = "this message has expired (or the link is wrong)";
-    let receipt = if burn {
-        client.burn(&link).await
-    } else {
-        client.status(&link).await
+    let receipt = match (args.id, args.server) {
+        (Some(id), Some(server)) => {
+            let id: MessageId = id
+                .trim()
+                .parse()
+                .map_err(|e: otm_core::Error| Failure::Input(e.to_string()))?;
+            let token = api_token_from_env().ok_or_else(|| {
+                Failure::Input("--id needs an API token in OTM_API_TOKEN".to_owned())
+            })?;
+            let client = client_with_token(&server, insecure_http, Some(&token))?;
+            if burn {
+                client.burn_by_id(&id).await
+            } else {
+                client.status_by_id(&id).await
+            }
+        }
+        _ => {
+            let text = read_link(args.link, "status link")?;
+            let link = ManageLink::parse(&text).map_err(|e| Failure::Input(e.to_string()))?;
+            let client = client(&link.base, insecure_http)?;
+            if burn {
+                client.burn(&link).await
+            } else {
+                client.status(&link).await
+            }
+        }
     }
     .map_err(|e| failure(e, gone))?;
     if json_out {

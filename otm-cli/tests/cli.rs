@@ -332,22 +332,44 @@ async fn links_from_standard_input_no_plain_http_and_failed_writes() {
     assert!(stderr.contains("writing it failed"), "{stderr}");
 }
 
-/// Creates only with `Authorization: Bearer cli-token` (a stand-in for a
-/// server's API tokens).
+/// The stand-in API token of [`NeedsToken`].
+const CLI_TOKEN: &str = "cli-token-of-some-length";
+
+/// Creates only with `Authorization: Bearer cli-token-of-some-length` (a
+/// stand-in for a server's API tokens), and lets that token manage what it
+/// created.
 struct NeedsToken;
+
+impl NeedsToken {
+    fn presented(request: &axum::http::request::Parts) -> bool {
+        request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            == Some(&format!("Bearer {CLI_TOKEN}"))
+    }
+
+    fn secret() -> otm_core::ManageSecret {
+        otm_core::ManageSecret::new(CLI_TOKEN.as_bytes()).unwrap()
+    }
+}
 
 #[async_trait::async_trait]
 impl otm_http::policy::CreatePolicy for NeedsToken {
     async fn decide(&self, request: &axum::http::request::Parts) -> otm_http::policy::Decision {
         use otm_http::policy::{CreateLimits, Decision};
-        match request
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some("Bearer cli-token") => Decision::allow(CreateLimits::default()),
-            _ => Decision::deny("API token holders only."),
+        if Self::presented(request) {
+            Decision::allow(CreateLimits::default().with_manage_secret(Self::secret()))
+        } else {
+            Decision::deny("API token holders only.")
         }
+    }
+
+    async fn manage_secret(
+        &self,
+        request: &axum::http::request::Parts,
+    ) -> Option<otm_core::ManageSecret> {
+        Self::presented(request).then(Self::secret)
     }
 }
 
@@ -367,11 +389,51 @@ async fn send_takes_the_api_token_from_the_environment() {
     let sent = otm(
         &["send", "--server", base, "--json"],
         Some("with a token"),
-        &[("OTM_API_TOKEN", "cli-token")],
+        &[("OTM_API_TOKEN", CLI_TOKEN)],
     );
     assert_eq!(sent.code, 0, "{}", sent.stderr);
     let link = sent.json()["link"].as_str().unwrap().to_owned();
     // Reading needs no token.
     let opened = otm(&["open", &link], None, &[]);
     assert_eq!(opened.stdout, "with a token");
+
+    // The token manages what it created, by ID.
+    let sent = otm(
+        &["send", "--server", base, "--json"],
+        Some("managed by the token"),
+        &[("OTM_API_TOKEN", CLI_TOKEN)],
+    )
+    .json();
+    let id = sent["id"].as_str().unwrap().to_owned();
+    let by_id = |command: &str, token: Option<&str>| {
+        let env: Vec<(&str, &str)> = token.map(|t| ("OTM_API_TOKEN", t)).into_iter().collect();
+        otm(
+            &[command, "--id", &id, "--server", base, "--json"],
+            None,
+            &env,
+        )
+    };
+    let no_token = by_id("status", None);
+    assert_eq!(no_token.code, 2, "{}", no_token.stderr);
+    // With --json the failure is a JSON line on standard output.
+    assert!(
+        no_token.stdout.contains("OTM_API_TOKEN"),
+        "{}",
+        no_token.stdout
+    );
+    let wrong = by_id("status", Some("another-token-of-some-length"));
+    assert_ne!(wrong.code, 0, "{}", wrong.stdout);
+    let status = by_id("status", Some(CLI_TOKEN));
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert_eq!(status.json()["state"], "waiting");
+    let burned = by_id("burn", Some(CLI_TOKEN));
+    assert_eq!(burned.code, 0, "{}", burned.stderr);
+    assert_eq!(burned.json()["state"], "burned");
+    // The token returned at create (in the status link) is the same token.
+    let status = otm(
+        &["status", sent["status_link"].as_str().unwrap(), "--json"],
+        None,
+        &[],
+    );
+    assert_eq!(status.json()["state"], "burned", "{}", status.stderr);
 }

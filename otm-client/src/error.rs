@@ -100,6 +100,11 @@ pub enum Error {
         /// What was wrong with it.
         detail: String,
     },
+    /// [`Client::status_by_id`](crate::Client::status_by_id) or
+    /// [`Client::burn_by_id`](crate::Client::burn_by_id) on a client built
+    /// without an API token.
+    #[error("managing a message by its ID needs an API token (ClientBuilder::api_token)")]
+    NoApiToken,
     /// The base URL is not an `http` or `https` URL without query and fragment.
     #[error("invalid server URL: {0}")]
     InvalidBase(String),

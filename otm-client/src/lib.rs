@@ -349,13 +349,36 @@ impl Client {
         self.manage(Method::DELETE, link).await
     }
 
+    /// `GET /api/v1/messages/{id}` with this client's API token rather
+    /// than the message's management token: for a token with the `manage`
+    /// scope on otm-server (or a credential the server's create policy
+    /// accepts), for the messages created with it. [`Error::NoApiToken`]
+    /// without a token; [`Error::WrongToken`] for a message it did not
+    /// create.
+    pub async fn status_by_id(&self, id: &MessageId) -> Result<Receipt> {
+        let token = self.api_token.as_ref().ok_or(Error::NoApiToken)?;
+        self.manage_with(Method::GET, id, &token.0).await
+    }
+
+    /// `DELETE /api/v1/messages/{id}` with this client's API token, as
+    /// [`status_by_id`](Client::status_by_id): destroys a message it
+    /// created, unread.
+    pub async fn burn_by_id(&self, id: &MessageId) -> Result<Receipt> {
+        let token = self.api_token.as_ref().ok_or(Error::NoApiToken)?;
+        self.manage_with(Method::DELETE, id, &token.0).await
+    }
+
     async fn manage(&self, method: Method, link: &ManageLink) -> Result<Receipt> {
-        let url = format!("{}/api/v1/messages/{}", self.base, link.id);
         let token = link.token.to_base64url();
+        self.manage_with(method, &link.id, &token).await
+    }
+
+    async fn manage_with(&self, method: Method, id: &MessageId, bearer: &str) -> Result<Receipt> {
+        let url = format!("{}/api/v1/messages/{id}", self.base);
         let request = self
             .http
             .request(method, url)
-            .bearer_auth(token.as_str())
+            .bearer_auth(bearer)
             .build()
             .map_err(|e| self.unreachable(e))?;
         let response = self.execute(request).await?;

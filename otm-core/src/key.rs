@@ -324,6 +324,69 @@ impl ManageToken {
     }
 }
 
+/// A sender's long-lived secret (such as an API token) from which the
+/// management token of each message it creates is derived:
+/// `HMAC-SHA256(secret, "otm manage token v1" || 0x00 || id)` (the ID as its
+/// 16 bytes). A server that
+/// lets one credential manage the messages it created keeps, as always,
+/// only each message's [`ManageVerifier`], and derives the token again from
+/// the credential on status or burn; nothing about the credential is
+/// stored with the message. Whoever holds the secret can derive the token
+/// of any message created under it. Zeroized on drop; `Debug` redacted.
+///
+/// ```
+/// # use otm_core::{ManageSecret, MessageId};
+/// let secret = ManageSecret::new(b"otm_an-api-token-of-enough-length")?;
+/// let (a, b) = (MessageId::generate()?, MessageId::generate()?);
+/// let verifier = secret.token_for(&a).verifier();
+/// assert!(verifier.verify(&secret.token_for(&a)));
+/// assert!(!verifier.verify(&secret.token_for(&b)));
+/// # Ok::<(), otm_core::Error>(())
+/// ```
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct ManageSecret(Vec<u8>);
+
+impl ManageSecret {
+    /// The shortest secret accepted, in bytes (128 bits of a random token).
+    pub const MIN_LEN: usize = 16;
+
+    /// A secret from `bytes`: at least [`MIN_LEN`](Self::MIN_LEN) bytes,
+    /// which should be random (an API token is).
+    pub fn new(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() < Self::MIN_LEN {
+            return Err(Error::BadToken {
+                reason: "a management secret must be at least 16 bytes",
+            });
+        }
+        Ok(ManageSecret(bytes.to_vec()))
+    }
+
+    /// The management token of message `id` under this secret.
+    pub fn token_for(&self, id: &MessageId) -> ManageToken {
+        use hmac::{Hmac, Mac};
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(b"otm manage token v1\0");
+        mac.update(id.as_bytes());
+        ManageToken(mac.finalize().into_bytes().into())
+    }
+}
+
+impl fmt::Debug for ManageSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ManageSecret(..)")
+    }
+}
+
+impl PartialEq for ManageSecret {
+    /// In constant time (for equal lengths).
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(self.0.ct_eq(&other.0))
+    }
+}
+
+impl Eq for ManageSecret {}
+
 impl fmt::Debug for ManageToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ManageToken(..)")

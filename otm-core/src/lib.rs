@@ -52,8 +52,8 @@ pub use envelope::{
 };
 pub use error::{Error, Result};
 pub use key::{
-    AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, Key, ManageToken, ManageVerifier,
-    MessageId,
+    AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, Key, ManageSecret, ManageToken,
+    ManageVerifier, MessageId,
 };
 pub use link::{Fragment, Link, ManageLink, LINK_PATH_PREFIX, MANAGE_PATH_PREFIX};
 pub use secrets::{Passphrase, Secrets, MAX_PASSPHRASE_CHARS, PBKDF2_ITERATIONS};

@@ -330,3 +330,17 @@ fn wycheproof_aes_256_gcm_known_answers() {
         "ran {valid} valid, {invalid} invalid"
     );
 }
+
+/// The derivation of [`ManageSecret::token_for`], checked against Python's
+/// `hmac` (`hmac.new(secret, b"otm manage token v1\0" + id, sha256)`).
+#[test]
+fn manage_secret_known_answer() {
+    let secret = crate::ManageSecret::new(b"otm_an-api-token-of-enough-length").unwrap();
+    let id = crate::MessageId::from_bytes(core::array::from_fn(|i| i as u8));
+    assert_eq!(
+        &*secret.token_for(&id).to_base64url(),
+        "xSF3-lGYcZgD2zWz2H9ZVNWktBsdnZIVrIlSjOhFgKQ"
+    );
+    assert!(crate::ManageSecret::new(&[7; 15]).is_err());
+    assert_eq!(format!("{secret:?}"), "ManageSecret(..)");
+}

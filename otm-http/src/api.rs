@@ -14,7 +14,7 @@ use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use otm_core::{
-    AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, ManageToken, MessageId,
+    AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, ManageSecret, ManageToken, MessageId,
     MAX_ENVELOPE_LEN,
 };
 use otm_store::MessageStatus;
@@ -24,6 +24,7 @@ use crate::error::ApiError;
 use crate::limit::{client_ip, untrusted_forwarder};
 use crate::metrics::Outcome;
 use crate::policy::{CreateLimits, Decision};
+use crate::service::NewEnvelope;
 use crate::{Service, ServiceError};
 use std::sync::atomic::Ordering;
 
@@ -125,8 +126,14 @@ pub(crate) async fn create(
             ));
         }
     }
+    let new = NewEnvelope {
+        envelope,
+        verifier,
+        access,
+        ttl,
+    };
     let stored = otm
-        .create(envelope, verifier, access, ttl, req.reference.as_deref())
+        .create_under(new, req.reference.as_deref(), limits.manage_secret.as_ref())
         .await?;
     let path = format!("/otm/{}", stored.id);
     let body = Created {
@@ -220,12 +227,29 @@ fn unix_secs(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// The sender's `Authorization: Bearer <manage token>`.
-pub(crate) struct Bearer(ManageToken);
+/// The sender's `Authorization: Bearer …`: a message's own management
+/// token, or a credential the create policy knows (an API token, say) from
+/// which the token of each message it created is derived.
+pub(crate) enum Sender {
+    /// A management token.
+    Token(ManageToken),
+    /// The create policy's [`ManageSecret`] for this request.
+    Secret(ManageSecret),
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for Bearer {
+impl Sender {
+    /// The management token this sender presents for message `id`.
+    fn token_for(&self, id: &MessageId) -> ManageToken {
+        match self {
+            Sender::Token(token) => token.clone(),
+            Sender::Secret(secret) => secret.token_for(id),
+        }
+    }
+}
+
+impl FromRequestParts<Service> for Sender {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, otm: &Service) -> Result<Self, ApiError> {
         let required = || {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -238,11 +262,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(required)?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .and_then(|t| ManageToken::from_base64url(t.trim()).ok())
-            .ok_or_else(required)?;
-        Ok(Bearer(token))
+        let (scheme, presented) = value.split_once(' ').ok_or_else(required)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(required());
+        }
+        if let Ok(token) = ManageToken::from_base64url(presented.trim()) {
+            return Ok(Sender::Token(token));
+        }
+        let Some(policy) = &otm.0.config.create_policy else {
+            return Err(required());
+        };
+        policy
+            .0
+            .manage_secret(parts)
+            .await
+            .map(Sender::Secret)
+            .ok_or_else(required)
     }
 }
 
@@ -300,10 +335,13 @@ pub(crate) async fn status(
     State(otm): State<Service>,
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-    Bearer(token): Bearer,
+    sender: Sender,
 ) -> Result<Json<Status>, Response> {
     let id = sender_request(&otm, ip, &id).map_err(IntoResponse::into_response)?;
-    let status = otm.status(&id, &token).await.map_err(sender_error)?;
+    let status = otm
+        .status(&id, &sender.token_for(&id))
+        .await
+        .map_err(sender_error)?;
     Ok(Json(status_body(&status)))
 }
 
@@ -312,10 +350,13 @@ pub(crate) async fn burn(
     State(otm): State<Service>,
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-    Bearer(token): Bearer,
+    sender: Sender,
 ) -> Result<Json<Status>, Response> {
     let id = sender_request(&otm, ip, &id).map_err(IntoResponse::into_response)?;
-    let status = otm.burn(&id, &token).await.map_err(sender_error)?;
+    let status = otm
+        .burn(&id, &sender.token_for(&id))
+        .await
+        .map_err(sender_error)?;
     Ok(Json(status_body(&status)))
 }
 

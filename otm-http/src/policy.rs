@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::http::request::Parts;
-use otm_core::ErrorCode;
+use otm_core::{ErrorCode, ManageSecret};
 
 use crate::ServiceError;
 
@@ -47,6 +47,18 @@ pub trait CreatePolicy: Send + Sync + 'static {
     /// stored before the decision; [`CreateLimits`] are checked against
     /// the envelope after it.
     async fn decide(&self, request: &Parts) -> Decision;
+
+    /// The sender's credential in a status or burn request, for messages
+    /// created with [`CreateLimits::manage_secret`]: the service derives the
+    /// message's management token from it
+    /// ([`ManageSecret::token_for`]). Asked only when the request's
+    /// `Authorization: Bearer` value is not a management token itself; the
+    /// derived token is then checked like a presented one. The default
+    /// finds none.
+    async fn manage_secret(&self, request: &Parts) -> Option<ManageSecret> {
+        let _ = request;
+        None
+    }
 }
 
 /// A policy's answer.
@@ -91,6 +103,12 @@ pub struct CreateLimits {
     /// How many messages this creator may create per period, counted in
     /// the store (atomically, so across replicas).
     pub quota: Option<Quota>,
+    /// Derive each message's management token from this secret rather
+    /// than draw it at random, so that the holder of the secret (an API
+    /// token, say) can later show or burn the messages it created without
+    /// keeping their tokens; see [`CreatePolicy::manage_secret`]. The
+    /// token is still returned at create.
+    pub manage_secret: Option<ManageSecret>,
 }
 
 /// A creator's quota: `max` creates per `per`, in windows of that length
@@ -125,6 +143,12 @@ impl CreateLimits {
             max,
             per,
         });
+        self
+    }
+
+    /// Sets [`CreateLimits::manage_secret`].
+    pub fn with_manage_secret(mut self, secret: ManageSecret) -> Self {
+        self.manage_secret = Some(secret);
         self
     }
 

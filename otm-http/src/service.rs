@@ -13,8 +13,8 @@ use axum::Router;
 use otm_core::api::PublicConfig;
 use otm_core::{
     validate, AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, ErrorCode, Key, Link,
-    ManageLink, ManageToken, MessageId, Secrets, SendOptions, Sent, Stored, MAX_ENVELOPE_LEN,
-    MAX_MESSAGE_CHARS,
+    ManageLink, ManageSecret, ManageToken, MessageId, Secrets, SendOptions, Sent, Stored,
+    MAX_ENVELOPE_LEN, MAX_MESSAGE_CHARS,
 };
 use otm_store::{
     BlobStore, Breaker, MessageState, MessageStatus, NewMessage, StoreError, MAX_REFERENCE_BYTES,
@@ -67,6 +67,14 @@ pub(crate) struct Shared {
 /// ```
 #[derive(Clone)]
 pub struct Service(pub(crate) Arc<Shared>);
+
+/// A sealed envelope and what a create stores with it.
+pub(crate) struct NewEnvelope {
+    pub(crate) envelope: Vec<u8>,
+    pub(crate) verifier: ClaimVerifier,
+    pub(crate) access: AccessVerifier,
+    pub(crate) ttl: Option<Duration>,
+}
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -311,15 +319,42 @@ impl Service {
         ttl: Option<Duration>,
         reference: Option<&str>,
     ) -> Result<Stored, ServiceError> {
+        let new = NewEnvelope {
+            envelope,
+            verifier,
+            access,
+            ttl,
+        };
+        self.create_under(new, reference, None).await
+    }
+
+    /// [`create`](Service::create), with the management token derived from
+    /// `secret` when there is one (see
+    /// [`CreateLimits::manage_secret`](crate::policy::CreateLimits::manage_secret)).
+    pub(crate) async fn create_under(
+        &self,
+        new: NewEnvelope,
+        reference: Option<&str>,
+        secret: Option<&ManageSecret>,
+    ) -> Result<Stored, ServiceError> {
+        let NewEnvelope {
+            envelope,
+            verifier,
+            access,
+            ttl,
+        } = new;
         let ttl = self
             .check_create(&envelope, ttl, reference)
             .map_err(|e| self.failed(e))?;
         let expires_at = SystemTime::now() + ttl;
-        let manage = ManageToken::generate().map_err(|_| ServiceError::Random)?;
         // A 128-bit ID collides only by a broken RNG or on purpose; retry anyway.
         let mut attempts = 0;
-        let id = loop {
+        let (id, manage) = loop {
             let id = MessageId::generate().map_err(|_| ServiceError::Random)?;
+            let manage = match secret {
+                Some(secret) => secret.token_for(&id),
+                None => ManageToken::generate().map_err(|_| ServiceError::Random)?,
+            };
             let message = NewMessage {
                 envelope: envelope.clone(),
                 verifier,
@@ -329,7 +364,7 @@ impl Service {
                 reference: reference.map(str::to_owned),
             };
             match self.0.store.put(&id, message).await {
-                Ok(()) => break id,
+                Ok(()) => break (id, manage),
                 Err(StoreError::Conflict) if attempts < 3 => attempts += 1,
                 Err(e) => return Err(self.failed(e.into())),
             }

@@ -149,7 +149,8 @@ struct Args {
           value_parser = clap::value_parser!(u32).range(1..=100))]
     webhook_max_attempts: u32,
 
-    /// A file of API tokens (NAME create SHA256 per line; `otm-server token
+    /// A file of API tokens: NAME SCOPES SHA256 and an optional QUOTA per
+    /// line, as in `ci create,manage <sha256> 100/1h` (`otm-server token
     /// NAME` makes one). OTM_API_TOKENS may hold more, separated by `;`.
     #[arg(long, env = "OTM_API_TOKENS_FILE")]
     api_tokens_file: Option<std::path::PathBuf>,
@@ -183,6 +184,10 @@ enum Command {
     Token {
         /// A name for the token (one word), shown in logs.
         name: String,
+        /// What it may do, comma-separated: `create` (create messages),
+        /// `manage` (show and burn by ID the messages it creates).
+        #[arg(long, default_value = "create")]
+        scopes: String,
     },
 }
 
@@ -242,8 +247,8 @@ fn limit(per_minute: u32) -> RateLimit {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    if let Some(Command::Token { name }) = &args.command {
-        return match tokens::new_token(name) {
+    if let Some(Command::Token { name, scopes }) = &args.command {
+        return match tokens::new_token(name, scopes) {
             Ok((token, entry)) => {
                 println!("token: {token}");
                 println!("entry: {entry}");
@@ -435,10 +440,12 @@ fn token_policy(args: &Args) -> Result<Option<tokens::TokenPolicy>, String> {
         policy.extend(tokens::TokenPolicy::parse(&text, "OTM_API_TOKENS", false)?);
     }
     if args.create_requires_token {
-        if policy.len() == 0 {
-            return Err("--create-requires-token, but no API token is configured \
-                        (--api-tokens-file or OTM_API_TOKENS)"
-                .into());
+        if !policy.any_create() {
+            return Err(
+                "--create-requires-token, but no API token with the create scope \
+                        is configured (--api-tokens-file or OTM_API_TOKENS)"
+                    .into(),
+            );
         }
         policy.require();
     }

@@ -1,23 +1,35 @@
-//! API tokens for machine clients: `Authorization: Bearer otm_…` on a
-//! create request. The server keeps only each token's SHA-256, from a file
-//! (`--api-tokens-file`) or the environment (`OTM_API_TOKENS`), one entry a
-//! line (`;` also separates entries):
+//! API tokens for machine clients: `Authorization: Bearer otm_…`. The
+//! server keeps only each token's SHA-256, from a file (`--api-tokens-file`)
+//! or the environment (`OTM_API_TOKENS`), one entry a line (`;` also
+//! separates entries):
 //!
 //! ```text
-//! # NAME  SCOPES  SHA-256 OF THE TOKEN (base64url)
-//! ci      create  q5Jp3n2m0p…
+//! # NAME  SCOPES         SHA-256 OF THE TOKEN (base64url)  [QUOTA]
+//! ci      create         q5Jp3n2m0p…
+//! deploy  create,manage  Zk1vQ3J0c…                        100/1h
 //! ```
 //!
-//! `otm-server token NAME` makes a token and prints its entry. The only
-//! scope is `create` (status and burn take each message's own management
-//! token). With `--create-requires-token`, only token holders may create
-//! (browsers included); without it a token is optional, but a wrong one is
-//! refused rather than ignored.
+//! Scopes:
+//! - `create`: the token may create messages.
+//! - `manage`: the token may show and burn, by ID, the messages it created
+//!   while it had this scope, without their management tokens: their tokens
+//!   are derived from it ([`otm_core::ManageSecret`]), so nothing about the
+//!   token is stored with a message. Removing `create` keeps a token able to
+//!   manage what it made; removing the entry ends both.
+//!
+//! A quota `N/PERIOD` (`100/1h`, `5000/1d`) limits the token's creates per
+//! window, counted in the store across replicas.
+//!
+//! `otm-server token NAME` makes a token and prints its entry. With
+//! `--create-requires-token`, only token holders may create (browsers
+//! included); without it a token is optional, but a wrong one is refused
+//! rather than ignored.
 
 use async_trait::async_trait;
 use axum::http::request::Parts;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use otm_core::ManageSecret;
 use otm_http::policy::{CreateLimits, CreatePolicy, Decision};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -30,7 +42,14 @@ const PREFIX: &str = "otm_";
 struct Entry {
     name: String,
     digest: [u8; 32],
+    create: bool,
+    manage: bool,
+    /// Creates per window.
+    quota: Option<(u32, std::time::Duration)>,
 }
+
+/// The scopes a token may have.
+const SCOPES: &[&str] = &["create", "manage"];
 
 /// The configured tokens and whether one is needed to create.
 #[derive(Debug)]
@@ -52,13 +71,23 @@ impl TokenPolicy {
             }
             let bad = |why: &str| format!("{source}, entry {}: {why}", i + 1);
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let [name, scopes, digest] = fields[..] else {
-                return Err(bad(
-                    "expected NAME SCOPES SHA256 (otm-server token NAME prints one)",
-                ));
-            };
-            if scopes.split(',').any(|s| s != "create") {
-                return Err(bad("the only scope is `create`"));
+            let (name, scopes, digest, quota) =
+                match fields[..] {
+                    [name, scopes, digest] => (name, scopes, digest, None),
+                    [name, scopes, digest, quota] => (name, scopes, digest, Some(quota)),
+                    _ => return Err(bad(
+                        "expected NAME SCOPES SHA256 [QUOTA] (otm-server token NAME prints one)",
+                    )),
+                };
+            let scopes: Vec<&str> = scopes.split(',').collect();
+            if let Some(unknown) = scopes.iter().find(|s| !SCOPES.contains(s)) {
+                return Err(bad(&format!(
+                    "unknown scope `{unknown}` (scopes: create, manage, comma-separated)"
+                )));
+            }
+            let quota = quota.map(parse_quota).transpose().map_err(|e| bad(&e))?;
+            if quota.is_some() && !scopes.contains(&"create") {
+                return Err(bad("a quota limits creates: the token has no create scope"));
             }
             let digest = URL_SAFE_NO_PAD
                 .decode(digest)
@@ -71,11 +100,14 @@ impl TokenPolicy {
             entries.push(Entry {
                 name: name.to_owned(),
                 digest,
+                create: scopes.contains(&"create"),
+                manage: scopes.contains(&"manage"),
+                quota,
             });
         }
-        if required && entries.is_empty() {
+        if required && !entries.iter().any(|e| e.create) {
             return Err(format!(
-                "--create-requires-token without any token in {source}"
+                "--create-requires-token without any create token in {source}"
             ));
         }
         Ok(TokenPolicy { entries, required })
@@ -98,67 +130,120 @@ impl TokenPolicy {
         self.entries.len()
     }
 
-    /// The name of the token `presented`, compared with every entry in
+    /// Whether some token may create.
+    pub(crate) fn any_create(&self) -> bool {
+        self.entries.iter().any(|e| e.create)
+    }
+
+    /// The entry of the token `presented`, compared with every entry in
     /// constant time.
-    fn find(&self, presented: &str) -> Option<&str> {
+    fn find(&self, presented: &str) -> Option<&Entry> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
         for entry in &self.entries {
             if bool::from(entry.digest.ct_eq(&digest)) {
-                found = Some(entry.name.as_str());
+                found = Some(entry);
             }
         }
         found
     }
 }
 
+/// A quota `N/PERIOD`: `100/1h`, `5000/1d`.
+fn parse_quota(text: &str) -> Result<(u32, std::time::Duration), String> {
+    let bad = || format!("the quota `{text}` is not N/PERIOD, as in 100/1h");
+    let (max, per) = text.split_once('/').ok_or_else(bad)?;
+    let max: u32 = max.parse().map_err(|_| bad())?;
+    let per = humantime::parse_duration(per).map_err(|_| bad())?;
+    if per < std::time::Duration::from_secs(1) {
+        return Err(format!("the quota `{text}`: a period is at least 1s"));
+    }
+    Ok((max, per))
+}
+
+/// The token of an `Authorization` header: `None` without the header, an
+/// empty string when it holds no bearer token (a wrong token, not a
+/// missing one).
+fn presented(request: &Parts) -> Option<&str> {
+    request
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim())
+                .unwrap_or_default()
+        })
+}
+
 #[async_trait]
 impl CreatePolicy for TokenPolicy {
     async fn decide(&self, request: &Parts) -> Decision {
-        // A header that is there but holds no bearer token is a wrong
-        // token, not a missing one.
-        let presented = request
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .map(|v| {
-                v.to_str()
-                    .ok()
-                    .and_then(|v| v.split_once(' '))
-                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                    .map(|(_, token)| token.trim())
-                    .unwrap_or_default()
-            });
-        match presented {
+        match presented(request) {
             None if self.required => Decision::deny(
                 "This server creates messages for API token holders only: send \
                  Authorization: Bearer <token>.",
             ),
             None => Decision::allow(CreateLimits::default()),
             Some(token) => match self.find(token) {
-                Some(name) => {
-                    tracing::debug!(token = name, "create with an API token");
-                    Decision::allow(CreateLimits::default())
+                Some(entry) if entry.create => {
+                    tracing::debug!(token = entry.name, "create with an API token");
+                    let mut limits = CreateLimits::default();
+                    if let Some((max, per)) = entry.quota {
+                        limits = limits.with_quota(format!("token:{}", entry.name), max, per);
+                    }
+                    if entry.manage {
+                        match ManageSecret::new(token.as_bytes()) {
+                            Ok(secret) => limits = limits.with_manage_secret(secret),
+                            // Only a token shorter than 16 bytes, which
+                            // `otm-server token` never makes.
+                            Err(_) => {
+                                return Decision::deny("This API token is too short to manage.")
+                            }
+                        }
+                    }
+                    Decision::allow(limits)
                 }
+                Some(_) => Decision::deny("This API token may not create messages."),
                 None => Decision::deny("This API token is not valid here."),
             },
         }
     }
+
+    async fn manage_secret(&self, request: &Parts) -> Option<ManageSecret> {
+        let token = presented(request)?;
+        let entry = self.find(token)?;
+        if !entry.manage {
+            return None;
+        }
+        tracing::debug!(token = entry.name, "status or burn with an API token");
+        ManageSecret::new(token.as_bytes()).ok()
+    }
 }
 
-/// A new token and its entry line for `name`.
-pub(crate) fn new_token(name: &str) -> Result<(String, String), String> {
+/// A new token and its entry line for `name` with `scopes`
+/// (comma-separated).
+pub(crate) fn new_token(name: &str, scopes: &str) -> Result<(String, String), String> {
+    if scopes.split(',').any(|s| !SCOPES.contains(&s)) {
+        return Err(format!(
+            "scopes are create and manage, comma-separated, not `{scopes}`"
+        ));
+    }
     if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == ';' || c == '#') {
         return Err("a token name is one word (no spaces, ; or #)".into());
     }
     let key = otm_core::Key::generate().map_err(|e| e.to_string())?;
     let token = format!("{PREFIX}{}", &*key.to_base64url());
     let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
-    Ok((token, format!("{name} create {digest}")))
+    Ok((token, format!("{name} {scopes} {digest}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn parts(auth: Option<&str>) -> Parts {
         let mut b = axum::http::Request::post("/api/v1/messages");
@@ -170,13 +255,13 @@ mod tests {
 
     #[tokio::test]
     async fn tokens_are_checked_by_their_digest() {
-        let (token, entry) = new_token("ci").unwrap();
+        let (token, entry) = new_token("ci", "create").unwrap();
         assert!(token.starts_with("otm_") && token.len() == 47, "{token}");
         let text = format!("# tokens\n{entry}\n\n");
         let optional = TokenPolicy::parse(&text, "test", false).unwrap();
         let required = TokenPolicy::parse(&text, "test", true).unwrap();
         let bearer = format!("Bearer {token}");
-        let other = format!("Bearer {}", new_token("x").unwrap().0);
+        let other = format!("Bearer {}", new_token("x", "create").unwrap().0);
         let allowed = |d: Decision| matches!(d, Decision::Allow(_));
         assert!(allowed(required.decide(&parts(Some(&bearer))).await));
         assert!(!allowed(required.decide(&parts(None)).await));
@@ -194,10 +279,10 @@ mod tests {
 
     #[test]
     fn entries_are_checked() {
-        let (_, entry) = new_token("ci").unwrap();
+        let (_, entry) = new_token("ci", "create").unwrap();
         assert_eq!(
             TokenPolicy::parse(
-                &format!("{entry};{}", new_token("b").unwrap().1),
+                &format!("{entry};{}", new_token("b", "create").unwrap().1),
                 "env",
                 false
             )
@@ -208,6 +293,11 @@ mod tests {
         for bad in [
             "ci create",
             "ci manage AAAA",
+            "ci read q5Jp3n2m0pq5Jp3n2m0pq5Jp3n2m0pq5Jp3n2m0pq5J",
+            "ci create q5Jp3n2m0pq5Jp3n2m0pq5Jp3n2m0pq5Jp3n2m0pq5J 10",
+            "ci create q5Jp3n2m0pq5Jp3n2m0pq5Jp3n2m0pq5Jp3n2m0pq5J 10/0s",
+            "ci manage q5Jp3n2m0pq5Jp3n2m0pq5Jp3n2m0pq5Jp3n2m0pq5J 10/1h",
+            "ci create q5Jp3n2m0pq5Jp3n2m0pq5Jp3n2m0pq5Jp3n2m0pq5J 10/1h extra",
             "ci create notbase64!",
             &format!("{entry}\n{entry}"),
         ] {
@@ -215,6 +305,72 @@ mod tests {
         }
         let err = TokenPolicy::parse("# none", "file", true).unwrap_err();
         assert!(err.contains("--create-requires-token"), "{err}");
-        assert!(new_token("two words").is_err());
+        let (_, manage_only) = new_token("m", "manage").unwrap();
+        assert!(TokenPolicy::parse(&manage_only, "file", true).is_err());
+        let quota = TokenPolicy::parse(&format!("{entry} 100/1h"), "file", false).unwrap();
+        assert_eq!(
+            quota.entries[0].quota,
+            Some((100, Duration::from_secs(3600)))
+        );
+        assert!(new_token("two words", "create").is_err());
+        assert!(new_token("ci", "read").is_err());
+    }
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::*;
+
+    fn parts(method: &str, auth: &str) -> Parts {
+        axum::http::Request::builder()
+            .method(method)
+            .uri("/api/v1/messages")
+            .header("authorization", auth)
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    #[tokio::test]
+    async fn scopes_decide_create_and_manage() {
+        let (both, both_entry) = new_token("both", "create,manage").unwrap();
+        let (create, create_entry) = new_token("create", "create").unwrap();
+        let (manage, manage_entry) = new_token("manage", "manage").unwrap();
+        let text = format!("{both_entry} 5/1h\n{create_entry}\n{manage_entry}\n");
+        let policy = TokenPolicy::parse(&text, "test", false).unwrap();
+        let bearer = |t: &str| format!("Bearer {t}");
+
+        let Decision::Allow(limits) = policy.decide(&parts("POST", &bearer(&both))).await else {
+            panic!("create,manage may create");
+        };
+        let secret = limits
+            .manage_secret
+            .clone()
+            .expect("its messages are managed by it");
+        assert_eq!(secret, ManageSecret::new(both.as_bytes()).unwrap());
+        let quota = limits.quota.expect("its quota");
+        assert_eq!((quota.creator.as_str(), quota.max), ("token:both", 5));
+
+        let Decision::Allow(limits) = policy.decide(&parts("POST", &bearer(&create))).await else {
+            panic!("create may create");
+        };
+        assert!(limits.manage_secret.is_none() && limits.quota.is_none());
+        assert!(matches!(
+            policy.decide(&parts("POST", &bearer(&manage))).await,
+            Decision::Deny { .. }
+        ));
+
+        let secret_of = |t: String| {
+            let policy = &policy;
+            async move { policy.manage_secret(&parts("GET", &bearer(&t))).await }
+        };
+        assert_eq!(
+            secret_of(both.clone()).await,
+            Some(ManageSecret::new(both.as_bytes()).unwrap())
+        );
+        assert!(secret_of(manage.clone()).await.is_some());
+        assert!(secret_of(create).await.is_none(), "create only");
+        assert!(secret_of(format!("{both}x")).await.is_none(), "unknown");
     }
 }
