@@ -3,28 +3,33 @@
 //! process with `otm_http::Service::send`, hands back only the share link
 //! (to be mailed), and keeps the sender's status link to itself so that it
 //! can tell later whether the employee opened it, or burn it. The same
-//! service serves the reveal page and API under `/secrets`, and its events
-//! come back to the host in process (an `EventSink`): when the employee
-//! opens the link, the host logs it and marks the onboarding step done.
-//! (A separate receiver would take the same events as signed webhooks:
-//! `otm_http::webhook::Webhook`.)
+//! service serves the reveal page and API under `/secrets`. Its events come
+//! back as signed webhooks (`otm_http::webhook::Webhook`, Standard Webhooks
+//! signatures) to the host's own `POST /hooks/otm`, exactly as they would
+//! reach a separate service: the receiver checks the signature and age with
+//! `otm_http::webhook::verify`, acts once per `webhook-id` (delivery is at
+//! least once), and, when the employee opens the link, logs it and marks
+//! the onboarding step done. (In one process an `EventSink` would do
+//! without HTTP; the webhook shows the path most hosts take.)
 //!
 //! `cargo run -p otm-examples --example backend_send`, then
 //! `curl -X POST http://127.0.0.1:3002/onboard/ada` and open the link it
 //! prints; `curl http://127.0.0.1:3002/onboard/ada` says whether it was read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use otm_core::{ManageLink, SendOptions};
-use otm_http::events::{DispatchConfig, Event, EventKind, EventSink};
+use otm_http::events::{DispatchConfig, EventKind};
+use otm_http::webhook::{verify, Webhook, WebhookSecret, DEFAULT_TOLERANCE};
 use otm_http::{Config, Service};
-use otm_store::{BoxError, MemoryStore, StoreOptions};
+use otm_store::{MemoryStore, StoreOptions};
 
 /// The host's state: the otm service and, per user, the status link of the
 /// password sent to them (the host's own records; never shown to users).
@@ -34,19 +39,42 @@ struct Host {
     sent: Arc<Mutex<HashMap<String, ManageLink>>>,
 }
 
-/// The host's handler of otm's events: the message's reference is the user.
-struct Onboarding(Arc<Mutex<Vec<String>>>);
+/// The host's webhook receiver: the secret it shares with the sender, the
+/// event IDs it has acted on, and who opened their link (the message's
+/// reference is the user).
+#[derive(Clone)]
+struct Hooks {
+    secret: WebhookSecret,
+    seen: Arc<Mutex<HashSet<String>>>,
+    opened: Arc<Mutex<Vec<String>>>,
+}
 
-#[async_trait::async_trait]
-impl EventSink for Onboarding {
-    async fn deliver(&self, event: &Event) -> Result<(), BoxError> {
-        if event.kind == EventKind::Opened {
-            let user = event.reference.clone().unwrap_or_default();
-            println!("{user} opened their initial password ({})", event.id());
-            self.0.lock().expect("not poisoned").push(user);
+/// `POST /hooks/otm`: one signed event. Anything unsigned, signed with
+/// another secret, or older than five minutes is refused with 401.
+async fn hook(State(hooks): State<Hooks>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let secrets = std::slice::from_ref(&hooks.secret);
+    let event = match verify(secrets, &headers, &body, DEFAULT_TOLERANCE) {
+        Ok(event) => event,
+        Err(rejected) => {
+            eprintln!("webhook refused: {rejected}");
+            return StatusCode::UNAUTHORIZED;
         }
-        Ok(())
+    };
+    // At least once: a retry brings the same webhook-id; act on it once.
+    if !hooks
+        .seen
+        .lock()
+        .expect("not poisoned")
+        .insert(event.id.clone())
+    {
+        return StatusCode::NO_CONTENT;
     }
+    if event.kind == EventKind::Opened {
+        let user = event.reference.unwrap_or_default();
+        println!("{user} opened their initial password ({})", event.id);
+        hooks.opened.lock().expect("not poisoned").push(user);
+    }
+    StatusCode::NO_CONTENT
 }
 
 /// `POST /onboard/{user}`: a fresh initial password, sealed into a link that
@@ -93,10 +121,11 @@ fn initial_password() -> String {
     key.to_base64url().chars().take(16).collect()
 }
 
-/// The host's routes with otm under `/secrets`, the running event
-/// dispatcher (events stop when it is dropped), and who opened their link.
+/// The host's routes on `host_base` with otm under `/secrets`, the running
+/// event dispatcher (events stop when it is dropped), and who opened their
+/// link.
 fn app(
-    base_url: &str,
+    host_base: &str,
 ) -> (
     Router,
     otm_http::events::Dispatcher,
@@ -104,14 +133,24 @@ fn app(
 ) {
     // Events on: the store records each change in its outbox.
     let store = Arc::new(MemoryStore::new(StoreOptions::default().with_events(true)));
-    let otm = Service::new(store, Config::default().with_base_url(base_url));
-    let opened = Arc::new(Mutex::new(Vec::new()));
+    let otm = Service::new(
+        store,
+        Config::default().with_base_url(format!("{host_base}/secrets")),
+    );
+    // One secret, shared by the sender and the receiver (here both are this
+    // app; a real one reads it from its configuration).
+    let secret = WebhookSecret::generate().expect("the OS random generator works");
+    let webhook = Webhook::new(&format!("{host_base}/hooks/otm"), vec![secret.clone()])
+        .expect("an http URL and a secret");
     let dispatcher = otm
-        .dispatch_events(
-            Arc::new(Onboarding(opened.clone())),
-            DispatchConfig::default(),
-        )
+        .dispatch_events(Arc::new(webhook), DispatchConfig::default())
         .expect("the memory store keeps an outbox");
+    let hooks = Hooks {
+        secret,
+        seen: Arc::default(),
+        opened: Arc::default(),
+    };
+    let opened = hooks.opened.clone();
     let host = Host {
         otm: otm.clone(),
         sent: Arc::default(),
@@ -119,6 +158,7 @@ fn app(
     let app = Router::new()
         .route("/onboard/{user}", post(onboard).get(onboarded))
         .with_state(host)
+        .route("/hooks/otm", post(hook).with_state(hooks))
         .nest("/secrets", otm.router());
     (app, dispatcher, opened)
 }
@@ -126,7 +166,7 @@ fn app(
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3002").await?;
-    let (app, _dispatcher, _) = app("http://127.0.0.1:3002/secrets");
+    let (app, _dispatcher, _) = app("http://127.0.0.1:3002");
     println!("POST http://127.0.0.1:3002/onboard/NAME mints a link");
     otm_http::serve(
         listener,
@@ -148,7 +188,7 @@ mod tests {
     async fn the_backend_mints_a_link_that_opens_once() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let (app, _dispatcher, opened) = app(&format!("{base}/secrets"));
+        let (app, _dispatcher, opened) = app(&base);
         tokio::spawn(async move {
             otm_http::serve(listener, app, Default::default(), std::future::pending()).await;
         });
@@ -181,11 +221,40 @@ mod tests {
         );
         assert!(client.open(&link, None).await.is_err(), "opens once");
         assert_eq!(status().await, "opened\n");
-        // The opened event reached the host, with the user as reference.
+        // The opened webhook reached the host, with the user as reference.
         let start = std::time::Instant::now();
         while opened.lock().unwrap().is_empty() {
             assert!(start.elapsed() < Duration::from_secs(10), "no opened event");
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(*opened.lock().unwrap(), ["ada"]);
+
+        // A forged "opened" (unsigned, or signed with another secret) is
+        // refused and changes nothing.
+        let body = format!(
+            r#"{{"type":"message.opened","timestamp":"2026-11-30T00:00:00Z","data":{{"message_id":"{}","reference":"mallory"}}}}"#,
+            link.id
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let other = WebhookSecret::generate().unwrap();
+        let forged = Webhook::new("http://unused.example/", vec![other]).unwrap();
+        for signature in [
+            String::new(),
+            forged.signature("evt_forged", now, body.as_bytes()),
+        ] {
+            let answer = http
+                .post(format!("{base}/hooks/otm"))
+                .header("webhook-id", "evt_forged")
+                .header("webhook-timestamp", now.to_string())
+                .header("webhook-signature", signature)
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 401);
         }
         assert_eq!(*opened.lock().unwrap(), ["ada"]);
     }

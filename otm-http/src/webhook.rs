@@ -25,7 +25,9 @@ use otm_core::Zeroizing;
 use otm_store::BoxError;
 use sha2::Sha256;
 
-use crate::events::{Event, EventSink};
+use axum::http::HeaderMap;
+
+use crate::events::{Event, EventKind, EventSink};
 
 /// A webhook signing secret: `whsec_` and the base64 of 24 to 64 random
 /// bytes (the Standard Webhooks form).
@@ -98,14 +100,159 @@ impl WebhookSecret {
 
     /// `v1,<base64 HMAC-SHA256(secret, "{id}.{timestamp}.{body}")>`.
     fn sign(&self, id: &str, timestamp: u64, body: &[u8]) -> String {
+        let mac = self.mac(id, timestamp, body);
+        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    }
+
+    /// The HMAC over `{id}.{timestamp}.{body}`, not yet finalized.
+    fn mac(&self, id: &str, timestamp: u64, body: &[u8]) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(id.as_bytes());
         mac.update(b".");
         mac.update(timestamp.to_string().as_bytes());
         mac.update(b".");
         mac.update(body);
-        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+        mac
     }
+}
+
+/// How far a `webhook-timestamp` may be from the receiver's clock, either
+/// way (the Standard Webhooks recommendation).
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+
+/// An event received and verified by [`verify`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Received {
+    /// The `webhook-id`: the same on every retry; de-duplicate by it.
+    pub id: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// To which message.
+    pub message: otm_core::MessageId,
+    /// The sender's reference, if it gave one.
+    pub reference: Option<String>,
+    /// When it happened.
+    pub at: SystemTime,
+}
+
+/// Why [`verify`] refused a request: answer it with a 4xx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejected {
+    /// A `webhook-id`, `webhook-timestamp` or `webhook-signature` header is
+    /// missing or not text.
+    MissingHeader(&'static str),
+    /// The timestamp is not Unix seconds within the tolerance of now (a
+    /// replay, or a clock far off).
+    Stale,
+    /// No signature is the HMAC of any of the receiver's secrets.
+    BadSignature,
+    /// Signed, but not an otm event body.
+    BadBody(String),
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejected::MissingHeader(name) => write!(f, "the {name} header is missing"),
+            Rejected::Stale => f.write_str("the webhook-timestamp is too far from now"),
+            Rejected::BadSignature => f.write_str("no valid webhook-signature"),
+            Rejected::BadBody(why) => write!(f, "the body is not an otm event: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+/// The receiving side: checks a webhook request's headers and raw body
+/// against the receiver's `secrets` (any one of them may have signed it,
+/// so a receiver can rotate), refuses a timestamp further than `tolerance`
+/// from now, and decodes the event. Signatures are compared in constant
+/// time. Check the raw body bytes, before any JSON parsing of your own.
+///
+/// ```
+/// use otm_http::webhook::{verify, WebhookSecret, DEFAULT_TOLERANCE};
+/// # fn receive(headers: &axum::http::HeaderMap, body: &[u8], secret: &WebhookSecret) {
+/// match verify(std::slice::from_ref(secret), headers, body, DEFAULT_TOLERANCE) {
+///     Ok(event) => println!("{} {:?}", event.id, event.kind),
+///     Err(rejected) => eprintln!("refused: {rejected}"), // answer 401
+/// }
+/// # }
+/// ```
+pub fn verify(
+    secrets: &[WebhookSecret],
+    headers: &HeaderMap,
+    body: &[u8],
+    tolerance: Duration,
+) -> Result<Received, Rejected> {
+    let header = |name: &'static str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(Rejected::MissingHeader(name))
+    };
+    let id = header("webhook-id")?;
+    let timestamp: u64 = header("webhook-timestamp")?
+        .trim()
+        .parse()
+        .map_err(|_| Rejected::Stale)?;
+    let signatures = header("webhook-signature")?;
+    let sent = UNIX_EPOCH + Duration::from_secs(timestamp);
+    let now = SystemTime::now();
+    let skew = now
+        .duration_since(sent)
+        .or_else(|_| sent.duration_since(now))
+        .unwrap_or(Duration::MAX);
+    if skew > tolerance {
+        return Err(Rejected::Stale);
+    }
+    let signed = signatures
+        .split(' ')
+        .filter_map(|s| s.strip_prefix("v1,"))
+        .filter_map(|s| STANDARD.decode(s).ok())
+        .any(|tag| {
+            secrets
+                .iter()
+                .any(|secret| secret.mac(id, timestamp, body).verify_slice(&tag).is_ok())
+        });
+    if !signed {
+        return Err(Rejected::BadSignature);
+    }
+    decode(id, body)
+}
+
+/// The event in a signed body.
+fn decode(id: &str, body: &[u8]) -> Result<Received, Rejected> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[serde(rename = "type")]
+        kind: String,
+        timestamp: String,
+        data: Data,
+    }
+    #[derive(serde::Deserialize)]
+    struct Data {
+        message_id: String,
+        reference: Option<String>,
+    }
+    let bad = |why: String| Rejected::BadBody(why);
+    let body: Body = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    let kind = EventKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == body.kind)
+        .ok_or_else(|| bad(format!("unknown type {:?}", body.kind)))?;
+    Ok(Received {
+        id: id.to_owned(),
+        kind,
+        message: body
+            .data
+            .message_id
+            .parse()
+            .map_err(|e: otm_core::Error| bad(e.to_string()))?,
+        reference: body.data.reference,
+        at: humantime::parse_rfc3339(&body.timestamp).map_err(|e| bad(e.to_string()))?,
+    })
 }
 
 /// Events as signed POSTs to one URL. Neither its `Debug` nor its errors
@@ -249,6 +396,103 @@ mod tests {
         .unwrap();
         let header = hook.signature("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body);
         assert!(header.starts_with("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE= v1,"));
+    }
+
+    /// The headers of one signed delivery of `event` at `timestamp`.
+    fn delivery(hook: &Webhook, event: &Event, timestamp: u64) -> (HeaderMap, Vec<u8>) {
+        let body = Webhook::body(event);
+        let mut headers = HeaderMap::new();
+        headers.insert("webhook-id", event.id().parse().unwrap());
+        headers.insert("webhook-timestamp", timestamp.to_string().parse().unwrap());
+        let signature = hook.signature(&event.id(), timestamp, &body);
+        headers.insert("webhook-signature", signature.parse().unwrap());
+        (headers, body)
+    }
+
+    /// A real event: the `created` of a message sent through a service.
+    async fn created_event() -> Event {
+        let store = std::sync::Arc::new(otm_store::MemoryStore::new(
+            otm_store::StoreOptions::default().with_events(true),
+        ));
+        let otm = crate::Service::new(
+            store.clone(),
+            crate::Config::default().with_base_url("https://otm.example"),
+        );
+        let options = otm_core::SendOptions::new().reference("ada");
+        otm.send("hello", &options).await.unwrap();
+        let outbox = otm_store::BlobStore::outbox(&*store).unwrap();
+        let mut events = outbox
+            .lease_events(10, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1);
+        events.remove(0)
+    }
+
+    #[tokio::test]
+    async fn receivers_verify_signature_time_and_body() {
+        let (old, new) = (
+            WebhookSecret::generate().unwrap(),
+            WebhookSecret::generate().unwrap(),
+        );
+        // The sender signs with both during a rotation.
+        let hook =
+            Webhook::new("https://hooks.example/otm", vec![old.clone(), new.clone()]).unwrap();
+        let event = created_event().await;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let (headers, body) = delivery(&hook, &event, now);
+        for receiver in [&old, &new] {
+            let got = verify(
+                std::slice::from_ref(receiver),
+                &headers,
+                &body,
+                DEFAULT_TOLERANCE,
+            )
+            .unwrap();
+            assert_eq!(got.id, event.id());
+            assert_eq!((got.kind, got.message), (EventKind::Created, event.message));
+            assert_eq!(got.reference.as_deref(), Some("ada"));
+            let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis();
+            assert_eq!(ms(got.at), ms(event.at));
+        }
+        let stranger = [WebhookSecret::generate().unwrap()];
+        assert_eq!(
+            verify(&stranger, &headers, &body, DEFAULT_TOLERANCE),
+            Err(Rejected::BadSignature)
+        );
+        // A changed body, id or timestamp breaks the signature.
+        let mut tampered = body.clone();
+        tampered[10] ^= 1;
+        let mine = [old.clone()];
+        assert_eq!(
+            verify(&mine, &headers, &tampered, DEFAULT_TOLERANCE),
+            Err(Rejected::BadSignature)
+        );
+        let mut other_id = headers.clone();
+        other_id.insert("webhook-id", "evt_other".parse().unwrap());
+        assert_eq!(
+            verify(&mine, &other_id, &body, DEFAULT_TOLERANCE),
+            Err(Rejected::BadSignature)
+        );
+        // Old (or far future) deliveries are refused, however well signed.
+        for at in [now - 3600, now + 3600] {
+            let (headers, body) = delivery(&hook, &event, at);
+            assert_eq!(
+                verify(&mine, &headers, &body, DEFAULT_TOLERANCE),
+                Err(Rejected::Stale)
+            );
+        }
+        for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+            let mut missing = headers.clone();
+            missing.remove(name);
+            assert_eq!(
+                verify(&mine, &missing, &body, DEFAULT_TOLERANCE),
+                Err(Rejected::MissingHeader(name))
+            );
+        }
     }
 
     #[test]
