@@ -27,7 +27,7 @@ use axum::routing::post;
 use axum::Router;
 use otm_core::{ManageLink, SendOptions};
 use otm_http::events::{DispatchConfig, EventKind};
-use otm_http::webhook::{verify, Webhook, WebhookSecret, DEFAULT_TOLERANCE};
+use otm_http::webhook::{verify, Rejected, Webhook, WebhookSecret, DEFAULT_TOLERANCE};
 use otm_http::{Config, Service};
 use otm_store::{MemoryStore, StoreOptions};
 
@@ -55,6 +55,9 @@ async fn hook(State(hooks): State<Hooks>, headers: HeaderMap, body: Bytes) -> St
     let secrets = std::slice::from_ref(&hooks.secret);
     let event = match verify(secrets, &headers, &body, DEFAULT_TOLERANCE) {
         Ok(event) => event,
+        // Signed, but of a kind this version does not know: take it, or
+        // the sender would retry it until it gives up.
+        Err(Rejected::UnknownType(_)) => return StatusCode::NO_CONTENT,
         Err(rejected) => {
             eprintln!("webhook refused: {rejected}");
             return StatusCode::UNAUTHORIZED;

@@ -247,9 +247,10 @@ impl Sender {
     }
 }
 
-impl FromRequestParts<Service> for Sender {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, otm: &Service) -> Result<Self, ApiError> {
+impl Sender {
+    /// The sender in a request's head. Called after the rate limit: the
+    /// create policy's lookup may be costly.
+    async fn of(parts: &Parts, otm: &Service) -> Result<Self, ApiError> {
         let required = || {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -335,9 +336,12 @@ pub(crate) async fn status(
     State(otm): State<Service>,
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-    sender: Sender,
+    head: Parts,
 ) -> Result<Json<Status>, Response> {
     let id = sender_request(&otm, ip, &id).map_err(IntoResponse::into_response)?;
+    let sender = Sender::of(&head, &otm)
+        .await
+        .map_err(IntoResponse::into_response)?;
     let status = otm
         .status(&id, &sender.token_for(&id))
         .await
@@ -350,9 +354,12 @@ pub(crate) async fn burn(
     State(otm): State<Service>,
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-    sender: Sender,
+    head: Parts,
 ) -> Result<Json<Status>, Response> {
     let id = sender_request(&otm, ip, &id).map_err(IntoResponse::into_response)?;
+    let sender = Sender::of(&head, &otm)
+        .await
+        .map_err(IntoResponse::into_response)?;
     let status = otm
         .burn(&id, &sender.token_for(&id))
         .await

@@ -168,7 +168,7 @@ impl std::fmt::Display for ServiceError {
             ServiceError::NoEvents { backend } => write!(
                 f,
                 "the {backend} store records no events: make it with StoreOptions::events on \
-                 (memory, SQLite, PostgreSQL and standalone Redis keep an outbox)"
+                 (memory, SQLite, PostgreSQL and Redis keep an outbox; S3 does not)"
             ),
         }
     }

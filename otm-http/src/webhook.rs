@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use hmac::digest::{CtOutput, Output};
 use hmac::{Hmac, Mac};
 use otm_core::Zeroizing;
 use otm_store::BoxError;
@@ -100,21 +101,25 @@ impl WebhookSecret {
 
     /// `v1,<base64 HMAC-SHA256(secret, "{id}.{timestamp}.{body}")>`.
     fn sign(&self, id: &str, timestamp: u64, body: &[u8]) -> String {
-        let mac = self.mac(id, timestamp, body);
+        let mac = self.mac(id, &timestamp.to_string(), body);
         format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
     }
 
     /// The HMAC over `{id}.{timestamp}.{body}`, not yet finalized.
-    fn mac(&self, id: &str, timestamp: u64, body: &[u8]) -> Hmac<Sha256> {
+    fn mac(&self, id: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(id.as_bytes());
         mac.update(b".");
-        mac.update(timestamp.to_string().as_bytes());
+        mac.update(timestamp.as_bytes());
         mac.update(b".");
         mac.update(body);
         mac
     }
 }
+
+/// The most `webhook-signature` entries [`verify`] looks at (a sender
+/// rotating secrets sends two).
+pub const MAX_SIGNATURES: usize = 16;
 
 /// How far a `webhook-timestamp` may be from the receiver's clock, either
 /// way (the Standard Webhooks recommendation).
@@ -150,6 +155,10 @@ pub enum Rejected {
     BadSignature,
     /// Signed, but not an otm event body.
     BadBody(String),
+    /// Signed, and an otm event, but of a type this version does not know
+    /// (a newer sender): answer 2xx and ignore it, or the sender retries
+    /// it until it gives up.
+    UnknownType(String),
 }
 
 impl std::fmt::Display for Rejected {
@@ -159,6 +168,7 @@ impl std::fmt::Display for Rejected {
             Rejected::Stale => f.write_str("the webhook-timestamp is too far from now"),
             Rejected::BadSignature => f.write_str("no valid webhook-signature"),
             Rejected::BadBody(why) => write!(f, "the body is not an otm event: {why}"),
+            Rejected::UnknownType(kind) => write!(f, "an event of an unknown type {kind:?}"),
         }
     }
 }
@@ -169,7 +179,10 @@ impl std::error::Error for Rejected {}
 /// against the receiver's `secrets` (any one of them may have signed it,
 /// so a receiver can rotate), refuses a timestamp further than `tolerance`
 /// from now, and decodes the event. Signatures are compared in constant
-/// time. Check the raw body bytes, before any JSON parsing of your own.
+/// time. Check the raw body bytes, before any JSON parsing of your own. A
+/// replay within the tolerance passes: act once per [`Received::id`].
+/// Answer [`Rejected::UnknownType`] with a 2xx (a newer sender's event),
+/// the others with a 4xx.
 ///
 /// ```
 /// use otm_http::webhook::{verify, WebhookSecret, DEFAULT_TOLERANCE};
@@ -193,28 +206,32 @@ pub fn verify(
             .ok_or(Rejected::MissingHeader(name))
     };
     let id = header("webhook-id")?;
-    let timestamp: u64 = header("webhook-timestamp")?
-        .trim()
-        .parse()
-        .map_err(|_| Rejected::Stale)?;
+    // Signed as sent: the header's text, not a number formatted again.
+    let timestamp = header("webhook-timestamp")?.trim();
+    let seconds: u64 = timestamp.parse().map_err(|_| Rejected::Stale)?;
     let signatures = header("webhook-signature")?;
-    let sent = UNIX_EPOCH + Duration::from_secs(timestamp);
-    let now = SystemTime::now();
-    let skew = now
-        .duration_since(sent)
-        .or_else(|_| sent.duration_since(now))
-        .unwrap_or(Duration::MAX);
-    if skew > tolerance {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if now.abs_diff(seconds) > tolerance.as_secs() {
         return Err(Rejected::Stale);
     }
+    // One MAC per secret, whatever the header holds; then constant-time
+    // comparisons with at most MAX_SIGNATURES of its entries.
+    let expected: Vec<CtOutput<Hmac<Sha256>>> = secrets
+        .iter()
+        .map(|secret| secret.mac(id, timestamp, body).finalize())
+        .collect();
     let signed = signatures
         .split(' ')
+        .take(MAX_SIGNATURES)
         .filter_map(|s| s.strip_prefix("v1,"))
         .filter_map(|s| STANDARD.decode(s).ok())
+        .filter(|tag| tag.len() == 32)
         .any(|tag| {
-            secrets
-                .iter()
-                .any(|secret| secret.mac(id, timestamp, body).verify_slice(&tag).is_ok())
+            let tag = CtOutput::new(Output::<Hmac<Sha256>>::clone_from_slice(&tag));
+            expected.contains(&tag)
         });
     if !signed {
         return Err(Rejected::BadSignature);
@@ -241,7 +258,7 @@ fn decode(id: &str, body: &[u8]) -> Result<Received, Rejected> {
     let kind = EventKind::ALL
         .into_iter()
         .find(|k| k.as_str() == body.kind)
-        .ok_or_else(|| bad(format!("unknown type {:?}", body.kind)))?;
+        .ok_or_else(|| Rejected::UnknownType(body.kind.clone()))?;
     Ok(Received {
         id: id.to_owned(),
         kind,
@@ -485,6 +502,31 @@ mod tests {
                 Err(Rejected::Stale)
             );
         }
+        // A timestamp past any clock is stale, not a panic.
+        let mut huge = headers.clone();
+        huge.insert("webhook-timestamp", u64::MAX.to_string().parse().unwrap());
+        assert_eq!(
+            verify(&mine, &huge, &body, DEFAULT_TOLERANCE),
+            Err(Rejected::Stale)
+        );
+        // Only the first MAX_SIGNATURES entries count.
+        let valid = headers["webhook-signature"].to_str().unwrap().to_owned();
+        let padded = format!("{}{valid}", "v1,AAAA ".repeat(MAX_SIGNATURES));
+        let mut many = headers.clone();
+        many.insert("webhook-signature", padded.parse().unwrap());
+        assert_eq!(
+            verify(&mine, &many, &body, DEFAULT_TOLERANCE),
+            Err(Rejected::BadSignature)
+        );
+        // A signed event of a type this version does not know.
+        let newer = br#"{"type":"message.renamed","timestamp":"2026-11-30T00:00:00Z","data":{"message_id":"x"}}"#;
+        let mut signed = headers.clone();
+        let signature = hook.signature(&event.id(), now, newer);
+        signed.insert("webhook-signature", signature.parse().unwrap());
+        assert_eq!(
+            verify(&mine, &signed, newer, DEFAULT_TOLERANCE),
+            Err(Rejected::UnknownType("message.renamed".into()))
+        );
         for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
             let mut missing = headers.clone();
             missing.remove(name);

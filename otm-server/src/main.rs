@@ -128,7 +128,7 @@ struct Args {
     /// Send every event (message.created, .opened, .burned, .destroyed,
     /// .expired) as a signed POST to this URL (Standard Webhooks). Needs
     /// OTM_WEBHOOK_SECRETS, and a store with an outbox (SQLite, PostgreSQL,
-    /// standalone Redis, memory).
+    /// Redis or Redis Cluster, memory; not S3).
     #[arg(long, env = "OTM_WEBHOOK_URL")]
     webhook_url: Option<String>,
 

@@ -15,10 +15,13 @@
 //!   while it had this scope, without their management tokens: their tokens
 //!   are derived from it ([`otm_core::ManageSecret`]), so nothing about the
 //!   token is stored with a message. Removing `create` keeps a token able to
-//!   manage what it made; removing the entry ends both.
+//!   manage what it made by ID; removing the entry ends both on the server,
+//!   though the holder can still derive those messages' management tokens
+//!   from the token and present them as ordinary ones.
 //!
 //! A quota `N/PERIOD` (`100/1h`, `5000/1d`) limits the token's creates per
-//! window, counted in the store across replicas.
+//! window, counted in the store across replicas, per token (entries that
+//! share a name count apart).
 //!
 //! `otm-server token NAME` makes a token and prints its entry. With
 //! `--create-requires-token`, only token holders may create (browsers
@@ -192,7 +195,10 @@ impl CreatePolicy for TokenPolicy {
                     tracing::debug!(token = entry.name, "create with an API token");
                     let mut limits = CreateLimits::default();
                     if let Some((max, per)) = entry.quota {
-                        limits = limits.with_quota(format!("token:{}", entry.name), max, per);
+                        // Counted per token (its digest), not per name:
+                        // two entries may share a name.
+                        let creator = format!("token:{}", URL_SAFE_NO_PAD.encode(entry.digest));
+                        limits = limits.with_quota(creator, max, per);
                     }
                     if entry.manage {
                         match ManageSecret::new(token.as_bytes()) {
@@ -350,7 +356,9 @@ mod scope_tests {
             .expect("its messages are managed by it");
         assert_eq!(secret, ManageSecret::new(both.as_bytes()).unwrap());
         let quota = limits.quota.expect("its quota");
-        assert_eq!((quota.creator.as_str(), quota.max), ("token:both", 5));
+        let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(both.as_bytes()));
+        assert_eq!(quota.creator, format!("token:{digest}"));
+        assert_eq!(quota.max, 5);
 
         let Decision::Allow(limits) = policy.decide(&parts("POST", &bearer(&create))).await else {
             panic!("create may create");

@@ -118,6 +118,24 @@ async fn an_open_is_reported_after_a_kill_9_on_redis() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_is_reported_after_a_kill_9_on_redis_cluster() {
+    let nodes: Vec<String> = otm_testkit::env::redis_cluster_urls()
+        .iter()
+        .map(|u| u.trim_start_matches("redis://").to_owned())
+        .collect();
+    let store = format!(
+        "redis+cluster://{}?prefix=otm-ev-{}:",
+        nodes.join(","),
+        unique_suffix()
+    );
+    if let Err(e) = otm_store::connect(&store, otm_store::StoreOptions::default()).await {
+        return skip(&format!("Redis Cluster at {nodes:?} is unreachable: {e}")).unwrap_or(());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    opened_survives_kill_9(&store, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_deliver_each_event_once() {
     let Some(store) = postgres_store().await else {
         return;

@@ -83,7 +83,7 @@ pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresConfig, PostgresStore};
 #[cfg(feature = "redis")]
-pub use redis_store::{RedisConfig, RedisStore};
+pub use redis_store::{RedisConfig, RedisStore, CLUSTER_BUCKETS};
 #[cfg(feature = "s3")]
 pub use s3::{lifecycle_days_for, ClaimMethod, S3Config, S3Store};
 #[cfg(feature = "sqlite")]
@@ -405,7 +405,7 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
 
     /// The outbox of recorded events, for backends that keep one; events
     /// are recorded only with [`StoreOptions::events`] on. Memory, SQLite,
-    /// PostgreSQL and standalone Redis have one; Redis Cluster and S3 do
+    /// PostgreSQL and Redis (standalone and Cluster) have one; S3 does
     /// not.
     fn outbox(&self) -> Option<&dyn Outbox> {
         None
@@ -416,7 +416,7 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
     /// if it was counted (fewer than `limit` uses before it), `Ok(false)` if
     /// the window's `limit` is reached, in which case nothing is counted.
     /// Atomic in the store, so the limit holds across replicas. Every
-    /// built-in backend counts (S3 with one conditional put a count); the
+    /// built-in backend counts (S3 with a listing and conditional puts); the
     /// default, for other backends, is [`StoreError::NotImplemented`].
     async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
         let _ = (key, window, limit);

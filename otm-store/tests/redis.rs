@@ -95,18 +95,110 @@ mod with_events {
     }
     otm_store::conformance_suite!(make, rounds = otm_store::conformance::Rounds::LIGHT);
     otm_store::outbox_suite!(make);
+}
 
-    #[tokio::test]
-    async fn a_cluster_keeps_no_outbox() {
+/// Events on a Redis Cluster: each bucket's outbox shares its messages'
+/// slot, so the same scripts record them atomically there too.
+mod cluster_with_events {
+    use super::*;
+    use otm_store::StoreOptions;
+    async fn make() -> Option<Arc<dyn BlobStore>> {
         let config = RedisConfig::cluster(cluster_urls())
             .with_options(StoreOptions::default().with_events(true));
-        let err = RedisStore::connect(config).await.unwrap_err();
-        assert!(matches!(err, StoreError::Invalid { .. }), "{err}");
-        let plain = RedisConfig::cluster(cluster_urls());
-        if let Some(store) = connect(plain).await {
-            assert!(store.outbox().is_none());
-        }
+        Some(Arc::new(connect(config).await?))
     }
+    otm_store::conformance_suite!(make, rounds = otm_store::conformance::Rounds::LIGHT);
+    otm_store::outbox_suite!(make);
+}
+
+/// A Cluster store still finds, takes and burns the messages it wrote
+/// before it had buckets (keys `PREFIX{ID}`), without events for them.
+#[tokio::test]
+async fn a_cluster_store_takes_messages_from_before_buckets() {
+    use otm_store::StoreOptions;
+    let prefix = format!("otm-test-{}:", unique_suffix());
+    let config = RedisConfig::cluster(cluster_urls())
+        .with_key_prefix(prefix.clone())
+        .with_options(StoreOptions::default().with_events(true));
+    let store = match RedisStore::connect(config).await {
+        Ok(store) => store,
+        Err(e) => return skip(&format!("Redis Cluster is unreachable: {e}")).unwrap_or(()),
+    };
+    let client = redis::cluster::ClusterClient::new(cluster_urls()).unwrap();
+    let mut raw = client.get_async_connection().await.unwrap();
+    let (opened, burned) = (Fixture::hour(), Fixture::hour());
+    for f in [&opened, &burned] {
+        // The layout before buckets, written as that version did.
+        let key = format!("{prefix}{{{}}}", f.id);
+        assert_ne!(key, store.key_of(&f.id));
+        let expires_ms = f
+            .message
+            .expires_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let _: () = redis::cmd("HSET")
+            .arg(&key)
+            .arg("e")
+            .arg(&f.message.envelope[..])
+            .arg("v")
+            .arg(&f.message.verifier.as_bytes()[..])
+            .arg("f")
+            .arg(0)
+            .arg("x")
+            .arg(expires_ms)
+            .arg("m")
+            .arg(&f.message.manage.unwrap().as_bytes()[..])
+            .arg("a")
+            .arg(&f.message.access.as_bytes()[..])
+            .arg("r")
+            .arg("")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("PEXPIRE")
+            .arg(&key)
+            .arg(3_600_000)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    let status = store.status(&opened.id).await.unwrap();
+    assert_eq!(status.state, otm_store::MessageState::Waiting);
+    assert!(status.manage.unwrap().verify(&opened.manage));
+    let envelope = store
+        .take(&opened.id, opened.access(), opened.proof())
+        .await
+        .unwrap();
+    assert_eq!(envelope, opened.message.envelope);
+    assert!(matches!(
+        store
+            .take(&opened.id, opened.access(), opened.proof())
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store.status(&opened.id).await.unwrap().state,
+        otm_store::MessageState::Opened
+    );
+    store.burn(&burned.id).await.unwrap();
+    assert_eq!(
+        store.status(&burned.id).await.unwrap().state,
+        otm_store::MessageState::Burned
+    );
+    // New messages go to a bucket; the old ones recorded no events.
+    let fresh = Fixture::hour();
+    store.put(&fresh.id, fresh.message.clone()).await.unwrap();
+    assert!(store
+        .key_of(&fresh.id)
+        .starts_with(&format!("{prefix}{{b:")));
+    let outbox = store.outbox().unwrap();
+    let events = outbox
+        .lease_events(100, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let ids: Vec<_> = events.iter().map(|e| e.message).collect();
+    assert_eq!(ids, [fresh.id]);
 }
 
 mod cluster {

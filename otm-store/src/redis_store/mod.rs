@@ -36,12 +36,25 @@ enum Conn {
 /// Unix ms, `r` the embedder's reference or empty) with a native
 /// `PEXPIRE`, so Redis itself never returns or keeps an expired message. Its
 /// receipt (`s` state, `c` when, `m`, `x`, `r`) lives in a second key with the
-/// remaining TTL of the message. Both keys share a hash tag (`otm:{ID}` and
-/// `otm:{ID}:r`), so they live on one cluster node and one script can touch
-/// both. Put and take are single Lua scripts on the message's
-/// key: Redis runs a script without interleaving other commands, so the proof
-/// check, the attempt counter and the delete are one atomic step, on one
-/// server or on the cluster node that owns the key.
+/// remaining TTL of the message. Put and take are single Lua scripts on the
+/// message's key: Redis runs a script without interleaving other commands,
+/// so the proof check, the attempt counter and the delete are one atomic
+/// step, on one server or on the cluster node that owns the key.
+///
+/// Key layout, under the prefix (`otm:` here):
+///
+/// | | message, receipt | event outbox |
+/// |---|---|---|
+/// | standalone | `otm:{ID}`, `otm:{ID}:r` | `otm:{events}:seq`, `:due`, `:data` |
+/// | Cluster | `otm:{b:NN}:ID`, `otm:{b:NN}:ID:r` | `otm:{b:NN}:seq`, `:due`, `:data` |
+///
+/// A script may only touch keys of one cluster slot, so on a Cluster each
+/// message lives in one of [`CLUSTER_BUCKETS`] buckets (`NN`, from its ID's
+/// first byte) with that bucket's outbox: the hash tag `{b:NN}` puts them
+/// in one slot, and the event is recorded in the same script as the change
+/// there too. Messages a Cluster store wrote before it had
+/// buckets (`otm:{ID}`) are still found, taken and burned there, without
+/// events.
 ///
 /// Durability is Redis's: a server without persistence (`appendonly no`,
 /// no snapshots) loses every stored message on restart.
@@ -58,6 +71,12 @@ pub struct RedisStore {
     outbox: outbox::Scripts,
 }
 
+/// How many buckets a Redis Cluster store spreads its messages over (see
+/// [`RedisStore`]): 64 slots of the cluster's 16384, enough to spread over
+/// the primaries of any common cluster, few enough for a dispatcher to poll
+/// every bucket's outbox.
+pub const CLUSTER_BUCKETS: u8 = 64;
+
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
@@ -67,7 +86,7 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-// The event outbox (standalone Redis with `StoreOptions::events`): when a
+// The event outbox (with `StoreOptions::events`): when a
 // script is given KEYS[3..5] (sequence counter, due sorted set, data hash),
 // it records the event of its change in the same script, so in the same
 // atomic step. Call it before the message key is deleted (it reads `r`).
@@ -171,13 +190,6 @@ impl RedisStore {
                 reason: "a Redis key prefix must not contain { or }",
             });
         }
-        if config.cluster && config.options.events {
-            // A script may touch only keys of one slot, and every message
-            // has its own: the outbox cannot join a message's script there.
-            return Err(StoreError::Invalid {
-                reason: "events need a standalone Redis: Redis Cluster keeps no outbox",
-            });
-        }
         let certificates = tls_certificates(&config)?;
         warn_if_plaintext(&config);
         let conn = if config.cluster {
@@ -228,20 +240,85 @@ impl RedisStore {
 
     /// The Redis key of a message (its receipt key adds `:r`).
     pub fn key_of(&self, id: &MessageId) -> String {
+        match self.conn {
+            Conn::Single(_) => self.legacy_key_of(id),
+            Conn::Cluster(_) => format!("{}{{b:{:02}}}:{id}", self.prefix, self.bucket_of(id)),
+        }
+    }
+
+    /// The key of a message on a standalone server, and on a Cluster
+    /// before buckets.
+    fn legacy_key_of(&self, id: &MessageId) -> String {
         format!("{}{{{id}}}", self.prefix)
     }
 
+    /// How many outboxes the store has: one per bucket on a Cluster.
+    pub(super) fn buckets(&self) -> u8 {
+        match self.conn {
+            Conn::Single(_) => 1,
+            Conn::Cluster(_) => CLUSTER_BUCKETS,
+        }
+    }
+
+    /// The bucket of message `id` (always 0 on a standalone server).
+    pub(super) fn bucket_of(&self, id: &MessageId) -> u8 {
+        id.as_bytes()[0] % self.buckets()
+    }
+
     /// A script invocation on the message `id`: its key, its receipt key
-    /// and, when events are on, the outbox keys.
+    /// and, when events are on, its bucket's outbox keys.
     fn on_message<'a>(&self, script: &'a Script, id: &MessageId) -> redis::ScriptInvocation<'a> {
         let key = self.key_of(id);
         let mut invocation = script.key(&key);
         invocation.key(format!("{key}:r"));
         if self.opts.events {
-            let [seq, due, data] = self.outbox_keys();
+            let [seq, due, data] = self.outbox_keys(self.bucket_of(id));
             invocation.key(seq).key(due).key(data);
         }
         invocation
+    }
+
+    /// On a Cluster, the same script on the message's key from before
+    /// buckets (without events: that key is in no bucket's slot); `None`
+    /// on a standalone server, where the key never changed.
+    fn on_legacy<'a>(
+        &self,
+        script: &'a Script,
+        id: &MessageId,
+    ) -> Option<redis::ScriptInvocation<'a>> {
+        if let Conn::Single(_) = self.conn {
+            return None;
+        }
+        let key = self.legacy_key_of(id);
+        let mut invocation = script.key(&key);
+        invocation.key(format!("{key}:r"));
+        Some(invocation)
+    }
+
+    /// Runs `script` on message `id` with `args`; on a Cluster, when the
+    /// message is not there, runs it again on the key from before buckets.
+    async fn run_on_message(
+        &self,
+        op: &'static str,
+        script: &Script,
+        id: &MessageId,
+        args: impl Fn(&mut redis::ScriptInvocation<'_>),
+    ) -> Result<Value> {
+        let mut invocation = self.on_message(script, id);
+        args(&mut invocation);
+        let reply = self.run(op, invocation).await?;
+        let absent = match &reply {
+            Value::Int(0) => true,
+            Value::Array(items) => matches!(items.as_slice(), [Value::Int(0)]),
+            _ => false,
+        };
+        match self.on_legacy(script, id) {
+            Some(mut legacy) if absent => {
+                args(&mut legacy);
+                self.run(op, legacy).await
+            }
+            _ => Ok(reply),
+        }
     }
 
     async fn run(
@@ -306,14 +383,16 @@ impl BlobStore for RedisStore {
         let op = "take a message";
         let verifier = proof.verifier();
         let access = access.verifier();
-        let mut invocation = self.on_message(&self.take_script, id);
-        invocation
-            .arg(&verifier.as_bytes()[..])
-            .arg(self.opts.max_failed_attempts)
-            .arg(unix_ms(SystemTime::now()))
-            .arg(&access.as_bytes()[..])
-            .arg(id.to_string());
-        let reply = self.run(op, invocation).await?;
+        let now = unix_ms(SystemTime::now());
+        let args = |invocation: &mut redis::ScriptInvocation<'_>| {
+            invocation
+                .arg(&verifier.as_bytes()[..])
+                .arg(self.opts.max_failed_attempts)
+                .arg(now)
+                .arg(&access.as_bytes()[..])
+                .arg(id.to_string());
+        };
+        let reply = self.run_on_message(op, &self.take_script, id, args).await?;
         let Value::Array(items) = reply else {
             return Err(unexpected(op, reply));
         };
@@ -329,11 +408,12 @@ impl BlobStore for RedisStore {
     }
 
     async fn burn(&self, id: &MessageId) -> Result<()> {
-        let mut invocation = self.on_message(&self.burn_script, id);
-        invocation
-            .arg(unix_ms(SystemTime::now()))
-            .arg(id.to_string());
-        match self.run("burn a message", invocation).await? {
+        let now = unix_ms(SystemTime::now());
+        let args = |invocation: &mut redis::ScriptInvocation<'_>| {
+            invocation.arg(now).arg(id.to_string());
+        };
+        let op = "burn a message";
+        match self.run_on_message(op, &self.burn_script, id, args).await? {
             Value::Int(1) => Ok(()),
             Value::Int(0) => Err(StoreError::NotFound),
             other => Err(unexpected("burn a message", other)),
@@ -342,10 +422,11 @@ impl BlobStore for RedisStore {
 
     async fn status(&self, id: &MessageId) -> Result<MessageStatus> {
         let op = "read a message's status";
-        let key = self.key_of(id);
-        let mut invocation = self.status_script.key(&key);
-        invocation.key(format!("{key}:r"));
-        let reply = self.run(op, invocation).await?;
+        // The status script takes no outbox keys: with events on, they are
+        // given but unused.
+        let reply = self
+            .run_on_message(op, &self.status_script, id, |_| {})
+            .await?;
         let Value::Array(items) = reply else {
             return Err(unexpected(op, reply));
         };
@@ -422,10 +503,7 @@ impl BlobStore for RedisStore {
     }
 
     fn outbox(&self) -> Option<&dyn Outbox> {
-        match self.conn {
-            Conn::Single(_) => Some(self),
-            Conn::Cluster(_) => None,
-        }
+        Some(self)
     }
 }
 

@@ -1,9 +1,11 @@
-//! The standalone Redis store's event outbox: a sequence counter, a sorted
-//! set of event numbers scored by when each is due (for delivery, or the end
-//! of its lease), and a hash of each event's JSON (`k` kind, `m` message ID,
+//! The Redis store's event outbox: a sequence counter, a sorted set of
+//! event numbers scored by when each is due (for delivery, or the end of
+//! its lease), and a hash of each event's JSON (`k` kind, `m` message ID,
 //! `r` reference, `a` when, `n` failed attempts). The message scripts add
 //! to it in the same script as their change; leasing, delivering and
-//! rescheduling are scripts too, so each is atomic.
+//! rescheduling are scripts too, so each is atomic. A standalone server has
+//! one outbox; a Cluster has one per bucket, in the bucket's slot (see
+//! [`RedisStore`]), and a lease polls them all.
 
 use std::time::{Duration, SystemTime};
 
@@ -83,18 +85,76 @@ struct Stored {
 }
 
 impl RedisStore {
-    /// The outbox keys: sequence, due set, data (one hash tag: one node).
-    pub(super) fn outbox_keys(&self) -> [String; 3] {
+    /// The outbox keys of `bucket`: sequence, due set, data (one hash tag:
+    /// one slot, with the bucket's messages on a Cluster).
+    pub(super) fn outbox_keys(&self, bucket: u8) -> [String; 3] {
         let p = &self.prefix;
+        let tag = match self.buckets() {
+            1 => "events".to_owned(),
+            _ => format!("b:{bucket:02}"),
+        };
         [
-            format!("{p}{{events}}:seq"),
-            format!("{p}{{events}}:due"),
-            format!("{p}{{events}}:data"),
+            format!("{p}{{{tag}}}:seq"),
+            format!("{p}{{{tag}}}:due"),
+            format!("{p}{{{tag}}}:data"),
         ]
+    }
+
+    /// An event's number in its bucket's outbox and its bucket, from the
+    /// number in its handle (`seq × buckets + bucket`).
+    fn split_handle(&self, number: i64) -> Result<(i64, u8)> {
+        let buckets = i64::from(self.buckets());
+        let bucket = u8::try_from(number.rem_euclid(buckets)).map_err(|_| StoreError::Invalid {
+            reason: "not an event handle of this store",
+        })?;
+        Ok((number.div_euclid(buckets), bucket))
+    }
+
+    /// Leases up to `max` due events of one bucket.
+    async fn lease_bucket(
+        &self,
+        bucket: u8,
+        now: i64,
+        until: i64,
+        max: usize,
+    ) -> Result<Vec<(i64, Event)>> {
+        let op = "lease events";
+        let [_, due, data] = self.outbox_keys(bucket);
+        let mut invocation = self.outbox.lease.key(&due);
+        invocation.key(&data).arg(now).arg(until).arg(max);
+        let reply = self.run(op, invocation).await?;
+        let Value::Array(items) = reply else {
+            return Err(unexpected(op, reply));
+        };
+        let buckets = i64::from(self.buckets());
+        let mut events = Vec::new();
+        for pair in items.chunks(2) {
+            let [Value::BulkString(seq), Value::BulkString(json)] = pair else {
+                return Err(unexpected(op, Value::Array(pair.to_vec())));
+            };
+            let seq = String::from_utf8_lossy(seq).into_owned();
+            let Ok(number) = seq.parse::<i64>() else {
+                tracing::error!("an outbox entry has no number; skipped");
+                continue;
+            };
+            let handle = number
+                .saturating_mul(buckets)
+                .saturating_add(i64::from(bucket));
+            // An entry that does not decode is logged and left out, so that
+            // it cannot hold back the others.
+            match decode(handle, json, until) {
+                Ok(event) => events.push((number, event)),
+                Err(e) => tracing::error!(
+                    error = %e.with_sources(),
+                    "an outbox entry is unreadable; skipped"
+                ),
+            }
+        }
+        Ok(events)
     }
 }
 
-fn decode(seq: &str, json: &[u8], until: i64) -> Result<Event> {
+fn decode(handle: i64, json: &[u8], until: i64) -> Result<Event> {
     let op = "lease events";
     let corrupt = |what: String| StoreError::Backend {
         op,
@@ -118,46 +178,40 @@ fn decode(seq: &str, json: &[u8], until: i64) -> Result<Event> {
         reference: (!stored.r.is_empty()).then_some(stored.r),
         at: from_unix_ms(at_ms),
         attempts: stored.n,
-        handle: EventHandle(format!("{seq}.{until}")),
+        handle: EventHandle(format!("{handle}.{until}")),
     })
 }
 
 #[async_trait]
 impl Outbox for RedisStore {
     async fn lease_events(&self, max: usize, lease: Duration) -> Result<Vec<Event>> {
-        let op = "lease events";
         let now = unix_ms(SystemTime::now());
         let until = crate::events::lease_end(now, lease);
-        let [_, due, data] = self.outbox_keys();
-        let mut invocation = self.outbox.lease.key(&due);
-        invocation.key(&data).arg(now).arg(until).arg(max);
-        let reply = self.run(op, invocation).await?;
-        let Value::Array(items) = reply else {
-            return Err(unexpected(op, reply));
-        };
+        let buckets = self.buckets();
+        // Start at a bucket that moves with the clock, so that a full batch
+        // from one bucket does not starve the others.
+        let start = u8::try_from(now.rem_euclid(i64::from(buckets))).unwrap_or(0);
         let mut events = Vec::new();
-        for pair in items.chunks(2) {
-            let [Value::BulkString(seq), Value::BulkString(json)] = pair else {
-                return Err(unexpected(op, Value::Array(pair.to_vec())));
-            };
-            let seq = String::from_utf8_lossy(seq).into_owned();
-            // An entry that does not decode is logged and left out, so that
-            // it cannot hold back the others.
-            match decode(&seq, json, until) {
-                Ok(event) => events.push((seq.parse::<i64>().unwrap_or(i64::MAX), event)),
-                Err(e) => tracing::error!(
-                    error = %e.with_sources(),
-                    "an outbox entry is unreadable; skipped"
-                ),
+        for i in 0..buckets {
+            if events.len() >= max {
+                break;
             }
+            let bucket = (start + i) % buckets;
+            events.extend(
+                self.lease_bucket(bucket, now, until, max - events.len())
+                    .await?,
+            );
         }
-        events.sort_by_key(|(seq, _)| *seq);
+        // Oldest first within a bucket (a Cluster keeps no order across
+        // buckets; delivery does not keep order anyway).
+        events.sort_by_key(|(number, event)| (event.at, *number));
         Ok(events.into_iter().map(|(_, e)| e).collect())
     }
 
     async fn event_delivered(&self, event: &Event) -> Result<()> {
-        let (seq, _) = parse_handle(event)?;
-        let [_, due, data] = self.outbox_keys();
+        let (handle, _) = parse_handle(event)?;
+        let (seq, bucket) = self.split_handle(handle)?;
+        let [_, due, data] = self.outbox_keys(bucket);
         let mut invocation = self.outbox.delivered.key(&due);
         invocation.key(&data).arg(seq);
         self.run("mark an event delivered", invocation).await?;
@@ -165,8 +219,9 @@ impl Outbox for RedisStore {
     }
 
     async fn event_failed(&self, event: &Event, retry_at: SystemTime) -> Result<()> {
-        let (seq, lease) = parse_handle(event)?;
-        let [_, due, data] = self.outbox_keys();
+        let (handle, lease) = parse_handle(event)?;
+        let (seq, bucket) = self.split_handle(handle)?;
+        let [_, due, data] = self.outbox_keys(bucket);
         let mut invocation = self.outbox.failed.key(&due);
         invocation
             .key(&data)

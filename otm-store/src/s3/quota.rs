@@ -2,15 +2,19 @@
 //! server has: `PutObject` with `If-None-Match: *`.
 //!
 //! A window's count is a set of empty slot objects
-//! `P quota/{SHA-256 of the key}/{window end}/{n}`, `n` in `0..limit`
+//! `Pquota/{SHA-256 of the key}/{window end}/{n}`, `n` in `0..limit`
 //! (zero-padded, so they list in order). A count creates the lowest free
 //! slot: exactly one caller creates each slot, so no more than `limit`
 //! counts succeed in a window, however many replicas count at once.
 //! Listing the window first skips the taken slots; it only saves requests
 //! (a slot created meanwhile makes the put fail and the caller try the
-//! next one). The bucket's lifecycle rule removes the slots, with
-//! everything else under the prefix: a window longer than the rule's days
-//! forgets its oldest counts.
+//! next one). A count costs one `ListObjectsV2` page per 1000 slots already
+//! taken plus one or more puts: cheap for hourly quotas, slower late in a
+//! window of many thousands. A put answered 409 (a concurrent conditional
+//! write) counts its slot as taken, which can only count less. The bucket's
+//! lifecycle rule removes the slots, with everything else under the prefix:
+//! a window longer than the rule's days forgets its oldest counts; without
+//! a rule (`allow_no_lifecycle`), slots stay until removed by hand.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
