@@ -182,25 +182,77 @@ fn decode(handle: i64, json: &[u8], until: i64) -> Result<Event> {
     })
 }
 
+/// Buckets leased from at once in one round of a Cluster lease: few enough
+/// that each script leases several events under load, so that leasing a
+/// batch costs a few scripts rather than one per event.
+const ROUND_BUCKETS: usize = 8;
+
 #[async_trait]
 impl Outbox for RedisStore {
     async fn lease_events(&self, max: usize, lease: Duration) -> Result<Vec<Event>> {
         let now = unix_ms(SystemTime::now());
         let until = crate::events::lease_end(now, lease);
         let buckets = self.buckets();
-        // Start at a bucket that moves with the clock, so that a full batch
-        // from one bucket does not starve the others.
+        // Start at a bucket that moves with the clock, so that the buckets
+        // served first under load are not always the same.
         let start = u8::try_from(now.rem_euclid(i64::from(buckets))).unwrap_or(0);
+        let mut untried: std::collections::VecDeque<u8> =
+            (0..buckets).map(|i| (start + i) % buckets).collect();
+        // Buckets that filled their share: they may hold more.
+        let mut full: Vec<u8> = Vec::new();
         let mut events = Vec::new();
-        for i in 0..buckets {
-            if events.len() >= max {
+        // Rounds of concurrent leases, an equal share from each bucket of
+        // the round and never more than `max` in all: the untried buckets
+        // first, then those that filled their share.
+        while events.len() < max {
+            let remaining = max - events.len();
+            let mut group: Vec<u8> = Vec::new();
+            while group.len() < remaining.min(ROUND_BUCKETS) {
+                match untried.pop_front() {
+                    Some(bucket) => group.push(bucket),
+                    None => break,
+                }
+            }
+            if group.is_empty() {
+                let n = full.len().min(remaining).min(ROUND_BUCKETS);
+                group = full.drain(..n).collect();
+            }
+            if group.is_empty() {
                 break;
             }
-            let bucket = (start + i) % buckets;
-            events.extend(
-                self.lease_bucket(bucket, now, until, max - events.len())
-                    .await?,
-            );
+            let share = remaining / group.len();
+            let mut leases = tokio::task::JoinSet::new();
+            for &bucket in &group {
+                let store = self.clone();
+                leases.spawn(async move {
+                    let leased = store.lease_bucket(bucket, now, until, share).await;
+                    (bucket, leased)
+                });
+            }
+            let mut failure = None;
+            while let Some(joined) = leases.join_next().await {
+                let (bucket, leased) = joined.map_err(|e| StoreError::Backend {
+                    op: "lease events",
+                    source: Box::new(e),
+                })?;
+                match leased {
+                    Ok(leased) => {
+                        if leased.len() == share {
+                            full.push(bucket);
+                        }
+                        events.extend(leased);
+                    }
+                    // The leases of other buckets are kept: delivered now,
+                    // or due again when they run out.
+                    Err(e) => failure = Some(e),
+                }
+            }
+            if let Some(e) = failure {
+                if events.is_empty() {
+                    return Err(e);
+                }
+                break;
+            }
         }
         // Oldest first within a bucket (a Cluster keeps no order across
         // buckets; delivery does not keep order anyway).
