@@ -283,7 +283,15 @@ impl Service {
         })
         .await
         .map_err(|_| ServiceError::Random)?
-        .map_err(|e| self.failed(ServiceError::invalid(ErrorCode::TooLarge, e.to_string())))?;
+        .map_err(|e| {
+            self.failed(match e {
+                otm_core::Error::Rng(_) => ServiceError::Random,
+                otm_core::Error::MessageTooLong { .. } => {
+                    ServiceError::invalid(ErrorCode::TooLarge, e.to_string())
+                }
+                e => ServiceError::invalid(ErrorCode::Invalid, e.to_string()),
+            })
+        })?;
         let stored = self
             .create(
                 envelope,

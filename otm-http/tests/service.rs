@@ -273,3 +273,22 @@ async fn a_quota_holds_across_replicas_of_one_store() {
         assert_eq!(err.code(), Some(ErrorCode::QuotaExceeded), "{what}: {err}");
     }
 }
+
+/// A store is never behind two breakers: a service wraps a plain store in
+/// one (as `Config::store_breaker` says), and takes a store that already is
+/// a breaker as it is.
+#[tokio::test]
+async fn a_store_gets_exactly_one_breaker() {
+    use otm_store::{Breaker, BreakerConfig, MemoryStore};
+    let plain: Arc<dyn BlobStore> = Arc::new(MemoryStore::new(Default::default()));
+    let service = Service::new(plain.clone(), Config::default());
+    assert!(service.store().breaker().is_some(), "wrapped in one");
+    assert!(!Arc::ptr_eq(service.store(), &plain));
+
+    let breaker: Arc<dyn BlobStore> = Arc::new(Breaker::new(plain, BreakerConfig::default()));
+    let service = Service::new(breaker.clone(), Config::default());
+    assert!(
+        Arc::ptr_eq(service.store(), &breaker),
+        "the host's own breaker is used, not wrapped again"
+    );
+}
