@@ -126,7 +126,8 @@ pub struct EventHandle(pub(crate) String);
 /// The events a store recorded, for a dispatcher ([`BlobStore::outbox`](crate::BlobStore::outbox)).
 #[async_trait]
 pub trait Outbox: Send + Sync {
-    /// Up to `max` events that are due, oldest first, each leased to the
+    /// Up to `max` events that are due, oldest first (on Redis Cluster,
+    /// within each bucket: a message's events share one), each leased to the
     /// caller for `lease`: until the lease runs out (or the event is marked),
     /// no other caller gets it, here or on another replica. Lease times are
     /// the callers' clocks: replicas whose clocks differ by more than a

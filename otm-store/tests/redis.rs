@@ -166,6 +166,23 @@ async fn a_cluster_store_takes_messages_from_before_buckets() {
     let status = store.status(&opened.id).await.unwrap();
     assert_eq!(status.state, otm_store::MessageState::Waiting);
     assert!(status.manage.unwrap().verify(&opened.manage));
+    // A wrong access proof finds nothing there either (and counts
+    // nothing); a wrong claim proof counts an attempt.
+    let stranger = Fixture::hour();
+    assert!(matches!(
+        store
+            .take(&opened.id, stranger.access(), opened.proof())
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let wrong = store
+        .take(&opened.id, opened.access(), stranger.proof())
+        .await;
+    let left = store.options().max_failed_attempts - 1;
+    assert!(
+        matches!(wrong, Err(StoreError::WrongProof { attempts_left }) if attempts_left == left),
+        "{wrong:?}"
+    );
     let envelope = store
         .take(&opened.id, opened.access(), opened.proof())
         .await
@@ -186,12 +203,18 @@ async fn a_cluster_store_takes_messages_from_before_buckets() {
         store.status(&burned.id).await.unwrap().state,
         otm_store::MessageState::Burned
     );
-    // New messages go to a bucket; the old ones recorded no events.
+    // New messages go to a bucket, whose slot Redis itself puts in the
+    // bucket's 256-slot range; the old ones recorded no events.
     let fresh = Fixture::hour();
     store.put(&fresh.id, fresh.message.clone()).await.unwrap();
-    assert!(store
-        .key_of(&fresh.id)
-        .starts_with(&format!("{prefix}{{b:")));
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(store.key_of(&fresh.id))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let bucket = fresh.id.as_bytes()[0] % otm_store::CLUSTER_BUCKETS;
+    assert_eq!(slot / 256, u16::from(bucket), "{}", store.key_of(&fresh.id));
     let outbox = store.outbox().unwrap();
     let events = outbox
         .lease_events(100, Duration::from_secs(60))
@@ -249,33 +272,49 @@ async fn redis_cluster_spreads_keys_over_nodes() {
         return;
     };
     assert_eq!(store.backend_name(), "redis-cluster");
-    // 64 random IDs land on more than one of the three primaries.
-    let mut nodes = std::collections::HashSet::new();
+    // The buckets' slots are evenly spaced: Redis puts each in its own
+    // 256-slot range, so 64 messages land on every one of the three
+    // primaries. This store's keys (its own prefix) are counted on each.
+    let mut fixtures = Vec::new();
     for _ in 0..64 {
         let f = Fixture::hour();
         store.put(&f.id, f.message.clone()).await.unwrap();
-        for url in cluster_urls() {
-            let client = redis::Client::open(url.as_str()).unwrap();
-            let mut c = client.get_multiplexed_async_connection().await.unwrap();
-            let slot: i64 = redis::cmd("CLUSTER")
-                .arg("KEYSLOT")
-                .arg(store.key_of(&f.id))
+        fixtures.push(f);
+    }
+    let prefix = store.key_of(&fixtures[0].id);
+    let prefix = &prefix[..prefix.find('{').unwrap()];
+    let mut holding = Vec::new();
+    for url in cluster_urls() {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let mut cursor = 0u64;
+        let mut keys = 0;
+        loop {
+            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{prefix}*"))
+                .arg("COUNT")
+                .arg(1000)
                 .query_async(&mut c)
                 .await
                 .unwrap();
-            let count: i64 = redis::cmd("CLUSTER")
-                .arg("COUNTKEYSINSLOT")
-                .arg(slot)
-                .query_async(&mut c)
-                .await
-                .unwrap();
-            if count > 0 {
-                nodes.insert(url.clone());
+            keys += found.len();
+            cursor = next;
+            if cursor == 0 {
+                break;
             }
         }
+        holding.push(keys);
+    }
+    assert_eq!(holding.iter().sum::<usize>(), 64, "{holding:?}");
+    assert!(
+        holding.iter().all(|&k| k > 0),
+        "keys per primary: {holding:?}"
+    );
+    for f in &fixtures {
         store.take(&f.id, f.access(), f.proof()).await.unwrap();
     }
-    assert!(nodes.len() >= 2, "keys landed on {nodes:?}");
 }
 
 async fn wait_until_ok(store: &RedisStore, limit: Duration) -> Result<(), StoreError> {

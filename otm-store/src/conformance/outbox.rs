@@ -162,6 +162,7 @@ pub async fn outbox_leases_once_and_retries(store: Arc<dyn BlobStore>) {
             let mut mine = Vec::new();
             loop {
                 let leased = outbox.lease_events(3, LONG).await.unwrap();
+                assert!(leased.len() <= 3, "at most max: {}", leased.len());
                 if leased.is_empty() {
                     return mine;
                 }

@@ -37,22 +37,27 @@ enum Conn {
 /// `PEXPIRE`, so Redis itself never returns or keeps an expired message. Its
 /// receipt (`s` state, `c` when, `m`, `x`, `r`) lives in a second key with the
 /// remaining TTL of the message. Put and take are single Lua scripts on the
-/// message's key: Redis runs a script without interleaving other commands,
-/// so the proof check, the attempt counter and the delete are one atomic
-/// step, on one server or on the cluster node that owns the key.
+/// message's key (on a Cluster, take, burn and status run a second one on a
+/// pre-bucket key when the first finds nothing): Redis runs a script
+/// without interleaving other commands, so the proof check, the attempt
+/// counter and the delete are one atomic step, on one server or on the
+/// cluster node that owns the key.
 ///
 /// Key layout, under the prefix (`otm:` here):
 ///
 /// | | message, receipt | event outbox |
 /// |---|---|---|
 /// | standalone | `otm:{ID}`, `otm:{ID}:r` | `otm:{events}:seq`, `:due`, `:data` |
-/// | Cluster | `otm:{b:NN}:ID`, `otm:{b:NN}:ID:r` | `otm:{b:NN}:seq`, `:due`, `:data` |
+/// | Cluster | `otm:{TAG}:ID`, `otm:{TAG}:ID:r` | `otm:{TAG}:seq`, `:due`, `:data` |
 ///
 /// A script may only touch keys of one cluster slot, so on a Cluster each
-/// message lives in one of [`CLUSTER_BUCKETS`] buckets (`NN`, from its ID's
-/// first byte) with that bucket's outbox: the hash tag `{b:NN}` puts them
-/// in one slot, and the event is recorded in the same script as the change
-/// there too. Messages a Cluster store wrote before it had
+/// message lives in one of [`CLUSTER_BUCKETS`] buckets (by its ID's first
+/// byte) with that bucket's outbox: the bucket's hash tag puts them in one
+/// slot, and the event is recorded in the same script as the change there
+/// too. Bucket `NN`'s tag is the first of `bNN.0`, `bNN.1`, … whose slot
+/// lies in the `NN`th 256-slot range, so the buckets are evenly spaced over
+/// the 16384 slots and any even split of them among primaries (as
+/// `redis-cli --cluster create` makes) holds equal shares, to within one. Messages a Cluster store wrote before it had
 /// buckets (`otm:{ID}`) are still found, taken and burned there, without
 /// events.
 ///
@@ -72,10 +77,46 @@ pub struct RedisStore {
 }
 
 /// How many buckets a Redis Cluster store spreads its messages over (see
-/// [`RedisStore`]): 64 slots of the cluster's 16384, enough to spread over
-/// the primaries of any common cluster, few enough for a dispatcher to poll
-/// every bucket's outbox.
+/// [`RedisStore`]): 64 evenly spaced slots of the cluster's 16384, so a
+/// cluster of up to 64 primaries with evenly split slots holds equal shares
+/// (to within one bucket), and few enough for a dispatcher to poll every
+/// bucket's outbox. A bucket is one slot to move when resharding.
 pub const CLUSTER_BUCKETS: u8 = 64;
+
+/// Redis Cluster's key slot of a hash tag: CRC-16/XMODEM modulo 16384 (the
+/// Redis Cluster specification).
+pub(super) fn cluster_slot(tag: &str) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in tag.as_bytes() {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+/// The hash tag of each Cluster bucket: bucket `NN`'s is the first of
+/// `bNN.0`, `bNN.1`, … whose slot lies in `[NN × 256, NN × 256 + 256)`.
+/// The layout of stored data: never change it.
+pub(crate) fn bucket_tags() -> &'static [String] {
+    static TAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    TAGS.get_or_init(|| {
+        let width = 16384 / u16::from(CLUSTER_BUCKETS);
+        (0..u16::from(CLUSTER_BUCKETS))
+            .map(|bucket| {
+                (0u32..)
+                    .map(|n| format!("b{bucket:02}.{n}"))
+                    .find(|tag| cluster_slot(tag) / width == bucket)
+                    .expect("CRC-16 reaches every range")
+            })
+            .collect()
+    })
+}
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -242,7 +283,10 @@ impl RedisStore {
     pub fn key_of(&self, id: &MessageId) -> String {
         match self.conn {
             Conn::Single(_) => self.legacy_key_of(id),
-            Conn::Cluster(_) => format!("{}{{b:{:02}}}:{id}", self.prefix, self.bucket_of(id)),
+            Conn::Cluster(_) => {
+                let tag = &bucket_tags()[usize::from(self.bucket_of(id))];
+                format!("{}{{{tag}}}:{id}", self.prefix)
+            }
         }
     }
 
@@ -533,4 +577,32 @@ pub(super) fn unexpected(op: &'static str, value: Value) -> StoreError {
         op,
         source: format!("unexpected reply from Redis: {shape}").into(),
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_follow_the_cluster_specification() {
+        // The specification's example: CRC-16/XMODEM("123456789") = 0x31C3.
+        assert_eq!(cluster_slot("123456789"), 0x31C3); // below 16384 already
+    }
+
+    #[test]
+    fn bucket_tags_are_evenly_spaced_and_fixed() {
+        let tags = bucket_tags();
+        assert_eq!(tags.len(), usize::from(CLUSTER_BUCKETS));
+        for (bucket, tag) in tags.iter().enumerate() {
+            assert_eq!(usize::from(cluster_slot(tag) / 256), bucket, "{tag}");
+            assert!(tag.starts_with(&format!("b{bucket:02}.")), "{tag}");
+        }
+        // The stored layout: these must never change.
+        assert_eq!(cluster_slot(&tags[0]) / 256, 0);
+        let first_and_last = (tags[0].as_str(), tags[63].as_str());
+        assert_eq!(first_and_last, FIRST_AND_LAST_TAGS);
+    }
+
+    /// Bucket 0's and bucket 63's tags, as first computed.
+    const FIRST_AND_LAST_TAGS: (&str, &str) = ("b00.63", "b63.10");
 }

@@ -91,7 +91,7 @@ impl RedisStore {
         let p = &self.prefix;
         let tag = match self.buckets() {
             1 => "events".to_owned(),
-            _ => format!("b:{bucket:02}"),
+            _ => super::bucket_tags()[usize::from(bucket)].clone(),
         };
         [
             format!("{p}{{{tag}}}:seq"),
@@ -102,12 +102,11 @@ impl RedisStore {
 
     /// An event's number in its bucket's outbox and its bucket, from the
     /// number in its handle (`seq × buckets + bucket`).
-    fn split_handle(&self, number: i64) -> Result<(i64, u8)> {
+    fn split_handle(&self, number: i64) -> (i64, u8) {
         let buckets = i64::from(self.buckets());
-        let bucket = u8::try_from(number.rem_euclid(buckets)).map_err(|_| StoreError::Invalid {
-            reason: "not an event handle of this store",
-        })?;
-        Ok((number.div_euclid(buckets), bucket))
+        // rem_euclid is in 0..buckets, and buckets fit a u8.
+        let bucket = number.rem_euclid(buckets) as u8;
+        (number.div_euclid(buckets), bucket)
     }
 
     /// Leases up to `max` due events of one bucket.
@@ -133,13 +132,15 @@ impl RedisStore {
                 return Err(unexpected(op, Value::Array(pair.to_vec())));
             };
             let seq = String::from_utf8_lossy(seq).into_owned();
-            let Ok(number) = seq.parse::<i64>() else {
-                tracing::error!("an outbox entry has no number; skipped");
+            let handle = seq
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| n.checked_mul(buckets)?.checked_add(i64::from(bucket)));
+            let Some(handle) = handle else {
+                tracing::error!("an outbox entry's number is out of range; skipped");
                 continue;
             };
-            let handle = number
-                .saturating_mul(buckets)
-                .saturating_add(i64::from(bucket));
+            let number = handle.div_euclid(buckets);
             // An entry that does not decode is logged and left out, so that
             // it cannot hold back the others.
             match decode(handle, json, until) {
@@ -201,6 +202,7 @@ impl Outbox for RedisStore {
         // Buckets that filled their share: they may hold more.
         let mut full: Vec<u8> = Vec::new();
         let mut events = Vec::new();
+        let mut failure = None;
         // Rounds of concurrent leases, an equal share from each bucket of
         // the round and never more than `max` in all: the untried buckets
         // first, then those that filled their share.
@@ -229,40 +231,51 @@ impl Outbox for RedisStore {
                     (bucket, leased)
                 });
             }
-            let mut failure = None;
+            let mut failed = false;
             while let Some(joined) = leases.join_next().await {
-                let (bucket, leased) = joined.map_err(|e| StoreError::Backend {
-                    op: "lease events",
-                    source: Box::new(e),
-                })?;
-                match leased {
-                    Ok(leased) => {
+                match joined {
+                    Ok((bucket, Ok(leased))) => {
                         if leased.len() == share {
                             full.push(bucket);
                         }
-                        events.extend(leased);
+                        events.extend(leased.into_iter().map(|(n, e)| ((bucket, n), e)));
                     }
-                    // The leases of other buckets are kept: delivered now,
-                    // or due again when they run out.
-                    Err(e) => failure = Some(e),
+                    // What other buckets leased is kept (delivered now, or
+                    // due again when its lease runs out); the error is
+                    // returned only if nothing was leased.
+                    Ok((bucket, Err(e))) => {
+                        tracing::warn!(bucket, error = %e.with_sources(), "leasing a bucket's events failed");
+                        failure = Some(e);
+                        failed = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a lease task failed");
+                        failure = Some(StoreError::Backend {
+                            op: "lease events",
+                            source: Box::new(e),
+                        });
+                        failed = true;
+                    }
                 }
             }
-            if let Some(e) = failure {
-                if events.is_empty() {
-                    return Err(e);
-                }
+            if failed {
                 break;
             }
         }
-        // Oldest first within a bucket (a Cluster keeps no order across
-        // buckets; delivery does not keep order anyway).
-        events.sort_by_key(|(number, event)| (event.at, *number));
+        if events.is_empty() {
+            if let Some(e) = failure {
+                return Err(e);
+            }
+        }
+        // Oldest first within each bucket (one bucket on a standalone
+        // server); a message's events are all in its bucket.
+        events.sort_by_key(|(key, _)| *key);
         Ok(events.into_iter().map(|(_, e)| e).collect())
     }
 
     async fn event_delivered(&self, event: &Event) -> Result<()> {
         let (handle, _) = parse_handle(event)?;
-        let (seq, bucket) = self.split_handle(handle)?;
+        let (seq, bucket) = self.split_handle(handle);
         let [_, due, data] = self.outbox_keys(bucket);
         let mut invocation = self.outbox.delivered.key(&due);
         invocation.key(&data).arg(seq);
@@ -272,7 +285,7 @@ impl Outbox for RedisStore {
 
     async fn event_failed(&self, event: &Event, retry_at: SystemTime) -> Result<()> {
         let (handle, lease) = parse_handle(event)?;
-        let (seq, bucket) = self.split_handle(handle)?;
+        let (seq, bucket) = self.split_handle(handle);
         let [_, due, data] = self.outbox_keys(bucket);
         let mut invocation = self.outbox.failed.key(&due);
         invocation
