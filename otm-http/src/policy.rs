@@ -3,8 +3,16 @@
 //! authentication middleware put there) and either refuses it (`403` with
 //! a JSON error the compose page shows) or allows it within
 //! [`CreateLimits`] for this creator: a shorter expiry, a smaller size, a
-//! required passphrase, a quota counted in the store. Without a policy every request may create within
-//! the [`Config`](crate::Config) limits, as before.
+//! required passphrase, a quota counted in the store. Without a policy
+//! every request may create within the [`Config`](crate::Config) limits, as
+//! before.
+//!
+//! A policy can also let a credential manage what it created: allow with
+//! [`CreateLimits::with_manage_secret`] (each message's management token is
+//! then derived from the secret) and return the same secret from
+//! [`CreatePolicy::manage_secret`] for the status and burn requests that
+//! present the credential. otm-server's API tokens with the `manage` scope
+//! work this way.
 //!
 //! ```
 //! use otm_http::policy::{CreateLimits, CreatePolicy, Decision};
