@@ -292,15 +292,24 @@ fn status_body(s: &MessageStatus) -> Status {
     }
 }
 
-/// The rate limit and the ID of a sender's request; the service checks
-/// the token.
-fn sender_request(otm: &Service, ip: std::net::IpAddr, id: &str) -> Result<MessageId, ApiError> {
+/// A sender's request: the rate limit, then its ID and the management
+/// token it presents for that ID; the service checks the token.
+async fn sender_request(
+    otm: &Service,
+    ip: std::net::IpAddr,
+    id: &str,
+    head: &Parts,
+) -> Result<(MessageId, ManageToken), ApiError> {
     otm.0
         .open_limiter
         .check(ip)
         .inspect_err(|_| otm.0.metrics.count(Outcome::RateLimited))?;
-    id.parse()
-        .map_err(|e: otm_core::Error| ApiError::bad_request(ErrorCode::BadId, e.to_string()))
+    let id: MessageId = id
+        .parse()
+        .map_err(|e: otm_core::Error| ApiError::bad_request(ErrorCode::BadId, e.to_string()))?;
+    let sender = Sender::of(head, otm).await?;
+    let token = sender.token_for(&id);
+    Ok((id, token))
 }
 
 /// A sender's request that found no message: expired (its receipt too), or
@@ -338,14 +347,10 @@ pub(crate) async fn status(
     Path(id): Path<String>,
     head: Parts,
 ) -> Result<Json<Status>, Response> {
-    let id = sender_request(&otm, ip, &id).map_err(IntoResponse::into_response)?;
-    let sender = Sender::of(&head, &otm)
+    let (id, token) = sender_request(&otm, ip, &id, &head)
         .await
         .map_err(IntoResponse::into_response)?;
-    let status = otm
-        .status(&id, &sender.token_for(&id))
-        .await
-        .map_err(sender_error)?;
+    let status = otm.status(&id, &token).await.map_err(sender_error)?;
     Ok(Json(status_body(&status)))
 }
 
@@ -356,14 +361,10 @@ pub(crate) async fn burn(
     Path(id): Path<String>,
     head: Parts,
 ) -> Result<Json<Status>, Response> {
-    let id = sender_request(&otm, ip, &id).map_err(IntoResponse::into_response)?;
-    let sender = Sender::of(&head, &otm)
+    let (id, token) = sender_request(&otm, ip, &id, &head)
         .await
         .map_err(IntoResponse::into_response)?;
-    let status = otm
-        .burn(&id, &sender.token_for(&id))
-        .await
-        .map_err(sender_error)?;
+    let status = otm.burn(&id, &token).await.map_err(sender_error)?;
     Ok(Json(status_body(&status)))
 }
 
