@@ -576,6 +576,9 @@ async fn one_client_cannot_take_every_connection_slot() {
         "30s",
     ])
     .await;
+    // The start-up probe's connection (closed by the server) must be gone
+    // before this client's three are counted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // Three kept-alive connections, each shown to be accepted and served.
     let mut held = Vec::new();
     for _ in 0..3 {

@@ -246,10 +246,21 @@ impl OtmServer {
     }
 
     /// Waits (up to 30 s) until `/{path}` answers 200 (`healthz` or `readyz`).
+    /// Each probe asks the server to close its connection, so that none is
+    /// left open to count against a test's per-client connection cap.
     pub async fn wait_until(&self, path: &str) {
         let started = Instant::now();
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("a plain HTTP client");
         loop {
-            if let Ok(r) = reqwest::get(format!("{}/{path}", self.base)).await {
+            let probe = client
+                .get(format!("{}/{path}", self.base))
+                .header("connection", "close")
+                .send()
+                .await;
+            if let Ok(r) = probe {
                 if r.status() == 200 {
                     return;
                 }
