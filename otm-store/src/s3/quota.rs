@@ -11,7 +11,10 @@
 //! next one). A count costs one `ListObjectsV2` page per 1000 slots already
 //! taken plus one or more puts: cheap for hourly quotas, slower late in a
 //! window of many thousands. A put answered 409 (a concurrent conditional
-//! write) counts its slot as taken, which can only count less. The bucket's
+//! write) counts its slot as taken, and a put that failed transiently (a
+//! 5xx) is tried again up to three times on the same slot, which finds it
+//! taken if the failed put had created it: both can only count less. A
+//! failed listing only means starting at slot 0. The bucket's
 //! lifecycle rule removes the slots, with everything else under the prefix:
 //! a window longer than the rule's days forgets its oldest counts; without
 //! a rule (`allow_no_lifecycle`), slots stay until removed by hand.
@@ -25,6 +28,10 @@ use crate::window_end;
 
 /// Slots listed per request (S3's maximum page).
 const PAGE: u32 = 1000;
+
+/// Transient failures of slot puts a count tries again (the store turns off
+/// the SDK's own retries).
+const RETRIES: u32 = 3;
 
 impl S3Store {
     /// See [`BlobStore::count_quota`] and the module documentation.
@@ -43,16 +50,32 @@ impl S3Store {
             self.prefix,
             URL_SAFE_NO_PAD.encode(Sha256::digest(key.as_bytes()))
         );
-        let mut n = self.count_slots(&dir, limit).await?;
+        // The listing only saves requests: without it, start at slot 0.
+        let mut n = match self.count_slots(&dir, limit).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e.with_sources(), "listing a quota window failed; counting from its first slot");
+                0
+            }
+        };
+        let mut failures = 0;
         while n < limit {
-            let created = self
+            match self
                 .put_if_absent(&format!("{dir}{n:010}"), Vec::new(), &[])
                 .await
-                .map_err(|e| e.into_store("count a quota"))?;
-            if created.is_some() {
-                return Ok(true);
+                .map_err(|e| e.into_store("count a quota"))
+            {
+                Ok(Some(_)) => return Ok(true),
+                Ok(None) => n += 1,
+                // A transient failure is tried again on the same slot. If
+                // the failed put did create it, the retry finds it taken and
+                // moves on: the window counts one less, never one more.
+                Err(e) if e.is_retryable() && failures < RETRIES => {
+                    failures += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(failures))).await;
+                }
+                Err(e) => return Err(e),
             }
-            n += 1;
         }
         Ok(false)
     }
