@@ -9,7 +9,9 @@
 //! reach a separate service: the receiver checks the signature and age with
 //! `otm_http::webhook::verify`, acts once per `webhook-id` (delivery is at
 //! least once), and, when the employee opens the link, logs it and marks
-//! the onboarding step done. (In one process an `EventSink` would do
+//! the onboarding step done. It acts only on events of messages it sent
+//! itself, found by the message ID it stored: anyone may create messages
+//! here and choose their reference, so a reference alone proves nothing. (In one process an `EventSink` would do
 //! without HTTP; the webhook shows the path most hosts take.)
 //!
 //! `cargo run -p otm-examples --example backend_send`, then
@@ -28,7 +30,7 @@ use axum::Router;
 use otm_core::{ManageLink, SendOptions};
 use otm_http::events::{DispatchConfig, EventKind};
 use otm_http::webhook::{verify, Rejected, Webhook, WebhookSecret, DEFAULT_TOLERANCE};
-use otm_http::{Config, Service};
+use otm_http::{Caller, Config, Service};
 use otm_store::{MemoryStore, StoreOptions};
 
 /// The host's state: the otm service and, per user, the status link of the
@@ -36,18 +38,22 @@ use otm_store::{MemoryStore, StoreOptions};
 #[derive(Clone)]
 struct Host {
     otm: Service,
-    sent: Arc<Mutex<HashMap<String, ManageLink>>>,
+    sent: Sent,
 }
 
 /// The host's webhook receiver: the secret it shares with the sender, the
-/// event IDs it has acted on, and who opened their link (the message's
-/// reference is the user).
+/// event IDs it has acted on, what it sent (to find the user of a message
+/// by its ID), and who opened their link.
 #[derive(Clone)]
 struct Hooks {
     secret: WebhookSecret,
     seen: Arc<Mutex<HashSet<String>>>,
+    sent: Sent,
     opened: Arc<Mutex<Vec<String>>>,
 }
+
+/// Per user, the status link of the password sent to them.
+type Sent = Arc<Mutex<HashMap<String, ManageLink>>>;
 
 /// `POST /hooks/otm`: one signed event. Anything unsigned, signed with
 /// another secret, or older than five minutes is refused with 401.
@@ -72,10 +78,22 @@ async fn hook(State(hooks): State<Hooks>, headers: HeaderMap, body: Bytes) -> St
     {
         return StatusCode::NO_CONTENT;
     }
-    if event.kind == EventKind::Opened {
-        let user = event.reference.unwrap_or_default();
-        println!("{user} opened their initial password ({})", event.id);
-        hooks.opened.lock().expect("not poisoned").push(user);
+    // Only messages this host sent: their IDs are in its own records. A
+    // stranger's message (any reference it likes) matches none.
+    let user = hooks
+        .sent
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .find(|(_, link)| link.id == event.message)
+        .map(|(user, _)| user.clone());
+    match (event.kind, user) {
+        (EventKind::Opened, Some(user)) => {
+            println!("{user} opened their initial password ({})", event.id);
+            hooks.opened.lock().expect("not poisoned").push(user);
+        }
+        (_, None) => println!("an event of a message this host did not send: ignored"),
+        _ => {}
     }
     StatusCode::NO_CONTENT
 }
@@ -88,7 +106,9 @@ async fn onboard(State(host): State<Host>, Path(user): Path<String>) -> (StatusC
         .ttl(Duration::from_secs(24 * 3600))
         .reference(&user);
     let text = format!("Welcome, {user}. Your initial password: {password}");
-    match host.otm.send(&text, &options).await {
+    // The host's own backend: trusted because it says so, checked like
+    // any other creator.
+    match host.otm.send(&Caller::Server, &text, &options).await {
         Ok(sent) => {
             host.sent
                 .lock()
@@ -111,7 +131,11 @@ async fn onboarded(State(host): State<Host>, Path(user): Path<String>) -> (Statu
             format!("nothing was sent to {user}\n"),
         );
     };
-    match host.otm.status(&link.id, &link.token).await {
+    match host
+        .otm
+        .status(&Caller::Server, &link.id, &link.token)
+        .await
+    {
         Ok(status) => (StatusCode::OK, format!("{}\n", status.state)),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
@@ -124,52 +148,45 @@ fn initial_password() -> String {
     key.to_base64url().chars().take(16).collect()
 }
 
-/// The host's routes on `host_base` with otm under `/secrets`, the running
-/// event dispatcher (events stop when it is dropped), and who opened their
-/// link.
-fn app(
-    host_base: &str,
-) -> (
-    Router,
-    otm_http::events::Dispatcher,
-    Arc<Mutex<Vec<String>>>,
-) {
-    // Events on: the store records each change in its outbox.
-    let store = Arc::new(MemoryStore::new(StoreOptions::default().with_events(true)));
-    let otm = Service::new(
-        store,
-        Config::default().with_base_url(format!("{host_base}/secrets")),
-    );
+/// The host's routes on `host_base` with otm under `/secrets`, the
+/// service (events flow while it lives; `shutdown` ends them), and the
+/// webhook receiver's records.
+fn app(host_base: &str) -> (Router, Service, Hooks) {
     // One secret, shared by the sender and the receiver (here both are this
     // app; a real one reads it from its configuration).
     let secret = WebhookSecret::generate().expect("the OS random generator works");
     let webhook = Webhook::new(&format!("{host_base}/hooks/otm"), vec![secret.clone()])
         .expect("an http URL and a secret");
-    let dispatcher = otm
-        .dispatch_events(Arc::new(webhook), DispatchConfig::default())
-        .expect("the memory store keeps an outbox");
+    // Events on: the store records each change in its outbox, and the
+    // service delivers them to the webhook.
+    let store = Arc::new(MemoryStore::new(StoreOptions::default().with_events(true)));
+    let config = Config::default()
+        .with_base_url(format!("{host_base}/secrets"))
+        .with_events(Arc::new(webhook), DispatchConfig::default());
+    let otm = Service::new(store, config).expect("a store with an outbox, in a runtime");
+    let sent = Sent::default();
     let hooks = Hooks {
         secret,
         seen: Arc::default(),
+        sent: sent.clone(),
         opened: Arc::default(),
     };
-    let opened = hooks.opened.clone();
     let host = Host {
         otm: otm.clone(),
-        sent: Arc::default(),
+        sent,
     };
     let app = Router::new()
         .route("/onboard/{user}", post(onboard).get(onboarded))
         .with_state(host)
-        .route("/hooks/otm", post(hook).with_state(hooks))
+        .route("/hooks/otm", post(hook).with_state(hooks.clone()))
         .nest("/secrets", otm.router());
-    (app, dispatcher, opened)
+    (app, otm, hooks)
 }
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3002").await?;
-    let (app, _dispatcher, _) = app("http://127.0.0.1:3002");
+    let (app, otm, _) = app("http://127.0.0.1:3002");
     println!("POST http://127.0.0.1:3002/onboard/NAME mints a link");
     otm_http::serve(
         listener,
@@ -180,6 +197,7 @@ async fn main() -> std::io::Result<()> {
         },
     )
     .await;
+    otm.shutdown().await;
     Ok(())
 }
 
@@ -191,7 +209,8 @@ mod tests {
     async fn the_backend_mints_a_link_that_opens_once() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let (app, _dispatcher, opened) = app(&base);
+        let (app, otm, hooks) = app(&base);
+        let opened = hooks.opened.clone();
         tokio::spawn(async move {
             otm_http::serve(listener, app, Default::default(), std::future::pending()).await;
         });
@@ -260,5 +279,30 @@ mod tests {
             assert_eq!(answer.status(), 401);
         }
         assert_eq!(*opened.lock().unwrap(), ["ada"]);
+
+        // A stranger creates a message with the reference "ada" through the
+        // public API and opens it: correctly signed events arrive, and the
+        // host does nothing with them.
+        let public = otm_client::Client::new(&format!("{base}/secrets")).unwrap();
+        let theirs = public
+            .send("not from the host", &SendOptions::new().reference("ada"))
+            .await
+            .unwrap();
+        public.open(&theirs.link, None).await.unwrap();
+        let theirs_opened = format!("evt_{}_opened", theirs.link.id);
+        let start = std::time::Instant::now();
+        while !hooks.seen.lock().unwrap().contains(&theirs_opened) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no stranger's event"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            *opened.lock().unwrap(),
+            ["ada"],
+            "a stranger's event acted on"
+        );
+        otm.shutdown().await;
     }
 }

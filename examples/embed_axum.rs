@@ -1,11 +1,15 @@
-//! otm inside an existing axum application: the host keeps its own routes,
-//! state and login, mounts otm under `/secrets`, and decides with a create
-//! policy who may *create* messages: signed-in staff, for a day at most,
-//! and admins, for as long as the server allows. Anyone with a link can
-//! read one.
+//! otm inside an existing axum application, the whole life: the host keeps
+//! its own routes, state and login, makes one otm `Service` (which purges
+//! expired messages and delivers events while it lives), mounts its public
+//! routes under `/secrets`, serves its operator routes on a second,
+//! private address, decides with a create policy who may *create*
+//! messages (signed-in staff, for a day at most, and admins, for as long
+//! as the server allows; anyone with a link can read one), and shuts the
+//! service down when it stops.
 //!
 //! `cargo run -p otm-examples --example embed_axum`, then visit
-//! http://127.0.0.1:3001/login (or /login?admin), then http://127.0.0.1:3001/secrets
+//! http://127.0.0.1:3001/login (or /login?admin), then http://127.0.0.1:3001/secrets;
+//! metrics are on http://127.0.0.1:3091/metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +20,10 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use otm_http::policy::{CreateLimits, CreatePolicy, Decision};
-use otm_store::{MemoryStore, StoreOptions};
+use otm_http::events::{DispatchConfig, Event, EventSink};
+use otm_http::policy::{CreateAsk, CreateLimits, CreatePolicy, Decision, Refusal};
+use otm_http::{Caller, Service};
+use otm_store::{BoxError, MemoryStore, StoreOptions};
 
 /// The host application's own state.
 #[derive(Clone)]
@@ -60,23 +66,53 @@ struct StaffOnly;
 
 #[async_trait::async_trait]
 impl CreatePolicy for StaffOnly {
-    async fn decide(&self, request: &axum::http::request::Parts) -> Decision {
-        match request.extensions.get::<Staff>() {
-            None => Decision::deny("Sign in to create messages."),
-            Some(Staff::Admin) => Decision::allow(CreateLimits::default()),
-            Some(Staff::Member) => Decision::allow(
+    /// Who the host's login says the caller is.
+    async fn identify(
+        &self,
+        request: &axum::http::request::Parts,
+        client: std::net::IpAddr,
+    ) -> Result<Caller, Refusal> {
+        Ok(match request.extensions.get::<Staff>() {
+            Some(Staff::Admin) => Caller::Identity("admin".into()),
+            Some(Staff::Member) => Caller::Identity("member".into()),
+            None => Caller::Anonymous(client),
+        })
+    }
+
+    async fn decide(&self, caller: &Caller, _ask: &CreateAsk<'_>) -> Decision {
+        match caller {
+            Caller::Identity(who) if who == "admin" => Decision::allow(CreateLimits::default()),
+            Caller::Identity(who) if who == "member" => Decision::allow(
                 CreateLimits::default().with_max_ttl(Duration::from_secs(24 * 3600)),
             ),
+            _ => Decision::deny("Sign in to create messages."),
         }
     }
 }
 
-/// The host's own pages and the mounted otm router.
-fn app(state: AppState) -> Router {
-    let otm: Router<AppState> = otm_http::router(
-        Arc::new(MemoryStore::new(StoreOptions::default())),
-        otm_http::Config::default().with_create_policy(StaffOnly),
-    );
+/// Where the host hears what happens to messages (here: its log).
+struct Log;
+
+#[async_trait::async_trait]
+impl EventSink for Log {
+    async fn deliver(&self, event: &Event) -> Result<(), BoxError> {
+        println!("{} {}", event.kind, event.message);
+        Ok(())
+    }
+}
+
+/// The otm service: a store that records events, the policy, the sink.
+fn otm() -> Service {
+    let store = Arc::new(MemoryStore::new(StoreOptions::default().with_events(true)));
+    let config = otm_http::Config::default()
+        .with_create_policy(StaffOnly)
+        .with_events(Arc::new(Log), DispatchConfig::default());
+    Service::new(store, config).expect("within a Tokio runtime")
+}
+
+/// The host's own pages and the mounted otm routes.
+fn app(state: AppState, otm: &Service) -> Router {
+    let otm: Router<AppState> = otm.router();
     Router::new()
         .route(
             "/",
@@ -113,13 +149,30 @@ async fn main() -> std::io::Result<()> {
         staff_session: "demo-staff-session",
         admin_session: "demo-admin-session",
     };
+    let otm = otm();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;
     println!("host app on http://127.0.0.1:3001 (otm under /secrets)");
+    // The operator routes (metrics, readiness) on a private address.
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:3091").await?;
     let limits = otm_http::ConnectionLimits::default();
-    otm_http::serve(listener, app(state), limits, async {
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let admin = tokio::spawn(otm_http::serve(
+        admin,
+        otm.admin_router(),
+        limits.clone(),
+        {
+            let stop = stop.clone();
+            async move { stop.notified().await }
+        },
+    ));
+    otm_http::serve(listener, app(state, &otm), limits, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;
+    stop.notify_one();
+    let _ = admin.await;
+    // Events in flight are delivered; the purge stops.
+    otm.shutdown().await;
     Ok(())
 }
 
@@ -150,7 +203,7 @@ mod tests {
 
     #[tokio::test]
     async fn host_routes_and_otm_live_side_by_side() {
-        let app = app(state());
+        let app = app(state(), &otm());
         assert_eq!(
             call(&app, Request::get("/").body(Body::empty()).unwrap())
                 .await
@@ -193,7 +246,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_policy_lets_staff_create_within_their_limits() {
-        let app = app(state());
+        let otm = otm();
+        let app = app(state(), &otm);
         let code = |body: &str, code: otm_http::ErrorCode| body.contains(code.as_str());
         // Not signed in: refused with otm's JSON error, nothing stored.
         let (status, body) = call(&app, create(None, 1)).await;
@@ -211,5 +265,25 @@ mod tests {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let (status, body) = call(&app, create(Some("session=adm1n"), 8)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        // The operator routes are not public.
+        let (status, _) = call(
+            &app,
+            Request::get("/secrets/metrics")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, metrics) = call(
+            &otm.admin_router(),
+            Request::get("/metrics").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            metrics.contains("otm_messages_total{outcome=\"created\"} 2"),
+            "{metrics}"
+        );
+        otm.shutdown().await;
     }
 }

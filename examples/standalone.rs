@@ -5,14 +5,17 @@
 
 use std::sync::Arc;
 
-use otm_store::{spawn_purger, SqliteConfig, SqliteStore};
+use otm_store::{SqliteConfig, SqliteStore};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Arc::new(SqliteStore::open(SqliteConfig::new("example.sqlite3")).await?);
-    // SQLite keeps expired rows until purged (they are never served).
-    let _purger = spawn_purger(store.clone(), std::time::Duration::from_secs(60));
-    let app: axum::Router = otm_http::router(store, otm_http::Config::default());
+    // The service purges expired rows (SQLite keeps them, never serving
+    // them) for as long as it lives.
+    let otm = otm_http::Service::new(store, otm_http::Config::default())?;
+    // Everything on one address; a real deployment serves
+    // `otm.admin_router()` (metrics, readiness) on a private one.
+    let app: axum::Router = otm.router();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("otm on http://127.0.0.1:3000");
     // Bounded connections and a graceful stop on Ctrl-C.
@@ -21,5 +24,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;
+    otm.shutdown().await;
     Ok(())
 }

@@ -6,7 +6,9 @@
 //!
 //! Servers come from the same environment variables as the tests; a missing
 //! server skips its benches. `OTM_BENCH_LARGE=1` adds take latency with 10k
-//! and 1M stored messages (Redis, PostgreSQL; takes minutes to fill).
+//! and 1M stored messages (Redis, PostgreSQL; takes minutes to fill). What
+//! the benches store in PostgreSQL and Redis is removed when they end, also
+//! when one panics (otm-testkit's `PgSchema` and `RedisPrefix` guards).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use otm_store::{
     BlobStore, MemoryStore, PostgresConfig, PostgresStore, RedisConfig, RedisStore, S3Config,
     S3Store, SqliteConfig, SqliteStore,
 };
-use otm_testkit::unique_suffix;
+use otm_testkit::{unique_suffix, PgSchema, RedisPrefix};
 
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
 
@@ -102,7 +104,8 @@ fn bench_raw_redis(c: &mut Criterion, rt: &tokio::runtime::Runtime, url: &str) {
         return;
     };
     let envelope = Arc::new(Fixture::hour().message.envelope);
-    let prefix = format!("otm-bench-raw-{}:", unique_suffix());
+    let keys = RedisPrefix::new("otm-bench-raw-");
+    let prefix = keys.to_string();
     let mut group = c.benchmark_group("cycle/redis");
     group.throughput(Throughput::Elements(1));
     group
@@ -146,7 +149,11 @@ fn bench_raw_postgres(c: &mut Criterion, rt: &tokio::runtime::Runtime, url: &str
     ) else {
         return;
     };
-    let table = format!("otm_bench_raw_{}", unique_suffix());
+    // The table in a schema of its own, dropped with it at the end.
+    let schema = PgSchema::new("otm_test_bench_raw_");
+    rt.block_on(sqlx::query(&format!("CREATE SCHEMA \"{schema}\"")).execute(&pool))
+        .unwrap();
+    let table = format!("\"{schema}\".cycle");
     rt.block_on(sqlx::query(&format!(
         "CREATE TABLE {table} (id BYTEA PRIMARY KEY, envelope BYTEA NOT NULL, verifier BYTEA NOT NULL, expires_at_ms BIGINT NOT NULL)"
     )).execute(&pool)).unwrap();
@@ -198,8 +205,8 @@ fn bench_raw_postgres(c: &mut Criterion, rt: &tokio::runtime::Runtime, url: &str
         });
     }
     group.finish();
-    rt.block_on(sqlx::query(&format!("DROP TABLE {table}")).execute(&pool))
-        .unwrap();
+    // Closed before the schema guard drops the table.
+    rt.block_on(pool.close());
 }
 
 /// Take latency (one put + take, concurrency 1) with `n` messages already stored.
@@ -254,9 +261,9 @@ fn stores(c: &mut Criterion) {
     bench_store(c, &rt, "sqlite", Arc::new(sqlite), &CONCURRENCY);
 
     let redis_url = otm_testkit::env::redis_url();
-    let prefix = format!("otm-bench-{}:", unique_suffix());
+    let prefix = RedisPrefix::new("otm-bench-");
     if let Ok(store) = rt.block_on(RedisStore::connect(
-        RedisConfig::standalone(&redis_url).with_key_prefix(&prefix),
+        RedisConfig::standalone(&redis_url).with_key_prefix(prefix.as_str()),
     )) {
         bench_store(c, &rt, "redis", Arc::new(store), &CONCURRENCY);
         bench_raw_redis(c, &rt, &redis_url);
@@ -269,15 +276,15 @@ fn stores(c: &mut Criterion) {
         .map(str::to_owned)
         .collect();
     if let Ok(store) = rt.block_on(RedisStore::connect(
-        RedisConfig::cluster(seeds).with_key_prefix(&prefix),
+        RedisConfig::cluster(seeds).with_key_prefix(prefix.as_str()),
     )) {
         bench_store(c, &rt, "redis_cluster", Arc::new(store), &CONCURRENCY);
     }
 
     let pg_url = otm_testkit::env::postgres_url();
-    let schema = format!("otm_test_bench_{}", unique_suffix());
+    let schema = PgSchema::new("otm_test_bench_");
     if let Ok(store) = rt.block_on(PostgresStore::connect(
-        PostgresConfig::new(&pg_url).with_schema(&schema),
+        PostgresConfig::new(&pg_url).with_schema(schema.name()),
     )) {
         bench_store(c, &rt, "postgres", Arc::new(store), &CONCURRENCY);
         bench_raw_postgres(c, &rt, &pg_url);
@@ -303,9 +310,9 @@ fn stores(c: &mut Criterion) {
 
 fn large(c: &mut Criterion, rt: &tokio::runtime::Runtime, redis_url: &str, pg_url: &str) {
     use otm_store::sqlx;
-    let schema = format!("otm_test_large_{}", unique_suffix());
+    let schema = PgSchema::new("otm_test_large_");
     if let Ok(store) = rt.block_on(PostgresStore::connect(
-        PostgresConfig::new(pg_url).with_schema(&schema),
+        PostgresConfig::new(pg_url).with_schema(schema.name()),
     )) {
         let table = store.table().to_owned();
         let pool = store.pool().clone();
@@ -334,9 +341,9 @@ fn large(c: &mut Criterion, rt: &tokio::runtime::Runtime, redis_url: &str, pg_ur
         };
         bench_backlog(c, rt, "postgres", Arc::new(store), &fill);
     }
-    let prefix = format!("otm-bench-large-{}:", unique_suffix());
+    let prefix = RedisPrefix::new("otm-bench-large-");
     if let Ok(store) = rt.block_on(RedisStore::connect(
-        RedisConfig::standalone(redis_url).with_key_prefix(&prefix),
+        RedisConfig::standalone(redis_url).with_key_prefix(prefix.as_str()),
     )) {
         let client = otm_store::redis::Client::open(redis_url).unwrap();
         let filled = std::sync::Mutex::new(0usize);

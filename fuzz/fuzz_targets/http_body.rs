@@ -28,7 +28,10 @@ fn app() -> &'static Router {
     APP.get_or_init(|| {
         let plenty = RateLimit { per_minute: u32::MAX, burst: u32::MAX };
         let config = Config::default().with_rate_limits(plenty, plenty);
-        otm_http::router(Arc::new(MemoryStore::new(StoreOptions::default())), config)
+        let store = Arc::new(MemoryStore::new(StoreOptions::default()));
+        // The service starts its purge on the runtime it is made in.
+        let _entered = runtime().enter();
+        otm_http::Service::new(store, config).expect("the service starts").router()
     })
 }
 

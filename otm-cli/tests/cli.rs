@@ -11,7 +11,7 @@ use otm_store::{
 };
 use otm_testkit::browser::{compose, reveal, value};
 use otm_testkit::process::output_with_input;
-use otm_testkit::{skip, unique_suffix};
+use otm_testkit::{skip, unique_suffix, PgSchema, RedisPrefix};
 use otm_testkit::{Driver, TestServer};
 use serde_json::Value;
 
@@ -120,13 +120,14 @@ async fn cli_on_memory_and_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_on_redis_and_redis_cluster() {
     let url = otm_testkit::env::redis_url();
-    let prefix = format!("otm-cli-{}:", unique_suffix());
-    match RedisStore::connect(RedisConfig::standalone(&url).with_key_prefix(&prefix)).await {
+    let prefix = RedisPrefix::new("otm-cli-");
+    match RedisStore::connect(RedisConfig::standalone(&url).with_key_prefix(prefix.as_str())).await
+    {
         Ok(s) => life_cycle(Arc::new(s), "redis").await,
         Err(e) => return skip(&format!("Redis at {url}: {e}")).unwrap_or(()),
     }
     let seeds = otm_testkit::env::redis_cluster_urls();
-    match RedisStore::connect(RedisConfig::cluster(seeds).with_key_prefix(&prefix)).await {
+    match RedisStore::connect(RedisConfig::cluster(seeds).with_key_prefix(prefix.as_str())).await {
         Ok(s) => life_cycle(Arc::new(s), "redis-cluster").await,
         Err(e) => skip(&format!("Redis Cluster: {e}")).unwrap_or(()),
     }
@@ -135,7 +136,8 @@ async fn cli_on_redis_and_redis_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_on_postgres_and_s3() {
     let url = otm_testkit::env::postgres_url();
-    let config = PostgresConfig::new(&url).with_schema(format!("otm_test_{}", unique_suffix()));
+    let schema = PgSchema::new("otm_test_");
+    let config = PostgresConfig::new(&url).with_schema(schema.name());
     match PostgresStore::connect(config).await {
         Ok(s) => life_cycle(Arc::new(s), "postgres").await,
         Err(e) => return skip(&format!("PostgreSQL at {url}: {e}")).unwrap_or(()),
@@ -356,20 +358,30 @@ impl NeedsToken {
 
 #[async_trait::async_trait]
 impl otm_http::policy::CreatePolicy for NeedsToken {
-    async fn decide(&self, request: &axum::http::request::Parts) -> otm_http::policy::Decision {
-        use otm_http::policy::{CreateLimits, Decision};
-        if Self::presented(request) {
-            Decision::allow(CreateLimits::default().with_manage_secret(Self::secret()))
-        } else {
-            Decision::deny("API token holders only.")
-        }
-    }
-
-    async fn manage_secret(
+    async fn identify(
         &self,
         request: &axum::http::request::Parts,
-    ) -> Option<otm_core::ManageSecret> {
-        Self::presented(request).then(Self::secret)
+        client: std::net::IpAddr,
+    ) -> Result<otm_http::Caller, otm_http::policy::Refusal> {
+        use otm_http::{Caller, TokenHolder};
+        Ok(match Self::presented(request) {
+            true => Caller::ApiToken(TokenHolder::new("cli", "cli").with_manage(Self::secret())),
+            false => Caller::Anonymous(client),
+        })
+    }
+
+    async fn decide(
+        &self,
+        caller: &otm_http::Caller,
+        _: &otm_http::policy::CreateAsk<'_>,
+    ) -> otm_http::policy::Decision {
+        use otm_http::policy::{CreateLimits, Decision};
+        match caller.manage_secret() {
+            Some(secret) => {
+                Decision::allow(CreateLimits::default().with_manage_secret(secret.clone()))
+            }
+            None => Decision::deny("API token holders only."),
+        }
     }
 }
 

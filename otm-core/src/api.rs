@@ -11,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 macro_rules! error_codes {
-    ($($(#[$doc:meta])* $variant:ident = $code:literal,)+) => {
+    ($($(#[$doc:meta])* $variant:ident = $code:literal => $status:literal,)+) => {
         /// A stable, machine-readable API error code.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         #[non_exhaustive]
@@ -30,6 +30,15 @@ macro_rules! error_codes {
                 }
             }
 
+            /// The HTTP status every answer with this code has: the one
+            /// table that pairs them (the server derives each response's
+            /// status from it; the OpenAPI document lists the same).
+            pub const fn http_status(self) -> u16 {
+                match self {
+                    $(ErrorCode::$variant => $status,)+
+                }
+            }
+
             /// The code a JSON body names, if it is one of these.
             pub fn from_code(code: &str) -> Option<ErrorCode> {
                 match code {
@@ -43,63 +52,63 @@ macro_rules! error_codes {
 
 error_codes! {
     /// 404: never existed, expired, already opened or burned (one answer for all).
-    NotFound = "not_found",
+    NotFound = "not_found" => 404,
     /// 403: a wrong claim proof (key or passphrase); `attempts_left` says how many remain.
-    WrongProof = "wrong_proof",
+    WrongProof = "wrong_proof" => 403,
     /// 409: a message with this ID already exists (a create that collided).
-    Conflict = "conflict",
+    Conflict = "conflict" => 409,
     /// 409: burn of a message that was already opened or burned.
-    NotWaiting = "not_waiting",
+    NotWaiting = "not_waiting" => 409,
     /// 413: a body or envelope over the limit.
-    TooLarge = "too_large",
+    TooLarge = "too_large" => 413,
     /// 400: a request the store cannot honour as given.
-    Invalid = "invalid",
+    Invalid = "invalid" => 400,
     /// 400: the body is not valid JSON.
-    BadJson = "bad_json",
+    BadJson = "bad_json" => 400,
     /// 400: a JSON field is missing, unknown or of the wrong type.
-    BadField = "bad_field",
+    BadField = "bad_field" => 400,
     /// 400: the body could not be read.
-    BadBody = "bad_body",
+    BadBody = "bad_body" => 400,
     /// 400: the envelope is not base64url or not a valid envelope.
-    BadEnvelope = "bad_envelope",
+    BadEnvelope = "bad_envelope" => 400,
     /// 400: the claim verifier is malformed.
-    BadVerifier = "bad_verifier",
+    BadVerifier = "bad_verifier" => 400,
     /// 400: the claim proof is malformed.
-    BadProof = "bad_proof",
+    BadProof = "bad_proof" => 400,
     /// 400: the message ID is malformed.
-    BadId = "bad_id",
+    BadId = "bad_id" => 400,
     /// 400: the expiry is not a positive number of seconds.
-    BadTtl = "bad_ttl",
+    BadTtl = "bad_ttl" => 400,
     /// 400: the expiry is longer than the server allows.
-    TtlTooLong = "ttl_too_long",
+    TtlTooLong = "ttl_too_long" => 400,
     /// 400: the reference is empty or longer than 256 bytes.
-    BadReference = "bad_reference",
+    BadReference = "bad_reference" => 400,
     /// 400: the server's policy requires this sender to use a passphrase.
-    PassphraseRequired = "passphrase_required",
+    PassphraseRequired = "passphrase_required" => 400,
     /// 403: the server's policy does not let this sender create messages.
-    CreateDenied = "create_denied",
+    CreateDenied = "create_denied" => 403,
     /// 401: status or burn without the sender's token.
-    TokenRequired = "token_required",
+    TokenRequired = "token_required" => 401,
     /// 403: status or burn with a wrong token.
-    WrongToken = "wrong_token",
+    WrongToken = "wrong_token" => 403,
     /// 415: the body is not sent as `application/json`.
-    UnsupportedMediaType = "unsupported_media_type",
+    UnsupportedMediaType = "unsupported_media_type" => 415,
     /// 404: no such static asset.
-    NoSuchAsset = "no_such_asset",
+    NoSuchAsset = "no_such_asset" => 404,
     /// 404: nothing at this path.
-    NoRoute = "no_route",
+    NoRoute = "no_route" => 404,
     /// 405: the path does not take this method.
-    MethodNotAllowed = "method_not_allowed",
+    MethodNotAllowed = "method_not_allowed" => 405,
     /// 408: the request did not arrive within the request timeout.
-    RequestTimeout = "request_timeout",
+    RequestTimeout = "request_timeout" => 408,
     /// 429: too many requests from this client; see `Retry-After`.
-    RateLimited = "rate_limited",
+    RateLimited = "rate_limited" => 429,
     /// 429: this creator used up its quota of messages for now.
-    QuotaExceeded = "quota_exceeded",
+    QuotaExceeded = "quota_exceeded" => 429,
     /// 503: the message store is unavailable; see `Retry-After`.
-    StoreUnavailable = "store_unavailable",
+    StoreUnavailable = "store_unavailable" => 503,
     /// 500: an internal error (logged by the server, no detail sent).
-    Internal = "internal",
+    Internal = "internal" => 500,
 }
 
 impl fmt::Display for ErrorCode {

@@ -38,7 +38,37 @@ pub struct Config {
     /// Who may create what ([`crate::policy`]). `None`: anyone, within the
     /// limits above.
     pub create_policy: Option<crate::policy::SharedPolicy>,
+    /// How often the service removes expired messages from a store that
+    /// keeps them until someone does (memory, SQLite, PostgreSQL; their
+    /// `message.expired` events are recorded then). Default 60 s.
+    pub purge_interval: Duration,
+    /// Where the store's events go and how ([`Config::with_events`]).
+    /// `None`: no events; a store that records them is then refused at
+    /// start, since its outbox would only grow.
+    pub events: Option<Events>,
 }
+
+/// Event delivery: a sink and how to dispatch to it ([`Config::with_events`]).
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Events {
+    /// Where events go.
+    pub sink: SharedSink,
+    /// How they are leased, retried and given up.
+    pub dispatch: crate::events::DispatchConfig,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("dispatch", &self.dispatch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An [`EventSink`](crate::events::EventSink) in the [`Config`] (cheap to clone).
+#[derive(Clone)]
+pub struct SharedSink(pub(crate) std::sync::Arc<dyn crate::events::EventSink>);
 
 /// A per-client token bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +99,8 @@ impl Default for Config {
             request_timeout: Duration::from_secs(10),
             store_breaker: Some(BreakerConfig::default()),
             create_policy: None,
+            purge_interval: Duration::from_secs(60),
+            events: None,
         }
     }
 }
@@ -109,6 +141,29 @@ impl Config {
     /// Sets [`Config::create_policy`].
     pub fn with_create_policy(mut self, policy: impl crate::policy::CreatePolicy) -> Self {
         self.create_policy = Some(crate::policy::SharedPolicy(std::sync::Arc::new(policy)));
+        self
+    }
+
+    /// Sets [`Config::purge_interval`].
+    pub fn with_purge_interval(mut self, every: Duration) -> Self {
+        self.purge_interval = every;
+        self
+    }
+
+    /// Delivers the store's events to `sink` ([`Config::events`]): the
+    /// service starts a dispatcher that runs while it lives. The store must
+    /// record them (`StoreOptions::events` on, a backend with an outbox);
+    /// [`Service::new`](crate::Service::new) refuses the one without the
+    /// other. Several replicas may each deliver from one store.
+    pub fn with_events(
+        mut self,
+        sink: std::sync::Arc<dyn crate::events::EventSink>,
+        dispatch: crate::events::DispatchConfig,
+    ) -> Self {
+        self.events = Some(Events {
+            sink: SharedSink(sink),
+            dispatch,
+        });
         self
     }
 

@@ -12,10 +12,10 @@ use otm_store::StoreError;
 
 use crate::ServiceError;
 
-/// An error answered by the API.
+/// An error answered by the API: a code, whose HTTP status comes from the
+/// one table ([`ErrorCode::http_status`]), and a message for people.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
     code: ErrorCode,
     message: String,
     attempts_left: Option<u32>,
@@ -23,10 +23,9 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with a status, a stable machine-readable code and a message for people.
-    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+    /// An error with a stable machine-readable code and a message for people.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
             code,
             message: message.into(),
             attempts_left: None,
@@ -34,50 +33,45 @@ impl ApiError {
         }
     }
 
-    /// 400 with a code and message.
-    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
     /// 404: the one answer for never existed, expired, opened and burned.
     pub fn gone() -> Self {
         Self::new(
-            StatusCode::NOT_FOUND,
             ErrorCode::NotFound,
             "This message was already opened or has expired, or the link is not complete.",
         )
     }
 
-    /// 429 with a `Retry-After`.
-    pub fn rate_limited(retry_after_secs: u64) -> Self {
-        let mut e = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RateLimited,
-            format!("Too many requests; try again in {retry_after_secs} s."),
-        );
-        e.retry_after_secs = Some(retry_after_secs);
-        e
+    /// Adds a `Retry-After` of `secs`.
+    fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
-    /// The HTTP status.
+    /// The HTTP status: the code's ([`ErrorCode::http_status`]).
     pub fn status(&self) -> StatusCode {
-        self.status
+        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// The machine-readable code.
     pub fn code(&self) -> ErrorCode {
         self.code
     }
+
+    /// The message for people.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status();
         let body = ErrorBody {
             error: self.code,
             message: self.message,
             attempts_left: self.attempts_left,
         };
-        let mut response = (self.status, Json(body)).into_response();
+        let mut response = (status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             response
                 .headers_mut()
@@ -98,21 +92,19 @@ impl From<StoreError> for ApiError {
                 } else {
                     format!("Wrong passphrase. {attempts_left} attempts left.")
                 };
-                let mut e = ApiError::new(StatusCode::FORBIDDEN, ErrorCode::WrongProof, message);
+                let mut e = ApiError::new(ErrorCode::WrongProof, message);
                 e.attempts_left = Some(attempts_left);
                 e
             }
             StoreError::Conflict => ApiError::new(
-                StatusCode::CONFLICT,
                 ErrorCode::Conflict,
                 "A message with this ID already exists.",
             ),
             StoreError::TooLarge { len, max } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorCode::TooLarge,
                 format!("The envelope is {len} bytes; the limit is {max}."),
             ),
-            StoreError::Invalid { reason } => ApiError::bad_request(ErrorCode::Invalid, reason),
+            StoreError::Invalid { reason } => ApiError::new(ErrorCode::Invalid, reason),
             StoreError::Unavailable { ref source, .. } => {
                 if source.is::<otm_store::BreakerOpen>() {
                     // The breaker logged when it opened; not once a request.
@@ -120,47 +112,53 @@ impl From<StoreError> for ApiError {
                 } else {
                     tracing::warn!(error = %err.with_sources(), "store unavailable");
                 }
-                let mut e = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                ApiError::new(
                     ErrorCode::StoreUnavailable,
                     "The message store is temporarily unavailable; try again shortly.",
-                );
-                e.retry_after_secs = Some(2);
-                e
+                )
+                .retry_after(2)
             }
             other => {
                 tracing::error!(error = %other.with_sources(), "store error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorCode::Internal,
-                    "Internal error; it has been logged.",
-                )
+                ApiError::internal()
             }
         }
+    }
+}
+
+impl ApiError {
+    /// 500, with nothing of the cause (which is logged).
+    fn internal() -> Self {
+        ApiError::new(ErrorCode::Internal, "Internal error; it has been logged.")
     }
 }
 
 impl From<ServiceError> for ApiError {
     fn from(err: ServiceError) -> Self {
         match err {
-            ServiceError::Invalid { code, message } => {
-                let status = match code {
-                    ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-                    _ => StatusCode::BAD_REQUEST,
-                };
-                ApiError::new(status, code, message)
-            }
+            ServiceError::Invalid { code, message } => ApiError::new(code, message),
+            ServiceError::RateLimited { retry_after_secs } => ApiError::new(
+                ErrorCode::RateLimited,
+                format!("Too many requests; try again in {retry_after_secs} s."),
+            )
+            .retry_after(retry_after_secs),
+            ServiceError::Denied { message } => ApiError::new(ErrorCode::CreateDenied, message),
+            ServiceError::QuotaExceeded { max, per } => ApiError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "You may create {max} messages per {}.",
+                    humantime::format_duration(per)
+                ),
+            ),
             ServiceError::Gone => ApiError::gone(),
             ServiceError::WrongProof { attempts_left } => {
                 StoreError::WrongProof { attempts_left }.into()
             }
             ServiceError::WrongToken => ApiError::new(
-                StatusCode::FORBIDDEN,
                 ErrorCode::WrongToken,
                 "This management token does not belong to this message.",
             ),
             ServiceError::NotWaiting(status) => ApiError::new(
-                StatusCode::CONFLICT,
                 ErrorCode::NotWaiting,
                 format!(
                     "The message is {} and can no longer be destroyed.",
@@ -170,11 +168,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Store(e) => e.into(),
             other => {
                 tracing::error!(error = %other, "service error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorCode::Internal,
-                    "Internal error; it has been logged.",
-                )
+                ApiError::internal()
             }
         }
     }
@@ -184,25 +178,38 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
             JsonRejection::MissingJsonContentType(_) => ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 ErrorCode::UnsupportedMediaType,
                 "Send the body as JSON with Content-Type: application/json.",
             ),
             JsonRejection::JsonSyntaxError(_) => {
-                ApiError::bad_request(ErrorCode::BadJson, "The body is not valid JSON.")
+                ApiError::new(ErrorCode::BadJson, "The body is not valid JSON.")
             }
             // serde's text names the field and the expected type, not the value.
-            JsonRejection::JsonDataError(e) => {
-                ApiError::bad_request(ErrorCode::BadField, e.body_text())
-            }
+            JsonRejection::JsonDataError(e) => ApiError::new(ErrorCode::BadField, e.body_text()),
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
                     ErrorCode::TooLarge,
                     "The request body is larger than the largest possible message.",
                 )
             }
-            other => ApiError::new(other.status(), ErrorCode::BadBody, other.body_text()),
+            other => ApiError::new(ErrorCode::BadBody, other.body_text()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_status_and_errors_are_4xx_or_5xx() {
+        for code in ErrorCode::ALL {
+            let status = ApiError::new(*code, "x").status();
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{code}: {status}"
+            );
+            assert_eq!(status.as_u16(), code.http_status());
         }
     }
 }

@@ -23,19 +23,21 @@
 //! impl EventSink for Tickets {
 //!     async fn deliver(&self, event: &Event) -> Result<(), BoxError> {
 //!         if event.kind == EventKind::Opened {
-//!             // e.g. close the ticket named by event.reference, idempotently
-//!             // (keyed by event.id()): an event may come twice.
+//!             // e.g. close the ticket of the message the host stored,
+//!             // idempotently (keyed by event.id()): an event may come twice.
 //!         }
 //!         Ok(())
 //!     }
 //! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // The store records events; the service delivers them.
 //! let options = StoreOptions::default().with_events(true);
 //! let store = SqliteStore::open(SqliteConfig::new("otm.sqlite3").with_options(options)).await?;
-//! let otm = Service::new(Arc::new(store), Config::default());
-//! let _dispatcher = otm.dispatch_events(Arc::new(Tickets), DispatchConfig::default())?;
-//! // … serve otm.router(); events flow until `_dispatcher` is dropped.
+//! let config = Config::default().with_events(Arc::new(Tickets), DispatchConfig::default());
+//! let otm = Service::new(Arc::new(store), config)?;
+//! // … serve otm.router(); events flow while the service lives.
+//! otm.shutdown().await; // finishes the batch in flight
 //! # Ok(()) }
 //! ```
 
@@ -82,6 +84,10 @@ pub struct DispatchConfig {
     pub max_backoff: Duration,
 }
 
+/// How much longer than [`DispatchConfig::deliver_timeout`] a lease must
+/// be at least: marking an event takes a round trip to the store too.
+pub const MIN_LEASE_MARGIN: Duration = Duration::from_secs(5);
+
 impl Default for DispatchConfig {
     fn default() -> Self {
         DispatchConfig {
@@ -103,23 +109,25 @@ impl DispatchConfig {
         self
     }
 
-    /// Sets [`DispatchConfig::max_attempts`] (at least 1).
+    /// Sets [`DispatchConfig::max_attempts`] (at least 1: see
+    /// [`validate`](DispatchConfig::validate)).
     pub fn with_max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n.max(1);
+        self.max_attempts = n;
         self
     }
 
-    /// Sets [`DispatchConfig::backoff`] and [`DispatchConfig::max_backoff`].
+    /// Sets [`DispatchConfig::backoff`] and [`DispatchConfig::max_backoff`]
+    /// (`max` at least `first`).
     pub fn with_backoff(mut self, first: Duration, max: Duration) -> Self {
         self.backoff = first;
-        self.max_backoff = max.max(first);
+        self.max_backoff = max;
         self
     }
 
-    /// Sets [`DispatchConfig::lease`], at least the delivery timeout and
-    /// 5 s more (marking the event takes a round trip too).
+    /// Sets [`DispatchConfig::lease`] (at least
+    /// [`MIN_LEASE_MARGIN`] longer than the delivery timeout).
     pub fn with_lease(mut self, lease: Duration) -> Self {
-        self.lease = lease.max(self.deliver_timeout + Duration::from_secs(5));
+        self.lease = lease;
         self
     }
 
@@ -127,6 +135,45 @@ impl DispatchConfig {
     pub fn with_deliver_timeout(mut self, timeout: Duration) -> Self {
         self.deliver_timeout = timeout;
         self
+    }
+
+    /// Sets [`DispatchConfig::batch`] (at least 1).
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// Refuses settings that contradict each other, saying which:
+    /// [`Service::new`](crate::Service::new) calls it, so nothing is
+    /// clamped behind the operator's back.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_attempts == 0 {
+            return Err("events: max_attempts must be at least 1".into());
+        }
+        if self.batch == 0 {
+            return Err("events: batch must be at least 1".into());
+        }
+        if self.deliver_timeout.is_zero() || self.poll.is_zero() {
+            return Err("events: deliver_timeout and poll must be longer than 0".into());
+        }
+        if self.max_backoff < self.backoff {
+            return Err(format!(
+                "events: max_backoff ({:?}) is shorter than the first backoff ({:?})",
+                self.max_backoff, self.backoff
+            ));
+        }
+        let least = self.deliver_timeout + MIN_LEASE_MARGIN;
+        if self.lease < least {
+            return Err(format!(
+                "events: the lease ({}) must be at least the delivery timeout ({}) and {} more \
+                 (a batch is delivered, then marked, within its lease): at least {}",
+                humantime::format_duration(self.lease),
+                humantime::format_duration(self.deliver_timeout),
+                humantime::format_duration(MIN_LEASE_MARGIN),
+                humantime::format_duration(least),
+            ));
+        }
+        Ok(())
     }
 
     /// The delay before attempt `attempts + 1`, given `attempts` failures
@@ -148,43 +195,40 @@ pub(crate) struct EventCounters {
     pub(crate) dead: AtomicU64,
 }
 
-/// A running dispatcher; it stops when this is dropped (events it had
-/// leased are leased again by the next dispatcher after their lease).
-#[derive(Debug)]
-pub struct Dispatcher(tokio::task::JoinHandle<()>);
-
-impl Drop for Dispatcher {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-pub(crate) fn spawn(
+/// The dispatcher task of a [`Service`](crate::Service): leases and
+/// delivers batches until `stop` turns true, finishing the batch in hand
+/// (so its events are marked, not left to their lease) and delivering one
+/// more batch of what is due.
+pub(crate) async fn dispatch(
     store: Arc<dyn BlobStore>,
     sink: Arc<dyn EventSink>,
     config: DispatchConfig,
     counters: Arc<EventCounters>,
     wake: Arc<tokio::sync::Notify>,
-) -> Dispatcher {
-    Dispatcher(tokio::spawn(async move {
-        loop {
-            match dispatch_once(&store, &sink, &config, &counters).await {
-                // Nothing due: wait for the next poll, or for a change made
-                // through this instance.
-                Ok(0) => {
-                    tokio::select! {
-                        () = tokio::time::sleep(config.poll) => {}
-                        () = wake.notified() => {}
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e.with_sources(), "reading the event outbox failed");
-                    tokio::time::sleep(config.poll.max(Duration::from_secs(1))).await;
-                }
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        let pause = match dispatch_once(&store, &sink, &config, &counters).await {
+            Ok(0) => config.poll,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e.with_sources(), "reading the event outbox failed");
+                config.poll.max(Duration::from_secs(1))
             }
+        };
+        // Nothing due: wait for the next poll, a change made through this
+        // instance, or the end.
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = wake.notified() => {}
+            _ = stop.wait_for(|stop| *stop) => {}
         }
-    }))
+    }
+    // One last batch, so that what the host did just before it stopped
+    // goes out now rather than when a replica next runs.
+    if let Err(e) = dispatch_once(&store, &sink, &config, &counters).await {
+        tracing::warn!(error = %e.with_sources(), "the last batch of events before the stop failed");
+    }
 }
 
 /// Leases one batch and delivers its events at once, each within

@@ -1,6 +1,6 @@
-//! Per-client rate limits and the client address behind trusted proxies.
+//! Rate limits per caller, and the client address behind trusted proxies.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,12 +10,12 @@ use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
+use crate::caller::RateKey;
 use crate::config::{IpNet, RateLimit};
-use crate::error::ApiError;
 
-/// A keyed token bucket per client address.
+/// A keyed token bucket per caller ([`RateKey`]).
 pub(crate) struct Limiter {
-    inner: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>,
+    inner: RateLimiter<RateKey, DefaultKeyedStateStore<RateKey>, DefaultClock>,
     checks: AtomicU64,
 }
 
@@ -29,28 +29,17 @@ impl Limiter {
         }
     }
 
-    pub(crate) fn check(&self, client: IpAddr) -> Result<(), ApiError> {
-        // Forget idle clients now and then so the table does not grow forever.
+    /// Counts one request in `key`'s bucket; when it is empty, the
+    /// seconds (at least 1) until it holds one again.
+    pub(crate) fn check(&self, key: RateKey) -> Result<(), u64> {
+        // Forget idle callers now and then so the table does not grow forever.
         if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
             self.inner.retain_recent();
         }
-        self.inner.check_key(&bucket(client)).map_err(|not_until| {
+        self.inner.check_key(&key).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            ApiError::rate_limited(wait.as_secs().max(1))
+            wait.as_secs().max(1)
         })
-    }
-}
-
-/// The rate-limit bucket of a client: its IPv4 address, or the /64 of its
-/// IPv6 address (one host commonly holds a whole /64, so counting per
-/// address would let it rotate through buckets at will).
-pub(crate) fn bucket(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-        }
-        v4 => v4,
     }
 }
 
@@ -106,7 +95,9 @@ pub(crate) fn client_ip(parts: &Parts, trusted: &[IpNet]) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::caller::{net_of, Caller};
     use axum::http::Request;
+    use std::net::Ipv6Addr;
 
     fn parts(peer: &str, forwarded: Option<&str>) -> Parts {
         let mut req = Request::builder().uri("/");
@@ -129,13 +120,13 @@ mod tests {
         let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
         let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(bucket(a), bucket(b));
-        assert_ne!(bucket(a), bucket(other));
+        assert_eq!(net_of(a), net_of(b));
+        assert_ne!(net_of(a), net_of(other));
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        assert_eq!(bucket(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+        assert_eq!(net_of(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
         assert_ne!(
-            bucket("192.0.2.7".parse().unwrap()),
-            bucket("192.0.2.8".parse().unwrap())
+            net_of("192.0.2.7".parse().unwrap()),
+            net_of("192.0.2.8".parse().unwrap())
         );
     }
 
@@ -173,7 +164,10 @@ mod tests {
         let mut allowed = 0;
         for i in 0..50u16 {
             let ip = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 7, 7, i, i, i, i));
-            if limiter.check(ip).is_ok() {
+            if limiter
+                .check(Caller::Anonymous(ip).rate_key().unwrap())
+                .is_ok()
+            {
                 allowed += 1;
             }
         }

@@ -1,44 +1,67 @@
-//! Who may create what: a [`CreatePolicy`] the host implements sees each
-//! create request's head (its headers, and the extensions the host's own
-//! authentication middleware put there) and either refuses it (`403` with
-//! a JSON error the compose page shows) or allows it within
-//! [`CreateLimits`] for this creator: a shorter expiry, a smaller size, a
-//! required passphrase, a quota counted in the store. Without a policy
-//! every request may create within the [`Config`](crate::Config) limits, as
-//! before.
+//! Who may create what. A [`CreatePolicy`] the host implements
+//! [identifies](CreatePolicy::identify) who sent an HTTP request (from its
+//! headers, and the extensions the host's own authentication middleware
+//! put there) as a [`Caller`], and [decides](CreatePolicy::decide) each
+//! create by that caller and what it asks for ([`CreateAsk`]): it refuses
+//! (`403 create_denied`, with a message the compose page shows) or allows
+//! within [`CreateLimits`] for this creator (a shorter expiry, a smaller
+//! size, a required passphrase, a quota counted in the store). The same
+//! decision is made for the host's own [`Service::send`](crate::Service::send)
+//! and [`Service::create`](crate::Service::create), with the caller the host
+//! passes ([`Caller::Server`] for its backend). Without a policy anyone may
+//! create within the [`Config`](crate::Config) limits.
 //!
-//! A policy can also let a credential manage what it created: allow with
-//! [`CreateLimits::with_manage_secret`] (each message's management token is
-//! then derived from the secret) and return the same secret from
-//! [`CreatePolicy::manage_secret`] for the status and burn requests that
-//! present the credential. otm-server's API tokens with the `manage` scope
-//! work this way.
+//! A policy can also let a credential manage what it created: identify it
+//! as a [`TokenHolder`](crate::TokenHolder) with a
+//! [`manage`](crate::TokenHolder::manage) secret and allow with
+//! [`CreateLimits::with_manage_secret`]: each message's management token is
+//! then derived from the secret, and status and burn requests that present
+//! the credential derive it again. otm-server's API tokens with the
+//! `manage` scope work this way.
 //!
 //! ```
-//! use otm_http::policy::{CreateLimits, CreatePolicy, Decision};
+//! use otm_http::policy::{CreateAsk, CreateLimits, CreatePolicy, Decision, Refusal};
+//! use otm_http::Caller;
+//! use std::net::IpAddr;
 //! use std::time::Duration;
 //!
 //! /// The host's login middleware inserts a `User` extension.
 //! #[derive(Clone)]
-//! struct User { admin: bool }
+//! struct User { name: String, admin: bool }
 //!
 //! struct SignedInOnly;
 //!
 //! #[async_trait::async_trait]
 //! impl CreatePolicy for SignedInOnly {
-//!     async fn decide(&self, request: &axum::http::request::Parts) -> Decision {
-//!         match request.extensions.get::<User>() {
-//!             None => Decision::deny("Sign in to create messages."),
-//!             Some(u) if u.admin => Decision::allow(CreateLimits::default()),
-//!             Some(_) => Decision::allow(
+//!     async fn identify(
+//!         &self,
+//!         request: &axum::http::request::Parts,
+//!         client: IpAddr,
+//!     ) -> Result<Caller, Refusal> {
+//!         Ok(match request.extensions.get::<User>() {
+//!             Some(user) => Caller::Identity(user.name.clone()),
+//!             None => Caller::Anonymous(client),
+//!         })
+//!     }
+//!
+//!     async fn decide(&self, caller: &Caller, _ask: &CreateAsk<'_>) -> Decision {
+//!         match caller {
+//!             // The host's own backend, and its administrator.
+//!             Caller::Server => Decision::allow(CreateLimits::default()),
+//!             Caller::Identity(name) if name == "admin" => {
+//!                 Decision::allow(CreateLimits::default())
+//!             }
+//!             Caller::Identity(_) => Decision::allow(
 //!                 CreateLimits::default().with_max_ttl(Duration::from_secs(24 * 3600)),
 //!             ),
+//!             _ => Decision::deny("Sign in to create messages."),
 //!         }
 //!     }
 //! }
 //! let config = otm_http::Config::default().with_create_policy(SignedInOnly);
 //! ```
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,26 +69,91 @@ use async_trait::async_trait;
 use axum::http::request::Parts;
 use otm_core::{ErrorCode, ManageSecret};
 
-use crate::ServiceError;
+use crate::{Caller, ServiceError};
 
 /// Decides who may create, and within what.
 #[async_trait]
 pub trait CreatePolicy: Send + Sync + 'static {
-    /// Decides one create request from its head. Nothing is checked or
-    /// stored before the decision; [`CreateLimits`] are checked against
-    /// the envelope after it.
-    async fn decide(&self, request: &Parts) -> Decision;
-
-    /// The sender's credential in a status or burn request, for messages
-    /// created with [`CreateLimits::manage_secret`]: the service derives the
-    /// message's management token from it
-    /// ([`ManageSecret::token_for`]). Asked only when the request's
-    /// `Authorization: Bearer` value is not a management token itself; the
-    /// derived token is then checked like a presented one. The default
-    /// finds none.
-    async fn manage_secret(&self, request: &Parts) -> Option<ManageSecret> {
+    /// Who sent an HTTP request to create, show or burn: `request` is its
+    /// head (headers, and extensions the host's middleware added),
+    /// `client` its client address. Runs before the rate limit, for every
+    /// create and for status and burn requests whose `Authorization` is not
+    /// a management token, so keep it cheap. A [`Refusal`] answers the
+    /// request at once (`403 create_denied` on a create, `401
+    /// token_required` on status and burn), counted against the client's
+    /// address. The default: [`Caller::Anonymous`] at `client`.
+    async fn identify(&self, request: &Parts, client: IpAddr) -> Result<Caller, Refusal> {
         let _ = request;
-        None
+        Ok(Caller::Anonymous(client))
+    }
+
+    /// Decides whether `caller` may create what it asks for. Asked after
+    /// the caller's rate limit and before anything is checked or stored;
+    /// the [`CreateLimits`] it allows within are checked right after, then
+    /// the request as a whole, then the quota.
+    async fn decide(&self, caller: &Caller, ask: &CreateAsk<'_>) -> Decision;
+}
+
+/// What a create asks for, as a policy sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CreateAsk<'a> {
+    /// The expiry asked for (`None`: the server's default).
+    pub ttl: Option<Duration>,
+    /// The sealed envelope's size in bytes (its padded size).
+    pub envelope_bytes: usize,
+    /// Whether the envelope says it is sealed with a passphrase too (`false`
+    /// for an envelope that is not well formed, which is refused later).
+    pub passphrase: bool,
+    /// The creator's reference, if any.
+    pub reference: Option<&'a str>,
+}
+
+impl<'a> CreateAsk<'a> {
+    /// An ask for an envelope of `envelope_bytes`, for the server's default
+    /// expiry, without a passphrase or a reference (for a policy's tests).
+    pub fn new(envelope_bytes: usize) -> Self {
+        CreateAsk {
+            ttl: None,
+            envelope_bytes,
+            passphrase: false,
+            reference: None,
+        }
+    }
+
+    /// Sets [`CreateAsk::ttl`].
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Sets [`CreateAsk::passphrase`].
+    pub fn with_passphrase(mut self, passphrase: bool) -> Self {
+        self.passphrase = passphrase;
+        self
+    }
+
+    /// Sets [`CreateAsk::reference`].
+    pub fn with_reference(mut self, reference: &'a str) -> Self {
+        self.reference = Some(reference);
+        self
+    }
+}
+
+/// An identification that failed: a credential that is presented but not
+/// valid here. Its message is shown to the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// Why, for the client.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Refusal {
+            message: message.into(),
+        }
     }
 }
 
@@ -114,8 +202,8 @@ pub struct CreateLimits {
     /// Derive each message's management token from this secret rather
     /// than draw it at random, so that the holder of the secret (an API
     /// token, say) can later show or burn the messages it created without
-    /// keeping their tokens; see [`CreatePolicy::manage_secret`]. The
-    /// token is still returned at create.
+    /// keeping their tokens (see [`TokenHolder::manage`](crate::TokenHolder::manage)).
+    /// The token is still returned at create.
     pub manage_secret: Option<ManageSecret>,
 }
 
@@ -169,7 +257,7 @@ impl CreateLimits {
     /// Checks a create against these limits: the envelope's size and
     /// passphrase flag, and the expiry asked for (`None`: the server's
     /// default, `default_ttl`).
-    pub fn check(
+    pub(crate) fn check(
         &self,
         envelope: &[u8],
         ttl: Option<Duration>,

@@ -236,7 +236,7 @@ struct ClientSlot {
 impl PerClient {
     /// A slot for one more connection from `ip`, unless it has `max`.
     fn enter(&self, ip: IpAddr, max: usize) -> Option<ClientSlot> {
-        let bucket = crate::limit::bucket(ip);
+        let bucket = crate::caller::net_of(ip);
         let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(bucket).or_insert(0);
         if *n >= max {

@@ -426,22 +426,34 @@ mod tests {
         (headers, body)
     }
 
+    /// Keeps the events it is given.
+    #[derive(Default)]
+    struct Keep(std::sync::Mutex<Vec<Event>>);
+
+    #[async_trait]
+    impl EventSink for Keep {
+        async fn deliver(&self, event: &Event) -> Result<(), BoxError> {
+            self.0.lock().unwrap().push(event.clone());
+            Ok(())
+        }
+    }
+
     /// A real event: the `created` of a message sent through a service.
     async fn created_event() -> Event {
         let store = std::sync::Arc::new(otm_store::MemoryStore::new(
             otm_store::StoreOptions::default().with_events(true),
         ));
-        let otm = crate::Service::new(
-            store.clone(),
-            crate::Config::default().with_base_url("https://otm.example"),
-        );
+        let sink = std::sync::Arc::new(Keep::default());
+        let config = crate::Config::default()
+            .with_base_url("https://otm.example")
+            .with_events(sink.clone(), crate::events::DispatchConfig::default());
+        let otm = crate::Service::new(store, config).unwrap();
         let options = otm_core::SendOptions::new().reference("ada");
-        otm.send("hello", &options).await.unwrap();
-        let outbox = otm_store::BlobStore::outbox(&*store).unwrap();
-        let mut events = outbox
-            .lease_events(10, Duration::from_secs(60))
+        otm.send(&crate::Caller::Server, "hello", &options)
             .await
             .unwrap();
+        otm.shutdown().await;
+        let mut events = std::mem::take(&mut *sink.0.lock().unwrap());
         assert_eq!(events.len(), 1);
         events.remove(0)
     }

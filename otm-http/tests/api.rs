@@ -24,8 +24,10 @@ fn store() -> Arc<MemoryStore> {
     Arc::new(MemoryStore::new(StoreOptions::default()))
 }
 
+/// The public and the operator routes of one service, on one router.
 fn app_with(store: Arc<dyn BlobStore>, config: Config) -> Router {
-    otm_http::router(store, config)
+    let otm = otm_http::Service::new(store, config).unwrap();
+    otm.router_with_admin()
 }
 
 /// Limits high enough that only the rate-limit test meets them.
@@ -612,7 +614,9 @@ async fn clients_over_the_rate_limit_get_429_with_retry_after() {
 
 #[tokio::test]
 async fn mounted_under_a_prefix_pages_point_into_the_prefix() {
-    let inner: Router = otm_http::router(store(), Config::default());
+    let inner: Router = otm_http::Service::new(store(), Config::default())
+        .unwrap()
+        .router();
     let app = Router::new()
         .route("/", axum::routing::get(|| async { "host app" }))
         .nest("/secrets", inner);

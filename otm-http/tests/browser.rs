@@ -17,7 +17,7 @@ use otm_core::{Key, Link, Secrets};
 use otm_store::{BlobStore, RedisConfig, RedisStore, SqliteConfig, SqliteStore};
 use otm_testkit::browser::fantoccini::Client;
 use otm_testkit::browser::{reveal, value, visible};
-use otm_testkit::{skip, unique_suffix};
+use otm_testkit::{skip, unique_suffix, RedisPrefix};
 use otm_testkit::{Driver, TestServer};
 use serde_json::{json, Value};
 
@@ -284,8 +284,8 @@ async fn browser_flow_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_flow_on_redis() {
     let url = otm_testkit::env::redis_url();
-    let config =
-        RedisConfig::standalone(&url).with_key_prefix(format!("otm-e2e-{}:", unique_suffix()));
+    let prefix = RedisPrefix::new("otm-e2e-");
+    let config = RedisConfig::standalone(&url).with_key_prefix(prefix.as_str());
     let store = match RedisStore::connect(config).await {
         Ok(s) => s,
         Err(e) => return skip(&format!("Redis at {url} is unreachable: {e}")).unwrap_or(()),

@@ -1,9 +1,12 @@
-//! Events from `Service::dispatch_events`: every change reaches an
-//! in-process sink; signed webhooks reach a real HTTP receiver that checks
-//! the Standard Webhooks signature with its own HMAC; a receiver that fails
-//! twice gets the event on the third try with the same `webhook-id`; one
-//! that always fails sees exactly `max_attempts` tries and the event is
-//! counted dead; a store without events is refused.
+//! Events delivered by the service (`Config::with_events`): every change
+//! reaches an in-process sink; an expiry is reported by the purge the
+//! service runs by itself; signed webhooks reach a real HTTP receiver that
+//! checks the Standard Webhooks signature with its own HMAC; a receiver
+//! that fails twice gets the event on the third try with the same
+//! `webhook-id`; one that always fails sees exactly `max_attempts` tries
+//! and the event is counted dead; events without a store that records
+//! them, a store that records them without a sink, and contradictory
+//! dispatch settings are refused at start.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,29 +16,46 @@ use otm_client::Client;
 use otm_core::{Passphrase, SendOptions};
 use otm_http::events::{DispatchConfig, Event, EventKind, EventSink};
 use otm_http::webhook::{Webhook, WebhookSecret};
-use otm_http::{Config, RateLimit, Service, ServiceError};
+use otm_http::{Caller, Config, RateLimit, Service, ServiceError};
 use otm_store::{BlobStore, BoxError, SqliteConfig, SqliteStore, StoreOptions};
 use otm_testkit::webhooks::receiver;
 
-/// A service on a SQLite file with events on, served on loopback.
-async fn serve(events: bool) -> (Service, String, tempfile::TempDir) {
+/// A SQLite store on a new file, recording events or not.
+async fn store(events: bool) -> (Arc<dyn BlobStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = SqliteConfig::new(dir.path().join("otm.sqlite3"))
         .with_options(StoreOptions::default().with_events(events));
     let store = SqliteStore::open(config).await.unwrap();
+    (Arc::new(store), dir)
+}
+
+/// A service on a SQLite file with events on, delivering to `sink`, served
+/// on loopback (public and operator routes).
+async fn serve(
+    sink: Arc<dyn EventSink>,
+    dispatch: DispatchConfig,
+) -> (Service, String, tempfile::TempDir) {
+    serve_with(sink, dispatch, |c| c).await
+}
+
+async fn serve_with(
+    sink: Arc<dyn EventSink>,
+    dispatch: DispatchConfig,
+    more: impl FnOnce(Config) -> Config,
+) -> (Service, String, tempfile::TempDir) {
+    let (store, dir) = store(true).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let plenty = RateLimit {
         per_minute: 10_000,
         burst: 10_000,
     };
-    let service = Service::new(
-        Arc::new(store) as Arc<dyn BlobStore>,
-        Config::default()
-            .with_base_url(&base)
-            .with_rate_limits(plenty, plenty),
-    );
-    let app: axum::Router = service.router();
+    let config = Config::default()
+        .with_base_url(&base)
+        .with_rate_limits(plenty, plenty)
+        .with_events(sink, dispatch);
+    let service = Service::new(store, more(config)).unwrap();
+    let app: axum::Router = service.router_with_admin();
     otm_testkit::server::spawn_app(listener, app);
     (service, base, dir)
 }
@@ -71,19 +91,29 @@ impl EventSink for Collect {
 
 #[tokio::test]
 async fn every_change_reaches_an_in_process_sink() {
-    let (service, base, _dir) = serve(true).await;
     let sink = Arc::new(Collect::default());
-    let _dispatcher = service.dispatch_events(sink.clone(), fast()).unwrap();
+    let (service, base, _dir) = serve(sink.clone(), fast()).await;
     let client = Client::new(&base).unwrap();
 
     let opened = service
-        .send("read me", &SendOptions::new().reference("ticket 7"))
+        .send(
+            &Caller::Server,
+            "read me",
+            &SendOptions::new().reference("ticket 7"),
+        )
         .await
         .unwrap();
     client.open(&opened.link, None).await.unwrap();
-    let burned = service.send("burn me", &SendOptions::new()).await.unwrap();
+    let burned = service
+        .send(&Caller::Server, "burn me", &SendOptions::new())
+        .await
+        .unwrap();
     service
-        .burn(&burned.manage_link.id, &burned.manage_link.token)
+        .burn(
+            &Caller::Server,
+            &burned.manage_link.id,
+            &burned.manage_link.token,
+        )
         .await
         .unwrap();
     let phrase = Passphrase::new("right").unwrap();
@@ -139,7 +169,6 @@ fn secret_bytes(secret: &WebhookSecret) -> Vec<u8> {
 
 #[tokio::test]
 async fn signed_webhooks_are_retried_with_the_same_id() {
-    let (service, _base, _dir) = serve(true).await;
     // Mid-rotation: the receiver knows only the new secret; otm signs with both.
     let (old, new) = (
         WebhookSecret::generate().unwrap(),
@@ -147,10 +176,14 @@ async fn signed_webhooks_are_retried_with_the_same_id() {
     );
     let (received, url) = receiver(vec![secret_bytes(&new)], 2).await;
     let hook = Webhook::new(&url, vec![old, new]).unwrap();
-    let _dispatcher = service.dispatch_events(Arc::new(hook), fast()).unwrap();
+    let (service, _base, _dir) = serve(Arc::new(hook), fast()).await;
 
     let sent = service
-        .send("hooked", &SendOptions::new().reference("user:ada"))
+        .send(
+            &Caller::Server,
+            "hooked",
+            &SendOptions::new().reference("user:ada"),
+        )
         .await
         .unwrap();
     let id = format!("evt_{}_created", sent.link.id);
@@ -174,16 +207,15 @@ async fn signed_webhooks_are_retried_with_the_same_id() {
 
 #[tokio::test]
 async fn an_event_is_dropped_after_its_last_attempt() {
-    let (service, base, _dir) = serve(true).await;
     let secret = WebhookSecret::generate().unwrap();
     let (received, url) = receiver(vec![secret_bytes(&secret)], u32::MAX).await;
     let hook = Webhook::new(&url, vec![secret]).unwrap();
     let config = fast()
         .with_max_attempts(3)
         .with_backoff(Duration::from_millis(50), Duration::from_millis(100));
-    let _dispatcher = service.dispatch_events(Arc::new(hook), config).unwrap();
+    let (service, base, _dir) = serve(Arc::new(hook), config).await;
     let sent = service
-        .send("nobody listens", &SendOptions::new())
+        .send(&Caller::Server, "nobody listens", &SendOptions::new())
         .await
         .unwrap();
     let id = format!("evt_{}_created", sent.link.id);
@@ -215,13 +247,117 @@ async fn an_event_is_dropped_after_its_last_attempt() {
 }
 
 #[tokio::test]
-async fn a_store_without_events_is_refused() {
-    let (service, _base, _dir) = serve(false).await;
-    let err = service
-        .dispatch_events(Arc::new(Collect::default()), DispatchConfig::default())
-        .unwrap_err();
+async fn an_expiry_is_reported_by_the_purge_the_service_runs_itself() {
+    let sink = Arc::new(Collect::default());
+    let (service, _base, _dir) = serve_with(sink.clone(), fast(), |c| {
+        c.with_purge_interval(Duration::from_millis(200))
+    })
+    .await;
+    let sent = service
+        .send(
+            &Caller::Server,
+            "expires unread",
+            &SendOptions::new().ttl(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap();
+    // Nobody calls a purge: the service does.
+    until(
+        || {
+            sink.0
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|e| e.kind == EventKind::Expired && e.message == sent.link.id)
+        },
+        "the expired event",
+    )
+    .await;
+    service.shutdown().await;
+}
+
+/// An event sink that counts what it was given, slowly.
+struct Slow(Mutex<u32>);
+
+#[async_trait]
+impl EventSink for Slow {
+    async fn deliver(&self, _event: &Event) -> Result<(), BoxError> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        *self.0.lock().unwrap() += 1;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_batch_in_flight_and_stops() {
+    let sink = Arc::new(Slow(Mutex::new(0)));
+    let (service, _base, _dir) = serve(sink.clone(), fast()).await;
+    service
+        .send(&Caller::Server, "one", &SendOptions::new())
+        .await
+        .unwrap();
+    // The delivery is under way (300 ms); shutdown waits for it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    service.shutdown().await;
+    assert_eq!(
+        *sink.0.lock().unwrap(),
+        1,
+        "the batch in flight was delivered"
+    );
+    // Nothing is delivered after the shutdown.
+    service
+        .send(&Caller::Server, "two", &SendOptions::new())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(*sink.0.lock().unwrap(), 1, "no dispatcher after shutdown");
+}
+
+#[tokio::test]
+async fn events_are_switched_on_in_one_place_or_refused_at_start() {
+    let sink = || Arc::new(Collect::default()) as Arc<dyn EventSink>;
+    // A sink, but a store that records no events.
+    let (quiet, _dir) = store(false).await;
+    let err = Service::new(
+        quiet,
+        Config::default().with_events(sink(), DispatchConfig::default()),
+    )
+    .unwrap_err();
     assert!(
         matches!(err, ServiceError::NoEvents { backend: "sqlite" }),
         "{err}"
     );
+    // A store that records events, but nothing to deliver them: its outbox
+    // would only grow.
+    let (recording, _dir) = store(true).await;
+    let err = Service::new(recording.clone(), Config::default()).unwrap_err();
+    assert!(
+        matches!(err, ServiceError::EventsUndelivered { backend: "sqlite" }),
+        "{err}"
+    );
+    // Contradictory settings are refused, not clamped.
+    for (dispatch, what) in [
+        (
+            DispatchConfig::default().with_max_attempts(0),
+            "max_attempts",
+        ),
+        (
+            DispatchConfig::default().with_lease(Duration::from_secs(11)),
+            "lease",
+        ),
+        (
+            DispatchConfig::default().with_backoff(Duration::from_secs(10), Duration::from_secs(1)),
+            "max_backoff",
+        ),
+    ] {
+        let err = Service::new(
+            recording.clone(),
+            Config::default().with_events(sink(), dispatch),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, ServiceError::BadConfig { reason } if reason.contains(what)),
+            "{what}: {err}"
+        );
+    }
 }

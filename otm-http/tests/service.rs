@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use otm_client::Client;
 use otm_core::{ErrorCode, Passphrase, SendOptions};
-use otm_http::{Config, RateLimit, Service, ServiceError};
+use otm_http::{Caller, Config, RateLimit, Service, ServiceError};
 use otm_store::{BlobStore, MessageState, SqliteConfig, SqliteStore};
 
 /// A service on a SQLite file, served on a loopback port, whose links point
@@ -28,8 +28,9 @@ async fn serve(config: Config) -> (Service, String, tempfile::TempDir) {
     let service = Service::new(
         Arc::new(store) as Arc<dyn BlobStore>,
         config.with_base_url(&base).with_rate_limits(plenty, plenty),
-    );
-    let app: axum::Router = axum::Router::new().nest("/secrets", service.router());
+    )
+    .unwrap();
+    let app: axum::Router = axum::Router::new().nest("/secrets", service.router_with_admin());
     otm_testkit::server::spawn_app(listener, app);
     (service, base, dir)
 }
@@ -47,7 +48,11 @@ async fn a_link_sent_by_the_backend_opens_once_over_http() {
     let (service, base, _dir) = serve(Config::default()).await;
     let text = "your initial password: 7fW#q2\nchange it at first login";
     let sent = service
-        .send(text, &SendOptions::new().ttl(Duration::from_secs(600)))
+        .send(
+            &Caller::Server,
+            text,
+            &SendOptions::new().ttl(Duration::from_secs(600)),
+        )
         .await
         .unwrap();
     assert!(sent.link.to_url().starts_with(&format!("{base}/otm/")));
@@ -55,7 +60,11 @@ async fn a_link_sent_by_the_backend_opens_once_over_http() {
 
     // The store holds ciphertext only.
     let status = service
-        .status(&sent.manage_link.id, &sent.manage_link.token)
+        .status(
+            &Caller::Server,
+            &sent.manage_link.id,
+            &sent.manage_link.token,
+        )
         .await
         .unwrap();
     assert_eq!(status.state, MessageState::Waiting);
@@ -69,14 +78,22 @@ async fn a_link_sent_by_the_backend_opens_once_over_http() {
 
     // The sender, through the service and through HTTP: opened.
     let status = service
-        .status(&sent.manage_link.id, &sent.manage_link.token)
+        .status(
+            &Caller::Server,
+            &sent.manage_link.id,
+            &sent.manage_link.token,
+        )
         .await
         .unwrap();
     assert_eq!(status.state, MessageState::Opened);
     let receipt = client.status(&sent.manage_link).await.unwrap();
     assert_eq!(receipt.state, MessageState::Opened);
     let burn = service
-        .burn(&sent.manage_link.id, &sent.manage_link.token)
+        .burn(
+            &Caller::Server,
+            &sent.manage_link.id,
+            &sent.manage_link.token,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -95,6 +112,7 @@ async fn passphrases_tokens_and_limits_hold_on_the_backend_path() {
     let phrase = Passphrase::new("correct horse").unwrap();
     let sent = service
         .send(
+            &Caller::Server,
             "behind a passphrase",
             &SendOptions::new().passphrase(&phrase),
         )
@@ -110,6 +128,7 @@ async fn passphrases_tokens_and_limits_hold_on_the_backend_path() {
     // The server's limits apply to the backend too.
     let err = service
         .send(
+            &Caller::Server,
             "too long a life",
             &SendOptions::new().ttl(Duration::from_secs(7200)),
         )
@@ -117,24 +136,45 @@ async fn passphrases_tokens_and_limits_hold_on_the_backend_path() {
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::TtlTooLong, "{err}");
     let err = service
-        .send("x", &SendOptions::new().ttl(Duration::from_millis(10)))
+        .send(
+            &Caller::Server,
+            "x",
+            &SendOptions::new().ttl(Duration::from_millis(10)),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::BadTtl, "{err}");
     let long = "x".repeat(otm_core::MAX_MESSAGE_CHARS + 1);
-    let err = service.send(&long, &SendOptions::new()).await.unwrap_err();
+    let err = service
+        .send(&Caller::Server, &long, &SendOptions::new())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::TooLarge, "{err}");
 
     // Burned by its sender through the service: gone for the reader.
-    let sent = service.send("burn me", &SendOptions::new()).await.unwrap();
-    let other = service.send("another", &SendOptions::new()).await.unwrap();
+    let sent = service
+        .send(&Caller::Server, "burn me", &SendOptions::new())
+        .await
+        .unwrap();
+    let other = service
+        .send(&Caller::Server, "another", &SendOptions::new())
+        .await
+        .unwrap();
     let err = service
-        .burn(&sent.manage_link.id, &other.manage_link.token)
+        .burn(
+            &Caller::Server,
+            &sent.manage_link.id,
+            &other.manage_link.token,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, ServiceError::WrongToken), "{err}");
     let burned = service
-        .burn(&sent.manage_link.id, &sent.manage_link.token)
+        .burn(
+            &Caller::Server,
+            &sent.manage_link.id,
+            &sent.manage_link.token,
+        )
         .await
         .unwrap();
     assert_eq!(burned.state, MessageState::Burned);
@@ -145,7 +185,11 @@ async fn passphrases_tokens_and_limits_hold_on_the_backend_path() {
     // and the backend's sends.
     let stored = client.send("over http", &SendOptions::new()).await.unwrap();
     let status = service
-        .status(&stored.manage_link.id, &stored.manage_link.token)
+        .status(
+            &Caller::Server,
+            &stored.manage_link.id,
+            &stored.manage_link.token,
+        )
         .await
         .unwrap();
     assert_eq!(status.state, MessageState::Waiting);
@@ -170,13 +214,14 @@ async fn the_senders_reference_comes_back_with_the_status_only() {
     // the open, and nowhere in what the reader gets.
     let sent = service
         .send(
+            &Caller::Server,
             "for ada",
             &SendOptions::new().reference("user:ada ticket:4711"),
         )
         .await
         .unwrap();
     let (id, token) = (&sent.manage_link.id, &sent.manage_link.token);
-    let status = service.status(id, token).await.unwrap();
+    let status = service.status(&Caller::Server, id, token).await.unwrap();
     assert_eq!(status.reference.as_deref(), Some("user:ada ticket:4711"));
     let opened = client.open(&sent.link, None).await.unwrap();
     assert_eq!(opened.as_str(), "for ada");
@@ -190,7 +235,11 @@ async fn the_senders_reference_comes_back_with_the_status_only() {
         .await
         .unwrap();
     let status = service
-        .status(&sent.manage_link.id, &sent.manage_link.token)
+        .status(
+            &Caller::Server,
+            &sent.manage_link.id,
+            &sent.manage_link.token,
+        )
         .await
         .unwrap();
     assert_eq!(status.reference.as_deref(), Some("order 99"));
@@ -203,7 +252,7 @@ async fn the_senders_reference_comes_back_with_the_status_only() {
     // Bounded, on both paths, with its own code.
     let long = "r".repeat(otm_store::MAX_REFERENCE_BYTES + 1);
     let err = service
-        .send("x", &SendOptions::new().reference(&long))
+        .send(&Caller::Server, "x", &SendOptions::new().reference(&long))
         .await
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::BadReference, "{err}");
@@ -220,8 +269,11 @@ async fn sending_needs_a_base_url() {
     let store = SqliteStore::open(SqliteConfig::new(dir.path().join("otm.sqlite3")))
         .await
         .unwrap();
-    let service = Service::new(Arc::new(store), Config::default());
-    let err = service.send("x", &SendOptions::new()).await.unwrap_err();
+    let service = Service::new(Arc::new(store), Config::default()).unwrap();
+    let err = service
+        .send(&Caller::Server, "x", &SendOptions::new())
+        .await
+        .unwrap_err();
     assert!(matches!(err, ServiceError::NoBaseUrl), "{err}");
 }
 
@@ -230,7 +282,11 @@ struct ThreeAnHour;
 
 #[async_trait::async_trait]
 impl otm_http::policy::CreatePolicy for ThreeAnHour {
-    async fn decide(&self, _: &axum::http::request::Parts) -> otm_http::policy::Decision {
+    async fn decide(
+        &self,
+        _: &Caller,
+        _: &otm_http::policy::CreateAsk<'_>,
+    ) -> otm_http::policy::Decision {
         use otm_http::policy::{CreateLimits, Decision};
         Decision::allow(CreateLimits::default().with_quota(
             "everyone",
@@ -252,12 +308,14 @@ async fn a_quota_holds_across_replicas_of_one_store() {
     for _ in 0..2 {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let app: axum::Router = otm_http::router(
+        let otm = Service::new(
             store.clone(),
             Config::default()
                 .with_base_url(&base)
                 .with_create_policy(ThreeAnHour),
-        );
+        )
+        .unwrap();
+        let app: axum::Router = otm.router();
         otm_testkit::server::spawn_app(listener, app);
         bases.push(base);
     }
@@ -281,14 +339,211 @@ async fn a_quota_holds_across_replicas_of_one_store() {
 async fn a_store_gets_exactly_one_breaker() {
     use otm_store::{Breaker, BreakerConfig, MemoryStore};
     let plain: Arc<dyn BlobStore> = Arc::new(MemoryStore::new(Default::default()));
-    let service = Service::new(plain.clone(), Config::default());
+    let service = Service::new(plain.clone(), Config::default()).unwrap();
     assert!(service.store().breaker().is_some(), "wrapped in one");
     assert!(!Arc::ptr_eq(service.store(), &plain));
 
     let breaker: Arc<dyn BlobStore> = Arc::new(Breaker::new(plain, BreakerConfig::default()));
-    let service = Service::new(breaker.clone(), Config::default());
+    let service = Service::new(breaker.clone(), Config::default()).unwrap();
     assert!(
         Arc::ptr_eq(service.store(), &breaker),
         "the host's own breaker is used, not wrapped again"
+    );
+}
+
+/// The policy of the pipeline test: callers are named by the `x-user`
+/// header over HTTP (or passed by the host); `staff` may keep messages a
+/// day, `admin` as long as the server allows, `banned` nothing, and names
+/// starting with `quota` one create an hour.
+struct ByName;
+
+#[async_trait::async_trait]
+impl otm_http::policy::CreatePolicy for ByName {
+    async fn identify(
+        &self,
+        request: &axum::http::request::Parts,
+        client: std::net::IpAddr,
+    ) -> Result<Caller, otm_http::policy::Refusal> {
+        Ok(match request.headers.get("x-user") {
+            Some(name) => Caller::Identity(name.to_str().unwrap().to_owned()),
+            None => Caller::Anonymous(client),
+        })
+    }
+
+    async fn decide(
+        &self,
+        caller: &Caller,
+        _: &otm_http::policy::CreateAsk<'_>,
+    ) -> otm_http::policy::Decision {
+        use otm_http::policy::{CreateLimits, Decision};
+        let hour = Duration::from_secs(3600);
+        match caller {
+            Caller::Identity(name) if name == "staff" => {
+                Decision::allow(CreateLimits::default().with_max_ttl(24 * hour))
+            }
+            Caller::Identity(name) if name == "admin" => Decision::allow(CreateLimits::default()),
+            Caller::Identity(name) if name.starts_with("quota") => {
+                Decision::allow(CreateLimits::default().with_quota(name.clone(), 1, hour))
+            }
+            _ => Decision::deny("Not you."),
+        }
+    }
+}
+
+/// A sealed envelope and its secrets, as a browser makes them.
+fn sealed() -> (Vec<u8>, otm_core::Secrets) {
+    let secrets = otm_core::Secrets::derive(&otm_core::Key::generate().unwrap(), None);
+    let envelope = otm_core::seal(&secrets, "through the pipeline").unwrap();
+    (envelope, secrets)
+}
+
+/// One create through HTTP as `user`: `Ok(())` or the API's error code.
+async fn create_over_http(
+    base: &str,
+    user: &str,
+    ttl: u64,
+    reference: Option<&str>,
+) -> Result<(), ErrorCode> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let (envelope, secrets) = sealed();
+    let mut body = serde_json::json!({
+        "envelope": URL_SAFE_NO_PAD.encode(envelope),
+        "verifier": secrets.claim_verifier().to_base64url().to_string(),
+        "access_verifier": secrets.access_verifier().to_base64url().to_string(),
+        "ttl_seconds": ttl,
+    });
+    if let Some(r) = reference {
+        body["reference"] = r.into();
+    }
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/messages"))
+        .header("x-user", user)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    if response.status() == 201 {
+        return Ok(());
+    }
+    let status = response.status().as_u16();
+    let error: serde_json::Value = response.json().await.unwrap();
+    let code = ErrorCode::from_code(error["error"].as_str().unwrap()).unwrap();
+    assert_eq!(status, code.http_status(), "{error}");
+    Err(code)
+}
+
+/// The same create through the service as `user`.
+async fn create_in_process(
+    service: &Service,
+    user: &str,
+    ttl: u64,
+    reference: Option<&str>,
+) -> Result<(), ErrorCode> {
+    let (envelope, secrets) = sealed();
+    let mut request = otm_http::Create::new(
+        envelope,
+        secrets.claim_verifier(),
+        secrets.access_verifier(),
+    )
+    .with_ttl(Duration::from_secs(ttl));
+    if let Some(r) = reference {
+        request = request.with_reference(r);
+    }
+    service
+        .create(&Caller::Identity(user.to_owned()), request)
+        .await
+        .map(drop)
+        .map_err(|e| e.code())
+}
+
+/// Every create goes through one pipeline: the same cases through HTTP and
+/// through the service give the same outcome, and a create that fails any
+/// check never uses a slot of its creator's quota.
+#[tokio::test]
+async fn http_and_the_service_run_one_create_pipeline() {
+    let day = 86_400;
+    let (service, base, _dir) = serve(
+        Config::default()
+            .with_max_ttl(Duration::from_secs(3 * day))
+            .with_create_policy(ByName),
+    )
+    .await;
+    type Case = (
+        &'static str,
+        u64,
+        Option<&'static str>,
+        Result<(), ErrorCode>,
+    );
+    let cases: &[Case] = &[
+        ("staff", 3600, None, Ok(())),
+        ("staff", 2 * day, None, Err(ErrorCode::TtlTooLong)),
+        ("admin", 2 * day, Some("ticket 1"), Ok(())),
+        ("admin", 4 * day, None, Err(ErrorCode::TtlTooLong)),
+        ("banned", 3600, None, Err(ErrorCode::CreateDenied)),
+        ("staff", 0, None, Err(ErrorCode::BadTtl)),
+        ("staff", 3600, Some(""), Err(ErrorCode::BadReference)),
+        // A failed create first: it must not use the one slot.
+        ("quota", 0, None, Err(ErrorCode::BadTtl)),
+        ("quota", 4 * day, None, Err(ErrorCode::TtlTooLong)),
+        ("quota", 3600, Some(""), Err(ErrorCode::BadReference)),
+        ("quota", 3600, None, Ok(())),
+        ("quota", 3600, None, Err(ErrorCode::QuotaExceeded)),
+    ];
+    for (i, (user, ttl, reference, expected)) in cases.iter().enumerate() {
+        // Each path has its own quota, so both see the same sequence.
+        let http_user = user.replace("quota", "quota-http");
+        let over_http = create_over_http(&base, &http_user, *ttl, *reference).await;
+        let svc_user = user.replace("quota", "quota-svc");
+        let in_process = create_in_process(&service, &svc_user, *ttl, *reference).await;
+        assert_eq!(&over_http, expected, "case {i} ({user}) over HTTP");
+        assert_eq!(&in_process, expected, "case {i} ({user}) in process");
+    }
+    // The host's backend is a caller like any other: this policy does not
+    // know it, so it is refused too.
+    let err = service
+        .send(&Caller::Server, "from the backend", &SendOptions::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::CreateDenied, "{err}");
+}
+
+/// The host's own backend is not rate limited; the same sends from an
+/// anonymous caller are.
+#[tokio::test]
+async fn the_backend_is_exempt_from_rate_limits_by_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(SqliteConfig::new(dir.path().join("otm.sqlite3")))
+        .await
+        .unwrap();
+    let one = RateLimit {
+        per_minute: 1,
+        burst: 1,
+    };
+    let service = Service::new(
+        Arc::new(store),
+        Config::default()
+            .with_base_url("https://otm.example")
+            .with_rate_limits(one, one),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        service
+            .send(&Caller::Server, "backend", &SendOptions::new())
+            .await
+            .unwrap();
+    }
+    let stranger = Caller::Anonymous("192.0.2.1".parse().unwrap());
+    service
+        .send(&stranger, "first", &SendOptions::new())
+        .await
+        .unwrap();
+    let err = service
+        .send(&stranger, "second", &SendOptions::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ServiceError::RateLimited { retry_after_secs } if retry_after_secs >= 1),
+        "{err}"
     );
 }

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use otm_http::events::DispatchConfig;
 use otm_http::webhook::{Webhook, WebhookSecret};
 use otm_http::{Config, ConnectionLimits, IpNet, RateLimit, Service};
-use otm_store::{spawn_purger, BreakerConfig, StoreOptions};
+use otm_store::{BreakerConfig, StoreOptions};
 use tower_http::trace::TraceLayer;
 use tracing_subscriber::EnvFilter;
 
@@ -317,7 +317,6 @@ async fn run(args: Args) -> Result<(), String> {
             )
         })?;
     tracing::info!(store = store.backend_name(), "store ready");
-    let _purger = spawn_purger(store.clone(), args.purge_interval);
 
     let mut config = Config::default()
         .with_max_ttl(args.max_ttl)
@@ -335,28 +334,24 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(policy) = tokens {
         config = config.with_create_policy(policy);
     }
+    if let Some(hook) = webhook {
+        let dispatch = DispatchConfig::default()
+            .with_max_attempts(args.webhook_max_attempts)
+            .with_lease(args.webhook_lease);
+        config = config.with_events(Arc::new(hook), dispatch);
+        tracing::info!("events go to the webhook");
+    }
+    // Starts the purge of expired messages and the delivery of events.
+    let service = Service::new(
+        Arc::clone(&store),
+        config.with_purge_interval(args.purge_interval),
+    )
+    .map_err(|e| format!("cannot start: {e}"))?;
     // The trace layer logs method, path and status; never bodies (which
     // hold ciphertext and proofs), and paths carry no secrets.
-    let service = Service::new(Arc::clone(&store), config);
-    let _dispatcher = match webhook {
-        Some(hook) => {
-            let dispatch = DispatchConfig::default()
-                .with_max_attempts(args.webhook_max_attempts)
-                .with_lease(args.webhook_lease);
-            let dispatcher = service
-                .dispatch_events(Arc::new(hook), dispatch)
-                .map_err(|e| format!("webhooks: {e}"))?;
-            tracing::info!("events go to the webhook");
-            Some(dispatcher)
-        }
-        None => None,
-    };
     let (app, admin) = match args.admin_listen {
-        Some(_) => {
-            let (public, admin) = service.router_with_admin::<()>();
-            (public, Some(admin))
-        }
-        None => (service.router::<()>(), None),
+        Some(_) => (service.router::<()>(), Some(service.admin_router::<()>())),
+        None => (service.router_with_admin::<()>(), None),
     };
     let app = app.layer(TraceLayer::new_for_http());
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -393,6 +388,8 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(admin) = admin {
         let _ = admin.await;
     }
+    // Deliveries in flight finish and are marked before the process ends.
+    service.shutdown().await;
     tracing::info!("shut down cleanly");
     Ok(())
 }

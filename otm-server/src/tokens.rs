@@ -28,12 +28,15 @@
 //! included); without it a token is optional, but a wrong one is refused
 //! rather than ignored.
 
+use std::net::IpAddr;
+
 use async_trait::async_trait;
 use axum::http::request::Parts;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use otm_core::ManageSecret;
-use otm_http::policy::{CreateLimits, CreatePolicy, Decision};
+use otm_http::policy::{CreateAsk, CreateLimits, CreatePolicy, Decision, Refusal};
+use otm_http::{Authorization, Caller, TokenHolder};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -164,68 +167,67 @@ fn parse_quota(text: &str) -> Result<(u32, std::time::Duration), String> {
     Ok((max, per))
 }
 
-/// The token of an `Authorization` header: `None` without the header, an
-/// empty string when it holds no bearer token (a wrong token, not a
-/// missing one).
-fn presented(request: &Parts) -> Option<&str> {
-    request
-        .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .map(|v| {
-            v.to_str()
-                .ok()
-                .and_then(|v| v.split_once(' '))
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, token)| token.trim())
-                .unwrap_or_default()
-        })
+impl TokenPolicy {
+    /// The entry whose digest is `key` ([`TokenHolder::key`]): a token that
+    /// was already found, so the comparison is not secret.
+    fn by_key(&self, key: &str) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .find(|e| URL_SAFE_NO_PAD.encode(e.digest) == key)
+    }
 }
 
 #[async_trait]
 impl CreatePolicy for TokenPolicy {
-    async fn decide(&self, request: &Parts) -> Decision {
-        match presented(request) {
-            None if self.required => Decision::deny(
+    /// An API token's holder, or the anonymous client without one. A
+    /// credential that is not a configured token is refused, even where
+    /// none is needed.
+    async fn identify(&self, request: &Parts, client: IpAddr) -> Result<Caller, Refusal> {
+        let token = match Authorization::of(&request.headers) {
+            Authorization::Absent => return Ok(Caller::Anonymous(client)),
+            Authorization::Other => return Err(Refusal::new("This API token is not valid here.")),
+            Authorization::Bearer(token) => token,
+        };
+        let entry = self
+            .find(token)
+            .ok_or_else(|| Refusal::new("This API token is not valid here."))?;
+        // Counted per token (its digest), not per name: two entries may
+        // share a name.
+        let mut holder = TokenHolder::new(entry.name.clone(), URL_SAFE_NO_PAD.encode(entry.digest));
+        if entry.manage {
+            // Only a token shorter than 16 bytes fails, which `otm-server
+            // token` never makes.
+            let secret = ManageSecret::new(token.as_bytes())
+                .map_err(|_| Refusal::new("This API token is too short to manage."))?;
+            holder = holder.with_manage(secret);
+        }
+        tracing::debug!(token = entry.name, "request with an API token");
+        Ok(Caller::ApiToken(holder))
+    }
+
+    async fn decide(&self, caller: &Caller, _ask: &CreateAsk<'_>) -> Decision {
+        match caller {
+            Caller::Anonymous(_) if self.required => Decision::deny(
                 "This server creates messages for API token holders only: send \
                  Authorization: Bearer <token>.",
             ),
-            None => Decision::allow(CreateLimits::default()),
-            Some(token) => match self.find(token) {
+            Caller::Anonymous(_) | Caller::Server => Decision::allow(CreateLimits::default()),
+            Caller::ApiToken(holder) => match self.by_key(&holder.key) {
                 Some(entry) if entry.create => {
-                    tracing::debug!(token = entry.name, "create with an API token");
                     let mut limits = CreateLimits::default();
                     if let Some((max, per)) = entry.quota {
-                        // Counted per token (its digest), not per name:
-                        // two entries may share a name.
-                        let creator = format!("token:{}", URL_SAFE_NO_PAD.encode(entry.digest));
-                        limits = limits.with_quota(creator, max, per);
+                        limits = limits.with_quota(format!("token:{}", holder.key), max, per);
                     }
-                    if entry.manage {
-                        match ManageSecret::new(token.as_bytes()) {
-                            Ok(secret) => limits = limits.with_manage_secret(secret),
-                            // Only a token shorter than 16 bytes, which
-                            // `otm-server token` never makes.
-                            Err(_) => {
-                                return Decision::deny("This API token is too short to manage.")
-                            }
-                        }
+                    if let Some(secret) = &holder.manage {
+                        limits = limits.with_manage_secret(secret.clone());
                     }
                     Decision::allow(limits)
                 }
                 Some(_) => Decision::deny("This API token may not create messages."),
                 None => Decision::deny("This API token is not valid here."),
             },
+            _ => Decision::deny("This server does not know this caller."),
         }
-    }
-
-    async fn manage_secret(&self, request: &Parts) -> Option<ManageSecret> {
-        let token = presented(request)?;
-        let entry = self.find(token)?;
-        if !entry.manage {
-            return None;
-        }
-        tracing::debug!(token = entry.name, "status or burn with an API token");
-        ManageSecret::new(token.as_bytes()).ok()
     }
 }
 
@@ -244,6 +246,18 @@ pub(crate) fn new_token(name: &str, scopes: &str) -> Result<(String, String), St
     let token = format!("{PREFIX}{}", &*key.to_base64url());
     let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
     Ok((token, format!("{name} {scopes} {digest}")))
+}
+
+/// What the server decides for a create request with `auth`: identified,
+/// then decided, as the service does.
+#[cfg(test)]
+async fn decide_request(policy: &TokenPolicy, request: &Parts) -> Decision {
+    let client = IpAddr::from([192, 0, 2, 1]);
+    let ask = CreateAsk::new(100);
+    match policy.identify(request, client).await {
+        Ok(caller) => policy.decide(&caller, &ask).await,
+        Err(refusal) => Decision::deny(refusal.message),
+    }
 }
 
 #[cfg(test)]
@@ -269,18 +283,28 @@ mod tests {
         let bearer = format!("Bearer {token}");
         let other = format!("Bearer {}", new_token("x", "create").unwrap().0);
         let allowed = |d: Decision| matches!(d, Decision::Allow(_));
-        assert!(allowed(required.decide(&parts(Some(&bearer))).await));
-        assert!(!allowed(required.decide(&parts(None)).await));
-        assert!(!allowed(required.decide(&parts(Some(&other))).await));
-        assert!(allowed(optional.decide(&parts(None)).await));
-        // A wrong token is refused even where none is needed.
-        assert!(!allowed(optional.decide(&parts(Some(&other))).await));
-        assert!(!allowed(optional.decide(&parts(Some("Bearer "))).await));
+        assert!(allowed(
+            decide_request(&required, &parts(Some(&bearer))).await
+        ));
+        assert!(!allowed(decide_request(&required, &parts(None)).await));
         assert!(!allowed(
-            optional.decide(&parts(Some("Basic dXNlcjpwYXNz"))).await
+            decide_request(&required, &parts(Some(&other))).await
+        ));
+        assert!(allowed(decide_request(&optional, &parts(None)).await));
+        // A wrong token is refused even where none is needed.
+        assert!(!allowed(
+            decide_request(&optional, &parts(Some(&other))).await
+        ));
+        assert!(!allowed(
+            decide_request(&optional, &parts(Some("Bearer "))).await
+        ));
+        assert!(!allowed(
+            decide_request(&optional, &parts(Some("Basic dXNlcjpwYXNz"))).await
         ));
         let lower = format!("bearer {token}");
-        assert!(allowed(required.decide(&parts(Some(&lower))).await));
+        assert!(allowed(
+            decide_request(&required, &parts(Some(&lower))).await
+        ));
     }
 
     #[test]
@@ -347,7 +371,8 @@ mod scope_tests {
         let policy = TokenPolicy::parse(&text, "test", false).unwrap();
         let bearer = |t: &str| format!("Bearer {t}");
 
-        let Decision::Allow(limits) = policy.decide(&parts("POST", &bearer(&both))).await else {
+        let Decision::Allow(limits) = decide_request(&policy, &parts("POST", &bearer(&both))).await
+        else {
             panic!("create,manage may create");
         };
         let secret = limits
@@ -360,18 +385,26 @@ mod scope_tests {
         assert_eq!(quota.creator, format!("token:{digest}"));
         assert_eq!(quota.max, 5);
 
-        let Decision::Allow(limits) = policy.decide(&parts("POST", &bearer(&create))).await else {
+        let Decision::Allow(limits) =
+            decide_request(&policy, &parts("POST", &bearer(&create))).await
+        else {
             panic!("create may create");
         };
         assert!(limits.manage_secret.is_none() && limits.quota.is_none());
         assert!(matches!(
-            policy.decide(&parts("POST", &bearer(&manage))).await,
+            decide_request(&policy, &parts("POST", &bearer(&manage))).await,
             Decision::Deny { .. }
         ));
 
         let secret_of = |t: String| {
             let policy = &policy;
-            async move { policy.manage_secret(&parts("GET", &bearer(&t))).await }
+            async move {
+                let client = IpAddr::from([192, 0, 2, 1]);
+                match policy.identify(&parts("GET", &bearer(&t)), client).await {
+                    Ok(caller) => caller.manage_secret().cloned(),
+                    Err(_) => None,
+                }
+            }
         };
         assert_eq!(
             secret_of(both.clone()).await,

@@ -16,7 +16,7 @@ use base64::Engine;
 use common::{client, Server};
 use otm_core::SendOptions;
 use otm_testkit::webhooks::{receiver, serve_receiver};
-use otm_testkit::{free_port, skip, unique_suffix};
+use otm_testkit::{free_port, skip, PgSchema, RedisPrefix};
 
 const BIN: &str = env!("CARGO_BIN_EXE_otm-server");
 
@@ -26,18 +26,14 @@ fn secret() -> (String, Vec<u8>) {
     (format!("whsec_{}", STANDARD.encode(&bytes)), bytes)
 }
 
-/// A PostgreSQL store URL in a fresh schema, or `None` (skipped) when the
-/// server is unreachable.
-async fn postgres_store() -> Option<String> {
+/// A PostgreSQL store URL in a fresh schema and the guard that drops the
+/// schema, or `None` (skipped) when the server is unreachable.
+async fn postgres_store() -> Option<(String, PgSchema)> {
     let url = otm_testkit::env::postgres_url();
-    let schema = format!(
-        "otm_test_ev_{}",
-        unique_suffix().replace('-', "_").to_lowercase()
-    );
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let store = format!("{url}{sep}schema={schema}");
+    let schema = PgSchema::new("otm_test_ev_");
+    let store = schema.store_url();
     match otm_store::connect(&store, otm_store::StoreOptions::default()).await {
-        Ok(_) => Some(store),
+        Ok(_) => Some((store, schema)),
         Err(e) => skip(&format!("PostgreSQL at {url} is unreachable: {e}")),
     }
 }
@@ -99,7 +95,7 @@ async fn an_open_is_reported_after_a_kill_9_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_is_reported_after_a_kill_9_on_postgres() {
-    let Some(store) = postgres_store().await else {
+    let Some((store, _schema)) = postgres_store().await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -109,7 +105,8 @@ async fn an_open_is_reported_after_a_kill_9_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_is_reported_after_a_kill_9_on_redis() {
     let url = otm_testkit::env::redis_url();
-    let store = format!("{url}?prefix=otm-ev-{}:", unique_suffix());
+    let keys = RedisPrefix::new("otm-ev-");
+    let store = format!("{url}?prefix={keys}");
     if let Err(e) = otm_store::connect(&store, otm_store::StoreOptions::default()).await {
         return skip(&format!("Redis at {url} is unreachable: {e}")).unwrap_or(());
     }
@@ -123,11 +120,8 @@ async fn an_open_is_reported_after_a_kill_9_on_redis_cluster() {
         .iter()
         .map(|u| u.trim_start_matches("redis://").to_owned())
         .collect();
-    let store = format!(
-        "redis+cluster://{}?prefix=otm-ev-{}:",
-        nodes.join(","),
-        unique_suffix()
-    );
+    let keys = RedisPrefix::new("otm-ev-");
+    let store = format!("redis+cluster://{}?prefix={keys}", nodes.join(","));
     if let Err(e) = otm_store::connect(&store, otm_store::StoreOptions::default()).await {
         return skip(&format!("Redis Cluster at {nodes:?} is unreachable: {e}")).unwrap_or(());
     }
@@ -137,7 +131,7 @@ async fn an_open_is_reported_after_a_kill_9_on_redis_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_deliver_each_event_once() {
-    let Some(store) = postgres_store().await else {
+    let Some((store, _schema)) = postgres_store().await else {
         return;
     };
     let (whsec, bytes) = secret();

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use common::{client, create, open, start, trials, Created};
 use otm_client::Error;
 use otm_core::ErrorCode;
-use otm_testkit::{free_port, skip, unique_suffix, PrivatePostgres, RedisServer};
+use otm_testkit::{
+    free_port, skip, unique_suffix, PgSchema, PrivatePostgres, RedisPrefix, RedisServer,
+};
 
 /// Two replicas on one store; 32 openers, half on each, race per message.
 async fn replica_race(store: &str, label: &str, n: usize) {
@@ -116,8 +118,10 @@ async fn replicas_on_redis_and_redis_cluster() {
     if !reachable(&url, up).await {
         return;
     }
-    // A private key prefix per run, as a store URL parameter.
-    let prefix = format!("?prefix=otm-rep-{}:", unique_suffix());
+    // A private key prefix per run, as a store URL parameter; its keys are
+    // deleted when the test ends.
+    let keys = RedisPrefix::new("otm-rep-");
+    let prefix = format!("?prefix={keys}");
     replica_race(&format!("{url}{prefix}"), "redis", trials(false)).await;
     let seeds = otm_testkit::env::redis_cluster_urls();
     let hosts: Vec<&str> = seeds
@@ -134,15 +138,8 @@ async fn replicas_on_redis_and_redis_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_postgres() {
-    let pg = otm_testkit::env::postgres_url();
-    let schema = format!("otm_test_rep_{}", unique_suffix());
-    let sep = if pg.contains('?') { '&' } else { '?' };
-    replica_race(
-        &format!("{pg}{sep}schema={schema}"),
-        "postgres",
-        trials(false),
-    )
-    .await;
+    let schema = PgSchema::new("otm_test_rep_");
+    replica_race(&schema.store_url(), "postgres", trials(false)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use otm_testkit::process::output_with_input;
-use otm_testkit::{free_port, skip, unique_suffix};
+use otm_testkit::{free_port, skip, unique_suffix, RedisPrefix};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -167,6 +167,8 @@ async fn the_image_runs_on_sqlite_and_redis_and_stops_on_sigterm() {
         format!("otm-test-r-{suffix}"),
     );
     let volume = format!("otm-test-{suffix}");
+    // The host Redis's keys go last, after the containers.
+    let keys = RedisPrefix::new("otm-image-");
     let _cleanup = Cleanup {
         containers: vec![first.clone(), second.clone(), redis.clone()],
         volumes: vec![volume.clone()],
@@ -235,10 +237,7 @@ async fn the_image_runs_on_sqlite_and_redis_and_stops_on_sigterm() {
     stop_gracefully(&second);
 
     // The host's Redis.
-    let store = format!(
-        "OTM_STORE={}?prefix=otm-image-{suffix}:",
-        otm_testkit::env::redis_url()
-    );
+    let store = format!("OTM_STORE={}?prefix={keys}", otm_testkit::env::redis_url());
     let port = free_port();
     run(&image, &redis, port, &["-e", &store]).await;
     let link = send(port, "kept in Redis");

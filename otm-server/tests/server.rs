@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use otm_client::Client;
 use otm_core::{seal, Key, Secrets};
-use otm_testkit::{free_port, skip, unique_suffix, OtmServer, Process};
+use otm_testkit::{free_port, skip, unique_suffix, OtmServer, PgSchema, Process, RedisPrefix};
 use serde_json::Value;
 
 /// A running otm-server whose log goes to a file (any length: `trace` is
@@ -216,7 +216,7 @@ async fn server_on_redis_from_a_store_url() {
         return skip(&format!("Redis at {url} is unreachable")).unwrap_or(());
     }
     let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("otm-srv-{}:", unique_suffix());
+    let prefix = RedisPrefix::new("otm-srv-");
     let url = format!("{url}?prefix={prefix}");
     serves_from_url(&url, "redis", dir.path()).await;
 }
@@ -259,10 +259,9 @@ fn a_bad_store_url_is_a_clear_startup_error() {
 #[tokio::test]
 async fn server_on_postgres_from_a_store_url() {
     let url = otm_testkit::env::postgres_url();
-    let schema = format!("otm_srv_{}", unique_suffix().replace('-', "_"));
+    let schema = PgSchema::new("otm_test_srv_");
     let dir = tempfile::tempdir().unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let store = format!("{url}{sep}schema={schema}");
+    let store = schema.store_url();
     if otm_store::connect(&store, otm_store::StoreOptions::default())
         .await
         .is_err()

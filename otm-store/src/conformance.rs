@@ -15,7 +15,10 @@
 //!
 //! `make` returns a fresh, isolated store (its own prefix, schema or file),
 //! or `None` when its server is unreachable and the test should be skipped
-//! (this workspace's tests decide that with `otm_testkit::skip`).
+//! (this workspace's tests decide that with `otm_testkit::skip`). It may
+//! return the store together with a guard, `Some((store, guard))`, that
+//! removes the store's data when dropped: the guard lives until the case
+//! has finished, and is dropped also when the case panics (see [`Fresh`]).
 //!
 //! The concurrency and model cases repeat many times ([`Rounds::FULL`]). A
 //! backend whose test server answers slowly (an emulator) can run fewer
@@ -871,6 +874,32 @@ pub async fn model_matches_reference(store: Arc<dyn BlobStore>, rounds: Rounds) 
     }
 }
 
+/// What a suite's `make` returns inside `Some`: the store alone, or the
+/// store and a guard, `(store, guard)`, that must outlive the case (say, one
+/// that drops the store's schema or deletes its keys when dropped). The
+/// generated test holds the guard until the case has finished, so it is
+/// dropped also when the case panics.
+pub trait Fresh {
+    /// What lives as long as the case: `()` for a store alone.
+    type Guard;
+    /// The store, and the guard to drop once the case is over.
+    fn into_parts(self) -> (Arc<dyn BlobStore>, Self::Guard);
+}
+
+impl Fresh for Arc<dyn BlobStore> {
+    type Guard = ();
+    fn into_parts(self) -> (Arc<dyn BlobStore>, ()) {
+        (self, ())
+    }
+}
+
+impl<G> Fresh for (Arc<dyn BlobStore>, G) {
+    type Guard = G;
+    fn into_parts(self) -> (Arc<dyn BlobStore>, G) {
+        self
+    }
+}
+
 /// Runs every case of the suite in turn, each on a fresh store from
 /// `fresh`: for a test that sets up its own server first (a TLS one, say)
 /// and cannot give each case a test of its own. Same cases as
@@ -903,7 +932,9 @@ where
 
 /// Generates one `#[tokio::test]` per conformance case. `$make` is an async
 /// fn returning `Option<Arc<dyn BlobStore>>` (a fresh isolated store, or
-/// `None` when skipped). The repeated cases run [`Rounds::FULL`](crate::conformance::Rounds::FULL)
+/// `None` when skipped), or `Option<(Arc<dyn BlobStore>, G)>` with a guard
+/// that is dropped when the case is over, also when it panics
+/// ([`Fresh`](crate::conformance::Fresh)). The repeated cases run [`Rounds::FULL`](crate::conformance::Rounds::FULL)
 /// unless `rounds = EXPR` gives other [`Rounds`](crate::conformance::Rounds).
 #[macro_export]
 macro_rules! conformance_suite {
@@ -926,7 +957,9 @@ macro_rules! conformance_suite {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
-                if let Some(store) = $make().await {
+                if let Some(fresh) = $make().await {
+                    // The guard outlives the case, also when it panics.
+                    let (store, _guard) = $crate::conformance::Fresh::into_parts(fresh);
                     $crate::conformance::$case(store).await;
                 }
             }
@@ -936,7 +969,9 @@ macro_rules! conformance_suite {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
-                if let Some(store) = $make().await {
+                if let Some(fresh) = $make().await {
+                    // The guard outlives the case, also when it panics.
+                    let (store, _guard) = $crate::conformance::Fresh::into_parts(fresh);
                     $crate::conformance::$case(store, $rounds).await;
                 }
             }

@@ -45,7 +45,6 @@
 //! ```
 
 use std::fmt::Debug;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -357,8 +356,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 ///   After that, or for unknown IDs, [`StoreError::NotFound`].
 /// - An expired message is never returned, whether or not any purge has run.
 /// - Stores that keep expired messages until someone removes them offer
-///   [`PurgeExpired`] through [`BlobStore::purger`]; [`spawn_purger`] runs it
-///   periodically. Stores whose backend expires by itself offer none.
+///   [`PurgeExpired`] through [`BlobStore::purger`]; otm-http's `Service`
+///   runs it periodically. Stores whose backend expires by itself offer none.
 /// - Failures of the backend are [`StoreError::Unavailable`] (retryable) or
 ///   [`StoreError::Backend`], with the driver's error as source.
 #[async_trait]
@@ -441,43 +440,6 @@ pub trait PurgeExpired: Send + Sync {
     /// Removes expired messages and receipts past their expiry; returns how
     /// many.
     async fn purge_expired(&self) -> Result<u64>;
-}
-
-/// Runs the store's [`PurgeExpired`] every `every` until the handle is
-/// dropped; `None` (nothing to run) for a store that needs no purge. Errors
-/// are logged and retried at the next tick.
-pub fn spawn_purger(store: Arc<dyn BlobStore>, every: Duration) -> Option<PurgerHandle> {
-    store.purger()?;
-    let task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let Some(purger) = store.purger() else { return };
-            match purger.purge_expired().await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(
-                    backend = store.backend_name(),
-                    purged = n,
-                    "purged expired messages"
-                ),
-                Err(err) => {
-                    tracing::warn!(backend = store.backend_name(), error = %err, "purge failed; retrying at the next tick")
-                }
-            }
-        }
-    });
-    Some(PurgerHandle(task))
-}
-
-/// Stops the purge task when dropped.
-#[derive(Debug)]
-pub struct PurgerHandle(tokio::task::JoinHandle<()>);
-
-impl Drop for PurgerHandle {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// The time `ms` milliseconds after the Unix epoch.

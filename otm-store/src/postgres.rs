@@ -126,7 +126,7 @@ impl std::str::FromStr for PostgresConfig {
 /// PostgreSQL's row locking, concurrent deleters of one row wait for the first and then find
 /// it gone, so exactly one caller receives the message across any number of
 /// replicas. Rows carry their expiry and every statement compares it;
-/// [`PurgeExpired::purge_expired`](crate::PurgeExpired::purge_expired) (run it with [`crate::spawn_purger`]) deletes
+/// [`PurgeExpired::purge_expired`](crate::PurgeExpired::purge_expired) (otm-http's `Service` runs it) deletes
 /// expired rows in batches.
 ///
 /// Indexes: the primary key (B-tree on `id`) serves put, take and burn;

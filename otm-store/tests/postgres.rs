@@ -1,29 +1,34 @@
 //! The conformance suite against a real PostgreSQL, each store in a fresh
-//! schema. `OTM_TEST_POSTGRES_URL` (default
+//! schema that is dropped when the test ends ([`PgSchema`]).
+//! `OTM_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`).
 
 use std::sync::Arc;
 
 use otm_store::conformance::Fixture;
 use otm_store::{BlobStore, PostgresConfig, PostgresStore, StoreError};
-use otm_testkit::{skip, unique_suffix};
+use otm_testkit::{skip, PgSchema};
 
 fn url() -> String {
     otm_testkit::env::postgres_url()
 }
 
-async fn connect() -> Option<PostgresStore> {
+/// A store in a fresh schema, and the guard that drops the schema.
+async fn connect() -> Option<(PostgresStore, PgSchema)> {
+    let schema = PgSchema::new("otm_test_");
     let config = PostgresConfig::new(url())
-        .with_schema(format!("otm_test_{}", unique_suffix()))
+        .with_schema(schema.name())
         .with_max_connections(8);
     match PostgresStore::connect(config).await {
-        Ok(store) => Some(store),
+        Ok(store) => Some((store, schema)),
         Err(e) => skip(&format!("PostgreSQL at {} is unreachable: {e}", url())),
     }
 }
 
-async fn make() -> Option<Arc<dyn BlobStore>> {
-    Some(Arc::new(connect().await?))
+async fn make() -> Option<(Arc<dyn BlobStore>, PgSchema)> {
+    let (store, schema) = connect().await?;
+    let store: Arc<dyn BlobStore> = Arc::new(store);
+    Some((store, schema))
 }
 
 otm_store::conformance_suite!(make);
@@ -31,13 +36,17 @@ otm_store::conformance_suite!(make);
 mod with_events {
     use super::*;
     use otm_store::StoreOptions;
-    async fn make() -> Option<Arc<dyn BlobStore>> {
+    async fn make() -> Option<(Arc<dyn BlobStore>, PgSchema)> {
+        let schema = PgSchema::new("otm_test_");
         let config = PostgresConfig::new(url())
-            .with_schema(format!("otm_test_{}", unique_suffix()))
+            .with_schema(schema.name())
             .with_max_connections(8)
             .with_options(StoreOptions::default().with_events(true));
         match PostgresStore::connect(config).await {
-            Ok(store) => Some(Arc::new(store)),
+            Ok(store) => {
+                let store: Arc<dyn BlobStore> = Arc::new(store);
+                Some((store, schema))
+            }
             Err(e) => skip(&format!("PostgreSQL at {} is unreachable: {e}", url())),
         }
     }
@@ -47,7 +56,9 @@ mod with_events {
 
 #[tokio::test]
 async fn postgres_keeps_exactly_the_ciphertext() {
-    let Some(store) = connect().await else { return };
+    let Some((store, _schema)) = connect().await else {
+        return;
+    };
     let f = Fixture::hour();
     store.put(&f.id, f.message.clone()).await.unwrap();
     let raw: Vec<u8> = otm_store::sqlx::query_scalar(&format!(
@@ -63,8 +74,8 @@ async fn postgres_keeps_exactly_the_ciphertext() {
 
 #[tokio::test]
 async fn postgres_migrations_are_idempotent_and_race_free() {
-    let schema = format!("otm_test_{}", unique_suffix());
-    let config = PostgresConfig::new(url()).with_schema(schema.clone());
+    let schema = PgSchema::new("otm_test_");
+    let config = PostgresConfig::new(url()).with_schema(schema.name());
     // Several replicas starting at once apply the schema exactly once.
     let results = futures_join_all(config.clone()).await;
     for r in &results {

@@ -3,7 +3,9 @@
 //!
 //! `OTM_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) and
 //! `OTM_TEST_REDIS_CLUSTER_URLS` (comma-separated seed nodes, default ports
-//! 7101-7103 on 127.0.0.1, started by `scripts/test`).
+//! 7101-7103 on 127.0.0.1, started by `scripts/test`). Each store on them
+//! has its own key prefix, whose keys are deleted when the test ends
+//! ([`RedisPrefix`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +14,7 @@ use otm_store::conformance::Fixture;
 use otm_store::{
     BlobStore, Breaker, BreakerConfig, BreakerOpen, RedisConfig, RedisStore, StoreError,
 };
-use otm_testkit::{skip, unique_suffix, RedisServer};
+use otm_testkit::{skip, RedisPrefix, RedisServer};
 
 #[test]
 fn redis_urls_parse() {
@@ -63,24 +65,31 @@ fn cluster_urls() -> Vec<String> {
     otm_testkit::env::redis_cluster_urls()
 }
 
-async fn connect(config: RedisConfig) -> Option<RedisStore> {
+/// A store with a fresh key prefix, and the guard that deletes its keys.
+async fn connect(config: RedisConfig) -> Option<(RedisStore, RedisPrefix)> {
     let what = format!("Redis at {:?}", config.urls);
-    let config = config.with_key_prefix(format!("otm-test-{}:", unique_suffix()));
+    let prefix = RedisPrefix::new("otm-test-");
+    let config = config.with_key_prefix(prefix.as_str());
     match RedisStore::connect(config).await {
         Ok(store) => match store.check().await {
-            Ok(()) => Some(store),
+            Ok(()) => Some((store, prefix)),
             Err(e) => skip(&format!("{what} does not answer: {e}")),
         },
         Err(e) => skip(&format!("{what} is unreachable: {e}")),
     }
 }
 
+/// [`connect`] as a conformance suite's `make` wants it.
+async fn suite_store(config: RedisConfig) -> Option<(Arc<dyn BlobStore>, RedisPrefix)> {
+    let (store, prefix) = connect(config).await?;
+    let store: Arc<dyn BlobStore> = Arc::new(store);
+    Some((store, prefix))
+}
+
 mod standalone {
     use super::*;
-    async fn make() -> Option<Arc<dyn BlobStore>> {
-        Some(Arc::new(
-            connect(RedisConfig::standalone(standalone_url())).await?,
-        ))
+    async fn make() -> Option<(Arc<dyn BlobStore>, RedisPrefix)> {
+        suite_store(RedisConfig::standalone(standalone_url())).await
     }
     otm_store::conformance_suite!(make);
 }
@@ -88,10 +97,10 @@ mod standalone {
 mod with_events {
     use super::*;
     use otm_store::StoreOptions;
-    async fn make() -> Option<Arc<dyn BlobStore>> {
+    async fn make() -> Option<(Arc<dyn BlobStore>, RedisPrefix)> {
         let config = RedisConfig::standalone(standalone_url())
             .with_options(StoreOptions::default().with_events(true));
-        Some(Arc::new(connect(config).await?))
+        suite_store(config).await
     }
     otm_store::conformance_suite!(make, rounds = otm_store::conformance::Rounds::LIGHT);
     otm_store::outbox_suite!(make);
@@ -102,10 +111,10 @@ mod with_events {
 mod cluster_with_events {
     use super::*;
     use otm_store::StoreOptions;
-    async fn make() -> Option<Arc<dyn BlobStore>> {
+    async fn make() -> Option<(Arc<dyn BlobStore>, RedisPrefix)> {
         let config = RedisConfig::cluster(cluster_urls())
             .with_options(StoreOptions::default().with_events(true));
-        Some(Arc::new(connect(config).await?))
+        suite_store(config).await
     }
     otm_store::conformance_suite!(make, rounds = otm_store::conformance::Rounds::LIGHT);
     otm_store::outbox_suite!(make);
@@ -116,9 +125,9 @@ mod cluster_with_events {
 #[tokio::test]
 async fn a_cluster_store_takes_messages_from_before_buckets() {
     use otm_store::StoreOptions;
-    let prefix = format!("otm-test-{}:", unique_suffix());
+    let prefix = RedisPrefix::new("otm-test-");
     let config = RedisConfig::cluster(cluster_urls())
-        .with_key_prefix(prefix.clone())
+        .with_key_prefix(prefix.as_str())
         .with_options(StoreOptions::default().with_events(true));
     let store = match RedisStore::connect(config).await {
         Ok(store) => store,
@@ -226,17 +235,15 @@ async fn a_cluster_store_takes_messages_from_before_buckets() {
 
 mod cluster {
     use super::*;
-    async fn make() -> Option<Arc<dyn BlobStore>> {
-        Some(Arc::new(
-            connect(RedisConfig::cluster(cluster_urls())).await?,
-        ))
+    async fn make() -> Option<(Arc<dyn BlobStore>, RedisPrefix)> {
+        suite_store(RedisConfig::cluster(cluster_urls())).await
     }
     otm_store::conformance_suite!(make);
 }
 
 #[tokio::test]
 async fn redis_keeps_exactly_the_ciphertext_with_a_native_ttl() {
-    let Some(store) = connect(RedisConfig::standalone(standalone_url())).await else {
+    let Some((store, _prefix)) = connect(RedisConfig::standalone(standalone_url())).await else {
         return;
     };
     let f = Fixture::hour();
@@ -268,7 +275,7 @@ async fn redis_keeps_exactly_the_ciphertext_with_a_native_ttl() {
 
 #[tokio::test]
 async fn redis_cluster_spreads_keys_over_nodes() {
-    let Some(store) = connect(RedisConfig::cluster(cluster_urls())).await else {
+    let Some((store, _keys)) = connect(RedisConfig::cluster(cluster_urls())).await else {
         return;
     };
     assert_eq!(store.backend_name(), "redis-cluster");

@@ -7,13 +7,15 @@ use std::sync::Arc;
 use otm_store::conformance::Fixture;
 use otm_store::{BlobStore, SqliteConfig, SqliteStore};
 
-async fn make() -> Option<Arc<dyn BlobStore>> {
-    // Each store gets its own file in a directory kept for the test's life.
-    let dir = tempfile::tempdir().unwrap().keep();
-    let store = SqliteStore::open(SqliteConfig::new(dir.join("otm.sqlite3")))
+async fn make() -> Option<(Arc<dyn BlobStore>, tempfile::TempDir)> {
+    // Each store gets its own file in a directory that lives as long as the
+    // case and is removed after it.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(SqliteConfig::new(dir.path().join("otm.sqlite3")))
         .await
         .unwrap();
-    Some(Arc::new(store))
+    let store: Arc<dyn BlobStore> = Arc::new(store);
+    Some((store, dir))
 }
 
 otm_store::conformance_suite!(make);
@@ -21,11 +23,12 @@ otm_store::conformance_suite!(make);
 mod with_events {
     use super::*;
     use otm_store::StoreOptions;
-    async fn make() -> Option<Arc<dyn BlobStore>> {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let config = SqliteConfig::new(dir.join("otm.sqlite3"))
+    async fn make() -> Option<(Arc<dyn BlobStore>, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SqliteConfig::new(dir.path().join("otm.sqlite3"))
             .with_options(StoreOptions::default().with_events(true));
-        Some(Arc::new(SqliteStore::open(config).await.unwrap()))
+        let store: Arc<dyn BlobStore> = Arc::new(SqliteStore::open(config).await.unwrap());
+        Some((store, dir))
     }
     otm_store::conformance_suite!(make, rounds = otm_store::conformance::Rounds::LIGHT);
     otm_store::outbox_suite!(make);

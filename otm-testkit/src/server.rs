@@ -66,10 +66,13 @@ impl TestServer {
         Self::start_with(store, Config::default()).await
     }
 
-    /// Serves `store` with `config`.
+    /// Serves `store` with `config`: the public and the operator routes
+    /// on one address.
     pub async fn start_with(store: Arc<dyn BlobStore>, config: Config) -> TestServer {
         let log: RequestLog = Arc::default();
-        let app: Router = otm_http::router(store, config)
+        let otm = otm_http::Service::new(store, config).expect("the service starts");
+        let app: Router = otm
+            .router_with_admin()
             .layer(axum::middleware::from_fn_with_state(log.clone(), record));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -4,7 +4,7 @@
 //! router's mount path, so the app works at `/` and nested under any prefix.
 
 use axum::extract::{OriginalUri, Path};
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use otm_core::ErrorCode;
 
@@ -13,7 +13,7 @@ use crate::error::ApiError;
 /// The page around each page's content. Its placeholders: `{{BASE}}`,
 /// `{{TITLE}}`, `{{META}}`, `{{SCRIPT}}`, `{{NAV_COMPOSE}}`, `{{NAV_ABOUT}}`,
 /// `{{MAIN_CLASS}}`, `{{BODY}}` and `{{FOOTER}}`.
-const LAYOUT: &str = include_str!("../assets/layout.html");
+const LAYOUT: &str = include_str!("../../assets/layout.html");
 
 /// The main navigation's entries.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -50,7 +50,7 @@ const COMPOSE: Page = Page {
     script: Some("compose.js"),
     current: Some(Nav::Compose),
     main_class: None,
-    body: include_str!("../assets/index.html"),
+    body: include_str!("../../assets/index.html"),
     footer: r#"Encrypted in your browser with AES-256-GCM. <a href="{{BASE}}/about">How it works</a>"#,
 };
 
@@ -61,7 +61,7 @@ const ABOUT: Page = Page {
     script: None,
     current: Some(Nav::About),
     main_class: Some("prose"),
-    body: include_str!("../assets/about.html"),
+    body: include_str!("../../assets/about.html"),
     footer: "otm: one-time secret messages, encrypted in your browser.",
 };
 
@@ -72,7 +72,7 @@ const REVEAL: Page = Page {
     script: Some("reveal.js"),
     current: None,
     main_class: None,
-    body: include_str!("../assets/reveal.html"),
+    body: include_str!("../../assets/reveal.html"),
     footer: r#"Decrypted in your browser; the key in the link never reaches the server. <a href="{{BASE}}/about">How it works</a>"#,
 };
 
@@ -83,7 +83,7 @@ const MANAGE: Page = Page {
     script: Some("manage.js"),
     current: None,
     main_class: None,
-    body: include_str!("../assets/manage.html"),
+    body: include_str!("../../assets/manage.html"),
     footer: r#"Only the status is shown here; the message itself can be read only with the link you sent. <a href="{{BASE}}/about">How it works</a>"#,
 };
 
@@ -129,42 +129,42 @@ const ASSETS: &[(&str, &str, &str)] = &[
     (
         "style.css",
         "text/css; charset=utf-8",
-        include_str!("../assets/style.css"),
+        include_str!("../../assets/style.css"),
     ),
     (
         "favicon.svg",
         "image/svg+xml",
-        include_str!("../assets/favicon.svg"),
+        include_str!("../../assets/favicon.svg"),
     ),
     (
         "otm-format.js",
         "text/javascript; charset=utf-8",
-        include_str!("../assets/otm-format.js"),
+        include_str!("../../assets/otm-format.js"),
     ),
     (
         "api.js",
         "text/javascript; charset=utf-8",
-        include_str!("../assets/api.js"),
+        include_str!("../../assets/api.js"),
     ),
     (
         "ui.js",
         "text/javascript; charset=utf-8",
-        include_str!("../assets/ui.js"),
+        include_str!("../../assets/ui.js"),
     ),
     (
         "compose.js",
         "text/javascript; charset=utf-8",
-        include_str!("../assets/compose.js"),
+        include_str!("../../assets/compose.js"),
     ),
     (
         "reveal.js",
         "text/javascript; charset=utf-8",
-        include_str!("../assets/reveal.js"),
+        include_str!("../../assets/reveal.js"),
     ),
     (
         "manage.js",
         "text/javascript; charset=utf-8",
-        include_str!("../assets/manage.js"),
+        include_str!("../../assets/manage.js"),
     ),
 ];
 
@@ -230,12 +230,7 @@ pub(crate) async fn asset(Path(file): Path<String>) -> Response {
             *body,
         )
             .into_response(),
-        None => ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NoSuchAsset,
-            "No such asset.",
-        )
-        .into_response(),
+        None => ApiError::new(ErrorCode::NoSuchAsset, "No such asset.").into_response(),
     }
 }
 

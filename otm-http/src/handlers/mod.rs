@@ -1,0 +1,7 @@
+//! The router's handlers: the JSON API, the browser pages and their
+//! assets, and the operator endpoints. Each decodes a request, calls the
+//! [`Service`](crate::Service) and encodes the answer.
+
+pub(crate) mod api;
+pub(crate) mod ops;
+pub(crate) mod pages;

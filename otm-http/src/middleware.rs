@@ -1,0 +1,122 @@
+//! What every response passes through: the metrics' timing, the whole
+//! request received within the timeout and the body limit before any
+//! handler runs, and the security headers.
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use otm_core::ErrorCode;
+
+use crate::error::ApiError;
+use crate::metrics;
+use crate::{Service, API_BODY_LIMIT, CONTENT_SECURITY_POLICY, STRICT_TRANSPORT_SECURITY};
+
+/// Times each request for the metrics, by route kind only: the kind the
+/// route marked its response with ([`mark`]), else `other`.
+pub(crate) async fn observe(State(otm): State<Service>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let response = next.run(request).await;
+    let route = response
+        .extensions()
+        .get::<metrics::Route>()
+        .copied()
+        .unwrap_or(metrics::Route::Other);
+    otm.0
+        .metrics
+        .observe(route, response.status().as_u16(), start.elapsed());
+    response
+}
+
+/// Marks the responses of one route with its kind for [`observe`] (a
+/// route layer, so the mark follows the route wherever it is mounted).
+pub(crate) fn mark(
+    route: metrics::Route,
+) -> impl Fn(Response) -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
+    move |mut response: Response| {
+        response.extensions_mut().insert(route);
+        std::future::ready(response)
+    }
+}
+
+/// Receives the whole request, body included, within the configured
+/// timeout (else 408) and at most [`API_BODY_LIMIT`] bytes of body (else
+/// 413), both as JSON errors. Only then does the handler run, and it is not
+/// cut short: a store operation that has begun (such as an atomic take)
+/// always gets to answer, bounded by the store's own timeouts, so a
+/// message is never consumed without its reply being sent.
+pub(crate) async fn receive_within(
+    State(timeout): State<std::time::Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    use http_body_util::BodyExt;
+    let (parts, body) = request.into_parts();
+    let body = http_body_util::Limited::new(body, API_BODY_LIMIT);
+    match tokio::time::timeout(timeout, body.collect()).await {
+        Ok(Ok(collected)) => {
+            let body = axum::body::Body::from(collected.to_bytes());
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => ApiError::new(
+            ErrorCode::TooLarge,
+            "The request body is larger than the largest possible message.",
+        )
+        .into_response(),
+        Ok(Err(_)) => {
+            ApiError::new(ErrorCode::BadBody, "The request body could not be read.").into_response()
+        }
+        Err(_) => ApiError::new(
+            ErrorCode::RequestTimeout,
+            "The request took too long to arrive; send it again.",
+        )
+        .into_response(),
+    }
+}
+
+/// Security headers on every response, besides [`NO_STORE`].
+pub(crate) const SECURITY_HEADERS: [(&str, &str); 7] = [
+    ("content-security-policy", CONTENT_SECURITY_POLICY),
+    ("referrer-policy", "no-referrer"),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+    (
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+    ),
+];
+
+/// Cache headers of every response but static assets.
+pub(crate) const NO_STORE: [(&str, &str); 2] =
+    [("cache-control", "no-store"), ("pragma", "no-cache")];
+
+/// Security headers on every response (and HSTS when `hsts`). Everything
+/// but static assets is `no-store`: API answers and pages may carry or lead
+/// to secrets.
+pub(crate) async fn security_headers(
+    State(hsts): State<bool>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let is_asset = request.uri().path().contains("/assets/");
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    let extra: &[(&str, &str)] = if is_asset { &[] } else { &NO_STORE };
+    for (name, value) in SECURITY_HEADERS.iter().chain(extra) {
+        h.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    if hsts {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(STRICT_TRANSPORT_SECURITY),
+        );
+    }
+    response
+}

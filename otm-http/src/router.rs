@@ -1,0 +1,106 @@
+//! The routers of a [`Service`]: the public surface (pages, API,
+//! `/healthz`) and the operator endpoints (`/healthz`, `/readyz`,
+//! `/metrics`), each wrapped in the same layers.
+
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::handlers::{api, ops, pages};
+use crate::metrics::Route;
+use crate::middleware::{mark, observe, receive_within, security_headers};
+use crate::{Service, API_BODY_LIMIT};
+
+impl Service {
+    /// The public HTTP surface of this instance, for any host state `S`:
+    /// the pages, the API and `/healthz`. Mount it with
+    /// `.nest("/prefix", otm.router())` or serve it directly; serve it
+    /// with connection info (`into_make_service_with_connect_info::<SocketAddr>()`,
+    /// or [`serve`](crate::serve::serve)) for per-client rate limits:
+    /// without it all anonymous clients share one bucket.
+    ///
+    /// It has no operator endpoints: serve [`admin_router`](Service::admin_router)
+    /// on an address only operators and their scrapers reach.
+    pub fn router<S>(&self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        self.wrap(Self::public_routes().route("/healthz", get(ops::healthz)))
+    }
+
+    /// The pages and the API.
+    fn public_routes() -> Router<Service> {
+        Router::new()
+            .route("/api/v1/config", get(api::config))
+            .route(
+                "/api/v1/messages",
+                post(api::create).route_layer(middleware::map_response(mark(Route::Create))),
+            )
+            .route(
+                "/api/v1/messages/{id}/open",
+                post(api::open).route_layer(middleware::map_response(mark(Route::Open))),
+            )
+            .route("/api/v1/messages/{id}", get(api::status).delete(api::burn))
+            .route("/api/v1/openapi.json", get(api::openapi))
+            .route("/", get(pages::compose))
+            .route("/about", get(pages::about))
+            .route("/otm/{id}", get(pages::reveal))
+            .route("/manage/{id}", get(pages::manage))
+            .route("/assets/{file}", get(pages::asset))
+    }
+
+    /// The operator endpoints of this instance: `/healthz`, `/readyz`
+    /// (checks the store, at most once per
+    /// [`READINESS_CACHE`](crate::READINESS_CACHE)) and `/metrics`
+    /// (Prometheus). Serve them where only operators reach: a second
+    /// listener, or behind the host's own authentication.
+    pub fn admin_router<S>(&self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        self.wrap(Self::admin_routes(Router::new()))
+    }
+
+    /// The public and the operator routes on one router, for a server
+    /// whose one address only operators reach anyway, or that puts its
+    /// own authentication in front of `/metrics` and `/readyz`. Anywhere
+    /// else serve [`router`](Service::router) and
+    /// [`admin_router`](Service::admin_router) apart.
+    pub fn router_with_admin<S>(&self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        self.wrap(Self::admin_routes(Self::public_routes()))
+    }
+
+    fn admin_routes(routes: Router<Service>) -> Router<Service> {
+        routes
+            .route("/healthz", get(ops::healthz))
+            .route("/readyz", get(ops::readyz))
+            .route("/metrics", get(ops::metrics))
+    }
+
+    /// What every router of this service is wrapped in.
+    fn wrap<S>(&self, routes: Router<Service>) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let config = self.config();
+        let hsts = config.base_url.as_deref().is_some_and(|b| {
+            b.get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        });
+        routes
+            .fallback(ops::no_route)
+            .method_not_allowed_fallback(ops::method_not_allowed)
+            .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
+            .layer(middleware::from_fn_with_state(self.clone(), observe))
+            .layer(middleware::from_fn_with_state(
+                config.request_timeout,
+                receive_within,
+            ))
+            .layer(middleware::from_fn_with_state(hsts, security_headers))
+            .with_state(self.clone())
+    }
+}

@@ -1,0 +1,236 @@
+//! The one create pipeline. Every create (a browser's over HTTP, an API
+//! client's, the host's own [`Service::create`] and [`Service::send`])
+//! runs these steps in this order:
+//!
+//! 1. the rate limit of the [`Caller`];
+//! 2. the [`CreatePolicy`](crate::policy::CreatePolicy)'s decision for
+//!    this caller and what it asks;
+//! 3. the [`CreateLimits`] the policy allowed within;
+//! 4. the whole request against the format and the server's limits;
+//! 5. the caller's quota, counted in the store, so only a create that
+//!    passed everything else uses a slot;
+//! 6. the store.
+
+use std::time::{Duration, SystemTime};
+
+use otm_core::{
+    validate, AccessVerifier, ClaimVerifier, ErrorCode, ManageSecret, ManageToken, MessageId,
+    Stored,
+};
+use otm_store::{NewMessage, StoreError, MAX_REFERENCE_BYTES};
+
+use super::{Op, Service, ServiceError};
+use crate::caller::Caller;
+use crate::metrics::Outcome;
+use crate::policy::{CreateAsk, CreateLimits, Decision};
+
+/// A sealed envelope and what to store with it: what a browser's create
+/// request carries, decoded.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Create {
+    /// The sealed envelope (checked against the format, never opened).
+    pub envelope: Vec<u8>,
+    /// The claim verifier (SHA-256 of the claim proof).
+    pub verifier: ClaimVerifier,
+    /// The access verifier (SHA-256 of the access proof).
+    pub access: AccessVerifier,
+    /// How long to keep it (`None`: [`Config::default_ttl`](crate::Config::default_ttl);
+    /// at most [`Config::max_ttl`](crate::Config::max_ttl)).
+    pub ttl: Option<Duration>,
+    /// The creator's own reference (1 to 256 bytes), kept with the message
+    /// and its receipt, never handed to a reader.
+    pub reference: Option<String>,
+}
+
+impl std::fmt::Debug for Create {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print ciphertext.
+        f.debug_struct("Create")
+            .field("envelope_len", &self.envelope.len())
+            .field("ttl", &self.ttl)
+            .field("reference", &self.reference)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Create {
+    /// A create of `envelope` with its verifiers, for the default expiry
+    /// and without a reference.
+    pub fn new(envelope: Vec<u8>, verifier: ClaimVerifier, access: AccessVerifier) -> Self {
+        Create {
+            envelope,
+            verifier,
+            access,
+            ttl: None,
+            reference: None,
+        }
+    }
+
+    /// Sets [`Create::ttl`].
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Sets [`Create::reference`].
+    pub fn with_reference(mut self, reference: impl Into<String>) -> Self {
+        self.reference = Some(reference.into());
+        self
+    }
+}
+
+impl Service {
+    /// Stores a sealed envelope for `caller` under a fresh ID with a fresh
+    /// management token, through the whole create pipeline: the caller's
+    /// rate limit, the create policy's decision, the limits it allows
+    /// within, the format and the server's limits, the quota, then the
+    /// store. The envelope is checked against the format (header, padded
+    /// size), never opened: the service cannot read it.
+    pub async fn create(&self, caller: &Caller, request: Create) -> Result<Stored, ServiceError> {
+        self.admit(caller, Op::Create)?;
+        self.create_admitted(caller, request).await
+    }
+
+    /// [`create`](Service::create) after the rate limit.
+    pub(crate) async fn create_admitted(
+        &self,
+        caller: &Caller,
+        request: Create,
+    ) -> Result<Stored, ServiceError> {
+        let limits = self.decide(caller, &request).await?;
+        let config = &self.0.config;
+        limits
+            .check(&request.envelope, request.ttl, config.default_ttl)
+            .map_err(|e| self.failed(e))?;
+        let ttl = self.check(&request).map_err(|e| self.failed(e))?;
+        if let Some(quota) = &limits.quota {
+            let key = format!("create:{}", quota.creator);
+            let counted = self
+                .0
+                .store
+                .count_quota(&key, quota.per, quota.max)
+                .await
+                .map_err(|e| self.failed(e.into()))?;
+            if !counted {
+                return Err(self.failed(ServiceError::QuotaExceeded {
+                    max: quota.max,
+                    per: quota.per,
+                }));
+            }
+        }
+        self.put(caller, request, ttl, limits.manage_secret.as_ref())
+            .await
+    }
+
+    /// The policy's limits for this create (none without a policy).
+    async fn decide(
+        &self,
+        caller: &Caller,
+        request: &Create,
+    ) -> Result<CreateLimits, ServiceError> {
+        let Some(policy) = &self.0.config.create_policy else {
+            return Ok(CreateLimits::default());
+        };
+        let ask = CreateAsk {
+            ttl: request.ttl,
+            envelope_bytes: request.envelope.len(),
+            passphrase: validate(&request.envelope).is_ok_and(|info| info.passphrase),
+            reference: request.reference.as_deref(),
+        };
+        match policy.0.decide(caller, &ask).await {
+            Decision::Allow(limits) => Ok(limits),
+            Decision::Deny { message } => {
+                tracing::debug!(%caller, "create denied by the policy");
+                Err(ServiceError::Denied { message })
+            }
+        }
+    }
+
+    /// The expiry of a create, once the reference, the envelope and the
+    /// expiry asked for pass.
+    fn check(&self, request: &Create) -> Result<Duration, ServiceError> {
+        if request
+            .reference
+            .as_deref()
+            .is_some_and(|r| r.is_empty() || r.len() > MAX_REFERENCE_BYTES)
+        {
+            return Err(ServiceError::invalid(
+                ErrorCode::BadReference,
+                format!("reference must be 1 to {MAX_REFERENCE_BYTES} bytes"),
+            ));
+        }
+        validate(&request.envelope).map_err(|e| match e {
+            otm_core::Error::TooLarge { .. } => {
+                ServiceError::invalid(ErrorCode::TooLarge, e.to_string())
+            }
+            _ => ServiceError::invalid(ErrorCode::BadEnvelope, e.to_string()),
+        })?;
+        let config = &self.0.config;
+        let ttl = match request.ttl {
+            None => config.default_ttl,
+            Some(t) if t.as_secs() == 0 => {
+                return Err(ServiceError::invalid(
+                    ErrorCode::BadTtl,
+                    "ttl_seconds must be at least 1",
+                ))
+            }
+            Some(t) => Duration::from_secs(t.as_secs()),
+        };
+        if ttl > config.max_ttl {
+            return Err(ServiceError::invalid(
+                ErrorCode::TtlTooLong,
+                format!(
+                    "ttl_seconds is {}; this server keeps messages at most {} ({} s)",
+                    ttl.as_secs(),
+                    humantime::format_duration(config.max_ttl),
+                    config.max_ttl.as_secs()
+                ),
+            ));
+        }
+        Ok(ttl)
+    }
+
+    /// Stores a checked create under a fresh ID, with its management token
+    /// derived from `secret` when there is one.
+    async fn put(
+        &self,
+        caller: &Caller,
+        request: Create,
+        ttl: Duration,
+        secret: Option<&ManageSecret>,
+    ) -> Result<Stored, ServiceError> {
+        let expires_at = SystemTime::now() + ttl;
+        let bytes = request.envelope.len();
+        // A 128-bit ID collides only by a broken RNG or on purpose; retry anyway.
+        let mut attempts = 0;
+        let (id, manage) = loop {
+            let id = MessageId::generate().map_err(|_| ServiceError::Random)?;
+            let manage = match secret {
+                Some(secret) => secret.token_for(&id),
+                None => ManageToken::generate().map_err(|_| ServiceError::Random)?,
+            };
+            let message = NewMessage {
+                envelope: request.envelope.clone(),
+                verifier: request.verifier,
+                access: request.access,
+                expires_at,
+                manage: Some(manage.verifier()),
+                reference: request.reference.clone(),
+            };
+            match self.0.store.put(&id, message).await {
+                Ok(()) => break (id, manage),
+                Err(StoreError::Conflict) if attempts < 3 => attempts += 1,
+                Err(e) => return Err(self.failed(e.into())),
+            }
+        };
+        self.0.metrics.count(Outcome::Created);
+        self.changed();
+        tracing::info!(id = %id, %caller, bytes, ttl_s = ttl.as_secs(), "message created");
+        Ok(Stored {
+            id,
+            manage_token: manage,
+            expires_at,
+        })
+    }
+}
