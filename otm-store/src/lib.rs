@@ -100,11 +100,6 @@ pub use redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sqlx;
 
-/// The README's code examples, compiled as doctests so the README stays
-/// true (only the Rust blocks not marked `ignore`).
-#[cfg(all(doctest, feature = "sqlite"))]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
 
 /// A boxed error kept as the source of [`StoreError`] variants.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
