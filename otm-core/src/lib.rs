@@ -36,10 +36,12 @@ pub mod api;
 mod b64;
 mod envelope;
 mod error;
+mod event;
 mod key;
 mod link;
 mod secrets;
 mod sent;
+pub mod webhook;
 
 #[cfg(test)]
 mod tests;
@@ -51,6 +53,7 @@ pub use envelope::{
     VERSION,
 };
 pub use error::{Error, Result};
+pub use event::EventKind;
 pub use key::{
     AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, Key, ManageSecret, ManageToken,
     ManageVerifier, MessageId,

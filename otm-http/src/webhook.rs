@@ -1,45 +1,24 @@
 //! Signed webhooks (feature `webhooks`): an [`EventSink`] that POSTs each
 //! event as JSON to one URL from the operator's configuration (never from a
-//! request), signed the Standard Webhooks way
-//! (<https://www.standardwebhooks.com>):
+//! request), signed the Standard Webhooks way. The wire format (headers,
+//! body, signature) and the receiver's side are in [`otm_core::webhook`]:
+//! a receiver needs otm-core alone; [`verify`] here is the same check on an
+//! axum/http [`HeaderMap`].
 //!
-//! - `webhook-id`: [`Event::id`], the same on every retry: de-duplicate by it;
-//! - `webhook-timestamp`: Unix seconds of this attempt: refuse old ones;
-//! - `webhook-signature`: `v1,<base64 HMAC-SHA256(secret, id.timestamp.body)>`,
-//!   one per configured secret, space-separated, so a receiver can rotate
-//!   its secret without missing an event.
-//!
-//! The body is `{"type": "message.opened", "timestamp": "<RFC 3339>",
-//! "data": {"message_id": "…", "reference": "…"}}` (`reference` only when
-//! the sender gave one). It never holds content, keys, proofs or tokens.
 //! A 2xx answer is a delivery; anything else, a redirect included (never
 //! followed), is retried by the dispatcher.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use hmac::digest::{CtOutput, Output};
-use hmac::{Hmac, Mac};
-use otm_core::Zeroizing;
-use otm_store::BoxError;
-use sha2::Sha256;
-
 use axum::http::HeaderMap;
+pub use otm_core::webhook::{
+    BadSecret, Received, Rejected, WebhookBody, WebhookData, WebhookSecret, DEFAULT_TOLERANCE,
+    MAX_SIGNATURES,
+};
+use otm_store::BoxError;
 
-use crate::events::{Event, EventKind, EventSink};
-
-/// A webhook signing secret: `whsec_` and the base64 of 24 to 64 random
-/// bytes (the Standard Webhooks form).
-#[derive(Clone)]
-pub struct WebhookSecret(Zeroizing<Vec<u8>>);
-
-impl std::fmt::Debug for WebhookSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WebhookSecret(..)")
-    }
-}
+use crate::events::{Event, EventSink};
 
 /// Why a webhook could not be set up.
 #[derive(Debug)]
@@ -59,9 +38,7 @@ pub enum WebhookError {
 impl std::fmt::Display for WebhookError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            WebhookError::BadSecret => {
-                f.write_str("a webhook secret is whsec_ and the base64 of 24 to 64 bytes")
-            }
+            WebhookError::BadSecret => BadSecret.fmt(f),
             WebhookError::BadUrl(why) => write!(f, "the webhook URL {why}"),
             WebhookError::NoSecret => f.write_str("a webhook needs at least one signing secret"),
             WebhookError::Client(e) => write!(f, "the webhook HTTP client: {e}"),
@@ -71,118 +48,15 @@ impl std::fmt::Display for WebhookError {
 
 impl std::error::Error for WebhookError {}
 
-impl WebhookSecret {
-    /// Reads `whsec_<base64>` (standard base64, padding optional).
-    pub fn parse(text: &str) -> Result<Self, WebhookError> {
-        let b64 = text
-            .trim()
-            .strip_prefix("whsec_")
-            .ok_or(WebhookError::BadSecret)?;
-        let bytes = STANDARD
-            .decode(b64)
-            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64))
-            .map_err(|_| WebhookError::BadSecret)?;
-        if !(24..=64).contains(&bytes.len()) {
-            return Err(WebhookError::BadSecret);
-        }
-        Ok(WebhookSecret(Zeroizing::new(bytes)))
-    }
-
-    /// A fresh secret of 32 random bytes from the operating system.
-    pub fn generate() -> Result<Self, otm_core::Error> {
-        let key = otm_core::Key::generate()?;
-        Ok(WebhookSecret(Zeroizing::new(key.as_bytes().to_vec())))
-    }
-
-    /// The `whsec_…` text of this secret, to give the receiver.
-    pub fn to_text(&self) -> Zeroizing<String> {
-        Zeroizing::new(format!("whsec_{}", STANDARD.encode(&*self.0)))
-    }
-
-    /// `v1,<base64 HMAC-SHA256(secret, "{id}.{timestamp}.{body}")>`.
-    fn sign(&self, id: &str, timestamp: u64, body: &[u8]) -> String {
-        let mac = self.mac(id, &timestamp.to_string(), body);
-        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
-    }
-
-    /// The HMAC over `{id}.{timestamp}.{body}`, not yet finalized.
-    fn mac(&self, id: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
-        mac.update(id.as_bytes());
-        mac.update(b".");
-        mac.update(timestamp.as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        mac
+impl From<BadSecret> for WebhookError {
+    fn from(_: BadSecret) -> Self {
+        WebhookError::BadSecret
     }
 }
 
-/// The most `webhook-signature` entries [`verify`] looks at (a sender
-/// rotating secrets sends two).
-pub const MAX_SIGNATURES: usize = 16;
-
-/// How far a `webhook-timestamp` may be from the receiver's clock, either
-/// way (the Standard Webhooks recommendation).
-pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
-
-/// An event received and verified by [`verify`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Received {
-    /// The `webhook-id`: the same on every retry; de-duplicate by it.
-    pub id: String,
-    /// What happened.
-    pub kind: EventKind,
-    /// To which message.
-    pub message: otm_core::MessageId,
-    /// The sender's reference, if it gave one.
-    pub reference: Option<String>,
-    /// When it happened.
-    pub at: SystemTime,
-}
-
-/// Why [`verify`] refused a request: answer it with a 4xx.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Rejected {
-    /// A `webhook-id`, `webhook-timestamp` or `webhook-signature` header is
-    /// missing or not text.
-    MissingHeader(&'static str),
-    /// The timestamp is not Unix seconds within the tolerance of now (a
-    /// replay, or a clock far off).
-    Stale,
-    /// No signature is the HMAC of any of the receiver's secrets.
-    BadSignature,
-    /// Signed, but not an otm event body.
-    BadBody(String),
-    /// Signed, and an otm event, but of a type this version does not know
-    /// (a newer sender): answer 2xx and ignore it, or the sender retries
-    /// it until it gives up.
-    UnknownType(String),
-}
-
-impl std::fmt::Display for Rejected {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Rejected::MissingHeader(name) => write!(f, "the {name} header is missing"),
-            Rejected::Stale => f.write_str("the webhook-timestamp is too far from now"),
-            Rejected::BadSignature => f.write_str("no valid webhook-signature"),
-            Rejected::BadBody(why) => write!(f, "the body is not an otm event: {why}"),
-            Rejected::UnknownType(kind) => write!(f, "an event of an unknown type {kind:?}"),
-        }
-    }
-}
-
-impl std::error::Error for Rejected {}
-
-/// The receiving side: checks a webhook request's headers and raw body
-/// against the receiver's `secrets` (any one of them may have signed it,
-/// so a receiver can rotate), refuses a timestamp further than `tolerance`
-/// from now, and decodes the event. Signatures are compared in constant
-/// time. Check the raw body bytes, before any JSON parsing of your own. A
-/// replay within the tolerance passes: act once per [`Received::id`].
-/// Answer [`Rejected::UnknownType`] with a 2xx (a newer sender's event),
-/// the others with a 4xx.
+/// [`otm_core::webhook::verify`] on a request's [`HeaderMap`]: the
+/// signature against any of `secrets` (constant time), the timestamp's age
+/// within `tolerance`, and the body decoded.
 ///
 /// ```
 /// use otm_http::webhook::{verify, WebhookSecret, DEFAULT_TOLERANCE};
@@ -199,77 +73,12 @@ pub fn verify(
     body: &[u8],
     tolerance: Duration,
 ) -> Result<Received, Rejected> {
-    let header = |name: &'static str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(Rejected::MissingHeader(name))
-    };
-    let id = header("webhook-id")?;
-    // Signed as sent: the header's text, not a number formatted again.
-    let timestamp = header("webhook-timestamp")?.trim();
-    let seconds: u64 = timestamp.parse().map_err(|_| Rejected::Stale)?;
-    let signatures = header("webhook-signature")?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    if now.abs_diff(seconds) > tolerance.as_secs() {
-        return Err(Rejected::Stale);
-    }
-    // One MAC per secret, whatever the header holds; then constant-time
-    // comparisons with at most MAX_SIGNATURES of its entries.
-    let expected: Vec<CtOutput<Hmac<Sha256>>> = secrets
-        .iter()
-        .map(|secret| secret.mac(id, timestamp, body).finalize())
-        .collect();
-    let signed = signatures
-        .split(' ')
-        .take(MAX_SIGNATURES)
-        .filter_map(|s| s.strip_prefix("v1,"))
-        .filter_map(|s| STANDARD.decode(s).ok())
-        .filter(|tag| tag.len() == 32)
-        .any(|tag| {
-            let tag = CtOutput::new(Output::<Hmac<Sha256>>::clone_from_slice(&tag));
-            expected.contains(&tag)
-        });
-    if !signed {
-        return Err(Rejected::BadSignature);
-    }
-    decode(id, body)
-}
-
-/// The event in a signed body.
-fn decode(id: &str, body: &[u8]) -> Result<Received, Rejected> {
-    #[derive(serde::Deserialize)]
-    struct Body {
-        #[serde(rename = "type")]
-        kind: String,
-        timestamp: String,
-        data: Data,
-    }
-    #[derive(serde::Deserialize)]
-    struct Data {
-        message_id: String,
-        reference: Option<String>,
-    }
-    let bad = |why: String| Rejected::BadBody(why);
-    let body: Body = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
-    let kind = EventKind::ALL
-        .into_iter()
-        .find(|k| k.as_str() == body.kind)
-        .ok_or_else(|| Rejected::UnknownType(body.kind.clone()))?;
-    Ok(Received {
-        id: id.to_owned(),
-        kind,
-        message: body
-            .data
-            .message_id
-            .parse()
-            .map_err(|e: otm_core::Error| bad(e.to_string()))?,
-        reference: body.data.reference,
-        at: humantime::parse_rfc3339(&body.timestamp).map_err(|e| bad(e.to_string()))?,
-    })
+    otm_core::webhook::verify(
+        secrets,
+        |name| headers.get(name).and_then(|v| v.to_str().ok()),
+        body,
+        tolerance,
+    )
 }
 
 /// Events as signed POSTs to one URL. Neither its `Debug` nor its errors
@@ -319,19 +128,15 @@ impl Webhook {
         })
     }
 
-    /// The JSON body of `event`.
+    /// The JSON body of `event` ([`WebhookBody`]).
     pub fn body(event: &Event) -> Vec<u8> {
-        let mut data = serde_json::Map::new();
-        data.insert("message_id".into(), event.message.to_string().into());
-        if let Some(r) = &event.reference {
-            data.insert("reference".into(), r.clone().into());
-        }
-        let body = serde_json::json!({
-            "type": event.kind.as_str(),
-            "timestamp": humantime::format_rfc3339_millis(event.at).to_string(),
-            "data": data,
-        });
-        serde_json::to_vec(&body).expect("a JSON value serializes")
+        WebhookBody::new(
+            event.kind,
+            &event.message,
+            event.reference.as_deref(),
+            event.at,
+        )
+        .to_json()
     }
 
     /// The `webhook-signature` header value for one attempt.
@@ -378,23 +183,7 @@ impl EventSink for Webhook {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secrets_parse_only_in_the_standard_form() {
-        let s = WebhookSecret::generate().unwrap();
-        let again = WebhookSecret::parse(&s.to_text()).unwrap();
-        assert_eq!(*again.0, *s.0);
-        for bad in [
-            "",
-            "whsec_",
-            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-            "whsec_!!!",
-            "whsec_AAAA",
-            &format!("whsec_{}", STANDARD.encode([7u8; 65])),
-        ] {
-            assert!(WebhookSecret::parse(bad).is_err(), "{bad}");
-        }
-    }
+    use otm_store::EventKind;
 
     #[test]
     fn the_signature_is_hmac_sha256_over_id_timestamp_and_body() {

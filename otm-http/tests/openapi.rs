@@ -323,3 +323,55 @@ fn every_other_documented_error_is_the_error_body() {
     }
     assert!(errors > 10, "only {errors} error responses documented");
 }
+
+/// The webhook body is documented (OpenAPI 3.1 `webhooks`) exactly as the
+/// wire type otm sends and receivers decode, and its `type` lists every
+/// event kind.
+#[test]
+fn the_webhook_body_is_documented_as_sent() {
+    use otm_core::webhook::{WebhookBody, WebhookData};
+    let doc = doc();
+    let schema = &doc["webhooks"]["messageEvent"]["post"]["requestBody"]["content"]
+        ["application/json"]["schema"];
+    let body = |reference: Option<&str>| WebhookBody {
+        kind: "message.opened".into(),
+        timestamp: "2026-12-02T00:00:00.123Z".into(),
+        data: WebhookData {
+            message_id: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            reference: reference.map(str::to_owned),
+        },
+    };
+    check(
+        &doc,
+        "WebhookBody",
+        schema,
+        body(Some("ticket 7")),
+        body(None),
+    );
+    let data = resolve(&doc, &resolve(&doc, schema)["properties"]["data"]);
+    let full = serde_json::to_value(body(Some("r")).data).unwrap();
+    let documented: BTreeSet<&str> = data["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let sent: BTreeSet<&str> = full
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(documented, sent, "WebhookData");
+    let kinds: BTreeSet<&str> = resolve(&doc, schema)["properties"]["type"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let all: BTreeSet<&str> = otm_core::EventKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(kinds, all);
+}

@@ -23,72 +23,9 @@ use otm_core::MessageId;
 
 use crate::Result;
 
-/// What happened to a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum EventKind {
-    /// It was stored.
-    Created,
-    /// Its reader opened it (it is gone).
-    Opened,
-    /// Its sender burned it unread.
-    Burned,
-    /// Too many wrong passphrases destroyed it unread.
-    Destroyed,
-    /// It expired unread (reported by stores that remove expired messages
-    /// themselves, when they do).
-    Expired,
-}
-
-impl EventKind {
-    /// Every kind, in code order.
-    pub const ALL: [EventKind; 5] = [
-        EventKind::Created,
-        EventKind::Opened,
-        EventKind::Burned,
-        EventKind::Destroyed,
-        EventKind::Expired,
-    ];
-
-    /// The kind's name in webhooks and logs: `message.created`,
-    /// `message.opened`, `message.burned`, `message.destroyed`,
-    /// `message.expired`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Created => "message.created",
-            EventKind::Opened => "message.opened",
-            EventKind::Burned => "message.burned",
-            EventKind::Destroyed => "message.destroyed",
-            EventKind::Expired => "message.expired",
-        }
-    }
-
-    /// The number a store keeps for the kind.
-    #[allow(dead_code)] // unused in builds without an outbox backend
-    pub(crate) fn code(self) -> i32 {
-        match self {
-            EventKind::Created => 1,
-            EventKind::Opened => 2,
-            EventKind::Burned => 3,
-            EventKind::Destroyed => 4,
-            EventKind::Expired => 5,
-        }
-    }
-
-    /// The kind of a stored number.
-    #[allow(dead_code)] // unused in builds without an outbox backend
-    pub(crate) fn from_code(code: i64) -> Option<EventKind> {
-        EventKind::ALL
-            .into_iter()
-            .find(|k| i64::from(k.code()) == code)
-    }
-}
-
-impl std::fmt::Display for EventKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// What happened to a message (the one type otm-core defines for events
+/// and webhooks alike).
+pub use otm_core::EventKind;
 
 /// One event, as an outbox hands it out.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -100,7 +100,6 @@ pub use redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sqlx;
 
-
 /// A boxed error kept as the source of [`StoreError`] variants.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
