@@ -1,9 +1,10 @@
 //! Typed configuration of the HTTP layer.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use otm_store::BreakerConfig;
+
+use crate::limit::{IpNet, RateLimit};
 
 /// How the router behaves. Build with [`Config::default`] and the `with_*` methods.
 #[derive(Clone, Debug)]
@@ -69,15 +70,6 @@ impl std::fmt::Debug for Events {
 /// An [`EventSink`](crate::events::EventSink) in the [`Config`] (cheap to clone).
 #[derive(Clone)]
 pub struct SharedSink(pub(crate) std::sync::Arc<dyn crate::events::EventSink>);
-
-/// A per-client token bucket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateLimit {
-    /// Sustained requests per minute.
-    pub per_minute: u32,
-    /// Requests allowed at once.
-    pub burst: u32,
-}
 
 impl Default for Config {
     fn default() -> Self {
@@ -187,58 +179,5 @@ impl Config {
         v.sort();
         v.dedup();
         v
-    }
-}
-
-/// An IP network (`10.0.0.0/8`, `::1/128`, or a bare address).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl IpNet {
-    /// Whether `ip` is inside this network.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl std::str::FromStr for IpNet {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        let (addr, prefix) = match text.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("{text:?} is not an IP address or network"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{text:?} has a bad prefix length"))?,
-            None => max,
-        };
-        Ok(IpNet { addr, prefix })
     }
 }

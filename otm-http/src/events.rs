@@ -41,12 +41,14 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use otm_store::{BlobStore, BoxError};
+
+use crate::metrics::EventCounters;
 pub use otm_store::{Event, EventKind};
 
 /// Where events go. Return `Ok` once the event is safely handled: an `Err`
@@ -185,14 +187,6 @@ impl DispatchConfig {
             .unwrap_or_default();
         base.saturating_add(spread)
     }
-}
-
-/// Delivery counters (`otm_events_total{outcome}`).
-#[derive(Debug, Default)]
-pub(crate) struct EventCounters {
-    pub(crate) delivered: AtomicU64,
-    pub(crate) retried: AtomicU64,
-    pub(crate) dead: AtomicU64,
 }
 
 /// The dispatcher task of a [`Service`](crate::Service): leases and

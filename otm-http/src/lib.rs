@@ -91,36 +91,15 @@ mod service;
 pub mod webhook;
 
 pub use caller::{Authorization, Caller, TokenHolder};
-pub use config::{Config, Events, IpNet, RateLimit, SharedSink};
+pub use config::{Config, Events, SharedSink};
 pub use error::ApiError;
+pub use limit::{IpNet, RateLimit};
 /// The API's error codes ([`ApiError::code`]), from `otm_core::api`.
 pub use otm_core::ErrorCode;
 #[cfg(feature = "serve")]
 pub use serve::{serve, ConnectionLimits};
 pub use service::{Create, Receipt, Service, ServiceError};
 
-/// The OpenAPI document of the JSON API (`otm-http/openapi.json`, linked
-/// from `docs/openapi.json`).
-pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
-
-/// Largest request body the API reads: a maximum envelope in base64url plus
-/// the JSON around it.
-pub const API_BODY_LIMIT: usize = handlers::api::MAX_ENVELOPE_B64 + 1024;
-
-/// Content-Security-Policy of every response: no inline script or style,
-/// nothing from elsewhere, no framing, and Trusted Types for every DOM
-/// sink that parses HTML or runs script (the pages only set `textContent`,
-/// so nothing may ever inject markup).
-pub const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'self'; script-src 'self'; style-src 'self'; \
-img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
-frame-ancestors 'none'; form-action 'self'; require-trusted-types-for 'script'";
-
-/// `Strict-Transport-Security` of every response when the configured base
-/// URL is `https` ([`Config::base_url`]): browsers then refuse plain HTTP to
-/// this host for a year.
-pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
-
-/// How long a readiness answer is reused: a scraper polling `/readyz` as
-/// fast as it likes makes at most one store round trip per this period.
-pub const READINESS_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
+pub use handlers::api::{API_BODY_LIMIT, OPENAPI_JSON};
+pub use handlers::ops::READINESS_CACHE;
+pub use middleware::{CONTENT_SECURITY_POLICY, STRICT_TRANSPORT_SECURITY};

@@ -55,7 +55,7 @@ pub(crate) struct Metrics {
     /// Store round trips made for `/readyz` (cached answers do not count).
     store_checks: AtomicU64,
     /// Event deliveries, when a dispatcher runs.
-    pub(crate) events: std::sync::Arc<crate::events::EventCounters>,
+    pub(crate) events: std::sync::Arc<EventCounters>,
 }
 
 impl Metrics {
@@ -163,4 +163,12 @@ impl Metrics {
         );
         out
     }
+}
+
+/// Delivery counters (`otm_events_total{outcome}`).
+#[derive(Debug, Default)]
+pub(crate) struct EventCounters {
+    pub(crate) delivered: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) dead: AtomicU64,
 }

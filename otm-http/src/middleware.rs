@@ -11,8 +11,23 @@ use axum::response::{IntoResponse, Response};
 use otm_core::ErrorCode;
 
 use crate::error::ApiError;
+use crate::handlers::api::API_BODY_LIMIT;
 use crate::metrics;
-use crate::{Service, API_BODY_LIMIT, CONTENT_SECURITY_POLICY, STRICT_TRANSPORT_SECURITY};
+use crate::service::Service;
+
+/// Content-Security-Policy of every response: no inline script or style,
+/// nothing from elsewhere, no framing, and Trusted Types for every DOM
+/// sink that parses HTML or runs script (the pages only set `textContent`,
+/// so nothing may ever inject markup).
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self'; \
+img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+frame-ancestors 'none'; form-action 'self'; require-trusted-types-for 'script'";
+
+/// `Strict-Transport-Security` of every response when the configured base
+/// URL is `https` ([`Config::base_url`](crate::Config::base_url)): browsers then refuse plain HTTP to
+/// this host for a year.
+pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
 
 /// Times each request for the metrics, by route kind only: the kind the
 /// route marked its response with ([`mark`]), else `other`.

@@ -67,9 +67,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::http::request::Parts;
-use otm_core::{ErrorCode, ManageSecret};
+use otm_core::ManageSecret;
 
-use crate::{Caller, ServiceError};
+use crate::caller::Caller;
 
 /// Decides who may create, and within what.
 #[async_trait]
@@ -253,50 +253,6 @@ impl CreateLimits {
         self.passphrase_required = required;
         self
     }
-
-    /// Checks a create against these limits: the envelope's size and
-    /// passphrase flag, and the expiry asked for (`None`: the server's
-    /// default, `default_ttl`).
-    pub(crate) fn check(
-        &self,
-        envelope: &[u8],
-        ttl: Option<Duration>,
-        default_ttl: Duration,
-    ) -> Result<(), ServiceError> {
-        let invalid = |code, message: String| ServiceError::Invalid { code, message };
-        if let Some(max) = self.max_envelope_bytes {
-            if envelope.len() > max {
-                return Err(invalid(
-                    ErrorCode::TooLarge,
-                    format!("You may send messages of at most {max} bytes sealed."),
-                ));
-            }
-        }
-        if self.passphrase_required {
-            let info = otm_core::validate(envelope)
-                .map_err(|e| invalid(ErrorCode::BadEnvelope, e.to_string()))?;
-            if !info.passphrase {
-                return Err(invalid(
-                    ErrorCode::PassphraseRequired,
-                    "Protect this message with a passphrase too.".into(),
-                ));
-            }
-        }
-        if let Some(max) = self.max_ttl {
-            let asked = ttl.unwrap_or(default_ttl);
-            if asked > max {
-                return Err(invalid(
-                    ErrorCode::TtlTooLong,
-                    format!(
-                        "You may keep messages at most {} ({} s).",
-                        humantime::format_duration(max),
-                        max.as_secs()
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
 }
 
 /// A policy in the [`Config`](crate::Config) (cheap to clone).
@@ -306,39 +262,5 @@ pub struct SharedPolicy(pub(crate) Arc<dyn CreatePolicy>);
 impl std::fmt::Debug for SharedPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("CreatePolicy(..)")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use otm_core::{seal, Key, Passphrase, Secrets};
-
-    #[test]
-    fn limits_check_size_passphrase_and_expiry() {
-        let key = Key::generate().unwrap();
-        let plain = seal(&Secrets::derive(&key, None), "hello").unwrap();
-        let phrase = Passphrase::new("correct horse").unwrap();
-        let protected = seal(&Secrets::derive(&key, Some(&phrase)), "hello").unwrap();
-        let day = Duration::from_secs(86_400);
-        let none = CreateLimits::default();
-        assert!(none.check(&plain, None, day).is_ok());
-
-        let code = |r: Result<(), ServiceError>| r.unwrap_err().code();
-        let strict = CreateLimits::default().with_passphrase_required(true);
-        assert_eq!(
-            code(strict.check(&plain, None, day)),
-            ErrorCode::PassphraseRequired
-        );
-        assert!(strict.check(&protected, None, day).is_ok());
-
-        let small = CreateLimits::default().with_max_envelope_bytes(plain.len() - 1);
-        assert_eq!(code(small.check(&plain, None, day)), ErrorCode::TooLarge);
-
-        let short = CreateLimits::default().with_max_ttl(Duration::from_secs(3600));
-        assert_eq!(code(short.check(&plain, None, day)), ErrorCode::TtlTooLong);
-        assert!(short
-            .check(&plain, Some(Duration::from_secs(600)), day)
-            .is_ok());
     }
 }

@@ -7,10 +7,11 @@ use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::handlers::api::API_BODY_LIMIT;
 use crate::handlers::{api, ops, pages};
 use crate::metrics::Route;
 use crate::middleware::{mark, observe, receive_within, security_headers};
-use crate::{Service, API_BODY_LIMIT};
+use crate::service::Service;
 
 impl Service {
     /// The public HTTP surface of this instance, for any host state `S`:

@@ -23,6 +23,7 @@
 pub mod browser;
 pub mod cleanup;
 pub mod env;
+pub mod layers;
 pub mod process;
 pub mod server;
 pub mod tls;

@@ -33,6 +33,14 @@ use crate::{Service, ServiceError};
 /// Longest base64url text of a valid envelope.
 pub(crate) const MAX_ENVELOPE_B64: usize = (MAX_ENVELOPE_LEN * 4).div_ceil(3);
 
+/// Largest request body the API reads: a maximum envelope in base64url plus
+/// the JSON around it.
+pub const API_BODY_LIMIT: usize = MAX_ENVELOPE_B64 + 1024;
+
+// The OpenAPI document of the JSON API (`otm-http/openapi.json`, linked
+/// from `docs/openapi.json`).
+pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
+
 /// `Json` whose rejections are [`ApiError`]s with JSON bodies.
 pub(crate) struct ApiJson<T>(pub(crate) T);
 
@@ -327,8 +335,5 @@ pub(crate) async fn burn(
 
 /// `GET /api/v1/openapi.json`.
 pub(crate) async fn openapi() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        crate::OPENAPI_JSON,
-    )
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
 }

@@ -10,7 +10,11 @@ use axum::Json;
 use otm_core::ErrorCode;
 
 use crate::error::ApiError;
-use crate::{Service, READINESS_CACHE};
+use crate::Service;
+
+/// How long a readiness answer is reused: a scraper polling `/readyz` as
+/// fast as it likes makes at most one store round trip per this period.
+pub const READINESS_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `GET /healthz`: the process answers.
 pub(crate) async fn healthz() -> Json<serde_json::Value> {

@@ -100,8 +100,7 @@ impl Service {
     ) -> Result<Stored, ServiceError> {
         let limits = self.decide(caller, &request).await?;
         let config = &self.0.config;
-        limits
-            .check(&request.envelope, request.ttl, config.default_ttl)
+        check_limits(&limits, &request.envelope, request.ttl, config.default_ttl)
             .map_err(|e| self.failed(e))?;
         let ttl = self.check(&request).map_err(|e| self.failed(e))?;
         if let Some(quota) = &limits.quota {
@@ -232,5 +231,88 @@ impl Service {
             manage_token: manage,
             expires_at,
         })
+    }
+}
+
+/// Checks a create against the `limits` the policy allowed within: the envelope's size and
+/// passphrase flag, and the expiry asked for (`None`: the server's
+/// default, `default_ttl`).
+fn check_limits(
+    limits: &CreateLimits,
+    envelope: &[u8],
+    ttl: Option<Duration>,
+    default_ttl: Duration,
+) -> Result<(), ServiceError> {
+    let invalid = |code, message: String| ServiceError::Invalid { code, message };
+    if let Some(max) = limits.max_envelope_bytes {
+        if envelope.len() > max {
+            return Err(invalid(
+                ErrorCode::TooLarge,
+                format!("You may send messages of at most {max} bytes sealed."),
+            ));
+        }
+    }
+    if limits.passphrase_required {
+        let info = otm_core::validate(envelope)
+            .map_err(|e| invalid(ErrorCode::BadEnvelope, e.to_string()))?;
+        if !info.passphrase {
+            return Err(invalid(
+                ErrorCode::PassphraseRequired,
+                "Protect this message with a passphrase too.".into(),
+            ));
+        }
+    }
+    if let Some(max) = limits.max_ttl {
+        let asked = ttl.unwrap_or(default_ttl);
+        if asked > max {
+            return Err(invalid(
+                ErrorCode::TtlTooLong,
+                format!(
+                    "You may keep messages at most {} ({} s).",
+                    humantime::format_duration(max),
+                    max.as_secs()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::CreateLimits;
+    use otm_core::{seal, Key, Passphrase, Secrets};
+
+    #[test]
+    fn limits_check_size_passphrase_and_expiry() {
+        let key = Key::generate().unwrap();
+        let plain = seal(&Secrets::derive(&key, None), "hello").unwrap();
+        let phrase = Passphrase::new("correct horse").unwrap();
+        let protected = seal(&Secrets::derive(&key, Some(&phrase)), "hello").unwrap();
+        let day = Duration::from_secs(86_400);
+        let none = CreateLimits::default();
+        assert!(check_limits(&none, &plain, None, day).is_ok());
+
+        let code = |r: Result<(), ServiceError>| r.unwrap_err().code();
+        let strict = CreateLimits::default().with_passphrase_required(true);
+        assert_eq!(
+            code(check_limits(&strict, &plain, None, day)),
+            ErrorCode::PassphraseRequired
+        );
+        assert!(check_limits(&strict, &protected, None, day).is_ok());
+
+        let small = CreateLimits::default().with_max_envelope_bytes(plain.len() - 1);
+        assert_eq!(
+            code(check_limits(&small, &plain, None, day)),
+            ErrorCode::TooLarge
+        );
+
+        let short = CreateLimits::default().with_max_ttl(Duration::from_secs(3600));
+        assert_eq!(
+            code(check_limits(&short, &plain, None, day)),
+            ErrorCode::TtlTooLong
+        );
+        assert!(check_limits(&short, &plain, Some(Duration::from_secs(600)), day).is_ok());
     }
 }
