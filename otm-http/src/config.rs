@@ -19,9 +19,12 @@ pub struct Config {
     pub default_ttl: Duration,
     /// Expiry choices offered by the compose page (those above `max_ttl` are dropped).
     pub ttl_choices: Vec<Duration>,
-    /// Creates allowed per client: a burst, refilled at `per_minute`.
+    /// Creates allowed per caller (an anonymous client's address, an API
+    /// token, a host identity; never [`Caller::Server`](crate::Caller::Server)):
+    /// a burst, refilled at `per_minute`.
     pub create_limit: RateLimit,
-    /// Opens allowed per client (wrong proofs count too).
+    /// Opens, status checks and burns allowed per caller, together (wrong
+    /// proofs and malformed requests count too).
     pub open_limit: RateLimit,
     /// Proxies whose `X-Forwarded-For` is believed when they are the peer.
     pub trusted_proxies: Vec<IpNet>,

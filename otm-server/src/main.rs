@@ -60,7 +60,8 @@ struct Args {
     #[arg(long, env = "OTM_CREATE_PER_MINUTE", default_value_t = 30)]
     create_per_minute: u32,
 
-    /// Opens per minute per client.
+    /// Opens, status checks and burns per minute per client, together
+    /// (wrong and malformed requests count too).
     #[arg(long, env = "OTM_OPEN_PER_MINUTE", default_value_t = 60)]
     open_per_minute: u32,
 
