@@ -2,8 +2,11 @@
 //! dispatcher task leases due events from the store's outbox, hands each to
 //! an [`EventSink`] (your code in process, or a signed webhook with the
 //! `webhooks` feature), and marks it delivered, or failed with a retry time
-//! (exponential backoff with jitter), or, after the last attempt, drops it
-//! as a dead letter (logged and counted in `otm_events_total`). The events
+//! (exponential backoff with jitter), or, after the last attempt, keeps it
+//! in the outbox as a dead letter (logged and counted in
+//! `otm_events_total{outcome="dead"}`; listed by
+//! [`Service::dead_letters`](crate::Service::dead_letters) and due again
+//! after [`Service::replay_dead_letters`](crate::Service::replay_dead_letters)). The events
 //! of a batch are delivered concurrently, so their order is not kept.
 //!
 //! Delivery is at least once: a sink may see an event again (after a crash
@@ -76,7 +79,7 @@ pub struct DispatchConfig {
     pub lease: Duration,
     /// Longest one delivery may take before it counts as failed. Default 10 s.
     pub deliver_timeout: Duration,
-    /// Deliveries tried before an event is dropped as a dead letter. Default 12.
+    /// Deliveries tried before an event is kept as a dead letter. Default 12.
     pub max_attempts: u32,
     /// The first retry's delay; each further one doubles, up to
     /// [`DispatchConfig::max_backoff`], with up to a quarter of random
@@ -297,10 +300,10 @@ async fn deliver(
     };
     let attempts = event.attempts + 1;
     if attempts >= config.max_attempts {
-        outbox.event_delivered(event).await?;
+        outbox.event_dead(event).await?;
         counters.dead.fetch_add(1, Ordering::Relaxed);
         tracing::error!(event = %event.id(), kind = %event.kind, attempts, %error,
-            "event dropped after its last delivery attempt");
+            "event kept as a dead letter after its last delivery attempt (replay it with Service::replay_dead_letters)");
     } else {
         let delay = config.delay(attempts, jitter());
         outbox

@@ -3,8 +3,9 @@
 //! service runs by itself; signed webhooks reach a real HTTP receiver that
 //! checks the Standard Webhooks signature with its own HMAC; a receiver
 //! that fails twice gets the event on the third try with the same
-//! `webhook-id`; one that always fails sees exactly `max_attempts` tries
-//! and the event is counted dead; events without a store that records
+//! `webhook-id`; one that always fails sees exactly `max_attempts` tries,
+//! the event is counted dead and kept as a dead letter that the operator
+//! lists and replays; events without a store that records
 //! them, a store that records them without a sink, and contradictory
 //! dispatch settings are refused at start.
 
@@ -206,7 +207,7 @@ async fn signed_webhooks_are_retried_with_the_same_id() {
 }
 
 #[tokio::test]
-async fn an_event_is_dropped_after_its_last_attempt() {
+async fn an_event_is_kept_as_a_dead_letter_after_its_last_attempt_and_replayed() {
     let secret = WebhookSecret::generate().unwrap();
     let (received, url) = receiver(vec![secret_bytes(&secret)], u32::MAX).await;
     let hook = Webhook::new(&url, vec![secret]).unwrap();
@@ -244,6 +245,16 @@ async fn an_event_is_dropped_after_its_last_attempt() {
     assert!(metrics()
         .await
         .contains("otm_events_total{outcome=\"retried\"} 2"));
+    // Kept, not deleted: the operator sees it and replays it.
+    let dead = service.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!((dead[0].id(), dead[0].attempts), (id.clone(), 3));
+    assert_eq!(service.replay_dead_letters().await.unwrap(), 1);
+    received
+        .wait_for(Duration::from_secs(15), "the replayed event", |t| {
+            t.get(&id).is_some_and(|t| t.len() >= 4)
+        })
+        .await;
 }
 
 #[tokio::test]

@@ -190,6 +190,18 @@ enum Command {
         #[arg(long, default_value = "create")]
         scopes: String,
     },
+    /// List the events of the store (--store) whose webhook deliveries all
+    /// failed, kept as dead letters, one a line (ID, kind, failed attempts,
+    /// when it happened); with --replay, make them all due again, attempts
+    /// counted from 0: the running servers deliver them.
+    DeadLetters {
+        /// Make every dead letter due again instead of listing them.
+        #[arg(long)]
+        replay: bool,
+        /// The most dead letters listed.
+        #[arg(long, default_value_t = 100)]
+        max: usize,
+    },
 }
 
 /// Log targets capped at `info` whatever `OTM_LOG` asks for: at `debug` and
@@ -270,6 +282,15 @@ async fn main() -> std::process::ExitCode {
             }
             Err(reason) => {
                 eprintln!("unhealthy: {reason}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Command::DeadLetters { replay, max }) = args.command {
+        return match dead_letters(&args.store, replay, max).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("otm-server dead-letters: {e}");
                 std::process::ExitCode::FAILURE
             }
         };
@@ -415,6 +436,52 @@ async fn shutdown() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// `otm-server dead-letters`: lists or replays the store's dead letters.
+async fn dead_letters(url: &str, replay: bool, max: usize) -> Result<(), String> {
+    let options = StoreOptions::default().with_events(true);
+    let store = otm_store::connect(url, options).await.map_err(|e| {
+        format!(
+            "cannot open the store {}: {}",
+            redacted(url),
+            e.with_sources()
+        )
+    })?;
+    let outbox = store
+        .outbox()
+        .ok_or_else(|| format!("the {} store keeps no events", store.backend_name()))?;
+    if replay {
+        let n = outbox
+            .replay_dead_letters()
+            .await
+            .map_err(|e| e.with_sources())?;
+        println!("replayed {n} dead letters: due now, delivered by the running servers");
+        return Ok(());
+    }
+    let letters = outbox
+        .dead_letters(max)
+        .await
+        .map_err(|e| e.with_sources())?;
+    for event in &letters {
+        println!(
+            "{}\t{}\tattempts={}\t{}",
+            event.id(),
+            event.kind,
+            event.attempts,
+            humantime::format_rfc3339_seconds(event.at)
+        );
+    }
+    println!(
+        "{} dead letters{}",
+        letters.len(),
+        if letters.len() == max {
+            " (or more: --max)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }
 
 /// The API tokens of `--api-tokens-file` and `OTM_API_TOKENS`, if any are

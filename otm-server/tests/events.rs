@@ -172,3 +172,60 @@ async fn two_replicas_deliver_each_event_once() {
         assert_eq!(seen.len(), 1, "{id} delivered {} times", seen.len());
     }
 }
+
+/// `otm-server dead-letters` lists the events whose deliveries all failed
+/// (kept in the store), and `--replay` makes them due again.
+#[tokio::test]
+async fn the_operator_lists_and_replays_dead_letters() {
+    use otm_store::{BlobStore, StoreOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("otm.sqlite3").display());
+    let store = otm_store::connect(&url, StoreOptions::default().with_events(true))
+        .await
+        .unwrap();
+    let key = otm_core::Key::generate().unwrap();
+    let secrets = otm_core::Secrets::derive(&key, None);
+    let id = otm_core::MessageId::generate().unwrap();
+    let message = otm_store::NewMessage {
+        envelope: otm_core::seal(&secrets, "undeliverable").unwrap(),
+        verifier: secrets.claim_verifier(),
+        access: secrets.access_verifier(),
+        expires_at: std::time::SystemTime::now() + Duration::from_secs(3600),
+        manage: None,
+        reference: None,
+    };
+    store.put(&id, message).await.unwrap();
+    let outbox = store.outbox().unwrap();
+    let leased = outbox
+        .lease_events(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    outbox.event_dead(&leased[0]).await.unwrap();
+    drop(store);
+
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(["--store", &url, "dead-letters"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let listed = run(&[]);
+    assert!(
+        listed.contains(&format!("evt_{id}_created\tmessage.created\tattempts=1")),
+        "{listed}"
+    );
+    assert!(listed.ends_with("1 dead letters\n"), "{listed}");
+    assert_eq!(
+        run(&["--replay"]),
+        "replayed 1 dead letters: due now, delivered by the running servers\n"
+    );
+    assert!(run(&[]).ends_with("0 dead letters\n"));
+}

@@ -43,7 +43,10 @@ use tokio::task::JoinSet;
 use crate::{BlobStore, MessageState, NewMessage, StoreError};
 
 pub mod outbox;
-pub use outbox::{outbox_leases_once_and_retries, outbox_records_every_change};
+pub use outbox::{
+    outbox_keeps_dead_letters_until_replayed, outbox_leases_once_and_retries,
+    outbox_records_every_change,
+};
 
 /// How many times the suite's repeated cases run: the concurrent-taker race,
 /// the two concurrent wrong-proof cases and the model test.
@@ -985,6 +988,7 @@ macro_rules! conformance_suite {
 macro_rules! outbox_suite {
     ($make:path) => {
         $crate::conformance_suite!(@cases $make;
-            outbox_records_every_change, outbox_leases_once_and_retries);
+            outbox_records_every_change, outbox_leases_once_and_retries,
+            outbox_keeps_dead_letters_until_replayed);
     };
 }

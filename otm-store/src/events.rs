@@ -77,7 +77,30 @@ pub trait Outbox: Send + Sync {
     /// Delivering the event failed: it is due again at `retry_at`, with one
     /// more failed attempt counted.
     async fn event_failed(&self, event: &Event, retry_at: SystemTime) -> Result<()>;
+
+    /// Delivering the event failed for the last time: it stays in the
+    /// outbox as a dead letter (its last attempt counted), never leased
+    /// again until [`replay_dead_letters`](Outbox::replay_dead_letters).
+    /// Only while the caller's lease holds, like
+    /// [`event_failed`](Outbox::event_failed), which it is with the due
+    /// time [`DEAD_LETTER_MS`].
+    async fn event_dead(&self, event: &Event) -> Result<()> {
+        self.event_failed(event, crate::from_unix_ms(DEAD_LETTER_MS))
+            .await
+    }
+
+    /// Up to `max` dead letters, oldest first (on Redis Cluster, bucket by
+    /// bucket), with their failed attempts; listing leases nothing.
+    async fn dead_letters(&self, max: usize) -> Result<Vec<Event>>;
+
+    /// Makes every dead letter due again now, its attempts counted from 0;
+    /// how many.
+    async fn replay_dead_letters(&self) -> Result<u64>;
 }
+
+/// The due time (Unix ms) of a dead letter: 2^53, exactly representable as
+/// a double (Redis scores) and past any real due time (the year 287396).
+pub const DEAD_LETTER_MS: i64 = 1 << 53;
 
 /// `(seq, lease_until_ms)` from the handle of `event` when it has the form
 /// `seq.lease_until_ms`, the form the SQL and memory outboxes use.

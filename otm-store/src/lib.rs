@@ -76,7 +76,7 @@ mod sqlite_outbox;
 mod url;
 
 pub use breaker::{Breaker, BreakerConfig, BreakerOpen};
-pub use events::{Event, EventHandle, EventKind, Outbox};
+pub use events::{Event, EventHandle, EventKind, Outbox, DEAD_LETTER_MS};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]

@@ -367,6 +367,40 @@ impl Outbox for MemoryStore {
         }
         Ok(())
     }
+
+    async fn dead_letters(&self, max: usize) -> Result<Vec<Event>> {
+        let maps = self.lock();
+        Ok(maps
+            .events
+            .iter()
+            .filter(|e| e.due_ms >= crate::DEAD_LETTER_MS)
+            .take(max)
+            .map(|e| Event {
+                kind: e.kind,
+                message: e.message,
+                reference: e.reference.clone(),
+                at: from_unix_ms(e.at_ms),
+                attempts: e.attempts,
+                handle: EventHandle(format!("{}.{}", e.seq, e.due_ms)),
+            })
+            .collect())
+    }
+
+    async fn replay_dead_letters(&self) -> Result<u64> {
+        let now = unix_ms(SystemTime::now());
+        let mut maps = self.lock();
+        let mut n = 0;
+        for e in maps
+            .events
+            .iter_mut()
+            .filter(|e| e.due_ms >= crate::DEAD_LETTER_MS)
+        {
+            e.due_ms = now;
+            e.attempts = 0;
+            n += 1;
+        }
+        Ok(n)
+    }
 }
 
 #[async_trait]

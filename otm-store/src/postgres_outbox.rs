@@ -57,4 +57,31 @@ impl Outbox for PostgresStore {
         .map_err(|e| classify("reschedule an event", e))?;
         Ok(())
     }
+
+    async fn dead_letters(&self, max: usize) -> Result<Vec<Event>> {
+        let rows = sqlx::query(&format!(
+            "SELECT seq, kind, message, reference, at_ms, attempts, due_ms FROM {}
+             WHERE due_ms >= $1 ORDER BY seq LIMIT $2",
+            self.events
+        ))
+        .bind(crate::DEAD_LETTER_MS)
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| classify("list dead letters", e))?;
+        leased_events(&rows)
+    }
+
+    async fn replay_dead_letters(&self) -> Result<u64> {
+        let done = sqlx::query(&format!(
+            "UPDATE {} SET due_ms = $1, attempts = 0 WHERE due_ms >= $2",
+            self.events
+        ))
+        .bind(unix_ms(SystemTime::now()))
+        .bind(crate::DEAD_LETTER_MS)
+        .execute(self.pool())
+        .await
+        .map_err(|e| classify("replay dead letters", e))?;
+        Ok(done.rows_affected())
+    }
 }

@@ -443,6 +443,36 @@ impl Service {
         }
     }
 
+    /// Up to `max` events whose deliveries all failed, kept in the store's
+    /// outbox as dead letters (oldest first), for an operator to look at.
+    /// [`ServiceError::NoEvents`] for a store that records no events.
+    pub async fn dead_letters(&self, max: usize) -> Result<Vec<otm_store::Event>, ServiceError> {
+        self.outbox()?
+            .dead_letters(max)
+            .await
+            .map_err(ServiceError::from)
+    }
+
+    /// Makes every dead letter due again, its attempts counted from 0 (once
+    /// the receiver is back); how many. Any replica's dispatcher delivers
+    /// them.
+    pub async fn replay_dead_letters(&self) -> Result<u64, ServiceError> {
+        let n = self.outbox()?.replay_dead_letters().await?;
+        self.changed();
+        Ok(n)
+    }
+
+    /// The store's outbox, when it records events.
+    fn outbox(&self) -> Result<&dyn otm_store::Outbox, ServiceError> {
+        let store = &self.0.store;
+        match store.outbox() {
+            Some(outbox) if store.options().events => Ok(outbox),
+            _ => Err(ServiceError::NoEvents {
+                backend: store.backend_name(),
+            }),
+        }
+    }
+
     /// Counts a request the router refused as malformed.
     pub(crate) fn count_bad_request(&self) {
         self.0.metrics.count(Outcome::BadRequest);

@@ -213,3 +213,48 @@ pub async fn outbox_leases_once_and_retries(store: Arc<dyn BlobStore>) {
     }
     assert!(drain(outbox).await.is_empty());
 }
+
+/// An event whose last attempt failed is kept as a dead letter: never
+/// leased again, listed with its attempts, and due again (attempts from 0)
+/// once replayed, then delivered like any other. A dead letter is marked
+/// only under the caller's lease.
+pub async fn outbox_keeps_dead_letters_until_replayed(store: Arc<dyn BlobStore>) {
+    let outbox = outbox(&store);
+    drain(outbox).await;
+    let (a, b) = (Fixture::hour(), Fixture::hour());
+    store.put(&a.id, a.message.clone()).await.unwrap();
+    store.put(&b.id, b.message.clone()).await.unwrap();
+    let leased = outbox.lease_events(10, LONG).await.unwrap();
+    assert_eq!(leased.len(), 2, "{leased:?}");
+    let (dead, live) = match leased[0].message == a.id {
+        true => (&leased[0], &leased[1]),
+        false => (&leased[1], &leased[0]),
+    };
+    outbox
+        .event_failed(live, SystemTime::now() - Duration::from_secs(1))
+        .await
+        .unwrap();
+    outbox.event_dead(dead).await.unwrap();
+    // Only the retried one comes back; the dead letter does not.
+    let again = outbox.lease_events(10, LONG).await.unwrap();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].message, b.id);
+    outbox.event_delivered(&again[0]).await.unwrap();
+    assert!(outbox.lease_events(10, LONG).await.unwrap().is_empty());
+    // Listed, with its failed attempt, and listing leases nothing.
+    let letters = outbox.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(
+        (letters[0].message, letters[0].kind, letters[0].attempts),
+        (a.id, EventKind::Created, 1)
+    );
+    assert_eq!(outbox.dead_letters(10).await.unwrap().len(), 1);
+    assert!(outbox.dead_letters(0).await.unwrap().is_empty());
+    // Replayed: due now, attempts from 0, delivered once.
+    assert_eq!(outbox.replay_dead_letters().await.unwrap(), 1);
+    assert!(outbox.dead_letters(10).await.unwrap().is_empty());
+    let replayed = drain(outbox).await;
+    assert_eq!(replayed.len(), 1, "{replayed:?}");
+    assert_eq!((replayed[0].message, replayed[0].attempts), (a.id, 0));
+    assert_eq!(outbox.replay_dead_letters().await.unwrap(), 0);
+}

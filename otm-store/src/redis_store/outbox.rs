@@ -16,14 +16,17 @@ use super::{unexpected, RedisStore};
 use crate::events::parse_handle;
 use crate::{from_unix_ms, unix_ms, Event, EventHandle, EventKind, Outbox, Result, StoreError};
 
-// KEYS: due, data. ARGV: now, lease end, max. {seq, json, seq, json, …}
+// KEYS: due, data. ARGV: highest score, new score ('' keeps it), max,
+// lowest score. {seq, json, seq, json, …} of the entries scored between the
+// two: leasing (from -inf to now, rescored to the lease's end) and listing
+// dead letters (from the dead-letter score up, kept).
 const LEASE: &str = r"
-local seqs = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local seqs = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[4], ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
 for _, s in ipairs(seqs) do
   local d = redis.call('HGET', KEYS[2], s)
   if d then
-    redis.call('ZADD', KEYS[1], ARGV[2], s)
+    if ARGV[2] ~= '' then redis.call('ZADD', KEYS[1], ARGV[2], s) end
     table.insert(out, s)
     table.insert(out, d)
   else
@@ -31,6 +34,26 @@ for _, s in ipairs(seqs) do
   end
 end
 return out
+";
+
+// KEYS: due, data. ARGV: the dead-letter score, now. Every dead letter due
+// now with its attempts counted from 0; how many.
+const REPLAY: &str = r"
+local seqs = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')
+local n = 0
+for _, s in ipairs(seqs) do
+  local d = redis.call('HGET', KEYS[2], s)
+  if d then
+    local e = cjson.decode(d)
+    e.n = 0
+    redis.call('HSET', KEYS[2], s, cjson.encode(e))
+    redis.call('ZADD', KEYS[1], ARGV[2], s)
+    n = n + 1
+  else
+    redis.call('ZREM', KEYS[1], s)
+  end
+end
+return n
 ";
 
 // KEYS: due, data. ARGV: seq.
@@ -60,6 +83,7 @@ pub(super) struct Scripts {
     lease: Script,
     delivered: Script,
     failed: Script,
+    replay: Script,
 }
 
 impl Scripts {
@@ -68,6 +92,7 @@ impl Scripts {
             lease: Script::new(LEASE),
             delivered: Script::new(DELIVERED),
             failed: Script::new(FAILED),
+            replay: Script::new(REPLAY),
         }
     }
 }
@@ -117,10 +142,30 @@ impl RedisStore {
         until: i64,
         max: usize,
     ) -> Result<Vec<(i64, Event)>> {
+        self.entries(bucket, "-inf", now, Some(until), max).await
+    }
+
+    /// Up to `max` entries of one bucket scored from `lowest` to `highest`,
+    /// rescored to `rescore` when given (their handles name that score, or
+    /// `highest`).
+    async fn entries(
+        &self,
+        bucket: u8,
+        lowest: &str,
+        highest: i64,
+        rescore: Option<i64>,
+        max: usize,
+    ) -> Result<Vec<(i64, Event)>> {
         let op = "lease events";
+        let until = rescore.unwrap_or(highest);
         let [_, due, data] = self.outbox_keys(bucket);
         let mut invocation = self.outbox.lease.key(&due);
-        invocation.key(&data).arg(now).arg(until).arg(max);
+        invocation
+            .key(&data)
+            .arg(highest)
+            .arg(rescore.map(|r| r.to_string()).unwrap_or_default())
+            .arg(max)
+            .arg(lowest);
         let reply = self.run(op, invocation).await?;
         let Value::Array(items) = reply else {
             return Err(unexpected(op, reply));
@@ -295,5 +340,37 @@ impl Outbox for RedisStore {
             .arg(unix_ms(retry_at));
         self.run("reschedule an event", invocation).await?;
         Ok(())
+    }
+
+    async fn dead_letters(&self, max: usize) -> Result<Vec<Event>> {
+        let dead = crate::DEAD_LETTER_MS.to_string();
+        let mut out = Vec::new();
+        for bucket in 0..self.buckets() {
+            if out.len() >= max {
+                break;
+            }
+            let mut found = self
+                .entries(bucket, &dead, i64::MAX, None, max - out.len())
+                .await?;
+            found.sort_by_key(|(n, _)| *n);
+            out.extend(found.into_iter().map(|(_, e)| e));
+        }
+        Ok(out)
+    }
+
+    async fn replay_dead_letters(&self) -> Result<u64> {
+        let now = unix_ms(SystemTime::now());
+        let mut replayed = 0;
+        for bucket in 0..self.buckets() {
+            let [_, due, data] = self.outbox_keys(bucket);
+            let mut invocation = self.outbox.replay.key(&due);
+            invocation.key(&data).arg(crate::DEAD_LETTER_MS).arg(now);
+            let op = "replay dead letters";
+            match self.run(op, invocation).await? {
+                Value::Int(n) => replayed += u64::try_from(n).unwrap_or(0),
+                other => return Err(unexpected(op, other)),
+            }
+        }
+        Ok(replayed)
     }
 }
