@@ -92,6 +92,14 @@ pub trait CreatePolicy: Send + Sync + 'static {
     /// the [`CreateLimits`] it allows within are checked right after, then
     /// the request as a whole, then the quota.
     async fn decide(&self, caller: &Caller, ask: &CreateAsk<'_>) -> Decision;
+
+    /// Whether [`decide`](CreatePolicy::decide) may allow with a quota
+    /// ([`CreateLimits::with_quota`]): then a store that cannot count
+    /// quotas is refused when the service starts, rather than failing the
+    /// first create that needs one. The default says no.
+    fn counts_quotas(&self) -> bool {
+        false
+    }
 }
 
 /// What a create asks for, as a policy sees it.

@@ -332,22 +332,92 @@ async fn a_quota_holds_across_replicas_of_one_store() {
     }
 }
 
-/// A store is never behind two breakers: a service wraps a plain store in
-/// one (as `Config::store_breaker` says), and takes a store that already is
-/// a breaker as it is.
+/// The service composes the breaker: one in front of the store when
+/// `Config::store_breaker` asks for it, none otherwise.
 #[tokio::test]
-async fn a_store_gets_exactly_one_breaker() {
-    use otm_store::{Breaker, BreakerConfig, MemoryStore};
+async fn the_service_composes_the_breaker() {
+    use otm_store::MemoryStore;
     let plain: Arc<dyn BlobStore> = Arc::new(MemoryStore::new(Default::default()));
     let service = Service::new(plain.clone(), Config::default()).unwrap();
-    assert!(service.store().breaker().is_some(), "wrapped in one");
+    assert!(service.breaker().is_some(), "wrapped in one");
     assert!(!Arc::ptr_eq(service.store(), &plain));
+    let service = Service::new(plain.clone(), Config::default().with_store_breaker(None)).unwrap();
+    assert!(service.breaker().is_none());
+    assert!(Arc::ptr_eq(service.store(), &plain));
+}
 
-    let breaker: Arc<dyn BlobStore> = Arc::new(Breaker::new(plain, BreakerConfig::default()));
-    let service = Service::new(breaker.clone(), Config::default()).unwrap();
+/// A policy that counts quotas on a store that cannot count them is
+/// refused at start, with the name of what is missing.
+#[tokio::test]
+async fn a_policy_that_counts_quotas_needs_a_store_that_can() {
+    /// A store that declares no quotas: the memory store, without them.
+    #[derive(Debug)]
+    struct NoQuotas(otm_store::MemoryStore);
+    #[async_trait::async_trait]
+    impl BlobStore for NoQuotas {
+        async fn put(
+            &self,
+            id: &otm_core::MessageId,
+            m: otm_store::NewMessage,
+        ) -> otm_store::Result<()> {
+            self.0.put(id, m).await
+        }
+        async fn take(
+            &self,
+            id: &otm_core::MessageId,
+            a: &otm_core::AccessProof,
+            p: &otm_core::ClaimProof,
+        ) -> otm_store::Result<Vec<u8>> {
+            self.0.take(id, a, p).await
+        }
+        async fn burn(&self, id: &otm_core::MessageId) -> otm_store::Result<()> {
+            self.0.burn(id).await
+        }
+        async fn status(
+            &self,
+            id: &otm_core::MessageId,
+        ) -> otm_store::Result<otm_store::MessageStatus> {
+            self.0.status(id).await
+        }
+        async fn check(&self) -> otm_store::Result<()> {
+            Ok(())
+        }
+        fn backend_name(&self) -> &'static str {
+            "no-quotas"
+        }
+        fn options(&self) -> &otm_store::StoreOptions {
+            self.0.options()
+        }
+    }
+    struct Counts;
+    #[async_trait::async_trait]
+    impl otm_http::policy::CreatePolicy for Counts {
+        async fn decide(
+            &self,
+            _: &Caller,
+            _: &otm_http::policy::CreateAsk<'_>,
+        ) -> otm_http::policy::Decision {
+            otm_http::policy::Decision::allow(otm_http::policy::CreateLimits::default().with_quota(
+                "all",
+                1,
+                Duration::from_secs(60),
+            ))
+        }
+        fn counts_quotas(&self) -> bool {
+            true
+        }
+    }
+    let store = Arc::new(NoQuotas(otm_store::MemoryStore::new(Default::default())));
+    let err = Service::new(store, Config::default().with_create_policy(Counts)).unwrap_err();
     assert!(
-        Arc::ptr_eq(service.store(), &breaker),
-        "the host's own breaker is used, not wrapped again"
+        matches!(
+            err,
+            ServiceError::MissingCapability {
+                what: "quotas",
+                backend: "no-quotas"
+            }
+        ),
+        "{err}"
     );
 }
 

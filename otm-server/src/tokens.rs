@@ -229,6 +229,10 @@ impl CreatePolicy for TokenPolicy {
             _ => Decision::deny("This server does not know this caller."),
         }
     }
+
+    fn counts_quotas(&self) -> bool {
+        self.entries.iter().any(|e| e.quota.is_some())
+    }
 }
 
 /// A new token and its entry line for `name` with `scopes`

@@ -177,7 +177,7 @@ async fn two_replicas_deliver_each_event_once() {
 /// (kept in the store), and `--replay` makes them due again.
 #[tokio::test]
 async fn the_operator_lists_and_replays_dead_letters() {
-    use otm_store::{BlobStore, StoreOptions};
+    use otm_store::StoreOptions;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("otm.sqlite3").display());
     let store = otm_store::connect(&url, StoreOptions::default().with_events(true))

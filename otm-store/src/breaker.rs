@@ -238,10 +238,6 @@ impl BlobStore for Breaker {
         self.inner.options()
     }
 
-    fn breaker(&self) -> Option<&Breaker> {
-        Some(self)
-    }
-
     fn purger(&self) -> Option<&dyn crate::PurgeExpired> {
         // The purge goes through the breaker too, when the store has one.
         self.inner
@@ -254,8 +250,21 @@ impl BlobStore for Breaker {
         self.inner.outbox()
     }
 
+    fn quotas(&self) -> Option<&dyn crate::QuotaCounter> {
+        // Counting goes through the breaker, when the store counts.
+        self.inner
+            .quotas()
+            .map(|_| self as &dyn crate::QuotaCounter)
+    }
+}
+
+#[async_trait]
+impl crate::QuotaCounter for Breaker {
     async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> crate::Result<bool> {
-        self.guard("count a quota", self.inner.count_quota(key, window, limit))
+        let Some(quotas) = self.inner.quotas() else {
+            return Err(crate::StoreError::NotImplemented { what: "quotas" });
+        };
+        self.guard("count a quota", quotas.count_quota(key, window, limit))
             .await
     }
 }

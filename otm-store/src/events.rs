@@ -60,6 +60,20 @@ impl Event {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventHandle(pub(crate) String);
 
+impl EventHandle {
+    /// A handle of the outbox's own making (an outbox written outside this
+    /// crate puts whatever it needs to find and check the event here: its
+    /// number and lease, say).
+    pub fn new(handle: impl Into<String>) -> Self {
+        EventHandle(handle.into())
+    }
+
+    /// The handle's text, for the outbox that made it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The events a store recorded, for a dispatcher ([`BlobStore::outbox`](crate::BlobStore::outbox)).
 #[async_trait]
 pub trait Outbox: Send + Sync {

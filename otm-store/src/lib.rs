@@ -382,12 +382,6 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
     /// The options the store was built with; callers read the failed-attempt
     /// limit here, so it is set in one place.
     fn options(&self) -> &StoreOptions;
-    /// The circuit breaker this store is, when it is one ([`Breaker`]
-    /// returns itself): lets a caller find an existing breaker instead of
-    /// wrapping a second one, and read its figures.
-    fn breaker(&self) -> Option<&Breaker> {
-        None
-    }
     /// The store's purge of expired messages, when it needs one: memory,
     /// SQLite and PostgreSQL keep expired rows (never serving them) until
     /// purged; Redis (key TTLs) and S3 (the bucket's lifecycle rule) expire
@@ -404,19 +398,23 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
         None
     }
 
+    /// The store's counting of quotas, when it can count atomically (every
+    /// built-in backend can; S3 with a listing and conditional puts).
+    fn quotas(&self) -> Option<&dyn QuotaCounter> {
+        None
+    }
+}
+
+/// Counting creators' quotas, for the stores that can do it atomically
+/// (see [`BlobStore::quotas`]).
+#[async_trait]
+pub trait QuotaCounter: Send + Sync {
     /// Counts one use of `key` (a creator's quota) in the current window:
     /// windows are `window` long and aligned to the Unix epoch. `Ok(true)`
     /// if it was counted (fewer than `limit` uses before it), `Ok(false)` if
     /// the window's `limit` is reached, in which case nothing is counted.
-    /// Atomic in the store, so the limit holds across replicas. Every
-    /// built-in backend counts (S3 with a listing and conditional puts); the
-    /// default, for other backends, is [`StoreError::NotImplemented`].
-    async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
-        let _ = (key, window, limit);
-        Err(StoreError::NotImplemented {
-            what: "quotas (this backend cannot count them atomically)",
-        })
-    }
+    /// Atomic in the store, so the limit holds across replicas.
+    async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool>;
 }
 
 /// The end (Unix ms) of the `window`-long window, aligned to the Unix

@@ -302,6 +302,13 @@ impl BlobStore for MemoryStore {
         Some(self)
     }
 
+    fn quotas(&self) -> Option<&dyn crate::QuotaCounter> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::QuotaCounter for MemoryStore {
     async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
         let now = unix_ms(SystemTime::now());
         let end = crate::window_end(now, window);

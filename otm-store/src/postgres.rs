@@ -468,6 +468,13 @@ impl BlobStore for PostgresStore {
         Some(self)
     }
 
+    fn quotas(&self) -> Option<&dyn crate::QuotaCounter> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::QuotaCounter for PostgresStore {
     async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
         if limit == 0 {
             return Ok(false);

@@ -397,6 +397,13 @@ impl BlobStore for SqliteStore {
         Some(self)
     }
 
+    fn quotas(&self) -> Option<&dyn crate::QuotaCounter> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::QuotaCounter for SqliteStore {
     async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
         if limit == 0 {
             return Ok(false);

@@ -53,3 +53,12 @@ mod with_events {
     otm_store::conformance_suite!(make, rounds = otm_store::conformance::Rounds::LIGHT);
     otm_store::outbox_suite!(make);
 }
+
+/// What the memory store declares: every capability, also behind a breaker.
+#[tokio::test]
+async fn memory_declares_purge_outbox_and_quotas() {
+    let store = make().await.unwrap();
+    assert!(store.quotas().is_some() && store.purger().is_some() && store.outbox().is_some());
+    let breaker = otm_store::Breaker::new(store, otm_store::BreakerConfig::default());
+    assert!(breaker.quotas().is_some() && breaker.purger().is_some() && breaker.outbox().is_some());
+}

@@ -149,3 +149,12 @@ fn postgres_urls_parse() {
     let err = PostgresConfig::from_url("postgres://h/db?otm_schema=x").unwrap_err();
     assert!(err.to_string().contains("`otm_schema`"), "{err}");
 }
+
+/// What the PostgreSQL store declares: purge, outbox and quotas.
+#[tokio::test]
+async fn postgres_declares_purge_outbox_and_quotas() {
+    let Some((store, _schema)) = make().await else {
+        return;
+    };
+    assert!(store.quotas().is_some() && store.purger().is_some() && store.outbox().is_some());
+}

@@ -92,6 +92,16 @@ mod standalone {
         suite_store(RedisConfig::standalone(standalone_url())).await
     }
     otm_store::conformance_suite!(make);
+
+    /// What Redis declares: outbox and quotas; no purge (keys expire).
+    #[tokio::test]
+    async fn redis_declares_outbox_and_quotas() {
+        let Some((store, _prefix)) = make().await else {
+            return;
+        };
+        assert!(store.quotas().is_some() && store.outbox().is_some());
+        assert!(store.purger().is_none());
+    }
 }
 
 mod with_events {

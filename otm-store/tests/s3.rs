@@ -253,3 +253,15 @@ async fn buckets_without_a_lifecycle_rule_are_refused() {
         S3Config::from_url("s3://b/p?allow_versioning=true&allow_no_lifecycle=true").unwrap();
     assert!(parsed.allow_versioning && parsed.allow_no_lifecycle);
 }
+
+/// S3 declares what it can do: quotas, no purge (the bucket's lifecycle
+/// rule expires objects), no outbox (no multi-object atomic write).
+#[tokio::test]
+async fn s3_declares_quotas_only() {
+    let Some(store) = connect(config(&endpoint(), ClaimMethod::ConditionalDelete)).await else {
+        return;
+    };
+    assert!(store.quotas().is_some());
+    assert!(store.purger().is_none());
+    assert!(store.outbox().is_none());
+}

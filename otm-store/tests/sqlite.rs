@@ -156,3 +156,12 @@ fn sqlite_urls_parse() {
     assert!(err.to_string().contains("`cache`"), "{err}");
     assert!(SqliteConfig::from_url("sqlite://otm.db?synchronous=off").is_err());
 }
+
+/// What the SQLite store declares: purge, outbox and quotas.
+#[tokio::test]
+async fn sqlite_declares_purge_outbox_and_quotas() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("otm.sqlite3").display());
+    let store = otm_store::connect(&url, Default::default()).await.unwrap();
+    assert!(store.quotas().is_some() && store.purger().is_some() && store.outbox().is_some());
+}

@@ -105,9 +105,12 @@ impl Service {
         let ttl = self.check(&request).map_err(|e| self.failed(e))?;
         if let Some(quota) = &limits.quota {
             let key = format!("create:{}", quota.creator);
-            let counted = self
-                .0
-                .store
+            let store = &self.0.store;
+            let quotas = store.quotas().ok_or(ServiceError::MissingCapability {
+                what: "quotas",
+                backend: store.backend_name(),
+            })?;
+            let counted = quotas
                 .count_quota(&key, quota.per, quota.max)
                 .await
                 .map_err(|e| self.failed(e.into()))?;

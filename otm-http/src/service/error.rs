@@ -74,6 +74,14 @@ pub enum ServiceError {
         /// The store's backend.
         backend: &'static str,
     },
+    /// A capability the configuration needs, and the store does not declare
+    /// (at start; at a request only for a policy that did not say so).
+    MissingCapability {
+        /// The capability (`quotas`).
+        what: &'static str,
+        /// The store's backend.
+        backend: &'static str,
+    },
     /// At start: a setting contradicts another.
     BadConfig {
         /// Which, and why.
@@ -103,6 +111,7 @@ impl ServiceError {
             | ServiceError::NoEvents { .. }
             | ServiceError::EventsUndelivered { .. }
             | ServiceError::BadConfig { .. }
+            | ServiceError::MissingCapability { .. }
             | ServiceError::NoRuntime => ErrorCode::Internal,
         }
     }
@@ -151,6 +160,11 @@ impl std::fmt::Display for ServiceError {
                  service a sink (Config::with_events) or make the store with events off"
             ),
             ServiceError::BadConfig { reason } => f.write_str(reason),
+            ServiceError::MissingCapability { what, backend } => write!(
+                f,
+                "the create policy counts {what}, and the {backend} store cannot \
+                 (BlobStore::{what} is None)"
+            ),
             ServiceError::NoRuntime => {
                 f.write_str("Service::new must be called within a Tokio runtime")
             }

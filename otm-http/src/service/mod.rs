@@ -33,7 +33,10 @@ pub use error::ServiceError;
 
 /// The state every router of one service shares.
 pub(crate) struct Shared {
+    /// The store, behind `breaker` when there is one.
     pub(crate) store: Arc<dyn BlobStore>,
+    /// The circuit breaker the service put in front of the store.
+    breaker: Option<Arc<Breaker>>,
     pub(crate) config: Config,
     pub(crate) metrics: Metrics,
     create_limiter: limit::Limiter,
@@ -151,15 +154,17 @@ pub(crate) enum Op {
 
 impl Service {
     /// An instance on `store` with `config`, started: the store is put
-    /// behind a circuit breaker as [`Config::store_breaker`] says (unless it
-    /// already is one), the purge of expired messages runs every
+    /// behind a circuit breaker as [`Config::store_breaker`] says (give the
+    /// plain store: the service composes the breaker), the purge of expired messages runs every
     /// [`Config::purge_interval`] when the store keeps expired messages,
     /// and with [`Config::with_events`] the events are delivered.
     ///
     /// Fails, before anything starts, when called outside a Tokio runtime,
     /// when the store records events that nothing would deliver (or events
-    /// are asked for from a store that records none), or when the dispatch
-    /// settings contradict each other.
+    /// are asked for from a store that records none), when the dispatch
+    /// settings contradict each other, or when the create policy counts
+    /// quotas ([`CreatePolicy::counts_quotas`](crate::policy::CreatePolicy::counts_quotas))
+    /// and the store declares none ([`BlobStore::quotas`]).
     pub fn new(store: Arc<dyn BlobStore>, config: Config) -> Result<Service, ServiceError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ServiceError::NoRuntime)?;
         let records = store.options().events && store.outbox().is_some();
@@ -182,13 +187,28 @@ impl Service {
                 .validate()
                 .map_err(|reason| ServiceError::BadConfig { reason })?;
         }
-        let store = match (store.breaker().is_some(), config.store_breaker.clone()) {
-            (false, Some(c)) => Arc::new(Breaker::new(store, c)) as Arc<dyn BlobStore>,
-            _ => store,
+        let policy_counts = config
+            .create_policy
+            .as_ref()
+            .is_some_and(|p| p.0.counts_quotas());
+        if policy_counts && store.quotas().is_none() {
+            return Err(ServiceError::MissingCapability {
+                what: "quotas",
+                backend: store.backend_name(),
+            });
+        }
+        let breaker = config
+            .store_breaker
+            .clone()
+            .map(|c| Arc::new(Breaker::new(store.clone(), c)));
+        let store = match &breaker {
+            Some(b) => Arc::clone(b) as Arc<dyn BlobStore>,
+            None => store,
         };
         let (stop, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             store,
+            breaker,
             create_limiter: limit::Limiter::new(config.create_limit),
             open_limiter: limit::Limiter::new(config.open_limit),
             config,
@@ -240,6 +260,12 @@ impl Service {
     /// The store, behind its breaker.
     pub fn store(&self) -> &Arc<dyn BlobStore> {
         &self.0.store
+    }
+
+    /// The circuit breaker in front of the store, when
+    /// [`Config::store_breaker`] asks for one.
+    pub fn breaker(&self) -> Option<&Breaker> {
+        self.0.breaker.as_deref()
     }
 
     /// The configuration.
@@ -509,7 +535,7 @@ impl Service {
     pub(crate) fn render_metrics(&self) -> String {
         self.0
             .metrics
-            .render(self.0.store.backend_name(), self.0.store.breaker())
+            .render(self.0.store.backend_name(), self.0.breaker.as_deref())
     }
 }
 

@@ -533,6 +533,17 @@ impl BlobStore for RedisStore {
         &self.opts
     }
 
+    fn quotas(&self) -> Option<&dyn crate::QuotaCounter> {
+        Some(self)
+    }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::QuotaCounter for RedisStore {
     async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
         let now = unix_ms(SystemTime::now());
         let end = crate::window_end(now, window);
@@ -544,10 +555,6 @@ impl BlobStore for RedisStore {
             Value::Int(0) => Ok(false),
             other => Err(unexpected("count a quota", other)),
         }
-    }
-
-    fn outbox(&self) -> Option<&dyn Outbox> {
-        Some(self)
     }
 }
 

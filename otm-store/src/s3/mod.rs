@@ -356,8 +356,8 @@ impl BlobStore for S3Store {
         Ok(())
     }
 
-    async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
-        self.count_in_slots(key, window, limit).await
+    fn quotas(&self) -> Option<&dyn crate::QuotaCounter> {
+        Some(self)
     }
 
     fn backend_name(&self) -> &'static str {
@@ -366,6 +366,13 @@ impl BlobStore for S3Store {
 
     fn options(&self) -> &StoreOptions {
         &self.opts
+    }
+}
+
+#[async_trait]
+impl crate::QuotaCounter for S3Store {
+    async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
+        self.count_in_slots(key, window, limit).await
     }
 }
 
