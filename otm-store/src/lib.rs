@@ -61,8 +61,6 @@ mod events;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
-#[cfg(feature = "postgres")]
-mod postgres_outbox;
 #[cfg(feature = "redis")]
 mod redis_store;
 #[cfg(feature = "s3")]
@@ -71,8 +69,6 @@ mod s3;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
-#[cfg(feature = "sqlite")]
-mod sqlite_outbox;
 mod url;
 
 pub use breaker::{Breaker, BreakerConfig, BreakerOpen};

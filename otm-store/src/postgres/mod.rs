@@ -1,5 +1,7 @@
 //! PostgreSQL via sqlx: for several server replicas on one durable database.
 
+mod outbox;
+
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;

@@ -1,6 +1,8 @@
 //! SQLite via sqlx: the embedded default. One file, WAL mode, survives
 //! restarts; several processes may share the file.
 
+mod outbox;
+
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
@@ -13,7 +15,6 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 use crate::sql::{classify, finish_take, message_status, receipt_status, removal_event, Removal};
-use crate::sqlite_outbox as outbox;
 use crate::url::{invalid_url, Query};
 use crate::{
     check_new, unix_ms, BlobStore, EventKind, MessageStatus, NewMessage, Outbox, PurgeExpired,
