@@ -8,3 +8,8 @@
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
+
+/// The Rust blocks of docs/STORES.md.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/STORES.md")]
+struct StoresDoctests;
