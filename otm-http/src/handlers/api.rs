@@ -302,6 +302,32 @@ fn sender_error(e: ServiceError) -> Response {
     }
 }
 
+/// What a sender asks of its message.
+#[derive(Clone, Copy)]
+enum SenderOp {
+    Status,
+    Burn,
+}
+
+/// A sender's request: decoded, then the service's status or burn, and the
+/// receipt as the API shows it.
+async fn sender(
+    otm: &Service,
+    ip: IpAddr,
+    id: &str,
+    head: &Parts,
+    op: SenderOp,
+) -> Result<Json<Status>, Response> {
+    let (caller, id, token) = sender_request(otm, ip, id, head)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let receipt = match op {
+        SenderOp::Status => otm.status(&caller, &id, &token).await,
+        SenderOp::Burn => otm.burn(&caller, &id, &token).await,
+    };
+    Ok(Json(status_body(&receipt.map_err(sender_error)?)))
+}
+
 /// `GET /api/v1/messages/{id}` with the management token: the read receipt.
 pub(crate) async fn status(
     State(otm): State<Service>,
@@ -309,14 +335,7 @@ pub(crate) async fn status(
     Path(id): Path<String>,
     head: Parts,
 ) -> Result<Json<Status>, Response> {
-    let (caller, id, token) = sender_request(&otm, ip, &id, &head)
-        .await
-        .map_err(IntoResponse::into_response)?;
-    let status = otm
-        .status(&caller, &id, &token)
-        .await
-        .map_err(sender_error)?;
-    Ok(Json(status_body(&status)))
+    sender(&otm, ip, &id, &head, SenderOp::Status).await
 }
 
 /// `DELETE /api/v1/messages/{id}` with the management token: burn it unread.
@@ -326,11 +345,7 @@ pub(crate) async fn burn(
     Path(id): Path<String>,
     head: Parts,
 ) -> Result<Json<Status>, Response> {
-    let (caller, id, token) = sender_request(&otm, ip, &id, &head)
-        .await
-        .map_err(IntoResponse::into_response)?;
-    let status = otm.burn(&caller, &id, &token).await.map_err(sender_error)?;
-    Ok(Json(status_body(&status)))
+    sender(&otm, ip, &id, &head, SenderOp::Burn).await
 }
 
 /// `GET /api/v1/openapi.json`.
