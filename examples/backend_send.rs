@@ -10,9 +10,12 @@
 //! `otm_http::webhook::verify`, acts once per `webhook-id` (delivery is at
 //! least once), and, when the employee opens the link, logs it and marks
 //! the onboarding step done. It acts only on events of messages it sent
-//! itself, found by the message ID it stored: anyone may create messages
-//! here and choose their reference, so a reference alone proves nothing. (In one process an `EventSink` would do
-//! without HTTP; the webhook shows the path most hosts take.)
+//! itself: their creator is the host's own backend (`Creator::Server`, set
+//! by the service, never by a request) and their message ID is one it
+//! stored. Anyone may create messages here, so neither a reference nor a
+//! message ID the host never stored proves anything. (In one process an
+//! `EventSink` would do without HTTP; the webhook shows the path most hosts
+//! take.)
 //!
 //! `cargo run -p otm-examples --example backend_send`, then
 //! `curl -X POST http://127.0.0.1:3002/onboard/ada` and open the link it
@@ -27,7 +30,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use otm_core::{ManageLink, SendOptions};
+use otm_core::{Creator, ManageLink, SendOptions};
 use otm_http::events::{DispatchConfig, EventKind};
 use otm_http::webhook::{verify, Rejected, Webhook, WebhookSecret, DEFAULT_TOLERANCE};
 use otm_http::{Caller, Config, Service};
@@ -78,14 +81,15 @@ async fn hook(State(hooks): State<Hooks>, headers: HeaderMap, body: Bytes) -> St
     {
         return StatusCode::NO_CONTENT;
     }
-    // Only messages this host sent: their IDs are in its own records. A
-    // stranger's message (any reference it likes) matches none.
+    // Only messages this host sent: created by its own backend, and their
+    // IDs in its own records. A stranger's message matches neither.
+    let ours = event.creator() == Some(Creator::Server);
     let user = hooks
         .sent
         .lock()
         .expect("not poisoned")
         .iter()
-        .find(|(_, link)| link.id == event.message)
+        .find(|(_, link)| ours && link.id == event.message)
         .map(|(user, _)| user.clone());
     match (event.kind, user) {
         (EventKind::Opened, Some(user)) => {
@@ -280,12 +284,22 @@ mod tests {
         }
         assert_eq!(*opened.lock().unwrap(), ["ada"]);
 
-        // A stranger creates a message with the reference "ada" through the
-        // public API and opens it: correctly signed events arrive, and the
-        // host does nothing with them.
+        // A stranger may not give a reference through the public API; it
+        // creates a message without one and opens it: correctly signed
+        // events arrive, from an anonymous creator, and the host does
+        // nothing with them.
         let public = otm_client::Client::new(&format!("{base}/secrets")).unwrap();
-        let theirs = public
+        let refused = public
             .send("not from the host", &SendOptions::new().reference("ada"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Some(otm_core::ErrorCode::ReferenceNotAllowed),
+            "{refused}"
+        );
+        let theirs = public
+            .send("not from the host", &SendOptions::new())
             .await
             .unwrap();
         public.open(&theirs.link, None).await.unwrap();

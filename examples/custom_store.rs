@@ -21,8 +21,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use otm_core::{AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, ManageVerifier, MessageId};
 use otm_store::{
-    BlobStore, Event, EventHandle, EventKind, MessageState, MessageStatus, NewMessage, Outbox,
-    PurgeExpired, Result, StoreError, StoreOptions, DEAD_LETTER_MS, MAX_REFERENCE_BYTES,
+    is_reference, BlobStore, Creator, Event, EventHandle, EventKind, MessageState, MessageStatus,
+    NewMessage, Outbox, PurgeExpired, Result, StoreError, StoreOptions, DEAD_LETTER_MS,
 };
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +46,9 @@ struct Message {
     expires_ms: i64,
     failures: u32,
     manage: Option<[u8; 32]>,
+    /// The creator's text form ([`Creator::parse`] reads it back).
+    #[serde(default)]
+    creator: Option<String>,
     reference: Option<String>,
 }
 
@@ -56,6 +59,8 @@ struct Receipt {
     changed_ms: i64,
     expires_ms: i64,
     manage: [u8; 32],
+    #[serde(default)]
+    creator: Option<String>,
     reference: Option<String>,
 }
 
@@ -65,6 +70,8 @@ struct StoredEvent {
     /// [`EventKind::code`].
     kind: i32,
     message: String,
+    #[serde(default)]
+    creator: Option<String>,
     reference: Option<String>,
     at_ms: i64,
     attempts: u32,
@@ -146,14 +153,15 @@ impl FileStore {
 
 impl State {
     /// Records an event of `kind` when events are on.
-    fn record(&mut self, on: bool, kind: EventKind, id: &str, reference: Option<String>, now: i64) {
+    fn record(&mut self, on: bool, kind: EventKind, id: &str, message: &Message, now: i64) {
         if on {
             self.next_seq += 1;
             self.events.push(StoredEvent {
                 seq: self.next_seq,
                 kind: kind.code(),
                 message: id.to_owned(),
-                reference,
+                creator: message.creator.clone(),
+                reference: message.reference.clone(),
                 at_ms: now,
                 attempts: 0,
                 due_ms: now,
@@ -172,13 +180,14 @@ impl State {
         now: i64,
     ) -> Option<Message> {
         let message = self.messages.remove(id)?;
-        self.record(events, kind, id, message.reference.clone(), now);
+        self.record(events, kind, id, &message, now);
         if let Some(manage) = message.manage {
             let receipt = Receipt {
                 opened,
                 changed_ms: now,
                 expires_ms: message.expires_ms,
                 manage,
+                creator: message.creator.clone(),
                 reference: message.reference.clone(),
             };
             self.receipts.insert(id.to_owned(), receipt);
@@ -189,7 +198,7 @@ impl State {
     /// Removes an expired message unread, recording `expired`.
     fn expire(&mut self, id: &str, events: bool, now: i64) {
         if let Some(message) = self.messages.remove(id) {
-            self.record(events, EventKind::Expired, id, message.reference, now);
+            self.record(events, EventKind::Expired, id, &message, now);
         }
     }
 }
@@ -210,10 +219,13 @@ impl BlobStore for FileStore {
         }
         if message
             .reference
-            .as_ref()
-            .is_some_and(|r| r.is_empty() || r.len() > MAX_REFERENCE_BYTES)
+            .as_deref()
+            .is_some_and(|r| !is_reference(r))
         {
-            return invalid("a reference, when given, is 1 to 256 bytes");
+            return invalid("a reference, when given, is 1 to 256 bytes of text");
+        }
+        if message.creator.as_ref().is_some_and(|c| c.check().is_err()) {
+            return invalid("a creator's name is 1 to 128 bytes of text");
         }
         let now = now_ms();
         let expires_ms = ms(message.expires_at);
@@ -226,26 +238,18 @@ impl BlobStore for FileStore {
             return Err(StoreError::Conflict);
         }
         state.receipts.remove(&key);
-        let reference = message.reference.clone();
-        state.messages.insert(
-            key.clone(),
-            Message {
-                envelope: message.envelope,
-                verifier: *message.verifier.as_bytes(),
-                access: *message.access.as_bytes(),
-                expires_ms,
-                failures: 0,
-                manage: message.manage.map(|m| *m.as_bytes()),
-                reference: message.reference,
-            },
-        );
-        state.record(
-            self.options.events,
-            EventKind::Created,
-            &key,
-            reference,
-            now,
-        );
+        let stored = Message {
+            envelope: message.envelope,
+            verifier: *message.verifier.as_bytes(),
+            access: *message.access.as_bytes(),
+            expires_ms,
+            failures: 0,
+            manage: message.manage.map(|m| *m.as_bytes()),
+            creator: message.creator.as_ref().map(ToString::to_string),
+            reference: message.reference,
+        };
+        state.record(self.options.events, EventKind::Created, &key, &stored, now);
+        state.messages.insert(key, stored);
         self.save(&state)
     }
 
@@ -313,6 +317,7 @@ impl BlobStore for FileStore {
                 expires_at: time(m.expires_ms),
                 changed_at: None,
                 manage: m.manage.map(ManageVerifier::from_bytes),
+                creator: m.creator.as_deref().and_then(Creator::parse),
                 reference: m.reference.clone(),
             });
         }
@@ -325,6 +330,7 @@ impl BlobStore for FileStore {
                 expires_at: time(r.expires_ms),
                 changed_at: Some(time(r.changed_ms)),
                 manage: Some(ManageVerifier::from_bytes(r.manage)),
+                creator: r.creator.as_deref().and_then(Creator::parse),
                 reference: r.reference.clone(),
             }),
             _ => Err(StoreError::NotFound),
@@ -388,6 +394,7 @@ impl StoredEvent {
                 .message
                 .parse()
                 .map_err(|_| corrupt("a malformed message ID"))?,
+            creator: self.creator.as_deref().and_then(Creator::parse),
             reference: self.reference.clone(),
             at: time(self.at_ms),
             attempts: self.attempts,

@@ -81,8 +81,13 @@ error_codes! {
     BadTtl = "bad_ttl" => 400,
     /// 400: the expiry is longer than the server allows.
     TtlTooLong = "ttl_too_long" => 400,
-    /// 400: the reference is empty or longer than 256 bytes.
+    /// 400: the reference is empty, longer than 256 bytes, or holds a
+    /// control character.
     BadReference = "bad_reference" => 400,
+    /// 403: this creator may not give a reference (by default, an
+    /// anonymous one: a reference names the host's own records, so only a
+    /// creator the host knows may set one).
+    ReferenceNotAllowed = "reference_not_allowed" => 403,
     /// 400: the server's policy requires this sender to use a passphrase.
     PassphraseRequired = "passphrase_required" => 400,
     /// 403: the server's policy does not let this sender create messages.

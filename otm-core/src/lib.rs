@@ -34,6 +34,7 @@
 
 pub mod api;
 mod b64;
+mod creator;
 mod envelope;
 mod error;
 mod event;
@@ -47,6 +48,7 @@ pub mod webhook;
 mod tests;
 
 pub use api::ErrorCode;
+pub use creator::{BadCreatorName, Creator, CreatorInfo, MAX_CREATOR_NAME_BYTES};
 pub use envelope::{
     bucket_for, char_count, open, seal, validate, EnvelopeInfo, Flags, Header, HEADER_LEN, MAGIC,
     MAX_ENVELOPE_LEN, MAX_MESSAGE_CHARS, MIN_ENVELOPE_LEN, NONCE_LEN, PADDING_BUCKETS, TAG_LEN,

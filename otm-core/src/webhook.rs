@@ -11,8 +11,10 @@
 //!   its secret without missing an event.
 //!
 //! The body is a [`WebhookBody`]: `{"type": "message.opened", "timestamp":
-//! "<RFC 3339>", "data": {"message_id": "…", "reference": "…"}}`
-//! (`reference` only when the creator gave one). It never holds content,
+//! "<RFC 3339>", "data": {"message_id": "…", "creator": {"kind": "token",
+//! "name": "ci"}, "reference": "…"}}` (`creator` for every message stored
+//! by this version on, `reference` only when the creator gave one). It
+//! never holds content,
 //! keys, proofs or tokens.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::{EventKind, MessageId};
+use crate::{Creator, CreatorInfo, EventKind, MessageId};
 
 /// A webhook signing secret: `whsec_` and the base64 of 24 to 64 random
 /// bytes (the Standard Webhooks form). Zeroized on drop; `Debug` shows
@@ -114,6 +116,11 @@ pub struct WebhookBody {
 pub struct WebhookData {
     /// The message's ID.
     pub message_id: String,
+    /// Who created the message, as the service established it (absent for
+    /// messages stored before otm kept it). A host acts on an event only
+    /// for messages it made itself: by this, or by a message ID it kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<CreatorInfo>,
     /// The creator's reference, when it gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
@@ -124,6 +131,7 @@ impl WebhookBody {
     pub fn new(
         kind: EventKind,
         message: &MessageId,
+        creator: Option<&Creator>,
         reference: Option<&str>,
         at: SystemTime,
     ) -> Self {
@@ -132,6 +140,7 @@ impl WebhookBody {
             timestamp: humantime::format_rfc3339_millis(at).to_string(),
             data: WebhookData {
                 message_id: message.to_string(),
+                creator: creator.map(CreatorInfo::from),
                 reference: reference.map(str::to_owned),
             },
         }
@@ -161,10 +170,21 @@ pub struct Received {
     pub kind: EventKind,
     /// To which message.
     pub message: MessageId,
+    /// Who created the message, as the body says it ([`Received::creator`]
+    /// reads it).
+    pub creator_info: Option<CreatorInfo>,
     /// The creator's reference, if it gave one.
     pub reference: Option<String>,
     /// When it happened.
     pub at: SystemTime,
+}
+
+impl Received {
+    /// Who created the message, when the body says so in a form this
+    /// version knows (`Some(Creator::Server)`: the host's own backend).
+    pub fn creator(&self) -> Option<Creator> {
+        self.creator_info.as_ref().and_then(CreatorInfo::creator)
+    }
 }
 
 /// Why [`verify`] refused a request: answer it with a 4xx (but see
@@ -284,6 +304,7 @@ fn decode(id: &str, body: &[u8]) -> Result<Received, Rejected> {
             .message_id
             .parse()
             .map_err(|e: crate::Error| bad(e.to_string()))?,
+        creator_info: body.data.creator,
         reference: body.data.reference,
         at: humantime::parse_rfc3339(&body.timestamp).map_err(|e| bad(e.to_string()))?,
     })
@@ -326,7 +347,7 @@ mod tests {
     fn a_body_round_trips_and_omits_an_absent_reference() {
         let id = MessageId::generate().unwrap();
         let at = UNIX_EPOCH + Duration::from_millis(1_764_633_600_123);
-        let body = WebhookBody::new(EventKind::Opened, &id, None, at);
+        let body = WebhookBody::new(EventKind::Opened, &id, None, None, at);
         let json: serde_json::Value = serde_json::from_slice(&body.to_json()).unwrap();
         assert_eq!(json["type"], "message.opened");
         assert_eq!(json["timestamp"], "2025-12-02T00:00:00.123Z");
@@ -347,5 +368,27 @@ mod tests {
         };
         let got = verify(&[secret], header, &bytes, DEFAULT_TOLERANCE).unwrap();
         assert_eq!((got.kind, got.message, got.at), (EventKind::Opened, id, at));
+        assert_eq!(got.creator(), None);
+    }
+
+    #[test]
+    fn a_body_says_who_created_the_message() {
+        let id = MessageId::generate().unwrap();
+        let creator = Creator::Token("ci".into());
+        let body = WebhookBody::new(
+            EventKind::Opened,
+            &id,
+            Some(&creator),
+            Some("t-1"),
+            UNIX_EPOCH,
+        );
+        let json: serde_json::Value = serde_json::from_slice(&body.to_json()).unwrap();
+        assert_eq!(
+            json["data"]["creator"],
+            serde_json::json!({"kind": "token", "name": "ci"})
+        );
+        let got = decode("evt_1", &body.to_json()).unwrap();
+        assert_eq!(got.creator(), Some(creator));
+        assert_eq!(got.reference.as_deref(), Some("t-1"));
     }
 }

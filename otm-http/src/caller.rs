@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
 use axum::http::{header, HeaderMap};
-use otm_core::ManageSecret;
+use otm_core::{Creator, ManageSecret};
 
 /// Who is asking the service to do something.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +86,18 @@ impl Caller {
             Caller::ApiToken(holder) => Some(RateKey::Named(format!("token:{}", holder.key))),
             Caller::Identity(name) => Some(RateKey::Named(format!("identity:{name}"))),
             Caller::Server => None,
+        }
+    }
+
+    /// Who this caller is as the creator of a message: what the store
+    /// keeps and every event of the message carries (an anonymous
+    /// caller's address is not kept; a token by its name).
+    pub fn creator(&self) -> Creator {
+        match self {
+            Caller::Anonymous(_) => Creator::Anonymous,
+            Caller::ApiToken(holder) => Creator::Token(holder.name.clone()),
+            Caller::Identity(name) => Creator::Identity(name.clone()),
+            Caller::Server => Creator::Server,
         }
     }
 

@@ -213,6 +213,12 @@ pub struct CreateLimits {
     /// keeping their tokens (see [`TokenHolder::manage`](crate::TokenHolder::manage)).
     /// The token is still returned at create.
     pub manage_secret: Option<ManageSecret>,
+    /// Whether this creator may give a reference ([`CreateAsk::reference`]).
+    /// `None`, the default: every caller but an anonymous one may (a
+    /// reference names the host's own records, and events carry it, so a
+    /// stranger must not choose one); an anonymous create with a
+    /// reference is refused with `403 reference_not_allowed`.
+    pub references: Option<bool>,
 }
 
 /// A creator's quota: `max` creates per `per`, in windows of that length
@@ -248,6 +254,19 @@ impl CreateLimits {
             per,
         });
         self
+    }
+
+    /// Sets [`CreateLimits::references`]: whether this creator may give a
+    /// reference, whoever it is.
+    pub fn with_references(mut self, allowed: bool) -> Self {
+        self.references = Some(allowed);
+        self
+    }
+
+    /// Whether `caller` may give a reference under these limits.
+    pub fn allows_reference(&self, caller: &Caller) -> bool {
+        self.references
+            .unwrap_or(!matches!(caller, Caller::Anonymous(_)))
     }
 
     /// Sets [`CreateLimits::manage_secret`].

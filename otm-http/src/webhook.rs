@@ -133,6 +133,7 @@ impl Webhook {
         WebhookBody::new(
             event.kind,
             &event.message,
+            event.creator.as_ref(),
             event.reference.as_deref(),
             event.at,
         )

@@ -149,6 +149,16 @@ async fn every_change_reaches_an_in_process_sink() {
     }
     let opened_event = events.iter().find(|e| e.kind == EventKind::Opened).unwrap();
     assert_eq!(opened_event.reference.as_deref(), Some("ticket 7"));
+    // Each event says who created its message: the host's backend, or an
+    // anonymous browser.
+    assert_eq!(opened_event.creator, Some(otm_core::Creator::Server));
+    for event in events.iter().filter(|e| e.message == guessed.link.id) {
+        assert_eq!(
+            event.creator,
+            Some(otm_core::Creator::Anonymous),
+            "{event:?}"
+        );
+    }
     // Nothing is left in the outbox, and the counters say so.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(sink.0.lock().unwrap().len(), 6, "no event twice");
@@ -200,10 +210,14 @@ async fn signed_webhooks_are_retried_with_the_same_id() {
     assert_eq!(body["type"], "message.created");
     assert_eq!(body["data"]["message_id"], sent.link.id.to_string());
     assert_eq!(body["data"]["reference"], "user:ada");
+    assert_eq!(
+        body["data"]["creator"],
+        serde_json::json!({"kind": "server"})
+    );
     assert!(body["timestamp"].as_str().unwrap().ends_with('Z'), "{body}");
     // Nothing secret in the body: just these fields.
     assert_eq!(body.as_object().unwrap().len(), 3, "{body}");
-    assert_eq!(body["data"].as_object().unwrap().len(), 2, "{body}");
+    assert_eq!(body["data"].as_object().unwrap().len(), 3, "{body}");
 }
 
 #[tokio::test]

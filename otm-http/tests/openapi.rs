@@ -338,6 +338,7 @@ fn the_webhook_body_is_documented_as_sent() {
         timestamp: "2026-12-02T00:00:00.123Z".into(),
         data: WebhookData {
             message_id: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            creator: reference.map(|_| (&otm_core::Creator::Token("ci".into())).into()),
             reference: reference.map(str::to_owned),
         },
     };
@@ -347,6 +348,14 @@ fn the_webhook_body_is_documented_as_sent() {
         schema,
         body(Some("ticket 7")),
         body(None),
+    );
+    let token = otm_core::Creator::Token("ci".into());
+    check(
+        &doc,
+        "Creator",
+        &doc["components"]["schemas"]["Creator"],
+        otm_core::CreatorInfo::from(&token),
+        otm_core::CreatorInfo::from(&otm_core::Creator::Server),
     );
     let data = resolve(&doc, &resolve(&doc, schema)["properties"]["data"]);
     let full = serde_json::to_value(body(Some("r")).data).unwrap();

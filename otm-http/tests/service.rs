@@ -229,38 +229,39 @@ async fn the_senders_reference_comes_back_with_the_status_only() {
     assert_eq!(receipt.state, MessageState::Opened);
     assert_eq!(receipt.reference.as_deref(), Some("user:ada ticket:4711"));
 
-    // Over HTTP, from an API client.
-    let sent = client
-        .send("via the API", &SendOptions::new().reference("order 99"))
-        .await
-        .unwrap();
-    let status = service
-        .status(
-            &Caller::Server,
-            &sent.manage_link.id,
-            &sent.manage_link.token,
-        )
-        .await
-        .unwrap();
-    assert_eq!(status.reference.as_deref(), Some("order 99"));
     let plain = client.send("none", &SendOptions::new()).await.unwrap();
     assert_eq!(
         client.status(&plain.manage_link).await.unwrap().reference,
         None
     );
 
-    // Bounded, on both paths, with its own code.
-    let long = "r".repeat(otm_store::MAX_REFERENCE_BYTES + 1);
-    let err = service
-        .send(&Caller::Server, "x", &SendOptions::new().reference(&long))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), ErrorCode::BadReference, "{err}");
+    // A stranger may not choose a reference (an event would carry it as if
+    // the host's): over HTTP, an anonymous create with one is refused with
+    // its own code, and nothing is stored.
     let err = client
-        .send("x", &SendOptions::new().reference(""))
+        .send("via the API", &SendOptions::new().reference("ada"))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some(ErrorCode::BadReference), "{err}");
+    assert_eq!(err.code(), Some(ErrorCode::ReferenceNotAllowed), "{err}");
+    let stranger = Caller::Anonymous("192.0.2.7".parse().unwrap());
+    let err = service
+        .send(&stranger, "x", &SendOptions::new().reference("ada"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ReferenceNotAllowed, "{err}");
+
+    // Bounded and printable, with its own code.
+    for bad in [
+        "r".repeat(otm_store::MAX_REFERENCE_BYTES + 1),
+        String::new(),
+        "two\nlines".into(),
+    ] {
+        let err = service
+            .send(&Caller::Server, "x", &SendOptions::new().reference(&bad))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::BadReference, "{err}");
+    }
 }
 
 #[tokio::test]
@@ -423,8 +424,9 @@ async fn a_policy_that_counts_quotas_needs_a_store_that_can() {
 
 /// The policy of the pipeline test: callers are named by the `x-user`
 /// header over HTTP (or passed by the host); `staff` may keep messages a
-/// day, `admin` as long as the server allows, `banned` nothing, and names
-/// starting with `quota` one create an hour.
+/// day, `admin` as long as the server allows, `closed` may not give a
+/// reference, `banned` nothing, names starting with `quota` one create an
+/// hour, and anonymous callers the defaults.
 struct ByName;
 
 #[async_trait::async_trait]
@@ -452,6 +454,10 @@ impl otm_http::policy::CreatePolicy for ByName {
                 Decision::allow(CreateLimits::default().with_max_ttl(24 * hour))
             }
             Caller::Identity(name) if name == "admin" => Decision::allow(CreateLimits::default()),
+            Caller::Identity(name) if name == "closed" => {
+                Decision::allow(CreateLimits::default().with_references(false))
+            }
+            Caller::Anonymous(_) => Decision::allow(CreateLimits::default()),
             Caller::Identity(name) if name.starts_with("quota") => {
                 Decision::allow(CreateLimits::default().with_quota(name.clone(), 1, hour))
             }
@@ -486,13 +492,11 @@ async fn create_over_http(
     if let Some(r) = reference {
         body["reference"] = r.into();
     }
-    let response = reqwest::Client::new()
-        .post(format!("{base}/api/v1/messages"))
-        .header("x-user", user)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let mut request = reqwest::Client::new().post(format!("{base}/api/v1/messages"));
+    if !user.is_empty() {
+        request = request.header("x-user", user);
+    }
+    let response = request.json(&body).send().await.unwrap();
     if response.status() == 201 {
         return Ok(());
     }
@@ -503,7 +507,7 @@ async fn create_over_http(
     Err(code)
 }
 
-/// The same create through the service as `user`.
+/// The same create through the service as `user` (anonymous when empty).
 async fn create_in_process(
     service: &Service,
     user: &str,
@@ -520,8 +524,12 @@ async fn create_in_process(
     if let Some(r) = reference {
         request = request.with_reference(r);
     }
+    let caller = match user {
+        "" => Caller::Anonymous("127.0.0.1".parse().unwrap()),
+        _ => Caller::Identity(user.to_owned()),
+    };
     service
-        .create(&Caller::Identity(user.to_owned()), request)
+        .create(&caller, request)
         .await
         .map(drop)
         .map_err(|e| e.code())
@@ -553,10 +561,32 @@ async fn http_and_the_service_run_one_create_pipeline() {
         ("banned", 3600, None, Err(ErrorCode::CreateDenied)),
         ("staff", 0, None, Err(ErrorCode::BadTtl)),
         ("staff", 3600, Some(""), Err(ErrorCode::BadReference)),
+        (
+            "staff",
+            3600,
+            Some("tab\there"),
+            Err(ErrorCode::BadReference),
+        ),
+        // Only a creator the server knows may give a reference.
+        ("", 3600, None, Ok(())),
+        ("", 3600, Some("ada"), Err(ErrorCode::ReferenceNotAllowed)),
+        (
+            "closed",
+            3600,
+            Some("ada"),
+            Err(ErrorCode::ReferenceNotAllowed),
+        ),
+        ("closed", 3600, None, Ok(())),
         // A failed create first: it must not use the one slot.
         ("quota", 0, None, Err(ErrorCode::BadTtl)),
         ("quota", 4 * day, None, Err(ErrorCode::TtlTooLong)),
         ("quota", 3600, Some(""), Err(ErrorCode::BadReference)),
+        (
+            "quota",
+            3600,
+            Some("a\u{1b}[31m"),
+            Err(ErrorCode::BadReference),
+        ),
         ("quota", 3600, None, Ok(())),
         ("quota", 3600, None, Err(ErrorCode::QuotaExceeded)),
     ];

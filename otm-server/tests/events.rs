@@ -58,10 +58,7 @@ async fn opened_survives_kill_9(store: &str, dir: &std::path::Path) {
     let first = Server::start(BIN, store, dir, &flags).await;
     let c = client(&first.base);
     let sent = c
-        .send(
-            "open, then crash",
-            &SendOptions::new().reference("crash-test"),
-        )
+        .send("open, then crash", &SendOptions::new())
         .await
         .unwrap();
     c.open(&sent.link, None).await.unwrap();
@@ -84,7 +81,8 @@ async fn opened_survives_kill_9(store: &str, dir: &std::path::Path) {
         .await;
     let body = &received.of(&opened)[0];
     assert_eq!(body["type"], "message.opened");
-    assert_eq!(body["data"]["reference"], "crash-test");
+    assert_eq!(body["data"]["message_id"], sent.link.id.to_string());
+    assert_eq!(body["data"]["creator"]["kind"], "anonymous");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,6 +190,7 @@ async fn the_operator_lists_and_replays_dead_letters() {
         access: secrets.access_verifier(),
         expires_at: std::time::SystemTime::now() + Duration::from_secs(3600),
         manage: None,
+        creator: None,
         reference: None,
     };
     store.put(&id, message).await.unwrap();

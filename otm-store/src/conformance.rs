@@ -40,7 +40,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
-use crate::{BlobStore, MessageState, NewMessage, StoreError};
+use crate::{BlobStore, Creator, MessageState, NewMessage, StoreError};
 
 pub mod outbox;
 pub use outbox::{
@@ -122,6 +122,7 @@ impl Fixture {
                 expires_at: SystemTime::now() + ttl,
                 manage: Some(manage.verifier()),
                 access: secrets.access_verifier(),
+                creator: None,
                 reference: None,
             },
             secrets,
@@ -654,12 +655,61 @@ pub async fn references_follow_the_message(store: Arc<dyn BlobStore>) {
     store.put(&plain.id, plain.message.clone()).await.unwrap();
     assert_eq!(status(&plain).await, None);
 
-    for bad in [String::new(), "r".repeat(crate::MAX_REFERENCE_BYTES + 1)] {
+    for bad in [
+        String::new(),
+        "r".repeat(crate::MAX_REFERENCE_BYTES + 1),
+        "line\nbreak".into(),
+    ] {
         let mut f = Fixture::hour();
         f.message.reference = Some(bad);
         let put = store.put(&f.id, f.message.clone()).await;
         assert!(matches!(put, Err(StoreError::Invalid { .. })), "{put:?}");
         assert_not_found(store.status(&f.id).await, "refused reference");
+    }
+}
+
+/// The creator is kept with the message and with its receipt, as given
+/// (a name of any UTF-8), and a creator with an invalid name is refused.
+pub async fn creators_follow_the_message(store: Arc<dyn BlobStore>) {
+    let status = |f: &Fixture| {
+        let store = store.clone();
+        let id = f.id;
+        async move { store.status(&id).await.unwrap().creator }
+    };
+    let token = Creator::Token("ci · Zoë's bot".into());
+    let mut opened = Fixture::hour();
+    opened.message.creator = Some(token.clone());
+    store.put(&opened.id, opened.message.clone()).await.unwrap();
+    assert_eq!(status(&opened).await, Some(token.clone()));
+    store
+        .take(&opened.id, opened.access(), opened.proof())
+        .await
+        .unwrap();
+    assert_eq!(status(&opened).await, Some(token), "receipt");
+
+    for creator in [
+        Creator::Server,
+        Creator::Anonymous,
+        Creator::Identity("user:42".into()),
+    ] {
+        let mut burned = Fixture::hour();
+        burned.message.creator = Some(creator.clone());
+        store.put(&burned.id, burned.message.clone()).await.unwrap();
+        assert_eq!(status(&burned).await, Some(creator.clone()));
+        store.burn(&burned.id).await.unwrap();
+        assert_eq!(status(&burned).await, Some(creator), "receipt");
+    }
+
+    let plain = Fixture::hour();
+    store.put(&plain.id, plain.message.clone()).await.unwrap();
+    assert_eq!(status(&plain).await, None);
+
+    for bad in [String::new(), "n".repeat(129), "a\u{7}b".into()] {
+        let mut f = Fixture::hour();
+        f.message.creator = Some(Creator::Identity(bad));
+        let put = store.put(&f.id, f.message.clone()).await;
+        assert!(matches!(put, Err(StoreError::Invalid { .. })), "{put:?}");
+        assert_not_found(store.status(&f.id).await, "refused creator");
     }
 }
 
@@ -916,6 +966,7 @@ where
     status_reports_receipts(fresh().await).await;
     receipts_expire_with_the_message(fresh().await).await;
     references_follow_the_message(fresh().await).await;
+    creators_follow_the_message(fresh().await).await;
     quotas_count_atomically(fresh().await).await;
     race_exactly_one_winner(fresh().await, rounds).await;
     concurrent_wrong_proofs_are_all_counted(fresh().await, rounds).await;
@@ -941,7 +992,8 @@ macro_rules! conformance_suite {
             expired_is_never_returned, purge_keeps_live_messages, burn_destroys,
             wrong_proof_does_not_consume, wrong_proofs_burn_at_the_limit, max_size_blob,
             past_expiry_is_invalid, status_reports_receipts, receipts_expire_with_the_message,
-            references_follow_the_message, quotas_count_atomically);
+            references_follow_the_message, creators_follow_the_message,
+            quotas_count_atomically);
         $crate::conformance_suite!(@repeated $make, $rounds;
             race_exactly_one_winner, concurrent_wrong_proofs_are_all_counted,
             concurrent_guesses_cannot_exceed_the_limit, wrong_access_never_counts_or_burns,

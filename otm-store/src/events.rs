@@ -14,7 +14,8 @@
 //! marked is leased again, so a receiver de-duplicates by [`Event::id`].
 //!
 //! An event never carries content, keys, proofs, verifiers or tokens: only
-//! the kind, the message ID, the sender's reference and the time.
+//! the kind, the message ID, its creator, the sender's reference and the
+//! time.
 
 use std::time::{Duration, SystemTime};
 
@@ -34,6 +35,8 @@ pub struct Event {
     pub kind: EventKind,
     /// To which message.
     pub message: MessageId,
+    /// Who created the message, as it was stored ([`NewMessage::creator`](crate::NewMessage::creator)).
+    pub creator: Option<crate::Creator>,
     /// The sender's reference given at create, if any.
     pub reference: Option<String>,
     /// When it happened (the store's clock, millisecond precision).

@@ -32,6 +32,7 @@
 //!     access: secrets.access_verifier(),
 //!     expires_at: SystemTime::now() + Duration::from_secs(3600),
 //!     manage: None,
+//!     creator: None,
 //!     reference: None,
 //! }).await?;
 //! let (access, claim) = (secrets.access_proof(), secrets.claim_proof());
@@ -52,6 +53,9 @@ use otm_core::{
     AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, ManageVerifier, MessageId,
     MAX_ENVELOPE_LEN,
 };
+
+/// Who created a message (kept by the store in its text form).
+pub use otm_core::Creator;
 
 pub mod breaker;
 #[cfg(feature = "conformance")]
@@ -115,10 +119,15 @@ pub struct NewMessage {
     /// With it, the store keeps a receipt (opened or burned, and when) until
     /// `expires_at`, readable through [`BlobStore::status`]. `None`: no receipt.
     pub manage: Option<ManageVerifier>,
+    /// Who created the message, as the service established it: kept with
+    /// the message and its receipt (in its text form, [`Creator::parse`]
+    /// reads it back), reported by [`BlobStore::status`] and carried by
+    /// every event of the message. `None`: not known.
+    pub creator: Option<Creator>,
     /// The embedder's own opaque reference for this message (their user or
-    /// ticket ID), 1 to [`MAX_REFERENCE_BYTES`] bytes: kept with the
-    /// message and its receipt and reported by [`BlobStore::status`], never
-    /// handed to a reader.
+    /// ticket ID), 1 to [`MAX_REFERENCE_BYTES`] bytes of text without
+    /// control characters: kept with the message and its receipt and
+    /// reported by [`BlobStore::status`], never handed to a reader.
     pub reference: Option<String>,
 }
 
@@ -141,6 +150,8 @@ pub struct MessageStatus {
     /// The management verifier given at put, to check a sender's token with
     /// [`ManageVerifier::verify`].
     pub manage: Option<ManageVerifier>,
+    /// The [`NewMessage::creator`] given at put.
+    pub creator: Option<Creator>,
     /// The [`NewMessage::reference`] given at put.
     pub reference: Option<String>,
 }
@@ -472,11 +483,16 @@ pub(crate) fn check_new(opts: &StoreOptions, message: &NewMessage) -> Result<(i6
     }
     if message
         .reference
-        .as_ref()
-        .is_some_and(|r| r.is_empty() || r.len() > MAX_REFERENCE_BYTES)
+        .as_deref()
+        .is_some_and(|r| !is_reference(r))
     {
         return Err(StoreError::Invalid {
-            reason: "a reference, when given, is 1 to 256 bytes",
+            reason: "a reference, when given, is 1 to 256 bytes of text without control characters",
+        });
+    }
+    if message.creator.as_ref().is_some_and(|c| c.check().is_err()) {
+        return Err(StoreError::Invalid {
+            reason: "a creator's name is 1 to 128 bytes of text without control characters",
         });
     }
     let ttl = message
@@ -488,6 +504,19 @@ pub(crate) fn check_new(opts: &StoreOptions, message: &NewMessage) -> Result<(i6
             reason: "the expiry is not in the future",
         })?;
     Ok((unix_ms(message.expires_at), ttl))
+}
+
+/// Whether `reference` may be kept as a [`NewMessage::reference`]: 1 to
+/// [`MAX_REFERENCE_BYTES`] bytes without a control character.
+pub fn is_reference(reference: &str) -> bool {
+    (1..=MAX_REFERENCE_BYTES).contains(&reference.len()) && !reference.chars().any(char::is_control)
+}
+
+/// The creator of a stored text form; text this version does not know
+/// (written by a newer one) reads as unknown.
+#[allow(dead_code)] // unused when no backend feature is enabled
+pub(crate) fn creator_from(text: Option<&str>) -> Option<Creator> {
+    text.and_then(Creator::parse)
 }
 
 /// What a failed proof check leads to, given the new failure count.

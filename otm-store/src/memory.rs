@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use otm_core::{AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, ManageVerifier, MessageId};
+use otm_core::{
+    AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, Creator, ManageVerifier, MessageId,
+};
 
 use crate::{
     check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, Event, EventHandle, EventKind,
@@ -39,6 +41,7 @@ struct StoredEvent {
     seq: u64,
     kind: EventKind,
     message: MessageId,
+    creator: Option<Creator>,
     reference: Option<String>,
     at_ms: i64,
     attempts: u32,
@@ -52,6 +55,7 @@ struct Entry {
     expires_at_ms: i64,
     failures: u32,
     manage: Option<ManageVerifier>,
+    creator: Option<Creator>,
     reference: Option<String>,
 }
 
@@ -61,6 +65,7 @@ struct Receipt {
     changed_at_ms: i64,
     expires_at_ms: i64,
     manage: ManageVerifier,
+    creator: Option<Creator>,
     reference: Option<String>,
 }
 
@@ -72,7 +77,7 @@ impl Maps {
         on: bool,
         kind: EventKind,
         id: &MessageId,
-        reference: Option<String>,
+        (creator, reference): (Option<Creator>, Option<String>),
         now: i64,
     ) {
         if on {
@@ -81,6 +86,7 @@ impl Maps {
                 seq: self.next_seq,
                 kind,
                 message: *id,
+                creator,
                 reference,
                 at_ms: now,
                 attempts: 0,
@@ -100,7 +106,7 @@ impl Maps {
         now: i64,
     ) -> Option<Entry> {
         let entry = self.messages.remove(id)?;
-        self.record(events, kind, id, entry.reference.clone(), now);
+        self.record(events, kind, id, entry.origin(), now);
         if let Some(manage) = entry.manage {
             self.receipts.insert(
                 *id,
@@ -109,11 +115,19 @@ impl Maps {
                     changed_at_ms: now,
                     expires_at_ms: entry.expires_at_ms,
                     manage,
+                    creator: entry.creator.clone(),
                     reference: entry.reference.clone(),
                 },
             );
         }
         Some(entry)
+    }
+}
+
+impl Entry {
+    /// Its creator and reference, for an event.
+    fn origin(&self) -> (Option<Creator>, Option<String>) {
+        (self.creator.clone(), self.reference.clone())
     }
 }
 
@@ -181,6 +195,7 @@ impl BlobStore for MemoryStore {
                 expires_at_ms,
                 failures: 0,
                 manage: message.manage,
+                creator: message.creator.clone(),
                 reference: message.reference.clone(),
             },
         );
@@ -188,7 +203,7 @@ impl BlobStore for MemoryStore {
             self.opts.events,
             EventKind::Created,
             id,
-            message.reference,
+            (message.creator, message.reference),
             now,
         );
         Ok(())
@@ -267,6 +282,7 @@ impl BlobStore for MemoryStore {
                 expires_at: from_unix_ms(e.expires_at_ms),
                 changed_at: None,
                 manage: e.manage,
+                creator: e.creator.clone(),
                 reference: e.reference.clone(),
             });
         }
@@ -276,6 +292,7 @@ impl BlobStore for MemoryStore {
                 expires_at: from_unix_ms(r.expires_at_ms),
                 changed_at: Some(from_unix_ms(r.changed_at_ms)),
                 manage: Some(r.manage),
+                creator: r.creator.clone(),
                 reference: r.reference.clone(),
             }),
             _ => Err(StoreError::NotFound),
@@ -326,7 +343,7 @@ impl crate::QuotaCounter for MemoryStore {
 /// Drops an expired message, recording that it expired unread.
 fn expire(maps: &mut Maps, id: &MessageId, events: bool, now: i64) {
     if let Some(entry) = maps.messages.remove(id) {
-        maps.record(events, EventKind::Expired, id, entry.reference, now);
+        maps.record(events, EventKind::Expired, id, entry.origin(), now);
     }
 }
 
@@ -342,6 +359,7 @@ impl Outbox for MemoryStore {
             leased.push(Event {
                 kind: e.kind,
                 message: e.message,
+                creator: e.creator.clone(),
                 reference: e.reference.clone(),
                 at: from_unix_ms(e.at_ms),
                 attempts: e.attempts,
@@ -385,6 +403,7 @@ impl Outbox for MemoryStore {
             .map(|e| Event {
                 kind: e.kind,
                 message: e.message,
+                creator: e.creator.clone(),
                 reference: e.reference.clone(),
                 at: from_unix_ms(e.at_ms),
                 attempts: e.attempts,

@@ -6,8 +6,8 @@ use std::future::Future;
 use otm_core::{AccessVerifier, ClaimVerifier, ManageVerifier, MessageId};
 
 use crate::{
-    from_unix_ms, wrong_proof, Event, EventHandle, EventKind, MessageState, MessageStatus, Result,
-    StoreError, StoreOptions,
+    creator_from, from_unix_ms, wrong_proof, Event, EventHandle, EventKind, MessageState,
+    MessageStatus, Result, StoreError, StoreOptions,
 };
 
 /// Receipt states as stored.
@@ -49,7 +49,7 @@ pub(crate) fn manage_from(bytes: &[u8]) -> Option<ManageVerifier> {
         .map(ManageVerifier::from_bytes)
 }
 
-/// Reads `(expires_at_ms, failed_attempts, manage, reference)` from a message row: its
+/// Reads `(expires_at_ms, failed_attempts, manage, reference, creator)` from a message row: its
 /// status is burned once the attempts are used up (even before the row is
 /// removed), expired past its expiry, waiting otherwise.
 pub(crate) fn message_status<R>(
@@ -69,6 +69,7 @@ where
     let failures: i64 = row.try_get(1).map_err(|e| classify(op, e))?;
     let manage: Option<Vec<u8>> = row.try_get(2).map_err(|e| classify(op, e))?;
     let reference: Option<String> = row.try_get(3).map_err(|e| classify(op, e))?;
+    let creator: Option<String> = row.try_get(4).map_err(|e| classify(op, e))?;
     let state = if failures >= i64::from(max_failed_attempts) {
         MessageState::Burned
     } else if expires_at_ms <= now {
@@ -81,11 +82,12 @@ where
         expires_at: from_unix_ms(expires_at_ms),
         changed_at: None,
         manage: manage.as_deref().and_then(manage_from),
+        creator: creator_from(creator.as_deref()),
         reference,
     })
 }
 
-/// Reads `(state, changed_at_ms, expires_at_ms, manage, reference)` from a receipt row:
+/// Reads `(state, changed_at_ms, expires_at_ms, manage, reference, creator)` from a receipt row:
 /// the status it records.
 pub(crate) fn receipt_status<R>(row: &R, op: &'static str) -> Result<MessageStatus>
 where
@@ -101,6 +103,7 @@ where
     let expires_at_ms: i64 = row.try_get(2).map_err(|e| classify(op, e))?;
     let manage: Vec<u8> = row.try_get(3).map_err(|e| classify(op, e))?;
     let reference: Option<String> = row.try_get(4).map_err(|e| classify(op, e))?;
+    let creator: Option<String> = row.try_get(5).map_err(|e| classify(op, e))?;
     Ok(MessageStatus {
         state: if state == OPENED {
             MessageState::Opened
@@ -110,6 +113,7 @@ where
         expires_at: from_unix_ms(expires_at_ms),
         changed_at: Some(from_unix_ms(changed_at_ms)),
         manage: manage_from(&manage),
+        creator: creator_from(creator.as_deref()),
         reference,
     })
 }
@@ -123,7 +127,7 @@ pub(crate) fn removal_event(removal: Removal) -> EventKind {
     }
 }
 
-/// Reads `(seq, kind, message, reference, at_ms, attempts, due_ms)` from an
+/// Reads `(seq, kind, message, reference, at_ms, attempts, due_ms, creator)` from an
 /// outbox row just leased (its `due_ms` is the lease's end): the event,
 /// with its `seq` for ordering.
 pub(crate) fn event_from_row<R>(row: &R, op: &'static str) -> Result<(i64, Event)>
@@ -142,6 +146,7 @@ where
     let at_ms: i64 = row.try_get(4).map_err(|e| classify(op, e))?;
     let attempts: i32 = row.try_get(5).map_err(|e| classify(op, e))?;
     let until: i64 = row.try_get(6).map_err(|e| classify(op, e))?;
+    let creator: Option<String> = row.try_get(7).map_err(|e| classify(op, e))?;
     let corrupt = |what: &'static str| StoreError::Backend {
         op,
         source: what.into(),
@@ -155,6 +160,7 @@ where
             kind: EventKind::from_code(i64::from(kind))
                 .ok_or_else(|| corrupt("an event row has an unknown kind"))?,
             message,
+            creator: creator_from(creator.as_deref()),
             reference,
             at: from_unix_ms(at_ms),
             attempts: u32::try_from(attempts).unwrap_or(0),

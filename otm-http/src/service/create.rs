@@ -14,10 +14,10 @@
 use std::time::{Duration, SystemTime};
 
 use otm_core::{
-    validate, AccessVerifier, ClaimVerifier, ErrorCode, ManageSecret, ManageToken, MessageId,
-    Stored,
+    validate, AccessVerifier, ClaimVerifier, Creator, ErrorCode, ManageSecret, ManageToken,
+    MessageId, Stored,
 };
-use otm_store::{NewMessage, StoreError, MAX_REFERENCE_BYTES};
+use otm_store::{is_reference, NewMessage, StoreError, MAX_REFERENCE_BYTES};
 
 use super::{Op, Service, ServiceError};
 use crate::caller::Caller;
@@ -38,8 +38,10 @@ pub struct Create {
     /// How long to keep it (`None`: [`Config::default_ttl`](crate::Config::default_ttl);
     /// at most [`Config::max_ttl`](crate::Config::max_ttl)).
     pub ttl: Option<Duration>,
-    /// The creator's own reference (1 to 256 bytes), kept with the message
-    /// and its receipt, never handed to a reader.
+    /// The creator's own reference (1 to 256 bytes of text), kept with the
+    /// message and its receipt and carried by its events, never handed to a
+    /// reader. Anonymous callers may not give one unless the policy allows
+    /// it ([`CreateLimits::references`]).
     pub reference: Option<String>,
 }
 
@@ -99,6 +101,18 @@ impl Service {
         request: Create,
     ) -> Result<Stored, ServiceError> {
         let limits = self.decide(caller, &request).await?;
+        if request.reference.is_some() && !limits.allows_reference(caller) {
+            return Err(self.failed(ServiceError::invalid(
+                ErrorCode::ReferenceNotAllowed,
+                "Only a creator this server knows (an API token, the host's own backend) may give a reference.",
+            )));
+        }
+        let creator = caller.creator();
+        if let Err(e) = creator.check() {
+            return Err(self.failed(ServiceError::Denied {
+                message: format!("The caller cannot create: {e}."),
+            }));
+        }
         let config = &self.0.config;
         check_limits(&limits, &request.envelope, request.ttl, config.default_ttl)
             .map_err(|e| self.failed(e))?;
@@ -121,7 +135,7 @@ impl Service {
                 }));
             }
         }
-        self.put(caller, request, ttl, limits.manage_secret.as_ref())
+        self.put(caller, creator, request, ttl, limits.manage_secret.as_ref())
             .await
     }
 
@@ -155,11 +169,13 @@ impl Service {
         if request
             .reference
             .as_deref()
-            .is_some_and(|r| r.is_empty() || r.len() > MAX_REFERENCE_BYTES)
+            .is_some_and(|r| !is_reference(r))
         {
             return Err(ServiceError::invalid(
                 ErrorCode::BadReference,
-                format!("reference must be 1 to {MAX_REFERENCE_BYTES} bytes"),
+                format!(
+                    "reference must be 1 to {MAX_REFERENCE_BYTES} bytes of text without control characters"
+                ),
             ));
         }
         validate(&request.envelope).map_err(|e| match e {
@@ -198,6 +214,7 @@ impl Service {
     async fn put(
         &self,
         caller: &Caller,
+        creator: Creator,
         request: Create,
         ttl: Duration,
         secret: Option<&ManageSecret>,
@@ -218,6 +235,7 @@ impl Service {
                 access: request.access,
                 expires_at,
                 manage: Some(manage.verifier()),
+                creator: Some(creator.clone()),
                 reference: request.reference.clone(),
             };
             match self.0.store.put(&id, message).await {

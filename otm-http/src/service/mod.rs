@@ -128,6 +128,9 @@ pub struct Receipt {
     pub expires_at: SystemTime,
     /// When it was opened or burned, where known.
     pub changed_at: Option<SystemTime>,
+    /// Who created it, as the service established it (`None` for messages
+    /// stored before otm kept it).
+    pub creator: Option<otm_core::Creator>,
     /// The creator's reference, if one was given.
     pub reference: Option<String>,
 }
@@ -138,6 +141,7 @@ impl From<MessageStatus> for Receipt {
             state: s.state,
             expires_at: s.expires_at,
             changed_at: s.changed_at,
+            creator: s.creator,
             reference: s.reference,
         }
     }

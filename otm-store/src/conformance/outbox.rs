@@ -10,9 +10,12 @@ use otm_core::MessageId;
 use tokio::task::JoinSet;
 
 use super::{wrong_proof, Fixture, MAX_FAILED_ATTEMPTS};
-use crate::{BlobStore, Event, EventKind, Outbox};
+use crate::{BlobStore, Creator, Event, EventKind, Outbox};
 
 const LONG: Duration = Duration::from_secs(60);
+
+/// An event's creator and reference.
+type Origin = (Option<Creator>, Option<String>);
 
 fn outbox(store: &Arc<dyn BlobStore>) -> &dyn Outbox {
     assert!(
@@ -37,8 +40,8 @@ async fn drain(outbox: &dyn Outbox) -> Vec<Event> {
     }
 }
 
-/// Every change records its event with the message ID, the sender's
-/// reference and the time: `created` at put, `opened` at take, `burned` at
+/// Every change records its event with the message ID, its creator, the
+/// sender's reference and the time: `created` at put, `opened` at take, `burned` at
 /// the sender's burn, `destroyed` at the wrong proof that uses up the
 /// attempts, `expired` when a purge removes a message unread. A wrong
 /// access proof, a wrong claim proof short of the limit and a refused put
@@ -50,6 +53,7 @@ pub async fn outbox_records_every_change(store: Arc<dyn BlobStore>) {
 
     let mut opened = Fixture::hour();
     opened.message.reference = Some("ticket 1".into());
+    opened.message.creator = Some(Creator::Token("ci".into()));
     store.put(&opened.id, opened.message.clone()).await.unwrap();
     let wrong = wrong_proof();
     let _ = store
@@ -63,7 +67,8 @@ pub async fn outbox_records_every_change(store: Arc<dyn BlobStore>) {
         .await
         .unwrap();
 
-    let burned = Fixture::hour();
+    let mut burned = Fixture::hour();
+    burned.message.creator = Some(Creator::Server);
     store.put(&burned.id, burned.message.clone()).await.unwrap();
     store.burn(&burned.id).await.unwrap();
 
@@ -84,25 +89,44 @@ pub async fn outbox_records_every_change(store: Arc<dyn BlobStore>) {
             .await;
     }
 
-    let mut expected: HashMap<(MessageId, EventKind), Option<String>> = HashMap::from([
-        ((opened.id, EventKind::Created), Some("ticket 1".into())),
-        ((opened.id, EventKind::Opened), Some("ticket 1".into())),
-        ((burned.id, EventKind::Created), None),
-        ((burned.id, EventKind::Burned), None),
-        ((destroyed.id, EventKind::Created), None),
-        ((destroyed.id, EventKind::Destroyed), None),
+    let ci = || {
+        (
+            Some(Creator::Token("ci".into())),
+            Some("ticket 1".to_owned()),
+        )
+    };
+    let mut expected: HashMap<(MessageId, EventKind), Origin> = HashMap::from([
+        ((opened.id, EventKind::Created), ci()),
+        ((opened.id, EventKind::Opened), ci()),
+        (
+            (burned.id, EventKind::Created),
+            (Some(Creator::Server), None),
+        ),
+        (
+            (burned.id, EventKind::Burned),
+            (Some(Creator::Server), None),
+        ),
+        ((destroyed.id, EventKind::Created), (None, None)),
+        ((destroyed.id, EventKind::Destroyed), (None, None)),
     ]);
     if store.purger().is_some() {
         let mut expired = Fixture::new("short", Duration::from_millis(300));
         expired.message.reference = Some("ticket 2".into());
+        expired.message.creator = Some(Creator::Identity("zoë".into()));
         store
             .put(&expired.id, expired.message.clone())
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
         store.purger().unwrap().purge_expired().await.unwrap();
-        expected.insert((expired.id, EventKind::Created), Some("ticket 2".into()));
-        expected.insert((expired.id, EventKind::Expired), Some("ticket 2".into()));
+        let zoe = || {
+            (
+                Some(Creator::Identity("zoë".into())),
+                Some("ticket 2".into()),
+            )
+        };
+        expected.insert((expired.id, EventKind::Created), zoe());
+        expected.insert((expired.id, EventKind::Expired), zoe());
     }
 
     let first = outbox.lease_events(100, LONG).await.unwrap();
@@ -123,7 +147,8 @@ pub async fn outbox_records_every_change(store: Arc<dyn BlobStore>) {
                 event.kind.as_str().trim_start_matches("message.")
             )
         );
-        let before = seen.insert((event.message, event.kind), event.reference.clone());
+        let origin = (event.creator.clone(), event.reference.clone());
+        let before = seen.insert((event.message, event.kind), origin);
         assert!(before.is_none(), "recorded twice: {event:?}");
     }
     assert_eq!(seen, expected);

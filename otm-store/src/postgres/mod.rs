@@ -198,6 +198,11 @@ const MIGRATIONS: &[&str] = &[
         count INTEGER NOT NULL,
         PRIMARY KEY (key, until_ms)
     );",
+    // 8: who created the message (`Creator`'s text form), kept with the
+    // message, its receipt and its events. Rows stored before it have none.
+    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS creator TEXT;
+    ALTER TABLE {receipts} ADD COLUMN IF NOT EXISTS creator TEXT;
+    ALTER TABLE {events} ADD COLUMN IF NOT EXISTS creator TEXT;",
 ];
 
 /// Rows deleted per purge statement, so a large backlog never holds long locks.
@@ -330,17 +335,17 @@ impl BlobStore for PostgresStore {
             "WITH stored AS (
                  INSERT INTO {t} AS m
                      (id, envelope, verifier, expires_at_ms, failed_attempts, manage, access,
-                      reference)
-                 VALUES ($1, $2, $3, $4, 0, $7, $8, $9)
+                      reference, creator)
+                 VALUES ($1, $2, $3, $4, 0, $7, $8, $9, $12)
                  ON CONFLICT (id) DO UPDATE SET envelope = excluded.envelope,
                      verifier = excluded.verifier, expires_at_ms = excluded.expires_at_ms,
                      failed_attempts = 0, manage = excluded.manage, access = excluded.access,
-                     reference = excluded.reference
+                     reference = excluded.reference, creator = excluded.creator
                  WHERE m.expires_at_ms <= $5 OR m.failed_attempts >= $6
-                 RETURNING id, reference),
+                 RETURNING id, reference, creator),
              event AS (
-                 INSERT INTO {e} (kind, message, reference, at_ms, attempts, due_ms)
-                 SELECT $11, id, reference, $5, 0, $5 FROM stored WHERE $10)
+                 INSERT INTO {e} (kind, message, reference, at_ms, attempts, due_ms, creator)
+                 SELECT $11, id, reference, $5, 0, $5, creator FROM stored WHERE $10)
              SELECT count(*) FROM stored",
             t = self.table,
             e = self.events,
@@ -356,6 +361,7 @@ impl BlobStore for PostgresStore {
         .bind(&message.reference)
         .bind(self.opts.events)
         .bind(EventKind::Created.code())
+        .bind(message.creator.as_ref().map(ToString::to_string))
         .fetch_one(&self.pool)
         .await
         .map_err(|e| classify("store a message", e))?;
@@ -421,7 +427,7 @@ impl BlobStore for PostgresStore {
         let op = "read a message's status";
         let now = unix_ms(SystemTime::now());
         let row = sqlx::query(&format!(
-            "SELECT expires_at_ms, failed_attempts::BIGINT, manage, reference FROM {t}
+            "SELECT expires_at_ms, failed_attempts::BIGINT, manage, reference, creator FROM {t}
              WHERE id = $1",
             t = self.table
         ))
@@ -433,7 +439,7 @@ impl BlobStore for PostgresStore {
             return message_status(&row, op, self.opts.max_failed_attempts, now);
         }
         let row = sqlx::query(&format!(
-            "SELECT state, changed_at_ms, expires_at_ms, manage, reference FROM {r}
+            "SELECT state, changed_at_ms, expires_at_ms, manage, reference, creator FROM {r}
              WHERE id = $1 AND expires_at_ms > $2",
             r = self.receipts
         ))
@@ -521,17 +527,19 @@ impl PostgresStore {
         let sql = format!(
             "WITH gone AS (
                  DELETE FROM {t} WHERE id = $1 AND {which}
-                 RETURNING id, envelope, manage, expires_at_ms, reference),
+                 RETURNING id, envelope, manage, expires_at_ms, reference, creator),
              event AS (
-                 INSERT INTO {e} (kind, message, reference, at_ms, attempts, due_ms)
-                 SELECT $5, id, reference, $3, 0, $3 FROM gone WHERE $6),
+                 INSERT INTO {e} (kind, message, reference, at_ms, attempts, due_ms, creator)
+                 SELECT $5, id, reference, $3, 0, $3, creator FROM gone WHERE $6),
              receipt AS (
-                 INSERT INTO {r} (id, manage, state, changed_at_ms, expires_at_ms, reference)
-                 SELECT id, manage, $4, $3, expires_at_ms, reference FROM gone
+                 INSERT INTO {r}
+                     (id, manage, state, changed_at_ms, expires_at_ms, reference, creator)
+                 SELECT id, manage, $4, $3, expires_at_ms, reference, creator FROM gone
                  WHERE manage IS NOT NULL
                  ON CONFLICT (id) DO UPDATE SET manage = excluded.manage,
                      state = excluded.state, changed_at_ms = excluded.changed_at_ms,
-                     expires_at_ms = excluded.expires_at_ms, reference = excluded.reference)
+                     expires_at_ms = excluded.expires_at_ms, reference = excluded.reference,
+                     creator = excluded.creator)
              SELECT envelope FROM gone",
             t = self.table,
             r = self.receipts,
@@ -569,11 +577,11 @@ impl PurgeExpired for PostgresStore {
                      DELETE FROM {t} WHERE id IN
                          (SELECT id FROM {t}
                           WHERE expires_at_ms <= $1 OR failed_attempts >= $3 LIMIT $2)
-                     RETURNING id, reference, failed_attempts),
+                     RETURNING id, reference, failed_attempts, creator),
                  event AS (
-                     INSERT INTO {e} (kind, message, reference, at_ms, attempts, due_ms)
+                     INSERT INTO {e} (kind, message, reference, at_ms, attempts, due_ms, creator)
                      SELECT CASE WHEN failed_attempts >= $3 THEN $5 ELSE $6 END,
-                         id, reference, $1, 0, $1
+                         id, reference, $1, 0, $1, creator
                      FROM gone WHERE $4)
                  SELECT count(*) FROM gone",
                 t = self.table,

@@ -20,7 +20,7 @@ impl Outbox for PostgresStore {
             "UPDATE {e} SET due_ms = $2
              WHERE seq IN (SELECT seq FROM {e} WHERE due_ms <= $1 ORDER BY seq LIMIT $3
                            FOR UPDATE SKIP LOCKED)
-             RETURNING seq, kind, message, reference, at_ms, attempts, due_ms",
+             RETURNING seq, kind, message, reference, at_ms, attempts, due_ms, creator",
             e = self.events
         ))
         .bind(now)
@@ -60,7 +60,7 @@ impl Outbox for PostgresStore {
 
     async fn dead_letters(&self, max: usize) -> Result<Vec<Event>> {
         let rows = sqlx::query(&format!(
-            "SELECT seq, kind, message, reference, at_ms, attempts, due_ms FROM {}
+            "SELECT seq, kind, message, reference, at_ms, attempts, due_ms, creator FROM {}
              WHERE due_ms >= $1 ORDER BY seq LIMIT $2",
             self.events
         ))

@@ -33,9 +33,10 @@ enum Conn {
 ///
 /// Each message is one hash (`e` envelope, `v` claim verifier, `a` access
 /// verifier, `f` failed attempts, `m` management verifier, `x` expiry in
-/// Unix ms, `r` the embedder's reference or empty) with a native
+/// Unix ms, `r` the embedder's reference or empty, `o` its creator's text
+/// form or empty) with a native
 /// `PEXPIRE`, so Redis itself never returns or keeps an expired message. Its
-/// receipt (`s` state, `c` when, `m`, `x`, `r`) lives in a second key with the
+/// receipt (`s` state, `c` when, `m`, `x`, `r`, `o`) lives in a second key with the
 /// remaining TTL of the message. Put and take are single Lua scripts on the
 /// message's key (on a Cluster, take, burn and status run a second one on a
 /// pre-bucket key when the first finds nothing): Redis runs a script
@@ -130,22 +131,25 @@ impl std::fmt::Debug for RedisStore {
 // The event outbox (with `StoreOptions::events`): when a
 // script is given KEYS[3..5] (sequence counter, due sorted set, data hash),
 // it records the event of its change in the same script, so in the same
-// atomic step. Call it before the message key is deleted (it reads `r`).
+// atomic step. Call it before the message key is deleted (it reads `r`
+// and `o`).
 const EVENT_FN: &str = r"
 local function event(kind, now, id)
   if #KEYS < 5 then return end
   local seq = redis.call('INCR', KEYS[3])
   local r = redis.call('HGET', KEYS[1], 'r') or ''
-  redis.call('HSET', KEYS[5], seq, cjson.encode({k = kind, m = id, r = r, a = now, n = 0}))
+  local o = redis.call('HGET', KEYS[1], 'o') or ''
+  redis.call('HSET', KEYS[5], seq, cjson.encode({k = kind, m = id, r = r, o = o, a = now, n = 0}))
   redis.call('ZADD', KEYS[4], now, seq)
 end
 ";
 
-// ARGV[8] now, ARGV[9] the ID's text (for the event).
+// ARGV[8] now, ARGV[9] the ID's text (for the event), ARGV[10] the creator.
 const PUT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[1], 'e', ARGV[1], 'v', ARGV[2], 'f', 0, 'x', ARGV[4], 'm', ARGV[5], 'a', ARGV[6], 'r', ARGV[7])
+redis.call('HSET', KEYS[1], 'e', ARGV[1], 'v', ARGV[2], 'f', 0, 'x', ARGV[4], 'm', ARGV[5], 'a', ARGV[6],
+           'r', ARGV[7], 'o', ARGV[10])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 event(1, ARGV[8], ARGV[9])
 return 1
@@ -159,7 +163,7 @@ local function receipt(state, now)
   local ttl = redis.call('PTTL', KEYS[1])
   if m and m ~= '' and ttl > 0 then
     redis.call('HSET', KEYS[2], 's', state, 'c', now, 'm', m, 'x', redis.call('HGET', KEYS[1], 'x'),
-               'r', redis.call('HGET', KEYS[1], 'r') or '')
+               'r', redis.call('HGET', KEYS[1], 'r') or '', 'o', redis.call('HGET', KEYS[1], 'o') or '')
     redis.call('PEXPIRE', KEYS[2], ttl)
   end
   redis.call('DEL', KEYS[1])
@@ -195,17 +199,18 @@ receipt('burned', ARGV[1])
 return 1
 ";
 
-// {1, expires, manage, reference} for a message, {2, state, changed,
-// expires, manage, reference} for a receipt, {0} for nothing.
+// {1, expires, manage, reference, creator} for a message, {2, state,
+// changed, expires, manage, reference, creator} for a receipt, {0} for
+// nothing.
 const STATUS: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {1, redis.call('HGET', KEYS[1], 'x'), redis.call('HGET', KEYS[1], 'm') or '',
-          redis.call('HGET', KEYS[1], 'r') or ''}
+          redis.call('HGET', KEYS[1], 'r') or '', redis.call('HGET', KEYS[1], 'o') or ''}
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return {2, redis.call('HGET', KEYS[2], 's'), redis.call('HGET', KEYS[2], 'c'),
           redis.call('HGET', KEYS[2], 'x'), redis.call('HGET', KEYS[2], 'm'),
-          redis.call('HGET', KEYS[2], 'r') or ''}
+          redis.call('HGET', KEYS[2], 'r') or '', redis.call('HGET', KEYS[2], 'o') or ''}
 end
 return {0}
 ";
@@ -410,7 +415,14 @@ impl BlobStore for RedisStore {
             .arg(&message.access.as_bytes()[..])
             .arg(message.reference.as_deref().unwrap_or_default())
             .arg(unix_ms(SystemTime::now()))
-            .arg(id.to_string());
+            .arg(id.to_string())
+            .arg(
+                message
+                    .creator
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            );
         match self.run("store a message", invocation).await? {
             Value::Int(1) => Ok(()),
             Value::Int(0) => Err(StoreError::Conflict),
@@ -487,22 +499,24 @@ impl BlobStore for RedisStore {
                 .map(ManageVerifier::from_bytes),
             _ => None,
         };
-        // An empty field is no reference (one is never empty).
+        // An empty field is no reference or creator (neither is ever empty).
         let reference = |v: &Value| match v {
             Value::BulkString(b) if !b.is_empty() => String::from_utf8(b.clone()).ok(),
             _ => None,
         };
+        let creator = |v: &Value| crate::creator_from(reference(v).as_deref());
         match items.as_slice() {
             [Value::Int(0)] => Err(StoreError::NotFound),
-            [Value::Int(1), x, m, r] => Ok(MessageStatus {
+            [Value::Int(1), x, m, r, o] => Ok(MessageStatus {
                 // Redis drops a message at its expiry, so a present one waits.
                 state: MessageState::Waiting,
                 expires_at: from_unix_ms(int(x).ok_or_else(|| unexpected(op, x.clone()))?),
                 changed_at: None,
                 manage: verifier(m),
+                creator: creator(o),
                 reference: reference(r),
             }),
-            [Value::Int(2), Value::BulkString(s), c, x, m, r] => Ok(MessageStatus {
+            [Value::Int(2), Value::BulkString(s), c, x, m, r, o] => Ok(MessageStatus {
                 state: if s.as_slice() == b"opened" {
                     MessageState::Opened
                 } else {
@@ -511,6 +525,7 @@ impl BlobStore for RedisStore {
                 expires_at: from_unix_ms(int(x).ok_or_else(|| unexpected(op, x.clone()))?),
                 changed_at: int(c).map(from_unix_ms),
                 manage: verifier(m),
+                creator: creator(o),
                 reference: reference(r),
             }),
             _ => Err(unexpected(op, Value::Array(items))),

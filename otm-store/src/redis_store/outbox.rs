@@ -1,7 +1,7 @@
 //! The Redis store's event outbox: a sequence counter, a sorted set of
 //! event numbers scored by when each is due (for delivery, or the end of
 //! its lease), and a hash of each event's JSON (`k` kind, `m` message ID,
-//! `r` reference, `a` when, `n` failed attempts). The message scripts add
+//! `r` reference, `o` creator, `a` when, `n` failed attempts). The message scripts add
 //! to it in the same script as their change; leasing, delivering and
 //! rescheduling are scripts too, so each is atomic. A standalone server has
 //! one outbox; a Cluster has one per bucket, in the bucket's slot (see
@@ -104,6 +104,8 @@ struct Stored {
     m: String,
     #[serde(default)]
     r: String,
+    #[serde(default)]
+    o: String,
     a: serde_json::Value,
     #[serde(default)]
     n: u32,
@@ -221,6 +223,7 @@ fn decode(handle: i64, json: &[u8], until: i64) -> Result<Event> {
             .m
             .parse()
             .map_err(|_| corrupt("an event has a malformed message ID".into()))?,
+        creator: crate::creator_from(Some(&stored.o)),
         reference: (!stored.r.is_empty()).then_some(stored.r),
         at: from_unix_ms(at_ms),
         attempts: stored.n,

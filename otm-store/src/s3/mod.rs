@@ -4,10 +4,10 @@
 //!
 //! | key | what |
 //! |---|---|
-//! | `P{id}` | the envelope; metadata `otm-expires` (Unix ms), `otm-verifier` and `otm-access` (base64url), `otm-gen` (random per put), any `otm-manage` and `otm-reference` |
+//! | `P{id}` | the envelope; metadata `otm-expires` (Unix ms), `otm-verifier` and `otm-access` (base64url), `otm-gen` (random per put), any `otm-manage`, `otm-reference` and `otm-creator` |
 //! | `P{id}.{gen}.a{n}` | attempt slot `n` (1..=max), empty, created with `If-None-Match: *` |
 //! | `P{id}.{gen}.claim` | claim marker (claim-object method only) |
-//! | `P{id}.receipt` | receipt after open or burn: metadata `otm-state`, `otm-changed`, `otm-expires`, `otm-manage`, any `otm-reference` |
+//! | `P{id}.receipt` | receipt after open or burn: metadata `otm-state`, `otm-changed`, `otm-expires`, `otm-manage`, any `otm-reference` and `otm-creator` |
 //! | `Pquota/{sha256 of key}/{window end}/{n}` | quota slot `n` (0..limit), empty, created with `If-None-Match: *` (see `count_quota`) |
 //!
 //! Every take first reserves the next free attempt slot, so no more than
@@ -73,6 +73,8 @@ const META_STATE: &str = "otm-state";
 const META_CHANGED: &str = "otm-changed";
 /// The embedder's reference, base64url (S3 metadata is ASCII).
 const META_REFERENCE: &str = "otm-reference";
+/// The creator's text form, base64url.
+const META_CREATOR: &str = "otm-creator";
 const LIFECYCLE_RULE_PREFIX: &str = "otm-expiry";
 
 /// What `GetObject` or `HeadObject` found.
@@ -85,6 +87,7 @@ struct Found {
     access: Option<AccessVerifier>,
     gen: String,
     manage: Option<ManageVerifier>,
+    creator: Option<String>,
     reference: Option<String>,
     body: Vec<u8>,
 }
@@ -209,6 +212,9 @@ impl BlobStore for S3Store {
         if let Some(manage) = message.manage {
             metadata.push((META_MANAGE, manage.to_base64url()));
         }
+        if let Some(creator) = &message.creator {
+            metadata.push((META_CREATOR, encode_reference(&creator.to_string())));
+        }
         if let Some(reference) = &message.reference {
             metadata.push((META_REFERENCE, encode_reference(reference)));
         }
@@ -318,6 +324,7 @@ impl BlobStore for S3Store {
                 expires_at: from_unix_ms(found.expires_at_ms),
                 changed_at: None,
                 manage: found.manage,
+                creator: crate::creator_from(found.creator.as_deref()),
                 reference: found.reference.clone(),
             });
         }
@@ -342,6 +349,7 @@ impl BlobStore for S3Store {
             manage: meta
                 .get(META_MANAGE)
                 .and_then(|v| ManageVerifier::from_base64url(v).ok()),
+            creator: crate::creator_from(decode_reference(meta.get(META_CREATOR)).as_deref()),
             reference: decode_reference(meta.get(META_REFERENCE)),
         })
     }
@@ -384,7 +392,8 @@ fn random_hex() -> Result<String> {
     Ok(id.as_bytes().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// [`NewMessage::reference`] as S3 metadata: base64url of its bytes.
+/// [`NewMessage::reference`] (or a creator's text form) as S3 metadata:
+/// base64url of its bytes.
 fn encode_reference(reference: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(reference)

@@ -117,6 +117,7 @@ impl S3Store {
             access,
             gen,
             manage,
+            creator: super::decode_reference(meta.get(super::META_CREATOR)),
             reference: super::decode_reference(meta.get(super::META_REFERENCE)),
             body,
         }))
@@ -192,6 +193,10 @@ impl S3Store {
             .metadata(META_MANAGE, manage.to_base64url());
         let request = match &found.reference {
             Some(r) => request.metadata(super::META_REFERENCE, super::encode_reference(r)),
+            None => request,
+        };
+        let request = match &found.creator {
+            Some(c) => request.metadata(super::META_CREATOR, super::encode_reference(c)),
             None => request,
         };
         let result = request.body(ByteStream::from(Vec::new())).send().await;

@@ -163,6 +163,11 @@ const MIGRATIONS: &[&str] = &[
         count INTEGER NOT NULL,
         PRIMARY KEY (key, until_ms)
     );",
+    // 8: who created the message (`Creator`'s text form), kept with the
+    // message, its receipt and its events. Rows stored before it have none.
+    "ALTER TABLE otm_messages ADD COLUMN creator TEXT;
+    ALTER TABLE otm_receipts ADD COLUMN creator TEXT;
+    ALTER TABLE otm_events ADD COLUMN creator TEXT;",
 ];
 
 impl SqliteStore {
@@ -252,6 +257,7 @@ impl SqliteStore {
 impl BlobStore for SqliteStore {
     async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
         let (expires_at_ms, _) = check_new(&self.opts, &message)?;
+        let creator = message.creator.as_ref().map(ToString::to_string);
         let op = "store a message";
         let now = unix_ms(SystemTime::now());
         // The row, the removal of an old receipt and the event: one
@@ -265,12 +271,12 @@ impl BlobStore for SqliteStore {
         let done = sqlx::query(
             "INSERT INTO otm_messages
                  (id, envelope, verifier, expires_at_ms, failed_attempts, manage, access,
-                  reference)
-             VALUES (?1, ?2, ?3, ?4, 0, ?7, ?8, ?9)
+                  reference, creator)
+             VALUES (?1, ?2, ?3, ?4, 0, ?7, ?8, ?9, ?10)
              ON CONFLICT (id) DO UPDATE SET envelope = excluded.envelope,
                  verifier = excluded.verifier, expires_at_ms = excluded.expires_at_ms,
                  failed_attempts = 0, manage = excluded.manage, access = excluded.access,
-                 reference = excluded.reference
+                 reference = excluded.reference, creator = excluded.creator
              WHERE otm_messages.expires_at_ms <= ?5 OR otm_messages.failed_attempts >= ?6",
         )
         .bind(&id.as_bytes()[..])
@@ -282,6 +288,7 @@ impl BlobStore for SqliteStore {
         .bind(message.manage.map(|m| m.as_bytes().to_vec()))
         .bind(&message.access.as_bytes()[..])
         .bind(&message.reference)
+        .bind(&creator)
         .execute(&mut *tx)
         .await
         .map_err(|e| classify(op, e))?;
@@ -296,8 +303,8 @@ impl BlobStore for SqliteStore {
             .await
             .map_err(|e| classify(op, e))?;
         if self.opts.events {
-            let reference = message.reference.as_deref();
-            outbox::record(&mut tx, EventKind::Created, id, reference, now).await?;
+            let origin = (creator.as_deref(), message.reference.as_deref());
+            outbox::record(&mut tx, EventKind::Created, id, origin, now).await?;
         }
         tx.commit().await.map_err(|e| classify(op, e))
     }
@@ -351,7 +358,7 @@ impl BlobStore for SqliteStore {
         let op = "read a message's status";
         let now = unix_ms(SystemTime::now());
         let row = sqlx::query(
-            "SELECT expires_at_ms, failed_attempts, manage, reference FROM otm_messages
+            "SELECT expires_at_ms, failed_attempts, manage, reference, creator FROM otm_messages
              WHERE id = ?1",
         )
         .bind(&id.as_bytes()[..])
@@ -362,7 +369,8 @@ impl BlobStore for SqliteStore {
             return message_status(&row, op, self.opts.max_failed_attempts, now);
         }
         let row = sqlx::query(
-            "SELECT state, changed_at_ms, expires_at_ms, manage, reference FROM otm_receipts
+            "SELECT state, changed_at_ms, expires_at_ms, manage, reference, creator
+             FROM otm_receipts
              WHERE id = ?1 AND expires_at_ms > ?2",
         )
         .bind(&id.as_bytes()[..])
@@ -441,7 +449,7 @@ impl SqliteStore {
                 "DELETE FROM otm_messages
                  WHERE id = ?1 AND failed_attempts < ?2 AND expires_at_ms > ?3 AND verifier = ?4
                      AND access = ?5
-                 RETURNING envelope, manage, expires_at_ms, reference",
+                 RETURNING envelope, manage, expires_at_ms, reference, creator",
             )
             .bind(key)
             .bind(max)
@@ -451,14 +459,14 @@ impl SqliteStore {
             Removal::Burn => sqlx::query(
                 "DELETE FROM otm_messages
                  WHERE id = ?1 AND failed_attempts < ?2 AND expires_at_ms > ?3
-                 RETURNING envelope, manage, expires_at_ms, reference",
+                 RETURNING envelope, manage, expires_at_ms, reference, creator",
             )
             .bind(key)
             .bind(max)
             .bind(now),
             Removal::Spent => sqlx::query(
                 "DELETE FROM otm_messages WHERE id = ?1 AND failed_attempts >= ?2
-                 RETURNING envelope, manage, expires_at_ms, reference",
+                 RETURNING envelope, manage, expires_at_ms, reference, creator",
             )
             .bind(key)
             .bind(max),
@@ -479,18 +487,20 @@ impl SqliteStore {
         let manage: Option<Vec<u8>> = row.try_get(1).map_err(|e| classify(op, e))?;
         let expires: i64 = row.try_get(2).map_err(|e| classify(op, e))?;
         let reference: Option<String> = row.try_get(3).map_err(|e| classify(op, e))?;
+        let creator: Option<String> = row.try_get(4).map_err(|e| classify(op, e))?;
         if self.opts.events {
             let kind = removal_event(removal);
-            outbox::record(&mut tx, kind, id, reference.as_deref(), now).await?;
+            let origin = (creator.as_deref(), reference.as_deref());
+            outbox::record(&mut tx, kind, id, origin, now).await?;
         }
         if let Some(manage) = manage {
             sqlx::query(
                 "INSERT INTO otm_receipts
-                     (id, manage, state, changed_at_ms, expires_at_ms, reference)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     (id, manage, state, changed_at_ms, expires_at_ms, reference, creator)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (id) DO UPDATE SET manage = excluded.manage, state = excluded.state,
                      changed_at_ms = excluded.changed_at_ms, expires_at_ms = excluded.expires_at_ms,
-                     reference = excluded.reference",
+                     reference = excluded.reference, creator = excluded.creator",
             )
             .bind(&id.as_bytes()[..])
             .bind(manage)
@@ -498,6 +508,7 @@ impl SqliteStore {
             .bind(now)
             .bind(expires)
             .bind(reference)
+            .bind(creator)
             .execute(&mut *tx)
             .await
             .map_err(|e| classify(op, e))?;
@@ -535,7 +546,7 @@ impl PurgeExpired for SqliteStore {
             .await
             .map_err(|e| classify(op, e))?;
         let removed = sqlx::query(&format!(
-            "{PURGE_MESSAGES} RETURNING id, reference, failed_attempts"
+            "{PURGE_MESSAGES} RETURNING id, reference, failed_attempts, creator"
         ))
         .bind(now)
         .bind(max)
@@ -547,6 +558,7 @@ impl PurgeExpired for SqliteStore {
                 let id: Vec<u8> = row.try_get(0).map_err(|e| classify(op, e))?;
                 let reference: Option<String> = row.try_get(1).map_err(|e| classify(op, e))?;
                 let failed: i64 = row.try_get(2).map_err(|e| classify(op, e))?;
+                let creator: Option<String> = row.try_get(3).map_err(|e| classify(op, e))?;
                 let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) else {
                     continue;
                 };
@@ -555,7 +567,8 @@ impl PurgeExpired for SqliteStore {
                     false => EventKind::Expired,
                 };
                 let id = MessageId::from_bytes(id);
-                outbox::record(&mut tx, kind, &id, reference.as_deref(), now).await?;
+                let origin = (creator.as_deref(), reference.as_deref());
+                outbox::record(&mut tx, kind, &id, origin, now).await?;
             }
         }
         tx.commit().await.map_err(|e| classify(op, e))?;

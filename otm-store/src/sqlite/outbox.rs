@@ -17,17 +17,18 @@ pub(crate) async fn record(
     conn: &mut SqliteConnection,
     kind: EventKind,
     id: &MessageId,
-    reference: Option<&str>,
+    (creator, reference): (Option<&str>, Option<&str>),
     now: i64,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO otm_events (kind, message, reference, at_ms, attempts, due_ms)
-         VALUES (?1, ?2, ?3, ?4, 0, ?4)",
+        "INSERT INTO otm_events (kind, message, reference, at_ms, attempts, due_ms, creator)
+         VALUES (?1, ?2, ?3, ?4, 0, ?4, ?5)",
     )
     .bind(kind.code())
     .bind(&id.as_bytes()[..])
     .bind(reference)
     .bind(now)
+    .bind(creator)
     .execute(conn)
     .await
     .map_err(|e| classify("record an event", e))?;
@@ -44,7 +45,7 @@ impl Outbox for SqliteStore {
         let rows = sqlx::query(
             "UPDATE otm_events SET due_ms = ?2
              WHERE seq IN (SELECT seq FROM otm_events WHERE due_ms <= ?1 ORDER BY seq LIMIT ?3)
-             RETURNING seq, kind, message, reference, at_ms, attempts, due_ms",
+             RETURNING seq, kind, message, reference, at_ms, attempts, due_ms, creator",
         )
         .bind(now)
         .bind(until)
@@ -83,7 +84,7 @@ impl Outbox for SqliteStore {
 
     async fn dead_letters(&self, max: usize) -> Result<Vec<Event>> {
         let rows = sqlx::query(
-            "SELECT seq, kind, message, reference, at_ms, attempts, due_ms FROM otm_events
+            "SELECT seq, kind, message, reference, at_ms, attempts, due_ms, creator FROM otm_events
              WHERE due_ms >= ?1 ORDER BY seq LIMIT ?2",
         )
         .bind(crate::DEAD_LETTER_MS)
