@@ -266,7 +266,7 @@ mod tests {
             .unwrap()
             .as_secs();
         let other = WebhookSecret::generate().unwrap();
-        let forged = Webhook::new("http://unused.example/", vec![other]).unwrap();
+        let forged = Webhook::new("https://unused.example/", vec![other]).unwrap();
         for signature in [
             String::new(),
             forged.signature("evt_forged", now, body.as_bytes()),

@@ -4,6 +4,11 @@
 //! Each criterion "iteration" is one cycle; with concurrency c the time per
 //! iteration is wall time / cycles, i.e. 1 / throughput.
 //!
+//! `probe/<backend>` times, one at a time, an open with a wrong access proof
+//! of a live message (the largest envelope) against an open of an ID that
+//! was never stored: both must answer `NotFound` at about the same cost, or
+//! timing would tell a prober that the ID exists (FORMAT.md §13).
+//!
 //! Servers come from the same environment variables as the tests; a missing
 //! server skips its benches. `OTM_BENCH_LARGE=1` adds take latency with 10k
 //! and 1M stored messages (Redis, PostgreSQL; takes minutes to fill). What
@@ -69,6 +74,7 @@ fn bench_store(
     store: Arc<dyn BlobStore>,
     levels: &[usize],
 ) {
+    bench_probe(c, rt, name, &store);
     let mut group = c.benchmark_group(format!("cycle/{name}"));
     group.throughput(Throughput::Elements(1));
     group
@@ -240,6 +246,42 @@ fn bench_backlog(
         });
     }
     group.finish();
+}
+
+/// Wrong-access opens of a live message against opens of an unknown ID.
+fn bench_probe(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    store: &Arc<dyn BlobStore>,
+) {
+    let mut group = c.benchmark_group(format!("probe/{name}"));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3));
+    let live = Fixture::new(&"x".repeat(8000), Duration::from_secs(3600));
+    rt.block_on(store.put(&live.id, live.message.clone()))
+        .unwrap();
+    let wrong = Arc::new(otm_store::conformance::wrong_proof());
+    let unknown = Fixture::hour();
+    for (what, id) in [("wrong_access_live", live.id), ("unknown_id", unknown.id)] {
+        let (store, wrong) = (store.clone(), wrong.clone());
+        group.bench_function(what, |b| {
+            b.to_async(rt).iter(|| {
+                let (store, wrong) = (store.clone(), wrong.clone());
+                async move {
+                    let r = store
+                        .take(&id, wrong.access_proof(), wrong.claim_proof())
+                        .await;
+                    assert!(matches!(r, Err(otm_store::StoreError::NotFound)), "{r:?}");
+                }
+            })
+        });
+    }
+    group.finish();
+    // The live message was never counted against nor taken.
+    rt.block_on(store.take(&live.id, live.access(), live.proof()))
+        .unwrap();
 }
 
 fn stores(c: &mut Criterion) {

@@ -209,19 +209,6 @@ fn origin(url: &str) -> Option<(String, String)> {
     Some((scheme.to_ascii_lowercase(), authority.to_ascii_lowercase()))
 }
 
-/// Whether `authority` (`host[:port]`) names this machine.
-fn is_loopback(authority: &str) -> bool {
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// A client of `base`: plain http only to this machine unless allowed.
 fn client(base: &str, insecure_http: bool) -> Outcome<Client> {
     client_with_token(base, insecure_http, None)
@@ -229,20 +216,21 @@ fn client(base: &str, insecure_http: bool) -> Outcome<Client> {
 
 /// [`client`], sending `api_token` with creates.
 fn client_with_token(base: &str, insecure_http: bool, api_token: Option<&str>) -> Outcome<Client> {
-    if let Some((scheme, authority)) = origin(base) {
-        if scheme == "http" && !insecure_http && !is_loopback(&authority) {
-            return Err(Failure::Input(format!(
-                "refusing plain http:// to {authority}: anyone on the way could read the \
-                 proofs and tokens sent; use https://, or --insecure-http if you must"
-            )));
-        }
-    }
     let mut builder =
         Client::builder(base).user_agent(concat!("otm-cli/", env!("CARGO_PKG_VERSION")));
     if let Some(token) = api_token {
         builder = builder.api_token(token);
     }
-    builder.build().map_err(|e| Failure::Input(e.to_string()))
+    let client = builder.build().map_err(|e| Failure::Input(e.to_string()))?;
+    // Judged on the URL as parsed (once, by the client), not on its text.
+    if client.is_plain_http_to_another_host() && !insecure_http {
+        return Err(Failure::Input(format!(
+            "refusing plain http:// to {}: anyone on the way could read the proofs and \
+             tokens sent; use https://, or --insecure-http if you must",
+            client.base()
+        )));
+    }
+    Ok(client)
 }
 
 /// The failure (and exit code) of a client error. `gone` words the 404 for
@@ -479,28 +467,39 @@ fn receipt_json(receipt: &Receipt) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_loopback, origin};
+    use super::{client, origin};
 
     #[test]
-    fn loopback_and_origins() {
-        for yes in [
-            "localhost",
-            "localhost:8080",
-            "127.0.0.1:80",
-            "127.9.9.9",
-            "[::1]:8080",
-            "app.localhost",
+    fn plain_http_is_judged_by_the_parsed_host() {
+        for local in [
+            "http://localhost",
+            "http://LOCALHOST:8080",
+            "http://127.0.0.1:80",
+            "http://127.9.9.9",
+            "http://[::1]:8080",
+            "http://app.localhost",
+            "http://%6c%6fcalhost:8080",
+            "https://example.org",
         ] {
-            assert!(is_loopback(yes), "{yes}");
+            assert!(client(local, false).is_ok(), "{local}");
         }
-        for no in [
-            "example.org",
-            "10.0.0.1:80",
-            "[2001:db8::1]:80",
-            "localhost.example.org",
+        for remote in [
+            "http://example.org",
+            "http://10.0.0.1:80",
+            "http://[2001:db8::1]:80",
+            "http://localhost.example.org",
+            "http://127.0.0.1.evil.example",
+            "http://localhost%2eevil.example",
+            "http://localhost:80@evil.example/",
+            "http://127.0.0.1@evil.example",
         ] {
-            assert!(!is_loopback(no), "{no}");
+            assert!(client(remote, false).is_err(), "{remote}");
         }
+        assert!(client("http://example.org", true).is_ok());
+    }
+
+    #[test]
+    fn origins() {
         assert_eq!(
             origin("HTTPS://Otm.Example:8443/secrets/otm/x#key=y"),
             Some(("https".into(), "otm.example:8443".into()))

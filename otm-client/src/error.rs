@@ -32,7 +32,9 @@ pub enum Error {
         /// Wrong proofs the message still survives.
         attempts_left: u32,
     },
-    /// `403 wrong_token`: the management token does not belong to the message.
+    /// `403 wrong_token`: the management token does not belong to the
+    /// message. Only older servers answer so: this version answers a wrong
+    /// token exactly like an unknown ID ([`Error::Gone`]).
     #[error("the management token does not belong to this message")]
     WrongToken,
     /// `409 not_waiting`: a burn of a message already opened, burned or expired.

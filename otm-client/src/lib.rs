@@ -196,6 +196,30 @@ impl Client {
         &self.base
     }
 
+    /// Whether requests to this server would cross the network unencrypted:
+    /// an `http://` base whose host, as the URL parser reads it (past any
+    /// `user@`, percent-encoding and case), is not this machine
+    /// (`localhost`, a `*.localhost` name, a loopback address). A caller
+    /// that sends proofs or tokens refuses such a server unless told
+    /// otherwise (the `otm` command's `--insecure-http`).
+    pub fn is_plain_http_to_another_host(&self) -> bool {
+        let Ok(url) = Url::parse(&self.base) else {
+            return true;
+        };
+        if url.scheme() != "http" {
+            return false;
+        }
+        let host = url.host_str().unwrap_or_default();
+        let local = host == "localhost"
+            || host.ends_with(".localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        !local
+    }
+
     /// `GET /api/v1/config`: the server's limits and link base.
     pub async fn config(&self) -> Result<PublicConfig> {
         let response = self.request(Method::GET, "/api/v1/config", None).await?;
@@ -353,8 +377,8 @@ impl Client {
     /// than the message's management token: for a token with the `manage`
     /// scope on otm-server (or a credential the server's create policy
     /// accepts), for the messages created with it. [`Error::NoApiToken`]
-    /// without a token; [`Error::WrongToken`] for a message it did not
-    /// create.
+    /// without a token; [`Error::Gone`] for a message it did not create
+    /// (answered like an unknown ID).
     pub async fn status_by_id(&self, id: &MessageId) -> Result<Receipt> {
         let token = self.api_token.as_ref().ok_or(Error::NoApiToken)?;
         self.manage_with(Method::GET, id, &token.0).await

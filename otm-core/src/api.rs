@@ -94,7 +94,10 @@ error_codes! {
     CreateDenied = "create_denied" => 403,
     /// 401: status or burn without the sender's token.
     TokenRequired = "token_required" => 401,
-    /// 403: status or burn with a wrong token.
+    /// 403: status or burn with a wrong token, as older servers answered
+    /// it. This version answers a wrong token exactly like an unknown ID
+    /// (`not_found`), so an ID alone tells nothing; the code stays for
+    /// clients of older servers.
     WrongToken = "wrong_token" => 403,
     /// 415: the body is not sent as `application/json`.
     UnsupportedMediaType = "unsupported_media_type" => 415,

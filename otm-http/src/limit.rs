@@ -81,14 +81,46 @@ pub(crate) fn client_ip(parts: &Parts, trusted: &[IpNet]) -> IpAddr {
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .collect::<Vec<_>>();
+    // The proxy that wrote the hop at hand: the peer, then each trusted
+    // hop in turn.
+    let mut proxy = peer;
     for hop in forwarded.iter().rev() {
-        match hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
-            Ok(ip) if is_trusted(ip) => continue,
-            Ok(ip) => return ip,
-            Err(_) => break,
+        match parse_hop(hop) {
+            Some(ip) if is_trusted(ip) => proxy = ip,
+            Some(ip) => return ip,
+            None => {
+                // Not an address (a proxy that writes `unknown`, or an
+                // obfuscated name): the proxy that wrote it is the closest
+                // known party. Counting it so keeps one odd hop from
+                // merging clients of every proxy into one bucket.
+                static WARNED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!(
+                        %proxy,
+                        "a trusted proxy sent an X-Forwarded-For entry that is not an \
+                         address; its requests count as the proxy's own (logged once)"
+                    );
+                }
+                return proxy;
+            }
         }
     }
-    peer
+    proxy
+}
+
+/// One `X-Forwarded-For` entry as an address: a bare IPv4 or IPv6 address,
+/// or with a port (`192.0.2.1:4711`, `[2001:db8::1]:4711`), or an IPv6
+/// address in brackets; IPv4-mapped addresses made plain.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let ip = match hop.parse::<IpAddr>() {
+        Ok(ip) => ip,
+        Err(_) => match hop.strip_prefix('[') {
+            Some(rest) => rest.split(']').next()?.parse().ok()?,
+            None => hop.parse::<SocketAddr>().map(|a| a.ip()).ok()?,
+        },
+    };
+    Some(ip.to_canonical())
 }
 
 /// A per-client token bucket.
@@ -213,6 +245,33 @@ mod tests {
         assert_eq!(
             untrusted_forwarder(&parts("203.0.113.5:5000", None), &trusted),
             None
+        );
+    }
+
+    #[test]
+    fn hops_with_ports_parse_and_a_bad_hop_is_its_proxys() {
+        let trusted = [net("10.0.0.0/8")];
+        let ip = |t: &str| t.parse::<IpAddr>().unwrap();
+        for (header, client) in [
+            ("198.51.100.9:4711", "198.51.100.9"),
+            ("[2001:db8::9]:4711", "2001:db8::9"),
+            ("[2001:db8::9]", "2001:db8::9"),
+            ("198.51.100.9, 10.0.0.7", "198.51.100.9"),
+        ] {
+            let p = parts("10.0.0.1:443", Some(header));
+            assert_eq!(client_ip(&p, &trusted), ip(client), "{header}");
+        }
+        // An entry that is no address counts as the proxy that wrote it:
+        // the peer, or the trusted hop that forwarded it.
+        let p = parts("10.0.0.1:443", Some("198.51.100.9, unknown"));
+        assert_eq!(client_ip(&p, &trusted), ip("10.0.0.1"));
+        let p = parts("10.0.0.1:443", Some("198.51.100.9, unknown, 10.0.0.7"));
+        assert_eq!(client_ip(&p, &trusted), ip("10.0.0.7"));
+        let p = parts("10.0.0.1:443", Some("_hidden, 10.0.0.8"));
+        assert_ne!(
+            client_ip(&p, &trusted),
+            client_ip(&parts("10.0.0.1:443", Some("_hidden, 10.0.0.7")), &trusted),
+            "two proxies' odd hops count apart"
         );
     }
 

@@ -11,7 +11,13 @@
 //!   the kernel's listen backlog (nothing is refused, nothing is dropped);
 //! - at most [`ConnectionLimits::max_connections_per_client`] of them from
 //!   one client (an IPv4 address or an IPv6 /64): a further connection from
-//!   it is closed at once, so one client cannot take every slot;
+//!   it is closed at once, so one client cannot take every slot; and since
+//!   one IPv6 holder commonly has a /56 or a /48 (256 or 65,536 /64s), at
+//!   most four times that from one /56, and at most a quarter of
+//!   `max_connections` (but never less than the per-client cap) from one
+//!   /48, so one allocation cannot fill the server. Connections are counted
+//!   as they are accepted, by the peer address: behind a proxy, that is the
+//!   proxy's;
 //! - a response that the client does not read is given up after
 //!   [`ConnectionLimits::write_timeout`] without progress, and the
 //!   connection closed, so a client that never reads cannot hold a slot;
@@ -63,7 +69,9 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     /// Most connections from one client at once (default 64): an IPv4
     /// address, or an IPv6 /64. A further connection is closed at once.
-    /// Behind a reverse proxy every client is the proxy: raise it there.
+    /// An IPv6 /56 may hold four times this, a /48 a quarter of
+    /// [`max_connections`](Self::max_connections) (at least this). Behind a
+    /// reverse proxy every client is the proxy: raise it there.
     pub max_connections_per_client: usize,
     /// Longest a response write may make no progress (default 30 s): a
     /// client that stops reading loses its connection then.
@@ -191,8 +199,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Some(client_slot) = per_client.enter(peer.ip(), limits.max_connections_per_client)
-        else {
+        let Some(client_slot) = per_client.enter(peer.ip(), &limits) else {
             tracing::debug!(peer = %peer.ip(), "per-client connection limit reached; closed");
             continue; // drops the stream (closing it) and the permit
         };
@@ -223,29 +230,54 @@ pub async fn serve(
     }
 }
 
-/// Open connections per client (see [`crate::limit::bucket`]).
+/// Open connections per network: an IPv4 address; an IPv6 /64, /56 and
+/// /48, each with its own cap.
 #[derive(Clone, Default)]
-struct PerClient(Arc<Mutex<HashMap<IpAddr, usize>>>);
+struct PerClient(Arc<Mutex<HashMap<(IpAddr, u8), usize>>>);
 
-/// One connection's place in [`PerClient`], given back on drop.
+/// One connection's places in [`PerClient`], given back on drop.
 struct ClientSlot {
     clients: PerClient,
-    bucket: IpAddr,
+    buckets: Vec<(IpAddr, u8)>,
+}
+
+/// The networks a connection from `ip` counts in, with their caps.
+fn networks(ip: IpAddr, limits: &ConnectionLimits) -> Vec<((IpAddr, u8), usize)> {
+    let client = limits.max_connections_per_client;
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let net = |bits: u32| {
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            };
+            vec![
+                ((net(64), 64), client),
+                ((net(56), 56), client.saturating_mul(4)),
+                ((net(48), 48), (limits.max_connections / 4).max(client)),
+            ]
+        }
+        v4 => vec![((v4, 32), client)],
+    }
 }
 
 impl PerClient {
-    /// A slot for one more connection from `ip`, unless it has `max`.
-    fn enter(&self, ip: IpAddr, max: usize) -> Option<ClientSlot> {
-        let bucket = crate::caller::net_of(ip);
+    /// Places for one more connection from `ip`, unless one of its
+    /// networks is at its cap.
+    fn enter(&self, ip: IpAddr, limits: &ConnectionLimits) -> Option<ClientSlot> {
+        let networks = networks(ip, limits);
         let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(bucket).or_insert(0);
-        if *n >= max {
+        if networks
+            .iter()
+            .any(|(key, max)| open.get(key).is_some_and(|n| n >= max))
+        {
             return None;
         }
-        *n += 1;
+        for (key, _) in &networks {
+            *open.entry(*key).or_insert(0) += 1;
+        }
         Some(ClientSlot {
             clients: self.clone(),
-            bucket,
+            buckets: networks.into_iter().map(|(key, _)| key).collect(),
         })
     }
 }
@@ -253,10 +285,12 @@ impl PerClient {
 impl Drop for ClientSlot {
     fn drop(&mut self) {
         let mut open = self.clients.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.bucket) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.bucket);
+        for key in &self.buckets {
+            if let Some(n) = open.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    open.remove(key);
+                }
             }
         }
     }
@@ -363,24 +397,61 @@ mod tests {
     #[test]
     fn per_client_slots_are_counted_and_given_back() {
         let clients = PerClient::default();
+        let two = ConnectionLimits::default().with_max_connections_per_client(2);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
-        let first = clients.enter(a, 2).unwrap();
-        let _second = clients.enter(a, 2).unwrap();
-        assert!(clients.enter(a, 2).is_none(), "a third from one client");
+        let first = clients.enter(a, &two).unwrap();
+        let _second = clients.enter(a, &two).unwrap();
+        assert!(clients.enter(a, &two).is_none(), "a third from one client");
         assert!(
-            clients.enter(b, 2).is_some(),
+            clients.enter(b, &two).is_some(),
             "another client is not affected"
         );
         drop(first);
         assert!(
-            clients.enter(a, 2).is_some(),
+            clients.enter(a, &two).is_some(),
             "a closed connection frees its slot"
         );
         // One IPv6 /64 is one client.
+        let one = ConnectionLimits::default().with_max_connections_per_client(1);
         let v6a: IpAddr = "2001:db8::1".parse().unwrap();
         let v6b: IpAddr = "2001:db8::ffff".parse().unwrap();
-        let _x = clients.enter(v6a, 1).unwrap();
-        assert!(clients.enter(v6b, 1).is_none());
+        let _x = clients.enter(v6a, &one).unwrap();
+        assert!(clients.enter(v6b, &one).is_none());
+    }
+
+    #[test]
+    fn one_ipv6_allocation_cannot_fill_the_server() {
+        let clients = PerClient::default();
+        // 64 a client, 4096 in all: a /56 holds 256, a /48 1024.
+        let limits = ConnectionLimits::default();
+        let addr = |net48: u16, sub: u16, host: u16| -> IpAddr {
+            std::net::Ipv6Addr::new(0x2001, 0xdb8, net48, sub, 0, 0, 0, host).into()
+        };
+        let mut held = Vec::new();
+        // One /56 (sub 0x0000..0x00ff): 4 /64s fill it.
+        for sub in 0..8u16 {
+            for host in 0..64u16 {
+                if let Some(slot) = clients.enter(addr(1, sub, host), &limits) {
+                    held.push(slot);
+                }
+            }
+        }
+        assert_eq!(held.len(), 256, "one /56");
+        // The whole /48, through its /56s: a quarter of the server.
+        for net56 in (0x100..0x2000u16).step_by(0x100) {
+            for net64 in net56..net56 + 4 {
+                for host in 0..64u16 {
+                    if let Some(slot) = clients.enter(addr(1, net64, host), &limits) {
+                        held.push(slot);
+                    }
+                }
+            }
+        }
+        assert_eq!(held.len(), 1024, "one /48");
+        // Another /48 is not affected; freeing one frees its place.
+        assert!(clients.enter(addr(2, 0, 1), &limits).is_some());
+        held.pop();
+        assert!(clients.enter(addr(1, 0x1f00, 0x4000), &limits).is_some());
     }
 }

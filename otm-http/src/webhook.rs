@@ -102,14 +102,58 @@ impl std::fmt::Debug for Webhook {
 impl Webhook {
     /// Events to `url`, signed with every one of `secrets` (two during a
     /// rotation). Redirects are not followed; a request gives up after 10 s
-    /// (the dispatcher's own timeout may be shorter).
+    /// (the dispatcher's own timeout may be shorter). `url` is `https://`,
+    /// or `http://` to this machine (`localhost`, a loopback address):
+    /// plain HTTP to another host is refused, since anyone on the path could
+    /// read the events or answer for the receiver (see
+    /// [`new_allow_unverified`](Webhook::new_allow_unverified)).
     pub fn new(url: &str, secrets: Vec<WebhookSecret>) -> Result<Self, WebhookError> {
+        Self::build(url, secrets, false)
+    }
+
+    /// [`new`](Webhook::new), also allowing `http://` to another host: for
+    /// a receiver on a private network the operator trusts, and only when
+    /// the operator says so (otm-server's `--webhook-allow-unverified`).
+    pub fn new_allow_unverified(
+        url: &str,
+        secrets: Vec<WebhookSecret>,
+    ) -> Result<Self, WebhookError> {
+        Self::build(url, secrets, true)
+    }
+
+    fn build(
+        url: &str,
+        secrets: Vec<WebhookSecret>,
+        allow_unverified: bool,
+    ) -> Result<Self, WebhookError> {
         let url = reqwest::Url::parse(url)
             .map_err(|e| WebhookError::BadUrl(format!("does not parse: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
             return Err(WebhookError::BadUrl(
                 "is not an http:// or https:// URL with a host".into(),
             ));
+        }
+        let host = url.host_str().unwrap_or_default();
+        let loopback = host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if url.scheme() == "http" && !loopback && !allow_unverified {
+            return Err(WebhookError::BadUrl(
+                "is plain http:// to another machine, so anyone on the path could read the \
+                 events or answer for the receiver: use https://, or on a private network \
+                 you trust allow it explicitly (--webhook-allow-unverified)"
+                    .into(),
+            ));
+        }
+        if url.scheme() == "http" && !loopback {
+            tracing::warn!(
+                host,
+                "webhooks go over plain http:// to another machine, allowed by \
+                 --webhook-allow-unverified"
+            );
         }
         if secrets.is_empty() {
             return Err(WebhookError::NoSecret);
@@ -358,5 +402,32 @@ mod tests {
             Webhook::new("https://hooks.example/otm", vec![]),
             Err(WebhookError::NoSecret)
         ));
+    }
+
+    #[test]
+    fn plain_http_goes_only_to_this_machine_unless_allowed() {
+        let secret = || vec![WebhookSecret::generate().unwrap()];
+        for local in [
+            "http://127.0.0.1:9/otm",
+            "http://localhost/otm",
+            "http://[::1]:8080/",
+        ] {
+            assert!(Webhook::new(local, secret()).is_ok(), "{local}");
+        }
+        for remote in [
+            "http://hooks.example/otm",
+            "http://10.0.0.5/otm",
+            "http://receiver:8080/",
+            "http://localhost@evil.example/",
+            "http://127.0.0.1.evil.example/",
+        ] {
+            match Webhook::new(remote, secret()) {
+                Err(WebhookError::BadUrl(why)) => {
+                    assert!(why.contains("--webhook-allow-unverified"), "{why}")
+                }
+                other => panic!("{remote}: {other:?}"),
+            }
+            assert!(Webhook::new_allow_unverified(remote, secret()).is_ok());
+        }
     }
 }

@@ -720,7 +720,7 @@ async fn the_sender_sees_a_read_receipt_with_the_token_only() {
     let r = send(&app, status(&other)).await;
     assert_eq!(
         (r.status, r.error_code()),
-        (StatusCode::FORBIDDEN, ErrorCode::WrongToken)
+        (StatusCode::NOT_FOUND, ErrorCode::NotFound)
     );
     // Opening turns it into a receipt that says when, and nothing else.
     open_with(&app, &id, &s.secrets).await;
@@ -752,6 +752,52 @@ async fn the_sender_sees_a_read_receipt_with_the_token_only() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
+/// A wrong management token gets exactly the answer an unknown ID gets
+/// (status, every header, body byte for byte), for status and burn, while
+/// the message waits and after it was opened: an ID alone tells nothing.
+#[tokio::test]
+async fn a_wrong_token_is_answered_like_an_unknown_id() {
+    let (app, _) = app();
+    let s = sealed("exists");
+    let (id, token) = create_managed(&app, &s).await;
+    let (_, wrong) = create_managed(&app, &sealed("someone else's")).await;
+    let unknown = "AAAAAAAAAAAAAAAAAAAAAA";
+    let status = |id: &str| with_bearer(get(&format!("/api/v1/messages/{id}")), &wrong);
+    let burn = |id: &str| {
+        with_bearer(
+            Request::delete(format!("/api/v1/messages/{id}"))
+                .body(Body::empty())
+                .unwrap(),
+            &wrong,
+        )
+    };
+    let same = |a: &Reply, b: &Reply, what: &str| {
+        assert_eq!(a.status, b.status, "{what}");
+        assert_eq!(a.headers, b.headers, "{what}");
+        assert_eq!(a.body, b.body, "{what}");
+    };
+    for opened in [false, true] {
+        if opened {
+            open_with(&app, &id, &s.secrets).await;
+        }
+        let live = send(&app, status(&id)).await;
+        assert_eq!(live.status, StatusCode::NOT_FOUND);
+        same(&live, &send(&app, status(unknown)).await, "status");
+        same(
+            &send(&app, burn(&id)).await,
+            &send(&app, burn(unknown)).await,
+            "burn",
+        );
+    }
+    // The right token still sees its receipt: nothing was burned.
+    let r = send(
+        &app,
+        with_bearer(get(&format!("/api/v1/messages/{id}")), &token),
+    )
+    .await;
+    assert_eq!(r.json()["state"], "opened");
+}
+
 #[tokio::test]
 async fn the_sender_can_burn_an_unread_message() {
     let (app, store) = app();
@@ -766,7 +812,7 @@ async fn the_sender_can_burn_an_unread_message() {
         )
     };
     let (_, other) = create_managed(&app, &sealed("x")).await;
-    assert_eq!(send(&app, burn(&other)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(send(&app, burn(&other)).await.status, StatusCode::NOT_FOUND);
     assert!(
         store.peek_raw(&id.parse().unwrap()).is_some(),
         "a wrong token burns nothing"

@@ -37,8 +37,15 @@ struct Args {
     /// rediss:// and rediss+cluster:// for TLS (with ca=PATH for a private CA),
     /// postgres://USER@HOST/DB[?schema=NAME],
     /// s3://BUCKET/PREFIX[?endpoint=URL&path_style=true&region=R]. An
-    /// unknown URL parameter is refused, naming it.
-    #[arg(long, env = "OTM_STORE", default_value = "sqlite://otm.sqlite3")]
+    /// unknown URL parameter is refused, naming it. A connection to another
+    /// machine that is not verified TLS is refused unless the URL adds
+    /// allow_unverified=true.
+    #[arg(
+        long,
+        env = "OTM_STORE",
+        default_value = "sqlite://otm.sqlite3",
+        hide_env_values = true
+    )]
     store: String,
 
     /// Public base URL for share links, such as `https://otm.example`. By
@@ -129,9 +136,17 @@ struct Args {
     /// Send every event (message.created, .opened, .burned, .destroyed,
     /// .expired) as a signed POST to this URL (Standard Webhooks). Needs
     /// OTM_WEBHOOK_SECRETS, and a store with an outbox (SQLite, PostgreSQL,
-    /// Redis or Redis Cluster, memory; not S3).
-    #[arg(long, env = "OTM_WEBHOOK_URL")]
+    /// Redis or Redis Cluster, memory; not S3). https://, or http:// to
+    /// this machine (see --webhook-allow-unverified).
+    #[arg(long, env = "OTM_WEBHOOK_URL", hide_env_values = true)]
     webhook_url: Option<String>,
+
+    /// Allow --webhook-url to be plain http:// to another machine (a
+    /// receiver on a private network you trust). Without it such a URL is
+    /// refused at start: anyone on the path could read the events or answer
+    /// for the receiver.
+    #[arg(long, env = "OTM_WEBHOOK_ALLOW_UNVERIFIED")]
+    webhook_allow_unverified: bool,
 
     /// The webhook signing secrets, `whsec_<base64>`, comma-separated (two
     /// while rotating: each request carries a signature by each). Set it in
@@ -144,8 +159,8 @@ struct Args {
     )]
     webhook_secrets: Vec<String>,
 
-    /// Deliveries of one event tried before it is dropped (and counted in
-    /// otm_events_total{outcome="dead"}).
+    /// Deliveries of one event tried before it is kept as a dead letter
+    /// (counted in otm_events_total{outcome="dead"}; see `dead-letters`).
     #[arg(long, env = "OTM_WEBHOOK_MAX_ATTEMPTS", default_value_t = 12,
           value_parser = clap::value_parser!(u32).range(1..=100))]
     webhook_max_attempts: u32,
@@ -227,27 +242,44 @@ const CAPPED_LOG_TARGETS: &[&str] = &[
     "sqlx",
 ];
 
-/// `OTM_LOG` (default `info`, with `sqlx` at `warn`), every driver in
-/// [`CAPPED_LOG_TARGETS`] capped at `info`. (`tower_http` is not capped:
-/// its request events name method, path, status and latency, never
-/// headers or bodies.)
-fn log_filter() -> EnvFilter {
-    let mut filter =
-        EnvFilter::try_from_env("OTM_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    for target in CAPPED_LOG_TARGETS {
-        let asked = filter.to_string();
-        // Keep a quieter level the operator chose for the target.
-        if asked.split(',').any(|d| {
-            d.starts_with(&format!("{target}="))
-                && (d.ends_with("=warn") || d.ends_with("=error") || d.ends_with("=off"))
-        }) {
-            continue;
-        }
-        if let Ok(directive) = format!("{target}=info").parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
-    filter
+/// Whether an event of `target` is in [`CAPPED_LOG_TARGETS`] (the target
+/// itself or any module under it).
+fn capped(target: &str) -> bool {
+    CAPPED_LOG_TARGETS.iter().any(|t| {
+        target
+            .strip_prefix(t)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
+
+/// The log subscriber: `otm_log` (`OTM_LOG`; default `info`, with `sqlx` at
+/// `warn`) chooses what is logged, and a second filter that no directive
+/// can override (not a more specific target, not a span filter) drops
+/// every event of a [`CAPPED_LOG_TARGETS`] driver above `info`.
+/// (`tower_http` is not capped: its request events name method, path,
+/// status and latency, never headers or bodies.)
+fn log_subscriber<W>(
+    otm_log: Option<&str>,
+    json: bool,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer;
+    let filter = otm_log
+        .and_then(|directives| EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| EnvFilter::new("info,sqlx=warn"));
+    let cap = tracing_subscriber::filter::filter_fn(|meta| {
+        *meta.level() <= tracing::Level::INFO || !capped(meta.target())
+    });
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    let layer = match json {
+        true => layer.json().with_filter(cap).boxed(),
+        false => layer.with_filter(cap).boxed(),
+    };
+    Box::new(tracing_subscriber::registry().with(filter).with(layer))
 }
 
 fn limit(per_minute: u32) -> RateLimit {
@@ -295,11 +327,14 @@ async fn main() -> std::process::ExitCode {
             }
         };
     }
-    let builder = tracing_subscriber::fmt().with_env_filter(log_filter());
-    if args.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    let otm_log = std::env::var("OTM_LOG").ok();
+    let subscriber = log_subscriber(
+        otm_log.as_deref(),
+        args.log_format == "json",
+        std::io::stdout,
+    );
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
+        eprintln!("otm-server: a log subscriber was already set");
     }
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -320,7 +355,11 @@ async fn run(args: Args) -> Result<(), String> {
         );
     }
     let webhook = match &args.webhook_url {
-        Some(url) => Some(webhook(url, &args.webhook_secrets)?),
+        Some(url) => Some(webhook(
+            url,
+            &args.webhook_secrets,
+            args.webhook_allow_unverified,
+        )?),
         None if !args.webhook_secrets.is_empty() => {
             return Err("OTM_WEBHOOK_SECRETS is set without --webhook-url".into())
         }
@@ -519,14 +558,18 @@ fn token_policy(args: &Args) -> Result<Option<tokens::TokenPolicy>, String> {
 
 /// The webhook of `--webhook-url` with its secrets, checked before the
 /// store opens.
-fn webhook(url: &str, secrets: &[String]) -> Result<Webhook, String> {
+fn webhook(url: &str, secrets: &[String], allow_unverified: bool) -> Result<Webhook, String> {
     let secrets = secrets
         .iter()
         .filter(|s| !s.trim().is_empty())
         .map(|s| WebhookSecret::parse(s))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("OTM_WEBHOOK_SECRETS: {e}"))?;
-    Webhook::new(url, secrets).map_err(|e| format!("--webhook-url: {e}"))
+    let hook = match allow_unverified {
+        true => Webhook::new_allow_unverified(url, secrets),
+        false => Webhook::new(url, secrets),
+    };
+    hook.map_err(|e| format!("--webhook-url: {e}"))
 }
 
 /// A store URL without its password (`user:password@` or a `password=`
@@ -558,7 +601,61 @@ fn redacted(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redacted;
+    use super::{log_subscriber, redacted};
+    use std::sync::{Arc, Mutex};
+
+    /// A log writer into memory.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The cap on driver targets holds whatever OTM_LOG says: a more
+    /// specific target directive, a span filter, a global trace.
+    #[test]
+    fn no_directive_lifts_the_cap_on_drivers() {
+        for directives in [
+            "trace",
+            "info,aws_smithy_runtime::client::orchestrator=trace",
+            "info,sqlx::query=trace,hyper_util::client=trace,redis=trace",
+            "info,[request]=trace",
+        ] {
+            for json in [false, true] {
+                let buffer = Buffer::default();
+                let writer = {
+                    let buffer = buffer.clone();
+                    move || buffer.clone()
+                };
+                let subscriber = log_subscriber(Some(directives), json, writer);
+                tracing::subscriber::with_default(subscriber, || {
+                    let span = tracing::info_span!("request");
+                    let _in = span.enter();
+                    tracing::trace!(target: "aws_smithy_runtime::client::orchestrator", "SECRET-1 x-amz-meta-otm-verifier");
+                    tracing::debug!(target: "sqlx::query", "SECRET-2 envelope bytes");
+                    tracing::trace!(target: "hyper_util::client::legacy", "SECRET-3 authorization");
+                    tracing::trace!(target: "redis", "SECRET-4");
+                    tracing::info!(target: "aws_smithy_runtime", "driver info is kept");
+                    tracing::info!("otm's own line");
+                });
+                let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+                assert!(!log.contains("SECRET"), "{directives}: {log}");
+                assert!(log.contains("otm's own line"), "{directives}: {log}");
+                assert!(log.contains("driver info is kept"), "{directives}: {log}");
+            }
+        }
+        // The cap is on the driver's targets only, not on names that start
+        // alike.
+        assert!(super::capped("sqlx::query") && super::capped("sqlx"));
+        assert!(!super::capped("sqlxtra") && !super::capped("otm_http"));
+    }
 
     #[test]
     fn store_urls_lose_their_passwords() {

@@ -87,10 +87,14 @@ impl Drop for Cleanup {
 }
 
 /// Starts a container of `image` named `name` on the host network (the
-/// server on 127.0.0.1:`port`), root file system read-only, with `extra`
-/// arguments, and waits for its /healthz.
+/// server on 127.0.0.1:`port`, its admin listener on a free port of its
+/// own), root file system read-only, with `extra` arguments, and waits for
+/// its /healthz on the admin listener. The operator endpoints (but the
+/// liveness answer) are not on the public port.
 async fn run(image: &str, name: &str, port: u16, extra: &[&str]) {
     let listen = format!("OTM_LISTEN=127.0.0.1:{port}");
+    let admin_port = free_port();
+    let admin = format!("OTM_ADMIN_LISTEN=127.0.0.1:{admin_port}");
     let mut args = vec![
         "run",
         "-d",
@@ -101,15 +105,17 @@ async fn run(image: &str, name: &str, port: u16, extra: &[&str]) {
         "--read-only",
         "-e",
         &listen,
+        "-e",
+        &admin,
     ];
     args.extend_from_slice(extra);
     args.push(image);
     podman_ok(&args);
     let start = Instant::now();
-    let url = format!("http://127.0.0.1:{port}/healthz");
+    let url = format!("http://127.0.0.1:{admin_port}/healthz");
     loop {
         if reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
-            return;
+            break;
         }
         if start.elapsed() > Duration::from_secs(30) {
             panic!(
@@ -118,6 +124,12 @@ async fn run(image: &str, name: &str, port: u16, extra: &[&str]) {
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for private in ["metrics", "readyz"] {
+        let r = reqwest::get(format!("http://127.0.0.1:{port}/{private}"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "/{private} on the public port");
     }
 }
 
@@ -196,6 +208,16 @@ async fn the_image_runs_on_sqlite_and_redis_and_stops_on_sigterm() {
     assert!(config.starts_with("65532:65532 SIGTERM "), "{config}");
     assert!(config.contains("\"/data\""), "{config}");
     assert!(config.contains("otm-server\",\"healthcheck\""), "{config}");
+    // Operator endpoints (live counters) are private by default: on an
+    // admin listener that only the container itself reaches.
+    let env = podman_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Env}}",
+        &image,
+    ]);
+    assert!(env.contains("OTM_ADMIN_LISTEN=127.0.0.1:9090"), "{env}");
 
     // SQLite (the image's default store) in a named volume.
     let port = free_port();
@@ -219,6 +241,8 @@ async fn the_image_runs_on_sqlite_and_redis_and_stops_on_sigterm() {
         "host",
         "-e",
         &format!("OTM_LISTEN=127.0.0.1:{port}"),
+        "-e",
+        &format!("OTM_ADMIN_LISTEN=127.0.0.1:{port}"),
         &image,
         "healthcheck",
         "--timeout",

@@ -250,6 +250,67 @@ fn a_bad_store_url_is_a_clear_startup_error() {
     );
     assert!(!dir.path().join("x.sqlite3").exists());
     assert!(refused(&["--max-ttl", "forever"]).contains("--max-ttl"));
+    // Transports that are not verified TLS, to another machine (a
+    // documentation address: nothing is ever connected), are refused at
+    // start with the fix, unless the URL or the flag says so.
+    for (store, fix) in [
+        ("redis://192.0.2.1:6379", "use rediss://"),
+        (
+            "redis+cluster://127.0.0.1:7000,192.0.2.1:7001",
+            "use rediss://",
+        ),
+        ("postgres://otm@192.0.2.1/otm", "sslmode=verify-full"),
+        (
+            "postgres://otm@db.internal/otm?sslmode=require",
+            "sslmode=verify-full",
+        ),
+        (
+            "s3://bucket/otm/?endpoint=http://192.0.2.1:9000",
+            "https:// endpoint",
+        ),
+    ] {
+        let text = refused(&["--listen", "127.0.0.1:0", "--store", store]);
+        assert!(
+            text.contains("would not be verified TLS")
+                && text.contains(fix)
+                && text.contains("allow_unverified=true"),
+            "{store}: {text}"
+        );
+    }
+    let hook = [
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        "memory:",
+        "--webhook-url",
+        "http://192.0.2.1/otm",
+    ];
+    let text = Command::new(env!("CARGO_BIN_EXE_otm-server"))
+        .args(hook)
+        .env(
+            "OTM_WEBHOOK_SECRETS",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        )
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout).into_owned()
+        + &String::from_utf8_lossy(&text.stderr);
+    assert!(text.contains("--webhook-allow-unverified"), "{text}");
+    // --help never prints the values of settings that carry credentials.
+    let help = Command::new(env!("CARGO_BIN_EXE_otm-server"))
+        .arg("--help")
+        .env("OTM_STORE", "postgres://otm:hunter2@db/otm")
+        .env("OTM_WEBHOOK_URL", "https://hooks.example/otm?key=hunter2")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("OTM_STORE") && !help.contains("hunter2"),
+        "{help}"
+    );
     for attempts in ["0", "21", "many"] {
         let text = refused(&["--max-failed-attempts", attempts]);
         assert!(text.contains("--max-failed-attempts"), "{text}");

@@ -139,7 +139,7 @@ async fn manage_tokens_manage_what_they_created() {
     // Another manage token did not create it; a create-only token manages
     // nothing; no token at all is a client error.
     let err = other_client.status_by_id(&id).await.unwrap_err();
-    assert!(matches!(err, Error::WrongToken), "{err}");
+    assert!(matches!(err, Error::Gone), "{err}");
     let err = ci_client.status_by_id(&id).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::TokenRequired), "{err}");
     let err = client(&server.base).status_by_id(&id).await.unwrap_err();

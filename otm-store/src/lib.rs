@@ -459,6 +459,40 @@ pub(crate) fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The rule for connections that are not verified TLS (plain TCP, or TLS
+/// without a checked certificate): allowed to this machine without asking;
+/// to any other host (private addresses and cluster DNS names included)
+/// only when `allowed` (the URL's `allow_unverified=true`, or the config's
+/// `with_allow_unverified(true)`), and then with a warning. Otherwise
+/// `InvalidUrl`, naming `fix`.
+#[allow(dead_code)] // used by the network backends only
+pub(crate) fn unverified_transport(
+    store: &str,
+    host: &str,
+    allowed: bool,
+    fix: &str,
+) -> Result<()> {
+    if is_loopback_host(host) {
+        return Ok(());
+    }
+    if allowed {
+        tracing::warn!(
+            %host,
+            "the {store} connection is not verified TLS, allowed by allow_unverified: \
+             anyone on the path can read the ciphertext and verifiers, or answer instead \
+             of the server"
+        );
+        return Ok(());
+    }
+    Err(StoreError::InvalidUrl {
+        reason: format!(
+            "the {store} connection to {host} would not be verified TLS, so anyone on the \
+             path could read the ciphertext and verifiers or answer instead of the server: \
+             {fix}; or, on a private network you trust, add allow_unverified=true to the URL"
+        ),
+    })
+}
+
 /// Milliseconds since the Unix epoch (0 before it).
 pub(crate) fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)

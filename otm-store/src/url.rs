@@ -12,6 +12,19 @@ pub(crate) fn invalid_url(reason: impl Into<String>) -> StoreError {
     }
 }
 
+/// The host of `[user[:password]@]host[:port][/path]` (an IPv6 address in
+/// its brackets), if it has one.
+#[allow(dead_code)] // used by the network backends only
+pub(crate) fn host_of(authority_and_path: &str) -> Option<&str> {
+    let authority = authority_and_path.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => &host_port[..v6.find(']')? + 2],
+        None => host_port.split(':').next()?,
+    };
+    (!host.is_empty()).then_some(host)
+}
+
 /// The query parameters of a store URL. The backend that parses the URL
 /// takes the ones it knows; [`Query::finish`] refuses whatever is left.
 #[allow(dead_code)] // unused in builds without a backend that has a URL
@@ -220,5 +233,29 @@ mod tests {
         }
         #[cfg(feature = "memory")]
         assert!(connect("memory:x", StoreOptions::default()).await.is_err());
+    }
+
+    #[test]
+    fn hosts_are_read_past_credentials_ports_and_paths() {
+        assert_eq!(host_of("minio:9000"), Some("minio"));
+        assert_eq!(host_of("u:p@10.0.0.5:9000/x"), Some("10.0.0.5"));
+        assert_eq!(host_of("[::1]:9000"), Some("[::1]"));
+        assert_eq!(host_of("localhost@evil.example:80/"), Some("evil.example"));
+        assert_eq!(host_of("/path"), None);
+    }
+
+    #[test]
+    fn unverified_transport_is_refused_off_this_machine_unless_allowed() {
+        for local in ["127.0.0.1", "localhost", "[::1]", "::1"] {
+            assert!(crate::unverified_transport("X", local, false, "fix").is_ok());
+        }
+        for remote in ["10.0.0.5", "redis", "db.internal", "[2001:db8::1]"] {
+            let err = crate::unverified_transport("X", remote, false, "use TLS").unwrap_err();
+            assert!(matches!(err, StoreError::InvalidUrl { .. }), "{err}");
+            let text = err.to_string();
+            assert!(text.contains(remote) && text.contains("use TLS"), "{text}");
+            assert!(text.contains("allow_unverified=true"), "{text}");
+            assert!(crate::unverified_transport("X", remote, true, "use TLS").is_ok());
+        }
     }
 }

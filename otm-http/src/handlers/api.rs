@@ -274,10 +274,12 @@ async fn sender_request(
 }
 
 /// A sender's request that found no message: expired (its receipt too), or
-/// a wrong link.
+/// a wrong link. A wrong management token is answered exactly like an
+/// unknown ID (status, headers, body), so that an ID alone never tells
+/// whether its message still exists.
 fn sender_error(e: ServiceError) -> Response {
     match e {
-        ServiceError::Gone => ApiError::new(
+        ServiceError::Gone | ServiceError::WrongToken => ApiError::new(
             ErrorCode::NotFound,
             "This message has expired, or the link is wrong.",
         )

@@ -30,6 +30,11 @@ pub struct PostgresConfig {
     pub acquire_timeout: Duration,
     /// Server-side `statement_timeout` for every statement. Default 5 s.
     pub statement_timeout: Duration,
+    /// Whether a connection to another machine may be other than verified
+    /// TLS (`sslmode` below `verify-ca`). Default `false`: `connect`
+    /// refuses it (a server on this machine, or a Unix socket, is always
+    /// allowed). URL: `allow_unverified=true`.
+    pub allow_unverified: bool,
     /// Options every backend honours.
     pub options: StoreOptions,
 }
@@ -43,13 +48,15 @@ impl PostgresConfig {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
+            allow_unverified: false,
             options: StoreOptions::default(),
         }
     }
 
     /// Parses `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` (or
-    /// `postgresql://`) with otm's parameters `schema=NAME` and
-    /// `max_connections=N`, and the driver's own connection parameters
+    /// `postgresql://`) with otm's parameters `schema=NAME`,
+    /// `max_connections=N` and `allow_unverified=true`
+    /// ([`PostgresConfig::allow_unverified`]), and the driver's own connection parameters
     /// (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`, `host`, `hostaddr`,
     /// `port`, `dbname`, `user`, `password`, `application_name`, `options`),
     /// which stay in [`PostgresConfig::url`]. Any other parameter is an error
@@ -63,6 +70,7 @@ impl PostgresConfig {
         }
         let schema = query.take("schema").map(str::to_owned);
         let max_connections = query.parse("max_connections", "a whole number")?;
+        let allow_unverified = query.flag("allow_unverified")?;
         let driver = query.take_all(&[
             "sslmode",
             "sslrootcert",
@@ -92,7 +100,14 @@ impl PostgresConfig {
         if let Some(n) = max_connections {
             config = config.with_max_connections(n);
         }
+        config.allow_unverified = allow_unverified.unwrap_or(false);
         Ok(config)
+    }
+
+    /// Sets [`PostgresConfig::allow_unverified`].
+    pub fn with_allow_unverified(mut self, allow: bool) -> Self {
+        self.allow_unverified = allow;
+        self
     }
 
     /// Sets [`PostgresConfig::schema`].
@@ -225,7 +240,7 @@ impl PostgresStore {
         }
         let op = "connect to PostgreSQL";
         let connect: PgConnectOptions = config.url.parse().map_err(|e| classify(op, e))?;
-        warn_if_unverified(&connect, &config.url);
+        check_transport(&connect, config.allow_unverified)?;
         let connect = connect.options([(
             "statement_timeout",
             format!("{}ms", config.statement_timeout.as_millis()),
@@ -302,28 +317,26 @@ impl PostgresStore {
     }
 }
 
-/// A warning, at connect, for a PostgreSQL server off this machine reached
-/// without a verified TLS connection: without `sslmode=verify-full` (or
-/// `verify-ca`), the default `prefer` encrypts only when the server offers it
-/// and checks no certificate, so anyone on the path can read or answer.
-fn warn_if_unverified(connect: &PgConnectOptions, url: &str) {
+/// The transport rule (see `unverified_transport`) for PostgreSQL: without
+/// `sslmode=verify-full` (or `verify-ca`), the default `prefer` encrypts
+/// only when the server offers it and checks no certificate, so anyone on
+/// the path can read or answer. A Unix socket is this machine.
+fn check_transport(connect: &PgConnectOptions, allowed: bool) -> Result<()> {
     use sqlx::postgres::PgSslMode;
     let host = connect.get_host();
-    let local = host.starts_with('/') || crate::is_loopback_host(host);
     let verified = matches!(
         connect.get_ssl_mode(),
         PgSslMode::VerifyCa | PgSslMode::VerifyFull
     );
-    if !local && !verified {
-        let asked = url.contains("sslmode=");
-        tracing::warn!(
-            %host,
-            sslmode = ?connect.get_ssl_mode(),
-            "the PostgreSQL connection is not verified TLS{}: add sslmode=verify-full \
-             (and sslrootcert=PATH for a private CA) to the store URL",
-            if asked { "" } else { " (no sslmode in the URL)" }
-        );
+    if verified || host.starts_with('/') {
+        return Ok(());
     }
+    crate::unverified_transport(
+        "PostgreSQL",
+        host,
+        allowed,
+        "add sslmode=verify-full (and sslrootcert=PATH for a private CA) to the URL",
+    )
 }
 
 #[async_trait]

@@ -1,5 +1,5 @@
 //! [`RedisConfig`]: the Redis store's settings and URL, and what TLS
-//! needs from them (the CA file, the plaintext warning).
+//! needs from them (the CA file, the plaintext rule).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,6 +31,10 @@ pub struct RedisConfig {
     pub response_timeout: Duration,
     /// How long one connection attempt may take. Default 2 s.
     pub connection_timeout: Duration,
+    /// Whether a plain `redis://` connection to another machine is
+    /// allowed. Default `false`: `connect` refuses it (a server on this
+    /// machine is always allowed). URL: `allow_unverified=true`.
+    pub allow_unverified: bool,
     /// Options every backend honours.
     pub options: StoreOptions,
 }
@@ -58,6 +62,7 @@ impl RedisConfig {
             ca_file: None,
             response_timeout: Duration::from_secs(2),
             connection_timeout: Duration::from_secs(2),
+            allow_unverified: false,
             options: StoreOptions::default(),
         }
     }
@@ -65,9 +70,10 @@ impl RedisConfig {
     /// Parses `redis://[USER:PASSWORD@]HOST:PORT[/DB]` (standalone) or
     /// `redis+cluster://HOST:PORT,HOST:PORT,…` (cluster seed nodes), and
     /// their TLS forms `rediss://` and `rediss+cluster://`, with
-    /// `prefix=PREFIX` for [`RedisConfig::key_prefix`] and, with TLS,
-    /// `ca=PATH` for [`RedisConfig::ca_file`]; any other parameter is an
-    /// error naming it. Certificate checks cannot be turned off: redis's
+    /// `prefix=PREFIX` for [`RedisConfig::key_prefix`], with TLS
+    /// `ca=PATH` for [`RedisConfig::ca_file`], and without it
+    /// `allow_unverified=true` ([`RedisConfig::allow_unverified`]); any
+    /// other parameter is an error naming it. Certificate checks cannot be turned off: redis's
     /// `#insecure` is refused. Same as `url.parse()`.
     pub fn from_url(url: &str) -> Result<Self> {
         let (base, mut query) = Query::split(url, "Redis")?;
@@ -113,6 +119,9 @@ impl RedisConfig {
             }
             config = config.with_ca_file(ca);
         }
+        if let Some(allow) = query.flag("allow_unverified")? {
+            config.allow_unverified = allow;
+        }
         query.finish()?;
         Ok(config)
     }
@@ -125,6 +134,12 @@ impl RedisConfig {
     /// Sets [`RedisConfig::ca_file`].
     pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Sets [`RedisConfig::allow_unverified`].
+    pub fn with_allow_unverified(mut self, allow: bool) -> Self {
+        self.allow_unverified = allow;
         self
     }
 
@@ -168,17 +183,19 @@ pub(super) fn tls_certificates(config: &RedisConfig) -> Result<Option<TlsCertifi
     }))
 }
 
-/// Warns at connect for a plain `redis://` URL to another machine: anyone
-/// on the path can read the ciphertext and the verifiers, or answer
-/// instead of the server.
-pub(super) fn warn_if_plaintext(config: &RedisConfig) {
+/// The transport rule (see `unverified_transport`) for plain `redis://`
+/// URLs to another machine: anyone on the path can read the ciphertext and
+/// the verifiers, or answer instead of the server.
+pub(super) fn check_transport(config: &RedisConfig) -> Result<()> {
     for host in config.urls.iter().filter_map(|u| plaintext_remote_host(u)) {
-        tracing::warn!(
-            %host,
-            "the Redis connection is not encrypted: use rediss:// (with ca=PATH for a \
-             private CA) for a server on another machine"
-        );
+        crate::unverified_transport(
+            "Redis",
+            host,
+            config.allow_unverified,
+            "use rediss:// (with ca=PATH for a private CA)",
+        )?;
     }
+    Ok(())
 }
 
 /// The host of a plain `redis://[user:password@]host[:port][/db]` URL when

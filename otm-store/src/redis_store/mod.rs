@@ -19,7 +19,7 @@ use crate::{
 mod config;
 mod outbox;
 pub use config::RedisConfig;
-use config::{tls_certificates, warn_if_plaintext};
+use config::{check_transport, tls_certificates};
 use otm_core::ManageVerifier;
 use std::time::{Duration, SystemTime};
 
@@ -237,7 +237,7 @@ impl RedisStore {
             });
         }
         let certificates = tls_certificates(&config)?;
-        warn_if_plaintext(&config);
+        check_transport(&config)?;
         let conn = if config.cluster {
             let mut builder = ClusterClient::builder(config.urls.clone())
                 .connection_timeout(config.connection_timeout)

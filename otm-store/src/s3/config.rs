@@ -56,6 +56,11 @@ pub struct S3Config {
     /// Off by default: without one, messages that are never opened stay in
     /// the bucket forever (never served, but stored).
     pub allow_no_lifecycle: bool,
+    /// Whether an `http://` endpoint on another machine is allowed
+    /// (URL `allow_unverified=true`). Off by default: `connect` refuses it
+    /// (an endpoint on this machine is always allowed), since anyone on the
+    /// path could read the ciphertext and verifiers or answer instead.
+    pub allow_unverified: bool,
     /// Options every backend honours.
     pub options: StoreOptions,
 }
@@ -76,11 +81,12 @@ impl S3Config {
             lifecycle_days: None,
             allow_versioning: false,
             allow_no_lifecycle: false,
+            allow_unverified: false,
             options: StoreOptions::default(),
         }
     }
 
-    /// Parses `s3://BUCKET/PREFIX?endpoint=URL&region=R&path_style=true&create_bucket=true&claim=auto|conditional-delete|claim-object&lifecycle_days=N&allow_versioning=true&allow_no_lifecycle=true`;
+    /// Parses `s3://BUCKET/PREFIX?endpoint=URL&region=R&path_style=true&create_bucket=true&claim=auto|conditional-delete|claim-object&lifecycle_days=N&allow_versioning=true&allow_no_lifecycle=true&allow_unverified=true`;
     /// any other parameter is an error naming it. Same as `url.parse()`.
     pub fn from_url(url: &str) -> Result<Self> {
         let (base, mut query) = Query::split(url, "S3")?;
@@ -119,6 +125,9 @@ impl S3Config {
         if let Some(allow) = query.flag("allow_no_lifecycle")? {
             config.allow_no_lifecycle = allow;
         }
+        if let Some(allow) = query.flag("allow_unverified")? {
+            config.allow_unverified = allow;
+        }
         if let Some(claim) = query.take("claim") {
             config.claim_method = match claim {
                 "auto" => ClaimMethod::Auto,
@@ -150,6 +159,12 @@ impl S3Config {
     /// Sets [`S3Config::allow_no_lifecycle`].
     pub fn with_allow_no_lifecycle(mut self, allow: bool) -> Self {
         self.allow_no_lifecycle = allow;
+        self
+    }
+
+    /// Sets [`S3Config::allow_unverified`].
+    pub fn with_allow_unverified(mut self, allow: bool) -> Self {
+        self.allow_unverified = allow;
         self
     }
 

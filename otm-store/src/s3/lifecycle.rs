@@ -79,6 +79,15 @@ impl S3Store {
         {
             Ok(out) => out,
             Err(e) if retryable(&e) => return Err(classify(op, e)),
+            // Not allowed to look: fail closed. A versioned bucket would keep
+            // every taken envelope, and nothing here could tell.
+            Err(e) if !allow && (is_status(&e, 403) || e.code() == Some("AccessDenied")) => {
+                return Err(StoreError::Invalid {
+                    reason: "cannot read the bucket's versioning (access denied), so a \
+                             versioned bucket that keeps every taken envelope cannot be ruled \
+                             out: grant s3:GetBucketVersioning, or add allow_versioning=true",
+                })
+            }
             // Some S3-compatible servers answer this call in a form the SDK
             // does not read (moto answers an unversioned bucket with its own
             // root element): the check cannot be made there. Say so.

@@ -77,7 +77,7 @@ const META_REFERENCE: &str = "otm-reference";
 const META_CREATOR: &str = "otm-creator";
 const LIFECYCLE_RULE_PREFIX: &str = "otm-expiry";
 
-/// What `GetObject` or `HeadObject` found.
+/// What `HeadObject` found: a message version's metadata.
 struct Found {
     etag: String,
     expires_at_ms: i64,
@@ -89,7 +89,6 @@ struct Found {
     manage: Option<ManageVerifier>,
     creator: Option<String>,
     reference: Option<String>,
-    body: Vec<u8>,
 }
 
 impl S3Store {
@@ -142,6 +141,17 @@ impl S3Store {
             builder = builder.region(aws_config::Region::new("us-east-1"));
         }
         if let Some(endpoint) = &config.endpoint {
+            if let Some(host) = endpoint
+                .strip_prefix("http://")
+                .and_then(|rest| crate::url::host_of(rest))
+            {
+                crate::unverified_transport(
+                    "S3",
+                    host,
+                    config.allow_unverified,
+                    "use an https:// endpoint",
+                )?;
+            }
             builder = builder.endpoint_url(endpoint);
         }
         let client = Client::from_conf(builder.build());
@@ -227,7 +237,7 @@ impl BlobStore for S3Store {
                 return Ok(());
             }
             // Taken: by a live message (conflict) or an expired one (replace it).
-            match self.fetch(id, false).await? {
+            match self.fetch(id).await? {
                 Some(found) if found.expires_at_ms > unix_ms(SystemTime::now()) => {
                     return Err(StoreError::Conflict)
                 }
@@ -246,7 +256,10 @@ impl BlobStore for S3Store {
         access: &AccessProof,
         proof: &ClaimProof,
     ) -> Result<Vec<u8>> {
-        let Some(found) = self.fetch(id, true).await? else {
+        // Metadata first: the access proof is checked before a byte of
+        // ciphertext moves, so a wrong one costs one HEAD, like an
+        // unknown ID.
+        let Some(found) = self.fetch(id).await? else {
             return Err(StoreError::NotFound);
         };
         if found.expires_at_ms <= unix_ms(SystemTime::now()) {
@@ -269,11 +282,16 @@ impl BlobStore for S3Store {
         // Slots are never deleted by the store (the lifecycle rule removes
         // them): freeing one would let a slow taker count an attempt again.
         if found.verifier.verify(proof) {
+            // Read this very version before the claim deletes it; whoever
+            // claims first is the one reader.
+            let Some(body) = self.download(id, &found).await? else {
+                return Err(StoreError::NotFound);
+            };
             if !self.claim_and_delete(id, &found).await? {
                 return Err(StoreError::NotFound);
             }
             self.write_receipt(id, &found, MessageState::Opened).await;
-            return Ok(found.body);
+            return Ok(body);
         }
         if slot >= self.opts.max_failed_attempts {
             // The last attempt burns the message (whoever deletes it). If
@@ -291,7 +309,7 @@ impl BlobStore for S3Store {
     }
 
     async fn burn(&self, id: &MessageId) -> Result<()> {
-        let Some(found) = self.fetch(id, false).await? else {
+        let Some(found) = self.fetch(id).await? else {
             return Err(StoreError::NotFound);
         };
         if found.expires_at_ms <= unix_ms(SystemTime::now()) {
@@ -312,7 +330,7 @@ impl BlobStore for S3Store {
 
     async fn status(&self, id: &MessageId) -> Result<MessageStatus> {
         let now = unix_ms(SystemTime::now());
-        if let Some(found) = self.fetch(id, false).await? {
+        if let Some(found) = self.fetch(id).await? {
             return Ok(MessageStatus {
                 state: if found.expires_at_ms <= now {
                     MessageState::Expired

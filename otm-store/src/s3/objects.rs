@@ -47,46 +47,17 @@ impl S3Store {
         }
     }
 
-    /// Reads a message, with or without its body.
-    pub(super) async fn fetch(&self, id: &MessageId, with_body: bool) -> Result<Option<Found>> {
+    /// Reads a message's metadata (`HeadObject`): never its body, so a
+    /// caller without the access proof costs no transfer of ciphertext.
+    pub(super) async fn fetch(&self, id: &MessageId) -> Result<Option<Found>> {
         let key = self.key_of(id);
-        let (etag, meta, body) = if with_body {
-            match self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .send()
-                .await
-            {
-                Ok(out) => {
-                    let etag = out.e_tag().unwrap_or_default().to_owned();
-                    let meta = out.metadata().cloned().unwrap_or_default();
-                    let body = out
-                        .body
-                        .collect()
-                        .await
-                        .map_err(|e| StoreError::Unavailable {
-                            op: "read a message",
-                            source: Box::new(e),
-                        })?
-                        .into_bytes()
-                        .to_vec();
-                    (etag, meta, body)
-                }
-                Err(e) if is_not_found(&e) => return Ok(None),
-                Err(e) => return Err(classify("read a message", e)),
-            }
-        } else {
-            match self.head_request(&key).send().await {
-                Ok(out) => (
-                    out.e_tag().unwrap_or_default().to_owned(),
-                    out.metadata().cloned().unwrap_or_default(),
-                    Vec::new(),
-                ),
-                Err(e) if is_not_found(&e) => return Ok(None),
-                Err(e) => return Err(classify("look up a message", e)),
-            }
+        let (etag, meta) = match self.head_request(&key).send().await {
+            Ok(out) => (
+                out.e_tag().unwrap_or_default().to_owned(),
+                out.metadata().cloned().unwrap_or_default(),
+            ),
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(classify("look up a message", e)),
         };
         let corrupt = |what: &'static str| StoreError::Backend {
             op: "read a message",
@@ -119,8 +90,34 @@ impl S3Store {
             manage,
             creator: super::decode_reference(meta.get(super::META_CREATOR)),
             reference: super::decode_reference(meta.get(super::META_REFERENCE)),
-            body,
         }))
+    }
+
+    /// The envelope of the message version `found` (`GetObject` with
+    /// `If-Match` its ETag): `None` when that version is gone or was
+    /// replaced since it was looked up.
+    pub(super) async fn download(&self, id: &MessageId, found: &Found) -> Result<Option<Vec<u8>>> {
+        let op = "read a message";
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key_of(id))
+            .if_match(&found.etag);
+        let out = match request.send().await {
+            Ok(out) => out,
+            Err(e) if is_not_found(&e) || is_status(&e, 412) => return Ok(None),
+            Err(e) => return Err(classify(op, e)),
+        };
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                op,
+                source: Box::new(e),
+            })?;
+        Ok(Some(body.into_bytes().to_vec()))
     }
 
     /// Deletes the message object if it still is the version `etag`.

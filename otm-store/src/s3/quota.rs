@@ -14,7 +14,9 @@
 //! write) counts its slot as taken, and a put that failed transiently (a
 //! 5xx) is tried again up to three times on the same slot, which finds it
 //! taken if the failed put had created it: both can only count less. A
-//! failed listing only means starting at slot 0. The bucket's
+//! failed listing fails the count (the create is refused as the store being
+//! unavailable) rather than starting at slot 0, which could cost `limit`
+//! puts per create. The bucket's
 //! lifecycle rule removes the slots, with everything else under the prefix:
 //! a window longer than the rule's days forgets its oldest counts; without
 //! a rule (`allow_no_lifecycle`), slots stay until removed by hand.
@@ -50,14 +52,9 @@ impl S3Store {
             self.prefix,
             URL_SAFE_NO_PAD.encode(Sha256::digest(key.as_bytes()))
         );
-        // The listing only saves requests: without it, start at slot 0.
-        let mut n = match self.count_slots(&dir, limit).await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(error = %e.with_sources(), "listing a quota window failed; counting from its first slot");
-                0
-            }
-        };
+        // Fail closed: counting from slot 0 without the listing would cost
+        // up to `limit` puts per create.
+        let mut n = self.count_slots(&dir, limit).await?;
         let mut failures = 0;
         while n < limit {
             match self
