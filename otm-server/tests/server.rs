@@ -295,8 +295,8 @@ fn a_bad_store_url_is_a_clear_startup_error() {
         .output()
         .unwrap();
     assert!(!text.status.success());
-    let text = String::from_utf8_lossy(&text.stdout).into_owned()
-        + &String::from_utf8_lossy(&text.stderr);
+    let text =
+        String::from_utf8_lossy(&text.stdout).into_owned() + &String::from_utf8_lossy(&text.stderr);
     assert!(text.contains("--webhook-allow-unverified"), "{text}");
     // --help never prints the values of settings that carry credentials.
     let help = Command::new(env!("CARGO_BIN_EXE_otm-server"))

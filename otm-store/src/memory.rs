@@ -351,7 +351,7 @@ fn expire(maps: &mut Maps, id: &MessageId, events: bool, now: i64) {
 impl Outbox for MemoryStore {
     async fn lease_events(&self, max: usize, lease: Duration) -> Result<Vec<Event>> {
         let now = unix_ms(SystemTime::now());
-        let until = crate::events::lease_end(now, lease);
+        let until = crate::contract::events::lease_end(now, lease);
         let mut maps = self.lock();
         let mut leased = Vec::new();
         for e in maps.events.iter_mut().filter(|e| e.due_ms <= now).take(max) {
@@ -370,7 +370,7 @@ impl Outbox for MemoryStore {
     }
 
     async fn event_delivered(&self, event: &Event) -> Result<()> {
-        let (seq, _) = crate::events::parse_handle(event)?;
+        let (seq, _) = crate::contract::events::parse_handle(event)?;
         self.lock()
             .events
             .retain(|e| i64::try_from(e.seq) != Ok(seq));
@@ -378,7 +378,7 @@ impl Outbox for MemoryStore {
     }
 
     async fn event_failed(&self, event: &Event, retry_at: SystemTime) -> Result<()> {
-        let (seq, lease) = crate::events::parse_handle(event)?;
+        let (seq, lease) = crate::contract::events::parse_handle(event)?;
         let mut maps = self.lock();
         // Only while the caller's lease holds: after it ran out, another
         // caller may be delivering the event.

@@ -1,9 +1,16 @@
-//! Store URLs: each backend's config parses its own URL (`FromStr`), with
-//! its options as query parameters; [`connect`] picks the backend.
+//! What every backend's URL and connection share: the query parameters of
+//! a store URL (each backend's config parses its own URL with them,
+//! `FromStr`), the host of an authority, and the rule for connections that
+//! are not verified TLS. [`connect`](crate::connect) picks the backend.
 
-use std::sync::Arc;
-
-use crate::{BlobStore, Result, StoreError, StoreOptions};
+#[cfg(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "redis",
+    feature = "s3"
+))]
+use crate::Result;
+use crate::StoreError;
 
 /// An [`StoreError::InvalidUrl`] with `reason`.
 pub(crate) fn invalid_url(reason: impl Into<String>) -> StoreError {
@@ -14,7 +21,7 @@ pub(crate) fn invalid_url(reason: impl Into<String>) -> StoreError {
 
 /// The host of `[user[:password]@]host[:port][/path]` (an IPv6 address in
 /// its brackets), if it has one.
-#[allow(dead_code)] // used by the network backends only
+#[cfg(feature = "s3")]
 pub(crate) fn host_of(authority_and_path: &str) -> Option<&str> {
     let authority = authority_and_path.split(['/', '?', '#']).next()?;
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
@@ -27,13 +34,23 @@ pub(crate) fn host_of(authority_and_path: &str) -> Option<&str> {
 
 /// The query parameters of a store URL. The backend that parses the URL
 /// takes the ones it knows; [`Query::finish`] refuses whatever is left.
-#[allow(dead_code)] // unused in builds without a backend that has a URL
+#[cfg(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "redis",
+    feature = "s3"
+))]
 pub(crate) struct Query<'a> {
     store: &'static str,
     pairs: Vec<(&'a str, &'a str)>,
 }
 
-#[allow(dead_code)]
+#[cfg(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "redis",
+    feature = "s3"
+))]
 impl<'a> Query<'a> {
     /// Splits `url` at its `?`: the part before it and the parameters.
     /// `store` names the backend in error messages. A parameter given twice
@@ -60,6 +77,7 @@ impl<'a> Query<'a> {
     }
 
     /// Removes `name` and reads it as a flag: `true`/`1`/empty or `false`/`0`.
+    #[cfg(any(feature = "postgres", feature = "redis", feature = "s3"))]
     pub(crate) fn flag(&mut self, name: &str) -> Result<Option<bool>> {
         match self.take(name) {
             None => Ok(None),
@@ -73,6 +91,7 @@ impl<'a> Query<'a> {
     }
 
     /// Removes `name` and parses it with `FromStr`; `what` says what it takes.
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "s3"))]
     pub(crate) fn parse<T: std::str::FromStr>(
         &mut self,
         name: &str,
@@ -91,6 +110,7 @@ impl<'a> Query<'a> {
 
     /// Removes the parameters named in `names`, keeping them in their order
     /// as `name=value` (for a driver that reads them itself).
+    #[cfg(feature = "postgres")]
     pub(crate) fn take_all(&mut self, names: &[&str]) -> Vec<(&'a str, &'a str)> {
         let (taken, rest) = self
             .pairs
@@ -112,87 +132,50 @@ impl<'a> Query<'a> {
     }
 }
 
-/// The cargo feature of otm-store that serves `scheme`, if any does.
-fn feature_for(scheme: &str) -> Option<&'static str> {
-    match scheme {
-        "sqlite" => Some("sqlite"),
-        "memory" => Some("memory"),
-        "redis" | "redis+cluster" | "rediss" | "rediss+cluster" => Some("redis"),
-        "postgres" | "postgresql" => Some("postgres"),
-        "s3" => Some("s3"),
-        _ => None,
-    }
+/// Whether a store URL's `host` is this machine (`localhost` or a loopback
+/// address, IPv6 with or without brackets): where plaintext is no risk.
+#[cfg(any(feature = "postgres", feature = "redis", feature = "s3"))]
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Connects the store `url` names with `options`, among the backends this
-/// build has the cargo feature for:
-///
-/// | URL | store | feature |
-/// |---|---|---|
-/// | `sqlite://PATH` | [`SqliteStore`](crate::SqliteStore): one file, created if missing | `sqlite` |
-/// | `memory:` | [`MemoryStore`](crate::MemoryStore): in-process, lost on exit | `memory` |
-/// | `redis://[USER:PASSWORD@]HOST:PORT[/DB][?prefix=otm:]` | [`RedisStore`](crate::RedisStore), standalone | `redis` |
-/// | `redis+cluster://HOST:PORT,HOST:PORT,…[?prefix=otm:]` | [`RedisStore`](crate::RedisStore), Redis Cluster seed nodes | `redis` |
-/// | `rediss://…` and `rediss+cluster://…`, each also with `ca=PATH` | the same over TLS, verified against the Mozilla roots or the CA file | `redis` |
-/// | `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=NAME&sslmode=…]` (or `postgresql://`) | [`PostgresStore`](crate::PostgresStore) | `postgres` |
-/// | `s3://BUCKET/PREFIX[?endpoint=URL&path_style=true&region=R&claim=auto&create_bucket=false&lifecycle_days=8&allow_no_lifecycle=false&allow_versioning=false]` | [`S3Store`](crate::S3Store) | `s3` |
-///
-/// A parameter the backend does not know is an error that names it
-/// ([`StoreError::InvalidUrl`]), so a typo never silently falls back to a
-/// default.
-///
-/// ```
-/// # #[cfg(feature = "memory")]
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// let store = otm_store::connect("memory:", otm_store::StoreOptions::default()).await?;
-/// assert_eq!(store.backend_name(), "memory");
-/// let err = otm_store::connect("sqlite://otm.db?cache=shared", Default::default()).await.unwrap_err();
-/// assert!(err.to_string().contains("`cache`"), "{err}");
-/// # Ok::<(), otm_store::StoreError>(())
-/// # }).unwrap();
-/// ```
-pub async fn connect(url: &str, options: StoreOptions) -> Result<Arc<dyn BlobStore>> {
-    let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
-    let _ = &options;
-    match scheme {
-        #[cfg(feature = "sqlite")]
-        "sqlite" => {
-            let config = url.parse::<crate::SqliteConfig>()?.with_options(options);
-            Ok(Arc::new(crate::SqliteStore::open(config).await?))
-        }
-        #[cfg(feature = "memory")]
-        "memory" => {
-            if url != "memory:" {
-                return Err(invalid_url(
-                    "the memory store's URL is `memory:`, with nothing after it",
-                ));
-            }
-            Ok(Arc::new(crate::MemoryStore::new(options)))
-        }
-        #[cfg(feature = "redis")]
-        "redis" | "redis+cluster" | "rediss" | "rediss+cluster" => {
-            let config = url.parse::<crate::RedisConfig>()?.with_options(options);
-            Ok(Arc::new(crate::RedisStore::connect(config).await?))
-        }
-        #[cfg(feature = "postgres")]
-        "postgres" | "postgresql" => {
-            let config = url.parse::<crate::PostgresConfig>()?.with_options(options);
-            Ok(Arc::new(crate::PostgresStore::connect(config).await?))
-        }
-        #[cfg(feature = "s3")]
-        "s3" => {
-            let config = url.parse::<crate::S3Config>()?.with_options(options);
-            Ok(Arc::new(crate::S3Store::connect(config).await?))
-        }
-        _ => Err(match feature_for(scheme) {
-            Some(feature) => invalid_url(format!(
-                "{scheme}: store URLs need otm-store's `{feature}` cargo feature, which this build lacks"
-            )),
-            None => invalid_url(
-                "unknown store URL; use sqlite://PATH, memory:, redis://, rediss://, redis+cluster://, rediss+cluster://, postgres:// or s3://",
-            ),
-        }),
+/// The rule for connections that are not verified TLS (plain TCP, or TLS
+/// without a checked certificate): allowed to this machine without asking;
+/// to any other host (private addresses and cluster DNS names included)
+/// only when `allowed` (the URL's `allow_unverified=true`, or the config's
+/// `with_allow_unverified(true)`), and then with a warning. Otherwise
+/// `InvalidUrl`, naming `fix`.
+#[cfg(any(feature = "postgres", feature = "redis", feature = "s3"))]
+pub(crate) fn unverified_transport(
+    store: &str,
+    host: &str,
+    allowed: bool,
+    fix: &str,
+) -> Result<()> {
+    if is_loopback_host(host) {
+        return Ok(());
     }
+    if allowed {
+        tracing::warn!(
+            %host,
+            "the {store} connection is not verified TLS, allowed by allow_unverified: \
+             anyone on the path can read the ciphertext and verifiers, or answer instead \
+             of the server"
+        );
+        return Ok(());
+    }
+    Err(StoreError::InvalidUrl {
+        reason: format!(
+            "the {store} connection to {host} would not be verified TLS, so anyone on the \
+             path could read the ciphertext and verifiers or answer instead of the server: \
+             {fix}; or, on a private network you trust, add allow_unverified=true to the URL"
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -215,24 +198,6 @@ mod tests {
         let (_, mut q) = Query::split("x://a?f=maybe&n=x", "test").unwrap();
         assert!(q.flag("f").unwrap_err().to_string().contains("`f`"));
         assert!(q.parse::<u32>("n", "a number").is_err());
-    }
-
-    #[tokio::test]
-    async fn unknown_and_unbuilt_schemes_are_clear() {
-        let err = connect("ftp://x", StoreOptions::default())
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StoreError::InvalidUrl { .. }), "{err}");
-        assert!(err.to_string().contains("unknown store URL"), "{err}");
-        #[cfg(not(feature = "s3"))]
-        {
-            let err = connect("s3://b/p", StoreOptions::default())
-                .await
-                .unwrap_err();
-            assert!(err.to_string().contains("`s3` cargo feature"), "{err}");
-        }
-        #[cfg(feature = "memory")]
-        assert!(connect("memory:x", StoreOptions::default()).await.is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::events::parse_handle;
+use crate::contract::events::parse_handle;
 use crate::sql::{classify, leased_events};
 use crate::{unix_ms, Event, Outbox, PostgresStore, Result};
 
@@ -15,7 +15,7 @@ use crate::{unix_ms, Event, Outbox, PostgresStore, Result};
 impl Outbox for PostgresStore {
     async fn lease_events(&self, max: usize, lease: Duration) -> Result<Vec<Event>> {
         let now = unix_ms(SystemTime::now());
-        let until = crate::events::lease_end(now, lease);
+        let until = crate::contract::events::lease_end(now, lease);
         let rows = sqlx::query(&format!(
             "UPDATE {e} SET due_ms = $2
              WHERE seq IN (SELECT seq FROM {e} WHERE due_ms <= $1 ORDER BY seq LIMIT $3

@@ -207,7 +207,7 @@ fn plaintext_remote_host(url: &str) -> Option<&str> {
         Some((host, port)) if !port.contains(']') => host,
         _ => host_port,
     };
-    (!crate::is_loopback_host(host)).then_some(host)
+    (!crate::url::is_loopback_host(host)).then_some(host)
 }
 
 #[cfg(test)]

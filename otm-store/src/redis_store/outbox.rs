@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use redis::{Script, Value};
 
 use super::{unexpected, RedisStore};
-use crate::events::parse_handle;
+use crate::contract::events::parse_handle;
 use crate::{from_unix_ms, unix_ms, Event, EventHandle, EventKind, Outbox, Result, StoreError};
 
 // KEYS: due, data. ARGV: highest score, new score ('' keeps it), max,
@@ -240,7 +240,7 @@ const ROUND_BUCKETS: usize = 8;
 impl Outbox for RedisStore {
     async fn lease_events(&self, max: usize, lease: Duration) -> Result<Vec<Event>> {
         let now = unix_ms(SystemTime::now());
-        let until = crate::events::lease_end(now, lease);
+        let until = crate::contract::events::lease_end(now, lease);
         let buckets = self.buckets();
         // Start at a bucket that moves with the clock, so that the buckets
         // served first under load are not always the same.

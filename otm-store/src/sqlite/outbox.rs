@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use otm_core::MessageId;
 use sqlx::SqliteConnection;
 
-use crate::events::parse_handle;
+use crate::contract::events::parse_handle;
 use crate::sql::{classify, leased_events};
 use crate::{unix_ms, Event, EventKind, Outbox, Result, SqliteStore};
 
@@ -39,7 +39,7 @@ pub(crate) async fn record(
 impl Outbox for SqliteStore {
     async fn lease_events(&self, max: usize, lease: Duration) -> Result<Vec<Event>> {
         let now = unix_ms(SystemTime::now());
-        let until = crate::events::lease_end(now, lease);
+        let until = crate::contract::events::lease_end(now, lease);
         // One statement under SQLite's write lock: no two callers lease the
         // same row.
         let rows = sqlx::query(

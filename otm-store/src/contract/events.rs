@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use otm_core::MessageId;
 
-use crate::Result;
+use super::Result;
 
 /// What happened to a message (the one type otm-core defines for events
 /// and webhooks alike).
@@ -36,7 +36,7 @@ pub struct Event {
     /// To which message.
     pub message: MessageId,
     /// Who created the message, as it was stored ([`NewMessage::creator`](crate::NewMessage::creator)).
-    pub creator: Option<crate::Creator>,
+    pub creator: Option<super::Creator>,
     /// The sender's reference given at create, if any.
     pub reference: Option<String>,
     /// When it happened (the store's clock, millisecond precision).
@@ -102,7 +102,7 @@ pub trait Outbox: Send + Sync {
     /// [`event_failed`](Outbox::event_failed), which it is with the due
     /// time [`DEAD_LETTER_MS`].
     async fn event_dead(&self, event: &Event) -> Result<()> {
-        self.event_failed(event, crate::from_unix_ms(DEAD_LETTER_MS))
+        self.event_failed(event, super::from_unix_ms(DEAD_LETTER_MS))
             .await
     }
 
@@ -121,20 +121,30 @@ pub const DEAD_LETTER_MS: i64 = 1 << 53;
 
 /// `(seq, lease_until_ms)` from the handle of `event` when it has the form
 /// `seq.lease_until_ms`, the form the SQL and memory outboxes use.
-#[allow(dead_code)] // unused in builds without an outbox backend
-pub(crate) fn parse_handle(event: &Event) -> crate::Result<(i64, i64)> {
+#[cfg(any(
+    feature = "memory",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "redis"
+))]
+pub(crate) fn parse_handle(event: &Event) -> super::Result<(i64, i64)> {
     event
         .handle
         .0
         .split_once('.')
         .and_then(|(seq, until)| Some((seq.parse().ok()?, until.parse().ok()?)))
-        .ok_or(crate::StoreError::Invalid {
+        .ok_or(super::StoreError::Invalid {
             reason: "not an event handle of this store",
         })
 }
 
 /// The end (Unix ms) of a lease of `lease` taken at `now_ms`.
-#[allow(dead_code)] // unused in builds without an outbox backend
+#[cfg(any(
+    feature = "memory",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "redis"
+))]
 pub(crate) fn lease_end(now_ms: i64, lease: Duration) -> i64 {
     now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
 }
