@@ -36,7 +36,7 @@ pub struct Event {
     /// To which message.
     pub message: MessageId,
     /// Who created the message, as it was stored ([`NewMessage::creator`](crate::NewMessage::creator)).
-    pub creator: Option<super::Creator>,
+    pub creator: Option<otm_core::Creator>,
     /// The sender's reference given at create, if any.
     pub reference: Option<String>,
     /// When it happened (the store's clock, millisecond precision).
