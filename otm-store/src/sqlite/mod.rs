@@ -168,6 +168,12 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE otm_messages ADD COLUMN creator TEXT;
     ALTER TABLE otm_receipts ADD COLUMN creator TEXT;
     ALTER TABLE otm_events ADD COLUMN creator TEXT;",
+    // 9: the access verifier beside the ID in an index, so that a take
+    // with a wrong access proof is refused by the index alone, as quickly
+    // as one for an unknown ID, without reading the row (whose envelope,
+    // stored before the access column, spans overflow pages): an ID alone
+    // tells nothing, not even by timing (BENCHMARKS.md, "probe").
+    "CREATE UNIQUE INDEX IF NOT EXISTS otm_messages_access ON otm_messages (id, access);",
 ];
 
 impl SqliteStore {
@@ -326,20 +332,15 @@ impl BlobStore for SqliteStore {
         //    evaluated, however many arrive at once. (Comparing SHA-256
         //    digests in the database leaks no usable timing: a digest prefix
         //    does not help find a proof.)
-        let failures: Option<i64> = sqlx::query_scalar(
-            "UPDATE otm_messages SET failed_attempts = failed_attempts + 1
-             WHERE id = ?1 AND expires_at_ms > ?2 AND failed_attempts < ?3 AND access = ?5
-                 AND verifier <> ?4
-             RETURNING failed_attempts",
-        )
-        .bind(&id.as_bytes()[..])
-        .bind(now)
-        .bind(max)
-        .bind(&verifier.as_bytes()[..])
-        .bind(&access.as_bytes()[..])
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| classify(op, e))?;
+        let failures: Option<i64> = sqlx::query_scalar(COUNT_WRONG_CLAIM)
+            .bind(&id.as_bytes()[..])
+            .bind(now)
+            .bind(max)
+            .bind(&verifier.as_bytes()[..])
+            .bind(&access.as_bytes()[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| classify(op, e))?;
         // The wrong proof that uses up the attempts frees the dead row and
         // leaves the receipt; the right proof (or none of it is left) takes
         // and deletes in one statement, with the receipt in the same
@@ -445,17 +446,12 @@ impl SqliteStore {
         let max = i64::from(self.opts.max_failed_attempts);
         let key = &id.as_bytes()[..];
         let delete = match &removal {
-            Removal::Take { verifier, access } => sqlx::query(
-                "DELETE FROM otm_messages
-                 WHERE id = ?1 AND failed_attempts < ?2 AND expires_at_ms > ?3 AND verifier = ?4
-                     AND access = ?5
-                 RETURNING envelope, manage, expires_at_ms, reference, creator",
-            )
-            .bind(key)
-            .bind(max)
-            .bind(now)
-            .bind(&verifier.as_bytes()[..])
-            .bind(&access.as_bytes()[..]),
+            Removal::Take { verifier, access } => sqlx::query(TAKE_MESSAGE)
+                .bind(key)
+                .bind(max)
+                .bind(now)
+                .bind(&verifier.as_bytes()[..])
+                .bind(&access.as_bytes()[..]),
             Removal::Burn => sqlx::query(
                 "DELETE FROM otm_messages
                  WHERE id = ?1 AND failed_attempts < ?2 AND expires_at_ms > ?3
@@ -524,6 +520,20 @@ impl FromStr for SqliteConfig {
         Self::from_url(url)
     }
 }
+
+/// A take's first statement: a wrong claim proof with the right access
+/// proof, compared and counted in one step.
+const COUNT_WRONG_CLAIM: &str = "UPDATE otm_messages SET failed_attempts = failed_attempts + 1
+     WHERE id = ?1 AND expires_at_ms > ?2 AND failed_attempts < ?3 AND access = ?5
+         AND verifier <> ?4
+     RETURNING failed_attempts";
+
+/// A take's removal: the live message whose access and claim verifiers
+/// match, deleted and returned in one statement.
+const TAKE_MESSAGE: &str = "DELETE FROM otm_messages
+     WHERE id = ?1 AND failed_attempts < ?2 AND expires_at_ms > ?3 AND verifier = ?4
+         AND access = ?5
+     RETURNING envelope, manage, expires_at_ms, reference, creator";
 
 /// The purge of dead message rows: expired, or burned by wrong proofs.
 /// Migration 3 indexes both columns so SQLite answers the `OR` from indexes
@@ -611,5 +621,31 @@ mod tests {
         let plan = plan.join(" | ");
         assert!(plan.contains("MULTI-INDEX OR"), "{plan}");
         assert!(!plan.contains("SCAN otm_messages"), "{plan}");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_access_proof_is_refused_by_the_index() {
+        // Both statements of a take look the row up by ID and access
+        // verifier together (migration 9): a wrong access proof finds no
+        // index entry, so the row (and its envelope's overflow pages) is
+        // never read, and the refusal costs what an unknown ID costs.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(SqliteConfig::new(dir.path().join("otm.sqlite3")))
+            .await
+            .unwrap();
+        for statement in [COUNT_WRONG_CLAIM, TAKE_MESSAGE] {
+            let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {statement}"))
+                .fetch_all(store.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
+                .collect();
+            let plan = plan.join(" | ");
+            assert!(
+                plan.contains("USING INDEX otm_messages_access (id=? AND access=?)"),
+                "{plan}"
+            );
+        }
     }
 }
