@@ -9,7 +9,7 @@ use otm_store::{SqliteConfig, SqliteStore};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let store = Arc::new(SqliteStore::open(SqliteConfig::new("example.sqlite3")).await?);
+    let store = Arc::new(SqliteStore::connect(SqliteConfig::new("example.sqlite3")).await?);
     // The service purges expired rows (SQLite keeps them, never serving
     // them) for as long as it lives.
     let otm = otm_http::Service::new(store, otm_http::Config::default())?;

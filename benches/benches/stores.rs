@@ -296,7 +296,7 @@ fn stores(c: &mut Criterion) {
 
     let dir = tempfile::tempdir().unwrap();
     let sqlite = rt
-        .block_on(SqliteStore::open(SqliteConfig::new(
+        .block_on(SqliteStore::connect(SqliteConfig::new(
             dir.path().join("bench.sqlite3"),
         )))
         .unwrap();

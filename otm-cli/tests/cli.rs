@@ -111,7 +111,7 @@ async fn life_cycle(store: Arc<dyn BlobStore>, label: &str) {
 async fn cli_on_memory_and_sqlite() {
     life_cycle(Arc::new(MemoryStore::new(Default::default())), "memory").await;
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(SqliteConfig::new(dir.path().join("cli.sqlite3")))
+    let store = SqliteStore::connect(SqliteConfig::new(dir.path().join("cli.sqlite3")))
         .await
         .unwrap();
     life_cycle(Arc::new(store), "sqlite").await;

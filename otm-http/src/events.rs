@@ -36,7 +36,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! // The store records events; the service delivers them.
 //! let options = StoreOptions::default().with_events(true);
-//! let store = SqliteStore::open(SqliteConfig::new("otm.sqlite3").with_options(options)).await?;
+//! let store = SqliteStore::connect(SqliteConfig::new("otm.sqlite3").with_options(options)).await?;
 //! let config = Config::default().with_events(Arc::new(Tickets), DispatchConfig::default());
 //! let otm = Service::new(Arc::new(store), config)?;
 //! // … serve otm.router(); events flow while the service lives.

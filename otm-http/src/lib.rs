@@ -20,7 +20,7 @@
 //! use otm_store::{SqliteConfig, SqliteStore};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = SqliteStore::open(SqliteConfig::new("otm.sqlite3")).await?;
+//! let store = SqliteStore::connect(SqliteConfig::new("otm.sqlite3")).await?;
 //! // Starts the purge of expired messages (and, with Config::with_events,
 //! // the delivery of events) for as long as the service lives.
 //! let otm = Service::new(Arc::new(store), Config::default())?;

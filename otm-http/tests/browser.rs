@@ -275,7 +275,7 @@ async fn full_flow(store: Arc<dyn BlobStore>, label: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_flow_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(SqliteConfig::new(dir.path().join("e2e.sqlite3")))
+    let store = SqliteStore::connect(SqliteConfig::new(dir.path().join("e2e.sqlite3")))
         .await
         .unwrap();
     full_flow(Arc::new(store), "sqlite").await;

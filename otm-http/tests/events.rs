@@ -26,7 +26,7 @@ async fn store(events: bool) -> (Arc<dyn BlobStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = SqliteConfig::new(dir.path().join("otm.sqlite3"))
         .with_options(StoreOptions::default().with_events(events));
-    let store = SqliteStore::open(config).await.unwrap();
+    let store = SqliteStore::connect(config).await.unwrap();
     (Arc::new(store), dir)
 }
 

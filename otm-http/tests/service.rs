@@ -16,7 +16,7 @@ use otm_store::{BlobStore, MessageState, SqliteConfig, SqliteStore};
 /// at that port.
 async fn serve(config: Config) -> (Service, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(SqliteConfig::new(dir.path().join("otm.sqlite3")))
+    let store = SqliteStore::connect(SqliteConfig::new(dir.path().join("otm.sqlite3")))
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -267,7 +267,7 @@ async fn the_senders_reference_comes_back_with_the_status_only() {
 #[tokio::test]
 async fn sending_needs_a_base_url() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(SqliteConfig::new(dir.path().join("otm.sqlite3")))
+    let store = SqliteStore::connect(SqliteConfig::new(dir.path().join("otm.sqlite3")))
         .await
         .unwrap();
     let service = Service::new(Arc::new(store), Config::default()).unwrap();
@@ -301,7 +301,7 @@ impl otm_http::policy::CreatePolicy for ThreeAnHour {
 async fn a_quota_holds_across_replicas_of_one_store() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn BlobStore> = Arc::new(
-        SqliteStore::open(SqliteConfig::new(dir.path().join("otm.sqlite3")))
+        SqliteStore::connect(SqliteConfig::new(dir.path().join("otm.sqlite3")))
             .await
             .unwrap(),
     );
@@ -613,7 +613,7 @@ async fn http_and_the_service_run_one_create_pipeline() {
 #[tokio::test]
 async fn the_backend_is_exempt_from_rate_limits_by_saying_so() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(SqliteConfig::new(dir.path().join("otm.sqlite3")))
+    let store = SqliteStore::connect(SqliteConfig::new(dir.path().join("otm.sqlite3")))
         .await
         .unwrap();
     let one = RateLimit {

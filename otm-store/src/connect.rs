@@ -52,7 +52,7 @@ pub async fn connect(url: &str, options: StoreOptions) -> Result<Arc<dyn BlobSto
         #[cfg(feature = "sqlite")]
         "sqlite" => {
             let config = url.parse::<crate::SqliteConfig>()?.with_options(options);
-            Ok(Arc::new(crate::SqliteStore::open(config).await?))
+            Ok(Arc::new(crate::SqliteStore::connect(config).await?))
         }
         #[cfg(feature = "memory")]
         "memory" => {

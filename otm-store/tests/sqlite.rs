@@ -11,7 +11,7 @@ async fn make() -> Option<(Arc<dyn BlobStore>, tempfile::TempDir)> {
     // Each store gets its own file in a directory that lives as long as the
     // case and is removed after it.
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(SqliteConfig::new(dir.path().join("otm.sqlite3")))
+    let store = SqliteStore::connect(SqliteConfig::new(dir.path().join("otm.sqlite3")))
         .await
         .unwrap();
     let store: Arc<dyn BlobStore> = Arc::new(store);
@@ -27,7 +27,7 @@ mod with_events {
         let dir = tempfile::tempdir().unwrap();
         let config = SqliteConfig::new(dir.path().join("otm.sqlite3"))
             .with_options(StoreOptions::default().with_events(true));
-        let store: Arc<dyn BlobStore> = Arc::new(SqliteStore::open(config).await.unwrap());
+        let store: Arc<dyn BlobStore> = Arc::new(SqliteStore::connect(config).await.unwrap());
         Some((store, dir))
     }
     otm_store::conformance_suite!(make, rounds = otm_store::conformance::Rounds::LIGHT);
@@ -40,7 +40,9 @@ async fn sqlite_keeps_exactly_the_ciphertext_and_survives_reopen() {
     let path = dir.path().join("otm.sqlite3");
     let f = Fixture::hour();
     {
-        let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+        let store = SqliteStore::connect(SqliteConfig::new(&path))
+            .await
+            .unwrap();
         store.put(&f.id, f.message.clone()).await.unwrap();
         let raw: Vec<u8> =
             otm_store::sqlx::query_scalar("SELECT envelope FROM otm_messages WHERE id = ?1")
@@ -56,7 +58,7 @@ async fn sqlite_keeps_exactly_the_ciphertext_and_survives_reopen() {
         assert_eq!(mode, "wal");
         store.pool().close().await;
     }
-    let reopened = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+    let reopened = SqliteStore::connect(format!("sqlite://{}", path.display()).parse().unwrap())
         .await
         .unwrap();
     assert_eq!(
@@ -77,7 +79,9 @@ async fn taken_and_burned_ciphertext_is_overwritten_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("otm.sqlite3");
     let wal = dir.path().join("otm.sqlite3-wal");
-    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    let store = SqliteStore::connect(SqliteConfig::new(&path))
+        .await
+        .unwrap();
     let on = |marker: u8| {
         let mut f = Fixture::hour();
         // Distinctive bytes, easy to find in a file (stores keep bytes as given).
@@ -127,8 +131,12 @@ async fn sqlite_two_stores_on_one_file_race_with_one_winner() {
     // not a mutex in this process, decides the winner.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shared.sqlite3");
-    let a = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
-    let b = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    let a = SqliteStore::connect(SqliteConfig::new(&path))
+        .await
+        .unwrap();
+    let b = SqliteStore::connect(SqliteConfig::new(&path))
+        .await
+        .unwrap();
     for _ in 0..50 {
         let f = Fixture::hour();
         a.put(&f.id, f.message.clone()).await.unwrap();

@@ -177,8 +177,10 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 impl SqliteStore {
-    /// Opens (and creates or migrates) the database.
-    pub async fn open(config: SqliteConfig) -> Result<Self> {
+    /// Opens (and creates or migrates) the database, like every backend's
+    /// `connect(config)`; from a URL, [`connect`](crate::connect) or
+    /// `url.parse::<SqliteConfig>()`.
+    pub async fn connect(config: SqliteConfig) -> Result<Self> {
         let connect = SqliteConnectOptions::new()
             .filename(&config.path)
             .create_if_missing(true)
@@ -216,11 +218,6 @@ impl SqliteStore {
             }
         }
         Ok(store)
-    }
-
-    /// Opens the database named by a `sqlite://PATH` URL with default settings.
-    pub async fn connect(url: &str) -> Result<Self> {
-        Self::open(SqliteConfig::from_url(url)?).await
     }
 
     /// The connection pool (for inspection and tests).
@@ -606,7 +603,7 @@ mod tests {
         // only when both columns have one (migration 3); otherwise it scans
         // every row. This is the plan of the store's own statement.
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(SqliteConfig::new(dir.path().join("otm.sqlite3")))
+        let store = SqliteStore::connect(SqliteConfig::new(dir.path().join("otm.sqlite3")))
             .await
             .unwrap();
         let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {PURGE_MESSAGES}"))
@@ -630,7 +627,7 @@ mod tests {
         // index entry, so the row (and its envelope's overflow pages) is
         // never read, and the refusal costs what an unknown ID costs.
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(SqliteConfig::new(dir.path().join("otm.sqlite3")))
+        let store = SqliteStore::connect(SqliteConfig::new(dir.path().join("otm.sqlite3")))
             .await
             .unwrap();
         for statement in [COUNT_WRONG_CLAIM, TAKE_MESSAGE] {
