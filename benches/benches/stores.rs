@@ -9,6 +9,10 @@
 //! was never stored: both must answer `NotFound` at about the same cost, or
 //! timing would tell a prober that the ID exists (FORMAT.md §13).
 //!
+//! `rate/<backend>` times the store-side rate limit (`RateCounter`, what
+//! `--shared-rate-limits` adds to every limited request): one admitted
+//! count at 1 and 8 concurrent tasks, over 1,000 clients' buckets.
+//!
 //! Servers come from the same environment variables as the tests; a missing
 //! server skips its benches. `OTM_BENCH_LARGE=1` adds take latency with 10k
 //! and 1M stored messages (Redis, PostgreSQL; takes minutes to fill). What
@@ -75,6 +79,7 @@ fn bench_store(
     levels: &[usize],
 ) {
     bench_probe(c, rt, name, &store);
+    bench_rate(c, rt, name, &store);
     let mut group = c.benchmark_group(format!("cycle/{name}"));
     group.throughput(Throughput::Elements(1));
     group
@@ -241,6 +246,48 @@ fn bench_backlog(
                         store.take(&f.id, f.access(), f.proof()).await.unwrap();
                     }
                     start.elapsed()
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Admitted counts of the store's rate limit, spread over 1,000 keys.
+fn bench_rate(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    store: &Arc<dyn BlobStore>,
+) {
+    if store.rates().is_none() {
+        return;
+    }
+    let mut group = c.benchmark_group(format!("rate/{name}"));
+    group.throughput(Throughput::Elements(1));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3));
+    let run_id = unique_suffix();
+    for conc in [1, 8] {
+        let (store, run_id) = (store.clone(), run_id.clone());
+        group.bench_function(BenchmarkId::new("count_admitted", conc), |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                let (store, run_id) = (store.clone(), run_id.clone());
+                async move {
+                    run(iters as usize, conc, move |i| {
+                        let store = store.clone();
+                        let key = format!("open:bench-{run_id}-{}", i % 1000);
+                        async move {
+                            let rates = store.rates().expect("declared");
+                            let wait = rates
+                                .count_rate(&key, u32::MAX, Duration::from_millis(1))
+                                .await
+                                .unwrap();
+                            assert_eq!(wait, None);
+                        }
+                    })
+                    .await
                 }
             })
         });

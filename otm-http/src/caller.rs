@@ -77,6 +77,16 @@ pub(crate) enum RateKey {
     Named(String),
 }
 
+impl fmt::Display for RateKey {
+    /// The key's text form, as a store that counts rates keeps it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RateKey::Net(ip) => write!(f, "net:{ip}"),
+            RateKey::Named(name) => f.write_str(name),
+        }
+    }
+}
+
 impl Caller {
     /// The bucket its requests count in, `None` when it is not limited
     /// ([`Caller::Server`]).

@@ -26,6 +26,17 @@ pub struct Config {
     /// Opens, status checks and burns allowed per caller, together (wrong
     /// proofs and malformed requests count too).
     pub open_limit: RateLimit,
+    /// Count both rate limits in the store instead of this process, so that
+    /// every replica on one store shares them: a client spread over N
+    /// replicas gets each limit once, not N times. The store must count
+    /// rates ([`BlobStore::rates`](otm_store::BlobStore::rates): memory,
+    /// SQLite, PostgreSQL, Redis; not S3), else
+    /// [`Service::new`](crate::Service::new) refuses. Each limited request
+    /// then costs one store round trip (BENCHMARKS.md, "rate"), and a store
+    /// that fails fails the request (503). Default `false`: counted in
+    /// process, with no store round trip; right for one replica, or when a
+    /// load balancer keeps each client on one replica.
+    pub shared_rate_limits: bool,
     /// Proxies whose `X-Forwarded-For` is believed when they are the peer.
     pub trusted_proxies: Vec<IpNet>,
     /// Longest time to receive a whole request, body included (else 408).
@@ -90,6 +101,7 @@ impl Default for Config {
                 per_minute: 60,
                 burst: 20,
             },
+            shared_rate_limits: false,
             trusted_proxies: Vec::new(),
             request_timeout: Duration::from_secs(10),
             store_breaker: Some(BreakerConfig::default()),
@@ -118,6 +130,12 @@ impl Config {
     pub fn with_rate_limits(mut self, create: RateLimit, open: RateLimit) -> Self {
         self.create_limit = create;
         self.open_limit = open;
+        self
+    }
+
+    /// Sets [`Config::shared_rate_limits`].
+    pub fn with_shared_rate_limits(mut self, shared: bool) -> Self {
+        self.shared_rate_limits = shared;
         self
     }
 

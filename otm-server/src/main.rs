@@ -72,6 +72,13 @@ struct Args {
     #[arg(long, env = "OTM_OPEN_PER_MINUTE", default_value_t = 60)]
     open_per_minute: u32,
 
+    /// Count the rate limits in the store, shared by every replica on it
+    /// (SQLite, PostgreSQL, Redis; not S3), instead of in this process: a
+    /// client spread over N replicas then gets each limit once, not N
+    /// times. Costs one store round trip per request.
+    #[arg(long, env = "OTM_SHARED_RATE_LIMITS")]
+    shared_rate_limits: bool,
+
     /// Reverse proxies whose X-Forwarded-For is trusted (IPs or CIDRs,
     /// comma-separated).
     #[arg(long, env = "OTM_TRUSTED_PROXIES", value_delimiter = ',')]
@@ -382,6 +389,7 @@ async fn run(args: Args) -> Result<(), String> {
     let mut config = Config::default()
         .with_max_ttl(args.max_ttl)
         .with_rate_limits(limit(args.create_per_minute), limit(args.open_per_minute))
+        .with_shared_rate_limits(args.shared_rate_limits)
         .with_trusted_proxies(args.trusted_proxy)
         .with_request_timeout(args.request_timeout)
         .with_store_breaker((args.store_breaker_failures > 0).then(|| {

@@ -140,6 +140,30 @@ async fn serves_from_url(url: &str, backend: &str, dir: &std::path::Path) {
     );
 }
 
+/// The Redis server's URL, or `None` (skipped with a printed reason, a
+/// failure in CI) when it is unreachable.
+async fn redis_url() -> Option<String> {
+    let url = otm_testkit::env::redis_url();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    match client.get_multiplexed_async_connection().await {
+        Ok(_) => Some(url),
+        Err(_) => skip(&format!("Redis at {url} is unreachable")),
+    }
+}
+
+/// The store URL of `schema`, or `None` (skipped with a printed reason, a
+/// failure in CI) when PostgreSQL is unreachable.
+async fn postgres_url(schema: &PgSchema) -> Option<String> {
+    let store = schema.store_url();
+    match otm_store::connect(&store, otm_store::StoreOptions::default()).await {
+        Ok(_) => Some(store),
+        Err(_) => skip(&format!(
+            "PostgreSQL at {} is unreachable",
+            otm_testkit::env::postgres_url()
+        )),
+    }
+}
+
 /// SIGTERM: the server finishes in-flight requests and exits cleanly; its
 /// exit code and log.
 fn stop(mut server: Logged) -> (Option<i32>, String) {
@@ -206,15 +230,9 @@ async fn server_on_sqlite_serves_logs_no_secrets_and_stops_cleanly() {
 
 #[tokio::test]
 async fn server_on_redis_from_a_store_url() {
-    let url = otm_testkit::env::redis_url();
-    if redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .is_err()
-    {
-        return skip(&format!("Redis at {url} is unreachable")).unwrap_or(());
-    }
+    let Some(url) = redis_url().await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let prefix = RedisPrefix::new("otm-srv-");
     let url = format!("{url}?prefix={prefix}");
@@ -319,16 +337,11 @@ fn a_bad_store_url_is_a_clear_startup_error() {
 
 #[tokio::test]
 async fn server_on_postgres_from_a_store_url() {
-    let url = otm_testkit::env::postgres_url();
     let schema = PgSchema::new("otm_test_srv_");
+    let Some(store) = postgres_url(&schema).await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let store = schema.store_url();
-    if otm_store::connect(&store, otm_store::StoreOptions::default())
-        .await
-        .is_err()
-    {
-        return skip(&format!("PostgreSQL at {url} is unreachable")).unwrap_or(());
-    }
     serves_from_url(&store, "postgres", dir.path()).await;
 }
 
@@ -388,4 +401,105 @@ async fn operator_endpoints_move_to_the_admin_listener() {
     assert!(get(format!("{admin}/api/v1/config")).await.status() == 404);
     let (code, log) = stop(proc);
     assert_eq!(code, Some(0), "{}", tail(&log));
+}
+
+/// Two replicas of otm-server on the store `url`, limited to 6 creates and
+/// 6 opens a minute (a burst of 2 each), with or without
+/// `--shared-rate-limits`, and one client that alternates between them:
+/// how many of its 8 creates and of its 8 status checks got through (the
+/// rest got 429).
+async fn through_two_replicas(url: &str, shared: bool, dir: &std::path::Path) -> (usize, usize) {
+    let mut args = vec![
+        "--store",
+        url,
+        "--create-per-minute",
+        "6",
+        "--open-per-minute",
+        "6",
+    ];
+    if shared {
+        args.push("--shared-rate-limits");
+    }
+    let (a, base_a) = start(&args, "warn", dir).await;
+    let (b, base_b) = start(&args, "warn", dir).await;
+    let http = reqwest::Client::new();
+    let (mut created, mut checked) = (0, 0);
+    for i in 0..8 {
+        let base = if i % 2 == 0 { &base_a } else { &base_b };
+        let secrets = Secrets::derive(&Key::generate().unwrap(), None);
+        let envelope = seal(&secrets, "limited").unwrap();
+        match Client::new(base)
+            .unwrap()
+            .create(&envelope, &secrets, None, None)
+            .await
+        {
+            Ok(_) => created += 1,
+            Err(otm_client::Error::RateLimited { .. }) => {}
+            Err(e) => panic!("create through {base}: {e}"),
+        }
+        let id = otm_core::MessageId::generate().unwrap();
+        let status = http
+            .get(format!("{base}/api/v1/messages/{id}"))
+            .bearer_auth("A".repeat(43))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        match status.as_u16() {
+            404 => checked += 1,
+            429 => {}
+            other => panic!("status through {base}: {other}"),
+        }
+    }
+    for replica in [a, b] {
+        let (code, log) = stop(replica);
+        assert_eq!(code, Some(0), "{}", tail(&log));
+    }
+    (created, checked)
+}
+
+#[tokio::test]
+async fn two_replicas_share_one_rate_limit_on_redis() {
+    let Some(url) = redis_url().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = RedisPrefix::new("otm-rate-");
+    let url = format!("{url}?prefix={prefix}");
+    // Counted in each process, a client spread over two replicas gets
+    // each limit twice; counted in the store, once.
+    assert_eq!(through_two_replicas(&url, false, dir.path()).await, (4, 4));
+    assert_eq!(through_two_replicas(&url, true, dir.path()).await, (2, 2));
+}
+
+#[tokio::test]
+async fn two_replicas_share_one_rate_limit_on_postgres() {
+    let schema = PgSchema::new("otm_test_rate_");
+    let Some(store) = postgres_url(&schema).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(through_two_replicas(&store, true, dir.path()).await, (2, 2));
+}
+
+#[tokio::test]
+async fn shared_rate_limits_on_a_store_that_cannot_count_them_is_a_startup_error() {
+    let endpoint = otm_testkit::env::s3_endpoint();
+    if reqwest::get(format!("{endpoint}/moto-api/")).await.is_err() {
+        return skip(&format!("no S3 server at {endpoint}")).unwrap_or(());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "s3://otm-test/rate-{}/?endpoint={endpoint}&path_style=true&create_bucket=true&lifecycle_days=8",
+        unique_suffix()
+    );
+    let mut command = OtmServer::command(env!("CARGO_BIN_EXE_otm-server"), free_port(), dir.path());
+    command.args(["--store", &url, "--shared-rate-limits"]);
+    let out = command.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr) + String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("shared rate limits") && text.contains("s3 store cannot"),
+        "{text}"
+    );
 }

@@ -256,6 +256,27 @@ impl BlobStore for Breaker {
             .quotas()
             .map(|_| self as &dyn crate::QuotaCounter)
     }
+
+    fn rates(&self) -> Option<&dyn crate::RateCounter> {
+        // Counting goes through the breaker, when the store counts.
+        self.inner.rates().map(|_| self as &dyn crate::RateCounter)
+    }
+}
+
+#[async_trait]
+impl crate::RateCounter for Breaker {
+    async fn count_rate(
+        &self,
+        key: &str,
+        burst: u32,
+        interval: Duration,
+    ) -> crate::Result<Option<Duration>> {
+        let Some(rates) = self.inner.rates() else {
+            return Err(crate::StoreError::NotImplemented { what: "rates" });
+        };
+        self.guard("count a rate", rates.count_rate(key, burst, interval))
+            .await
+    }
 }
 
 #[async_trait]

@@ -759,6 +759,65 @@ pub async fn quotas_count_atomically(store: Arc<dyn BlobStore>) {
     );
 }
 
+/// Rate buckets count atomically: 32 concurrent requests against a burst
+/// of 5 admit exactly 5, the next is refused with a wait no longer than
+/// one interval, keys are independent, and an emptied bucket admits again
+/// once the wait is over. Run for a store that declares rates
+/// ([`BlobStore::rates`]); one that declares none is skipped with a
+/// printed line.
+pub async fn rates_count_atomically(store: Arc<dyn BlobStore>) {
+    let Some(rates) = store.rates() else {
+        println!("{}: declares no rates; case skipped", store.backend_name());
+        return;
+    };
+    let key = format!("client-{}", MessageId::generate().expect("rng"));
+    let hour = Duration::from_secs(3600);
+    let mut tasks = JoinSet::new();
+    for _ in 0..32 {
+        let (store, key) = (store.clone(), key.clone());
+        tasks.spawn(async move {
+            let rates = store.rates().expect("declared");
+            rates.count_rate(&key, 5, hour).await.unwrap().is_none()
+        });
+    }
+    let mut admitted = 0;
+    while let Some(r) = tasks.join_next().await {
+        admitted += usize::from(r.unwrap());
+    }
+    assert_eq!(admitted, 5, "exactly the burst is admitted");
+    let wait = rates
+        .count_rate(&key, 5, hour)
+        .await
+        .unwrap()
+        .expect("the bucket is empty");
+    assert!(
+        wait > Duration::ZERO && wait <= hour,
+        "wait {wait:?} within one interval"
+    );
+    let other = format!("{key}-other");
+    assert_eq!(rates.count_rate(&other, 5, hour).await.unwrap(), None);
+    // A burst of 0 is one request.
+    let zero = format!("{key}-zero");
+    assert_eq!(rates.count_rate(&zero, 0, hour).await.unwrap(), None);
+    assert!(rates.count_rate(&zero, 0, hour).await.unwrap().is_some());
+    // A bucket gains one request per interval.
+    let short = format!("{key}-short");
+    let interval = Duration::from_millis(400);
+    assert_eq!(rates.count_rate(&short, 1, interval).await.unwrap(), None);
+    let wait = rates
+        .count_rate(&short, 1, interval)
+        .await
+        .unwrap()
+        .expect("the bucket is empty");
+    assert!(wait <= interval, "wait {wait:?}");
+    tokio::time::sleep(wait + Duration::from_millis(50)).await;
+    assert_eq!(
+        rates.count_rate(&short, 1, interval).await.unwrap(),
+        None,
+        "refilled"
+    );
+}
+
 /// Receipts live no longer than the message would have.
 pub async fn receipts_expire_with_the_message(store: Arc<dyn BlobStore>) {
     let f = Fixture::new("brief", Duration::from_millis(2000));
@@ -968,6 +1027,7 @@ where
     references_follow_the_message(fresh().await).await;
     creators_follow_the_message(fresh().await).await;
     quotas_count_atomically(fresh().await).await;
+    rates_count_atomically(fresh().await).await;
     race_exactly_one_winner(fresh().await, rounds).await;
     concurrent_wrong_proofs_are_all_counted(fresh().await, rounds).await;
     concurrent_guesses_cannot_exceed_the_limit(fresh().await, rounds).await;
@@ -993,7 +1053,7 @@ macro_rules! conformance_suite {
             wrong_proof_does_not_consume, wrong_proofs_burn_at_the_limit, max_size_blob,
             past_expiry_is_invalid, status_reports_receipts, receipts_expire_with_the_message,
             references_follow_the_message, creators_follow_the_message,
-            quotas_count_atomically);
+            quotas_count_atomically, rates_count_atomically);
         $crate::conformance_suite!(@repeated $make, $rounds;
             race_exactly_one_winner, concurrent_wrong_proofs_are_all_counted,
             concurrent_guesses_cannot_exceed_the_limit, wrong_access_never_counts_or_burns,

@@ -74,7 +74,20 @@ pub use connect::connect;
 ))]
 pub(crate) use contract::creator_from;
 pub use contract::events::{Event, EventHandle, EventKind, Outbox, DEAD_LETTER_MS};
+#[cfg(any(
+    feature = "memory",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "redis",
+    feature = "s3"
+))]
 pub(crate) use contract::from_unix_ms;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+pub(crate) use contract::rate_params;
+#[cfg(feature = "memory")]
+pub(crate) use contract::rate_step;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use contract::refused_wait;
 #[cfg(any(
     feature = "memory",
     feature = "sqlite",
@@ -85,7 +98,7 @@ pub(crate) use contract::from_unix_ms;
 pub(crate) use contract::{check_new, unix_ms, window_end, wrong_proof};
 pub use contract::{
     is_reference, BlobStore, BoxError, Creator, MessageState, MessageStatus, NewMessage,
-    PurgeExpired, QuotaCounter, Result, StoreError, StoreOptions, MAX_REFERENCE_BYTES,
+    PurgeExpired, QuotaCounter, RateCounter, Result, StoreError, StoreOptions, MAX_REFERENCE_BYTES,
 };
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;

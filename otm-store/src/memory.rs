@@ -32,6 +32,10 @@ struct Maps {
     events: Vec<StoredEvent>,
     /// Quota counts by key and window end.
     quotas: HashMap<(String, i64), u32>,
+    /// Rate buckets: each key's theoretical arrival time (Unix ms).
+    rates: HashMap<String, i64>,
+    /// Rate counts since the full buckets were last forgotten.
+    rate_counts: u32,
     next_seq: u64,
 }
 
@@ -321,6 +325,37 @@ impl BlobStore for MemoryStore {
 
     fn quotas(&self) -> Option<&dyn crate::QuotaCounter> {
         Some(self)
+    }
+
+    fn rates(&self) -> Option<&dyn crate::RateCounter> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::RateCounter for MemoryStore {
+    async fn count_rate(
+        &self,
+        key: &str,
+        burst: u32,
+        interval: Duration,
+    ) -> Result<Option<Duration>> {
+        let now = unix_ms(SystemTime::now());
+        let mut maps = self.lock();
+        // Forget full buckets now and then, so idle keys do not pile up.
+        maps.rate_counts += 1;
+        if maps.rate_counts >= 4096 {
+            maps.rate_counts = 0;
+            maps.rates.retain(|_, tat| *tat > now);
+        }
+        let tat = maps.rates.get(key).copied();
+        match crate::rate_step(tat, now, burst, interval) {
+            Ok(next) => {
+                maps.rates.insert(key.to_owned(), next);
+                Ok(None)
+            }
+            Err(wait) => Ok(Some(Duration::from_millis(wait.unsigned_abs()))),
+        }
     }
 }
 

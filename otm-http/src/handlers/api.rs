@@ -82,16 +82,16 @@ impl FromRequestParts<Service> for ClientIp {
 /// A request refused before the service: counted against `caller`'s rate
 /// limit for `op` (so flooding with malformed requests is limited too),
 /// then answered with `error` (or the 429).
-fn refuse(otm: &Service, caller: &Caller, op: Op, error: ApiError) -> ApiError {
-    match otm.admit(caller, op) {
+async fn refuse(otm: &Service, caller: &Caller, op: Op, error: ApiError) -> ApiError {
+    match otm.admit(caller, op).await {
         Err(limited) => limited.into(),
         Ok(()) => error,
     }
 }
 
 /// [`refuse`] for a malformed request, counted as one in the metrics.
-fn malformed(otm: &Service, caller: &Caller, op: Op, error: ApiError) -> ApiError {
-    let error = refuse(otm, caller, op, error);
+async fn malformed(otm: &Service, caller: &Caller, op: Op, error: ApiError) -> ApiError {
+    let error = refuse(otm, caller, op, error).await;
     if error.code() != ErrorCode::RateLimited {
         otm.count_bad_request();
     }
@@ -128,12 +128,13 @@ pub(crate) async fn create(
         Ok(caller) => caller,
         Err(refusal) => {
             let denied = ApiError::new(ErrorCode::CreateDenied, refusal.message);
-            return Err(refuse(&otm, &Caller::Anonymous(ip), Op::Create, denied));
+            return Err(refuse(&otm, &Caller::Anonymous(ip), Op::Create, denied).await);
         }
     };
-    let request = request
-        .and_then(|ApiJson(req)| decode_create(req))
-        .map_err(|e| malformed(&otm, &caller, Op::Create, e))?;
+    let request = match request.and_then(|ApiJson(req)| decode_create(req)) {
+        Ok(request) => request,
+        Err(e) => return Err(malformed(&otm, &caller, Op::Create, e).await),
+    };
     let stored = otm.create(&caller, request).await?;
     let path = format!("/otm/{}", stored.id);
     let body = Created {
@@ -194,7 +195,10 @@ pub(crate) async fn open(
             .map_err(|e| ApiError::new(ErrorCode::BadProof, format!("proof: {e}")))?;
         Ok((id, access, proof))
     })();
-    let (id, access, proof) = decoded.map_err(|e| malformed(&otm, &caller, Op::Read, e))?;
+    let (id, access, proof) = match decoded {
+        Ok(decoded) => decoded,
+        Err(e) => return Err(malformed(&otm, &caller, Op::Read, e).await),
+    };
     // A wrong access proof is the same 404 as an unknown, opened or expired
     // message, with nothing counted.
     let envelope = otm.open(&caller, &id, &access, &proof).await?;
@@ -256,7 +260,7 @@ async fn sender_request(
         Err(e) => {
             let e: otm_core::Error = e;
             let bad = ApiError::new(ErrorCode::BadId, e.to_string());
-            return Err(refuse(otm, &caller, Op::Read, bad));
+            return Err(refuse(otm, &caller, Op::Read, bad).await);
         }
     };
     let token = match (&presented, caller.manage_secret()) {
@@ -267,7 +271,7 @@ async fn sender_request(
                 ErrorCode::TokenRequired,
                 "Send the management token as Authorization: Bearer <token>.",
             );
-            return Err(refuse(otm, &caller, Op::Read, required));
+            return Err(refuse(otm, &caller, Op::Read, required).await);
         }
     };
     Ok((caller, id, token))

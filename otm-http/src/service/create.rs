@@ -90,7 +90,7 @@ impl Service {
     /// store. The envelope is checked against the format (header, padded
     /// size), never opened: the service cannot read it.
     pub async fn create(&self, caller: &Caller, request: Create) -> Result<Stored, ServiceError> {
-        self.admit(caller, Op::Create)?;
+        self.admit(caller, Op::Create).await?;
         self.create_admitted(caller, request).await
     }
 

@@ -77,7 +77,7 @@ pub enum ServiceError {
     /// A capability the configuration needs, and the store does not declare
     /// (at start; at a request only for a policy that did not say so).
     MissingCapability {
-        /// The capability (`quotas`).
+        /// The capability (`quotas`, `rates`).
         what: &'static str,
         /// The store's backend.
         backend: &'static str,
@@ -160,11 +160,17 @@ impl std::fmt::Display for ServiceError {
                  service a sink (Config::with_events) or make the store with events off"
             ),
             ServiceError::BadConfig { reason } => f.write_str(reason),
-            ServiceError::MissingCapability { what, backend } => write!(
-                f,
-                "the create policy counts {what}, and the {backend} store cannot \
-                 (BlobStore::{what} is None)"
-            ),
+            ServiceError::MissingCapability { what, backend } => {
+                let needs = match *what {
+                    "rates" => "shared rate limits (Config::shared_rate_limits) count rates",
+                    _ => "the create policy counts quotas",
+                };
+                write!(
+                    f,
+                    "{needs} in the store, and the {backend} store cannot \
+                     (BlobStore::{what} is None)"
+                )
+            }
             ServiceError::NoRuntime => {
                 f.write_str("Service::new must be called within a Tokio runtime")
             }

@@ -201,6 +201,12 @@ impl Service {
                 backend: store.backend_name(),
             });
         }
+        if config.shared_rate_limits && store.rates().is_none() {
+            return Err(ServiceError::MissingCapability {
+                what: "rates",
+                backend: store.backend_name(),
+            });
+        }
         let breaker = config
             .store_breaker
             .clone()
@@ -296,22 +302,44 @@ impl Service {
     }
 
     /// Counts one request of `caller` against the rate limit of `op`
-    /// ([`Caller::Server`] is not limited). Every public operation starts
-    /// with it; the router calls it itself only for requests it refuses
-    /// before reaching the service (malformed ones), so that those count
-    /// too.
-    pub(crate) fn admit(&self, caller: &Caller, op: Op) -> Result<(), ServiceError> {
+    /// ([`Caller::Server`] is not limited): in this process, or in the
+    /// store with [`Config::shared_rate_limits`]. Every public operation
+    /// starts with it; the router calls it itself only for requests it
+    /// refuses before reaching the service (malformed ones), so that those
+    /// count too.
+    pub(crate) async fn admit(&self, caller: &Caller, op: Op) -> Result<(), ServiceError> {
         let Some(key) = caller.rate_key() else {
             return Ok(());
         };
-        let limiter = match op {
-            Op::Create => &self.0.create_limiter,
-            Op::Read => &self.0.open_limiter,
+        let (limiter, limit, name) = match op {
+            Op::Create => (&self.0.create_limiter, self.0.config.create_limit, "create"),
+            Op::Read => (&self.0.open_limiter, self.0.config.open_limit, "open"),
         };
-        limiter.check(key).map_err(|retry_after_secs| {
-            self.0.metrics.count(Outcome::RateLimited);
-            ServiceError::RateLimited { retry_after_secs }
-        })
+        let refused = match self
+            .0
+            .store
+            .rates()
+            .filter(|_| self.0.config.shared_rate_limits)
+        {
+            None => limiter.check(key).err(),
+            Some(rates) => {
+                let interval = Duration::from_secs(60) / limit.per_minute.max(1);
+                rates
+                    .count_rate(&format!("{name}:{key}"), limit.burst, interval)
+                    .await
+                    .map_err(|e| self.failed(e.into()))?
+                    .map(|wait| wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            }
+        };
+        match refused {
+            None => Ok(()),
+            Some(retry_after_secs) => {
+                self.0.metrics.count(Outcome::RateLimited);
+                Err(ServiceError::RateLimited {
+                    retry_after_secs: retry_after_secs.max(1),
+                })
+            }
+        }
     }
 
     /// Seals `text` in this process with a fresh key (and the passphrase of
@@ -339,7 +367,7 @@ impl Service {
             .clone()
             .ok_or(ServiceError::NoBaseUrl)?;
         // Before the sealing, which costs more than anything after it.
-        self.admit(caller, Op::Create)?;
+        self.admit(caller, Op::Create).await?;
         let key = Key::generate().map_err(|_| ServiceError::Random)?;
         let text = otm_core::Zeroizing::new(text.to_owned());
         let passphrase = options.passphrase.cloned();
@@ -389,7 +417,7 @@ impl Service {
         access: &AccessProof,
         proof: &ClaimProof,
     ) -> Result<Vec<u8>, ServiceError> {
-        self.admit(caller, Op::Read)?;
+        self.admit(caller, Op::Read).await?;
         match self.0.store.take(id, access, proof).await {
             Ok(envelope) => {
                 self.0.metrics.count(Outcome::Opened);
@@ -415,7 +443,7 @@ impl Service {
         id: &MessageId,
         token: &ManageToken,
     ) -> Result<Receipt, ServiceError> {
-        self.admit(caller, Op::Read)?;
+        self.admit(caller, Op::Read).await?;
         self.checked_status(id, token).await
     }
 
@@ -445,7 +473,7 @@ impl Service {
         id: &MessageId,
         token: &ManageToken,
     ) -> Result<Receipt, ServiceError> {
-        self.admit(caller, Op::Read)?;
+        self.admit(caller, Op::Read).await?;
         let status = self.checked_status(id, token).await?;
         if status.state != MessageState::Waiting {
             return Err(ServiceError::NotWaiting(status));

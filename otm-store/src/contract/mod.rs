@@ -1,7 +1,7 @@
 //! The contract every store keeps: the [`BlobStore`] trait, what goes in
 //! and comes out of it ([`NewMessage`], [`MessageStatus`],
 //! [`StoreOptions`]), the one error type, the optional capabilities
-//! ([`PurgeExpired`], [`QuotaCounter`], and the event [`Outbox`] of
+//! ([`PurgeExpired`], [`QuotaCounter`], [`RateCounter`], and the event [`Outbox`] of
 //! [`events`]), and the rules every backend applies the same way
 //! (`check_new`, `wrong_proof`, times in Unix milliseconds). It names no
 //! backend: the backends build on it.
@@ -332,6 +332,83 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
     fn quotas(&self) -> Option<&dyn QuotaCounter> {
         None
     }
+
+    /// The store's counting of rate limits, when it can count atomically
+    /// and cheaply (memory, SQLite, PostgreSQL, Redis; S3 cannot: a count
+    /// there costs a listing and several requests).
+    fn rates(&self) -> Option<&dyn RateCounter> {
+        None
+    }
+}
+
+/// Counting rate limits in the store, so that every replica on it shares
+/// one limit (see [`BlobStore::rates`]).
+///
+/// Each key is a token bucket that holds `burst` requests and gains one
+/// every `interval` (the generic cell rate algorithm: the store keeps one
+/// timestamp per key, until the bucket is full again). Times come from
+/// the calling process's clock, as for quotas, so replicas keep their
+/// clocks in sync.
+#[async_trait]
+pub trait RateCounter: Send + Sync {
+    /// Counts one request in `key`'s bucket. `Ok(None)` if it was counted;
+    /// `Ok(Some(wait))` if the bucket is empty, in which case nothing is
+    /// counted and `wait` (at least 1 ms) is the time until it holds one
+    /// request again. A `burst` of 0 is taken as 1. Atomic in the store, so
+    /// concurrent counts from any number of replicas admit no more than
+    /// the bucket allows.
+    async fn count_rate(
+        &self,
+        key: &str,
+        burst: u32,
+        interval: Duration,
+    ) -> Result<Option<Duration>>;
+}
+
+/// One step of the generic cell rate algorithm, for the stores that run it
+/// in Rust: given the key's stored theoretical arrival time (`tat`, Unix
+/// ms) and now, `Ok(new tat)` when the request is admitted, `Err(wait ms)`
+/// when it is not. The bucket is full again at the returned tat, so a key
+/// may be forgotten then.
+#[cfg(any(feature = "memory", feature = "sqlite", feature = "postgres"))]
+pub(crate) fn rate_step(
+    tat: Option<i64>,
+    now: i64,
+    burst: u32,
+    interval: Duration,
+) -> std::result::Result<i64, i64> {
+    let (step, tolerance) = rate_params(burst, interval);
+    let tat = tat.unwrap_or(now).max(now);
+    let next = tat.saturating_add(step);
+    if next - now > tolerance {
+        Err((next - tolerance - now).max(1))
+    } else {
+        Ok(next)
+    }
+}
+
+/// The wait to report for a request the store refused, from the key's
+/// arrival time read after the refusal (at least 1 ms: a bucket that
+/// filled up in between is simply asked again).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn refused_wait(tat: Option<i64>, now: i64, burst: u32, interval: Duration) -> Duration {
+    let wait = rate_step(tat, now, burst, interval).err().unwrap_or(1);
+    Duration::from_millis(wait.unsigned_abs())
+}
+
+/// The algorithm's emission interval and tolerance in ms: one request per
+/// `interval` (at least 1 ms), `burst` (at least 1) of them at once.
+#[cfg(any(
+    feature = "memory",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "redis"
+))]
+pub(crate) fn rate_params(burst: u32, interval: Duration) -> (i64, i64) {
+    let step = i64::try_from(interval.as_millis())
+        .unwrap_or(i64::MAX / 2)
+        .clamp(1, i64::MAX / (1 << 33));
+    (step, step * i64::from(burst.max(1)))
 }
 
 /// Counting creators' quotas, for the stores that can do it atomically

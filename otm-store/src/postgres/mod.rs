@@ -160,6 +160,8 @@ pub struct PostgresStore {
     pub(crate) events: String,
     /// Creators' quota counts (migration 7).
     quotas: String,
+    /// Rate-limit buckets (migration 9).
+    rates: String,
 }
 
 /// Schema migrations; `{table}` is replaced by the qualified table name and
@@ -218,6 +220,14 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS creator TEXT;
     ALTER TABLE {receipts} ADD COLUMN IF NOT EXISTS creator TEXT;
     ALTER TABLE {events} ADD COLUMN IF NOT EXISTS creator TEXT;",
+    // 9: rate-limit buckets shared by every replica (`RateCounter`): each
+    // key's theoretical arrival time, until which the row matters; the
+    // purge removes it after. Unlogged: a crash loses only the buckets,
+    // which then start full, and counting writes no WAL.
+    "CREATE UNLOGGED TABLE IF NOT EXISTS {rates} (
+        key TEXT PRIMARY KEY,
+        tat_ms BIGINT NOT NULL
+    );",
 ];
 
 /// Rows deleted per purge statement, so a large backlog never holds long locks.
@@ -258,6 +268,7 @@ impl PostgresStore {
             receipts: format!("\"{schema}\".otm_receipts"),
             events: format!("\"{schema}\".otm_events"),
             quotas: format!("\"{schema}\".otm_quotas"),
+            rates: format!("\"{schema}\".otm_rates"),
         };
         store.migrate(schema).await?;
         Ok(store)
@@ -306,7 +317,8 @@ impl PostgresStore {
                 sql.replace("{table}", &self.table)
                     .replace("{receipts}", &self.receipts)
                     .replace("{events}", &self.events)
-                    .replace("{quotas}", &self.quotas),
+                    .replace("{quotas}", &self.quotas)
+                    .replace("{rates}", &self.rates),
                 i + 1
             );
             tx.execute(apply.as_str())
@@ -492,6 +504,50 @@ impl BlobStore for PostgresStore {
     fn quotas(&self) -> Option<&dyn crate::QuotaCounter> {
         Some(self)
     }
+
+    fn rates(&self) -> Option<&dyn crate::RateCounter> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::RateCounter for PostgresStore {
+    async fn count_rate(
+        &self,
+        key: &str,
+        burst: u32,
+        interval: Duration,
+    ) -> Result<Option<Duration>> {
+        let op = "count a rate";
+        let now = unix_ms(SystemTime::now());
+        let (step, tolerance) = crate::rate_params(burst, interval);
+        // The row lock serialises concurrent counts of one key: the
+        // bucket's arrival time moves on only when the request fits.
+        let counted: Option<i64> = sqlx::query_scalar(&format!(
+            "INSERT INTO {r} AS r (key, tat_ms) VALUES ($1, $2 + $3)
+             ON CONFLICT (key) DO UPDATE SET tat_ms = GREATEST(r.tat_ms, $2) + $3
+             WHERE GREATEST(r.tat_ms, $2) + $3 - $2 <= $4
+             RETURNING tat_ms",
+            r = self.rates
+        ))
+        .bind(key)
+        .bind(now)
+        .bind(step)
+        .bind(tolerance)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify(op, e))?;
+        if counted.is_some() {
+            return Ok(None);
+        }
+        let tat: Option<i64> =
+            sqlx::query_scalar(&format!("SELECT tat_ms FROM {} WHERE key = $1", self.rates))
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| classify(op, e))?;
+        Ok(Some(crate::refused_wait(tat, now, burst, interval)))
+    }
 }
 
 #[async_trait]
@@ -620,6 +676,11 @@ impl PurgeExpired for PostgresStore {
             .execute(&self.pool)
             .await
             .map_err(|e| classify("purge expired quota counts", e))?;
+        sqlx::query(&format!("DELETE FROM {} WHERE tat_ms <= $1", self.rates))
+            .bind(unix_ms(SystemTime::now()))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| classify("purge full rate buckets", e))?;
         loop {
             let done = sqlx::query(&format!(
                 "DELETE FROM {r} WHERE id IN

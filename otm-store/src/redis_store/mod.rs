@@ -74,6 +74,7 @@ pub struct RedisStore {
     burn_script: Script,
     status_script: Script,
     quota_script: Script,
+    rate_script: Script,
     outbox: outbox::Scripts,
 }
 
@@ -225,6 +226,20 @@ if n == 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1
 ";
 
+// One rate bucket (KEYS[1]): its theoretical arrival time, kept until
+// then. ARGV: now (Unix ms), the emission interval and the tolerance (ms).
+// Returns 0 when the request is counted, else the wait in ms.
+const RATE: &str = r"
+local now = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
+if tat < now then tat = now end
+local next = tat + tonumber(ARGV[2])
+local over = next - now - tonumber(ARGV[3])
+if over > 0 then return over end
+redis.call('SET', KEYS[1], next, 'PX', next - now)
+return 0
+";
+
 impl RedisStore {
     /// Connects to a standalone server or a cluster.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
@@ -279,6 +294,7 @@ impl RedisStore {
             take_script: Script::new(&format!("{EVENT_FN}{RECEIPT_FN}{TAKE}")),
             burn_script: Script::new(&format!("{EVENT_FN}{RECEIPT_FN}{BURN}")),
             quota_script: Script::new(QUOTA),
+            rate_script: Script::new(RATE),
             outbox: outbox::Scripts::new(),
             status_script: Script::new(STATUS),
         })
@@ -552,6 +568,10 @@ impl BlobStore for RedisStore {
         Some(self)
     }
 
+    fn rates(&self) -> Option<&dyn crate::RateCounter> {
+        Some(self)
+    }
+
     fn outbox(&self) -> Option<&dyn Outbox> {
         Some(self)
     }
@@ -569,6 +589,29 @@ impl crate::QuotaCounter for RedisStore {
             Value::Int(1) => Ok(true),
             Value::Int(0) => Ok(false),
             other => Err(unexpected("count a quota", other)),
+        }
+    }
+}
+
+#[async_trait]
+impl crate::RateCounter for RedisStore {
+    async fn count_rate(
+        &self,
+        key: &str,
+        burst: u32,
+        interval: Duration,
+    ) -> Result<Option<Duration>> {
+        let op = "count a rate";
+        let (step, tolerance) = crate::rate_params(burst, interval);
+        let mut invocation = self.rate_script.key(format!("{}rate:{key}", self.prefix));
+        invocation
+            .arg(unix_ms(SystemTime::now()))
+            .arg(step)
+            .arg(tolerance);
+        match self.run(op, invocation).await? {
+            Value::Int(0) => Ok(None),
+            Value::Int(wait) if wait > 0 => Ok(Some(Duration::from_millis(wait.unsigned_abs()))),
+            other => Err(unexpected(op, other)),
         }
     }
 }

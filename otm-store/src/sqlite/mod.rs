@@ -174,6 +174,13 @@ const MIGRATIONS: &[&str] = &[
     // stored before the access column, spans overflow pages): an ID alone
     // tells nothing, not even by timing (BENCHMARKS.md, "probe").
     "CREATE UNIQUE INDEX IF NOT EXISTS otm_messages_access ON otm_messages (id, access);",
+    // 10: rate-limit buckets shared by the processes on one file
+    // (`RateCounter`): each key's theoretical arrival time, until which
+    // the row matters; the purge removes it after.
+    "CREATE TABLE IF NOT EXISTS otm_rates (
+        key TEXT PRIMARY KEY NOT NULL,
+        tat_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 impl SqliteStore {
@@ -407,6 +414,48 @@ impl BlobStore for SqliteStore {
     fn quotas(&self) -> Option<&dyn crate::QuotaCounter> {
         Some(self)
     }
+
+    fn rates(&self) -> Option<&dyn crate::RateCounter> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::RateCounter for SqliteStore {
+    async fn count_rate(
+        &self,
+        key: &str,
+        burst: u32,
+        interval: Duration,
+    ) -> Result<Option<Duration>> {
+        let op = "count a rate";
+        let now = unix_ms(SystemTime::now());
+        let (step, tolerance) = crate::rate_params(burst, interval);
+        // One statement under the write lock: the bucket's arrival time
+        // moves on only when the request fits.
+        let counted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO otm_rates (key, tat_ms) VALUES (?1, ?2 + ?3)
+             ON CONFLICT (key) DO UPDATE SET tat_ms = max(otm_rates.tat_ms, ?2) + ?3
+             WHERE max(otm_rates.tat_ms, ?2) + ?3 - ?2 <= ?4
+             RETURNING tat_ms",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(step)
+        .bind(tolerance)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify(op, e))?;
+        if counted.is_some() {
+            return Ok(None);
+        }
+        let tat: Option<i64> = sqlx::query_scalar("SELECT tat_ms FROM otm_rates WHERE key = ?1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| classify(op, e))?;
+        Ok(Some(crate::refused_wait(tat, now, burst, interval)))
+    }
 }
 
 #[async_trait]
@@ -580,6 +629,11 @@ impl PurgeExpired for SqliteStore {
         }
         tx.commit().await.map_err(|e| classify(op, e))?;
         sqlx::query("DELETE FROM otm_quotas WHERE until_ms <= ?1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| classify(op, e))?;
+        sqlx::query("DELETE FROM otm_rates WHERE tat_ms <= ?1")
             .bind(now)
             .execute(&self.pool)
             .await
