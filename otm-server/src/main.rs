@@ -178,6 +178,20 @@ struct Args {
     #[arg(long, env = "OTM_API_TOKENS_FILE")]
     api_tokens_file: Option<std::path::PathBuf>,
 
+    /// The server's manage key (`otmk_…`, from `otm-server manage-key`),
+    /// needed by API tokens with the manage scope: the secret each such
+    /// token manages its messages with is derived from the token and this
+    /// key, so a revoked token derives nothing. The same on every replica;
+    /// keep it like a password. Set it in the environment or a file
+    /// (--manage-key-file), not on the command line.
+    #[arg(long, env = "OTM_MANAGE_KEY", hide_env_values = true)]
+    manage_key: Option<String>,
+
+    /// A file holding the manage key (see --manage-key), for secrets
+    /// mounted as files.
+    #[arg(long, env = "OTM_MANAGE_KEY_FILE", conflicts_with = "manage_key")]
+    manage_key_file: Option<std::path::PathBuf>,
+
     /// Only holders of an API token may create messages (browsers too).
     #[arg(long, env = "OTM_CREATE_REQUIRES_TOKEN")]
     create_requires_token: bool,
@@ -212,6 +226,11 @@ enum Command {
         #[arg(long, default_value = "create")]
         scopes: String,
     },
+    /// Make a manage key for --manage-key / OTM_MANAGE_KEY (needed by API
+    /// tokens with the manage scope) and print it. Replacing the key
+    /// (rotating it) ends managing by API token for the messages created
+    /// before; the management tokens returned at their create keep working.
+    ManageKey,
     /// List the events of the store (--store) whose webhook deliveries all
     /// failed, kept as dead letters, one a line (ID, kind, failed attempts,
     /// when it happened); with --replay, make them all due again, attempts
@@ -299,6 +318,18 @@ fn limit(per_minute: u32) -> RateLimit {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(Command::ManageKey) = &args.command {
+        return match tokens::ManageKey::generate() {
+            Ok(key) => {
+                println!("{key}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("otm-server manage-key: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Token { name, scopes }) = &args.command {
         return match tokens::new_token(name, scopes) {
             Ok((token, entry)) => {
@@ -561,6 +592,24 @@ fn token_policy(args: &Args) -> Result<Option<tokens::TokenPolicy>, String> {
         }
         policy.require();
     }
+    let key = match (&args.manage_key, &args.manage_key_file) {
+        (Some(text), _) => Some(tokens::ManageKey::parse(text, "OTM_MANAGE_KEY")?),
+        (None, Some(path)) => {
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            );
+            Some(tokens::ManageKey::parse(
+                &text,
+                &path.display().to_string(),
+            )?)
+        }
+        (None, None) => None,
+    };
+    if let Some(key) = key {
+        policy.set_manage_key(key);
+    }
+    policy.check_manage_key()?;
     Ok(Some(policy))
 }
 

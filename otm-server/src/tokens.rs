@@ -13,11 +13,15 @@
 //! - `create`: the token may create messages.
 //! - `manage`: the token may show and burn, by ID, the messages it created
 //!   while it had this scope, without their management tokens: their tokens
-//!   are derived from it ([`otm_core::ManageSecret`]), so nothing about the
-//!   token is stored with a message. Removing `create` keeps a token able to
-//!   manage what it made by ID; removing the entry ends both on the server,
-//!   though the holder can still derive those messages' management tokens
-//!   from the token and present them as ordinary ones.
+//!   are derived ([`otm_core::ManageSecret`]) from a secret that is itself
+//!   derived from the token and the server's manage key
+//!   (`OTM_MANAGE_KEY`, `otm-server manage-key` makes one; the same on
+//!   every replica), so nothing about the token is stored with a message
+//!   and the token alone computes nothing: once its entry is removed, its
+//!   holder can neither present it nor derive a message's management token
+//!   from it. Removing `create` keeps a token able to manage what it made
+//!   by ID. A server with a `manage` token and no manage key refuses to
+//!   start.
 //!
 //! A quota `N/PERIOD` (`100/1h`, `5000/1d`) limits the token's creates per
 //! window, counted in the store across replicas, per token (entries that
@@ -34,14 +38,65 @@ use async_trait::async_trait;
 use axum::http::request::Parts;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use hmac::{Hmac, Mac};
 use otm_core::ManageSecret;
 use otm_http::policy::{CreateAsk, CreateLimits, CreatePolicy, Decision, Refusal};
 use otm_http::{Authorization, Caller, TokenHolder};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 /// The prefix of every token, so that a leaked one is easy to recognise.
 const PREFIX: &str = "otm_";
+
+/// The prefix of a manage key.
+const KEY_PREFIX: &str = "otmk_";
+
+/// The server's manage key: 32 random bytes, the same on every replica,
+/// from which (with an API token) the secret that token manages its
+/// messages with is derived. Zeroized on drop; `Debug` redacted.
+pub(crate) struct ManageKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for ManageKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ManageKey(..)")
+    }
+}
+
+impl ManageKey {
+    /// A fresh key in its text form, `otmk_` and 43 base64url characters.
+    pub(crate) fn generate() -> Result<String, String> {
+        let key = otm_core::Key::generate().map_err(|e| e.to_string())?;
+        Ok(format!("{KEY_PREFIX}{}", &*key.to_base64url()))
+    }
+
+    /// A key from its text form (surrounding whitespace ignored, so a file
+    /// with a final newline reads as it is meant); `source` names it in
+    /// errors, which never quote it.
+    pub(crate) fn parse(text: &str, source: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "{source}: a manage key is `otmk_` and 43 base64url characters \
+                 (otm-server manage-key makes one)"
+            )
+        };
+        let body = text.trim().strip_prefix(KEY_PREFIX).ok_or_else(bad)?;
+        let bytes = Zeroizing::new(URL_SAFE_NO_PAD.decode(body).map_err(|_| bad())?);
+        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| bad())?;
+        Ok(ManageKey(Zeroizing::new(key)))
+    }
+
+    /// The secret the API token `token` manages its messages with:
+    /// `HMAC-SHA256(key, "otm api token manage v2" || 0x00 || token)`.
+    fn secret_for(&self, token: &str) -> ManageSecret {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0[..])
+            .expect("HMAC takes keys of any length");
+        mac.update(b"otm api token manage v2\0");
+        mac.update(token.as_bytes());
+        let derived = Zeroizing::new(<[u8; 32]>::from(mac.finalize().into_bytes()));
+        ManageSecret::new(&derived[..]).expect("32 bytes are long enough")
+    }
+}
 
 /// One configured token.
 #[derive(Debug)]
@@ -62,6 +117,7 @@ const SCOPES: &[&str] = &["create", "manage"];
 pub(crate) struct TokenPolicy {
     entries: Vec<Entry>,
     required: bool,
+    manage_key: Option<ManageKey>,
 }
 
 impl TokenPolicy {
@@ -116,7 +172,11 @@ impl TokenPolicy {
                 "--create-requires-token without any create token in {source}"
             ));
         }
-        Ok(TokenPolicy { entries, required })
+        Ok(TokenPolicy {
+            entries,
+            required,
+            manage_key: None,
+        })
     }
 
     /// Adds the entries of another source (a name used twice across
@@ -124,6 +184,25 @@ impl TokenPolicy {
     pub(crate) fn extend(&mut self, other: TokenPolicy) {
         self.entries.extend(other.entries);
         self.required |= other.required;
+    }
+
+    /// Sets the manage key; a policy with a `manage` token needs one
+    /// ([`check_manage_key`](Self::check_manage_key)).
+    pub(crate) fn set_manage_key(&mut self, key: ManageKey) {
+        self.manage_key = Some(key);
+    }
+
+    /// Refuses a `manage` token without a manage key, naming the fix.
+    pub(crate) fn check_manage_key(&self) -> Result<(), String> {
+        match self.entries.iter().find(|e| e.manage) {
+            Some(entry) if self.manage_key.is_none() => Err(format!(
+                "the API token `{}` has the manage scope, which needs the server's manage \
+                 key: make one with `otm-server manage-key` and give the same one to every \
+                 replica in OTM_MANAGE_KEY (or a file named by --manage-key-file)",
+                entry.name
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Makes a token necessary to create.
@@ -195,11 +274,12 @@ impl CreatePolicy for TokenPolicy {
         // share a name.
         let mut holder = TokenHolder::new(entry.name.clone(), URL_SAFE_NO_PAD.encode(entry.digest));
         if entry.manage {
-            // Only a token shorter than 16 bytes fails, which `otm-server
-            // token` never makes.
-            let secret = ManageSecret::new(token.as_bytes())
-                .map_err(|_| Refusal::new("This API token is too short to manage."))?;
-            holder = holder.with_manage(secret);
+            // The server refuses to start with a manage token and no key.
+            let key = self
+                .manage_key
+                .as_ref()
+                .ok_or_else(|| Refusal::new("This server has no manage key."))?;
+            holder = holder.with_manage(key.secret_for(token));
         }
         tracing::debug!(token = entry.name, "request with an API token");
         Ok(Caller::ApiToken(holder))
@@ -372,7 +452,16 @@ mod scope_tests {
         let (create, create_entry) = new_token("create", "create").unwrap();
         let (manage, manage_entry) = new_token("manage", "manage").unwrap();
         let text = format!("{both_entry} 5/1h\n{create_entry}\n{manage_entry}\n");
-        let policy = TokenPolicy::parse(&text, "test", false).unwrap();
+        let mut policy = TokenPolicy::parse(&text, "test", false).unwrap();
+        let err = policy.check_manage_key().unwrap_err();
+        assert!(
+            err.contains("`both`") && err.contains("OTM_MANAGE_KEY"),
+            "{err}"
+        );
+        let key_text = ManageKey::generate().unwrap();
+        assert!(key_text.starts_with("otmk_") && key_text.len() == 48);
+        policy.set_manage_key(ManageKey::parse(&format!("{key_text}\n"), "test").unwrap());
+        policy.check_manage_key().unwrap();
         let bearer = |t: &str| format!("Bearer {t}");
 
         let Decision::Allow(limits) = decide_request(&policy, &parts("POST", &bearer(&both))).await
@@ -383,7 +472,17 @@ mod scope_tests {
             .manage_secret
             .clone()
             .expect("its messages are managed by it");
-        assert_eq!(secret, ManageSecret::new(both.as_bytes()).unwrap());
+        // Keyed by the server: the token alone derives nothing, and another
+        // key derives another secret.
+        assert_ne!(secret, ManageSecret::new(both.as_bytes()).unwrap());
+        let other_key = ManageKey::parse(&ManageKey::generate().unwrap(), "test").unwrap();
+        assert_ne!(secret, other_key.secret_for(&both));
+        assert_eq!(
+            secret,
+            ManageKey::parse(&key_text, "test")
+                .unwrap()
+                .secret_for(&both)
+        );
         let quota = limits.quota.expect("its quota");
         let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(both.as_bytes()));
         assert_eq!(quota.creator, format!("token:{digest}"));
@@ -410,12 +509,28 @@ mod scope_tests {
                 }
             }
         };
-        assert_eq!(
-            secret_of(both.clone()).await,
-            Some(ManageSecret::new(both.as_bytes()).unwrap())
-        );
+        assert_eq!(secret_of(both.clone()).await, Some(secret));
         assert!(secret_of(manage.clone()).await.is_some());
         assert!(secret_of(create).await.is_none(), "create only");
         assert!(secret_of(format!("{both}x")).await.is_none(), "unknown");
+    }
+
+    #[test]
+    fn manage_keys_are_checked_and_never_quoted() {
+        let good = ManageKey::generate().unwrap();
+        for bad in [
+            "",
+            "otmk_",
+            &good[..good.len() - 1],
+            &good.replace("otmk_", "otm_"),
+            &format!("{good}A"),
+            "otmk_!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
+        ] {
+            let err = ManageKey::parse(bad, "OTM_MANAGE_KEY").unwrap_err();
+            assert!(err.starts_with("OTM_MANAGE_KEY: "), "{err}");
+            assert!(bad.len() < 8 || !err.contains(&bad[5..]), "{err}");
+        }
+        let key = ManageKey::parse(&format!("  {good}\n"), "file").unwrap();
+        assert_eq!(format!("{key:?}"), "ManageKey(..)");
     }
 }

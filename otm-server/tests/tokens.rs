@@ -40,6 +40,20 @@ fn new_token_with(name: &str, scopes: &str) -> (String, String) {
     (field("token:"), field("entry:"))
 }
 
+/// `otm-server manage-key`: a fresh manage key.
+fn new_manage_key() -> String {
+    let out = Command::new(BIN).arg("manage-key").output().unwrap();
+    assert!(out.status.success());
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(key.starts_with("otmk_"), "{key}");
+    key
+}
+
+/// A client of the server at `base` that sends the API token `token`.
+fn with_token(base: &str, token: &str) -> Client {
+    Client::builder(base).api_token(token).build().unwrap()
+}
+
 fn denied(e: &Error) -> bool {
     e.code() == Some(ErrorCode::CreateDenied)
 }
@@ -72,20 +86,14 @@ async fn only_token_holders_create_when_required() {
         .await
         .unwrap_err();
     assert!(denied(&err), "{err}");
-    let wrong = Client::builder(&server.base)
-        .api_token(&other)
-        .build()
-        .unwrap();
+    let wrong = with_token(&server.base, &other);
     let err = wrong
         .send("wrong token", &SendOptions::new())
         .await
         .unwrap_err();
     assert!(denied(&err), "{err}");
 
-    let holder = Client::builder(&server.base)
-        .api_token(&token)
-        .build()
-        .unwrap();
+    let holder = with_token(&server.base, &token);
     let sent = holder
         .send("with the token", &SendOptions::new())
         .await
@@ -114,19 +122,20 @@ async fn manage_tokens_manage_what_they_created() {
         format!("{deploy_entry} 3/1h\n{other_entry}\n{ci_entry}\n"),
     )
     .unwrap();
+    std::fs::write(dir.path().join("manage.key"), new_manage_key()).unwrap();
     let server = Server::start(
         BIN,
         "sqlite://otm.sqlite3",
         dir.path(),
-        &["--api-tokens-file", "tokens"],
+        &[
+            "--api-tokens-file",
+            "tokens",
+            "--manage-key-file",
+            "manage.key",
+        ],
     )
     .await;
-    let with = |token: &str| {
-        Client::builder(&server.base)
-            .api_token(token)
-            .build()
-            .unwrap()
-    };
+    let with = |token: &str| with_token(&server.base, token);
     let (deploy_client, other_client, ci_client) = (with(&deploy), with(&other), with(&ci));
 
     let sent = deploy_client
@@ -174,19 +183,98 @@ async fn manage_tokens_manage_what_they_created() {
         .unwrap();
 }
 
+/// Revoking a `manage` token (removing its entry) ends managing by it:
+/// its holder can neither present it nor compute a message's management
+/// token from it (the derivation needs the server's manage key), while the
+/// management link returned at create keeps working.
+#[tokio::test]
+async fn a_revoked_manage_token_manages_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (deploy, deploy_entry) = new_token_with("deploy", "create,manage");
+    let (_, ci_entry) = new_token("ci");
+    std::fs::write(dir.path().join("manage.key"), new_manage_key()).unwrap();
+    std::fs::write(dir.path().join("tokens"), format!("{deploy_entry}\n")).unwrap();
+    let args = [
+        "--api-tokens-file",
+        "tokens",
+        "--manage-key-file",
+        "manage.key",
+    ];
+    let mut server = Server::start(BIN, "sqlite://otm.sqlite3", dir.path(), &args).await;
+    let deploy_client = with_token(&server.base, &deploy);
+    let sent = deploy_client
+        .send("made by deploy", &SendOptions::new())
+        .await
+        .unwrap();
+    let id = sent.link.id;
+    assert!(deploy_client.status_by_id(&id).await.is_ok());
+    // What the holder computes from the token alone is no management
+    // token of the message, even before revocation.
+    let offline = otm_core::ManageSecret::new(deploy.as_bytes())
+        .unwrap()
+        .token_for(&id);
+    let forged = otm_core::ManageLink::new(&server.base, id, offline).unwrap();
+    let err = client(&server.base).status(&forged).await.unwrap_err();
+    assert!(matches!(err, Error::Gone), "{err}");
+
+    // Revoked: the entry is gone (another token stays configured).
+    server.process.terminate(std::time::Duration::from_secs(10));
+    std::fs::write(dir.path().join("tokens"), format!("{ci_entry}\n")).unwrap();
+    let server = Server::start(BIN, "sqlite://otm.sqlite3", dir.path(), &args).await;
+    let deploy_client = with_token(&server.base, &deploy);
+    assert!(deploy_client.status_by_id(&id).await.is_err());
+    assert!(deploy_client.burn_by_id(&id).await.is_err());
+    let forged = otm_core::ManageLink::new(&server.base, id, forged.token).unwrap();
+    let err = client(&server.base).burn(&forged).await.unwrap_err();
+    assert!(matches!(err, Error::Gone), "{err}");
+    // The management link handed out at create still works, and the
+    // message was never burned.
+    let link = otm_core::ManageLink::new(&server.base, id, sent.manage_link.token).unwrap();
+    let receipt = client(&server.base).status(&link).await.unwrap();
+    assert_eq!(receipt.state, otm_core::api::MessageState::Waiting);
+}
+
+/// otm-server on the memory store with `--api-tokens-file tokens` in `dir`
+/// and the environment `env`, expected to refuse to start: its output.
+fn refused_start(dir: &std::path::Path, env: &[(&str, &str)]) -> String {
+    let mut command = Command::new(BIN);
+    command
+        .args(["--listen", "127.0.0.1:0", "--store", "memory:"])
+        .args(["--api-tokens-file", "tokens"])
+        .env_remove("OTM_MANAGE_KEY")
+        .current_dir(dir);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let out = command.output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout)
+}
+
+#[tokio::test]
+async fn a_manage_token_without_a_manage_key_stops_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, entry) = new_token_with("deploy", "create,manage");
+    std::fs::write(dir.path().join("tokens"), format!("{entry}\n")).unwrap();
+    let log = refused_start(dir.path(), &[]);
+    assert!(
+        log.contains("manage scope") && log.contains("otm-server manage-key"),
+        "{log}"
+    );
+    // A malformed key is refused without being quoted.
+    let log = refused_start(
+        dir.path(),
+        &[("OTM_MANAGE_KEY", "otmk_s3cr3t-but-too-short")],
+    );
+    assert!(log.contains("OTM_MANAGE_KEY: a manage key is"), "{log}");
+    assert!(!log.contains("s3cr3t"), "{log}");
+}
+
 #[tokio::test]
 async fn a_bad_token_configuration_stops_the_server() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tokens"), "ci create not-a-digest\n").unwrap();
-    let out = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--store", "memory:"])
-        .args(["--api-tokens-file", "tokens"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let log =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let log = refused_start(dir.path(), &[]);
     assert!(log.contains("tokens, entry 1"), "{log}");
     let out = Command::new(BIN)
         .args([
