@@ -24,7 +24,7 @@ fn nginx(port: u16, upstream: &str, dir: &std::path::Path) -> Option<Process> {
     assert_ne!(server, shipped, "the shipped config changed its addresses");
     let d = dir.display();
     let config = format!(
-        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
+        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n\
          events {{ worker_connections 256; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
          fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
@@ -135,6 +135,20 @@ async fn behind_nginx_clients_are_told_apart_and_spoofing_fails() {
         .unwrap();
     assert!(sent.link.to_url().starts_with(&base));
     assert_eq!(otm.open(&sent.link, None).await.unwrap().as_str(), text);
+    // The largest message (8,000 four-byte characters: a 32 KiB envelope,
+    // about 44 kB of JSON) passes in memory: nginx warns when it buffers a
+    // body to a temporary file.
+    let largest = "\u{1F512}".repeat(8000);
+    let sent = otm
+        .send(&largest, &otm_client::SendOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(otm.open(&sent.link, None).await.unwrap().as_str(), largest);
+    let log = std::fs::read_to_string(dir.path().join("nginx-error.log")).unwrap_or_default();
+    assert!(
+        !log.contains("buffered to a temporary file"),
+        "nginx wrote a body to disk: {log}"
+    );
 
     // A client sending its head a byte now and then is cut off by the proxy.
     let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", port))
