@@ -127,7 +127,8 @@ enum Failure {
     Input(String),
     /// 3: opened already, expired or burned.
     Gone(String),
-    /// 4: wrong key, passphrase or token.
+    /// 4: wrong passphrase (or, from older servers, a wrong management
+    /// token; a wrong key or token is answered like an unknown ID: 3).
     Denied(String),
     /// 5: the server cannot be reached or is unavailable (try again).
     Unavailable(String),
@@ -214,7 +215,8 @@ fn client(base: &str, insecure_http: bool) -> Outcome<Client> {
     client_with_token(base, insecure_http, None)
 }
 
-/// [`client`], sending `api_token` with creates.
+/// [`client`], sending `api_token` with creates and with status and burn
+/// by ID.
 fn client_with_token(base: &str, insecure_http: bool, api_token: Option<&str>) -> Outcome<Client> {
     let mut builder =
         Client::builder(base).user_agent(concat!("otm-cli/", env!("CARGO_PKG_VERSION")));
@@ -462,6 +464,7 @@ fn receipt_json(receipt: &Receipt) -> serde_json::Value {
         "expires_at": rfc3339(receipt.expires_at),
         "expires_at_unix": unix,
         "changed_at": receipt.changed_at.map(rfc3339),
+        "reference": receipt.reference,
     })
 }
 

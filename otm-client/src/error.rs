@@ -29,7 +29,8 @@ pub enum Error {
     /// the message is destroyed.
     #[error("wrong passphrase ({attempts_left} attempts left)")]
     WrongProof {
-        /// Wrong proofs the message still survives.
+        /// Wrong passphrases still allowed; the last of them destroys the
+        /// message (0: it was just destroyed).
         attempts_left: u32,
     },
     /// `403 wrong_token`: the management token does not belong to the

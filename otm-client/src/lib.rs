@@ -110,7 +110,9 @@ impl ClientBuilder {
     }
 
     /// The server's API token (`otm_…`), sent as `Authorization: Bearer`
-    /// with creates only, for servers where only token holders may create.
+    /// with creates (for servers where only token holders may create) and
+    /// with [`status_by_id`](Client::status_by_id) and
+    /// [`burn_by_id`](Client::burn_by_id) (a token with the manage scope).
     pub fn api_token(mut self, token: &str) -> Self {
         self.api_token = Some(ApiToken(Zeroizing::new(token.trim().to_owned())));
         self

@@ -53,11 +53,11 @@ macro_rules! error_codes {
 error_codes! {
     /// 404: never existed, expired, already opened or burned (one answer for all).
     NotFound = "not_found" => 404,
-    /// 403: a wrong claim proof (key or passphrase); `attempts_left` says how many remain.
+    /// 403: the right access proof but a wrong claim proof (a wrong passphrase); `attempts_left` says how many remain.
     WrongProof = "wrong_proof" => 403,
     /// 409: a message with this ID already exists (a create that collided).
     Conflict = "conflict" => 409,
-    /// 409: burn of a message that was already opened or burned.
+    /// 409: burn of a message that was already opened, burned or expired.
     NotWaiting = "not_waiting" => 409,
     /// 413: a body or envelope over the limit.
     TooLarge = "too_large" => 413,
@@ -147,8 +147,8 @@ pub struct ErrorBody {
     pub error: ErrorCode,
     /// An explanation for people (wording may change between releases).
     pub message: String,
-    /// With `wrong_proof`: how many wrong proofs the message still survives
-    /// (0: it was just destroyed).
+    /// With `wrong_proof`: how many wrong proofs are still allowed, the last
+    /// of which destroys the message (0: it was just destroyed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts_left: Option<u32>,
 }
@@ -166,7 +166,7 @@ pub struct PublicConfig {
     pub max_message_chars: u64,
     /// The largest envelope, in bytes.
     pub max_envelope_bytes: u64,
-    /// Wrong claim proofs a message survives; the one that reaches this
+    /// Wrong claim proofs allowed per message; the one that reaches this
     /// number destroys it.
     pub max_failed_attempts: u32,
     /// The public base URL for links, or `None`: build links on the origin

@@ -43,12 +43,13 @@ pub struct Config {
     /// The work a request starts in the store is not cut short by it; the
     /// stores' own timeouts bound that. Default 10 s.
     pub request_timeout: Duration,
-    /// The circuit breaker the router puts in front of the store (see
-    /// [`otm_store::Breaker`]): while the store keeps failing, requests get
-    /// their 503 at once instead of each waiting out the store's timeouts.
-    /// `None` turns it off. Default [`BreakerConfig::default`] (opens after
-    /// 3 failures in a row, one probe a second). A store that already is a
-    /// breaker is not wrapped again.
+    /// The circuit breaker [`Service::new`](crate::Service::new) puts in
+    /// front of the store (see [`otm_store::Breaker`]): while the store
+    /// keeps failing, requests get their 503 at once instead of each
+    /// waiting out the store's timeouts. `None` turns it off. Default
+    /// [`BreakerConfig::default`] (opens after 3 failures in a row, one
+    /// probe a second). Give the service the plain store: one that already
+    /// is a `Breaker` would be wrapped in a second.
     pub store_breaker: Option<BreakerConfig>,
     /// Who may create what ([`crate::policy`]). `None`: anyone, within the
     /// limits above.

@@ -85,7 +85,8 @@ pub struct DispatchConfig {
     /// [`DispatchConfig::max_backoff`], with up to a quarter of random
     /// jitter. Default 1 s.
     pub backoff: Duration,
-    /// The longest delay between two attempts. Default 10 minutes.
+    /// The cap on the backoff before jitter (a delay may exceed it by up to
+    /// a quarter). Default 10 minutes.
     pub max_backoff: Duration,
 }
 
@@ -265,7 +266,8 @@ async fn dispatch_once(
 }
 
 /// Delivers one leased event and marks it: delivered, failed with its
-/// retry time, or dropped after its last attempt.
+/// retry time, or kept as a dead letter after its last attempt (see
+/// [`Service::replay_dead_letters`](crate::Service::replay_dead_letters)).
 async fn deliver(
     store: &dyn BlobStore,
     sink: &Arc<dyn EventSink>,

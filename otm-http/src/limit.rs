@@ -28,8 +28,8 @@ impl Limiter {
         }
     }
 
-    /// Counts one request in `key`'s bucket; when it is empty, the
-    /// seconds (at least 1) until it holds one again.
+    /// Counts one request in `key`'s bucket; when it is empty, the whole
+    /// seconds, rounded up, until it holds one again.
     pub(crate) fn check(&self, key: RateKey) -> Result<(), u64> {
         // Forget idle callers now and then so the table does not grow forever.
         if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
@@ -37,7 +37,7 @@ impl Limiter {
         }
         self.inner.check_key(&key).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            wait.as_secs().max(1)
+            (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
         })
     }
 }

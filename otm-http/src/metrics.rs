@@ -156,7 +156,7 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP otm_events_total Event deliveries: delivered, retried (a failed attempt with another to come), dead (dropped after the last attempt).\n# TYPE otm_events_total counter\notm_events_total{{outcome=\"delivered\"}} {}\notm_events_total{{outcome=\"retried\"}} {}\notm_events_total{{outcome=\"dead\"}} {}",
+            "# HELP otm_events_total Event deliveries: delivered, retried (a failed attempt with another to come), dead (kept as a dead letter after the last attempt).\n# TYPE otm_events_total counter\notm_events_total{{outcome=\"delivered\"}} {}\notm_events_total{{outcome=\"retried\"}} {}\notm_events_total{{outcome=\"dead\"}} {}",
             get(&self.events.delivered),
             get(&self.events.retried),
             get(&self.events.dead)

@@ -1,6 +1,7 @@
-//! What every response passes through: the metrics' timing, the whole
-//! request received within the timeout and the body limit before any
-//! handler runs, and the security headers.
+//! What every response passes through: the metrics' timing (for requests
+//! that arrived whole within the limits: a 408 or 413 is answered before
+//! it), the whole request received within the timeout and the body limit
+//! before any handler runs, and the security headers.
 
 use std::time::Instant;
 

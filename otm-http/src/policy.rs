@@ -77,8 +77,8 @@ pub trait CreatePolicy: Send + Sync + 'static {
     /// Who sent an HTTP request to create, show or burn: `request` is its
     /// head (headers, and extensions the host's middleware added),
     /// `client` its client address. Runs before the rate limit, for every
-    /// create and for status and burn requests whose `Authorization` is not
-    /// a management token, so keep it cheap. A [`Refusal`] answers the
+    /// create and for status and burn requests whose `Authorization: Bearer`
+    /// value is not a management token, so keep it cheap. A [`Refusal`] answers the
     /// request at once (`403 create_denied` on a create, `401
     /// token_required` on status and burn), counted against the client's
     /// address. The default: [`Caller::Anonymous`] at `client`.

@@ -57,8 +57,8 @@ struct Args {
     #[arg(long, env = "OTM_MAX_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
     max_ttl: Duration,
 
-    /// Wrong passphrases a message survives (1 to 20): the one that reaches
-    /// this number destroys it. Only a holder of the link can try one.
+    /// Wrong passphrases allowed per message (1 to 20): the one that
+    /// reaches this number destroys it. Only a holder of the link can try one.
     #[arg(long, env = "OTM_MAX_FAILED_ATTEMPTS", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=20))]
     max_failed_attempts: u32,

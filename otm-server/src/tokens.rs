@@ -332,7 +332,7 @@ pub(crate) fn new_token(name: &str, scopes: &str) -> Result<(String, String), St
     Ok((token, format!("{name} {scopes} {digest}")))
 }
 
-/// What the server decides for a create request with `auth`: identified,
+/// What the server decides for the create request `request`: identified,
 /// then decided, as the service does.
 #[cfg(test)]
 async fn decide_request(policy: &TokenPolicy, request: &Parts) -> Decision {

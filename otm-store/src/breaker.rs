@@ -15,7 +15,8 @@
 //! A refused call did nothing: no message is put, taken, burned or counted,
 //! so failing fast never loses or burns a message. [`BlobStore::check`]
 //! always reaches the backend (a readiness probe must tell the truth) and
-//! its answer counts like any other.
+//! its answer counts too: any error from it, not only `Unavailable`,
+//! counts as a failure.
 
 use std::fmt;
 use std::future::Future;

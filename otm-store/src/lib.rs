@@ -11,9 +11,11 @@
 //! | `postgres` | [`PostgresStore`]            | a counting `UPDATE`, then one `DELETE … RETURNING` | checked in SQL, purge |
 //! | `s3`       | [`S3Store`]                  | `If-Match` delete or `If-None-Match` claim | checked at take, lifecycle |
 //!
-//! Stores hold exactly the bytes they are given (the sealed envelope), the
-//! claim verifier and the expiry. They never see a key, a proof in the clear
-//! beyond the call that checks it, or plaintext.
+//! Stores hold exactly what they are given: the sealed envelope, the claim
+//! and access verifiers, the expiry and, when given, the management
+//! verifier, the creator and the reference (and the receipts and events
+//! made of them). They never see a key, a proof in the clear beyond the
+//! call that checks it, or plaintext.
 //!
 //! ```
 //! # #[cfg(feature = "memory")]

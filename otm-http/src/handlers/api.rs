@@ -37,7 +37,7 @@ pub(crate) const MAX_ENVELOPE_B64: usize = (MAX_ENVELOPE_LEN * 4).div_ceil(3);
 /// the JSON around it.
 pub const API_BODY_LIMIT: usize = MAX_ENVELOPE_B64 + 1024;
 
-// The OpenAPI document of the JSON API (`otm-http/openapi.json`, linked
+/// The OpenAPI document of the JSON API (`otm-http/openapi.json`, linked
 /// from `docs/openapi.json`).
 pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 

@@ -8,7 +8,9 @@ use super::Receipt;
 /// Why a [`Service`](crate::Service) call failed, or why it could not
 /// start. [`ServiceError::code`] is the API's error code for it; the router
 /// answers each with the status of that code
-/// ([`ErrorCode::http_status`]).
+/// ([`ErrorCode::http_status`]), except [`ServiceError::WrongToken`], which
+/// it answers exactly like [`ServiceError::Gone`] (404 `not_found`), so
+/// that an ID alone tells nothing.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ServiceError {
@@ -40,17 +42,20 @@ pub enum ServiceError {
         per: std::time::Duration,
     },
     /// No such message: never created, opened, burned, expired, or asked
-    /// for with a wrong access proof (the four are told apart to no one).
+    /// for with a wrong access proof (none of these is told apart).
     Gone,
     /// A wrong claim proof (a wrong passphrase). At 0 the message was
     /// destroyed.
     WrongProof {
-        /// Wrong proofs the message survives from now on.
+        /// Wrong proofs still allowed; the last of them destroys the
+        /// message (0: it was just destroyed).
         attempts_left: u32,
     },
-    /// The management token does not belong to the message.
+    /// The management token does not belong to the message. (The HTTP API
+    /// answers it as `not_found`, like an unknown ID; [`ServiceError::code`]
+    /// still says `wrong_token` for in-process callers.)
     WrongToken,
-    /// A burn of a message that was already opened or burned.
+    /// A burn of a message that was already opened, burned or expired.
     NotWaiting(Receipt),
     /// [`Service::send`](crate::Service::send) needs
     /// [`Config::base_url`](crate::Config::base_url) to make links.

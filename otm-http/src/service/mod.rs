@@ -168,7 +168,9 @@ impl Service {
     /// are asked for from a store that records none), when the dispatch
     /// settings contradict each other, or when the create policy counts
     /// quotas ([`CreatePolicy::counts_quotas`](crate::policy::CreatePolicy::counts_quotas))
-    /// and the store declares none ([`BlobStore::quotas`]).
+    /// and the store declares none ([`BlobStore::quotas`]), or when
+    /// [`Config::shared_rate_limits`] is on and the store declares no
+    /// rates ([`BlobStore::rates`]).
     pub fn new(store: Arc<dyn BlobStore>, config: Config) -> Result<Service, ServiceError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ServiceError::NoRuntime)?;
         let records = store.options().events && store.outbox().is_some();

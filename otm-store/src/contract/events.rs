@@ -39,7 +39,8 @@ pub struct Event {
     pub creator: Option<otm_core::Creator>,
     /// The sender's reference given at create, if any.
     pub reference: Option<String>,
-    /// When it happened (the store's clock, millisecond precision).
+    /// When it happened (the clock of the process that made the change,
+    /// millisecond precision).
     pub at: SystemTime,
     /// Deliveries tried and failed before this lease.
     pub attempts: u32,

@@ -92,8 +92,8 @@ impl Debug for NewMessage {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct StoreOptions {
-    /// Wrong claim proofs a message survives; the one that reaches this number
-    /// burns it. Default 5.
+    /// Wrong claim proofs allowed per message; the one that reaches this
+    /// number burns it. Default 5.
     pub max_failed_attempts: u32,
     /// Largest envelope accepted by `put`. Default [`MAX_ENVELOPE_LEN`].
     pub max_envelope_len: usize,
@@ -154,7 +154,8 @@ pub enum StoreError {
     /// consumed, unless `attempts_left` is 0: then this attempt burned it.
     #[error("wrong claim proof ({attempts_left} attempts left)")]
     WrongProof {
-        /// Further wrong proofs the message survives.
+        /// Wrong proofs still allowed; the last of them destroys the
+        /// message (0: it was just destroyed).
         attempts_left: u32,
     },
     /// The envelope is larger than the store accepts.

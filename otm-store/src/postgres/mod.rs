@@ -164,8 +164,8 @@ pub struct PostgresStore {
     rates: String,
 }
 
-/// Schema migrations; `{table}` is replaced by the qualified table name and
-/// `{schema}` by the schema. Applied once each under an advisory lock, so
+/// Schema migrations; `{table}`, `{receipts}`, `{events}`, `{quotas}` and
+/// `{rates}` are replaced by the qualified table names. Applied once each under an advisory lock, so
 /// replicas starting together do not race.
 const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {table} (
@@ -355,7 +355,8 @@ fn check_transport(connect: &PgConnectOptions, allowed: bool) -> Result<()> {
 impl BlobStore for PostgresStore {
     async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
         let (expires_at_ms, _) = check_new(&self.opts, &message)?;
-        // The row and its `created` event in one statement.
+        // The row, its `created` event and the removal of a stale receipt
+        // in one statement (one round trip).
         let stored: i64 = sqlx::query_scalar(&format!(
             "WITH stored AS (
                  INSERT INTO {t} AS m
@@ -370,10 +371,14 @@ impl BlobStore for PostgresStore {
                  RETURNING id, reference, creator),
              event AS (
                  INSERT INTO {e} (kind, message, reference, at_ms, attempts, due_ms, creator)
-                 SELECT $11, id, reference, $5, 0, $5, creator FROM stored WHERE $10)
+                 SELECT $11, id, reference, $5, 0, $5, creator FROM stored WHERE $10),
+             -- A receipt left by an earlier message with this ID (only
+             -- possible after that one expired) must not describe the new one.
+             receipt AS (DELETE FROM {r} WHERE id IN (SELECT id FROM stored))
              SELECT count(*) FROM stored",
             t = self.table,
             e = self.events,
+            r = self.receipts,
         ))
         .bind(&id.as_bytes()[..])
         .bind(&message.envelope)
@@ -393,13 +398,6 @@ impl BlobStore for PostgresStore {
         if stored == 0 {
             return Err(StoreError::Conflict);
         }
-        // A receipt left by an earlier message with this ID (only possible
-        // after that one expired) must not describe the new one.
-        sqlx::query(&format!("DELETE FROM {} WHERE id = $1", self.receipts))
-            .bind(&id.as_bytes()[..])
-            .execute(&self.pool)
-            .await
-            .map_err(|e| classify("store a message", e))?;
         Ok(())
     }
 
@@ -409,42 +407,28 @@ impl BlobStore for PostgresStore {
         access: &AccessProof,
         proof: &ClaimProof,
     ) -> Result<Vec<u8>> {
-        let op = "take a message";
-        let now = unix_ms(SystemTime::now());
         let verifier = proof.verifier();
         let access = access.verifier();
-        let max = i64::from(self.opts.max_failed_attempts);
-        // 1. A wrong claim proof (with the right access proof: without it
-        //    nothing matches and nothing is counted) is compared and counted
-        //    in one statement, so no more than `max` wrong proofs are ever
-        //    evaluated, however many arrive at once. (Comparing SHA-256
-        //    digests in the database leaks no usable timing: a digest prefix
-        //    does not help find a proof.)
-        let failures: Option<i64> = sqlx::query_scalar(&format!(
-            "UPDATE {t} SET failed_attempts = failed_attempts + 1
-             WHERE id = $1 AND expires_at_ms > $2 AND failed_attempts < $3 AND access = $5
-                 AND verifier <> $4
-             RETURNING failed_attempts::BIGINT",
-            t = self.table
-        ))
-        .bind(&id.as_bytes()[..])
-        .bind(now)
-        .bind(max)
-        .bind(&verifier.as_bytes()[..])
-        .bind(&access.as_bytes()[..])
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| classify(op, e))?;
+        // One statement: a wrong claim proof (with the right access proof:
+        // without it nothing matches and nothing is counted) is compared
+        // and counted, so no more than `max` wrong proofs are ever
+        // evaluated, however many arrive at once; the right one deletes
+        // the row and records its receipt and event. The two conditions
+        // exclude each other, so at most one of them touches the row.
+        // (Comparing SHA-256 digests in the database leaks no usable
+        // timing: a digest prefix does not help find a proof.)
+        let (failures, envelope) = self.remove(id, Removal::Take { verifier, access }).await?;
+        if let Some(envelope) = envelope {
+            return Ok(envelope);
+        }
         // The wrong proof that uses up the attempts frees the dead row and
-        // leaves the receipt; the right proof (or none of it is left) takes,
-        // deletes and records the receipt in one statement.
-        let burn = self.remove(id, Removal::Spent);
-        let take = self.remove(id, Removal::Take { verifier, access });
-        finish_take(&self.opts, failures, burn, take).await
+        // leaves the receipt.
+        let burn = async { Ok(self.remove(id, Removal::Spent).await?.1) };
+        finish_take(&self.opts, failures, burn, async { Ok(None) }).await
     }
 
     async fn burn(&self, id: &MessageId) -> Result<()> {
-        let removed = self.remove(id, Removal::Burn).await?;
+        let (_, removed) = self.remove(id, Removal::Burn).await?;
         removed.map(|_| ()).ok_or(StoreError::NotFound)
     }
 
@@ -578,23 +562,46 @@ impl crate::QuotaCounter for PostgresStore {
 impl PostgresStore {
     /// Deletes the row `removal` names and, in the same statement, records
     /// its receipt when the message has a manager and its event when events
-    /// are on. Returns the envelope if a row went. Parameters: `$1` the ID,
-    /// `$2` the attempt limit, `$3` now, `$4` the receipt state, `$5` the
-    /// event kind, `$6` whether to record it, and `$7`/`$8` the claim and
-    /// access verifiers of a take.
-    async fn remove(&self, id: &MessageId, removal: Removal) -> Result<Option<Vec<u8>>> {
-        let op = "remove a message";
+    /// are on. For a take, the same statement also counts a wrong claim
+    /// proof. Returns the new failure count if it counted one, and the
+    /// envelope if a row went. Parameters: `$1` the ID, `$2` the attempt
+    /// limit, `$3` now, `$4` the receipt state, `$5` the event kind, `$6`
+    /// whether to record it, and `$7`/`$8` the claim and access verifiers of
+    /// a take.
+    async fn remove(
+        &self,
+        id: &MessageId,
+        removal: Removal,
+    ) -> Result<(Option<i64>, Option<Vec<u8>>)> {
+        let op = match removal {
+            Removal::Take { .. } => "take a message",
+            Removal::Burn => "burn a message",
+            Removal::Spent => "remove a message",
+        };
         let now = unix_ms(SystemTime::now());
         let max = i64::from(self.opts.max_failed_attempts);
-        let which = match removal {
-            Removal::Take { .. } => {
-                "failed_attempts < $2 AND expires_at_ms > $3 AND verifier = $7 AND access = $8"
-            }
-            Removal::Burn => "failed_attempts < $2 AND expires_at_ms > $3",
-            Removal::Spent => "failed_attempts >= $2",
+        let (which, wrong) = match removal {
+            Removal::Take { .. } => (
+                "failed_attempts < $2 AND expires_at_ms > $3 AND verifier = $7 AND access = $8",
+                format!(
+                    "wrong AS (
+                         UPDATE {t} SET failed_attempts = failed_attempts + 1
+                         WHERE id = $1 AND expires_at_ms > $3 AND failed_attempts < $2
+                             AND access = $8 AND verifier <> $7
+                         RETURNING failed_attempts::BIGINT AS failures),",
+                    t = self.table
+                ),
+            ),
+            Removal::Burn => ("failed_attempts < $2 AND expires_at_ms > $3", String::new()),
+            Removal::Spent => ("failed_attempts >= $2", String::new()),
+        };
+        let failures = match removal {
+            Removal::Take { .. } => "(SELECT failures FROM wrong)",
+            _ => "NULL::BIGINT",
         };
         let sql = format!(
-            "WITH gone AS (
+            "WITH {wrong}
+             gone AS (
                  DELETE FROM {t} WHERE id = $1 AND {which}
                  RETURNING id, envelope, manage, expires_at_ms, reference, creator),
              event AS (
@@ -609,12 +616,12 @@ impl PostgresStore {
                      state = excluded.state, changed_at_ms = excluded.changed_at_ms,
                      expires_at_ms = excluded.expires_at_ms, reference = excluded.reference,
                      creator = excluded.creator)
-             SELECT envelope FROM gone",
+             SELECT {failures}, (SELECT envelope FROM gone)",
             t = self.table,
             r = self.receipts,
             e = self.events,
         );
-        let mut query = sqlx::query_scalar(&sql)
+        let mut query = sqlx::query_as(&sql)
             .bind(&id.as_bytes()[..])
             .bind(max)
             .bind(now)
@@ -627,7 +634,7 @@ impl PostgresStore {
                 .bind(access.as_bytes().to_vec());
         }
         query
-            .fetch_optional(&self.pool)
+            .fetch_one(&self.pool)
             .await
             .map_err(|e| classify(op, e))
     }

@@ -36,7 +36,8 @@ const PAGE: u32 = 1000;
 const RETRIES: u32 = 3;
 
 impl S3Store {
-    /// See [`BlobStore::count_quota`] and the module documentation.
+    /// See [`QuotaCounter::count_quota`](crate::QuotaCounter::count_quota)
+    /// and the module documentation.
     pub(super) async fn count_in_slots(
         &self,
         key: &str,
