@@ -212,4 +212,30 @@ mod tests {
             assert_eq!(status.as_u16(), code.http_status());
         }
     }
+
+    #[test]
+    fn a_store_error_has_one_code_in_the_library_and_over_http() {
+        let errors = || {
+            vec![
+                StoreError::NotFound,
+                StoreError::Conflict,
+                StoreError::WrongProof { attempts_left: 2 },
+                StoreError::TooLarge { len: 9, max: 8 },
+                StoreError::Invalid { reason: "x" },
+                StoreError::Unavailable {
+                    op: "x",
+                    source: "down".into(),
+                },
+                StoreError::Backend {
+                    op: "x",
+                    source: "broken".into(),
+                },
+            ]
+        };
+        for (for_service, for_http) in errors().into_iter().zip(errors()) {
+            let name = format!("{for_service:?}");
+            let code = crate::ServiceError::Store(for_service).code();
+            assert_eq!(ApiError::from(for_http).code(), code, "{name}");
+        }
+    }
 }

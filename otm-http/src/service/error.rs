@@ -110,6 +110,13 @@ impl ServiceError {
             ServiceError::WrongToken => ErrorCode::WrongToken,
             ServiceError::NotWaiting(_) => ErrorCode::NotWaiting,
             ServiceError::Store(StoreError::Unavailable { .. }) => ErrorCode::StoreUnavailable,
+            // What the HTTP answer says for the same store error
+            // (`ApiError::from(StoreError)`).
+            ServiceError::Store(StoreError::NotFound) => ErrorCode::NotFound,
+            ServiceError::Store(StoreError::WrongProof { .. }) => ErrorCode::WrongProof,
+            ServiceError::Store(StoreError::Conflict) => ErrorCode::Conflict,
+            ServiceError::Store(StoreError::TooLarge { .. }) => ErrorCode::TooLarge,
+            ServiceError::Store(StoreError::Invalid { .. }) => ErrorCode::Invalid,
             ServiceError::NoBaseUrl
             | ServiceError::Store(_)
             | ServiceError::Random
