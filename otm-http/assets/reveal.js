@@ -39,7 +39,15 @@ const els = {
   clearClipboard: $('clear-clipboard'),
   gone: $('gone'),
   goneTitle: $('gone-title'),
+  openedHere: $('opened-here'),
+  openedHereTitle: $('opened-here-title'),
 };
+
+// What this tab remembers, for its session only, of the messages it
+// revealed: their IDs, never a key or a text. A reload after a reveal (the
+// key is gone from the address bar by then) can then say what happened
+// instead of asking for a key.
+const OPENED_PREFIX = 'otm.opened.';
 
 const REVEAL_LABEL = 'Reveal message';
 const COPY_TEXT_LABEL = 'Copy message';
@@ -70,6 +78,24 @@ function removeFragment() {
     history.replaceState(history.state, '', location.pathname + location.search);
   } catch {
     // Some embedded browsers refuse; the page stays usable.
+  }
+}
+
+/** Notes, for this tab's session, that it took the message off the server. */
+function rememberOpened() {
+  try {
+    sessionStorage.setItem(OPENED_PREFIX + state.id, '1');
+  } catch {
+    // Storage refused (some private modes): a reload then asks for the key.
+  }
+}
+
+/** Whether this tab revealed the message earlier in its session. */
+function openedInThisTab() {
+  try {
+    return sessionStorage.getItem(OPENED_PREFIX + state.id) === '1';
+  } catch {
+    return false;
   }
 }
 
@@ -207,6 +233,7 @@ async function onReveal(event) {
 
     // The server has deleted the message: the link is spent.
     removeFragment();
+    rememberOpened();
     let text;
     try {
       text = await open(secrets, answer.envelope);
@@ -306,6 +333,13 @@ function showGone() {
   els.goneTitle.focus();
 }
 
+function showOpenedHere() {
+  removeFragment();
+  els.intro.hidden = true;
+  els.openedHere.hidden = false;
+  els.openedHereTitle.focus();
+}
+
 function showRevealed(text) {
   els.passphraseField.value = '';
   els.manualKey.value = '';
@@ -368,6 +402,14 @@ function init() {
   state.id = idFromPath();
   if (!state.id) {
     showError('This link is not valid: the message ID in it is missing or damaged. Ask the sender for the link again.');
+    return;
+  }
+
+  if (openedInThisTab()) {
+    // Revealed in this tab already (the page was reloaded, or the link
+    // opened again): the server no longer has it, so say so rather than
+    // ask for a key or send a request that can only find nothing.
+    showOpenedHere();
     return;
   }
 

@@ -128,18 +128,53 @@ async fn full_flow(store: Arc<dyn BlobStore>, label: &str) {
         url.fragment().is_none_or(|f| !f.contains("key=")),
         "key left in the address bar: {url}"
     );
+    // A reload after the reveal (the key is gone from the address bar), or
+    // the link opened again in this tab, says what happened instead of
+    // asking for a key; the tab kept the ID only, for its session.
+    reader.refresh().await.unwrap();
+    let here = visible(&reader, "#opened-here").await.text().await.unwrap();
+    assert!(here.contains("You already opened this message"), "{here}");
+    if label == "sqlite" {
+        screenshot(&reader, "opened-here").await;
+    }
+    let stored = reader
+        .execute(
+            "return JSON.stringify(Object.entries(sessionStorage));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let stored = stored.as_str().unwrap().to_owned();
+    let parsed = Link::parse(&link).unwrap();
+    assert!(stored.contains(&parsed.id.to_string()), "{stored}");
+    assert!(
+        !stored.contains(&parsed.key.to_base64url().to_string()) && !stored.contains(&secret_text),
+        "the tab kept the key or the text: {stored}"
+    );
     reader.goto(&link).await.unwrap();
     reader.refresh().await.unwrap();
-    visible(&reader, "#reveal").await.click().await.unwrap();
-    let gone = visible(&reader, "#gone").await.text().await.unwrap();
+    visible(&reader, "#opened-here").await;
+    let intro = reader
+        .find(otm_testkit::browser::fantoccini::Locator::Css(
+            "#reveal-intro",
+        ))
+        .await
+        .unwrap();
+    assert!(!intro.is_displayed().await.unwrap(), "the intro is shown");
+    reader.close().await.unwrap();
+    // Another tab (a new session) that opens the spent link is told it is
+    // gone, without guessing why.
+    let (other, _p2b) = reveal(&driver, &link, None).await;
+    let gone = visible(&other, "#gone").await.text().await.unwrap();
     assert!(
-        gone.contains("This message was already opened or has expired."),
+        gone.contains("This message was already opened or has expired.")
+            && gone.contains("Ask the sender for a new link."),
         "{gone}"
     );
     if label == "sqlite" {
-        screenshot(&reader, "gone").await;
+        screenshot(&other, "gone").await;
     }
-    reader.close().await.unwrap();
+    other.close().await.unwrap();
 
     // 2. Passphrase: wrong (does not burn), then right.
     let link = compose(&sender, base, &phrased_text, Some(passphrase), false).await;
