@@ -1,13 +1,11 @@
 //! What the two SQL backends share: error classification and reading a
 //! message or receipt row into a [`MessageStatus`].
 
-use std::future::Future;
-
 use otm_core::{AccessVerifier, ClaimVerifier, ManageVerifier, MessageId};
 
 use crate::{
-    creator_from, from_unix_ms, wrong_proof, Event, EventHandle, EventKind, MessageState,
-    MessageStatus, Result, StoreError, StoreOptions,
+    creator_from, from_unix_ms, Event, EventHandle, EventKind, MessageState, MessageStatus, Result,
+    StoreError,
 };
 
 /// Receipt states as stored.
@@ -193,30 +191,6 @@ where
         .collect();
     events.sort_by_key(|(seq, _)| *seq);
     Ok(events.into_iter().map(|(_, e)| e).collect())
-}
-
-/// The rest of a take once its first statement (count a wrong proof, in
-/// the same step as the comparison) has run: `failures` is the new count
-/// if the proof was wrong. The failure that uses up the attempts runs
-/// `burn`, which frees the already dead row and leaves the receipt (best
-/// effort: the purge removes the row otherwise); a right proof runs `take`,
-/// which deletes and returns the message in one statement.
-pub(crate) async fn finish_take(
-    opts: &StoreOptions,
-    failures: Option<i64>,
-    burn: impl Future<Output = Result<Option<Vec<u8>>>>,
-    take: impl Future<Output = Result<Option<Vec<u8>>>>,
-) -> Result<Vec<u8>> {
-    let Some(failures) = failures else {
-        return take.await?.ok_or(StoreError::NotFound);
-    };
-    let failures = u32::try_from(failures).unwrap_or(u32::MAX);
-    if failures >= opts.max_failed_attempts {
-        if let Err(e) = burn.await {
-            tracing::warn!(error = %e, "burning a message after too many wrong proofs failed; the purge will remove it");
-        }
-    }
-    Err(wrong_proof(opts, failures))
 }
 
 /// Sorts a driver error into retryable (`Unavailable`) or not (`Backend`).

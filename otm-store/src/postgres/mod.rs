@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use otm_core::{AccessProof, ClaimProof, MessageId};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::sql::{classify, finish_take, message_status, receipt_status, removal_event, Removal};
+use crate::sql::{classify, message_status, receipt_status, removal_event, Removal};
 use crate::url::{invalid_url, Query};
 use crate::{
-    check_new, unix_ms, BlobStore, EventKind, MessageStatus, NewMessage, Outbox, PurgeExpired,
-    Result, StoreError, StoreOptions,
+    check_new, unix_ms, wrong_proof, BlobStore, EventKind, MessageStatus, NewMessage, Outbox,
+    PurgeExpired, Result, StoreError, StoreOptions,
 };
 
 /// Settings for [`PostgresStore`].
@@ -421,10 +421,19 @@ impl BlobStore for PostgresStore {
         if let Some(envelope) = envelope {
             return Ok(envelope);
         }
-        // The wrong proof that uses up the attempts frees the dead row and
-        // leaves the receipt.
-        let burn = async { Ok(self.remove(id, Removal::Spent).await?.1) };
-        finish_take(&self.opts, failures, burn, async { Ok(None) }).await
+        let Some(failures) = failures else {
+            return Err(StoreError::NotFound);
+        };
+        let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+        if failures >= self.opts.max_failed_attempts {
+            // The wrong proof that uses up the attempts frees the dead row
+            // and leaves the receipt (best effort: the purge removes the
+            // row otherwise).
+            if let Err(e) = self.remove(id, Removal::Spent).await {
+                tracing::warn!(error = %e, "burning a message after too many wrong proofs failed; the purge will remove it");
+            }
+        }
+        Err(wrong_proof(&self.opts, failures))
     }
 
     async fn burn(&self, id: &MessageId) -> Result<()> {

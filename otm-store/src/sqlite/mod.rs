@@ -2,6 +2,7 @@
 //! restarts; several processes may share the file.
 
 mod outbox;
+mod writer;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -14,11 +15,11 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
-use crate::sql::{classify, finish_take, message_status, receipt_status, removal_event, Removal};
+use crate::sql::{classify, message_status, receipt_status};
 use crate::url::{invalid_url, Query};
 use crate::{
-    check_new, unix_ms, BlobStore, EventKind, MessageStatus, NewMessage, Outbox, PurgeExpired,
-    Result, StoreError, StoreOptions,
+    check_new, unix_ms, wrong_proof, BlobStore, EventKind, MessageStatus, NewMessage, Outbox,
+    PurgeExpired, Result, StoreError, StoreOptions,
 };
 
 /// Settings for [`SqliteStore`].
@@ -27,9 +28,9 @@ use crate::{
 pub struct SqliteConfig {
     /// Database file; created if missing.
     pub path: PathBuf,
-    /// Pool size. SQLite has one writer at a time and every store operation
-    /// writes, so the default 1 queues callers in the pool instead of in
-    /// SQLite's sleeping busy handler.
+    /// Size of the pool that serves status, checks, the purge, the outbox,
+    /// quotas and rates (default 1). Puts, takes and burns go through the
+    /// group-commit writer's own connection instead (see [`SqliteStore`]).
     pub max_connections: u32,
     /// How long a statement waits for another process's write lock.
     pub busy_timeout: Duration,
@@ -102,15 +103,24 @@ impl SqliteConfig {
 
 /// A [`BlobStore`] in a SQLite file.
 ///
-/// Take is a counting `UPDATE` (a wrong proof is compared and counted in
-/// one statement) and then one `DELETE … RETURNING` statement, which SQLite
-/// runs under its database write lock, so exactly one caller gets a message
-/// even with many processes on one file. Expired rows are never returned (the statements
-/// compare the expiry) and [`PurgeExpired::purge_expired`](crate::PurgeExpired::purge_expired) deletes them.
+/// Puts, takes and burns are committed in groups: one task with a
+/// connection of its own runs whatever is waiting in one `BEGIN IMMEDIATE`
+/// transaction, a savepoint per operation, and answers each once it has
+/// committed, so under `synchronous=FULL` one sync covers many operations
+/// and an acknowledged one is on disk. A take is a counting `UPDATE` (a
+/// wrong proof is compared and counted in one statement) and then one
+/// `DELETE … RETURNING`, under SQLite's database write lock, so exactly one
+/// caller gets a message even with many processes on one file. Expired
+/// rows are never returned (the statements compare the expiry) and
+/// [`PurgeExpired::purge_expired`](crate::PurgeExpired::purge_expired)
+/// deletes them. The store needs a Tokio runtime when it connects (the
+/// writer is a task on it).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
     opts: StoreOptions,
+    /// Puts, takes and burns, committed in groups ([`writer`]).
+    writer: writer::Writer,
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
@@ -205,11 +215,16 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.busy_timeout + Duration::from_secs(5))
-            .connect_with(connect)
+            .connect_with(connect.clone())
+            .await
+            .map_err(|e| classify("open the SQLite database", e))?;
+        // The group-commit writer's own connection, beside the pool's.
+        let own = sqlx::ConnectOptions::connect(&connect)
             .await
             .map_err(|e| classify("open the SQLite database", e))?;
         let store = SqliteStore {
             pool,
+            writer: writer::Writer::spawn(own, config.options.clone()),
             opts: config.options,
         };
         // Two processes creating one new file at once may find it busy; the
@@ -267,56 +282,12 @@ impl SqliteStore {
 impl BlobStore for SqliteStore {
     async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
         let (expires_at_ms, _) = check_new(&self.opts, &message)?;
-        let creator = message.creator.as_ref().map(ToString::to_string);
-        let op = "store a message";
-        let now = unix_ms(SystemTime::now());
-        // The row, the removal of an old receipt and the event: one
-        // transaction.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| classify(op, e))?;
-        // An expired row with the same ID counts as absent and is replaced.
-        let done = sqlx::query(
-            "INSERT INTO otm_messages
-                 (id, envelope, verifier, expires_at_ms, failed_attempts, manage, access,
-                  reference, creator)
-             VALUES (?1, ?2, ?3, ?4, 0, ?7, ?8, ?9, ?10)
-             ON CONFLICT (id) DO UPDATE SET envelope = excluded.envelope,
-                 verifier = excluded.verifier, expires_at_ms = excluded.expires_at_ms,
-                 failed_attempts = 0, manage = excluded.manage, access = excluded.access,
-                 reference = excluded.reference, creator = excluded.creator
-             WHERE otm_messages.expires_at_ms <= ?5 OR otm_messages.failed_attempts >= ?6",
-        )
-        .bind(&id.as_bytes()[..])
-        .bind(&message.envelope)
-        .bind(&message.verifier.as_bytes()[..])
-        .bind(expires_at_ms)
-        .bind(now)
-        .bind(i64::from(self.opts.max_failed_attempts))
-        .bind(message.manage.map(|m| m.as_bytes().to_vec()))
-        .bind(&message.access.as_bytes()[..])
-        .bind(&message.reference)
-        .bind(&creator)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| classify(op, e))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict);
-        }
-        // A receipt left by an earlier message with this ID (only possible
-        // after that one expired) must not describe the new one.
-        sqlx::query("DELETE FROM otm_receipts WHERE id = ?1")
-            .bind(&id.as_bytes()[..])
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| classify(op, e))?;
-        if self.opts.events {
-            let origin = (creator.as_deref(), message.reference.as_deref());
-            outbox::record(&mut tx, EventKind::Created, id, origin, now).await?;
-        }
-        tx.commit().await.map_err(|e| classify(op, e))
+        let write = writer::Write::Put {
+            id: *id,
+            message,
+            expires_at_ms,
+        };
+        self.writer.write(write).await.map(|_| ())
     }
 
     async fn take(
@@ -325,38 +296,26 @@ impl BlobStore for SqliteStore {
         access: &AccessProof,
         proof: &ClaimProof,
     ) -> Result<Vec<u8>> {
-        let op = "take a message";
-        let now = unix_ms(SystemTime::now());
-        let verifier = proof.verifier();
-        let access = access.verifier();
-        let max = i64::from(self.opts.max_failed_attempts);
-        // 1. A wrong claim proof (with the right access proof: without it
-        //    nothing matches and nothing is counted) is compared and counted
-        //    in one statement, so no more than `max` wrong proofs are ever
-        //    evaluated, however many arrive at once. (Comparing SHA-256
-        //    digests in the database leaks no usable timing: a digest prefix
-        //    does not help find a proof.)
-        let failures: Option<i64> = sqlx::query_scalar(COUNT_WRONG_CLAIM)
-            .bind(&id.as_bytes()[..])
-            .bind(now)
-            .bind(max)
-            .bind(&verifier.as_bytes()[..])
-            .bind(&access.as_bytes()[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| classify(op, e))?;
-        // The wrong proof that uses up the attempts frees the dead row and
-        // leaves the receipt; the right proof (or none of it is left) takes
-        // and deletes in one statement, with the receipt in the same
-        // transaction.
-        let burn = self.remove(id, Removal::Spent);
-        let take = self.remove(id, Removal::Take { verifier, access });
-        finish_take(&self.opts, failures, burn, take).await
+        let write = writer::Write::Take {
+            id: *id,
+            access: access.verifier(),
+            claim: proof.verifier(),
+        };
+        match self.writer.write(write).await? {
+            writer::Written::Take(writer::Took::Envelope(envelope)) => Ok(envelope),
+            writer::Written::Take(writer::Took::Wrong(failures)) => Err(wrong_proof(
+                &self.opts,
+                u32::try_from(failures).unwrap_or(u32::MAX),
+            )),
+            _ => Err(StoreError::NotFound),
+        }
     }
 
     async fn burn(&self, id: &MessageId) -> Result<()> {
-        let removed = self.remove(id, Removal::Burn).await?;
-        removed.map(|_| ()).ok_or(StoreError::NotFound)
+        match self.writer.write(writer::Write::Burn { id: *id }).await? {
+            writer::Written::Burn(true) => Ok(()),
+            _ => Err(StoreError::NotFound),
+        }
     }
 
     async fn status(&self, id: &MessageId) -> Result<MessageStatus> {
@@ -482,84 +441,6 @@ impl crate::QuotaCounter for SqliteStore {
     }
 }
 
-impl SqliteStore {
-    /// Deletes the row `removal` names and, in the same transaction,
-    /// records its receipt when the message has a manager. Returns the
-    /// envelope if a row went.
-    async fn remove(&self, id: &MessageId, removal: Removal) -> Result<Option<Vec<u8>>> {
-        let op = "remove a message";
-        let now = unix_ms(SystemTime::now());
-        let max = i64::from(self.opts.max_failed_attempts);
-        let key = &id.as_bytes()[..];
-        let delete = match &removal {
-            Removal::Take { verifier, access } => sqlx::query(TAKE_MESSAGE)
-                .bind(key)
-                .bind(max)
-                .bind(now)
-                .bind(&verifier.as_bytes()[..])
-                .bind(&access.as_bytes()[..]),
-            Removal::Burn => sqlx::query(
-                "DELETE FROM otm_messages
-                 WHERE id = ?1 AND failed_attempts < ?2 AND expires_at_ms > ?3
-                 RETURNING envelope, manage, expires_at_ms, reference, creator",
-            )
-            .bind(key)
-            .bind(max)
-            .bind(now),
-            Removal::Spent => sqlx::query(
-                "DELETE FROM otm_messages WHERE id = ?1 AND failed_attempts >= ?2
-                 RETURNING envelope, manage, expires_at_ms, reference, creator",
-            )
-            .bind(key)
-            .bind(max),
-        };
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| classify(op, e))?;
-        let Some(row) = delete
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| classify(op, e))?
-        else {
-            return Ok(None);
-        };
-        let envelope: Vec<u8> = row.try_get(0).map_err(|e| classify(op, e))?;
-        let manage: Option<Vec<u8>> = row.try_get(1).map_err(|e| classify(op, e))?;
-        let expires: i64 = row.try_get(2).map_err(|e| classify(op, e))?;
-        let reference: Option<String> = row.try_get(3).map_err(|e| classify(op, e))?;
-        let creator: Option<String> = row.try_get(4).map_err(|e| classify(op, e))?;
-        if self.opts.events {
-            let kind = removal_event(removal);
-            let origin = (creator.as_deref(), reference.as_deref());
-            outbox::record(&mut tx, kind, id, origin, now).await?;
-        }
-        if let Some(manage) = manage {
-            sqlx::query(
-                "INSERT INTO otm_receipts
-                     (id, manage, state, changed_at_ms, expires_at_ms, reference, creator)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (id) DO UPDATE SET manage = excluded.manage, state = excluded.state,
-                     changed_at_ms = excluded.changed_at_ms, expires_at_ms = excluded.expires_at_ms,
-                     reference = excluded.reference, creator = excluded.creator",
-            )
-            .bind(&id.as_bytes()[..])
-            .bind(manage)
-            .bind(removal.receipt_state())
-            .bind(now)
-            .bind(expires)
-            .bind(reference)
-            .bind(creator)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| classify(op, e))?;
-        }
-        tx.commit().await.map_err(|e| classify(op, e))?;
-        Ok(Some(envelope))
-    }
-}
-
 impl FromStr for SqliteConfig {
     type Err = StoreError;
     fn from_str(url: &str) -> Result<Self> {
@@ -650,6 +531,107 @@ impl PurgeExpired for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use otm_core::{seal, Key, Secrets};
+
+    /// A message sealed with a fresh key, and its secrets.
+    fn message(text: &str) -> (NewMessage, Secrets) {
+        let secrets = Secrets::derive(&Key::generate().unwrap(), None);
+        let message = NewMessage {
+            envelope: seal(&secrets, text).unwrap(),
+            verifier: secrets.claim_verifier(),
+            access: secrets.access_verifier(),
+            expires_at: SystemTime::now() + Duration::from_secs(600),
+            manage: None,
+            creator: None,
+            reference: None,
+        };
+        (message, secrets)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_failed_write_fails_alone_in_its_batch() {
+        // 20 IDs, each put twice at once among 40 concurrent puts, which
+        // the writer commits in shared batches: per ID exactly one put
+        // stores and the other gets Conflict, and what is stored is the
+        // winner's, untouched by the loser's rolled-back savepoint.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::connect(SqliteConfig::new(dir.path().join("otm.sqlite3")))
+            .await
+            .unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            let id = MessageId::generate().unwrap();
+            ids.push(id);
+            for side in ["a", "b"] {
+                let (store, text) = (store.clone(), format!("{i}{side}"));
+                tasks.spawn(async move {
+                    let (message, secrets) = message(&text);
+                    let stored = store.put(&id, message).await;
+                    (id, text, secrets, stored)
+                });
+            }
+        }
+        let mut winners = std::collections::HashMap::new();
+        while let Some(done) = tasks.join_next().await {
+            let (id, text, secrets, stored) = done.unwrap();
+            match stored {
+                Ok(()) => assert!(
+                    winners.insert(id, (text, secrets)).is_none(),
+                    "two puts stored"
+                ),
+                Err(StoreError::Conflict) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(winners.len(), 20);
+        for id in ids {
+            let (text, secrets) = &winners[&id];
+            let envelope = store
+                .take(&id, secrets.access_proof(), secrets.claim_proof())
+                .await
+                .unwrap();
+            assert_eq!(otm_core::open(secrets, &envelope).unwrap().as_str(), text);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_cannot_begin_acknowledges_nothing() {
+        // Another connection holds the write lock past the busy timeout:
+        // every put of the batch fails as retryable, and none is stored.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("otm.sqlite3");
+        let mut config = SqliteConfig::new(&path);
+        config.busy_timeout = Duration::from_millis(200);
+        let store = SqliteStore::connect(config).await.unwrap();
+        let mut other = sqlx::ConnectOptions::connect(&SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap();
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..5 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let id = MessageId::generate().unwrap();
+                let (message, _) = message("never stored");
+                (id, store.put(&id, message).await)
+            });
+        }
+        let mut refused = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            let (id, stored) = done.unwrap();
+            let e = stored.expect_err("stored while another held the lock");
+            assert!(e.is_retryable(), "{e}");
+            refused.push(id);
+        }
+        sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
+        for id in refused {
+            assert!(matches!(store.status(&id).await, Err(StoreError::NotFound)));
+        }
+    }
 
     #[tokio::test]
     async fn the_purge_reads_only_what_it_deletes() {
