@@ -340,8 +340,9 @@ impl crate::RateCounter for MemoryStore {
         burst: u32,
         interval: Duration,
     ) -> Result<Option<Duration>> {
-        let now = unix_ms(SystemTime::now());
         let mut maps = self.lock();
+        // The clock is read under the lock: counts see it in order.
+        let now = unix_ms(SystemTime::now());
         // Forget full buckets now and then, so idle keys do not pile up.
         maps.rate_counts += 1;
         if maps.rate_counts >= 4096 {

@@ -349,7 +349,8 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
 /// every `interval` (the generic cell rate algorithm: the store keeps one
 /// timestamp per key, until the bucket is full again). Times come from
 /// the calling process's clock, as for quotas, so replicas keep their
-/// clocks in sync.
+/// clocks in sync; counts whose clocks disagree by less than half an
+/// interval (and at most 1 s) are counted as if they agreed.
 #[async_trait]
 pub trait RateCounter: Send + Sync {
     /// Counts one request in `key`'s bucket. `Ok(None)` if it was counted;
@@ -398,7 +399,8 @@ pub(crate) fn refused_wait(tat: Option<i64>, now: i64, burst: u32, interval: Dur
 }
 
 /// The algorithm's emission interval and tolerance in ms: one request per
-/// `interval` (at least 1 ms), `burst` (at least 1) of them at once.
+/// `interval` (at least 1 ms), `burst` (at least 1) of them at once, and a
+/// slack for clocks read out of order.
 #[cfg(any(
     feature = "memory",
     feature = "sqlite",
@@ -409,7 +411,14 @@ pub(crate) fn rate_params(burst: u32, interval: Duration) -> (i64, i64) {
     let step = i64::try_from(interval.as_millis())
         .unwrap_or(i64::MAX / 2)
         .clamp(1, i64::MAX / (1 << 33));
-    (step, step * i64::from(burst.max(1)))
+    // Each count reads the clock before its atomic step, so concurrent
+    // counts (or replicas' clocks) may reach the store slightly out of
+    // order: one whose `now` is a few ms older than the last one's would
+    // find the bucket a few ms fuller and miss its last slot. A slack of
+    // half an interval (at most 1 s) absorbs that without admitting a
+    // request more: the next one is a whole interval away.
+    let slack = (step / 2).min(1000);
+    (step, step * i64::from(burst.max(1)) + slack)
 }
 
 /// Counting creators' quotas, for the stores that can do it atomically
