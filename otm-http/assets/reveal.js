@@ -254,6 +254,7 @@ function handleClaimError(err, usedPassphrase) {
   if (err instanceof OtmError || (err instanceof ApiError && err.status >= 200 && err.status < 300)) {
     // A 200 whose envelope could not even be decoded: it is deleted already.
     removeFragment();
+    rememberOpened();
     showUndecryptable();
     return;
   }

@@ -383,8 +383,11 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
-    let tokens = token_policy(&args)?;
+async fn run(mut args: Args) -> Result<(), String> {
+    // The manage key leaves the arguments at once, into memory that is
+    // wiped when it goes.
+    let manage_key = args.manage_key.take().map(zeroize::Zeroizing::new);
+    let tokens = token_policy(&args, manage_key.as_deref().map(String::as_str))?;
     if let Some(policy) = &tokens {
         tracing::info!(
             tokens = policy.len(),
@@ -564,7 +567,10 @@ async fn dead_letters(url: &str, replay: bool, max: usize) -> Result<(), String>
 
 /// The API tokens of `--api-tokens-file` and `OTM_API_TOKENS`, if any are
 /// configured or required.
-fn token_policy(args: &Args) -> Result<Option<tokens::TokenPolicy>, String> {
+fn token_policy(
+    args: &Args,
+    manage_key: Option<&str>,
+) -> Result<Option<tokens::TokenPolicy>, String> {
     let from_env = std::env::var("OTM_API_TOKENS").ok();
     if args.api_tokens_file.is_none() && from_env.is_none() && !args.create_requires_token {
         return Ok(None);
@@ -592,7 +598,7 @@ fn token_policy(args: &Args) -> Result<Option<tokens::TokenPolicy>, String> {
         }
         policy.require();
     }
-    let key = match (&args.manage_key, &args.manage_key_file) {
+    let key = match (manage_key, &args.manage_key_file) {
         (Some(text), _) => Some(tokens::ManageKey::parse(text, "OTM_MANAGE_KEY")?),
         (None, Some(path)) => {
             let text = zeroize::Zeroizing::new(

@@ -82,8 +82,12 @@ impl ManageKey {
         };
         let body = text.trim().strip_prefix(KEY_PREFIX).ok_or_else(bad)?;
         let bytes = Zeroizing::new(URL_SAFE_NO_PAD.decode(body).map_err(|_| bad())?);
-        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| bad())?;
-        Ok(ManageKey(Zeroizing::new(key)))
+        if bytes.len() != 32 {
+            return Err(bad());
+        }
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&bytes);
+        Ok(ManageKey(key))
     }
 
     /// The secret the API token `token` manages its messages with:
@@ -93,7 +97,8 @@ impl ManageKey {
             .expect("HMAC takes keys of any length");
         mac.update(b"otm api token manage v2\0");
         mac.update(token.as_bytes());
-        let derived = Zeroizing::new(<[u8; 32]>::from(mac.finalize().into_bytes()));
+        let mut derived = Zeroizing::new([0u8; 32]);
+        derived.copy_from_slice(&mac.finalize().into_bytes());
         ManageSecret::new(&derived[..]).expect("32 bytes are long enough")
     }
 }

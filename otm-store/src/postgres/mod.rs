@@ -374,6 +374,10 @@ impl BlobStore for PostgresStore {
                  SELECT $11, id, reference, $5, 0, $5, creator FROM stored WHERE $10),
              -- A receipt left by an earlier message with this ID (only
              -- possible after that one expired) must not describe the new one.
+             -- (It sees receipts committed before this statement began: one
+             -- written by a removal of the old row that this put waited for
+             -- would stay. IDs are 128 random bits from the server, so a put
+             -- never races a removal of its own ID outside of tests.)
              receipt AS (DELETE FROM {r} WHERE id IN (SELECT id FROM stored))
              SELECT count(*) FROM stored",
             t = self.table,

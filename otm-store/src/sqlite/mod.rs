@@ -224,7 +224,7 @@ impl SqliteStore {
             .map_err(|e| classify("open the SQLite database", e))?;
         let store = SqliteStore {
             pool,
-            writer: writer::Writer::spawn(own, config.options.clone()),
+            writer: writer::Writer::spawn(own, connect, config.options.clone()),
             opts: config.options,
         };
         // Two processes creating one new file at once may find it busy; the
@@ -631,6 +631,59 @@ mod tests {
         for id in refused {
             assert!(matches!(store.status(&id).await, Err(StoreError::NotFound)));
         }
+        // The next batch runs (on the writer's new connection).
+        let id = MessageId::generate().unwrap();
+        let (message, secrets) = message("stored now");
+        store.put(&id, message).await.unwrap();
+        let envelope = store
+            .take(&id, secrets.access_proof(), secrets.claim_proof())
+            .await
+            .unwrap();
+        assert_eq!(
+            otm_core::open(&secrets, &envelope).unwrap().as_str(),
+            "stored now"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_take_whose_caller_went_away_before_it_ran_takes_nothing() {
+        // The writer waits for another connection's write lock while a
+        // take is queued; its caller gives up meanwhile. The take is
+        // skipped: the message is still there for the next reader.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("otm.sqlite3");
+        let mut config = SqliteConfig::new(&path);
+        config.busy_timeout = Duration::from_secs(5);
+        let store = SqliteStore::connect(config).await.unwrap();
+        let id = MessageId::generate().unwrap();
+        let (message, secrets) = message("still here");
+        store.put(&id, message).await.unwrap();
+        let mut other = sqlx::ConnectOptions::connect(&SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap();
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(200),
+            store.take(&id, secrets.access_proof(), secrets.claim_proof()),
+        )
+        .await;
+        assert!(
+            gave_up.is_err(),
+            "the take finished while the lock was held"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
+        let envelope = store
+            .take(&id, secrets.access_proof(), secrets.claim_proof())
+            .await
+            .expect("the abandoned take took the message");
+        assert_eq!(
+            otm_core::open(&secrets, &envelope).unwrap().as_str(),
+            "still here"
+        );
     }
 
     #[tokio::test]

@@ -7,8 +7,14 @@
 //!
 //! - A failed statement fails only its own operation (its savepoint is
 //!   rolled back); the others of the batch go on.
-//! - A failure to begin or to commit the batch fails every operation of
-//!   it and acknowledges none (nothing of it was written).
+//! - A failure of a transaction statement (begin, savepoint, release,
+//!   rollback to savepoint, commit) stops the batch at once and fails every
+//!   operation of it, acknowledging none (nothing of it was written); the
+//!   next batch runs on a new connection, since SQLite may have rolled the
+//!   transaction back by itself (a full disk, an I/O error) and the
+//!   driver's idea of it may be wrong.
+//! - An operation whose caller has gone before it runs is skipped (a take
+//!   would otherwise delete a message nobody receives).
 //! - There is no artificial wait: the task takes what is queued when it is
 //!   free, up to [`MAX_BATCH`]. The queue is bounded ([`QUEUE`]): callers
 //!   wait for room (backpressure).
@@ -18,8 +24,8 @@
 use std::time::SystemTime;
 
 use otm_core::{AccessVerifier, ClaimVerifier, MessageId};
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{Connection, Row};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::outbox;
@@ -82,10 +88,15 @@ pub(super) struct Job {
 pub(super) struct Writer(mpsc::Sender<Job>);
 
 impl Writer {
-    /// Starts the task on `conn` (a connection of its own, not the pool's).
-    pub(super) fn spawn(conn: SqliteConnection, opts: StoreOptions) -> Writer {
+    /// Starts the task on `conn` (a connection of its own, not the pool's),
+    /// which `connect` opens again after a transaction statement failed.
+    pub(super) fn spawn(
+        conn: SqliteConnection,
+        connect: SqliteConnectOptions,
+        opts: StoreOptions,
+    ) -> Writer {
         let (sender, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(run(conn, receiver, opts));
+        tokio::spawn(run(conn, connect, receiver, opts));
         Writer(sender)
     }
 
@@ -104,47 +115,114 @@ impl Writer {
     }
 }
 
-async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Job>, opts: StoreOptions) {
+async fn run(
+    conn: SqliteConnection,
+    connect: SqliteConnectOptions,
+    mut queue: mpsc::Receiver<Job>,
+    opts: StoreOptions,
+) {
+    let mut conn = Some(conn);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit_batch(&mut conn, &opts, &mut batch).await;
+        if conn.is_none() {
+            match connect.connect().await {
+                Ok(fresh) => conn = Some(fresh),
+                Err(e) => {
+                    fail_all(&mut batch, classify("reopen the SQLite database", e));
+                    continue;
+                }
+            }
+        }
+        let Some(current) = conn.as_mut() else {
+            continue;
+        };
+        if commit_batch(current, &opts, &mut batch).await.is_err() {
+            // A transaction statement failed: SQLite may have rolled the
+            // transaction back by itself (a full disk, an I/O error), and
+            // the driver's idea of it may be wrong. Start the next batch on
+            // a new connection.
+            if let Some(suspect) = conn.take() {
+                let _ = suspect.close().await;
+            }
+        }
     }
-    let _ = conn.close().await;
+    if let Some(conn) = conn {
+        let _ = conn.close().await;
+    }
 }
 
+/// A transaction statement (`BEGIN`, `SAVEPOINT`, `RELEASE`, `ROLLBACK
+/// TO`, `COMMIT`) failed: the batch stopped there and the connection is
+/// suspect.
+struct Broken;
+
 /// Runs `batch` in one transaction, a savepoint each, and answers every
-/// job once the transaction has committed (or failed).
-async fn commit_batch(conn: &mut SqliteConnection, opts: &StoreOptions, batch: &mut Vec<Job>) {
+/// job once the transaction has committed (or failed). Jobs whose caller
+/// has gone are skipped: nobody would learn their outcome, and a take
+/// would delete a message nobody receives. When a transaction statement
+/// fails, the batch stops at once (a statement after a transaction SQLite
+/// rolled back by itself would commit on its own), every job is answered
+/// with the error and none is acknowledged.
+async fn commit_batch(
+    conn: &mut SqliteConnection,
+    opts: &StoreOptions,
+    batch: &mut Vec<Job>,
+) -> std::result::Result<(), Broken> {
     let op = "write a batch";
     let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
-        Err(e) => return fail_all(batch, classify(op, e)),
+        Err(e) => {
+            fail_all(batch, classify(op, e));
+            return Err(Broken);
+        }
     };
     let mut answers = Vec::with_capacity(batch.len());
-    for job in batch.drain(..) {
-        let result = match tx.begin().await {
-            Ok(mut savepoint) => {
-                let result = apply(&mut savepoint, opts, job.write).await;
-                let ended = match result {
-                    Ok(_) => savepoint.commit().await,
-                    Err(_) => savepoint.rollback().await,
-                };
-                match ended {
-                    Ok(()) => result,
-                    Err(e) => Err(classify(op, e)),
-                }
+    let mut broken = None;
+    let mut jobs = batch.drain(..);
+    for job in jobs.by_ref() {
+        if job.reply.is_closed() {
+            continue;
+        }
+        let mut savepoint = match tx.begin().await {
+            Ok(savepoint) => savepoint,
+            Err(e) => {
+                broken = Some((classify(op, e), job.reply));
+                break;
             }
-            Err(e) => Err(classify(op, e)),
         };
-        answers.push((job.reply, result));
+        let result = apply(&mut savepoint, opts, job.write).await;
+        let ended = match result {
+            Ok(_) => savepoint.commit().await,
+            Err(_) => savepoint.rollback().await,
+        };
+        match ended {
+            Ok(()) => answers.push((job.reply, result)),
+            Err(e) => {
+                broken = Some((classify(op, e), job.reply));
+                break;
+            }
+        }
     }
+    if let Some((error, reply)) = broken {
+        // Nothing is committed: the transaction is dropped (rolled back),
+        // and every job of the batch, run or not, gets the error.
+        let rest: Vec<_> = jobs.map(|job| job.reply).collect();
+        drop(tx);
+        let replies = answers.into_iter().map(|(reply, _)| reply);
+        for reply in replies.chain(std::iter::once(reply)).chain(rest) {
+            let _ = reply.send(Err(copy_error(&error)));
+        }
+        return Err(Broken);
+    }
+    drop(jobs);
     match tx.commit().await {
         Ok(()) => {
             for (reply, result) in answers {
-                // A caller that went away meanwhile gets nothing; its write
+                // A caller that went away since gets nothing; its write
                 // stands, as a committed one would without the queue.
                 let _ = reply.send(result);
             }
+            Ok(())
         }
         Err(e) => {
             // Nothing of the batch was written: no operation is acknowledged.
@@ -152,6 +230,7 @@ async fn commit_batch(conn: &mut SqliteConnection, opts: &StoreOptions, batch: &
             for (reply, _) in answers {
                 let _ = reply.send(Err(copy_error(&error)));
             }
+            Err(Broken)
         }
     }
 }
