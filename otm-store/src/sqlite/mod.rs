@@ -548,6 +548,32 @@ mod tests {
         (message, secrets)
     }
 
+    /// A store on a new file in `dir` whose busy timeout is `busy`, and a
+    /// second connection to the file that holds its write lock until
+    /// `ROLLBACK`.
+    async fn store_and_lock_holder(
+        dir: &std::path::Path,
+        busy: Duration,
+    ) -> (SqliteStore, sqlx::SqliteConnection) {
+        let path = dir.join("otm.sqlite3");
+        let mut config = SqliteConfig::new(&path);
+        config.busy_timeout = busy;
+        let store = SqliteStore::connect(config).await.unwrap();
+        let other = sqlx::ConnectOptions::connect(&SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap();
+        (store, other)
+    }
+
+    /// Takes the message `id` with `secrets` and checks its text.
+    async fn take_text(store: &SqliteStore, id: &MessageId, secrets: &Secrets, text: &str) {
+        let envelope = store
+            .take(id, secrets.access_proof(), secrets.claim_proof())
+            .await
+            .expect("the message is there");
+        assert_eq!(otm_core::open(secrets, &envelope).unwrap().as_str(), text);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_failed_write_fails_alone_in_its_batch() {
         // 20 IDs, each put twice at once among 40 concurrent puts, which
@@ -587,11 +613,7 @@ mod tests {
         assert_eq!(winners.len(), 20);
         for id in ids {
             let (text, secrets) = &winners[&id];
-            let envelope = store
-                .take(&id, secrets.access_proof(), secrets.claim_proof())
-                .await
-                .unwrap();
-            assert_eq!(otm_core::open(secrets, &envelope).unwrap().as_str(), text);
+            take_text(&store, &id, secrets, text).await;
         }
     }
 
@@ -600,13 +622,8 @@ mod tests {
         // Another connection holds the write lock past the busy timeout:
         // every put of the batch fails as retryable, and none is stored.
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("otm.sqlite3");
-        let mut config = SqliteConfig::new(&path);
-        config.busy_timeout = Duration::from_millis(200);
-        let store = SqliteStore::connect(config).await.unwrap();
-        let mut other = sqlx::ConnectOptions::connect(&SqliteConnectOptions::new().filename(&path))
-            .await
-            .unwrap();
+        let (store, mut other) =
+            store_and_lock_holder(dir.path(), Duration::from_millis(200)).await;
         sqlx::raw_sql("BEGIN IMMEDIATE")
             .execute(&mut other)
             .await
@@ -635,14 +652,7 @@ mod tests {
         let id = MessageId::generate().unwrap();
         let (message, secrets) = message("stored now");
         store.put(&id, message).await.unwrap();
-        let envelope = store
-            .take(&id, secrets.access_proof(), secrets.claim_proof())
-            .await
-            .unwrap();
-        assert_eq!(
-            otm_core::open(&secrets, &envelope).unwrap().as_str(),
-            "stored now"
-        );
+        take_text(&store, &id, &secrets, "stored now").await;
     }
 
     #[tokio::test]
@@ -651,16 +661,10 @@ mod tests {
         // take is queued; its caller gives up meanwhile. The take is
         // skipped: the message is still there for the next reader.
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("otm.sqlite3");
-        let mut config = SqliteConfig::new(&path);
-        config.busy_timeout = Duration::from_secs(5);
-        let store = SqliteStore::connect(config).await.unwrap();
+        let (store, mut other) = store_and_lock_holder(dir.path(), Duration::from_secs(5)).await;
         let id = MessageId::generate().unwrap();
         let (message, secrets) = message("still here");
         store.put(&id, message).await.unwrap();
-        let mut other = sqlx::ConnectOptions::connect(&SqliteConnectOptions::new().filename(&path))
-            .await
-            .unwrap();
         sqlx::raw_sql("BEGIN IMMEDIATE")
             .execute(&mut other)
             .await
@@ -676,14 +680,7 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
         sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
-        let envelope = store
-            .take(&id, secrets.access_proof(), secrets.claim_proof())
-            .await
-            .expect("the abandoned take took the message");
-        assert_eq!(
-            otm_core::open(&secrets, &envelope).unwrap().as_str(),
-            "still here"
-        );
+        take_text(&store, &id, &secrets, "still here").await;
     }
 
     #[tokio::test]
