@@ -37,9 +37,14 @@ impl Limiter {
         }
         self.inner.check_key(&key).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+            retry_after_secs(wait)
         })
     }
+}
+
+/// A wait as the whole seconds of a `Retry-After`: rounded up, at least 1.
+pub(crate) fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 /// The TCP peer, IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what a

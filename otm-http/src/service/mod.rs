@@ -330,16 +330,14 @@ impl Service {
                     .count_rate(&format!("{name}:{key}"), limit.burst, interval)
                     .await
                     .map_err(|e| self.failed(e.into()))?
-                    .map(|wait| wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+                    .map(limit::retry_after_secs)
             }
         };
         match refused {
             None => Ok(()),
             Some(retry_after_secs) => {
                 self.0.metrics.count(Outcome::RateLimited);
-                Err(ServiceError::RateLimited {
-                    retry_after_secs: retry_after_secs.max(1),
-                })
+                Err(ServiceError::RateLimited { retry_after_secs })
             }
         }
     }
