@@ -83,16 +83,30 @@ impl S3Store {
         let mut count = 0u32;
         let mut token = None;
         loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(dir)
-                .max_keys(PAGE.min(limit) as i32)
-                .set_continuation_token(token)
-                .send()
-                .await
-                .map_err(|e| classify("count a quota", e))?;
+            // A listing only reads, so a transient failure (S3 answers the
+            // odd 500 or 503) is asked again, a few times, before the count
+            // fails closed.
+            let mut failures = 0;
+            let page = loop {
+                let sent = self
+                    .client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(dir)
+                    .max_keys(PAGE.min(limit) as i32)
+                    .set_continuation_token(token.clone())
+                    .send()
+                    .await
+                    .map_err(|e| classify("count a quota", e));
+                match sent {
+                    Ok(page) => break page,
+                    Err(e) if e.is_retryable() && failures < RETRIES => {
+                        failures += 1;
+                        tokio::time::sleep(Duration::from_millis(50 * u64::from(failures))).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             count = count.saturating_add(u32::try_from(page.contents().len()).unwrap_or(u32::MAX));
             token = page.next_continuation_token().map(str::to_owned);
             if count >= limit || token.is_none() || page.is_truncated() != Some(true) {
