@@ -19,6 +19,7 @@ import {
   wipeSecrets,
 } from './otm-format.js';
 import { ApiError, basePath, createMessage, getConfig, parseExpiry } from './api.js';
+import { qrSvg } from './qr.js';
 import { $, clearError, copyField, markBusy, plural, setTime, showError, ttlLabel } from './ui.js';
 
 const FALLBACK_TTLS = [3600, 86400, 604800];
@@ -40,6 +41,9 @@ const els = {
   link: $('link'),
   copyLink: $('copy-link'),
   copyStatus: $('copy-status'),
+  showQr: $('show-qr'),
+  qr: $('qr'),
+  qrCode: $('qr-code'),
   expires: $('expires'),
   resultPassphrase: $('result-passphrase'),
   statusBox: $('status-box'),
@@ -51,6 +55,10 @@ const els = {
 
 const COPY_LINK_LABEL = 'Copy link';
 const COPY_STATUS_LINK_LABEL = 'Copy status link';
+const SHOW_QR_LABEL = 'Show QR code';
+const HIDE_QR_LABEL = 'Hide QR code';
+// What a screen reader says for the code: never the link, which holds the key.
+const QR_ALT = 'QR code of the one-time link';
 
 let config = null;
 let busy = false;
@@ -241,6 +249,7 @@ function showResult(link, expiresAt, hasPassphrase, statusLink) {
   els.resultPassphrase.hidden = !hasPassphrase;
   els.copyStatus.textContent = '';
   els.copyLink.textContent = COPY_LINK_LABEL;
+  hideQr();
 
   // An older server sends no management token: no status link then.
   els.statusLink.value = statusLink || '';
@@ -256,6 +265,7 @@ function showResult(link, expiresAt, hasPassphrase, statusLink) {
 function onNewMessage() {
   clearTimeout(copyTimer);
   clearTimeout(copyStatusTimer);
+  hideQr();
   els.link.value = '';
   els.expires.textContent = '—';
   els.expires.removeAttribute('datetime');
@@ -275,6 +285,34 @@ function onNewMessage() {
   updateCounter();
   els.composeSection.hidden = false;
   els.message.focus();
+}
+
+// ---------------------------------------------------------------------------
+// QR code: drawn here from the full link only when asked for (screens are
+// shared and photographed), and removed from the page when hidden.
+
+function hideQr() {
+  els.qrCode.replaceChildren();
+  els.qr.hidden = true;
+  els.showQr.textContent = SHOW_QR_LABEL;
+  els.showQr.setAttribute('aria-expanded', 'false');
+}
+
+function onToggleQr() {
+  if (!els.qr.hidden) {
+    hideQr();
+    return;
+  }
+  try {
+    els.qrCode.replaceChildren(qrSvg(document, els.link.value, QR_ALT));
+  } catch {
+    // Only a link longer than a QR code holds (2,331 bytes) gets here.
+    els.qrCode.replaceChildren();
+    els.qrCode.textContent = 'This link is too long for a QR code.';
+  }
+  els.qr.hidden = false;
+  els.showQr.textContent = HIDE_QR_LABEL;
+  els.showQr.setAttribute('aria-expanded', 'true');
 }
 
 // ---------------------------------------------------------------------------
@@ -307,6 +345,7 @@ els.showPassphrase.addEventListener('change', () => {
   els.passphrase.type = els.showPassphrase.checked ? 'text' : 'password';
 });
 els.copyLink.addEventListener('click', onCopyLink);
+els.showQr.addEventListener('click', onToggleQr);
 els.link.addEventListener('focus', () => els.link.select());
 els.copyStatusLink.addEventListener('click', onCopyStatusLink);
 els.statusLink.addEventListener('focus', () => els.statusLink.select());

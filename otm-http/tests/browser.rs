@@ -88,10 +88,48 @@ async fn compose(
     let link = value(c, "#link").await;
     assert!(value(c, "#status-link").await.contains("/manage/"));
     visible(c, "#copy-link").await.click().await.unwrap();
+    qr_code_holds(c, &link, shots).await;
     if shots {
         screenshot(c, "link").await;
     }
     link
+}
+
+/// The link page's QR code: absent until asked for, then decoded by a real
+/// decoder (zbarimg) from a screenshot back to the exact link, labelled
+/// without the key, and removed from the page again when hidden.
+async fn qr_code_holds(c: &Client, link: &str, shots: bool) {
+    use otm_testkit::browser::fantoccini::Locator;
+    let figure = c.find(Locator::Css("#qr")).await.unwrap();
+    assert!(
+        !figure.is_displayed().await.unwrap(),
+        "the QR code shows unasked"
+    );
+    assert!(c.find(Locator::Css("#qr-code svg")).await.is_err());
+    let toggle = visible(c, "#show-qr").await;
+    toggle.click().await.unwrap();
+    wait_attr(&toggle, "aria-expanded", "true").await;
+    let code = visible(c, "#qr-code svg").await;
+    let label = code.attr("aria-label").await.unwrap().unwrap_or_default();
+    let key = link.split("#key=").nth(1).unwrap();
+    assert!(
+        !label.is_empty() && !label.contains(key),
+        "alt text {label:?}"
+    );
+    let png = code.screenshot().await.unwrap();
+    if let Some(texts) = otm_testkit::browser::decode_qr(&png) {
+        assert_eq!(
+            texts,
+            vec![link.to_owned()],
+            "the QR code does not read back"
+        );
+    }
+    if shots {
+        screenshot(c, "qr").await;
+    }
+    toggle.click().await.unwrap();
+    wait_attr(&toggle, "aria-expanded", "false").await;
+    assert!(c.find(Locator::Css("#qr-code svg")).await.is_err());
 }
 
 async fn full_flow(store: Arc<dyn BlobStore>, label: &str) {
@@ -382,5 +420,45 @@ async fn browser_opens_the_shared_json_vectors() {
     assert_eq!(result["errors"], json!([]), "{result}");
     assert_eq!(result["ok"], parsed["vectors"].as_array().unwrap().len());
     assert_eq!(result["fail"], parsed["fail"].as_array().unwrap().len());
+    c.close().await.unwrap();
+}
+
+/// The page's QR drawing at sizes a link page never needs (an embedder's
+/// long base URL): each read back from a screenshot by zbarimg.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_draws_qr_codes_a_decoder_reads() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let server = TestServer::start(Arc::new(otm_store::MemoryStore::new(Default::default()))).await;
+    let (c, _p) = driver.browser().await;
+    c.goto(&format!("{}/", server.base)).await.unwrap();
+    visible(&c, "#message").await;
+    let base = format!("{}/a/very/long/mount/path/", server.base);
+    for length in [0, 150, 700, 1500] {
+        let text = format!("{base}{}", "x1-_".repeat(length / 4));
+        let script = r#"
+            const [text, done] = arguments;
+            import('/assets/qr.js').then((qr) => {
+              document.getElementById('drawn')?.remove();
+              const box = document.createElement('div');
+              box.id = 'drawn';
+              // Inside the viewport (about 1100 × 850), or the shot is cut.
+              box.style.cssText = 'position:fixed;inset:0;background:#fff;z-index:9';
+              const svg = qr.qrSvg(document, text, 'QR code');
+              svg.style.cssText = 'width:800px;height:800px';
+              box.append(svg);
+              document.body.append(box);
+              done(qr.encodeQr(text).version);
+            }, (e) => done(String(e)));
+        "#;
+        let version = c.execute_async(script, vec![json!(text)]).await.unwrap();
+        assert!(version.is_u64(), "{version}");
+        let png = visible(&c, "#drawn svg").await.screenshot().await.unwrap();
+        let Some(texts) = otm_testkit::browser::decode_qr(&png) else {
+            return;
+        };
+        assert_eq!(texts, vec![text.clone()], "version {version}");
+    }
     c.close().await.unwrap();
 }

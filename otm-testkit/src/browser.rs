@@ -165,3 +165,28 @@ pub async fn compose(
     let status = value(c, "#status-link").await;
     (link, status)
 }
+
+/// The texts of the QR codes in a PNG image, read by a real decoder
+/// (`zbarimg` of Debian's `zbar-tools`, which `scripts/services` installs),
+/// one per symbol found; [`skip`]s when `zbarimg` is missing.
+pub fn decode_qr(png: &[u8]) -> Option<Vec<String>> {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("qr.png");
+    std::fs::write(&file, png).expect("write the screenshot");
+    let output = match Command::new("zbarimg")
+        .args(["--quiet", "--raw"])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) => {
+            return skip(&format!(
+                "cannot run zbarimg (apt-get install zbar-tools): {e}"
+            ))
+        }
+    };
+    // zbarimg exits 4 when it found no symbol: an empty answer, not an error.
+    let text = String::from_utf8(output.stdout).expect("zbarimg prints text");
+    Some(text.lines().map(str::to_owned).collect())
+}

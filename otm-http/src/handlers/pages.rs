@@ -152,6 +152,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../assets/ui.js"),
     ),
     (
+        "qr.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/qr.js"),
+    ),
+    (
         "compose.js",
         "text/javascript; charset=utf-8",
         include_str!("../../assets/compose.js"),
