@@ -30,6 +30,7 @@ const els = {
   form: $('compose-form'),
   message: $('message'),
   counter: $('counter'),
+  counterLive: $('counter-live'),
   limitNote: $('limit-note'),
   ttl: $('ttl'),
   passphrase: $('passphrase'),
@@ -83,10 +84,29 @@ function updateCreateState() {
 // ---------------------------------------------------------------------------
 // Character counter (Unicode scalar values, never textarea.length)
 
+// Near the limit, a screen reader hears how much is left once typing
+// pauses (not at every key); over it, the limit note says by how much.
+const ANNOUNCE_WHEN_LEFT = 1000;
+const ANNOUNCE_AFTER_MS = 1000;
+let counterTimer = 0;
+
+function announceLeft(n) {
+  clearTimeout(counterTimer);
+  const left = MAX_MESSAGE_CHARS - n;
+  if (left < 0 || left > ANNOUNCE_WHEN_LEFT) {
+    els.counterLive.textContent = '';
+    return;
+  }
+  counterTimer = setTimeout(() => {
+    els.counterLive.textContent = `${plural(left, 'character')} left.`;
+  }, ANNOUNCE_AFTER_MS);
+}
+
 function updateCounter() {
   const n = charCount(els.message.value);
   over = n > MAX_MESSAGE_CHARS;
   els.counter.textContent = `${n} / ${MAX_MESSAGE_CHARS}`;
+  announceLeft(n);
   els.counter.classList.toggle('over', over);
   if (over) {
     els.message.setAttribute('aria-invalid', 'true');

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use otm_core::{Key, Link, Secrets};
 use otm_store::{BlobStore, RedisConfig, RedisStore, SqliteConfig, SqliteStore};
 use otm_testkit::browser::fantoccini::Client;
-use otm_testkit::browser::{reveal, value, visible};
+use otm_testkit::browser::{reveal, value, visible, wait_until};
 use otm_testkit::{skip, unique_suffix, RedisPrefix};
 use otm_testkit::{Driver, TestServer};
 use serde_json::{json, Value};
@@ -26,18 +26,14 @@ async fn wait_attr(
     name: &str,
     want: &str,
 ) {
-    let start = Instant::now();
-    loop {
+    wait_until(|| async {
         let got = e.attr(name).await.unwrap_or_default();
-        if got.as_deref() == Some(want) {
-            return;
+        match got.as_deref() == Some(want) {
+            true => Ok(()),
+            false => Err(format!("{name} is {got:?}, want {want}")),
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "{name} is {got:?}, want {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }
 
 async fn screenshot(c: &Client, name: &str) {

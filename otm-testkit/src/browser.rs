@@ -190,3 +190,168 @@ pub fn decode_qr(png: &[u8]) -> Option<Vec<String>> {
     let text = String::from_utf8(output.stdout).expect("zbarimg prints text");
     Some(text.lines().map(str::to_owned).collect())
 }
+
+// ---------------------------------------------------------------------------
+// Accessibility: axe-core and the colour scheme
+
+/// Where `scripts/services` puts axe-core's browser build: `OTM_AXE_JS`,
+/// which it exports, or else its default in the workspace's `.otm-run/`.
+pub fn axe_path() -> std::path::PathBuf {
+    match std::env::var_os("OTM_AXE_JS") {
+        Some(path) => path.into(),
+        None => {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.otm-run/axe-core/axe.min.js")
+        }
+    }
+}
+
+/// The source of axe-core (the npm package's `axe.min.js`, which
+/// `scripts/services` downloads and checks), or [`skip`] when it is missing.
+pub fn axe_source() -> Option<String> {
+    let path = axe_path();
+    match std::fs::read_to_string(&path) {
+        Ok(source) => Some(source),
+        Err(e) => skip(&format!(
+            "axe-core is not at {} ({e}); scripts/services downloads it",
+            path.display()
+        )),
+    }
+}
+
+/// The WCAG 2.2 A and AA violations of impact "serious" or "critical" that
+/// axe-core finds on the page as it is now, one line each (rule, impact,
+/// help, the elements). axe-core is put into this browser session only
+/// (through WebDriver, never served by the app), once per page load.
+pub async fn axe_violations(c: &Client, axe: &str) -> Vec<String> {
+    let loaded = c
+        .execute("return typeof window.axe === 'object';", vec![])
+        .await
+        .expect("ask for axe");
+    if loaded != serde_json::Value::Bool(true) {
+        c.execute(&format!("{axe}\n;return true;"), vec![])
+            .await
+            .expect("load axe-core into the page");
+    }
+    let script = r#"
+        const done = arguments[arguments.length - 1];
+        axe.run(document, {
+          runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] },
+          resultTypes: ['violations'],
+        }).then(
+          (r) => done(r.violations
+            .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+            .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)),
+          (e) => done([`axe failed: ${e}`]),
+        );
+    "#;
+    let found = c.execute_async(script, vec![]).await.expect("run axe");
+    serde_json::from_value(found).expect("a list of violations")
+}
+
+/// A Chrome DevTools Protocol command through chromedriver's own endpoint.
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &reqwest::Url,
+        session_id: Option<&str>,
+    ) -> Result<reqwest::Url, UrlParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (axum::http::Method, Option<String>) {
+        let body = serde_json::json!({ "cmd": self.cmd, "params": self.params });
+        (axum::http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// `url::ParseError`, named through reqwest's re-export of `Url`.
+type UrlParseError = <reqwest::Url as std::str::FromStr>::Err;
+
+/// Makes the page see `prefers-color-scheme: dark` (or `light`) from now
+/// on, across navigations of this browser tab.
+pub async fn emulate_color_scheme(c: &Client, scheme: &str) {
+    c.issue_cmd(Cdp {
+        cmd: "Emulation.setEmulatedMedia",
+        params: serde_json::json!({
+            "features": [{ "name": "prefers-color-scheme", "value": scheme }]
+        }),
+    })
+    .await
+    .expect("emulate the colour scheme");
+}
+
+/// Presses `key` (a WebDriver key code such as `'\u{e004}'` for Tab) on
+/// whatever has the focus, as a keyboard would: no element is targeted.
+pub async fn press(c: &Client, key: char) {
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+    let actions = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: key })
+        .then(KeyAction::Up { value: key });
+    c.perform_actions(actions).await.expect("press a key");
+}
+
+/// Types `text` into whatever has the focus, key by key.
+pub async fn type_text(c: &Client, text: &str) {
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+    let mut actions = KeyActions::new("keyboard".into());
+    for ch in text.chars() {
+        actions = actions
+            .then(KeyAction::Down { value: ch })
+            .then(KeyAction::Up { value: ch });
+    }
+    c.perform_actions(actions).await.expect("type");
+}
+
+/// The `id` of the focused element ("" for none or the body).
+pub async fn focused_id(c: &Client) -> String {
+    c.execute(
+        "return document.activeElement ? document.activeElement.id : '';",
+        vec![],
+    )
+    .await
+    .expect("ask for the focus")
+    .as_str()
+    .unwrap_or_default()
+    .to_owned()
+}
+
+/// Presses Tab until the element `id` has the focus (at most 40 times),
+/// proving it is reachable by keyboard; panics with the path taken if not.
+pub async fn tab_to(c: &Client, id: &str) {
+    let mut path = Vec::new();
+    for _ in 0..40 {
+        let now = focused_id(c).await;
+        if now == id {
+            return;
+        }
+        path.push(now);
+        press(c, '\u{e004}').await;
+    }
+    panic!("#{id} is not reachable with Tab; the focus went through {path:?}");
+}
+
+/// Asks `check` every 100 ms until it answers `Ok`; after 15 s, panics with
+/// its last answer (what the page shows instead of what was awaited).
+pub async fn wait_until<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let start = Instant::now();
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(why) if start.elapsed() > Duration::from_secs(15) => panic!("{why}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Accessibility in real headless Chromium:
+//! - axe-core (WCAG 2.0, 2.1 and 2.2, levels A and AA) on every page and
+//!   state (compose, its error, near the limit (whose count a screen reader
+//!   hears), the link with its QR code, about, reveal
+//!   before and after, the reload after a reveal, gone, a wrong passphrase,
+//!   a link without its key, the status page waiting, asking to burn and
+//!   burned), each in the light and the dark colour scheme, with no
+//!   violation of impact "serious" or "critical";
+//! - the whole flow with the keyboard alone: compose, create, copy, the QR
+//!   code, another message, reveal, copy the text, and burn from the status
+//!   page, each control reached with Tab and pressed with Enter or Space,
+//!   the focus moving to what each step shows.
+//!
+//! Needs Chromium and chromedriver, and axe-core's `axe.min.js`, which
+//! `scripts/services` downloads into `.otm-run/` (`OTM_AXE_JS` names
+//! another file).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use otm_store::MemoryStore;
+use otm_testkit::browser::fantoccini::Client;
+use otm_testkit::browser::{
+    axe_source, axe_violations, emulate_color_scheme, focused_id, press, reveal, tab_to, type_text,
+    value, visible, wait_until,
+};
+use otm_testkit::{unique_suffix, Driver, TestServer};
+
+const ENTER: char = '\u{e007}';
+const SPACE: char = '\u{e00d}';
+
+/// Runs axe-core on the page as it is, in both colour schemes, and adds
+/// what it finds to `found`, named by `state`.
+async fn audit(c: &Client, axe: &str, state: &str, found: &mut Vec<String>) {
+    for scheme in ["light", "dark"] {
+        emulate_color_scheme(c, scheme).await;
+        let query = format!("return matchMedia('(prefers-color-scheme: {scheme})').matches;");
+        assert_eq!(
+            c.execute(&query, vec![]).await.unwrap(),
+            serde_json::json!(true),
+            "the page does not see the {scheme} scheme"
+        );
+        // Let the scheme's colours (and the 0.15 s button transitions) settle.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        for violation in axe_violations(c, axe).await {
+            found.push(format!("{state} ({scheme}): {violation}"));
+        }
+    }
+    emulate_color_scheme(c, "light").await;
+}
+
+/// Waits until the status page's `data-state` is `want`.
+async fn wait_state(c: &Client, want: &str) {
+    wait_until(|| async {
+        let state = visible(c, "#state").await.attr("data-state").await.unwrap();
+        match state.as_deref() == Some(want) {
+            true => Ok(()),
+            false => Err(format!("state is {state:?}, want {want}")),
+        }
+    })
+    .await;
+}
+
+/// Waits until the element `id` has the focus.
+async fn wait_focus(c: &Client, id: &str) {
+    wait_until(|| async {
+        let now = focused_id(c).await;
+        match now == id {
+            true => Ok(()),
+            false => Err(format!("the focus is on {now:?}, want #{id}")),
+        }
+    })
+    .await;
+}
+
+/// The compose page once its configuration has loaded.
+async fn open_compose(c: &Client, base: &str) {
+    c.goto(&format!("{base}/")).await.unwrap();
+    visible(c, "#message").await;
+    let start = Instant::now();
+    while value(c, "#ttl").await.is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no expiry choices"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_and_state_passes_axe_in_both_colour_schemes() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let Some(axe) = axe_source() else {
+        return;
+    };
+    let server = TestServer::start(Arc::new(MemoryStore::new(Default::default()))).await;
+    let base = &server.base;
+    let mut found = Vec::new();
+    let (sender, _p1) = driver.browser().await;
+
+    open_compose(&sender, base).await;
+    audit(&sender, &axe, "compose", &mut found).await;
+    // The check can fail: a field without its label, and grey on white, are
+    // found (then the page is loaded again).
+    sender
+        .execute(
+            "document.querySelector('label[for=message]').remove(); \
+             document.querySelector('.lead').style.color = '#bbbbbb';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let planted = axe_violations(&sender, &axe).await.join("\n");
+    assert!(
+        planted.contains("label (critical)") && planted.contains("color-contrast (serious)"),
+        "axe-core missed planted violations: {planted}"
+    );
+    open_compose(&sender, base).await;
+    visible(&sender, "#create").await.click().await.unwrap();
+    visible(&sender, "#error").await;
+    audit(&sender, &axe, "compose, an error", &mut found).await;
+    // Near the limit a screen reader hears what is left, once typing pauses.
+    sender
+        .execute(
+            "const m = document.getElementById('message'); \
+             m.value = 'x'.repeat(7500); m.dispatchEvent(new Event('input'));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let live = sender
+        .find(otm_testkit::browser::fantoccini::Locator::Css(
+            "#counter-live",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        live.attr("aria-live").await.unwrap().as_deref(),
+        Some("polite")
+    );
+    wait_until(|| async {
+        let said = live.text().await.unwrap();
+        match said == "500 characters left." {
+            true => Ok(()),
+            false => Err(format!("announced {said:?}")),
+        }
+    })
+    .await;
+    audit(&sender, &axe, "compose, near the limit", &mut found).await;
+    open_compose(&sender, base).await;
+
+    let text = format!("checked by axe {}", unique_suffix());
+    let (link, status) =
+        otm_testkit::browser::compose(&sender, base, &text, Some("a passphrase")).await;
+    visible(&sender, "#show-qr").await.click().await.unwrap();
+    visible(&sender, "#qr-code svg").await;
+    audit(&sender, &axe, "link, QR code shown", &mut found).await;
+
+    sender.goto(&format!("{base}/about")).await.unwrap();
+    visible(&sender, "main h1").await;
+    audit(&sender, &axe, "about", &mut found).await;
+
+    sender.goto(&status).await.unwrap();
+    wait_state(&sender, "waiting").await;
+    audit(&sender, &axe, "status, waiting", &mut found).await;
+
+    // The reader: before, a wrong passphrase, revealed, reloaded.
+    let (reader, _p2) = driver.browser().await;
+    reader.goto(&link).await.unwrap();
+    visible(&reader, "#passphrase-field").await;
+    audit(
+        &reader,
+        &axe,
+        "reveal, before (passphrase asked)",
+        &mut found,
+    )
+    .await;
+    visible(&reader, "#passphrase-field")
+        .await
+        .send_keys("not it")
+        .await
+        .unwrap();
+    visible(&reader, "#reveal").await.click().await.unwrap();
+    visible(&reader, "#error").await;
+    audit(&reader, &axe, "reveal, wrong passphrase", &mut found).await;
+    let field = visible(&reader, "#passphrase-field").await;
+    field.clear().await.unwrap();
+    field.send_keys("a passphrase").await.unwrap();
+    visible(&reader, "#reveal").await.click().await.unwrap();
+    assert_eq!(value(&reader, "#plaintext").await, text);
+    audit(&reader, &axe, "revealed", &mut found).await;
+    reader.refresh().await.unwrap();
+    visible(&reader, "#opened-here").await;
+    audit(&reader, &axe, "reload after the reveal", &mut found).await;
+    reader.close().await.unwrap();
+
+    // Another reader: gone. A link without its key.
+    let (late, _p3) = reveal(&driver, &link, Some("a passphrase")).await;
+    visible(&late, "#gone").await;
+    audit(&late, &axe, "gone", &mut found).await;
+    late.goto(link.split('#').next().unwrap()).await.unwrap();
+    visible(&late, "#manual-key").await;
+    audit(&late, &axe, "reveal, no key in the link", &mut found).await;
+    late.close().await.unwrap();
+
+    // The sender burns another message from its status page.
+    let (_, status) = otm_testkit::browser::compose(&sender, base, "to burn", None).await;
+    sender.goto(&status).await.unwrap();
+    wait_state(&sender, "waiting").await;
+    visible(&sender, "#burn").await.click().await.unwrap();
+    visible(&sender, "#burn-confirm").await;
+    audit(&sender, &axe, "status, asking to burn", &mut found).await;
+    visible(&sender, "#burn-confirm")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_state(&sender, "burned").await;
+    audit(&sender, &axe, "status, burned", &mut found).await;
+    sender.close().await.unwrap();
+
+    assert!(
+        found.is_empty(),
+        "axe-core found {} serious or critical violations:\n{}",
+        found.len(),
+        found.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_flow_works_with_the_keyboard_alone() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let server = TestServer::start(Arc::new(MemoryStore::new(Default::default()))).await;
+    let base = &server.base;
+    let text = format!("typed without a mouse {}", unique_suffix());
+
+    // Compose and create: Tab to the field, type, Tab to the button, Enter.
+    let (sender, _p1) = driver.browser().await;
+    open_compose(&sender, base).await;
+    tab_to(&sender, "message").await;
+    type_text(&sender, &text).await;
+    tab_to(&sender, "create").await;
+    press(&sender, ENTER).await;
+    // The focus moves to the result, which names what happened.
+    wait_focus(&sender, "result-title").await;
+    let link = value(&sender, "#link").await;
+    tab_to(&sender, "copy-link").await;
+    press(&sender, ENTER).await;
+    wait_until(|| async {
+        let said = visible(&sender, "#copy-status").await.text().await.unwrap();
+        match said.is_empty() {
+            false => Ok(()),
+            true => Err("copying said nothing".to_owned()),
+        }
+    })
+    .await;
+    tab_to(&sender, "show-qr").await;
+    press(&sender, SPACE).await;
+    visible(&sender, "#qr-code svg").await;
+    press(&sender, SPACE).await;
+    wait_until(|| async {
+        let toggle = visible(&sender, "#show-qr").await;
+        match toggle.attr("aria-expanded").await.unwrap().as_deref() {
+            Some("false") => Ok(()),
+            other => Err(format!("the QR code stays (aria-expanded {other:?})")),
+        }
+    })
+    .await;
+
+    // Another message, to burn later: "Create another" puts the focus back
+    // in the message field.
+    tab_to(&sender, "new-message").await;
+    press(&sender, ENTER).await;
+    wait_focus(&sender, "message").await;
+    type_text(&sender, "burn me").await;
+    tab_to(&sender, "create").await;
+    press(&sender, ENTER).await;
+    wait_focus(&sender, "result-title").await;
+    let status = value(&sender, "#status-link").await;
+
+    // Reveal with the keyboard: the focus moves to the revealed message.
+    let (reader, _p2) = driver.browser().await;
+    reader.goto(&link).await.unwrap();
+    visible(&reader, "#reveal-intro").await;
+    tab_to(&reader, "reveal").await;
+    press(&reader, ENTER).await;
+    wait_focus(&reader, "revealed-title").await;
+    assert_eq!(value(&reader, "#plaintext").await, text);
+    tab_to(&reader, "copy-text").await;
+    press(&reader, ENTER).await;
+    reader.close().await.unwrap();
+
+    // Burn from the status page: Enter on Burn moves the focus to the
+    // confirmation, Enter again destroys the message.
+    sender.goto(&status).await.unwrap();
+    wait_state(&sender, "waiting").await;
+    tab_to(&sender, "burn").await;
+    press(&sender, ENTER).await;
+    wait_focus(&sender, "burn-confirm").await;
+    press(&sender, ENTER).await;
+    wait_state(&sender, "burned").await;
+    sender.close().await.unwrap();
+}
