@@ -8,6 +8,7 @@
 //   DELETE {base}/api/v1/messages/{id}      (Authorization: Bearer <manage token>)
 // Binary values travel as unpadded base64url text.
 
+import { t } from './i18n.js';
 import { decodeBase64url, encodeBase64url, parseManageToken } from './otm-format.js';
 
 const API_PATHS = Object.freeze({
@@ -31,6 +32,18 @@ export class ApiError extends Error {
     if (attemptsLeft !== undefined && attemptsLeft !== null) this.attemptsLeft = attemptsLeft;
     if (body !== undefined && body !== null) this.body = body;
   }
+}
+
+/**
+ * What to tell the reader about `err`, in the page's language, by its error
+ * code: the server's own (English) text is never shown, except a host
+ * policy's refusal (`create_denied`), which is in the host's own words.
+ */
+export function describeApiError(err) {
+  if (err.code === 'create_denied' && err.message) return err.message;
+  const key = `error.${err.code}`;
+  const text = t(key, { status: err.status });
+  return text === key ? t('error.http', { status: err.status }) : text;
 }
 
 /** The mount prefix: "" at the root, or for example "/secrets". */
@@ -86,10 +99,9 @@ async function request(method, path, body, token) {
   if (!res.ok) {
     const obj = data && typeof data === 'object' ? data : {};
     const code = typeof obj.error === 'string' ? obj.error : `http_${res.status}`;
-    const message =
-      typeof obj.message === 'string' && obj.message
-        ? obj.message
-        : `The server answered with an error (HTTP ${res.status}). Please try again.`;
+    // The server's text, for a host policy's refusal and for debugging; the
+    // pages show describeApiError's text.
+    const message = typeof obj.message === 'string' ? obj.message : '';
     let left = obj.attempts_left ?? obj.attemptsLeft;
     if (typeof left !== 'number') left = undefined;
     throw new ApiError(res.status, code, message, left, data && typeof data === 'object' ? data : undefined);

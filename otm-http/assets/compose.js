@@ -20,7 +20,9 @@ import {
 } from './otm-format.js';
 import { ApiError, basePath, createMessage, getConfig, parseExpiry } from './api.js';
 import { qrSvg } from './qr.js';
-import { $, clearError, copyField, markBusy, plural, setTime, showError, ttlLabel } from './ui.js';
+import { describeApiError } from './api.js';
+import { t, tn } from './i18n.js';
+import { $, clearError, copyField, markBusy, setTime, showError, ttlLabel } from './ui.js';
 
 const FALLBACK_TTLS = [3600, 86400, 604800];
 const FALLBACK_DEFAULT_TTL = 86400;
@@ -54,12 +56,6 @@ const els = {
   newMessage: $('new-message'),
 };
 
-const COPY_LINK_LABEL = 'Copy link';
-const COPY_STATUS_LINK_LABEL = 'Copy status link';
-const SHOW_QR_LABEL = 'Show QR code';
-const HIDE_QR_LABEL = 'Hide QR code';
-// What a screen reader says for the code: never the link, which holds the key.
-const QR_ALT = 'QR code of the one-time link';
 
 let config = null;
 let busy = false;
@@ -73,7 +69,7 @@ let copyStatusTimer = 0;
 function setBusy(on, text = '') {
   busy = on;
   markBusy(els.form, els.busy, on, text);
-  els.create.textContent = on ? 'Creating…' : 'Create link';
+  els.create.textContent = on ? t('compose.creating') : t('compose.create');
   updateCreateState();
 }
 
@@ -98,20 +94,20 @@ function announceLeft(n) {
     return;
   }
   counterTimer = setTimeout(() => {
-    els.counterLive.textContent = `${plural(left, 'character')} left.`;
+    els.counterLive.textContent = tn('compose.chars_left', left);
   }, ANNOUNCE_AFTER_MS);
 }
 
 function updateCounter() {
   const n = charCount(els.message.value);
   over = n > MAX_MESSAGE_CHARS;
-  els.counter.textContent = `${n} / ${MAX_MESSAGE_CHARS}`;
+  els.counter.textContent = t('compose.counter', { n, max: MAX_MESSAGE_CHARS });
   announceLeft(n);
   els.counter.classList.toggle('over', over);
   if (over) {
     els.message.setAttribute('aria-invalid', 'true');
     const extra = n - MAX_MESSAGE_CHARS;
-    els.limitNote.textContent = `The message is ${plural(extra, 'character')} too long. Shorten it to ${MAX_MESSAGE_CHARS} characters or fewer to create a link.`;
+    els.limitNote.textContent = tn('compose.over_limit', extra, { max: MAX_MESSAGE_CHARS });
   } else {
     els.message.removeAttribute('aria-invalid');
     els.limitNote.textContent = '';
@@ -148,11 +144,7 @@ async function loadConfig() {
     fillTtl(config.ttl_choices_seconds, config.default_ttl_seconds);
   } catch (err) {
     config = null;
-    showError(
-      err instanceof ApiError && err.status !== 0
-        ? `Could not load the server settings: ${err.message}`
-        : 'Could not load the server settings. Check your connection; creating a link may not work.',
-    );
+    showError(t('compose.config_failed'));
   }
 }
 
@@ -178,24 +170,24 @@ function statusLinkFor(base, id, token) {
 // Create
 
 function describeError(err) {
-  if (err instanceof ApiError) return err.message;
+  if (err instanceof ApiError) return describeApiError(err);
   if (err instanceof OtmError) {
     switch (err.code) {
       case 'BadPassphrase':
-        return `The passphrase is too long. Use at most ${MAX_PASSPHRASE_CHARS} characters.`;
+        return t('compose.passphrase_too_long', { max: MAX_PASSPHRASE_CHARS });
       case 'MessageTooLong':
-        return `The message is too long. The limit is ${MAX_MESSAGE_CHARS} characters.`;
+        return tn('compose.too_long', MAX_MESSAGE_CHARS + 1, { max: MAX_MESSAGE_CHARS });
       case 'BadLink':
       case 'BadId':
-        return 'The server returned something this page cannot turn into a link. Please try again.';
+        return t('compose.bad_answer');
       default:
-        return 'The message could not be encrypted. Please try again.';
+        return t('compose.seal_failed');
     }
   }
   if (err && err.name === 'NotSupportedError') {
-    return 'This browser does not support the encryption this page needs. Please use a current browser.';
+    return t('compose.unsupported');
   }
-  return 'Something went wrong while creating the link. Please try again.';
+  return t('compose.failed');
 }
 
 async function onCreate(event) {
@@ -206,12 +198,12 @@ async function onCreate(event) {
   const text = toWellFormed(els.message.value);
   const chars = charCount(text);
   if (chars === 0) {
-    showError('Write a message first.');
+    showError(t('compose.empty'));
     els.message.focus();
     return;
   }
   if (chars > MAX_MESSAGE_CHARS) {
-    showError(`The message is too long: ${chars} characters, the limit is ${MAX_MESSAGE_CHARS}.`);
+    showError(tn('compose.too_long', chars, { max: MAX_MESSAGE_CHARS }));
     els.message.focus();
     return;
   }
@@ -219,7 +211,7 @@ async function onCreate(event) {
   const passphrase = rawPassphrase === '' ? null : rawPassphrase;
   const ttl = Number(els.ttl.value);
 
-  setBusy(true, passphrase === null ? 'Encrypting…' : 'Deriving a key from the passphrase and encrypting…');
+  setBusy(true, passphrase === null ? t('compose.encrypting') : t('compose.deriving'));
   let key = null;
   let secrets = null;
   try {
@@ -230,7 +222,7 @@ async function onCreate(event) {
     const access = await accessVerifier(secrets.accessProof);
     wipeSecrets(secrets);
 
-    setBusy(true, 'Uploading the encrypted message…');
+    setBusy(true, t('compose.uploading'));
     const answer = await createMessage({
       envelope,
       verifier,
@@ -265,16 +257,16 @@ function showResult(link, expiresAt, hasPassphrase, statusLink) {
   updateCounter();
 
   els.link.value = link;
-  setTime(els.expires, expiresAt, true, 'the expiry date you chose');
+  setTime(els.expires, expiresAt, true, t('link.expiry_unknown'));
   els.resultPassphrase.hidden = !hasPassphrase;
   els.copyStatus.textContent = '';
-  els.copyLink.textContent = COPY_LINK_LABEL;
+  els.copyLink.textContent = t('link.copy');
   hideQr();
 
   // An older server sends no management token: no status link then.
   els.statusLink.value = statusLink || '';
   els.copyStatusLinkStatus.textContent = '';
-  els.copyStatusLink.textContent = COPY_STATUS_LINK_LABEL;
+  els.copyStatusLink.textContent = t('link.copy_status');
   els.statusBox.hidden = !statusLink;
 
   els.composeSection.hidden = true;
@@ -290,10 +282,10 @@ function onNewMessage() {
   els.expires.textContent = '—';
   els.expires.removeAttribute('datetime');
   els.copyStatus.textContent = '';
-  els.copyLink.textContent = COPY_LINK_LABEL;
+  els.copyLink.textContent = t('link.copy');
   els.statusLink.value = '';
   els.copyStatusLinkStatus.textContent = '';
-  els.copyStatusLink.textContent = COPY_STATUS_LINK_LABEL;
+  els.copyStatusLink.textContent = t('link.copy_status');
   els.statusBox.hidden = true;
   els.result.hidden = true;
 
@@ -314,7 +306,7 @@ function onNewMessage() {
 function hideQr() {
   els.qrCode.replaceChildren();
   els.qr.hidden = true;
-  els.showQr.textContent = SHOW_QR_LABEL;
+  els.showQr.textContent = t('link.show_qr');
   els.showQr.setAttribute('aria-expanded', 'false');
 }
 
@@ -324,14 +316,14 @@ function onToggleQr() {
     return;
   }
   try {
-    els.qrCode.replaceChildren(qrSvg(document, els.link.value, QR_ALT));
+    els.qrCode.replaceChildren(qrSvg(document, els.link.value, t('link.qr_alt')));
   } catch {
     // Only a link longer than a QR code holds (2,331 bytes) gets here.
     els.qrCode.replaceChildren();
-    els.qrCode.textContent = 'This link is too long for a QR code.';
+    els.qrCode.textContent = t('link.qr_too_long');
   }
   els.qr.hidden = false;
-  els.showQr.textContent = HIDE_QR_LABEL;
+  els.showQr.textContent = t('link.hide_qr');
   els.showQr.setAttribute('aria-expanded', 'true');
 }
 
@@ -341,8 +333,8 @@ function onToggleQr() {
 async function onCopyLink() {
   clearTimeout(copyTimer);
   copyTimer = await copyField(els.link, els.copyLink, els.copyStatus, {
-    label: COPY_LINK_LABEL,
-    what: 'link',
+    label: t('link.copy'),
+    selected: t('link.selected'),
     select: true,
   });
 }
@@ -350,8 +342,8 @@ async function onCopyLink() {
 async function onCopyStatusLink() {
   clearTimeout(copyStatusTimer);
   copyStatusTimer = await copyField(els.statusLink, els.copyStatusLink, els.copyStatusLinkStatus, {
-    label: COPY_STATUS_LINK_LABEL,
-    what: 'status link',
+    label: t('link.copy_status'),
+    selected: t('link.status_selected'),
     select: true,
   });
 }

@@ -9,7 +9,8 @@
 // the sender can bookmark it.
 
 import { parseManageLink } from './otm-format.js';
-import { ApiError, burnMessage, getStatus, parseExpiry } from './api.js';
+import { ApiError, burnMessage, describeApiError, getStatus, parseExpiry } from './api.js';
+import { t } from './i18n.js';
 import { $, clearError, formatDate, formatTime, markBusy, setTime, showError } from './ui.js';
 
 const STATES = Object.freeze(['waiting', 'opened', 'burned', 'expired']);
@@ -39,20 +40,15 @@ const page = {
   current: null,
 };
 
+// The page's errors, by what went wrong (keys of the string table).
 const MESSAGES = {
-  badId:
-    'This status link is not valid: the message ID in it is missing or damaged. ' +
-    'Copy the complete private status link from where you saved it.',
-  incomplete:
-    'This status link is incomplete: the part after #token= is missing or damaged. Links are sometimes cut ' +
-    'off when they are copied. Open the complete private status link you saved when you created the message.',
-  wrongToken:
-    'The token in this status link is wrong, so the status cannot be shown. ' +
-    'Check that you copied the complete private status link.',
-  notFound: 'This message has expired or the link is wrong.',
-  rateLimited: 'Too many requests. Wait a minute and try again.',
-  badAnswer: 'The server sent an answer this page does not understand. Please try again.',
-  generic: 'Something went wrong. Please try again.',
+  badId: 'manage.bad_id',
+  incomplete: 'manage.bad_token',
+  wrongToken: 'manage.wrong_token',
+  notFound: 'manage.not_found',
+  rateLimited: 'manage.rate_limited',
+  badAnswer: 'manage.bad_answer',
+  generic: 'manage.failed',
 };
 
 // ---------------------------------------------------------------------------
@@ -69,16 +65,16 @@ function asStatus(data) {
 }
 
 function stateText(status) {
-  const when = status.changedAt ? ` on ${formatDate(status.changedAt)}` : '';
+  const date = status.changedAt ? formatDate(status.changedAt) : null;
   switch (status.state) {
     case 'waiting':
-      return 'Waiting to be opened';
+      return t('manage.waiting');
     case 'opened':
-      return `Opened${when}`;
+      return date ? t('manage.opened_on', { date }) : t('manage.opened');
     case 'burned':
-      return `Destroyed${when}`;
+      return date ? t('manage.burned_on', { date }) : t('manage.burned');
     default:
-      return 'Expired';
+      return t('manage.expired');
   }
 }
 
@@ -90,32 +86,27 @@ function render(status) {
 
   switch (state) {
     case 'waiting':
-      els.expiresLabel.textContent = 'Deleted unread on';
-      els.stateDetail.textContent =
-        'Nobody has opened the link yet. If nobody opens it in time, it is deleted without being read.';
+      els.expiresLabel.textContent = t('manage.deleted_unread_on');
+      els.stateDetail.textContent = t('manage.waiting_detail');
       break;
     case 'opened':
-      els.expiresLabel.textContent = 'This status link works until';
-      els.stateDetail.textContent =
-        'Someone opened the link, and the message was deleted from the server at that moment. If your ' +
-        'reader says it was not them, someone else saw it: change the secret.';
+      els.expiresLabel.textContent = t('manage.works_until');
+      els.stateDetail.textContent = t('manage.opened_detail');
       break;
     case 'burned':
-      els.expiresLabel.textContent = 'This status link works until';
-      els.stateDetail.textContent =
-        'The message was destroyed without being read, by you or after too many wrong attempts to open it. ' +
-        'The link you sent no longer works.';
+      els.expiresLabel.textContent = t('manage.works_until');
+      els.stateDetail.textContent = t('manage.burned_detail');
       break;
     default:
-      els.expiresLabel.textContent = 'Expired on';
-      els.stateDetail.textContent = 'Nobody opened the link in time, so the message was deleted without being read.';
+      els.expiresLabel.textContent = t('manage.expired_on');
+      els.stateDetail.textContent = t('manage.expired_detail');
       break;
   }
   setTime(els.expires, status.expiresAt, state === 'waiting');
 
   els.burn.disabled = state !== 'waiting';
   if (state !== 'waiting') closeConfirm(false);
-  els.checked.textContent = `Checked at ${formatTime(new Date())}.`;
+  els.checked.textContent = t('manage.checked_at', { time: formatTime(new Date()) });
   els.loading.hidden = true;
   els.status.hidden = false;
 }
@@ -161,50 +152,50 @@ function closeConfirm(focusBurn) {
 
 function handleError(err) {
   if (!(err instanceof ApiError)) {
-    showError(MESSAGES.generic);
+    showError(t(MESSAGES.generic));
     return;
   }
   switch (err.status) {
     case 0:
       if (err.code === 'token_required') {
         hideStatus();
-        showError(MESSAGES.incomplete);
+        showError(t(MESSAGES.incomplete));
       } else {
-        showError(err.message || MESSAGES.generic);
+        showError(describeApiError(err));
       }
       return;
     case 400:
       hideStatus();
-      showError(MESSAGES.badId);
+      showError(t(MESSAGES.badId));
       return;
     case 401:
       hideStatus();
-      showError(MESSAGES.incomplete);
+      showError(t(MESSAGES.incomplete));
       return;
     case 403:
       hideStatus();
-      showError(MESSAGES.wrongToken);
+      showError(t(MESSAGES.wrongToken));
       return;
     case 404:
       hideStatus();
-      showError(MESSAGES.notFound);
+      showError(t(MESSAGES.notFound));
       return;
     case 429:
-      showError(MESSAGES.rateLimited);
+      showError(t(MESSAGES.rateLimited));
       return;
     default:
-      showError(err.message || MESSAGES.generic);
+      showError(describeApiError(err));
   }
 }
 
 async function refresh() {
   if (page.busy) return;
   clearError();
-  setBusy(true, 'Checking…');
+  setBusy(true, t('manage.checking'));
   try {
     const status = asStatus(await getStatus(page.id, page.token));
     if (status) render(status);
-    else showError(MESSAGES.badAnswer);
+    else showError(t(MESSAGES.badAnswer));
   } catch (err) {
     handleError(err);
   } finally {
@@ -218,26 +209,26 @@ function notWaitingText(status) {
   switch (status.state) {
     case 'opened':
       return status.changedAt
-        ? `Too late to destroy it: the message was already opened on ${formatDate(status.changedAt)}.`
-        : 'Too late to destroy it: the message was already opened.';
+        ? t('manage.too_late_on', { date: formatDate(status.changedAt) })
+        : t('manage.too_late');
     case 'burned':
-      return 'The message was already destroyed.';
+      return t('manage.already_burned');
     case 'expired':
-      return 'The message has already expired; nobody can open it any more.';
+      return t('manage.already_expired');
     default:
-      return 'The message could not be destroyed. Refresh to see its status.';
+      return t('manage.not_destroyed');
   }
 }
 
 async function burn() {
   if (page.busy) return;
   clearError();
-  setBusy(true, 'Destroying…');
+  setBusy(true, t('manage.destroying'));
   let refreshAfter = false;
   try {
     const status = asStatus(await burnMessage(page.id, page.token));
     if (status) render(status);
-    else showError(MESSAGES.badAnswer);
+    else showError(t(MESSAGES.badAnswer));
   } catch (err) {
     if (err instanceof ApiError && err.status === 409) {
       // No longer waiting: the answer carries the current status.
@@ -303,7 +294,7 @@ function init() {
   try {
     link = parseManageLink(location.href);
   } catch (err) {
-    showError(err && err.part === 'token' ? MESSAGES.incomplete : MESSAGES.badId);
+    showError(t(err && err.part === 'token' ? MESSAGES.incomplete : MESSAGES.badId));
     return;
   }
   page.id = link.id;

@@ -17,8 +17,9 @@ import {
   parseLink,
   wipeSecrets,
 } from './otm-format.js';
-import { ApiError, openMessage } from './api.js';
-import { $, clearError, copyField, markBusy, plural, showError } from './ui.js';
+import { ApiError, describeApiError, openMessage } from './api.js';
+import { t, tn } from './i18n.js';
+import { $, clearError, copyField, markBusy, showError, visibleBidiControls } from './ui.js';
 
 const els = {
   intro: $('reveal-intro'),
@@ -34,6 +35,8 @@ const els = {
   revealed: $('revealed'),
   revealedTitle: $('revealed-title'),
   plaintext: $('plaintext'),
+  controlsBox: $('controls-box'),
+  controlsText: $('controls-text'),
   copyText: $('copy-text'),
   copyStatus: $('copy-status'),
   clearClipboard: $('clear-clipboard'),
@@ -49,8 +52,6 @@ const els = {
 // instead of asking for a key.
 const OPENED_PREFIX = 'otm.opened.';
 
-const REVEAL_LABEL = 'Reveal message';
-const COPY_TEXT_LABEL = 'Copy message';
 
 const state = {
   id: null,
@@ -103,7 +104,7 @@ function setBusy(on, text = '') {
   state.busy = on;
   markBusy(els.form, els.busy, on, text);
   els.reveal.disabled = on;
-  els.reveal.textContent = on && text ? text : REVEAL_LABEL;
+  els.reveal.textContent = on && text ? text : t('reveal.button');
   els.manualKey.disabled = on;
   els.manualHasPassphrase.disabled = on;
   els.passphraseField.disabled = on;
@@ -123,7 +124,7 @@ function idFromPath() {
 
 /** Parses what the reader pasted: a fragment, a bare key, or the whole link. */
 function parseManual(text) {
-  if (text.trim() === '') throw new UiError('Paste the key first.');
+  if (text.trim() === '') throw new UiError(t('reveal.paste_first'));
   try {
     return parseFragment(text);
   } catch {
@@ -139,13 +140,13 @@ function parseManual(text) {
     if (link) {
       if (link.id !== state.id) {
         link.key.fill(0);
-        throw new UiError('That link is for a different message than this page. Open that link instead.');
+        throw new UiError(t('reveal.other_message'));
       }
       return { key: link.key, passphrase: link.passphrase };
     }
   }
   throw new UiError(
-    'That is not a valid key. A key is 43 characters long (letters, digits, - and _). Check that you copied all of it.',
+    t('reveal.bad_key'),
   );
 }
 
@@ -185,7 +186,7 @@ async function onReveal(event) {
   try {
     parsed = currentKey();
   } catch (err) {
-    showError(err instanceof UiError ? err.message : 'The key in this link is damaged. Ask the sender for the link again.');
+    showError(err instanceof UiError ? err.message : t('reveal.damaged_key'));
     if (state.manual) els.manualKey.focus();
     return;
   }
@@ -196,32 +197,32 @@ async function onReveal(event) {
     if (passphrase === '') {
       parsed.key.fill(0);
       els.passphraseBox.hidden = false;
-      showError('Enter the passphrase first. The sender should have given it to you separately.');
+      showError(t('reveal.passphrase_first'));
       els.passphraseField.focus();
       return;
     }
   }
   const usedPassphrase = passphrase !== null;
 
-  setBusy(true, usedPassphrase ? 'Deriving key…' : 'Opening…');
+  setBusy(true, usedPassphrase ? t('reveal.deriving') : t('reveal.opening'));
   let secrets = null;
   try {
     try {
       secrets = await deriveSecrets(parsed.key, passphrase);
     } catch (err) {
       if (err instanceof OtmError && err.code === 'BadPassphrase') {
-        showError(`That passphrase is too long: at most ${MAX_PASSPHRASE_CHARS} characters.`);
+        showError(t('reveal.passphrase_too_long', { max: MAX_PASSPHRASE_CHARS }));
       } else if (err && err.name === 'NotSupportedError') {
-        showError('This browser does not support the decryption this page needs. Please use a current browser.');
+        showError(t('reveal.unsupported'));
       } else {
-        showError('The key could not be prepared in this browser. Please try again.');
+        showError(t('reveal.key_failed'));
       }
       return;
     } finally {
       parsed.key.fill(0);
     }
 
-    if (usedPassphrase) setBusy(true, 'Opening…');
+    if (usedPassphrase) setBusy(true, t('reveal.opening'));
     let answer;
     try {
       answer = await openMessage(state.id, { accessProof: secrets.accessProof, claimProof: secrets.claimProof });
@@ -259,7 +260,7 @@ function handleClaimError(err, usedPassphrase) {
     return;
   }
   if (!(err instanceof ApiError)) {
-    showError('Something went wrong. Please try again.');
+    showError(t('reveal.failed'));
     return;
   }
   if (err.status === 404) {
@@ -267,10 +268,7 @@ function handleClaimError(err, usedPassphrase) {
     // a key that does not fit it (a wrong access proof): nothing was counted.
     if (state.manual) {
       // A key typed by hand may have a typo: keep the form for another try.
-      showError(
-        'No message can be opened with this key. Either the message was already opened or has expired, or the ' +
-          'key is not complete and correct: check that you copied all of it and try again.',
-      );
+      showError(t('reveal.no_such_key'));
       els.manualKey.focus();
       return;
     }
@@ -283,46 +281,36 @@ function handleClaimError(err, usedPassphrase) {
     // is wrong, or missing. Each such attempt is counted.
     const left = err.attemptsLeft;
     if (left === 0) {
-      showError(
-        usedPassphrase
-          ? 'Wrong passphrase. The message has been destroyed after too many attempts.'
-          : 'This message needs a passphrase. It has been destroyed after too many attempts without one.',
-      );
+      showError(usedPassphrase ? t('reveal.wrong_destroyed') : t('reveal.missing_destroyed'));
       showGone();
       return;
     }
-    const leftText = typeof left === 'number' ? ` ${plural(left, 'attempt')} left.` : '';
+    const counted = typeof left === 'number';
     if (usedPassphrase) {
-      showError(`Wrong passphrase.${leftText || ' Check it and try again.'}`);
+      showError(counted ? tn('reveal.wrong_left', left) : t('reveal.wrong'));
     } else {
       // The link lost its "&p=1": ask for the passphrase from now on.
       state.needsPassphrase = true;
       els.manualHasPassphrase.checked = true;
       els.passphraseBox.hidden = false;
-      showError(
-        'This message is protected by a passphrase, but the link does not say so (its end may have been cut ' +
-          `off). Enter the passphrase the sender gave you.${leftText}`,
-      );
+      showError(counted ? tn('reveal.needs_passphrase_left', left) : t('reveal.needs_passphrase'));
     }
     els.passphraseField.focus();
     els.passphraseField.select();
     return;
   }
   if (err.status === 429) {
-    showError('Too many attempts, wait a minute and try again.');
+    showError(t('reveal.too_many'));
     return;
   }
-  showError(err.message || 'Something went wrong. Please try again.');
+  showError(describeApiError(err));
 }
 
 function showUndecryptable() {
   els.intro.hidden = true;
   els.passphraseField.value = '';
   els.manualKey.value = '';
-  showError(
-    'The message was received but could not be decrypted, so it cannot be shown. ' +
-      'It has been deleted from the server. Ask the sender to create a new one.',
-  );
+  showError(t('reveal.undecryptable'));
 }
 
 function showGone() {
@@ -346,8 +334,13 @@ function showRevealed(text) {
   els.manualKey.value = '';
   els.intro.hidden = true;
   clearError();
-  els.plaintext.value = text;
-  const lines = text.split('\n').length;
+  // Direction controls are shown as markers, and the reader is told: a
+  // right-to-left page must not reorder what they read and copy.
+  const { shown, count } = visibleBidiControls(text);
+  els.plaintext.value = shown;
+  els.controlsBox.hidden = count === 0;
+  els.controlsText.textContent = count === 0 ? '' : tn('reveal.controls', count);
+  const lines = shown.split('\n').length;
   els.plaintext.setAttribute('rows', String(Math.min(20, Math.max(4, lines + 1))));
   els.revealed.hidden = false;
   els.revealedTitle.focus();
@@ -356,8 +349,8 @@ function showRevealed(text) {
 async function onCopyText() {
   clearTimeout(copyTimer);
   copyTimer = await copyField(els.plaintext, els.copyText, els.copyStatus, {
-    label: COPY_TEXT_LABEL,
-    what: 'message',
+    label: t('reveal.copy'),
+    selected: t('reveal.selected'),
   });
   // Copied: offer to take it out of the clipboard again once pasted.
   if (copyTimer) els.clearClipboard.hidden = false;
@@ -367,10 +360,10 @@ async function onCopyText() {
 async function onClearClipboard() {
   try {
     await navigator.clipboard.writeText('');
-    els.copyStatus.textContent = 'The clipboard is cleared.';
+    els.copyStatus.textContent = t('reveal.clipboard_cleared');
     els.clearClipboard.hidden = true;
   } catch {
-    els.copyStatus.textContent = 'The clipboard could not be cleared here: copy something else over it.';
+    els.copyStatus.textContent = t('reveal.clipboard_not_cleared');
   }
 }
 
@@ -379,6 +372,7 @@ async function onClearClipboard() {
 // the Back button.
 function forgetRevealed() {
   els.plaintext.value = '';
+  els.controlsText.textContent = '';
   els.revealed.hidden = true;
 }
 
@@ -402,7 +396,7 @@ function init() {
 
   state.id = idFromPath();
   if (!state.id) {
-    showError('This link is not valid: the message ID in it is missing or damaged. Ask the sender for the link again.');
+    showError(t('reveal.bad_id'));
     return;
   }
 
@@ -432,13 +426,11 @@ function init() {
     els.passphraseBox.hidden = !fromLink.passphrase;
   } else {
     state.manual = true;
-    els.introText.textContent =
-      'Someone sent you a secret message, but the link you opened does not contain a usable key. ' +
-      'The message can be read once.';
+    els.introText.textContent = t('reveal.intro_no_key');
     els.keyBox.hidden = false;
     els.passphraseBox.hidden = true;
     if (hash && hash !== '#') {
-      showError('The key in this link is incomplete or damaged. Paste the complete key or link below.');
+      showError(t('reveal.key_incomplete'));
     }
   }
   els.intro.hidden = false;

@@ -1,8 +1,11 @@
 // What the page scripts share: DOM lookup, the error box, busy state,
-// copying to the clipboard, and dates, durations and relative times.
+// copying to the clipboard, and dates, durations and relative times in the
+// page's language (Intl).
 //
 // Every page has one error box, `<div id="error" role="alert" hidden>`.
 // Importing this module touches no DOM, so Node can test the pure helpers.
+
+import { lang, t } from './i18n.js';
 
 /** The element with this id. */
 export const $ = (id) => document.getElementById(id);
@@ -42,15 +45,16 @@ export function markBusy(region, statusEl, on, text = '') {
 /**
  * Copies the value of a read-only `field`. When the Clipboard API refuses,
  * selects the text and tries the older copy command; when that fails too,
- * asks the user to press Ctrl+C. While copied, `button` reads "Copied".
+ * says `selected` (which asks the user to press Ctrl+C). While copied,
+ * `button` reads "Copied".
  *
  * @param {object} options `label`: the button's own label, put back after
- *   2.5 seconds; `what`: what the field holds ("link"); `select`: focus and
- *   select the field even when copying worked.
+ *   2.5 seconds; `selected`: what to say when only selecting worked;
+ *   `select`: focus and select the field even when copying worked.
  * @returns {Promise<number>} the timer that puts the label back (0 if none),
  *   for `clearTimeout` when the page resets.
  */
-export async function copyField(field, button, statusEl, { label, what, select = false }) {
+export async function copyField(field, button, statusEl, { label, selected, select = false }) {
   let copied = false;
   try {
     await navigator.clipboard.writeText(field.value);
@@ -70,59 +74,82 @@ export async function copyField(field, button, statusEl, { label, what, select =
     }
   }
   if (copied) {
-    button.textContent = 'Copied';
-    statusEl.textContent = 'Copied to the clipboard.';
+    button.textContent = t('ui.copied');
+    statusEl.textContent = t('ui.copied_status');
     return setTimeout(() => {
       button.textContent = label;
     }, 2500);
   }
-  statusEl.textContent = `The ${what} is selected: press Ctrl+C (or ⌘C) to copy it.`;
+  statusEl.textContent = selected;
   return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Bidirectional text
+
+// The explicit embedding, override and isolate controls of Unicode's
+// bidirectional algorithm: invisible, yet they reorder how the text around
+// them is shown, so what a reader sees (and copies) could differ from what
+// it looks like ("Trojan Source"). The weak marks (LRM, RLM, ALM) are
+// ordinary in right-to-left writing and are left alone.
+const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/g;
+
+/**
+ * `text` with every bidirectional control replaced by a visible marker
+ * ("⟦U+202E⟧"), and how many there were.
+ */
+export function visibleBidiControls(text) {
+  let count = 0;
+  const shown = text.replace(BIDI_CONTROLS, (c) => {
+    count += 1;
+    return `⟦U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, '0')}⟧`;
+  });
+  return { shown, count };
 }
 
 // ---------------------------------------------------------------------------
 // Dates, durations and relative times
 
-/** "1 day", "2 days". */
-export function plural(n, word) {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
+function unitFormat(unit) {
+  return new Intl.NumberFormat(lang(), { style: 'unit', unit, unitDisplay: 'long' });
 }
 
-/** A lifetime choice: "1 hour", "1 day", "7 days", "30 minutes"… */
+/** A lifetime choice in the largest whole unit: "1 hour", "7 days", "30 minutes"… */
 export function ttlLabel(seconds) {
   const units = [
     [86400, 'day'],
     [3600, 'hour'],
     [60, 'minute'],
   ];
-  for (const [size, word] of units) {
-    if (seconds >= size && seconds % size === 0) return plural(seconds / size, word);
+  for (const [size, unit] of units) {
+    if (seconds >= size && seconds % size === 0) return unitFormat(unit).format(seconds / size);
   }
-  return plural(seconds, 'second');
+  return unitFormat('second').format(seconds);
 }
 
 /** "in 3 hours" (rounded, at least "in 1 minute"), or "" when `date` has passed. */
 export function relativeTime(date, now = Date.now()) {
   const seconds = Math.round((date.getTime() - now) / 1000);
   if (seconds <= 0) return '';
-  if (seconds >= 86400) return `in ${plural(Math.round(seconds / 86400), 'day')}`;
-  if (seconds >= 3600) return `in ${plural(Math.round(seconds / 3600), 'hour')}`;
-  return `in ${plural(Math.max(1, Math.round(seconds / 60)), 'minute')}`;
+  const format = new Intl.RelativeTimeFormat(lang(), { numeric: 'always' });
+  if (seconds >= 86400) return format.format(Math.round(seconds / 86400), 'day');
+  if (seconds >= 3600) return format.format(Math.round(seconds / 3600), 'hour');
+  return format.format(Math.max(1, Math.round(seconds / 60)), 'minute');
 }
 
-/** Date and time in the reader's locale, e.g. "12 Mar 2025, 14:05". */
+/** Date and time in the page's language, e.g. "12 Mar 2025, 14:05". */
 export function formatDate(date) {
   try {
-    return new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' }).format(date);
+    return new Intl.DateTimeFormat(lang(), { dateStyle: 'medium', timeStyle: 'short' }).format(date);
   } catch {
     return date.toLocaleString();
   }
 }
 
-/** Time of day with seconds, in the reader's locale. */
+/** Time of day with seconds, in the page's language. */
 export function formatTime(date) {
   try {
-    return new Intl.DateTimeFormat(undefined, { timeStyle: 'medium' }).format(date);
+    return new Intl.DateTimeFormat(lang(), { timeStyle: 'medium' }).format(date);
   } catch {
     return date.toLocaleTimeString();
   }
@@ -133,13 +160,13 @@ export function formatTime(date) {
  * `withRelative` and still ahead) and its datetime attribute, or `unknown`
  * when there is no date.
  */
-export function setTime(el, date, withRelative, unknown = 'unknown') {
+export function setTime(el, date, withRelative, unknown = t('ui.unknown')) {
   if (!date) {
     el.textContent = unknown;
     el.removeAttribute('datetime');
     return;
   }
   const rel = withRelative ? relativeTime(date) : '';
-  el.textContent = rel ? `${formatDate(date)} (${rel})` : formatDate(date);
+  el.textContent = rel ? t('ui.date_relative', { date: formatDate(date), relative: rel }) : formatDate(date);
   el.setAttribute('datetime', date.toISOString());
 }

@@ -62,6 +62,9 @@ pub struct Config {
     /// `None`: no events; a store that records them is then refused at
     /// start, since its outbox would only grow.
     pub events: Option<Events>,
+    /// The languages of the pages ([`Config::with_translations`]): by
+    /// default the built-in ones ([`Translations::builtin`](crate::i18n::Translations::builtin)).
+    pub translations: std::sync::Arc<crate::i18n::Translations>,
 }
 
 /// Event delivery: a sink and how to dispatch to it ([`Config::with_events`]).
@@ -109,6 +112,7 @@ impl Default for Config {
             create_policy: None,
             purge_interval: Duration::from_secs(60),
             events: None,
+            translations: std::sync::Arc::new(crate::i18n::Translations::builtin()),
         }
     }
 }
@@ -178,6 +182,14 @@ impl Config {
             sink: SharedSink(sink),
             dispatch,
         });
+        self
+    }
+
+    /// Sets [`Config::translations`]: for example the built-in languages
+    /// with an operator's directory laid over them
+    /// (`Translations::builtin().with_dir(dir)?`).
+    pub fn with_translations(mut self, translations: crate::i18n::Translations) -> Self {
+        self.translations = std::sync::Arc::new(translations);
         self
     }
 

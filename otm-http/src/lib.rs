@@ -79,6 +79,7 @@ mod config;
 mod error;
 pub mod events;
 mod handlers;
+pub mod i18n;
 mod limit;
 mod metrics;
 mod middleware;

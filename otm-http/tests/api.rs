@@ -546,11 +546,18 @@ async fn every_response_carries_the_security_headers() {
             assert_eq!(h[header::CACHE_CONTROL], "no-store", "{uri}");
         }
     }
-    // Pages have no inline scripts or styles for the CSP to block.
+    // Pages have no inline scripts or styles for the CSP to block; the one
+    // element with a body is the page's strings, a JSON data block that no
+    // browser runs.
     for uri in ["/", "/about", "/otm/AAAAAAAAAAAAAAAAAAAAAA"] {
         let html = send(&app, get(uri)).await.text();
         for script in html.split("<script").skip(1) {
             let tag_end = script.find('>').unwrap();
+            if script[..tag_end].contains("type=\"application/json\"") {
+                let body = &script[tag_end + 1..script.find("</script>").unwrap()];
+                serde_json::from_str::<serde_json::Value>(body).expect("a JSON data block");
+                continue;
+            }
             assert!(script[..tag_end].contains("src="), "{uri}: inline script");
             assert!(
                 script[tag_end + 1..].trim_start().starts_with("</script>"),
@@ -858,4 +865,99 @@ async fn metrics_show_the_breaker_given_and_none_when_none_is_asked_for() {
     let plain = app_with(store(), generous().with_store_breaker(None));
     let metrics = send(&plain, get("/metrics")).await.text();
     assert!(!metrics.contains("otm_store_breaker_open"), "{metrics}");
+}
+
+/// The pages are sent in the reader's language, chosen before the page
+/// leaves the server (no flash of English): the `otm_lang` cookie from the
+/// language menu, else `Accept-Language`, else English; with `Vary` for
+/// caches and `Content-Language`. An operator's directory of string tables
+/// changes a text without a rebuild; its strings are text, never markup.
+#[tokio::test]
+async fn pages_speak_the_readers_language() {
+    let (app, _) = app();
+    let page = |accept: Option<&str>, cookie: Option<&str>| {
+        let mut req = Request::get("/");
+        if let Some(a) = accept {
+            req = req.header(header::ACCEPT_LANGUAGE, a);
+        }
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        req.body(Body::empty()).unwrap()
+    };
+    let english = send(&app, page(None, None)).await;
+    assert!(english.text().contains("<html lang=\"en\" dir=\"ltr\">"));
+    assert!(english.text().contains("Send a secret that opens once"));
+    assert_eq!(english.headers[header::CONTENT_LANGUAGE], "en");
+    let vary = english.headers[header::VARY].to_str().unwrap();
+    assert!(
+        vary.contains("Accept-Language") && vary.contains("Cookie"),
+        "{vary}"
+    );
+
+    let arabic = send(&app, page(Some("ar-EG,ar;q=0.9,en;q=0.5"), None)).await;
+    let html = arabic.text();
+    assert!(html.contains("<html lang=\"ar\" dir=\"rtl\">"), "{html}");
+    assert!(html.contains("أرسل سرًّا لا يُفتح إلا مرة واحدة"));
+    assert!(!html.contains("Send a secret that opens once"));
+    assert_eq!(arabic.headers[header::CONTENT_LANGUAGE], "ar");
+    // The scripts' strings ride along, in the same language.
+    let data = html
+        .split("<script type=\"application/json\" id=\"otm-i18n\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</script>").next())
+        .unwrap();
+    let data: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(data["lang"], "ar");
+    assert_eq!(data["dir"], "rtl");
+    assert_eq!(data["strings"]["link.copy"], "نسخ الرابط");
+    // The language menu lists every language in its own name, this one chosen.
+    assert!(html.contains("<option value=\"ar\" lang=\"ar\" selected>العربية</option>"));
+    assert!(html.contains("<option value=\"de\" lang=\"de\">Deutsch</option>"));
+
+    // The menu's cookie wins over the browser's languages.
+    let german = send(&app, page(Some("ar"), Some("theme=x; otm_lang=de"))).await;
+    assert_eq!(german.headers[header::CONTENT_LANGUAGE], "de");
+    assert!(german.text().contains("Link erstellen"));
+    for uri in [
+        "/about",
+        "/otm/AAAAAAAAAAAAAAAAAAAAAA",
+        "/manage/AAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        let req = Request::get(uri)
+            .header(header::ACCEPT_LANGUAGE, "fr-CA")
+            .body(Body::empty())
+            .unwrap();
+        let reply = send(&app, req).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}");
+        assert_eq!(reply.headers[header::CONTENT_LANGUAGE], "fr", "{uri}");
+        assert!(
+            reply.text().contains("<html lang=\"fr\" dir=\"ltr\">"),
+            "{uri}"
+        );
+    }
+
+    // An operator's strings: a changed text and a new language, escaped.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("de.json"),
+        r#"{"language":"de","name":"Deutsch","dir":"ltr","strings":{"compose.create":"<b>Los</b>"}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("nl.json"),
+        r#"{"language":"nl","name":"Nederlands","dir":"ltr","strings":{"compose.title":"Stuur een geheim"}}"#,
+    )
+    .unwrap();
+    let translations = otm_http::i18n::Translations::builtin()
+        .with_dir(dir.path())
+        .unwrap();
+    let app = app_with(store(), generous().with_translations(translations));
+    let german = send(&app, page(Some("de"), None)).await.text();
+    assert!(german.contains("&lt;b&gt;Los&lt;/b&gt;") && !german.contains("<b>Los"));
+    let dutch = send(&app, page(Some("nl"), None)).await.text();
+    assert!(dutch.contains("<html lang=\"nl\" dir=\"ltr\">"));
+    assert!(dutch.contains("Stuur een geheim"));
+    // What the Dutch table lacks is English.
+    assert!(dutch.contains("Create link"));
 }

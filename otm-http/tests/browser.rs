@@ -37,16 +37,7 @@ async fn wait_attr(
 }
 
 async fn screenshot(c: &Client, name: &str) {
-    if std::env::var_os("OTM_UPDATE_SCREENSHOTS").is_none() {
-        return;
-    }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join(format!("{name}.png")),
-        c.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    otm_testkit::browser::readme_screenshot(c, name).await;
 }
 
 /// Composes a message in the browser and returns the share link.
@@ -71,7 +62,7 @@ async fn compose(
     area.send_keys(text).await.unwrap();
     let counter = visible(c, "#counter").await.text().await.unwrap();
     assert!(
-        counter.starts_with(&format!("{} / 8000", text.chars().count())),
+        counter.starts_with(&format!("{} / 8,000", text.chars().count())),
         "counter {counter:?}"
     );
     if let Some(p) = passphrase {

@@ -1,7 +1,7 @@
 //! otm-http's modules in their layers, top first: the façade, the routers
 //! and the server loop, what every request passes through and the
 //! handlers, the API's error answers, the service, its configuration, the
-//! policy and event delivery, the limiters and counters, and the caller at
+//! policy and event delivery, the limiters, counters and string tables, and the caller at
 //! the bottom. An import from a lower layer up to a higher one fails here.
 
 const LAYERS: &[&[&str]] = &[
@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["service"],
     &["config"],
     &["policy", "events", "webhook"],
-    &["limit", "metrics"],
+    &["limit", "metrics", "i18n"],
     &["caller"],
 ];
 

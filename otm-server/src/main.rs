@@ -84,6 +84,12 @@ struct Args {
     #[arg(long, env = "OTM_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxy: Vec<IpNet>,
 
+    /// A directory of string tables for the pages (`{tag}.json`, the format
+    /// of otm-http's assets/i18n/): each changes texts of a built-in
+    /// language or adds a language; checked at start.
+    #[arg(long, env = "OTM_TRANSLATIONS_DIR")]
+    translations_dir: Option<std::path::PathBuf>,
+
     /// How often expired messages are purged from stores that need it.
     #[arg(long, env = "OTM_PURGE_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     purge_interval: Duration,
@@ -433,6 +439,14 @@ async fn run(mut args: Args) -> Result<(), String> {
         }));
     if let Some(url) = args.base_url {
         config = config.with_base_url(url);
+    }
+    if let Some(dir) = &args.translations_dir {
+        let translations = otm_http::i18n::Translations::builtin()
+            .with_dir(dir)
+            .map_err(|e| format!("cannot use --translations-dir: {e}"))?;
+        let tags: Vec<&str> = translations.languages().iter().map(|l| l.tag()).collect();
+        tracing::info!(languages = %tags.join(","), "string tables loaded");
+        config = config.with_translations(translations);
     }
     if let Some(policy) = tokens {
         config = config.with_create_policy(policy);

@@ -503,3 +503,56 @@ async fn shared_rate_limits_on_a_store_that_cannot_count_them_is_a_startup_error
         "{text}"
     );
 }
+
+/// `--translations-dir`: an operator's string tables change a text and add
+/// a language, without a rebuild; a broken table stops the start with a
+/// message that names the file and the key.
+#[tokio::test]
+async fn translations_from_a_directory_change_and_add_languages() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = dir.path().join("i18n");
+    std::fs::create_dir(&tables).unwrap();
+    std::fs::write(
+        tables.join("nl.json"),
+        r#"{"language":"nl","name":"Nederlands","dir":"ltr","strings":{"compose.title":"Stuur een geheim dat één keer opent"}}"#,
+    )
+    .unwrap();
+    let tables_arg = tables.to_str().unwrap();
+    let (server, base) = start(
+        &["--store", "memory:", "--translations-dir", tables_arg],
+        "info",
+        dir.path(),
+    )
+    .await;
+    let page = reqwest::Client::new()
+        .get(format!("{base}/"))
+        .header("accept-language", "nl-BE, en;q=0.5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.headers()["content-language"], "nl");
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Stuur een geheim dat één keer opent"),
+        "{html}"
+    );
+    let (_, log) = stop(server);
+    assert!(log.contains("string tables loaded"), "{}", tail(&log));
+
+    std::fs::write(
+        tables.join("nl.json"),
+        r#"{"language":"nl","name":"Nederlands","dir":"ltr","strings":{"compose.titel":"x"}}"#,
+    )
+    .unwrap();
+    let mut command = OtmServer::command(env!("CARGO_BIN_EXE_otm-server"), free_port(), dir.path());
+    command.args(["--store", "memory:", "--translations-dir", tables_arg]);
+    let out = command.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr) + String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("--translations-dir")
+            && text.contains("nl.json")
+            && text.contains("compose.titel"),
+        "{text}"
+    );
+}

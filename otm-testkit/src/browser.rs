@@ -355,3 +355,15 @@ where
         }
     }
 }
+
+/// Writes the page as it is now to `docs/screenshots/{name}.png` of the
+/// workspace, for the README; only when `OTM_UPDATE_SCREENSHOTS` is set.
+pub async fn readme_screenshot(c: &Client, name: &str) {
+    if std::env::var_os("OTM_UPDATE_SCREENSHOTS").is_none() {
+        return;
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+    std::fs::create_dir_all(&dir).expect("the screenshot directory");
+    let png = c.screenshot().await.expect("a screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("write the screenshot");
+}

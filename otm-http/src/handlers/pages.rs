@@ -1,18 +1,23 @@
 //! The browser app: four HTML pages and their assets, compiled into the
 //! binary. Every page is `assets/layout.html` (head, header, footer) around
-//! its own `<main>` content from `assets/{page}.html`. `{{BASE}}` becomes the
-//! router's mount path, so the app works at `/` and nested under any prefix.
+//! its own `<main>` content from `assets/{page}.html`, in the language the
+//! request asks for ([`crate::i18n`]): `{{t:KEY}}` becomes that language's
+//! string of `KEY`, escaped. `{{BASE}}` becomes the router's mount path, so
+//! the app works at `/` and nested under any prefix.
 
-use axum::extract::{OriginalUri, Path};
-use axum::http::{header, Uri};
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use otm_core::ErrorCode;
 
 use crate::error::ApiError;
+use crate::i18n::{escape, to_html, Language, Text, Translations};
+use crate::service::Service;
 
 /// The page around each page's content. Its placeholders: `{{BASE}}`,
-/// `{{TITLE}}`, `{{META}}`, `{{SCRIPT}}`, `{{NAV_COMPOSE}}`, `{{NAV_ABOUT}}`,
-/// `{{MAIN_CLASS}}`, `{{BODY}}` and `{{FOOTER}}`.
+/// `{{LANG}}`, `{{DIR}}`, `{{TITLE}}`, `{{META}}`, `{{STRINGS}}`,
+/// `{{SCRIPT}}`, `{{NAV_COMPOSE}}`, `{{NAV_ABOUT}}`, `{{MAIN_CLASS}}`,
+/// `{{BODY}}`, `{{FOOTER}}` and `{{LANGUAGES}}`, and strings as `{{t:KEY}}`.
 const LAYOUT: &str = include_str!("../../assets/layout.html");
 
 /// The main navigation's entries.
@@ -22,12 +27,13 @@ enum Nav {
     About,
 }
 
-/// What sets one page apart within the layout. Texts are HTML, written here
-/// or in `assets/`, never taken from a request.
+/// What sets one page apart within the layout. Texts are string keys
+/// ([`crate::i18n`]); markup is written here or in `assets/`, never taken
+/// from a request or a string table.
 struct Page {
-    /// The `<title>`, after "otm · ".
+    /// The key of the `<title>`, after "otm · ".
     title: &'static str,
-    /// `<meta name="description">`, for the pages worth indexing.
+    /// The key of `<meta name="description">`, for the pages worth indexing.
     description: Option<&'static str>,
     /// Ask search engines to skip the page (it only makes sense with a link).
     noindex: bool,
@@ -39,64 +45,103 @@ struct Page {
     main_class: Option<&'static str>,
     /// The content of `<main>`.
     body: &'static str,
-    /// The content of the footer's paragraph.
+    /// The key of the footer's text.
     footer: &'static str,
+    /// Whether the footer links to the about page after its text.
+    footer_about_link: bool,
 }
 
 const COMPOSE: Page = Page {
-    title: "Send a secret that opens once",
-    description: Some("Send a secret message that can be read once. It is encrypted in your browser before it is uploaded."),
+    title: "title.compose",
+    description: Some("description.compose"),
     noindex: false,
     script: Some("compose.js"),
     current: Some(Nav::Compose),
     main_class: None,
     body: include_str!("../../assets/index.html"),
-    footer: r#"Encrypted in your browser with AES-256-GCM. <a href="{{BASE}}/about">How it works</a>"#,
+    footer: "footer.compose",
+    footer_about_link: true,
 };
 
 const ABOUT: Page = Page {
-    title: "How it works",
-    description: Some("How otm one-time secret messages work, and when to use them."),
+    title: "title.about",
+    description: Some("description.about"),
     noindex: false,
     script: None,
     current: Some(Nav::About),
     main_class: Some("prose"),
     body: include_str!("../../assets/about.html"),
-    footer: "otm: one-time secret messages, encrypted in your browser.",
+    footer: "footer.about",
+    footer_about_link: false,
 };
 
 const REVEAL: Page = Page {
-    title: "A secret message for you",
+    title: "title.reveal",
     description: None,
     noindex: true,
     script: Some("reveal.js"),
     current: None,
     main_class: None,
     body: include_str!("../../assets/reveal.html"),
-    footer: r#"Decrypted in your browser; the key in the link never reaches the server. <a href="{{BASE}}/about">How it works</a>"#,
+    footer: "footer.reveal",
+    footer_about_link: true,
 };
 
 const MANAGE: Page = Page {
-    title: "Status of your message",
+    title: "title.manage",
     description: None,
     noindex: true,
     script: Some("manage.js"),
     current: None,
     main_class: None,
     body: include_str!("../../assets/manage.html"),
-    footer: r#"Only the status is shown here; the message itself can be read only with the link you sent. <a href="{{BASE}}/about">How it works</a>"#,
+    footer: "footer.manage",
+    footer_about_link: true,
 };
 
+/// A plain string as HTML (a plural or a missing key shows the key, which
+/// the tests rule out for the shipped pages).
+fn string_html(t: &Translations, language: &Language, key: &str) -> String {
+    match t.text(language, key) {
+        Some(Text::Plain(text)) => to_html(text),
+        _ => escape(key),
+    }
+}
+
+/// Replaces every `{{t:KEY}}` of `template` in one pass (a string's own
+/// text is never read for keys).
+fn fill_strings(template: &str, t: &Translations, language: &Language) -> String {
+    let mut out = String::with_capacity(template.len() + template.len() / 4);
+    let mut rest = template;
+    while let Some(at) = rest.find("{{t:") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 4..];
+        match after.find("}}") {
+            Some(end) => {
+                out.push_str(&string_html(t, language, &after[..end]));
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str("{{t:");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 impl Page {
-    /// The whole page, with `{{BASE}}` still in it.
-    fn render(&self) -> String {
+    /// The whole page in `language`, with `{{BASE}}` and `{{STRINGS}}` still
+    /// in it.
+    fn render(&self, t: &Translations, language: &Language) -> String {
         let robots = if self.noindex {
             "\n  <meta name=\"robots\" content=\"noindex, nofollow\">"
         } else {
             ""
         };
-        let description = self.description.map_or_else(String::new, |text| {
-            format!("\n  <meta name=\"description\" content=\"{text}\">")
+        let description = self.description.map_or_else(String::new, |key| {
+            format!("\n  <meta name=\"description\" content=\"{{{{t:{key}}}}}\">")
         });
         let script = self.script.map_or_else(String::new, |file| {
             format!("\n  <script type=\"module\" src=\"{{{{BASE}}}}/assets/{file}\"></script>")
@@ -111,16 +156,44 @@ impl Page {
         let main_class = self
             .main_class
             .map_or_else(String::new, |class| format!(" class=\"{class}\""));
+        let footer = if self.footer_about_link {
+            format!(
+                "{{{{t:{}}}}} <a href=\"{{{{BASE}}}}/about\">{{{{t:site.nav_about}}}}</a>",
+                self.footer
+            )
+        } else {
+            format!("{{{{t:{}}}}}", self.footer)
+        };
+        let languages: String = t
+            .languages()
+            .iter()
+            .map(|l| {
+                let selected = if l.tag() == language.tag() {
+                    " selected"
+                } else {
+                    ""
+                };
+                format!(
+                    "<option value=\"{tag}\" lang=\"{tag}\"{selected}>{name}</option>",
+                    tag = escape(l.tag()),
+                    name = escape(l.name()),
+                )
+            })
+            .collect();
         // The body goes in last, so none of its text is taken for a placeholder.
-        LAYOUT
-            .replace("{{TITLE}}", self.title)
+        let template = LAYOUT
+            .replace("{{LANG}}", &escape(language.tag()))
+            .replace("{{DIR}}", language.dir().as_str())
+            .replace("{{TITLE}}", &format!("{{{{t:{}}}}}", self.title))
             .replace("{{META}}", &format!("{robots}{description}"))
             .replace("{{SCRIPT}}", &script)
             .replace("{{NAV_COMPOSE}}", current(Nav::Compose))
             .replace("{{NAV_ABOUT}}", current(Nav::About))
             .replace("{{MAIN_CLASS}}", &main_class)
-            .replace("{{FOOTER}}", self.footer)
-            .replace("{{BODY}}", self.body)
+            .replace("{{FOOTER}}", &footer)
+            .replace("{{LANGUAGES}}", &languages)
+            .replace("{{BODY}}", self.body);
+        fill_strings(&template, t, language)
     }
 }
 
@@ -150,6 +223,16 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "ui.js",
         "text/javascript; charset=utf-8",
         include_str!("../../assets/ui.js"),
+    ),
+    (
+        "i18n.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/i18n.js"),
+    ),
+    (
+        "lang.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/lang.js"),
     ),
     (
         "qr.js",
@@ -189,38 +272,84 @@ fn mount_prefix(original: &Uri, uri: &Uri) -> String {
         .collect()
 }
 
-fn page(spec: &Page, original: &Uri, uri: &Uri) -> Html<String> {
+fn page(
+    service: &Service,
+    headers: &HeaderMap,
+    spec: &Page,
+    original: &Uri,
+    uri: &Uri,
+) -> Response {
     let base = mount_prefix(original, uri);
     // A router nested at "/secrets" answers "/secrets", not "/secrets/".
     let home = if base.is_empty() { "/" } else { base.as_str() };
-    Html(
-        spec.render()
-            .replace("\"{{BASE}}/\"", &format!("\"{home}\""))
-            .replace("{{BASE}}", &base),
-    )
+    let t = &service.config().translations;
+    let cookies = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let accept = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok());
+    let language = t.pick(cookies, accept);
+    let html = spec
+        .render(t, language)
+        .replace("\"{{BASE}}/\"", &format!("\"{home}\""))
+        .replace("{{BASE}}", &base)
+        // Last: the strings are data, never read for placeholders.
+        .replace("{{STRINGS}}", &t.script_data(language));
+    let mut response = Html(html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept-Language, Cookie"),
+    );
+    if let Ok(tag) = HeaderValue::from_str(language.tag()) {
+        headers.insert(header::CONTENT_LANGUAGE, tag);
+    }
+    response
 }
 
 /// `GET /`: the compose page.
-pub(crate) async fn compose(OriginalUri(original): OriginalUri, uri: Uri) -> Html<String> {
-    page(&COMPOSE, &original, &uri)
+pub(crate) async fn compose(
+    State(service): State<Service>,
+    headers: HeaderMap,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+) -> Response {
+    page(&service, &headers, &COMPOSE, &original, &uri)
 }
 
 /// `GET /about`: how it works and FAQ.
-pub(crate) async fn about(OriginalUri(original): OriginalUri, uri: Uri) -> Html<String> {
-    page(&ABOUT, &original, &uri)
+pub(crate) async fn about(
+    State(service): State<Service>,
+    headers: HeaderMap,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+) -> Response {
+    page(&service, &headers, &ABOUT, &original, &uri)
 }
 
 /// `GET /otm/{id}`: the reveal page. It is the same static page for every
 /// ID and never touches the store, so link-preview bots that fetch it
 /// consume nothing.
-pub(crate) async fn reveal(OriginalUri(original): OriginalUri, uri: Uri) -> Html<String> {
-    page(&REVEAL, &original, &uri)
+pub(crate) async fn reveal(
+    State(service): State<Service>,
+    headers: HeaderMap,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+) -> Response {
+    page(&service, &headers, &REVEAL, &original, &uri)
 }
 
 /// `GET /manage/{id}`: the sender's status page. The management token is in
 /// the fragment; the page asks the API with it.
-pub(crate) async fn manage(OriginalUri(original): OriginalUri, uri: Uri) -> Html<String> {
-    page(&MANAGE, &original, &uri)
+pub(crate) async fn manage(
+    State(service): State<Service>,
+    headers: HeaderMap,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+) -> Response {
+    page(&service, &headers, &MANAGE, &original, &uri)
 }
 
 /// `GET /assets/{file}`.
@@ -244,20 +373,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_page_fills_the_layout() {
+    fn every_page_fills_the_layout_in_every_language() {
+        let t = Translations::builtin();
+        for language in t.languages() {
+            for page in [&COMPOSE, &ABOUT, &REVEAL, &MANAGE] {
+                let html = page.render(&t, language);
+                let title = format!("{} {}", language.tag(), page.title);
+                // Only {{BASE}} and {{STRINGS}} are left, for the request to fill.
+                let rest = html.replace("{{BASE}}", "").replace("{{STRINGS}}", "");
+                assert!(!rest.contains("{{"), "{title}");
+                assert!(html.contains(&format!(
+                    "<html lang=\"{}\" dir=\"{}\">",
+                    language.tag(),
+                    language.dir().as_str()
+                )));
+                assert_eq!(html.matches("<main id=\"main\"").count(), 1, "{title}");
+                let marked = html.matches(" aria-current=\"page\"").count();
+                assert_eq!(marked, usize::from(page.current.is_some()), "{title}");
+                let scripts = html.matches("<script type=\"module\"").count();
+                assert_eq!(scripts, 1 + usize::from(page.script.is_some()), "{title}");
+                if let Some(file) = page.script {
+                    assert!(ASSETS.iter().any(|(name, _, _)| *name == file), "{file}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_key_of_every_page_is_a_plain_string_in_english() {
+        let t = Translations::builtin();
+        let english = t.fallback();
+        for body in [LAYOUT, COMPOSE.body, ABOUT.body, REVEAL.body, MANAGE.body] {
+            for part in body.split("{{t:").skip(1) {
+                let key = part.split("}}").next().unwrap();
+                assert!(
+                    matches!(english.get(key), Some(Text::Plain(_))),
+                    "{key} is not a plain English string"
+                );
+            }
+        }
         for page in [&COMPOSE, &ABOUT, &REVEAL, &MANAGE] {
-            let html = page.render();
-            let title = page.title;
-            // Only {{BASE}} is left, for the request to fill.
-            assert!(!html.replace("{{BASE}}", "").contains("{{"), "{title}");
-            assert!(html.contains(&format!("<title>otm · {title}</title>")));
-            assert_eq!(html.matches("<main id=\"main\"").count(), 1, "{title}");
-            let marked = html.matches(" aria-current=\"page\"").count();
-            assert_eq!(marked, usize::from(page.current.is_some()), "{title}");
-            let scripts = html.matches("<script").count();
-            assert_eq!(scripts, usize::from(page.script.is_some()), "{title}");
-            if let Some(file) = page.script {
-                assert!(ASSETS.iter().any(|(name, _, _)| *name == file), "{file}");
+            for key in [Some(page.title), page.description, Some(page.footer)]
+                .into_iter()
+                .flatten()
+            {
+                assert!(matches!(english.get(key), Some(Text::Plain(_))), "{key}");
             }
         }
     }
