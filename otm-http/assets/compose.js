@@ -19,7 +19,7 @@ import {
   wipeSecrets,
 } from './otm-format.js';
 import { ApiError, basePath, createMessage, getConfig, parseExpiry } from './api.js';
-import { qrSvg } from './qr.js';
+import { QrTooLong, qrSvg } from './qr.js';
 import { describeApiError } from './api.js';
 import { t, tn } from './i18n.js';
 import { $, clearError, copyField, markBusy, setTime, showError, ttlLabel } from './ui.js';
@@ -47,6 +47,7 @@ const els = {
   showQr: $('show-qr'),
   qr: $('qr'),
   qrCode: $('qr-code'),
+  qrCaption: $('qr-caption'),
   expires: $('expires'),
   resultPassphrase: $('result-passphrase'),
   statusBox: $('status-box'),
@@ -176,7 +177,7 @@ function describeError(err) {
       case 'BadPassphrase':
         return t('compose.passphrase_too_long', { max: MAX_PASSPHRASE_CHARS });
       case 'MessageTooLong':
-        return tn('compose.too_long', MAX_MESSAGE_CHARS + 1, { max: MAX_MESSAGE_CHARS });
+        return t('compose.message_too_long', { max: MAX_MESSAGE_CHARS });
       case 'BadLink':
       case 'BadId':
         return t('compose.bad_answer');
@@ -271,6 +272,8 @@ function showResult(link, expiresAt, hasPassphrase, statusLink) {
 
   els.composeSection.hidden = true;
   els.result.hidden = false;
+  // The link cannot be shown again: changing the language asks first.
+  document.documentElement.dataset.unsaved = 'link';
   els.resultTitle.focus();
 }
 
@@ -288,6 +291,7 @@ function onNewMessage() {
   els.copyStatusLink.textContent = t('link.copy_status');
   els.statusBox.hidden = true;
   els.result.hidden = true;
+  delete document.documentElement.dataset.unsaved;
 
   els.form.reset();
   els.passphrase.type = 'password';
@@ -305,6 +309,7 @@ function onNewMessage() {
 
 function hideQr() {
   els.qrCode.replaceChildren();
+  els.qrCaption.hidden = false;
   els.qr.hidden = true;
   els.showQr.textContent = t('link.show_qr');
   els.showQr.setAttribute('aria-expanded', 'false');
@@ -317,10 +322,12 @@ function onToggleQr() {
   }
   try {
     els.qrCode.replaceChildren(qrSvg(document, els.link.value, t('link.qr_alt')));
-  } catch {
+  } catch (err) {
+    if (!(err instanceof QrTooLong)) throw err;
     // Only a link longer than a QR code holds (2,331 bytes) gets here.
     els.qrCode.replaceChildren();
     els.qrCode.textContent = t('link.qr_too_long');
+    els.qrCaption.hidden = true;
   }
   els.qr.hidden = false;
   els.showQr.textContent = t('link.hide_qr');

@@ -38,6 +38,7 @@ const els = {
   controlsBox: $('controls-box'),
   controlsText: $('controls-text'),
   copyText: $('copy-text'),
+  copyOriginal: $('copy-original'),
   copyStatus: $('copy-status'),
   clearClipboard: $('clear-clipboard'),
   gone: $('gone'),
@@ -66,6 +67,10 @@ const state = {
 };
 
 let copyTimer = 0;
+
+// The message exactly as sent, while it is on the page and held only when
+// it had direction controls (the field then shows them as markers).
+let original = null;
 
 class UiError extends Error {}
 
@@ -340,9 +345,13 @@ function showRevealed(text) {
   els.plaintext.value = shown;
   els.controlsBox.hidden = count === 0;
   els.controlsText.textContent = count === 0 ? '' : tn('reveal.controls', count);
+  original = count === 0 ? null : text;
+  els.copyOriginal.hidden = count === 0;
   const lines = shown.split('\n').length;
   els.plaintext.setAttribute('rows', String(Math.min(20, Math.max(4, lines + 1))));
   els.revealed.hidden = false;
+  // The message cannot be shown again: changing the language asks first.
+  document.documentElement.dataset.unsaved = 'message';
   els.revealedTitle.focus();
 }
 
@@ -354,6 +363,19 @@ async function onCopyText() {
   });
   // Copied: offer to take it out of the clipboard again once pasted.
   if (copyTimer) els.clearClipboard.hidden = false;
+}
+
+// The original text has no field to select, so only the Clipboard API can
+// copy it; a refusal is said.
+async function onCopyOriginal() {
+  if (original === null) return;
+  try {
+    await navigator.clipboard.writeText(original);
+    els.copyStatus.textContent = t('ui.copied_status');
+    els.clearClipboard.hidden = false;
+  } catch {
+    els.copyStatus.textContent = t('reveal.copy_original_failed');
+  }
 }
 
 // Best effort: the Clipboard API may be refused; then say so.
@@ -372,6 +394,8 @@ async function onClearClipboard() {
 // the Back button.
 function forgetRevealed() {
   els.plaintext.value = '';
+  original = null;
+  delete document.documentElement.dataset.unsaved;
   els.controlsText.textContent = '';
   els.revealed.hidden = true;
 }
@@ -386,6 +410,7 @@ function init() {
     els.passphraseBox.hidden = !els.manualHasPassphrase.checked;
   });
   els.copyText.addEventListener('click', onCopyText);
+  els.copyOriginal.addEventListener('click', onCopyOriginal);
   els.clearClipboard.addEventListener('click', onClearClipboard);
   window.addEventListener('pagehide', forgetRevealed);
   // Editing the fragment in the address bar (for example pasting the link

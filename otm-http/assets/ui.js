@@ -13,11 +13,17 @@ export const $ = (id) => document.getElementById(id);
 // ---------------------------------------------------------------------------
 // The error box
 
-/** Shows `text` in the page's error box (#error). */
+/**
+ * Shows `text` in the page's error box (#error, an alert) and moves the
+ * focus to it, so keyboard and screen reader users land on what went wrong;
+ * a caller whose error is about one field focuses that field afterwards
+ * (the field names the box in its aria-describedby).
+ */
 export function showError(text) {
   const box = $('error');
   box.textContent = text;
   box.hidden = false;
+  box.focus();
 }
 
 /** Empties and hides the page's error box. */

@@ -8,9 +8,12 @@
 //! format, laid over the built-in ones ([`Translations::with_dir`], otm-server's
 //! `--translations-dir`). A key a table leaves out falls back to English.
 //!
-//! A table's strings are text, never markup: the page escapes them, and the
-//! scripts only ever set `textContent`. Three marks give emphasis in the
-//! long texts of the about page: `**strong**`, `*emphasis*` and `` `code` ``.
+//! A table's strings are text, never markup: the page escapes them (braces
+//! included, so no string is ever read as a placeholder of the page), and
+//! the scripts only ever set `textContent`. In the strings the server puts
+//! into a page, three marks give emphasis: `**strong**`, `*emphasis*` and
+//! `` `code` `` (shown left to right); the scripts' strings show them as they
+//! are, so those use none.
 //!
 //! The language of a page is chosen by the server before the page is sent,
 //! so no reader sees a flash of English: the `otm_lang` cookie when the reader
@@ -414,13 +417,17 @@ fn check(
             .collect();
         for t in text.texts() {
             if let Some(bad) = placeholders(t).find(|p| !allowed.contains(p)) {
-                return Err(invalid(format!(
-                    "{key:?} uses {{{bad}}}, which the page does not fill (it fills {})",
+                let fills = if allowed.is_empty() {
+                    "none".to_owned()
+                } else {
                     allowed
                         .iter()
                         .map(|p| format!("{{{p}}}"))
                         .collect::<Vec<_>>()
                         .join(", ")
+                };
+                return Err(invalid(format!(
+                    "{key:?} uses {{{bad}}}, which the page does not fill (it fills {fills})"
                 )));
             }
         }
@@ -522,7 +529,8 @@ fn to_html_marked(escaped: &str) -> String {
     out
 }
 
-/// Escapes text for HTML content and attribute values.
+/// Escapes text for HTML content and attribute values; braces too, so no
+/// string can ever be taken for one of the page's `{{…}}` placeholders.
 pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -532,6 +540,8 @@ pub(crate) fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            '{' => out.push_str("&#123;"),
+            '}' => out.push_str("&#125;"),
             c => out.push(c),
         }
     }
@@ -574,6 +584,7 @@ mod tests {
         );
         assert_eq!(to_html("a * b ** c"), "a * b ** c");
         assert_eq!(to_html("<script>\"'&"), "&lt;script&gt;&quot;&#39;&amp;");
+        assert_eq!(to_html("{{BASE}}"), "&#123;&#123;BASE&#125;&#125;");
         assert_eq!(
             to_html("**see `#`**"),
             "<strong>see <code>#</code></strong>"

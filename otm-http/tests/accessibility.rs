@@ -308,6 +308,12 @@ async fn the_whole_flow_works_with_the_keyboard_alone() {
     wait_focus(&sender, "burn-confirm").await;
     press(&sender, ENTER).await;
     wait_state(&sender, "burned").await;
+
+    // An error takes the focus, so it is read out and the next Tab starts
+    // there: a status link whose token was cut off.
+    let cut = status.split("#token=").next().unwrap().to_owned() + "#token=abc";
+    sender.goto(&cut).await.unwrap();
+    wait_focus(&sender, "error").await;
     sender.close().await.unwrap();
 }
 
@@ -319,6 +325,14 @@ async fn choose_language(c: &Client, tag: &str) {
         .select_by_value(tag)
         .await
         .unwrap();
+    // Choosing alone changes nothing (arrow keys move through the menu).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let still = c
+        .execute("return document.documentElement.lang;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(still.as_str(), Some("en"), "the menu reloaded on its own");
+    visible(c, "#language-apply").await.click().await.unwrap();
     wait_until(|| async {
         let now = c
             .execute("return document.documentElement.lang;", vec![])
@@ -415,6 +429,16 @@ async fn every_language_reads_right_and_passes_axe() {
         );
         let notice = visible(&c, "#controls-box").await.text().await.unwrap();
         assert!(notice.contains("⟦U+…⟧"), "{tag}: {notice}");
+        // The original, controls and all, can still be copied on purpose.
+        visible(&c, "#copy-original").await.click().await.unwrap();
+        wait_until(|| async {
+            let said = visible(&c, "#copy-status").await.text().await.unwrap();
+            match said.is_empty() {
+                false => Ok(()),
+                true => Err("copying the original said nothing".to_owned()),
+            }
+        })
+        .await;
         let field = c.find(otm_testkit::browser::fantoccini::Locator::Css("#plaintext"));
         assert_eq!(
             field.await.unwrap().attr("dir").await.unwrap().as_deref(),

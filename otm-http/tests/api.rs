@@ -946,7 +946,7 @@ async fn pages_speak_the_readers_language() {
     .unwrap();
     std::fs::write(
         dir.path().join("nl.json"),
-        r#"{"language":"nl","name":"Nederlands","dir":"ltr","strings":{"compose.title":"Stuur een geheim"}}"#,
+        r#"{"language":"nl","name":"Nederlands {{BODY}} {{STRINGS}} {{BASE}}","dir":"ltr","strings":{"compose.title":"Stuur een geheim","site.brand_label":"{{t:compose.title}}"}}"#,
     )
     .unwrap();
     let translations = otm_http::i18n::Translations::builtin()
@@ -960,4 +960,25 @@ async fn pages_speak_the_readers_language() {
     assert!(dutch.contains("Stuur een geheim"));
     // What the Dutch table lacks is English.
     assert!(dutch.contains("Create link"));
+    // A string is never read as one of the page's placeholders.
+    assert_eq!(dutch.matches("<main id=\"main\"").count(), 1);
+    assert_eq!(dutch.matches("id=\"otm-i18n\"").count(), 1);
+    assert!(dutch.contains("aria-label=\"&#123;&#123;t:compose.title&#125;&#125;\""));
+    assert!(dutch.contains(
+        "Nederlands &#123;&#123;BODY&#125;&#125; &#123;&#123;STRINGS&#125;&#125; &#123;&#123;BASE&#125;&#125;"
+    ));
+    // A string that names a placeholder of its own is refused at load.
+    std::fs::write(
+        dir.path().join("nl.json"),
+        r#"{"language":"nl","name":"Nederlands","dir":"ltr","strings":{"site.brand_label":"{{STRINGS}}"}}"#,
+    )
+    .unwrap();
+    let refused = otm_http::i18n::Translations::builtin()
+        .with_dir(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("uses {STRINGS}") && refused.contains("fills none"),
+        "{refused}"
+    );
 }
