@@ -346,9 +346,10 @@ async fn choose_language(c: &Client, tag: &str) {
     .await;
 }
 
-/// Each shipped language, picked with the page's menu: the pages come in it
-/// (no English text left), right to left for Arabic, pass axe-core in both
-/// colour schemes; and a revealed message that holds bidirectional controls
+/// Each shipped language, picked with the page's menu: the pages (compose,
+/// link, status, about, reveal before and after, gone, the reload after a
+/// reveal) come in it (no English text left), right to left for Arabic, and
+/// pass axe-core in both colour schemes; and a revealed message that holds bidirectional controls
 /// shows them as visible markers, with a notice, in a field of its own
 /// direction, while links stay left to right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,6 +409,32 @@ async fn every_language_reads_right_and_passes_axe() {
         c.goto(&status).await.unwrap();
         wait_state(&c, "waiting").await;
         audit(&c, &axe, &format!("{tag}: status"), &mut found).await;
+        if tag == "ar" {
+            readme_screenshot(&c, "status-ar").await;
+        }
+        c.goto(&format!("{base}/about")).await.unwrap();
+        visible(&c, "main h1").await;
+        audit(&c, &axe, &format!("{tag}: about"), &mut found).await;
+        if tag == "ar" {
+            readme_screenshot(&c, "about-ar").await;
+        }
+        // A link to a message that is not there (opened, expired or never
+        // made: one answer for all).
+        let nowhere = otm_core::Link::new(
+            base,
+            otm_core::MessageId::generate().unwrap(),
+            otm_core::Key::generate().unwrap(),
+            false,
+        )
+        .unwrap()
+        .to_url();
+        c.goto(&nowhere).await.unwrap();
+        visible(&c, "#reveal").await.click().await.unwrap();
+        visible(&c, "#gone").await;
+        audit(&c, &axe, &format!("{tag}: gone"), &mut found).await;
+        if tag == "ar" {
+            readme_screenshot(&c, "gone-ar").await;
+        }
 
         // A message whose bidirectional controls would reorder what is shown.
         let trojan = "user\u{202E} \u{2066}// admin\u{2069} \u{2066}";
