@@ -208,35 +208,20 @@ pub(crate) fn seal_with_nonce(
     message: &str,
     nonce: [u8; NONCE_LEN],
 ) -> Result<Vec<u8>> {
-    let chars = char_count(message);
-    if chars > MAX_MESSAGE_CHARS {
-        return Err(Error::MessageTooLong {
-            chars,
-            max: MAX_MESSAGE_CHARS,
-        });
-    }
-    let text = message.as_bytes();
-    // Cannot fail: 8000 scalar values are at most 32000 bytes.
-    let bucket = bucket_for(text.len()).ok_or(Error::MessageTooLong {
-        chars,
-        max: MAX_MESSAGE_CHARS,
-    })?;
+    let block = pad(message)?;
     let flags = if secrets.has_passphrase() {
         Flags::PASSPHRASE
     } else {
         0
     };
-    let mut out = Vec::with_capacity(HEADER_LEN + bucket + TAG_LEN);
+    let mut out = Vec::with_capacity(HEADER_LEN + block.len() + TAG_LEN);
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.push(flags);
     out.extend_from_slice(&nonce);
     let mut header = [0u8; HEADER_LEN];
     header.copy_from_slice(&out);
-
-    out.extend_from_slice(&(text.len() as u32).to_be_bytes());
-    out.extend_from_slice(text);
-    out.resize(HEADER_LEN + bucket, 0);
+    out.extend_from_slice(&block);
 
     let cipher = Aes256Gcm::new(secrets.content_key().into());
     match cipher.encrypt_in_place_detached(
@@ -285,6 +270,41 @@ pub fn open(secrets: &Secrets, envelope: &[u8]) -> Result<Zeroizing<String>> {
             Tag::from_slice(tag),
         )
         .map_err(|_| Error::DecryptionFailed)?;
+    unpad(&block)
+}
+
+/// The padded block of a message (section 6.2 of FORMAT.md): its UTF-8
+/// length (4 bytes, big-endian), the text, and zeros up to the smallest
+/// bucket that holds it. Fails for more than [`MAX_MESSAGE_CHARS`].
+pub(crate) fn pad(message: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let chars = char_count(message);
+    if chars > MAX_MESSAGE_CHARS {
+        return Err(Error::MessageTooLong {
+            chars,
+            max: MAX_MESSAGE_CHARS,
+        });
+    }
+    let text = message.as_bytes();
+    // Cannot fail: 8000 scalar values are at most 32000 bytes.
+    let bucket = bucket_for(text.len()).ok_or(Error::MessageTooLong {
+        chars,
+        max: MAX_MESSAGE_CHARS,
+    })?;
+    let mut block = Zeroizing::new(Vec::with_capacity(bucket));
+    block.extend_from_slice(&(text.len() as u32).to_be_bytes());
+    block.extend_from_slice(text);
+    block.resize(bucket, 0);
+    Ok(block)
+}
+
+/// The text of a decrypted padded block, checked as strictly as
+/// [`open`] checks it (smallest bucket, zero padding, UTF-8, the limit).
+pub(crate) fn unpad(block: &[u8]) -> Result<Zeroizing<String>> {
+    if block.len() < LEN_PREFIX {
+        return Err(Error::MalformedPlaintext {
+            reason: "the padded block has no length prefix",
+        });
+    }
     let len = u32::from_be_bytes([block[0], block[1], block[2], block[3]]) as usize;
     if len > block.len() - LEN_PREFIX {
         return Err(Error::MalformedPlaintext {

@@ -35,8 +35,6 @@ pub(crate) enum HpkeError {
     /// The ciphertext does not open with this context (tampered, or not
     /// sealed to this key with this info and associated data).
     Open,
-    /// The system's random source failed.
-    Random,
 }
 
 /// `"KEM" || I2OSP(kem_id, 2)`.
@@ -124,6 +122,8 @@ fn dh(secret: &StaticSecret, public: &PublicKey) -> Result<Zeroizing<[u8; 32]>, 
 pub(crate) struct Context {
     key: Zeroizing<[u8; NK]>,
     base_nonce: Zeroizing<[u8; NN]>,
+    /// Checked against the RFC's vectors; otm itself exports nothing.
+    #[cfg_attr(not(test), allow(dead_code))]
     exporter_secret: Zeroizing<[u8; NH]>,
     seq: u64,
 }
@@ -158,8 +158,9 @@ fn key_schedule(shared_secret: &[u8; NH], info: &[u8]) -> Context {
     }
 }
 
-/// `SetupBaseS(pkR, info)` with the ephemeral key pair derived from `ikm_e`
-/// (32 random bytes in use; fixed ones reproduce the RFC's vectors).
+/// `SetupBaseS(pkR, info)` with the ephemeral key pair derived from `ikm_e`:
+/// 32 fresh random bytes from the caller (fixed ones reproduce the RFC's
+/// vectors; `SetupBaseS` draws them itself, which is the same thing).
 pub(crate) fn setup_sender_with(
     recipient: &PublicKey,
     info: &[u8],
@@ -173,16 +174,6 @@ pub(crate) fn setup_sender_with(
     kem_context[PUBLIC_KEY_LEN..].copy_from_slice(recipient.as_bytes());
     let shared = extract_and_expand(&dh, &kem_context);
     Ok((enc, key_schedule(&shared, info)))
-}
-
-/// `SetupBaseS(pkR, info)` with a fresh ephemeral key from the OS.
-pub(crate) fn setup_sender(
-    recipient: &PublicKey,
-    info: &[u8],
-) -> Result<([u8; PUBLIC_KEY_LEN], Context), HpkeError> {
-    let mut ikm = Zeroizing::new([0u8; 32]);
-    crate::key::os_random(ikm.as_mut()).map_err(|_| HpkeError::Random)?;
-    setup_sender_with(recipient, info, ikm.as_ref())
 }
 
 /// `SetupBaseR(enc, skR, info)`.
@@ -249,6 +240,7 @@ impl Context {
     }
 
     /// `Context.Export(exporter_context, L)`.
+    #[cfg(test)]
     pub(crate) fn export(&self, exporter_context: &[u8], length: usize) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(vec![0u8; length]);
         labeled_expand(
@@ -331,6 +323,11 @@ mod tests {
 
     #[test]
     fn a_wrong_key_info_or_aad_does_not_open_and_a_low_order_key_is_refused() {
+        let setup_sender = |pk: &PublicKey, info: &[u8]| {
+            let mut ikm = [0u8; 32];
+            crate::key::os_random(&mut ikm).unwrap();
+            setup_sender_with(pk, info, &ikm)
+        };
         let r = derive_key_pair(b"recipient ikm, 32 bytes or more..");
         let (enc, mut s) = setup_sender(&r.public, b"info").unwrap();
         let ct = s.seal(b"aad", b"the answer");

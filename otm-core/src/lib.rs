@@ -38,11 +38,10 @@ mod creator;
 mod envelope;
 mod error;
 mod event;
-// HPKE for answers to requests; its users land next (the request format).
-#[allow(dead_code)]
 mod hpke;
 mod key;
 mod link;
+mod request;
 mod secrets;
 mod sent;
 pub mod webhook;
@@ -64,6 +63,10 @@ pub use key::{
     ManageVerifier, MessageId,
 };
 pub use link::{Fragment, Link, ManageLink, LINK_PATH_PREFIX, MANAGE_PATH_PREFIX};
+pub use request::{
+    validate_answer, ReceiveSecret, RequestPublicKey, ANSWER_HEADER_LEN, ANSWER_MAGIC,
+    ANSWER_VERSION, MAX_ANSWER_LEN, MAX_NOTE_CHARS, MIN_ANSWER_LEN,
+};
 pub use secrets::{Passphrase, Secrets, MAX_PASSPHRASE_CHARS, PBKDF2_ITERATIONS};
 pub use sent::{SendOptions, Sent, Stored};
 pub use zeroize::Zeroizing;

@@ -383,25 +383,7 @@ export async function sealWithNonce(secrets, text, nonce) {
   if (typeof text !== 'string') throw new TypeError('the message must be a string');
   const n = toBytes(nonce);
   if (n.length !== NONCE_LEN) throw new TypeError('the nonce must be 12 bytes');
-  const message = toWellFormed(text);
-  const chars = charCount(message);
-  if (chars > MAX_MESSAGE_CHARS) {
-    throw new OtmError('MessageTooLong', `message has ${chars} characters; the maximum is ${MAX_MESSAGE_CHARS}`, {
-      chars,
-      max: MAX_MESSAGE_CHARS,
-    });
-  }
-  const utf8 = encoder.encode(message);
-  const bucket = bucketFor(utf8.length);
-  if (bucket === null) {
-    utf8.fill(0);
-    throw new OtmError('MessageTooLong', 'message is too long', { chars, max: MAX_MESSAGE_CHARS });
-  }
-  const block = new Uint8Array(bucket);
-  new DataView(block.buffer).setUint32(0, utf8.length, false);
-  block.set(utf8, LEN_PREFIX);
-  utf8.fill(0);
-
+  const block = padMessage(text);
   const header = new Uint8Array(HEADER_LEN);
   header.set(MAGIC, 0);
   header[3] = FORMAT_VERSION;
@@ -494,7 +476,44 @@ export async function open(secrets, envelope) {
   } catch {
     throw new OtmError('DecryptionFailed', 'decryption failed: wrong key or passphrase, or the envelope was altered');
   }
+  return unpadBlock(block);
+}
+
+/**
+ * The padded block of a message (FORMAT.md 6.2): its UTF-8 length (4 bytes,
+ * big-endian), the text, zeros up to the smallest bucket that holds it.
+ * The caller wipes it (fill(0)) once sealed.
+ */
+export function padMessage(text) {
+  if (typeof text !== 'string') throw new TypeError('the message must be a string');
+  const message = toWellFormed(text);
+  const chars = charCount(message);
+  if (chars > MAX_MESSAGE_CHARS) {
+    throw new OtmError('MessageTooLong', `message has ${chars} characters; the maximum is ${MAX_MESSAGE_CHARS}`, {
+      chars,
+      max: MAX_MESSAGE_CHARS,
+    });
+  }
+  const utf8 = encoder.encode(message);
+  const bucket = bucketFor(utf8.length);
+  if (bucket === null) {
+    utf8.fill(0);
+    throw new OtmError('MessageTooLong', 'message is too long', { chars, max: MAX_MESSAGE_CHARS });
+  }
+  const block = new Uint8Array(bucket);
+  new DataView(block.buffer).setUint32(0, utf8.length, false);
+  block.set(utf8, LEN_PREFIX);
+  utf8.fill(0);
+  return block;
+}
+
+/**
+ * The text of a decrypted padded block, checked as strictly as `open`
+ * checks it; the block is wiped (fill(0)) either way.
+ */
+export function unpadBlock(block) {
   try {
+    if (block.length < LEN_PREFIX) throw malformed('the padded block has no length prefix');
     const len = new DataView(block.buffer, block.byteOffset, block.byteLength).getUint32(0, false);
     if (len > block.length - LEN_PREFIX) throw malformed('length prefix exceeds the padded block');
     if (bucketFor(len) !== block.length) throw malformed('message is not in the smallest bucket that holds it');

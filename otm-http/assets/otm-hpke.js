@@ -28,7 +28,8 @@ export class HpkeError extends Error {
   }
 }
 
-function concat(...parts) {
+/** The bytes of `parts`, one after the other. */
+export function concat(...parts) {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {

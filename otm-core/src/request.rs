@@ -1,0 +1,403 @@
+//! Requests for a secret: someone asks, someone answers, and only the one
+//! who asked can read the answer (FORMAT.md, section 14).
+//!
+//! The asker makes a [`ReceiveSecret`], which never leaves their side (it
+//! travels only in the private receive link's fragment). From it come the
+//! public key the answer is sealed to ([`RequestPublicKey`], in the request
+//! link's fragment, with a short [`fingerprint`](RequestPublicKey::fingerprint)
+//! to compare over another channel) and the secrets whose proofs take the
+//! answer once from the server, like any message
+//! ([`ReceiveSecret::answer_secrets`]).
+//!
+//! The answer is sealed with HPKE (RFC 9180, base mode, DHKEM(X25519,
+//! HKDF-SHA256), HKDF-SHA256, AES-128-GCM) to that key, with the request's ID, the format version
+//! and a hash of the request's note bound into the key schedule (`info`),
+//! so an answer cannot be moved to another request. Its text is padded to
+//! the same buckets as a message and limited to the same 8000 characters.
+
+use hkdf::Hkdf;
+use sha2::{Digest, Sha256};
+use x25519_dalek::PublicKey;
+use zeroize::Zeroizing;
+
+use crate::envelope::{pad, unpad, PADDING_BUCKETS};
+use crate::hpke::{self, HpkeError, KeyPair, PUBLIC_KEY_LEN, TAG_LEN};
+use crate::key::os_random;
+use crate::{b64, Error, Key, MessageId, Passphrase, Result, Secrets};
+
+/// The first three bytes of a sealed answer: `"OTA"` (otm answer).
+pub const ANSWER_MAGIC: [u8; 3] = *b"OTA";
+/// The answer format's version, byte 3 of a sealed answer.
+pub const ANSWER_VERSION: u8 = 1;
+/// Magic, version and `enc`: the bytes before the ciphertext.
+pub const ANSWER_HEADER_LEN: usize = 4 + PUBLIC_KEY_LEN;
+/// The smallest sealed answer (the smallest bucket).
+pub const MIN_ANSWER_LEN: usize = ANSWER_HEADER_LEN + PADDING_BUCKETS[0] + TAG_LEN;
+/// The largest sealed answer (the largest bucket).
+pub const MAX_ANSWER_LEN: usize = ANSWER_HEADER_LEN + PADDING_BUCKETS[7] + TAG_LEN;
+/// The most characters a request's note may have.
+pub const MAX_NOTE_CHARS: usize = 500;
+
+/// The asker's secret: 32 random bytes that give the key pair answers are
+/// sealed to and the proofs that take the answer. Zeroized on drop.
+pub struct ReceiveSecret(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for ReceiveSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReceiveSecret(..)")
+    }
+}
+
+/// HKDF-SHA256 of the receive secret (no salt) under `label`.
+fn expand(secret: &[u8; 32], label: &[u8]) -> Zeroizing<[u8; 32]> {
+    let mut out = Zeroizing::new([0u8; 32]);
+    Hkdf::<Sha256>::new(None, secret)
+        .expand(label, out.as_mut())
+        .expect("32 bytes");
+    out
+}
+
+impl ReceiveSecret {
+    /// The length in bytes.
+    pub const LEN: usize = 32;
+
+    /// A fresh secret from the operating system's random number generator.
+    pub fn generate() -> Result<Self> {
+        let mut bytes = Zeroizing::new([0u8; Self::LEN]);
+        os_random(bytes.as_mut())?;
+        Ok(ReceiveSecret(bytes))
+    }
+
+    /// The secret of these bytes.
+    pub fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
+        ReceiveSecret(Zeroizing::new(bytes))
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; Self::LEN] {
+        &self.0
+    }
+
+    /// Unpadded base64url, as in the receive link.
+    pub fn to_base64url(&self) -> Zeroizing<String> {
+        Zeroizing::new(b64::encode(self.0.as_ref()))
+    }
+
+    /// Parses unpadded base64url of exactly 32 bytes.
+    pub fn from_base64url(text: &str) -> Result<Self> {
+        let bytes =
+            b64::decode_exact::<{ Self::LEN }>(text).map_err(|reason| Error::BadKey { reason })?;
+        Ok(ReceiveSecret(Zeroizing::new(bytes)))
+    }
+
+    /// The X25519 key pair answers are sealed to: HPKE's `DeriveKeyPair` of
+    /// HKDF(secret, "otm request v1 kem").
+    fn key_pair(&self) -> KeyPair {
+        hpke::derive_key_pair(expand(&self.0, b"otm request v1 kem").as_ref())
+    }
+
+    /// The public key answers are sealed to (the request link carries it).
+    pub fn public_key(&self) -> RequestPublicKey {
+        RequestPublicKey(self.key_pair().public.to_bytes())
+    }
+
+    /// The secrets of the answer as a stored message: the asker registers
+    /// their access and claim verifiers when asking, and takes the answer
+    /// with their proofs; their content key is not used (the answer is
+    /// sealed with HPKE). The key is HKDF(secret, "otm request v1 answer
+    /// key"); a passphrase, if any, goes in as for a message.
+    pub fn answer_secrets(&self, passphrase: Option<&Passphrase>) -> Secrets {
+        let key = Key::from_bytes(*expand(&self.0, b"otm request v1 answer key"));
+        Secrets::derive(&key, passphrase)
+    }
+
+    /// Opens a sealed answer to the request `request_id` whose note is
+    /// `note` ("" for none). Any wrong secret, request, note or altered
+    /// byte is the one [`Error::DecryptionFailed`].
+    pub fn open_answer(
+        &self,
+        request_id: &MessageId,
+        note: &str,
+        answer: &[u8],
+    ) -> Result<Zeroizing<String>> {
+        validate_answer(answer)?;
+        let (header, ciphertext) = answer.split_at(ANSWER_HEADER_LEN);
+        let mut enc = [0u8; PUBLIC_KEY_LEN];
+        enc.copy_from_slice(&header[4..]);
+        let pair = self.key_pair();
+        let mut context = hpke::setup_recipient(&enc, &pair, &info(request_id, note))
+            .map_err(|_| Error::DecryptionFailed)?;
+        let block = context
+            .open(header, ciphertext)
+            .map_err(|_| Error::DecryptionFailed)?;
+        unpad(&block)
+    }
+}
+
+/// The asker's public key, from the request link: what answers are sealed to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RequestPublicKey([u8; PUBLIC_KEY_LEN]);
+
+impl std::fmt::Debug for RequestPublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RequestPublicKey({})", self.fingerprint())
+    }
+}
+
+/// The alphabet of fingerprints: RFC 4648 base32, upper case.
+const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+impl RequestPublicKey {
+    /// The length in bytes.
+    pub const LEN: usize = PUBLIC_KEY_LEN;
+
+    /// The key of these bytes.
+    pub fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
+        RequestPublicKey(bytes)
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; Self::LEN] {
+        &self.0
+    }
+
+    /// Unpadded base64url, as in the request link.
+    pub fn to_base64url(&self) -> String {
+        b64::encode(&self.0)
+    }
+
+    /// Parses unpadded base64url of exactly 32 bytes.
+    pub fn from_base64url(text: &str) -> Result<Self> {
+        b64::decode_exact::<{ Self::LEN }>(text)
+            .map(RequestPublicKey)
+            .map_err(|reason| Error::BadKey { reason })
+    }
+
+    /// A short fingerprint both people can compare over another channel:
+    /// the first 80 bits of SHA-256("otm request fingerprint v1" || key), in
+    /// base32, as four groups of four (`"K7QM-2XDA-…"`).
+    pub fn fingerprint(&self) -> String {
+        let digest = Sha256::new()
+            .chain_update(b"otm request fingerprint v1")
+            .chain_update(self.0)
+            .finalize();
+        let bits = digest[..10]
+            .iter()
+            .fold(0u128, |acc, &b| (acc << 8) | u128::from(b));
+        let mut out = String::with_capacity(19);
+        for i in 0..16 {
+            if i > 0 && i % 4 == 0 {
+                out.push('-');
+            }
+            let index = (bits >> (75 - 5 * i)) & 0x1f;
+            out.push(BASE32[index as usize] as char);
+        }
+        out
+    }
+
+    /// Seals `text` as the answer to the request `request_id` whose note is
+    /// `note` ("" for none), to this key.
+    pub fn seal_answer(&self, request_id: &MessageId, note: &str, text: &str) -> Result<Vec<u8>> {
+        let mut ikm = Zeroizing::new([0u8; 32]);
+        os_random(ikm.as_mut())?;
+        self.seal_answer_with(request_id, note, text, ikm.as_ref())
+    }
+
+    /// [`seal_answer`](Self::seal_answer) with the ephemeral key from `ikm_e`:
+    /// only the vectors may fix it.
+    pub(crate) fn seal_answer_with(
+        &self,
+        request_id: &MessageId,
+        note: &str,
+        text: &str,
+        ikm_e: &[u8],
+    ) -> Result<Vec<u8>> {
+        let block = pad(text)?;
+        let recipient = PublicKey::from(self.0);
+        let (enc, mut context) =
+            hpke::setup_sender_with(&recipient, &info(request_id, note), ikm_e).map_err(
+                |e| match e {
+                    HpkeError::LowOrderKey => Error::BadKey {
+                        reason: "the request's public key is of low order",
+                    },
+                    HpkeError::Open => Error::DecryptionFailed,
+                },
+            )?;
+        let mut out = Vec::with_capacity(ANSWER_HEADER_LEN + block.len() + TAG_LEN);
+        out.extend_from_slice(&ANSWER_MAGIC);
+        out.push(ANSWER_VERSION);
+        out.extend_from_slice(&enc);
+        let sealed = context.seal(&out, &block);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+}
+
+/// HPKE `info` of an answer: `"otm answer v1" || 0x00 || request ID (16
+/// bytes) || SHA-256(note as UTF-8)`.
+fn info(request_id: &MessageId, note: &str) -> Vec<u8> {
+    let mut info = Vec::with_capacity(14 + 16 + 32);
+    info.extend_from_slice(b"otm answer v1\0");
+    info.extend_from_slice(request_id.as_bytes());
+    info.extend_from_slice(&Sha256::digest(note.as_bytes()));
+    info
+}
+
+/// Checks a sealed answer's structure without any key: length cap,
+/// magic, version, a bucket size.
+pub fn validate_answer(answer: &[u8]) -> Result<()> {
+    if answer.len() > MAX_ANSWER_LEN {
+        return Err(Error::TooLarge {
+            len: answer.len(),
+            max: MAX_ANSWER_LEN,
+        });
+    }
+    if answer.len() < MIN_ANSWER_LEN {
+        return Err(Error::Truncated {
+            len: answer.len(),
+            min: MIN_ANSWER_LEN,
+        });
+    }
+    if answer[..3] != ANSWER_MAGIC {
+        return Err(Error::BadMagic);
+    }
+    if answer[3] != ANSWER_VERSION {
+        return Err(Error::UnsupportedVersion(answer[3]));
+    }
+    let block = answer.len() - ANSWER_HEADER_LEN - TAG_LEN;
+    if !PADDING_BUCKETS.contains(&block) {
+        return Err(Error::BadSize { len: answer.len() });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(byte: u8) -> MessageId {
+        MessageId::from_bytes([byte; MessageId::LEN])
+    }
+
+    #[test]
+    fn an_answer_opens_with_the_receive_secret_for_its_request_and_note_only() {
+        let secret = ReceiveSecret::generate().unwrap();
+        let key = secret.public_key();
+        let answer = key
+            .seal_answer(&id(1), "VPN, Berlin", "hunter2 🌍")
+            .unwrap();
+        assert_eq!(answer.len(), ANSWER_HEADER_LEN + 256 + TAG_LEN);
+        assert_eq!(
+            secret
+                .open_answer(&id(1), "VPN, Berlin", &answer)
+                .unwrap()
+                .as_str(),
+            "hunter2 🌍"
+        );
+        for (what, got) in [
+            (
+                "another request",
+                secret.open_answer(&id(2), "VPN, Berlin", &answer),
+            ),
+            (
+                "another note",
+                secret.open_answer(&id(1), "VPN, Munich", &answer),
+            ),
+            (
+                "another secret",
+                ReceiveSecret::generate()
+                    .unwrap()
+                    .open_answer(&id(1), "VPN, Berlin", &answer),
+            ),
+        ] {
+            assert_eq!(got.unwrap_err(), Error::DecryptionFailed, "{what}");
+        }
+        for at in [0, 3, 4, 35, 36, answer.len() - 1] {
+            let mut bad = answer.clone();
+            bad[at] ^= 1;
+            assert!(
+                secret.open_answer(&id(1), "VPN, Berlin", &bad).is_err(),
+                "byte {at}"
+            );
+        }
+        // Two answers of one text differ (a fresh ephemeral key each).
+        assert_ne!(
+            answer,
+            key.seal_answer(&id(1), "VPN, Berlin", "hunter2 🌍")
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn answers_are_padded_and_limited_like_messages() {
+        let secret = ReceiveSecret::generate().unwrap();
+        let key = secret.public_key();
+        let long = "ß".repeat(8000);
+        let answer = key.seal_answer(&id(1), "", &long).unwrap();
+        assert_eq!(answer.len(), ANSWER_HEADER_LEN + 16384 + TAG_LEN);
+        assert_eq!(
+            secret.open_answer(&id(1), "", &answer).unwrap().as_str(),
+            long
+        );
+        assert!(matches!(
+            key.seal_answer(&id(1), "", &"x".repeat(8001)),
+            Err(Error::MessageTooLong { chars: 8001, .. })
+        ));
+        assert!(matches!(
+            validate_answer(&answer[..100]),
+            Err(Error::Truncated { .. })
+        ));
+        let mut other = answer.clone();
+        other[3] = 2;
+        assert_eq!(validate_answer(&other), Err(Error::UnsupportedVersion(2)));
+        other[0] = b'X';
+        assert_eq!(validate_answer(&other), Err(Error::BadMagic));
+        assert!(matches!(
+            validate_answer(&answer[..answer.len() - 1]),
+            Err(Error::BadSize { .. })
+        ));
+    }
+
+    #[test]
+    fn keys_fingerprints_and_proofs_come_from_the_secret_alone() {
+        let secret = ReceiveSecret::from_bytes([7; 32]);
+        let again = ReceiveSecret::from_base64url(&secret.to_base64url()).unwrap();
+        assert_eq!(secret.public_key(), again.public_key());
+        let key = secret.public_key();
+        assert_eq!(
+            RequestPublicKey::from_base64url(&key.to_base64url()).unwrap(),
+            key
+        );
+        let fp = key.fingerprint();
+        assert_eq!(fp.len(), 19);
+        assert!(
+            fp.split('-')
+                .all(|g| g.len() == 4 && g.bytes().all(|b| BASE32.contains(&b))),
+            "{fp}"
+        );
+        assert_ne!(
+            fp,
+            ReceiveSecret::from_bytes([8; 32])
+                .public_key()
+                .fingerprint()
+        );
+        // The answer's proofs: fixed by the secret, apart from the key pair.
+        let a = secret.answer_secrets(None);
+        assert_eq!(
+            a.access_verifier().as_bytes(),
+            again.answer_secrets(None).access_verifier().as_bytes()
+        );
+        let phrase = Passphrase::new("correct horse").unwrap();
+        assert_ne!(
+            secret
+                .answer_secrets(Some(&phrase))
+                .claim_verifier()
+                .as_bytes(),
+            a.claim_verifier().as_bytes()
+        );
+        assert!(format!("{secret:?}").contains(".."));
+        // A low-order public key cannot be sealed to.
+        let zero = RequestPublicKey::from_bytes([0; 32]);
+        assert!(zero.seal_answer(&id(1), "", "x").is_err());
+    }
+}
