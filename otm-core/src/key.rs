@@ -285,6 +285,18 @@ proof_and_verifier! {
     verifier AccessVerifier,
 }
 
+proof_and_verifier! {
+    /// The value that shows a responder holds a request link: derived from
+    /// the link's answer token, presented to read the request and to answer
+    /// it. Without it a store answers as for an unknown request. Secret:
+    /// zeroized on drop, `Debug` redacted.
+    proof AnswerProof,
+    /// What the server stores to check an [`AnswerProof`]: `SHA-256(proof)`.
+    /// It has no `==`: compare only with [`AnswerVerifier::verify`], which
+    /// runs in constant time.
+    verifier AnswerVerifier,
+}
+
 /// The sender's secret for managing a message (status, burn): 256 random
 /// bits, shown once at create. The server keeps only its
 /// [`ManageToken::verifier`] (SHA-256) and checks it in constant time.

@@ -59,13 +59,15 @@ pub use envelope::{
 pub use error::{Error, Result};
 pub use event::EventKind;
 pub use key::{
-    AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, Key, ManageSecret, ManageToken,
-    ManageVerifier, MessageId,
+    AccessProof, AccessVerifier, AnswerProof, AnswerVerifier, ClaimProof, ClaimVerifier, Key,
+    ManageSecret, ManageToken, ManageVerifier, MessageId,
 };
 pub use link::{Fragment, Link, ManageLink, LINK_PATH_PREFIX, MANAGE_PATH_PREFIX};
 pub use request::{
-    validate_answer, ReceiveSecret, RequestPublicKey, ANSWER_HEADER_LEN, ANSWER_MAGIC,
-    ANSWER_VERSION, MAX_ANSWER_LEN, MAX_NOTE_CHARS, MIN_ANSWER_LEN,
+    validate_answer, AnswerToken, ReceiveLink, ReceiveSecret, RequestLink, RequestPublicKey,
+    ANSWER_HEADER_LEN, ANSWER_MAGIC, ANSWER_VERSION, MAX_ANSWER_LEN, MAX_NOTE_BYTES,
+    MAX_NOTE_CHARS, MIN_ANSWER_LEN, NOTE_BLOCK_LEN, RECEIVE_PATH_PREFIX, REQUEST_PATH_PREFIX,
+    SEALED_NOTE_LEN,
 };
 pub use secrets::{Passphrase, Secrets, MAX_PASSPHRASE_CHARS, PBKDF2_ITERATIONS};
 pub use sent::{SendOptions, Sent, Stored};

@@ -164,7 +164,7 @@ impl Link {
     }
 }
 
-fn check_base(base: &str) -> Result<&str> {
+pub(crate) fn check_base(base: &str) -> Result<&str> {
     let rest = base
         .strip_prefix("https://")
         .or_else(|| base.strip_prefix("http://"))
@@ -182,7 +182,7 @@ fn check_base(base: &str) -> Result<&str> {
     Ok(base)
 }
 
-fn bad(reason: &'static str) -> Error {
+pub(crate) fn bad(reason: &'static str) -> Error {
     Error::BadLink { reason }
 }
 

@@ -20,10 +20,14 @@ use sha2::{Digest, Sha256};
 use x25519_dalek::PublicKey;
 use zeroize::Zeroizing;
 
-use crate::envelope::{pad, unpad, PADDING_BUCKETS};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::Aes256Gcm;
+
+use crate::envelope::{char_count, pad, unpad, PADDING_BUCKETS};
 use crate::hpke::{self, HpkeError, KeyPair, PUBLIC_KEY_LEN, TAG_LEN};
 use crate::key::os_random;
-use crate::{b64, Error, Key, MessageId, Passphrase, Result, Secrets};
+use crate::link::{bad, check_base};
+use crate::{b64, AnswerProof, Error, Key, MessageId, Passphrase, Result, Secrets};
 
 /// The first three bytes of a sealed answer: `"OTA"` (otm answer).
 pub const ANSWER_MAGIC: [u8; 3] = *b"OTA";
@@ -37,6 +41,18 @@ pub const MIN_ANSWER_LEN: usize = ANSWER_HEADER_LEN + PADDING_BUCKETS[0] + TAG_L
 pub const MAX_ANSWER_LEN: usize = ANSWER_HEADER_LEN + PADDING_BUCKETS[7] + TAG_LEN;
 /// The most characters a request's note may have.
 pub const MAX_NOTE_CHARS: usize = 500;
+/// The most UTF-8 bytes a request's note may have (500 characters of up to
+/// four bytes).
+pub const MAX_NOTE_BYTES: usize = 4 * MAX_NOTE_CHARS;
+/// The padded block of a note: its length (4 bytes), the note, zeros; one
+/// size for every note, so the stored note reveals nothing of its length.
+pub const NOTE_BLOCK_LEN: usize = 2048;
+/// A sealed note: nonce, padded block, tag.
+pub const SEALED_NOTE_LEN: usize = 12 + NOTE_BLOCK_LEN + 16;
+/// The path segment in front of the ID in a request link.
+pub const REQUEST_PATH_PREFIX: &str = "/request/";
+/// The path segment in front of the ID in a receive link.
+pub const RECEIVE_PATH_PREFIX: &str = "/receive/";
 
 /// The asker's secret: 32 random bytes that give the key pair answers are
 /// sealed to and the proofs that take the answer. Zeroized on drop.
@@ -88,6 +104,12 @@ impl ReceiveSecret {
         let bytes =
             b64::decode_exact::<{ Self::LEN }>(text).map_err(|reason| Error::BadKey { reason })?;
         Ok(ReceiveSecret(Zeroizing::new(bytes)))
+    }
+
+    /// The answer token of the request link: HKDF(secret, "otm request v1
+    /// answer token"), so the asker can always make the link again.
+    pub fn answer_token(&self) -> AnswerToken {
+        AnswerToken(expand(&self.0, b"otm request v1 answer token"))
     }
 
     /// The X25519 key pair answers are sealed to: HPKE's `DeriveKeyPair` of
@@ -233,6 +255,306 @@ impl RequestPublicKey {
     }
 }
 
+/// The right to answer a request, in the request link's fragment (`t=`):
+/// 32 bytes from the receive secret ([`ReceiveSecret::answer_token`]).
+/// From it come the [`AnswerProof`] a responder presents (its verifier is
+/// all the server keeps) and the key the note is sealed with, which never
+/// reaches the server. Zeroized on drop.
+pub struct AnswerToken(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for AnswerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnswerToken(..)")
+    }
+}
+
+impl Clone for AnswerToken {
+    fn clone(&self) -> Self {
+        AnswerToken(Zeroizing::new(*self.0))
+    }
+}
+
+impl AnswerToken {
+    /// The length in bytes.
+    pub const LEN: usize = 32;
+
+    /// The token of these bytes.
+    pub fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
+        AnswerToken(Zeroizing::new(bytes))
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; Self::LEN] {
+        &self.0
+    }
+
+    /// Unpadded base64url, as in the request link.
+    pub fn to_base64url(&self) -> Zeroizing<String> {
+        Zeroizing::new(b64::encode(self.0.as_ref()))
+    }
+
+    /// Parses unpadded base64url of exactly 32 bytes.
+    pub fn from_base64url(text: &str) -> Result<Self> {
+        let bytes = b64::decode_exact::<{ Self::LEN }>(text)
+            .map_err(|reason| Error::BadToken { reason })?;
+        Ok(AnswerToken(Zeroizing::new(bytes)))
+    }
+
+    /// The proof a responder presents: HKDF(token, "otm request v1 answer
+    /// proof"). The asker registers its verifier when asking.
+    pub fn proof(&self) -> AnswerProof {
+        AnswerProof::from_array(*expand(&self.0, b"otm request v1 answer proof"))
+    }
+
+    fn note_cipher(&self) -> Aes256Gcm {
+        let key = expand(&self.0, b"otm request v1 note key");
+        Aes256Gcm::new_from_slice(key.as_ref()).expect("a 32-byte key")
+    }
+
+    /// Seals the request's note (plain text, at most [`MAX_NOTE_CHARS`]
+    /// characters) for request-link holders: AES-256-GCM under HKDF(token,
+    /// "otm request v1 note key"), a fresh nonce, the request ID as
+    /// associated data, padded to one size.
+    pub fn seal_note(&self, request_id: &MessageId, note: &str) -> Result<Vec<u8>> {
+        let mut nonce = [0u8; 12];
+        os_random(&mut nonce)?;
+        self.seal_note_with(request_id, note, nonce)
+    }
+
+    /// [`seal_note`](Self::seal_note) with a fixed nonce: only the vectors.
+    pub(crate) fn seal_note_with(
+        &self,
+        request_id: &MessageId,
+        note: &str,
+        nonce: [u8; 12],
+    ) -> Result<Vec<u8>> {
+        let chars = char_count(note);
+        if chars > MAX_NOTE_CHARS {
+            return Err(Error::MessageTooLong {
+                chars,
+                max: MAX_NOTE_CHARS,
+            });
+        }
+        let mut block = Zeroizing::new(vec![0u8; NOTE_BLOCK_LEN]);
+        block[..4].copy_from_slice(&(note.len() as u32).to_be_bytes());
+        block[4..4 + note.len()].copy_from_slice(note.as_bytes());
+        let sealed = self
+            .note_cipher()
+            .encrypt(
+                (&nonce).into(),
+                Payload {
+                    msg: &block,
+                    aad: &note_aad(request_id),
+                },
+            )
+            .map_err(|_| Error::DecryptionFailed)?;
+        let mut out = Vec::with_capacity(SEALED_NOTE_LEN);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Opens a sealed note; a wrong token, request or altered byte is the
+    /// one [`Error::DecryptionFailed`].
+    pub fn open_note(&self, request_id: &MessageId, sealed: &[u8]) -> Result<Zeroizing<String>> {
+        if sealed.len() != SEALED_NOTE_LEN {
+            return Err(Error::BadSize { len: sealed.len() });
+        }
+        let (nonce, body) = sealed.split_at(12);
+        let block = Zeroizing::new(
+            self.note_cipher()
+                .decrypt(
+                    nonce.into(),
+                    Payload {
+                        msg: body,
+                        aad: &note_aad(request_id),
+                    },
+                )
+                .map_err(|_| Error::DecryptionFailed)?,
+        );
+        let len = u32::from_be_bytes([block[0], block[1], block[2], block[3]]) as usize;
+        let malformed = |reason| Error::MalformedPlaintext { reason };
+        if len > MAX_NOTE_BYTES {
+            return Err(malformed("the note's length is over the limit"));
+        }
+        if block[4 + len..].iter().any(|&b| b != 0) {
+            return Err(malformed("the note's padding is not all zero"));
+        }
+        let note = std::str::from_utf8(&block[4..4 + len])
+            .map_err(|_| malformed("the note is not valid UTF-8"))?;
+        if char_count(note) > MAX_NOTE_CHARS {
+            return Err(malformed("the note has more characters than allowed"));
+        }
+        Ok(Zeroizing::new(note.to_owned()))
+    }
+}
+
+/// Associated data of a sealed note: `"otm note v1" || 0x00 || request ID`.
+fn note_aad(request_id: &MessageId) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(12 + 16);
+    aad.extend_from_slice(b"otm note v1\0");
+    aad.extend_from_slice(request_id.as_bytes());
+    aad
+}
+
+/// The link the asker shares: `{base}/request/{id}#pk={key}&t={token}`. It
+/// lets its holder read the note and answer once, never read the answer.
+#[derive(Clone, Debug)]
+pub struct RequestLink {
+    /// Scheme, host and any path before `/request/`, without a trailing slash.
+    pub base: String,
+    /// The request ID.
+    pub id: MessageId,
+    /// The asker's public key (answers are sealed to it).
+    pub public_key: RequestPublicKey,
+    /// The right to answer.
+    pub token: AnswerToken,
+}
+
+/// Splits `{base}{prefix}{id}#{fragment}` (a query after the ID ignored).
+fn split_link<'a>(
+    text: &'a str,
+    prefix: &str,
+    what: &'static str,
+) -> Result<(&'a str, MessageId, &'a str)> {
+    let (url, fragment) = text.trim().split_once('#').ok_or(bad(what))?;
+    let url = url.split_once('?').map_or(url, |(before, _)| before);
+    let url = url.strip_suffix('/').unwrap_or(url);
+    let at = url.rfind(prefix).ok_or(bad(what))?;
+    let base = check_base(url[..at].trim_end_matches('/'))?;
+    let id: MessageId = url[at + prefix.len()..]
+        .parse()
+        .map_err(|_| bad("the ID in the link is malformed"))?;
+    Ok((base, id, fragment))
+}
+
+/// The `name=value` pairs of a fragment, each name once, no others.
+fn fragment_params<'a>(fragment: &'a str, names: &[&str]) -> Result<Vec<Option<&'a str>>> {
+    let mut values = vec![None; names.len()];
+    for part in fragment.split('&') {
+        let (name, value) = part
+            .split_once('=')
+            .ok_or(bad("a fragment parameter has no value"))?;
+        let at = names
+            .iter()
+            .position(|n| *n == name)
+            .ok_or(bad("unknown fragment parameter"))?;
+        if values[at].replace(value).is_some() {
+            return Err(bad("a fragment parameter is given twice"));
+        }
+    }
+    Ok(values)
+}
+
+impl RequestLink {
+    /// A request link for `base` (an `http://` or `https://` URL).
+    pub fn new(base: &str, id: MessageId, secret: &ReceiveSecret) -> Result<Self> {
+        let base = check_base(base.trim().trim_end_matches('/'))?;
+        Ok(RequestLink {
+            base: base.to_owned(),
+            id,
+            public_key: secret.public_key(),
+            token: secret.answer_token(),
+        })
+    }
+
+    /// The whole link, zeroized on drop (it carries the token).
+    pub fn to_url(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!(
+            "{}{REQUEST_PATH_PREFIX}{}#pk={}&t={}",
+            self.base,
+            self.id,
+            self.public_key.to_base64url(),
+            self.token.to_base64url().as_str()
+        ))
+    }
+
+    /// Parses a request link strictly (both `pk` and `t`, nothing else).
+    pub fn parse(text: &str) -> Result<Self> {
+        let (base, id, fragment) = split_link(
+            text,
+            REQUEST_PATH_PREFIX,
+            "not a request link: /request/{id}#pk=…&t=… expected",
+        )?;
+        let values = fragment_params(fragment, &["pk", "t"])?;
+        let public_key = values[0]
+            .and_then(|v| RequestPublicKey::from_base64url(v).ok())
+            .ok_or(bad("the request link's key is missing or malformed"))?;
+        let token = values[1]
+            .and_then(|v| AnswerToken::from_base64url(v).ok())
+            .ok_or(bad("the request link's token is missing or malformed"))?;
+        Ok(RequestLink {
+            base: base.to_owned(),
+            id,
+            public_key,
+            token,
+        })
+    }
+}
+
+/// The asker's private link: `{base}/receive/{id}#r={secret}` (and `&p=1`
+/// when the answer needs the asker's passphrase). It reads the answer once,
+/// withdraws the request, and makes the request link again.
+#[derive(Debug)]
+pub struct ReceiveLink {
+    /// Scheme, host and any path before `/receive/`, without a trailing slash.
+    pub base: String,
+    /// The request ID.
+    pub id: MessageId,
+    /// The receive secret.
+    pub secret: ReceiveSecret,
+    /// Whether taking the answer needs the asker's passphrase.
+    pub passphrase: bool,
+}
+
+impl ReceiveLink {
+    /// A receive link for `base`.
+    pub fn new(base: &str, id: MessageId, secret: ReceiveSecret, passphrase: bool) -> Result<Self> {
+        let base = check_base(base.trim().trim_end_matches('/'))?;
+        Ok(ReceiveLink {
+            base: base.to_owned(),
+            id,
+            secret,
+            passphrase,
+        })
+    }
+
+    /// The whole link, zeroized on drop (it carries the secret).
+    pub fn to_url(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!(
+            "{}{RECEIVE_PATH_PREFIX}{}#r={}{}",
+            self.base,
+            self.id,
+            self.secret.to_base64url().as_str(),
+            if self.passphrase { "&p=1" } else { "" }
+        ))
+    }
+
+    /// Parses a receive link strictly.
+    pub fn parse(text: &str) -> Result<Self> {
+        let (base, id, fragment) = split_link(
+            text,
+            RECEIVE_PATH_PREFIX,
+            "not a receive link: /receive/{id}#r=… expected",
+        )?;
+        let values = fragment_params(fragment, &["r", "p"])?;
+        let secret = values[0]
+            .and_then(|v| ReceiveSecret::from_base64url(v).ok())
+            .ok_or(bad("the receive link's secret is missing or malformed"))?;
+        let passphrase = match values[1] {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(_) => return Err(bad("p must be 0 or 1")),
+        };
+        Ok(ReceiveLink {
+            base: base.to_owned(),
+            id,
+            secret,
+            passphrase,
+        })
+    }
+}
+
 /// HPKE `info` of an answer: `"otm answer v1" || 0x00 || request ID (16
 /// bytes) || SHA-256(note as UTF-8)`.
 fn info(request_id: &MessageId, note: &str) -> Vec<u8> {
@@ -356,6 +678,107 @@ mod tests {
             validate_answer(&answer[..answer.len() - 1]),
             Err(Error::BadSize { .. })
         ));
+    }
+
+    #[test]
+    fn the_note_opens_with_the_token_for_its_request_only_and_hides_its_length() {
+        let secret = ReceiveSecret::generate().unwrap();
+        let token = secret.answer_token();
+        let short = token.seal_note(&id(1), "VPN").unwrap();
+        let long = token.seal_note(&id(1), &"ü".repeat(500)).unwrap();
+        assert_eq!(short.len(), SEALED_NOTE_LEN);
+        assert_eq!(long.len(), SEALED_NOTE_LEN);
+        assert_eq!(token.open_note(&id(1), &short).unwrap().as_str(), "VPN");
+        assert_eq!(
+            token.open_note(&id(1), &long).unwrap().as_str(),
+            "ü".repeat(500)
+        );
+        assert_eq!(
+            token.open_note(&id(2), &short).unwrap_err(),
+            Error::DecryptionFailed
+        );
+        let other = ReceiveSecret::generate().unwrap().answer_token();
+        assert_eq!(
+            other.open_note(&id(1), &short).unwrap_err(),
+            Error::DecryptionFailed
+        );
+        assert!(matches!(
+            token.seal_note(&id(1), &"x".repeat(501)),
+            Err(Error::MessageTooLong { chars: 501, .. })
+        ));
+        assert!(matches!(
+            token.open_note(&id(1), &short[1..]),
+            Err(Error::BadSize { .. })
+        ));
+        // The proof a responder presents is the token's, checked by its verifier.
+        assert!(token
+            .proof()
+            .verifier()
+            .verify(&secret.answer_token().proof()));
+        assert!(!token.proof().verifier().verify(&other.proof()));
+    }
+
+    #[test]
+    fn request_and_receive_links_round_trip_and_are_parsed_strictly() {
+        let secret = ReceiveSecret::from_bytes([9; 32]);
+        let request = RequestLink::new("https://otm.example/", id(5), &secret).unwrap();
+        let url = request.to_url();
+        assert!(
+            url.starts_with("https://otm.example/request/BQUFBQUFBQUFBQUFBQUFBQ#pk="),
+            "{}",
+            *url
+        );
+        let back = RequestLink::parse(&url).unwrap();
+        assert_eq!(back.id, id(5));
+        assert_eq!(back.public_key, secret.public_key());
+        assert_eq!(back.token.as_bytes(), secret.answer_token().as_bytes());
+        // The request link holds nothing that reads the answer.
+        assert!(!url.contains(secret.to_base64url().as_str()));
+
+        let receive = ReceiveLink::new(
+            "https://otm.example",
+            id(5),
+            ReceiveSecret::from_bytes([9; 32]),
+            true,
+        )
+        .unwrap();
+        let url = receive.to_url();
+        assert!(url.ends_with("&p=1"), "{}", *url);
+        let back = ReceiveLink::parse(&url).unwrap();
+        assert_eq!(back.secret.as_bytes(), &[9; 32]);
+        assert!(back.passphrase);
+
+        let pk = secret.public_key().to_base64url();
+        let t = secret.answer_token().to_base64url();
+        for bad in [
+            format!("https://otm.example/request/BQUFBQUFBQUFBQUFBQUFBQ#pk={pk}"),
+            format!(
+                "https://otm.example/request/BQUFBQUFBQUFBQUFBQUFBQ#pk={pk}&t={}&x=1",
+                t.as_str()
+            ),
+            format!(
+                "https://otm.example/request/BQUFBQUFBQUFBQUFBQUFBQ#pk={pk}&pk={pk}&t={}",
+                t.as_str()
+            ),
+            format!(
+                "https://otm.example/otm/BQUFBQUFBQUFBQUFBQUFBQ#pk={pk}&t={}",
+                t.as_str()
+            ),
+            format!(
+                "ftp://otm.example/request/BQUFBQUFBQUFBQUFBQUFBQ#pk={pk}&t={}",
+                t.as_str()
+            ),
+            "https://otm.example/request/BQUFBQUFBQUFBQUFBQUFBQ".to_owned(),
+        ] {
+            assert!(RequestLink::parse(&bad).is_err(), "{bad}");
+        }
+        for bad in [
+            "https://otm.example/receive/BQUFBQUFBQUFBQUFBQUFBQ#r=short",
+            "https://otm.example/receive/BQUFBQUFBQUFBQUFBQUFBQ#p=1",
+            "https://otm.example/receive/BQUFBQUFBQUFBQUFBQUFBQ#r=CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk&p=2",
+        ] {
+            assert!(ReceiveLink::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -393,6 +393,18 @@ fn build_answer_vectors() -> Value {
             let id = MessageId::from_bytes(*id);
             let answer = key.seal_answer_with(&id, note, text, ikm).unwrap();
             let secrets = receive.answer_secrets(None);
+            let token = receive.answer_token();
+            let note_nonce = [secret[0] ^ 0x5a; 12];
+            let sealed_note = token.seal_note_with(&id, note, note_nonce).unwrap();
+            let request_link =
+                crate::RequestLink::new("https://otm.example/base", id, &receive).unwrap();
+            let receive_link = crate::ReceiveLink::new(
+                "https://otm.example/base",
+                id,
+                ReceiveSecret::from_bytes(*secret),
+                false,
+            )
+            .unwrap();
             json!({
                 "name": name,
                 "receive_secret": receive.to_base64url().as_str(),
@@ -405,6 +417,12 @@ fn build_answer_vectors() -> Value {
                 "access_verifier": b64::encode(secrets.access_verifier().as_bytes()),
                 "claim_verifier": b64::encode(secrets.claim_verifier().as_bytes()),
                 "answer": b64::encode(&answer),
+                "answer_token": token.to_base64url().as_str(),
+                "answer_verifier": token.proof().verifier().to_base64url(),
+                "note_nonce": b64::encode(&note_nonce),
+                "sealed_note": b64::encode(&sealed_note),
+                "request_link": request_link.to_url().as_str(),
+                "receive_link": receive_link.to_url().as_str(),
             })
         })
         .collect();
@@ -440,5 +458,14 @@ fn committed_answer_vectors_match_and_open() {
             .open_answer(&id, v["note"].as_str().unwrap(), &answer)
             .unwrap();
         assert_eq!(opened.as_str(), v["text"].as_str().unwrap());
+        let note = receive
+            .answer_token()
+            .open_note(&id, &b64_decode(v["sealed_note"].as_str().unwrap()))
+            .unwrap();
+        assert_eq!(note.as_str(), v["note"].as_str().unwrap());
+        let link = crate::RequestLink::parse(v["request_link"].as_str().unwrap()).unwrap();
+        assert_eq!(link.public_key, receive.public_key());
+        let link = crate::ReceiveLink::parse(v["receive_link"].as_str().unwrap()).unwrap();
+        assert_eq!(link.secret.as_bytes(), receive.as_bytes());
     }
 }

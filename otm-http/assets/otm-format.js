@@ -613,7 +613,7 @@ function checkBase(base) {
  * take the base before the last `prefix` and the ID after it. `why` holds
  * the error reasons, each `[reason, part]`.
  */
-function splitLink(text, prefix, why) {
+export function splitLink(text, prefix, why) {
   if (typeof text !== 'string') throw badLink(...why.noFragment);
   const t = rustTrim(text);
   const hash = t.indexOf('#');
@@ -630,7 +630,8 @@ function splitLink(text, prefix, why) {
   return { base, id, fragment: t.slice(hash + 1) };
 }
 
-function formatBase(base) {
+/** A link's base, trimmed and checked as Rust's `Link::new` does. */
+export function formatBase(base) {
   return checkBase(rustTrim(String(base)).replace(/\/+$/, ''));
 }
 

@@ -10,9 +10,15 @@ import { PUBLIC_KEY_LEN, concat, deriveKeyPair, setupRecipient, setupSender } fr
 import {
   OtmError,
   PADDING_BUCKETS,
+  charCount,
+  decodeExact,
   deriveSecrets,
   deriveSecretBytes,
+  encodeBase64url,
+  formatBase,
+  isValidId,
   padMessage,
+  splitLink,
   unpadBlock,
 } from './otm-format.js';
 
@@ -31,6 +37,11 @@ export const MIN_ANSWER_LEN = ANSWER_HEADER_LEN + PADDING_BUCKETS[0] + TAG_LEN;
 export const MAX_ANSWER_LEN = ANSWER_HEADER_LEN + PADDING_BUCKETS[PADDING_BUCKETS.length - 1] + TAG_LEN;
 /** The most characters a request's note may have. */
 export const MAX_NOTE_CHARS = 500;
+/** The padded block of a note, and a sealed note (nonce, block, tag). */
+export const NOTE_BLOCK_LEN = 2048;
+export const SEALED_NOTE_LEN = 12 + NOTE_BLOCK_LEN + 16;
+export const REQUEST_PATH_PREFIX = '/request/';
+export const RECEIVE_PATH_PREFIX = '/receive/';
 
 /** HKDF-SHA256 of the receive secret (no salt) under `label`: 32 bytes. */
 async function expand(secret, label) {
@@ -158,3 +169,160 @@ export async function openAnswer(secret, requestId, note, answer) {
   }
   return unpadBlock(block);
 }
+
+// ---------------------------------------------------------------------------
+// The answer token, the note, the links (FORMAT.md 14.1 to 14.3)
+
+/** The answer token of the request link (32 bytes). */
+export function answerToken(secret) {
+  checkSecret(secret);
+  return expand(secret, 'otm request v1 answer token');
+}
+
+/** The answer proof a responder presents (32 bytes). */
+export function answerProof(token) {
+  checkSecret(token);
+  return expand(token, 'otm request v1 answer proof');
+}
+
+async function noteKey(token) {
+  checkSecret(token);
+  const raw = await expand(token, 'otm request v1 note key');
+  try {
+    return await subtle.importKey('raw', raw, 'AES-GCM', false, ['encrypt', 'decrypt']);
+  } finally {
+    raw.fill(0);
+  }
+}
+
+function noteAad(requestId) {
+  return concat(encoder.encode('otm note v1\0'), requestId);
+}
+
+/** Seals the note (at most 500 characters) for request-link holders. */
+export async function sealNote(token, requestId, note, nonce = null) {
+  const chars = charCount(note);
+  if (chars > MAX_NOTE_CHARS) {
+    throw new OtmError('MessageTooLong', `the note has ${chars} characters; the maximum is ${MAX_NOTE_CHARS}`, {
+      chars,
+      max: MAX_NOTE_CHARS,
+    });
+  }
+  const utf8 = encoder.encode(note);
+  const block = new Uint8Array(NOTE_BLOCK_LEN);
+  new DataView(block.buffer).setUint32(0, utf8.length, false);
+  block.set(utf8, 4);
+  const iv = nonce ?? globalThis.crypto.getRandomValues(new Uint8Array(12));
+  try {
+    const sealed = await subtle.encrypt(
+      { name: 'AES-GCM', iv, additionalData: noteAad(requestId), tagLength: 128 },
+      await noteKey(token),
+      block,
+    );
+    return concat(iv, new Uint8Array(sealed));
+  } finally {
+    block.fill(0);
+  }
+}
+
+/** Opens a sealed note; a wrong token, request or altered byte: DecryptionFailed. */
+export async function openNote(token, requestId, sealed) {
+  if (sealed.length !== SEALED_NOTE_LEN) {
+    throw new OtmError('BadSize', `a sealed note is ${SEALED_NOTE_LEN} bytes`, { len: sealed.length });
+  }
+  let block;
+  try {
+    block = new Uint8Array(
+      await subtle.decrypt(
+        { name: 'AES-GCM', iv: sealed.subarray(0, 12), additionalData: noteAad(requestId), tagLength: 128 },
+        await noteKey(token),
+        sealed.subarray(12),
+      ),
+    );
+  } catch {
+    throw new OtmError('DecryptionFailed', 'the note does not open with this link');
+  }
+  const malformed = (reason) => new OtmError('MalformedPlaintext', `the note is malformed: ${reason}`, { reason });
+  try {
+    const len = new DataView(block.buffer).getUint32(0, false);
+    if (len > 4 * MAX_NOTE_CHARS) throw malformed("the note's length is over the limit");
+    if (block.subarray(4 + len).some((b) => b !== 0)) throw malformed("the note's padding is not all zero");
+    let note;
+    try {
+      note = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(block.subarray(4, 4 + len));
+    } catch {
+      throw malformed('the note is not valid UTF-8');
+    }
+    if (charCount(note) > MAX_NOTE_CHARS) throw malformed('the note has more characters than allowed');
+    return note;
+  } finally {
+    block.fill(0);
+  }
+}
+
+/** The `name=value` pairs of a fragment, each name once, no others. */
+function fragmentParams(fragment, names) {
+  const values = {};
+  for (const part of fragment.split('&')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) throw new OtmError('BadLink', 'bad link: a fragment parameter has no value');
+    const name = part.slice(0, eq);
+    if (!names.includes(name)) throw new OtmError('BadLink', 'bad link: unknown fragment parameter');
+    if (name in values) throw new OtmError('BadLink', 'bad link: a fragment parameter is given twice');
+    values[name] = part.slice(eq + 1);
+  }
+  return values;
+}
+
+const REQUEST_LINK_ERRORS = {
+  noFragment: ['not a request link: /request/{id}#pk=…&t=… expected'],
+  noPath: ['not a request link: /request/{id}#pk=…&t=… expected'],
+  badId: ['the ID in the link is malformed'],
+};
+const RECEIVE_LINK_ERRORS = {
+  noFragment: ['not a receive link: /receive/{id}#r=… expected'],
+  noPath: ['not a receive link: /receive/{id}#r=… expected'],
+  badId: ['the ID in the link is malformed'],
+};
+
+/** `{base}/request/{id}#pk=…&t=…` (id as text, key and token as bytes). */
+export function formatRequestLink(base, id, publicKey, token) {
+  if (!isValidId(id)) throw new OtmError('BadId', 'the request ID is malformed');
+  return `${formatBase(base)}${REQUEST_PATH_PREFIX}${id}#pk=${encodeBase64url(publicKey)}&t=${encodeBase64url(token)}`;
+}
+
+/** Parses a request link strictly: `{ base, id, publicKey, token }`. */
+export function parseRequestLink(text) {
+  const { base, id, fragment } = splitLink(text, REQUEST_PATH_PREFIX, REQUEST_LINK_ERRORS);
+  const v = fragmentParams(fragment, ['pk', 't']);
+  const exact = (value, what) => {
+    try {
+      return decodeExact(value ?? '', 32, 'BadLink', what);
+    } catch {
+      throw new OtmError('BadLink', `bad link: the request link's ${what} is missing or malformed`);
+    }
+  };
+  return { base, id, publicKey: exact(v.pk, 'key'), token: exact(v.t, 'token') };
+}
+
+/** `{base}/receive/{id}#r=…[&p=1]`. */
+export function formatReceiveLink(base, id, secret, passphrase) {
+  if (!isValidId(id)) throw new OtmError('BadId', 'the request ID is malformed');
+  checkSecret(secret);
+  return `${formatBase(base)}${RECEIVE_PATH_PREFIX}${id}#r=${encodeBase64url(secret)}${passphrase ? '&p=1' : ''}`;
+}
+
+/** Parses a receive link strictly: `{ base, id, secret, passphrase }`. */
+export function parseReceiveLink(text) {
+  const { base, id, fragment } = splitLink(text, RECEIVE_PATH_PREFIX, RECEIVE_LINK_ERRORS);
+  const v = fragmentParams(fragment, ['r', 'p']);
+  let secret;
+  try {
+    secret = decodeExact(v.r ?? '', 32, 'BadLink', 'secret');
+  } catch {
+    throw new OtmError('BadLink', "bad link: the receive link's secret is missing or malformed");
+  }
+  if (v.p !== undefined && v.p !== '0' && v.p !== '1') throw new OtmError('BadLink', 'bad link: p must be 0 or 1');
+  return { base, id, secret, passphrase: v.p === '1' };
+}
+

@@ -7,11 +7,19 @@ import { readFileSync } from 'node:fs';
 
 import { accessVerifier, claimVerifier, decodeBase64url, encodeBase64url } from '../otm-format.js';
 import {
+  answerProof,
   answerSecrets,
+  answerToken,
   fingerprint,
+  formatReceiveLink,
+  formatRequestLink,
   openAnswer,
+  openNote,
+  parseReceiveLink,
+  parseRequestLink,
   receiveKeyPair,
   sealAnswer,
+  sealNote,
   validateAnswer,
 } from '../otm-request.js';
 
@@ -33,6 +41,37 @@ test('answer vectors: key, fingerprint, verifiers, the sealed answer byte for by
     const sealed = await sealAnswer(pair.publicKey, id, x.note, x.text, decodeBase64url(x.ikm_e));
     assert.equal(encodeBase64url(sealed), x.answer, x.name);
     assert.equal(await openAnswer(secret, id, x.note, decodeBase64url(x.answer)), x.text, x.name);
+
+    const token = await answerToken(secret);
+    assert.equal(encodeBase64url(token), x.answer_token, x.name);
+    assert.equal(encodeBase64url(await accessVerifier(await answerProof(token))), x.answer_verifier, x.name);
+    const note = await sealNote(token, id, x.note, decodeBase64url(x.note_nonce));
+    assert.equal(encodeBase64url(note), x.sealed_note, x.name);
+    assert.equal(await openNote(token, id, note), x.note, x.name);
+    assert.equal(formatRequestLink('https://otm.example/base/', x.request_id, pair.publicKey, token), x.request_link);
+    assert.equal(formatReceiveLink('https://otm.example/base', x.request_id, secret, false), x.receive_link);
+    const request = parseRequestLink(x.request_link);
+    assert.equal(request.id, x.request_id);
+    assert.equal(encodeBase64url(request.publicKey), x.public_key);
+    assert.equal(encodeBase64url(request.token), x.answer_token);
+    const receive = parseReceiveLink(x.receive_link + '&p=1');
+    assert.equal(encodeBase64url(receive.secret), x.receive_secret);
+    assert.equal(receive.passphrase, true);
+  }
+});
+
+test('links are parsed as strictly as in Rust', () => {
+  const x = v.vectors[0];
+  const bad = [
+    x.request_link.replace(/&t=.*$/, ''),
+    `${x.request_link}&x=1`,
+    x.request_link.replace('/request/', '/otm/'),
+    x.request_link.replace('https://', 'ftp://'),
+    x.request_link.split('#')[0],
+  ];
+  for (const link of bad) assert.throws(() => parseRequestLink(link), (e) => e.code === 'BadLink', link);
+  for (const link of [x.receive_link.replace(/#r=.*$/, '#r=short'), `${x.receive_link}&p=2`, `${x.receive_link}&r=x`]) {
+    assert.throws(() => parseReceiveLink(link), (e) => e.code === 'BadLink', link);
   }
 });
 
