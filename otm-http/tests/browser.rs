@@ -449,3 +449,75 @@ async fn browser_draws_qr_codes_a_decoder_reads() {
     }
     c.close().await.unwrap();
 }
+
+/// Chromium's WebCrypto runs the browser's HPKE and request modules to the
+/// same bytes as otm-core: RFC 9180's vectors of otm's suite (every value
+/// of the base mode) and otm's own answer vectors (key, fingerprint, token,
+/// sealed note and answer, links).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_runs_the_hpke_and_answer_vectors() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let server = TestServer::start(Arc::new(otm_store::MemoryStore::new(Default::default()))).await;
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../otm-core/tests/data");
+    let rfc = std::fs::read_to_string(data.join("hpke_rfc9180_a1.json")).unwrap();
+    let answers = std::fs::read_to_string(data.join("answer_v1_vectors.json")).unwrap();
+    let (c, _p) = driver.browser().await;
+    c.goto(&format!("{}/", server.base)).await.unwrap();
+    visible(&c, "#message").await;
+    let script = r#"
+        const [rfcText, answersText, done] = arguments;
+        (async () => {
+          const hpke = await import('/assets/otm-hpke.js');
+          const req = await import('/assets/otm-request.js');
+          const f = await import('/assets/otm-format.js');
+          const hex = (s) => new Uint8Array((s.match(/../g) || []).map((h) => parseInt(h, 16)));
+          const toHex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+          const errors = [];
+          const rfc = JSON.parse(rfcText);
+          const s = rfc.setup;
+          const r = await hpke.deriveKeyPair(hex(s.ikmR));
+          if (toHex(r.publicKey) !== s.pkRm) errors.push('pkR');
+          const { enc, context } = await hpke.setupSender(r.publicKey, hex(s.info), hex(s.ikmE));
+          if (toHex(enc) !== s.enc) errors.push('enc');
+          const recipient = await hpke.setupRecipient(enc, r, hex(s.info));
+          for (const x of rfc.encryptions) {
+            context.seq = x.seq;
+            recipient.seq = x.seq;
+            if (toHex(await context.seal(hex(x.aad), hex(x.pt))) !== x.ct) errors.push('seal ' + x.seq);
+            if (toHex(await recipient.open(hex(x.aad), hex(x.ct))) !== x.pt) errors.push('open ' + x.seq);
+          }
+          for (const x of rfc.exports) {
+            if (toHex(await recipient.export(hex(x.context), x.length)) !== x.value) errors.push('export');
+          }
+          let answers = 0;
+          for (const x of JSON.parse(answersText).vectors) {
+            const secret = f.decodeBase64url(x.receive_secret);
+            const id = f.decodeBase64url(x.request_id);
+            const pair = await req.receiveKeyPair(secret);
+            if (f.encodeBase64url(pair.publicKey) !== x.public_key) errors.push(x.name + ': key');
+            if ((await req.fingerprint(pair.publicKey)) !== x.fingerprint) errors.push(x.name + ': fingerprint');
+            const sealed = await req.sealAnswer(pair.publicKey, id, x.note, x.text, f.decodeBase64url(x.ikm_e));
+            if (f.encodeBase64url(sealed) !== x.answer) errors.push(x.name + ': answer');
+            if ((await req.openAnswer(secret, id, x.note, sealed)) !== x.text) errors.push(x.name + ': open');
+            const token = await req.answerToken(secret);
+            const note = await req.sealNote(token, id, x.note, f.decodeBase64url(x.note_nonce));
+            if (f.encodeBase64url(note) !== x.sealed_note) errors.push(x.name + ': note');
+            answers++;
+          }
+          return { errors, answers };
+        })().then(done, (e) => done({ errors: [String(e)] }));
+    "#;
+    let result = c
+        .execute_async(script, vec![json!(rfc), json!(answers)])
+        .await
+        .unwrap();
+    assert_eq!(result["errors"], json!([]), "{result}");
+    let expected: Value = serde_json::from_str(&answers).unwrap();
+    assert_eq!(
+        result["answers"],
+        expected["vectors"].as_array().unwrap().len()
+    );
+    c.close().await.unwrap();
+}

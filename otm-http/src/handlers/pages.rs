@@ -215,6 +215,16 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../assets/otm-format.js"),
     ),
     (
+        "otm-hpke.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/otm-hpke.js"),
+    ),
+    (
+        "otm-request.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/otm-request.js"),
+    ),
+    (
         "api.js",
         "text/javascript; charset=utf-8",
         include_str!("../../assets/api.js"),
