@@ -10,7 +10,7 @@ let table = null;
 
 function load() {
   if (table) return table;
-  table = { lang: 'en', dir: 'ltr', strings: {} };
+  table = { lang: 'en', dir: 'ltr', strings: {}, settings: {} };
   try {
     const el = typeof document === 'undefined' ? null : document.getElementById('otm-i18n');
     if (el) {
@@ -20,6 +20,7 @@ function load() {
           lang: typeof data.lang === 'string' ? data.lang : 'en',
           dir: data.dir === 'rtl' ? 'rtl' : 'ltr',
           strings: data.strings,
+          settings: data.settings && typeof data.settings === 'object' ? data.settings : {},
         };
       }
     }
@@ -31,7 +32,16 @@ function load() {
 
 /** Uses `data` ({lang, dir, strings}) instead of the page's strings (tests). */
 export function useStrings(data) {
-  table = { lang: data.lang, dir: data.dir || 'ltr', strings: data.strings };
+  table = { lang: data.lang, dir: data.dir || 'ltr', strings: data.strings, settings: data.settings || {} };
+}
+
+/**
+ * A setting of this server that the page's texts mention, sent with the
+ * strings (for example `max_failed_attempts`), or `fallback`.
+ */
+export function setting(name, fallback) {
+  const value = load().settings[name];
+  return value === undefined ? fallback : value;
 }
 
 /** The page's language tag ("en", "ar"). */

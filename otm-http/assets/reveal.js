@@ -18,7 +18,7 @@ import {
   wipeSecrets,
 } from './otm-format.js';
 import { ApiError, describeApiError, openMessage } from './api.js';
-import { t, tn } from './i18n.js';
+import { setting, t, tn } from './i18n.js';
 import { $, clearError, copyField, markBusy, showError, visibleBidiControls } from './ui.js';
 
 const els = {
@@ -30,6 +30,7 @@ const els = {
   manualHasPassphrase: $('manual-has-passphrase'),
   passphraseBox: $('passphrase-box'),
   passphraseField: $('passphrase-field'),
+  passphraseHint: $('passphrase-field-hint'),
   reveal: $('reveal'),
   busy: $('busy'),
   revealed: $('revealed'),
@@ -418,6 +419,9 @@ function init() {
   window.addEventListener('hashchange', () => {
     if (!state.busy && location.hash && location.hash !== '#') location.reload();
   });
+
+  // This server's number of wrong attempts, written before the form shows.
+  els.passphraseHint.textContent = tn('reveal.passphrase_hint', setting('max_failed_attempts', 5));
 
   state.id = idFromPath();
   if (!state.id) {

@@ -335,10 +335,11 @@ impl Translations {
         language.get(key).or_else(|| self.fallback().get(key))
     }
 
-    /// What a page gives its scripts: the language, its direction and every
+    /// What a page gives its scripts: the language, its direction, every
     /// string the scripts use (the about page's texts left out), English
-    /// filling what the language lacks. JSON, safe inside `<script>`.
-    pub(crate) fn script_data(&self, language: &Language) -> String {
+    /// filling what the language lacks, and `settings` of the server that
+    /// texts mention. JSON, safe inside `<script>`.
+    pub(crate) fn script_data(&self, language: &Language, settings: serde_json::Value) -> String {
         let mut strings: BTreeMap<&str, &Text> = BTreeMap::new();
         for (key, text) in self.fallback().strings.iter().chain(&language.strings) {
             if !key.starts_with("about.") {
@@ -349,6 +350,7 @@ impl Translations {
             "lang": language.tag,
             "dir": language.dir,
             "strings": strings,
+            "settings": settings,
         });
         // `<` only occurs inside JSON strings: written as an escape, no text
         // can close the script element or open a comment.
@@ -600,7 +602,7 @@ mod tests {
         )
         .unwrap();
         let t = Translations::builtin().with_dir(dir.path()).unwrap();
-        let data = t.script_data(t.fallback());
+        let data = t.script_data(t.fallback(), serde_json::json!({}));
         assert!(!data.contains('<'), "{data}");
         let parsed: serde_json::Value = serde_json::from_str(&data).unwrap();
         assert_eq!(parsed["strings"]["ui.copied"], "</script><!--");

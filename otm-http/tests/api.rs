@@ -982,3 +982,30 @@ async fn pages_speak_the_readers_language() {
         "{refused}"
     );
 }
+
+/// The reveal page tells the reader this server's number of wrong
+/// passphrase attempts (sent with its strings, written before the form
+/// shows), not a number fixed in the text.
+#[tokio::test]
+async fn the_reveal_page_carries_this_servers_number_of_attempts() {
+    let store = Arc::new(MemoryStore::new(
+        StoreOptions::default().with_max_failed_attempts(3),
+    ));
+    let app = app_with(store, generous());
+    let html = send(&app, get("/otm/AAAAAAAAAAAAAAAAAAAAAA")).await.text();
+    let data = html
+        .split("<script type=\"application/json\" id=\"otm-i18n\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</script>").next())
+        .unwrap();
+    let data: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(data["settings"]["max_failed_attempts"], 3);
+    assert!(data["strings"]["reveal.passphrase_hint"]["other"]
+        .as_str()
+        .unwrap()
+        .contains("{n} wrong attempts"));
+    assert!(
+        !html.contains("5 wrong attempts"),
+        "a fixed number in the page"
+    );
+}

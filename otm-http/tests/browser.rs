@@ -206,6 +206,12 @@ async fn full_flow(store: Arc<dyn BlobStore>, label: &str) {
     assert!(link.ends_with("&p=1"), "{link}");
     keys.push(Link::parse(&link).unwrap().key.to_base64url().to_string());
     let (reader, _p3) = reveal(&driver, &link, Some("wrong horse")).await;
+    let hint = visible(&reader, "#passphrase-field-hint")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(hint.contains("after 5 wrong attempts"), "{hint}");
     let err = visible(&reader, "#error").await.text().await.unwrap();
     assert!(err.contains("Wrong passphrase"), "{err}");
     let field = visible(&reader, "#passphrase-field").await;

@@ -306,7 +306,15 @@ fn page(
         .replace("\"{{BASE}}/\"", &format!("\"{home}\""))
         .replace("{{BASE}}", &base)
         // Last: the strings are data, never read for placeholders.
-        .replace("{{STRINGS}}", &t.script_data(language));
+        .replace(
+            "{{STRINGS}}",
+            &t.script_data(
+                language,
+                serde_json::json!({
+                    "max_failed_attempts": service.public_config().max_failed_attempts,
+                }),
+            ),
+        );
     let mut response = Html(html).into_response();
     let headers = response.headers_mut();
     headers.insert(
