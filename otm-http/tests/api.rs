@@ -867,6 +867,16 @@ async fn metrics_show_the_breaker_given_and_none_when_none_is_asked_for() {
     assert!(!metrics.contains("otm_store_breaker_open"), "{metrics}");
 }
 
+/// The JSON data block a page carries for its scripts.
+fn page_data(html: &str) -> Value {
+    let data = html
+        .split("<script type=\"application/json\" id=\"otm-i18n\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</script>").next())
+        .expect("the page's data block");
+    serde_json::from_str(data).expect("JSON")
+}
+
 /// The pages are sent in the reader's language, chosen before the page
 /// leaves the server (no flash of English): the `otm_lang` cookie from the
 /// language menu, else `Accept-Language`, else English; with `Vary` for
@@ -902,12 +912,7 @@ async fn pages_speak_the_readers_language() {
     assert!(!html.contains("Send a secret that opens once"));
     assert_eq!(arabic.headers[header::CONTENT_LANGUAGE], "ar");
     // The scripts' strings ride along, in the same language.
-    let data = html
-        .split("<script type=\"application/json\" id=\"otm-i18n\">")
-        .nth(1)
-        .and_then(|rest| rest.split("</script>").next())
-        .unwrap();
-    let data: Value = serde_json::from_str(data).unwrap();
+    let data = page_data(&html);
     assert_eq!(data["lang"], "ar");
     assert_eq!(data["dir"], "rtl");
     assert_eq!(data["strings"]["link.copy"], "نسخ الرابط");
@@ -993,12 +998,7 @@ async fn the_reveal_page_carries_this_servers_number_of_attempts() {
     ));
     let app = app_with(store, generous());
     let html = send(&app, get("/otm/AAAAAAAAAAAAAAAAAAAAAA")).await.text();
-    let data = html
-        .split("<script type=\"application/json\" id=\"otm-i18n\">")
-        .nth(1)
-        .and_then(|rest| rest.split("</script>").next())
-        .unwrap();
-    let data: Value = serde_json::from_str(data).unwrap();
+    let data = page_data(&html);
     assert_eq!(data["settings"]["max_failed_attempts"], 3);
     assert!(data["strings"]["reveal.passphrase_hint"]["other"]
         .as_str()
