@@ -6,8 +6,10 @@
 //! in the outbox as a dead letter (logged and counted in
 //! `otm_events_total{outcome="dead"}`; listed by
 //! [`Service::dead_letters`](crate::Service::dead_letters) and due again
-//! after [`Service::replay_dead_letters`](crate::Service::replay_dead_letters)). The events
-//! of a batch are delivered concurrently, so their order is not kept.
+//! after [`Service::replay_dead_letters`](crate::Service::replay_dead_letters)). Up to
+//! [`DispatchConfig::batch`] events are delivered at once, each on its own,
+//! so their order is not kept and a slow receiver holds up only the events
+//! it is slow with.
 //!
 //! Delivery is at least once: a sink may see an event again (after a crash
 //! between delivery and marking, or when a lease runs out), always with the
@@ -71,7 +73,8 @@ pub struct DispatchConfig {
     /// due; a change made through the same [`Service`](crate::Service)
     /// wakes the dispatcher at once. Default 500 ms.
     pub poll: Duration,
-    /// Events leased at once. Default 32.
+    /// Deliveries in flight at once, and the most events leased at once.
+    /// Default 32.
     pub batch: usize,
     /// How long a leased event is this dispatcher's alone: longer than
     /// [`DispatchConfig::deliver_timeout`] (a batch is delivered at once).
@@ -193,10 +196,15 @@ impl DispatchConfig {
     }
 }
 
-/// The dispatcher task of a [`Service`](crate::Service): leases and
-/// delivers batches until `stop` turns true, finishing the batch in hand
-/// (so its events are marked, not left to their lease) and delivering one
-/// more batch of what is due.
+/// The dispatcher task of a [`Service`](crate::Service): keeps up to
+/// [`DispatchConfig::batch`] deliveries in flight until `stop` turns true,
+/// then finishes those in hand (so their events are marked, not left to
+/// their lease) and delivers one more batch of what is due.
+///
+/// Deliveries are independent: each holds one slot, and free slots are
+/// filled with newly leased events as soon as half of them are free, so a
+/// slow or hanging receiver delays only the events it holds, never the
+/// rest of the outbox behind a whole batch.
 pub(crate) async fn dispatch(
     store: Arc<dyn BlobStore>,
     sink: Arc<dyn EventSink>,
@@ -205,63 +213,99 @@ pub(crate) async fn dispatch(
     wake: Arc<tokio::sync::Notify>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut in_flight = tokio::task::JoinSet::new();
+    // Lease again once this many slots are free (or none is busy): one
+    // store round trip per half batch, not per event.
+    let refill = config.batch.div_ceil(2).max(1);
     while !*stop.borrow() {
-        let pause = match dispatch_once(&store, &sink, &config, &counters).await {
-            Ok(0) => config.poll,
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e.with_sources(), "reading the event outbox failed");
-                config.poll.max(Duration::from_secs(1))
+        let free = config.batch.saturating_sub(in_flight.len());
+        let mut pause = config.poll;
+        if free >= refill || in_flight.is_empty() {
+            match lease(&store, free, &config).await {
+                // Every slot is busy: wait for one to free.
+                Ok(events) if events.len() == free && free > 0 => {
+                    spawn_deliveries(&mut in_flight, events, &store, &sink, &config, &counters);
+                    pause = Duration::MAX;
+                }
+                Ok(events) => {
+                    spawn_deliveries(&mut in_flight, events, &store, &sink, &config, &counters);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.with_sources(), "reading the event outbox failed");
+                    pause = config.poll.max(Duration::from_secs(1));
+                }
             }
-        };
-        // Nothing due: wait for the next poll, a change made through this
-        // instance, or the end.
+        }
+        // Wait for a delivery to finish, the next poll (nothing more was
+        // due), a change made through this instance, or the end.
         tokio::select! {
-            () = tokio::time::sleep(pause) => {}
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                log_marking(done);
+                while let Some(done) = in_flight.try_join_next() {
+                    log_marking(done);
+                }
+            }
+            () = tokio::time::sleep(pause), if pause != Duration::MAX => {}
             () = wake.notified() => {}
             _ = stop.wait_for(|stop| *stop) => {}
         }
     }
-    // One last batch, so that what the host did just before it stopped
-    // goes out now rather than when a replica next runs.
-    if let Err(e) = dispatch_once(&store, &sink, &config, &counters).await {
-        tracing::warn!(error = %e.with_sources(), "the last batch of events before the stop failed");
+    // The deliveries in hand, then one last batch, so that what the host did
+    // just before it stopped goes out now rather than when a replica next runs.
+    while let Some(done) = in_flight.join_next().await {
+        log_marking(done);
+    }
+    match lease(&store, config.batch, &config).await {
+        Ok(events) => {
+            spawn_deliveries(&mut in_flight, events, &store, &sink, &config, &counters);
+            while let Some(done) = in_flight.join_next().await {
+                log_marking(done);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e.with_sources(), "the last batch of events before the stop failed")
+        }
     }
 }
 
-/// Leases one batch and delivers its events at once, each within
-/// [`DispatchConfig::deliver_timeout`], so a batch never outlives its
-/// lease; how many were leased.
-async fn dispatch_once(
+/// Leases up to `count` due events (none without an outbox).
+async fn lease(
+    store: &Arc<dyn BlobStore>,
+    count: usize,
+    config: &DispatchConfig,
+) -> Result<Vec<Event>, otm_store::StoreError> {
+    match store.outbox() {
+        Some(outbox) if count > 0 => outbox.lease_events(count, config.lease).await,
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Starts one delivery task per leased event, each within
+/// [`DispatchConfig::deliver_timeout`], so none outlives its lease.
+fn spawn_deliveries(
+    in_flight: &mut tokio::task::JoinSet<Result<(), otm_store::StoreError>>,
+    events: Vec<Event>,
     store: &Arc<dyn BlobStore>,
     sink: &Arc<dyn EventSink>,
     config: &DispatchConfig,
     counters: &Arc<EventCounters>,
-) -> Result<usize, otm_store::StoreError> {
-    let Some(outbox) = store.outbox() else {
-        return Ok(0);
-    };
-    let leased = outbox.lease_events(config.batch, config.lease).await?;
-    let count = leased.len();
-    let mut deliveries = tokio::task::JoinSet::new();
-    for event in leased {
+) {
+    for event in events {
         let (store, sink, config, counters) = (
             store.clone(),
             sink.clone(),
             config.clone(),
             counters.clone(),
         );
-        deliveries.spawn(async move { deliver(&*store, &sink, &config, &counters, &event).await });
+        in_flight.spawn(async move { deliver(&*store, &sink, &config, &counters, &event).await });
     }
-    let mut first_error = None;
-    while let Some(done) = deliveries.join_next().await {
-        if let Ok(Err(e)) = done {
-            first_error.get_or_insert(e);
-        }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(count),
+}
+
+/// Logs a delivery whose marking failed in the store (its lease runs out
+/// and the event is delivered again).
+fn log_marking(done: Result<Result<(), otm_store::StoreError>, tokio::task::JoinError>) {
+    if let Ok(Err(e)) = done {
+        tracing::warn!(error = %e.with_sources(), "marking a delivered event failed; it will be delivered again");
     }
 }
 

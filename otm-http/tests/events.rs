@@ -386,3 +386,80 @@ async fn events_are_switched_on_in_one_place_or_refused_at_start() {
         );
     }
 }
+
+/// A receiver that hangs on the first event it is given (until released)
+/// and takes every other at once.
+#[derive(Default)]
+struct HangsOnFirst {
+    first: Mutex<Option<String>>,
+    delivered: Mutex<Vec<Event>>,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl EventSink for HangsOnFirst {
+    async fn deliver(&self, event: &Event) -> Result<(), BoxError> {
+        let hang = {
+            let mut first = self.first.lock().unwrap();
+            *first.get_or_insert_with(|| event.id()) == event.id()
+        };
+        if hang {
+            self.release.notified().await;
+        }
+        self.delivered.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+/// Deliveries are independent: while the receiver hangs on one event (well
+/// within the delivery timeout), every later event still goes out; a batch
+/// does not wait for its slowest delivery.
+#[tokio::test]
+async fn a_receiver_that_hangs_on_one_event_holds_up_only_that_event() {
+    let sink = Arc::new(HangsOnFirst::default());
+    let dispatch = fast()
+        .with_batch(4)
+        .with_deliver_timeout(Duration::from_secs(60))
+        .with_lease(Duration::from_secs(70));
+    let (service, _base, _dir) = serve(sink.clone(), dispatch).await;
+    service
+        .send(
+            &Caller::Server,
+            "the receiver hangs on this one",
+            &SendOptions::new(),
+        )
+        .await
+        .unwrap();
+    until(
+        || sink.first.lock().unwrap().is_some(),
+        "the first delivery begins",
+    )
+    .await;
+    for i in 0..20 {
+        service
+            .send(&Caller::Server, &format!("then {i}"), &SendOptions::new())
+            .await
+            .unwrap();
+    }
+    until(
+        || sink.delivered.lock().unwrap().len() >= 20,
+        "the 20 later events are delivered while the first one hangs",
+    )
+    .await;
+    assert!(
+        !sink
+            .delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| Some(e.id()) == *sink.first.lock().unwrap()),
+        "the hanging delivery finished early"
+    );
+    sink.release.notify_one();
+    until(
+        || sink.delivered.lock().unwrap().len() == 21,
+        "the first event too",
+    )
+    .await;
+    service.shutdown().await;
+}
