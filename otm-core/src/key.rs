@@ -285,6 +285,7 @@ proof_and_verifier! {
     verifier AccessVerifier,
 }
 
+#[cfg(feature = "request")]
 proof_and_verifier! {
     /// The value that shows a responder holds a request link: derived from
     /// the link's answer token, presented to read the request and to answer

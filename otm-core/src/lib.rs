@@ -38,9 +38,11 @@ mod creator;
 mod envelope;
 mod error;
 mod event;
+#[cfg(feature = "request")]
 mod hpke;
 mod key;
 mod link;
+#[cfg(feature = "request")]
 mod request;
 mod secrets;
 mod sent;
@@ -59,10 +61,13 @@ pub use envelope::{
 pub use error::{Error, Result};
 pub use event::EventKind;
 pub use key::{
-    AccessProof, AccessVerifier, AnswerProof, AnswerVerifier, ClaimProof, ClaimVerifier, Key,
-    ManageSecret, ManageToken, ManageVerifier, MessageId,
+    AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, Key, ManageSecret, ManageToken,
+    ManageVerifier, MessageId,
 };
+#[cfg(feature = "request")]
+pub use key::{AnswerProof, AnswerVerifier};
 pub use link::{Fragment, Link, ManageLink, LINK_PATH_PREFIX, MANAGE_PATH_PREFIX};
+#[cfg(feature = "request")]
 pub use request::{
     validate_answer, AnswerToken, ReceiveLink, ReceiveSecret, RequestLink, RequestPublicKey,
     ANSWER_HEADER_LEN, ANSWER_MAGIC, ANSWER_VERSION, MAX_ANSWER_LEN, MAX_NOTE_BYTES,

@@ -54,14 +54,53 @@ pub const REQUEST_PATH_PREFIX: &str = "/request/";
 /// The path segment in front of the ID in a receive link.
 pub const RECEIVE_PATH_PREFIX: &str = "/receive/";
 
-/// The asker's secret: 32 random bytes that give the key pair answers are
-/// sealed to and the proofs that take the answer. Zeroized on drop.
-pub struct ReceiveSecret(Zeroizing<[u8; 32]>);
+/// A 32-byte secret of the request format: zeroized on drop, `Debug`
+/// redacted, unpadded base64url in links (a malformed one is `$error`).
+macro_rules! secret_32 {
+    ($(#[$doc:meta])* $name:ident, $error:ident) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name(Zeroizing<[u8; 32]>);
 
-impl std::fmt::Debug for ReceiveSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ReceiveSecret(..)")
-    }
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($name), "(..)"))
+            }
+        }
+
+        impl $name {
+            /// The length in bytes.
+            pub const LEN: usize = 32;
+
+            /// The value of these bytes.
+            pub fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
+                $name(Zeroizing::new(bytes))
+            }
+
+            /// The raw bytes.
+            pub fn as_bytes(&self) -> &[u8; Self::LEN] {
+                &self.0
+            }
+
+            /// Unpadded base64url, as in the links.
+            pub fn to_base64url(&self) -> Zeroizing<String> {
+                Zeroizing::new(b64::encode(self.0.as_ref()))
+            }
+
+            /// Parses unpadded base64url of exactly 32 bytes.
+            pub fn from_base64url(text: &str) -> Result<Self> {
+                let bytes = b64::decode_exact::<{ Self::LEN }>(text)
+                    .map_err(|reason| Error::$error { reason })?;
+                Ok($name(Zeroizing::new(bytes)))
+            }
+        }
+    };
+}
+
+secret_32! {
+    /// The asker's secret: 32 random bytes that give the key pair answers
+    /// are sealed to and the proofs that take the answer.
+    ReceiveSecret, BadKey
 }
 
 /// HKDF-SHA256 of the receive secret (no salt) under `label`.
@@ -74,36 +113,11 @@ fn expand(secret: &[u8; 32], label: &[u8]) -> Zeroizing<[u8; 32]> {
 }
 
 impl ReceiveSecret {
-    /// The length in bytes.
-    pub const LEN: usize = 32;
-
     /// A fresh secret from the operating system's random number generator.
     pub fn generate() -> Result<Self> {
         let mut bytes = Zeroizing::new([0u8; Self::LEN]);
         os_random(bytes.as_mut())?;
         Ok(ReceiveSecret(bytes))
-    }
-
-    /// The secret of these bytes.
-    pub fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
-        ReceiveSecret(Zeroizing::new(bytes))
-    }
-
-    /// The raw bytes.
-    pub fn as_bytes(&self) -> &[u8; Self::LEN] {
-        &self.0
-    }
-
-    /// Unpadded base64url, as in the receive link.
-    pub fn to_base64url(&self) -> Zeroizing<String> {
-        Zeroizing::new(b64::encode(self.0.as_ref()))
-    }
-
-    /// Parses unpadded base64url of exactly 32 bytes.
-    pub fn from_base64url(text: &str) -> Result<Self> {
-        let bytes =
-            b64::decode_exact::<{ Self::LEN }>(text).map_err(|reason| Error::BadKey { reason })?;
-        Ok(ReceiveSecret(Zeroizing::new(bytes)))
     }
 
     /// The answer token of the request link: HKDF(secret, "otm request v1
@@ -255,51 +269,16 @@ impl RequestPublicKey {
     }
 }
 
-/// The right to answer a request, in the request link's fragment (`t=`):
-/// 32 bytes from the receive secret ([`ReceiveSecret::answer_token`]).
-/// From it come the [`AnswerProof`] a responder presents (its verifier is
-/// all the server keeps) and the key the note is sealed with, which never
-/// reaches the server. Zeroized on drop.
-pub struct AnswerToken(Zeroizing<[u8; 32]>);
-
-impl std::fmt::Debug for AnswerToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AnswerToken(..)")
-    }
-}
-
-impl Clone for AnswerToken {
-    fn clone(&self) -> Self {
-        AnswerToken(Zeroizing::new(*self.0))
-    }
+secret_32! {
+    /// The right to answer a request, in the request link's fragment (`t=`):
+    /// 32 bytes from the receive secret ([`ReceiveSecret::answer_token`]).
+    /// From it come the [`AnswerProof`] a responder presents (its verifier is
+    /// all the server keeps) and the key the note is sealed with, which never
+    /// reaches the server. Zeroized on drop.
+    AnswerToken, BadToken
 }
 
 impl AnswerToken {
-    /// The length in bytes.
-    pub const LEN: usize = 32;
-
-    /// The token of these bytes.
-    pub fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
-        AnswerToken(Zeroizing::new(bytes))
-    }
-
-    /// The raw bytes.
-    pub fn as_bytes(&self) -> &[u8; Self::LEN] {
-        &self.0
-    }
-
-    /// Unpadded base64url, as in the request link.
-    pub fn to_base64url(&self) -> Zeroizing<String> {
-        Zeroizing::new(b64::encode(self.0.as_ref()))
-    }
-
-    /// Parses unpadded base64url of exactly 32 bytes.
-    pub fn from_base64url(text: &str) -> Result<Self> {
-        let bytes = b64::decode_exact::<{ Self::LEN }>(text)
-            .map_err(|reason| Error::BadToken { reason })?;
-        Ok(AnswerToken(Zeroizing::new(bytes)))
-    }
-
     /// The proof a responder presents: HKDF(token, "otm request v1 answer
     /// proof"). The asker registers its verifier when asking.
     pub fn proof(&self) -> AnswerProof {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::envelope::seal_with_nonce;
 use crate::secrets::passphrase_salt;
-use crate::{b64, open, Error, Key, MessageId, Passphrase, Secrets, PBKDF2_ITERATIONS};
+use crate::{b64, open, Error, Key, Passphrase, Secrets, PBKDF2_ITERATIONS};
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -349,123 +349,130 @@ fn manage_secret_known_answer() {
 // Answers to requests (FORMAT.md, section 14): otm's own vectors, shared with
 // the browser's implementation like the envelope's.
 
-const ANSWER_VECTORS: &str = "answer_v1_vectors.json";
+#[cfg(feature = "request")]
+mod answers {
+    use super::*;
+    use crate::MessageId;
 
-/// The answer vectors as the implementation makes them (fixed receive
-/// secrets, request IDs and ephemeral keys).
-fn build_answer_vectors() -> Value {
-    use crate::request::ReceiveSecret;
-    /// Name, receive secret, request ID, note, text, ephemeral key input.
-    type Case<'a> = (&'a str, [u8; 32], [u8; 16], &'a str, &'a str, [u8; 32]);
-    let long = "0123456789".repeat(30);
-    let cases: [Case; 4] = [
-        ("plain", [0x11; 32], [0x01; 16], "", "hunter2", [0xa1; 32]),
-        (
-            "with_note",
-            [0x22; 32],
-            [0x02; 16],
-            "The VPN password for the Berlin office",
-            "correct horse battery staple",
-            [0xa2; 32],
-        ),
-        (
-            "unicode",
-            [0x33; 32],
-            [0x03; 16],
-            "Zugang für Ana 🌍",
-            "Grüße 🌍 秘密 كلمة",
-            [0xa3; 32],
-        ),
-        (
-            "second_bucket",
-            [0x44; 32],
-            [0x04; 16],
-            "",
-            &long,
-            [0xa4; 32],
-        ),
-    ];
-    let vectors: Vec<Value> = cases
-        .iter()
-        .map(|(name, secret, id, note, text, ikm)| {
-            let receive = ReceiveSecret::from_bytes(*secret);
-            let key = receive.public_key();
-            let id = MessageId::from_bytes(*id);
-            let answer = key.seal_answer_with(&id, note, text, ikm).unwrap();
-            let secrets = receive.answer_secrets(None);
-            let token = receive.answer_token();
-            let note_nonce = [secret[0] ^ 0x5a; 12];
-            let sealed_note = token.seal_note_with(&id, note, note_nonce).unwrap();
-            let request_link =
-                crate::RequestLink::new("https://otm.example/base", id, &receive).unwrap();
-            let receive_link = crate::ReceiveLink::new(
-                "https://otm.example/base",
-                id,
-                ReceiveSecret::from_bytes(*secret),
-                false,
+    const ANSWER_VECTORS: &str = "answer_v1_vectors.json";
+
+    /// The answer vectors as the implementation makes them (fixed receive
+    /// secrets, request IDs and ephemeral keys).
+    fn build_answer_vectors() -> Value {
+        use crate::request::ReceiveSecret;
+        /// Name, receive secret, request ID, note, text, ephemeral key input.
+        type Case<'a> = (&'a str, [u8; 32], [u8; 16], &'a str, &'a str, [u8; 32]);
+        let long = "0123456789".repeat(30);
+        let cases: [Case; 4] = [
+            ("plain", [0x11; 32], [0x01; 16], "", "hunter2", [0xa1; 32]),
+            (
+                "with_note",
+                [0x22; 32],
+                [0x02; 16],
+                "The VPN password for the Berlin office",
+                "correct horse battery staple",
+                [0xa2; 32],
+            ),
+            (
+                "unicode",
+                [0x33; 32],
+                [0x03; 16],
+                "Zugang für Ana 🌍",
+                "Grüße 🌍 秘密 كلمة",
+                [0xa3; 32],
+            ),
+            (
+                "second_bucket",
+                [0x44; 32],
+                [0x04; 16],
+                "",
+                &long,
+                [0xa4; 32],
+            ),
+        ];
+        let vectors: Vec<Value> = cases
+            .iter()
+            .map(|(name, secret, id, note, text, ikm)| {
+                let receive = ReceiveSecret::from_bytes(*secret);
+                let key = receive.public_key();
+                let id = MessageId::from_bytes(*id);
+                let answer = key.seal_answer_with(&id, note, text, ikm).unwrap();
+                let secrets = receive.answer_secrets(None);
+                let token = receive.answer_token();
+                let note_nonce = [secret[0] ^ 0x5a; 12];
+                let sealed_note = token.seal_note_with(&id, note, note_nonce).unwrap();
+                let request_link =
+                    crate::RequestLink::new("https://otm.example/base", id, &receive).unwrap();
+                let receive_link = crate::ReceiveLink::new(
+                    "https://otm.example/base",
+                    id,
+                    ReceiveSecret::from_bytes(*secret),
+                    false,
+                )
+                .unwrap();
+                json!({
+                    "name": name,
+                    "receive_secret": receive.to_base64url().as_str(),
+                    "request_id": id.to_string(),
+                    "note": note,
+                    "text": text,
+                    "ikm_e": b64::encode(ikm),
+                    "public_key": key.to_base64url(),
+                    "fingerprint": key.fingerprint(),
+                    "access_verifier": b64::encode(secrets.access_verifier().as_bytes()),
+                    "claim_verifier": b64::encode(secrets.claim_verifier().as_bytes()),
+                    "answer": b64::encode(&answer),
+                    "answer_token": token.to_base64url().as_str(),
+                    "answer_verifier": token.proof().verifier().to_base64url(),
+                    "note_nonce": b64::encode(&note_nonce),
+                    "sealed_note": b64::encode(&sealed_note),
+                    "request_link": request_link.to_url().as_str(),
+                    "receive_link": receive_link.to_url().as_str(),
+                })
+            })
+            .collect();
+        json!({
+            "format": "otm answer v1 (FORMAT.md, section 14)",
+            "vectors": vectors,
+        })
+    }
+
+    #[test]
+    #[ignore = "rewrites the committed vectors; run only when the format changes"]
+    fn regenerate_answer_vectors() {
+        if std::env::var_os("OTM_REGENERATE_VECTORS").is_none() {
+            eprintln!("set OTM_REGENERATE_VECTORS=1 to rewrite {ANSWER_VECTORS}");
+            return;
+        }
+        let text = serde_json::to_string_pretty(&build_answer_vectors()).unwrap();
+        std::fs::write(data(ANSWER_VECTORS), text + "\n").unwrap();
+    }
+
+    #[test]
+    fn committed_answer_vectors_match_and_open() {
+        let text = std::fs::read_to_string(data(ANSWER_VECTORS)).expect("committed answer vectors");
+        let committed: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(committed, build_answer_vectors());
+        for v in committed["vectors"].as_array().unwrap() {
+            let receive = crate::request::ReceiveSecret::from_base64url(
+                v["receive_secret"].as_str().unwrap(),
             )
             .unwrap();
-            json!({
-                "name": name,
-                "receive_secret": receive.to_base64url().as_str(),
-                "request_id": id.to_string(),
-                "note": note,
-                "text": text,
-                "ikm_e": b64::encode(ikm),
-                "public_key": key.to_base64url(),
-                "fingerprint": key.fingerprint(),
-                "access_verifier": b64::encode(secrets.access_verifier().as_bytes()),
-                "claim_verifier": b64::encode(secrets.claim_verifier().as_bytes()),
-                "answer": b64::encode(&answer),
-                "answer_token": token.to_base64url().as_str(),
-                "answer_verifier": token.proof().verifier().to_base64url(),
-                "note_nonce": b64::encode(&note_nonce),
-                "sealed_note": b64::encode(&sealed_note),
-                "request_link": request_link.to_url().as_str(),
-                "receive_link": receive_link.to_url().as_str(),
-            })
-        })
-        .collect();
-    json!({
-        "format": "otm answer v1 (FORMAT.md, section 14)",
-        "vectors": vectors,
-    })
-}
-
-#[test]
-#[ignore = "rewrites the committed vectors; run only when the format changes"]
-fn regenerate_answer_vectors() {
-    if std::env::var_os("OTM_REGENERATE_VECTORS").is_none() {
-        eprintln!("set OTM_REGENERATE_VECTORS=1 to rewrite {ANSWER_VECTORS}");
-        return;
-    }
-    let text = serde_json::to_string_pretty(&build_answer_vectors()).unwrap();
-    std::fs::write(data(ANSWER_VECTORS), text + "\n").unwrap();
-}
-
-#[test]
-fn committed_answer_vectors_match_and_open() {
-    let text = std::fs::read_to_string(data(ANSWER_VECTORS)).expect("committed answer vectors");
-    let committed: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(committed, build_answer_vectors());
-    for v in committed["vectors"].as_array().unwrap() {
-        let receive =
-            crate::request::ReceiveSecret::from_base64url(v["receive_secret"].as_str().unwrap())
+            let id: MessageId = v["request_id"].as_str().unwrap().parse().unwrap();
+            let answer = b64_decode(v["answer"].as_str().unwrap());
+            let opened = receive
+                .open_answer(&id, v["note"].as_str().unwrap(), &answer)
                 .unwrap();
-        let id: MessageId = v["request_id"].as_str().unwrap().parse().unwrap();
-        let answer = b64_decode(v["answer"].as_str().unwrap());
-        let opened = receive
-            .open_answer(&id, v["note"].as_str().unwrap(), &answer)
-            .unwrap();
-        assert_eq!(opened.as_str(), v["text"].as_str().unwrap());
-        let note = receive
-            .answer_token()
-            .open_note(&id, &b64_decode(v["sealed_note"].as_str().unwrap()))
-            .unwrap();
-        assert_eq!(note.as_str(), v["note"].as_str().unwrap());
-        let link = crate::RequestLink::parse(v["request_link"].as_str().unwrap()).unwrap();
-        assert_eq!(link.public_key, receive.public_key());
-        let link = crate::ReceiveLink::parse(v["receive_link"].as_str().unwrap()).unwrap();
-        assert_eq!(link.secret.as_bytes(), receive.as_bytes());
+            assert_eq!(opened.as_str(), v["text"].as_str().unwrap());
+            let note = receive
+                .answer_token()
+                .open_note(&id, &b64_decode(v["sealed_note"].as_str().unwrap()))
+                .unwrap();
+            assert_eq!(note.as_str(), v["note"].as_str().unwrap());
+            let link = crate::RequestLink::parse(v["request_link"].as_str().unwrap()).unwrap();
+            assert_eq!(link.public_key, receive.public_key());
+            let link = crate::ReceiveLink::parse(v["receive_link"].as_str().unwrap()).unwrap();
+            assert_eq!(link.secret.as_bytes(), receive.as_bytes());
+        }
     }
 }
