@@ -59,6 +59,10 @@ error_codes! {
     Conflict = "conflict" => 409,
     /// 409: burn of a message that was already opened, burned or expired.
     NotWaiting = "not_waiting" => 409,
+    /// 409: an answer to a request for a secret that was already answered
+    /// (by someone else, or earlier by the same responder); nothing was
+    /// stored.
+    AlreadyAnswered = "already_answered" => 409,
     /// 413: a body or envelope over the limit.
     TooLarge = "too_large" => 413,
     /// 400: a request the store cannot honour as given.

@@ -20,21 +20,29 @@ pub enum EventKind {
     /// It expired unread (reported by stores that remove expired messages
     /// themselves, when they do).
     Expired,
+    /// A request for a secret was stored (the event's message ID is the
+    /// request's).
+    RequestCreated,
+    /// A request was answered: its answer is stored under the request's ID
+    /// and is then opened (or burned, destroyed, expired) like a message.
+    RequestAnswered,
 }
 
 impl EventKind {
     /// Every kind, in code order.
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::Created,
         EventKind::Opened,
         EventKind::Burned,
         EventKind::Destroyed,
         EventKind::Expired,
+        EventKind::RequestCreated,
+        EventKind::RequestAnswered,
     ];
 
     /// The kind's name in webhooks and logs: `message.created`,
     /// `message.opened`, `message.burned`, `message.destroyed`,
-    /// `message.expired`.
+    /// `message.expired`, `request.created`, `request.answered`.
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Created => "message.created",
@@ -42,6 +50,8 @@ impl EventKind {
             EventKind::Burned => "message.burned",
             EventKind::Destroyed => "message.destroyed",
             EventKind::Expired => "message.expired",
+            EventKind::RequestCreated => "request.created",
+            EventKind::RequestAnswered => "request.answered",
         }
     }
 
@@ -59,6 +69,8 @@ impl EventKind {
             EventKind::Burned => 3,
             EventKind::Destroyed => 4,
             EventKind::Expired => 5,
+            EventKind::RequestCreated => 6,
+            EventKind::RequestAnswered => 7,
         }
     }
 

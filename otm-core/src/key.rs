@@ -152,6 +152,9 @@ macro_rules! proof_and_verifier {
             /// Length of the text form.
             pub const TEXT_LEN: usize = b64::encoded_len(Self::LEN);
 
+            // Without the feature `request` nothing derives an answer proof
+            // (a server only parses and verifies them).
+            #[cfg_attr(not(feature = "request"), allow(dead_code))]
             pub(crate) fn from_array(bytes: [u8; Self::LEN]) -> Self {
                 $proof(bytes)
             }
@@ -285,7 +288,6 @@ proof_and_verifier! {
     verifier AccessVerifier,
 }
 
-#[cfg(feature = "request")]
 proof_and_verifier! {
     /// The value that shows a responder holds a request link: derived from
     /// the link's answer token, presented to read the request and to answer
@@ -429,7 +431,7 @@ impl ManageVerifier {
     pub const LEN: usize = 32;
 
     /// A verifier from raw bytes (as read back from a store).
-    pub fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
+    pub const fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
         ManageVerifier(bytes)
     }
 

@@ -32,6 +32,7 @@
 //! # Ok::<(), otm_core::Error>(())
 //! ```
 
+mod answer;
 pub mod api;
 mod b64;
 mod creator;
@@ -51,6 +52,11 @@ pub mod webhook;
 #[cfg(test)]
 mod tests;
 
+pub use answer::{
+    validate_answer, ANSWER_HEADER_LEN, ANSWER_MAGIC, ANSWER_VERSION, MAX_ANSWER_LEN,
+    MAX_NOTE_BYTES, MAX_NOTE_CHARS, MIN_ANSWER_LEN, NOTE_BLOCK_LEN, RECEIVE_PATH_PREFIX,
+    REQUEST_PATH_PREFIX, SEALED_NOTE_LEN,
+};
 pub use api::ErrorCode;
 pub use creator::{BadCreatorName, Creator, CreatorInfo, MAX_CREATOR_NAME_BYTES};
 pub use envelope::{
@@ -64,16 +70,10 @@ pub use key::{
     AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, Key, ManageSecret, ManageToken,
     ManageVerifier, MessageId,
 };
-#[cfg(feature = "request")]
 pub use key::{AnswerProof, AnswerVerifier};
 pub use link::{Fragment, Link, ManageLink, LINK_PATH_PREFIX, MANAGE_PATH_PREFIX};
 #[cfg(feature = "request")]
-pub use request::{
-    validate_answer, AnswerToken, ReceiveLink, ReceiveSecret, RequestLink, RequestPublicKey,
-    ANSWER_HEADER_LEN, ANSWER_MAGIC, ANSWER_VERSION, MAX_ANSWER_LEN, MAX_NOTE_BYTES,
-    MAX_NOTE_CHARS, MIN_ANSWER_LEN, NOTE_BLOCK_LEN, RECEIVE_PATH_PREFIX, REQUEST_PATH_PREFIX,
-    SEALED_NOTE_LEN,
-};
+pub use request::{AnswerToken, ReceiveLink, ReceiveSecret, RequestLink, RequestPublicKey};
 pub use secrets::{Passphrase, Secrets, MAX_PASSPHRASE_CHARS, PBKDF2_ITERATIONS};
 pub use sent::{SendOptions, Sent, Stored};
 pub use zeroize::Zeroizing;

@@ -100,6 +100,11 @@ impl From<StoreError> for ApiError {
                 ErrorCode::Conflict,
                 "A message with this ID already exists.",
             ),
+            StoreError::AlreadyAnswered => ApiError::new(
+                ErrorCode::AlreadyAnswered,
+                "This request was already answered. If you did not answer it yourself, \
+                 the request link may have reached someone else: tell the person who asked.",
+            ),
             StoreError::TooLarge { len, max } => ApiError::new(
                 ErrorCode::TooLarge,
                 format!("The envelope is {len} bytes; the limit is {max}."),
@@ -219,6 +224,7 @@ mod tests {
             vec![
                 StoreError::NotFound,
                 StoreError::Conflict,
+                StoreError::AlreadyAnswered,
                 StoreError::WrongProof { attempts_left: 2 },
                 StoreError::TooLarge { len: 9, max: 8 },
                 StoreError::Invalid { reason: "x" },

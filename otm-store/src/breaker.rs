@@ -262,6 +262,49 @@ impl BlobStore for Breaker {
         // Counting goes through the breaker, when the store counts.
         self.inner.rates().map(|_| self as &dyn crate::RateCounter)
     }
+
+    fn requests(&self) -> Option<&dyn crate::RequestStore> {
+        // Requests go through the breaker, when the store keeps them.
+        self.inner
+            .requests()
+            .map(|_| self as &dyn crate::RequestStore)
+    }
+}
+
+impl Breaker {
+    /// The inner store's requests; only reached through [`Breaker::requests`]
+    /// when it has them.
+    fn inner_requests(&self) -> crate::Result<&dyn crate::RequestStore> {
+        self.inner
+            .requests()
+            .ok_or(crate::StoreError::NotImplemented { what: "requests" })
+    }
+}
+
+#[async_trait]
+impl crate::RequestStore for Breaker {
+    async fn put_request(&self, id: &MessageId, request: crate::NewRequest) -> Result<()> {
+        let inner = self.inner_requests()?;
+        self.guard("store a request", inner.put_request(id, request))
+            .await
+    }
+
+    async fn request(&self, id: &MessageId) -> Result<crate::StoredRequest> {
+        let inner = self.inner_requests()?;
+        self.guard("read a request", inner.request(id)).await
+    }
+
+    async fn answer_request(&self, id: &MessageId, answer: Vec<u8>) -> Result<()> {
+        let inner = self.inner_requests()?;
+        self.guard("answer a request", inner.answer_request(id, answer))
+            .await
+    }
+
+    async fn withdraw_request(&self, id: &MessageId) -> Result<()> {
+        let inner = self.inner_requests()?;
+        self.guard("withdraw a request", inner.withdraw_request(id))
+            .await
+    }
 }
 
 #[async_trait]

@@ -43,16 +43,22 @@ use tokio::task::JoinSet;
 use crate::{BlobStore, Creator, MessageState, NewMessage, StoreError};
 
 pub mod outbox;
+pub mod requests;
 pub use outbox::{
     outbox_keeps_dead_letters_until_replayed, outbox_leases_once_and_retries,
     outbox_records_every_change,
+};
+pub use requests::{
+    requests_answer_once_and_open_once, requests_expire_and_withdraw, requests_race_one_answer,
+    requests_refuse_bad_input, RequestFixture,
 };
 
 /// How many times the suite's repeated cases run: the concurrent-taker race,
 /// the two concurrent wrong-proof cases and the model test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rounds {
-    /// Trials of 32 concurrent takers racing for one message.
+    /// Trials of 32 concurrent takers racing for one message (a quarter
+    /// as many, at least 5, of 32 responders answering one request).
     pub race_trials: usize,
     /// Trials of 32 concurrent wrong (or mostly wrong) proofs.
     pub guess_trials: usize,
@@ -1028,11 +1034,15 @@ where
     creators_follow_the_message(fresh().await).await;
     quotas_count_atomically(fresh().await).await;
     rates_count_atomically(fresh().await).await;
+    requests_answer_once_and_open_once(fresh().await).await;
+    requests_refuse_bad_input(fresh().await).await;
+    requests_expire_and_withdraw(fresh().await).await;
     race_exactly_one_winner(fresh().await, rounds).await;
     concurrent_wrong_proofs_are_all_counted(fresh().await, rounds).await;
     concurrent_guesses_cannot_exceed_the_limit(fresh().await, rounds).await;
     wrong_access_never_counts_or_burns(fresh().await, rounds).await;
     model_matches_reference(fresh().await, rounds).await;
+    requests_race_one_answer(fresh().await, rounds).await;
 }
 
 /// Generates one `#[tokio::test]` per conformance case. `$make` is an async
@@ -1053,11 +1063,13 @@ macro_rules! conformance_suite {
             wrong_proof_does_not_consume, wrong_proofs_burn_at_the_limit, max_size_blob,
             past_expiry_is_invalid, status_reports_receipts, receipts_expire_with_the_message,
             references_follow_the_message, creators_follow_the_message,
-            quotas_count_atomically, rates_count_atomically);
+            quotas_count_atomically, rates_count_atomically,
+            requests_answer_once_and_open_once, requests_refuse_bad_input,
+            requests_expire_and_withdraw);
         $crate::conformance_suite!(@repeated $make, $rounds;
             race_exactly_one_winner, concurrent_wrong_proofs_are_all_counted,
             concurrent_guesses_cannot_exceed_the_limit, wrong_access_never_counts_or_burns,
-            model_matches_reference);
+            model_matches_reference, requests_race_one_answer);
     };
     (@cases $make:path; $($case:ident),+) => {
         $(

@@ -94,6 +94,16 @@ pub(crate) use contract::refused_wait;
     feature = "memory",
     feature = "sqlite",
     feature = "postgres",
+    feature = "redis"
+))]
+pub(crate) use contract::requests::{check_answer, check_request};
+pub use contract::requests::{
+    NewRequest, RequestStore, StoredRequest, ANSWER_MANAGE, MAX_SEALED_NOTE_LEN,
+};
+#[cfg(any(
+    feature = "memory",
+    feature = "sqlite",
+    feature = "postgres",
     feature = "redis",
     feature = "s3"
 ))]

@@ -11,9 +11,9 @@ use otm_core::{
 };
 
 use crate::{
-    check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, Event, EventHandle, EventKind,
-    MessageState, MessageStatus, NewMessage, Outbox, PurgeExpired, Result, StoreError,
-    StoreOptions,
+    check_answer, check_new, check_request, from_unix_ms, unix_ms, wrong_proof, BlobStore, Event,
+    EventHandle, EventKind, MessageState, MessageStatus, NewMessage, NewRequest, Outbox,
+    PurgeExpired, RequestStore, Result, StoreError, StoreOptions, StoredRequest, ANSWER_MANAGE,
 };
 
 /// A [`BlobStore`] in memory: a mutex around a map. Atomic within one process
@@ -28,6 +28,8 @@ pub struct MemoryStore {
 struct Maps {
     messages: HashMap<MessageId, Entry>,
     receipts: HashMap<MessageId, Receipt>,
+    /// Requests for a secret (their answers are messages).
+    requests: HashMap<MessageId, RequestEntry>,
     /// The outbox, oldest first (with `StoreOptions::events`).
     events: Vec<StoredEvent>,
     /// Quota counts by key and window end.
@@ -61,6 +63,14 @@ struct Entry {
     manage: Option<ManageVerifier>,
     creator: Option<Creator>,
     reference: Option<String>,
+}
+
+/// A stored request.
+#[derive(Debug)]
+struct RequestEntry {
+    request: NewRequest,
+    expires_at_ms: i64,
+    answered_at_ms: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -330,6 +340,99 @@ impl BlobStore for MemoryStore {
     fn rates(&self) -> Option<&dyn crate::RateCounter> {
         Some(self)
     }
+
+    fn requests(&self) -> Option<&dyn RequestStore> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl RequestStore for MemoryStore {
+    async fn put_request(&self, id: &MessageId, request: NewRequest) -> Result<()> {
+        let (expires_at_ms, _) = check_request(&request)?;
+        let now = unix_ms(SystemTime::now());
+        let mut maps = self.lock();
+        if maps.requests.get(id).is_some_and(|r| r.expires_at_ms > now) {
+            return Err(StoreError::Conflict);
+        }
+        let origin = (request.creator.clone(), request.reference.clone());
+        maps.requests.insert(
+            *id,
+            RequestEntry {
+                request,
+                expires_at_ms,
+                answered_at_ms: None,
+            },
+        );
+        maps.record(self.opts.events, EventKind::RequestCreated, id, origin, now);
+        Ok(())
+    }
+
+    async fn request(&self, id: &MessageId) -> Result<StoredRequest> {
+        let now = unix_ms(SystemTime::now());
+        let maps = self.lock();
+        let entry = maps
+            .requests
+            .get(id)
+            .filter(|r| r.expires_at_ms > now)
+            .ok_or(StoreError::NotFound)?;
+        Ok(StoredRequest {
+            request: entry.request.clone(),
+            answered_at: entry.answered_at_ms.map(from_unix_ms),
+        })
+    }
+
+    async fn answer_request(&self, id: &MessageId, answer: Vec<u8>) -> Result<()> {
+        check_answer(&answer)?;
+        let now = unix_ms(SystemTime::now());
+        let mut maps = self.lock();
+        let entry = maps
+            .requests
+            .get_mut(id)
+            .filter(|r| r.expires_at_ms > now)
+            .ok_or(StoreError::NotFound)?;
+        if entry.answered_at_ms.is_some() {
+            return Err(StoreError::AlreadyAnswered);
+        }
+        entry.answered_at_ms = Some(now);
+        let request = &entry.request;
+        let message = Entry {
+            envelope: answer,
+            verifier: request.verifier,
+            access: request.access,
+            expires_at_ms: entry.expires_at_ms,
+            failures: 0,
+            manage: Some(ANSWER_MANAGE),
+            creator: request.creator.clone(),
+            reference: request.reference.clone(),
+        };
+        let origin = message.origin();
+        maps.receipts.remove(id);
+        maps.messages.insert(*id, message);
+        maps.record(
+            self.opts.events,
+            EventKind::RequestAnswered,
+            id,
+            origin,
+            now,
+        );
+        Ok(())
+    }
+
+    async fn withdraw_request(&self, id: &MessageId) -> Result<()> {
+        let now = unix_ms(SystemTime::now());
+        let mut maps = self.lock();
+        match maps.requests.remove(id) {
+            Some(r) if r.expires_at_ms > now => {}
+            _ => return Err(StoreError::NotFound),
+        }
+        if maps.messages.get(id).is_some_and(|e| e.expires_at_ms > now) {
+            let events = self.opts.events;
+            maps.remove(id, MessageState::Burned, EventKind::Burned, events, now);
+        }
+        maps.receipts.remove(id);
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -481,6 +584,9 @@ impl PurgeExpired for MemoryStore {
             expire(&mut maps, id, self.opts.events, now);
         }
         maps.receipts.retain(|_, r| r.expires_at_ms > now);
-        Ok((before - maps.messages.len() - maps.receipts.len()) as u64)
+        let requests = maps.requests.len();
+        maps.requests.retain(|_, r| r.expires_at_ms > now);
+        let requests = requests - maps.requests.len();
+        Ok((before - maps.messages.len() - maps.receipts.len() + requests) as u64)
     }
 }

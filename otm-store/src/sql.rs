@@ -1,12 +1,51 @@
 //! What the two SQL backends share: error classification and reading a
 //! message or receipt row into a [`MessageStatus`].
 
-use otm_core::{AccessVerifier, ClaimVerifier, ManageVerifier, MessageId};
+use otm_core::{AccessVerifier, AnswerVerifier, ClaimVerifier, ManageVerifier, MessageId};
 
 use crate::{
-    creator_from, from_unix_ms, Event, EventHandle, EventKind, MessageState, MessageStatus, Result,
-    StoreError,
+    creator_from, from_unix_ms, Event, EventHandle, EventKind, MessageState, MessageStatus,
+    NewRequest, Result, StoreError, StoredRequest,
 };
+
+/// The columns [`stored_request`] reads, in its order.
+pub(crate) const REQUEST_COLUMNS: &str =
+    "note, answer, access, verifier, expires_at_ms, answered_at_ms, reference, creator";
+
+/// Reads a request row ([`REQUEST_COLUMNS`]).
+pub(crate) fn stored_request<R>(row: &R, op: &'static str) -> Result<StoredRequest>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let bytes32 = |i: usize| -> Result<[u8; 32]> {
+        let bytes: Vec<u8> = row.try_get(i).map_err(|e| classify(op, e))?;
+        <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| StoreError::Backend {
+            op,
+            source: "a request row has a malformed verifier".into(),
+        })
+    };
+    let note: Vec<u8> = row.try_get(0).map_err(|e| classify(op, e))?;
+    let expires_at_ms: i64 = row.try_get(4).map_err(|e| classify(op, e))?;
+    let answered_at_ms: Option<i64> = row.try_get(5).map_err(|e| classify(op, e))?;
+    let reference: Option<String> = row.try_get(6).map_err(|e| classify(op, e))?;
+    let creator: Option<String> = row.try_get(7).map_err(|e| classify(op, e))?;
+    Ok(StoredRequest {
+        request: NewRequest {
+            note,
+            answer: AnswerVerifier::from_bytes(bytes32(1)?),
+            access: AccessVerifier::from_bytes(bytes32(2)?),
+            verifier: ClaimVerifier::from_bytes(bytes32(3)?),
+            expires_at: from_unix_ms(expires_at_ms),
+            creator: creator_from(creator.as_deref()),
+            reference,
+        },
+        answered_at: answered_at_ms.map(from_unix_ms),
+    })
+}
 
 /// Receipt states as stored.
 pub(crate) const OPENED: i16 = 1;

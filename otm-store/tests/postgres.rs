@@ -96,7 +96,10 @@ async fn postgres_migrations_are_idempotent_and_race_free() {
             .fetch_one(store.pool())
             .await
             .unwrap();
-    assert_eq!(applied, 9, "each of the 9 migrations applied exactly once");
+    assert_eq!(
+        applied, 10,
+        "each of the 10 migrations applied exactly once"
+    );
 }
 
 async fn futures_join_all(

@@ -115,6 +115,7 @@ impl ServiceError {
             ServiceError::Store(StoreError::NotFound) => ErrorCode::NotFound,
             ServiceError::Store(StoreError::WrongProof { .. }) => ErrorCode::WrongProof,
             ServiceError::Store(StoreError::Conflict) => ErrorCode::Conflict,
+            ServiceError::Store(StoreError::AlreadyAnswered) => ErrorCode::AlreadyAnswered,
             ServiceError::Store(StoreError::TooLarge { .. }) => ErrorCode::TooLarge,
             ServiceError::Store(StoreError::Invalid { .. }) => ErrorCode::Invalid,
             ServiceError::NoBaseUrl

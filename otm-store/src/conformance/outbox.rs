@@ -129,6 +129,61 @@ pub async fn outbox_records_every_change(store: Arc<dyn BlobStore>) {
         expected.insert((expired.id, EventKind::Expired), zoe());
     }
 
+    if let Some(requests) = store.requests() {
+        // A request's own events, then its answer's like a message's; a
+        // refused answer records nothing.
+        let asked = super::RequestFixture::hour();
+        requests
+            .put_request(&asked.id, asked.request.clone())
+            .await
+            .unwrap();
+        requests
+            .answer_request(&asked.id, super::RequestFixture::answer(1, 308))
+            .await
+            .unwrap();
+        let refused = requests
+            .answer_request(&asked.id, super::RequestFixture::answer(2, 308))
+            .await;
+        assert!(
+            matches!(refused, Err(crate::StoreError::AlreadyAnswered)),
+            "{refused:?}"
+        );
+        store
+            .take(
+                &asked.id,
+                asked.secrets.access_proof(),
+                asked.secrets.claim_proof(),
+            )
+            .await
+            .unwrap();
+        let withdrawn = super::RequestFixture::hour();
+        requests
+            .put_request(&withdrawn.id, withdrawn.request.clone())
+            .await
+            .unwrap();
+        requests
+            .answer_request(&withdrawn.id, super::RequestFixture::answer(3, 308))
+            .await
+            .unwrap();
+        requests.withdraw_request(&withdrawn.id).await.unwrap();
+        let origin = || {
+            (
+                asked.request.creator.clone(),
+                asked.request.reference.clone(),
+            )
+        };
+        for (id, kind) in [
+            (asked.id, EventKind::RequestCreated),
+            (asked.id, EventKind::RequestAnswered),
+            (asked.id, EventKind::Opened),
+            (withdrawn.id, EventKind::RequestCreated),
+            (withdrawn.id, EventKind::RequestAnswered),
+            (withdrawn.id, EventKind::Burned),
+        ] {
+            expected.insert((id, kind), origin());
+        }
+    }
+
     let first = outbox.lease_events(100, LONG).await.unwrap();
     // Leased: nobody else gets them now.
     assert!(outbox.lease_events(100, LONG).await.unwrap().is_empty());
@@ -144,7 +199,10 @@ pub async fn outbox_records_every_change(store: Arc<dyn BlobStore>) {
             format!(
                 "evt_{}_{}",
                 event.message,
-                event.kind.as_str().trim_start_matches("message.")
+                match event.kind.as_str().strip_prefix("message.") {
+                    Some(kind) => kind.to_owned(),
+                    None => event.kind.as_str().replace('.', "_"),
+                }
             )
         );
         let origin = (event.creator.clone(), event.reference.clone());

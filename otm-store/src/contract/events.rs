@@ -50,12 +50,17 @@ pub struct Event {
 }
 
 impl Event {
-    /// A stable, unique ID: `evt_<message ID>_<kind>` (`evt_…_opened`). A
-    /// message has at most one event of each kind, and its ID is 128 random
-    /// bits, so a receiver can de-duplicate by this ID across retries,
-    /// leases and replicas.
+    /// A stable, unique ID: `evt_<message ID>_<kind>` (`evt_…_opened`,
+    /// and for a request's own events `evt_…_request_created`,
+    /// `evt_…_request_answered`). A message (or request) has at most one
+    /// event of each kind, and its ID is 128 random bits, so a receiver can
+    /// de-duplicate by this ID across retries, leases and replicas.
     pub fn id(&self) -> String {
-        let kind = self.kind.as_str().trim_start_matches("message.");
+        let kind = self.kind.as_str();
+        let kind = match kind.strip_prefix("message.") {
+            Some(short) => short.to_owned(),
+            None => kind.replace('.', "_"),
+        };
         format!("evt_{}_{kind}", self.message)
     }
 }

@@ -16,8 +16,10 @@ use otm_core::{
 };
 
 pub(crate) mod events;
+pub(crate) mod requests;
 
 use events::Outbox;
+use requests::RequestStore;
 
 /// Who created a message (kept by the store in its text form).
 pub use otm_core::Creator;
@@ -139,6 +141,7 @@ impl StoreOptions {
 /// A server maps them to HTTP: [`NotFound`](StoreError::NotFound) 404,
 /// [`Conflict`](StoreError::Conflict) 409, [`WrongProof`](StoreError::WrongProof) 403,
 /// [`TooLarge`](StoreError::TooLarge) 413, [`Invalid`](StoreError::Invalid) 400,
+/// [`AlreadyAnswered`](StoreError::AlreadyAnswered) 409,
 /// [`Unavailable`](StoreError::Unavailable) 503, the rest 500.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -208,6 +211,10 @@ pub enum StoreError {
         #[source]
         source: BoxError,
     },
+    /// A request for a secret was already answered: this answer was not
+    /// stored ([`RequestStore::answer_request`]).
+    #[error("the request was already answered")]
+    AlreadyAnswered,
     /// The backend cannot honour this part of the contract.
     #[error("not implemented by this store: {what}")]
     NotImplemented {
@@ -331,6 +338,13 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
     /// The store's counting of quotas, when it can count atomically (every
     /// built-in backend can; S3 with a listing and conditional puts).
     fn quotas(&self) -> Option<&dyn QuotaCounter> {
+        None
+    }
+
+    /// The store's requests for a secret ([`RequestStore`]), for the
+    /// backends that keep them: memory, SQLite, PostgreSQL and Redis
+    /// (standalone and Cluster).
+    fn requests(&self) -> Option<&dyn RequestStore> {
         None
     }
 
@@ -496,29 +510,50 @@ pub(crate) fn check_new(opts: &StoreOptions, message: &NewMessage) -> Result<(i6
             reason: "the envelope is empty",
         });
     }
-    if message
-        .reference
-        .as_deref()
-        .is_some_and(|r| !is_reference(r))
-    {
+    check_origin(message.creator.as_ref(), message.reference.as_deref())?;
+    check_expiry(message.expires_at)
+}
+
+/// Checks a reference and a creator as `put` keeps them.
+#[cfg(any(
+    feature = "memory",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "redis",
+    feature = "s3"
+))]
+pub(crate) fn check_origin(creator: Option<&Creator>, reference: Option<&str>) -> Result<()> {
+    if reference.is_some_and(|r| !is_reference(r)) {
         return Err(StoreError::Invalid {
             reason: "a reference, when given, is 1 to 256 bytes of text without control characters",
         });
     }
-    if message.creator.as_ref().is_some_and(|c| c.check().is_err()) {
+    if creator.is_some_and(|c| c.check().is_err()) {
         return Err(StoreError::Invalid {
             reason: "a creator's name is 1 to 128 bytes of text without control characters",
         });
     }
-    let ttl = message
-        .expires_at
+    Ok(())
+}
+
+/// An expiry in Unix milliseconds and the time to live from now, if the
+/// expiry is at least 1 ms in the future.
+#[cfg(any(
+    feature = "memory",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "redis",
+    feature = "s3"
+))]
+pub(crate) fn check_expiry(expires_at: SystemTime) -> Result<(i64, Duration)> {
+    let ttl = expires_at
         .duration_since(SystemTime::now())
         .ok()
         .filter(|ttl| *ttl >= Duration::from_millis(1))
         .ok_or(StoreError::Invalid {
             reason: "the expiry is not in the future",
         })?;
-    Ok((unix_ms(message.expires_at), ttl))
+    Ok((unix_ms(expires_at), ttl))
 }
 
 /// Whether `reference` may be kept as a [`NewMessage::reference`]: 1 to

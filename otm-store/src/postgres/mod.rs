@@ -1,6 +1,7 @@
 //! PostgreSQL via sqlx: for several server replicas on one durable database.
 
 mod outbox;
+mod requests;
 
 use std::time::{Duration, SystemTime};
 
@@ -162,10 +163,12 @@ pub struct PostgresStore {
     quotas: String,
     /// Rate-limit buckets (migration 9).
     rates: String,
+    /// Requests for a secret (migration 10).
+    requests: String,
 }
 
-/// Schema migrations; `{table}`, `{receipts}`, `{events}`, `{quotas}` and
-/// `{rates}` are replaced by the qualified table names. Applied once each under an advisory lock, so
+/// Schema migrations; `{table}`, `{receipts}`, `{events}`, `{quotas}`,
+/// `{rates}` and `{requests}` are replaced by the qualified table names. Applied once each under an advisory lock, so
 /// replicas starting together do not race.
 const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {table} (
@@ -228,7 +231,30 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         tat_ms BIGINT NOT NULL
     );",
+    // 10: requests for a secret; a request's answer is a row of {table}
+    // under the same ID.
+    "CREATE TABLE IF NOT EXISTS {requests} (
+        id BYTEA PRIMARY KEY,
+        note BYTEA NOT NULL,
+        answer BYTEA NOT NULL,
+        access BYTEA NOT NULL,
+        verifier BYTEA NOT NULL,
+        expires_at_ms BIGINT NOT NULL,
+        answered_at_ms BIGINT,
+        reference TEXT,
+        creator TEXT
+    );
+    CREATE INDEX IF NOT EXISTS otm_requests_expires ON {requests} (expires_at_ms);",
 ];
+
+/// The conflict clause of a message `INSERT … AS m`: a row under the ID
+/// is replaced only when it is dead (expired at `$5`, or its attempts used
+/// up at `$6`), so a put (or a request's answer) is put-if-absent.
+const REPLACE_DEAD: &str = "ON CONFLICT (id) DO UPDATE SET envelope = excluded.envelope,
+                     verifier = excluded.verifier, expires_at_ms = excluded.expires_at_ms,
+                     failed_attempts = 0, manage = excluded.manage, access = excluded.access,
+                     reference = excluded.reference, creator = excluded.creator
+                 WHERE m.expires_at_ms <= $5 OR m.failed_attempts >= $6";
 
 /// Rows deleted per purge statement, so a large backlog never holds long locks.
 const PURGE_BATCH: i64 = 10_000;
@@ -269,6 +295,7 @@ impl PostgresStore {
             events: format!("\"{schema}\".otm_events"),
             quotas: format!("\"{schema}\".otm_quotas"),
             rates: format!("\"{schema}\".otm_rates"),
+            requests: format!("\"{schema}\".otm_requests"),
         };
         store.migrate(schema).await?;
         Ok(store)
@@ -318,7 +345,8 @@ impl PostgresStore {
                     .replace("{receipts}", &self.receipts)
                     .replace("{events}", &self.events)
                     .replace("{quotas}", &self.quotas)
-                    .replace("{rates}", &self.rates),
+                    .replace("{rates}", &self.rates)
+                    .replace("{requests}", &self.requests),
                 i + 1
             );
             tx.execute(apply.as_str())
@@ -363,11 +391,7 @@ impl BlobStore for PostgresStore {
                      (id, envelope, verifier, expires_at_ms, failed_attempts, manage, access,
                       reference, creator)
                  VALUES ($1, $2, $3, $4, 0, $7, $8, $9, $12)
-                 ON CONFLICT (id) DO UPDATE SET envelope = excluded.envelope,
-                     verifier = excluded.verifier, expires_at_ms = excluded.expires_at_ms,
-                     failed_attempts = 0, manage = excluded.manage, access = excluded.access,
-                     reference = excluded.reference, creator = excluded.creator
-                 WHERE m.expires_at_ms <= $5 OR m.failed_attempts >= $6
+                 {REPLACE_DEAD}
                  RETURNING id, reference, creator),
              event AS (
                  INSERT INTO {e} (kind, message, reference, at_ms, attempts, due_ms, creator)
@@ -503,6 +527,10 @@ impl BlobStore for PostgresStore {
     }
 
     fn rates(&self) -> Option<&dyn crate::RateCounter> {
+        Some(self)
+    }
+
+    fn requests(&self) -> Option<&dyn crate::RequestStore> {
         Some(self)
     }
 }
@@ -686,6 +714,13 @@ impl PurgeExpired for PostgresStore {
             .await
             .map_err(|e| classify("purge expired messages", e))?;
             let removed = u64::try_from(removed).unwrap_or(0);
+            total += removed;
+            if removed < PURGE_BATCH as u64 {
+                break;
+            }
+        }
+        loop {
+            let removed = self.purge_requests(PURGE_BATCH).await?;
             total += removed;
             if removed < PURGE_BATCH as u64 {
                 break;

@@ -18,6 +18,7 @@ use crate::{
 
 mod config;
 mod outbox;
+mod requests;
 pub use config::RedisConfig;
 use config::{check_transport, tls_certificates};
 use otm_core::ManageVerifier;
@@ -46,10 +47,15 @@ enum Conn {
 ///
 /// Key layout, under the prefix (`otm:` here):
 ///
-/// | | message, receipt | event outbox |
+/// | | message, receipt, request | event outbox |
 /// |---|---|---|
-/// | standalone | `otm:{ID}`, `otm:{ID}:r` | `otm:{events}:seq`, `:due`, `:data` |
-/// | Cluster | `otm:{TAG}:ID`, `otm:{TAG}:ID:r` | `otm:{TAG}:seq`, `:due`, `:data` |
+/// | standalone | `otm:{ID}`, `otm:{ID}:r`, `otm:{ID}:q` | `otm:{events}:seq`, `:due`, `:data` |
+/// | Cluster | `otm:{TAG}:ID`, `otm:{TAG}:ID:r`, `otm:{TAG}:ID:q` | `otm:{TAG}:seq`, `:due`, `:data` |
+///
+/// A request for a secret is a hash of its own (`n` sealed note, `q`
+/// answer verifier, `a`, `v`, `x`, `r`, `o` as for a message, `d` when it
+/// was answered) beside the key its answer will have, so answering (mark
+/// the request, store the answer as a message) is one script on one slot.
 ///
 /// A script may only touch keys of one cluster slot, so on a Cluster each
 /// message lives in one of [`CLUSTER_BUCKETS`] buckets (by its ID's first
@@ -76,6 +82,7 @@ pub struct RedisStore {
     quota_script: Script,
     rate_script: Script,
     outbox: outbox::Scripts,
+    requests: requests::Scripts,
 }
 
 /// How many buckets a Redis Cluster store spreads its messages over (see
@@ -130,21 +137,25 @@ impl std::fmt::Debug for RedisStore {
 }
 
 // The event outbox (with `StoreOptions::events`): when a
-// script is given KEYS[3..5] (sequence counter, due sorted set, data hash),
-// it records the event of its change in the same script, so in the same
-// atomic step. Call it before the message key is deleted (it reads `r`
-// and `o`).
+// script is given the outbox keys (sequence counter, due sorted set, data
+// hash) from KEYS[base] on, `record` writes the event of its change in the
+// same script, so in the same atomic step, with the reference (`r`) and
+// creator (`o`) of the hash `src`. Message scripts have them at KEYS[3..5]
+// and call `event` before the message key is deleted; request scripts
+// (requests.rs) at KEYS[4..6].
 const EVENT_FN: &str = r"
+local function record(base, src, kind, now, id)
+  if #KEYS < base + 2 then return end
+  local seq = redis.call('INCR', KEYS[base])
+  local r = redis.call('HGET', src, 'r') or ''
+  local o = redis.call('HGET', src, 'o') or ''
+  redis.call('HSET', KEYS[base + 2], seq, cjson.encode({k = kind, m = id, r = r, o = o, a = now, n = 0}))
+  redis.call('ZADD', KEYS[base + 1], now, seq)
+end
 local function event(kind, now, id)
-  if #KEYS < 5 then return end
-  local seq = redis.call('INCR', KEYS[3])
-  local r = redis.call('HGET', KEYS[1], 'r') or ''
-  local o = redis.call('HGET', KEYS[1], 'o') or ''
-  redis.call('HSET', KEYS[5], seq, cjson.encode({k = kind, m = id, r = r, o = o, a = now, n = 0}))
-  redis.call('ZADD', KEYS[4], now, seq)
+  record(3, KEYS[1], kind, now, id)
 end
 ";
-
 // ARGV[8] now, ARGV[9] the ID's text (for the event), ARGV[10] the creator.
 const PUT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -296,6 +307,7 @@ impl RedisStore {
             quota_script: Script::new(QUOTA),
             rate_script: Script::new(RATE),
             outbox: outbox::Scripts::new(),
+            requests: requests::Scripts::new(),
             status_script: Script::new(STATUS),
         })
     }
@@ -569,6 +581,10 @@ impl BlobStore for RedisStore {
     }
 
     fn rates(&self) -> Option<&dyn crate::RateCounter> {
+        Some(self)
+    }
+
+    fn requests(&self) -> Option<&dyn crate::RequestStore> {
         Some(self)
     }
 

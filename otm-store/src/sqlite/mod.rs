@@ -2,6 +2,7 @@
 //! restarts; several processes may share the file.
 
 mod outbox;
+mod requests;
 mod writer;
 
 use std::path::PathBuf;
@@ -191,6 +192,20 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY NOT NULL,
         tat_ms INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 11: requests for a secret; a request's answer is a row of
+    // otm_messages under the same ID.
+    "CREATE TABLE IF NOT EXISTS otm_requests (
+        id BLOB PRIMARY KEY NOT NULL,
+        note BLOB NOT NULL,
+        answer BLOB NOT NULL,
+        access BLOB NOT NULL,
+        verifier BLOB NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        answered_at_ms INTEGER,
+        reference TEXT,
+        creator TEXT
+    );
+    CREATE INDEX IF NOT EXISTS otm_requests_expires ON otm_requests (expires_at_ms);",
 ];
 
 impl SqliteStore {
@@ -377,6 +392,10 @@ impl BlobStore for SqliteStore {
     fn rates(&self) -> Option<&dyn crate::RateCounter> {
         Some(self)
     }
+
+    fn requests(&self) -> Option<&dyn crate::RequestStore> {
+        Some(self)
+    }
 }
 
 #[async_trait]
@@ -524,7 +543,8 @@ impl PurgeExpired for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(|e| classify(op, e))?;
-        Ok(removed.len() as u64 + receipts.rows_affected())
+        let requests = requests::purge(&self.pool, now).await?;
+        Ok(removed.len() as u64 + receipts.rows_affected() + requests)
     }
 }
 

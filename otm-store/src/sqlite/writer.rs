@@ -28,10 +28,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::outbox;
+use super::{outbox, requests};
 use super::{COUNT_WRONG_CLAIM, TAKE_MESSAGE};
 use crate::sql::{classify, removal_event, Removal};
-use crate::{unix_ms, EventKind, NewMessage, Result, StoreError, StoreOptions};
+use crate::{unix_ms, EventKind, NewMessage, NewRequest, Result, StoreError, StoreOptions};
 
 /// Most operations in one transaction.
 pub(super) const MAX_BATCH: usize = 256;
@@ -55,6 +55,16 @@ pub(super) enum Write {
     },
     /// Destroy a live message unread.
     Burn { id: MessageId },
+    /// Store a new request (its checks have passed).
+    PutRequest {
+        id: MessageId,
+        request: NewRequest,
+        expires_at_ms: i64,
+    },
+    /// Answer a request (the answer's checks have passed).
+    Answer { id: MessageId, answer: Vec<u8> },
+    /// Withdraw a request, burning its answer if not taken.
+    Withdraw { id: MessageId },
 }
 
 /// What a write did.
@@ -63,7 +73,7 @@ pub(super) enum Written {
     Put,
     /// A take's outcome.
     Take(Took),
-    /// Whether a burn found a live message.
+    /// Whether a burn (or a withdrawal) found something live.
     Burn(bool),
 }
 
@@ -259,27 +269,50 @@ async fn apply(conn: &mut SqliteConnection, opts: &StoreOptions, write: Write) -
             id,
             message,
             expires_at_ms,
-        } => put(conn, opts, &id, message, expires_at_ms, now)
-            .await
-            .map(|()| Written::Put),
+        } => put(
+            conn,
+            opts,
+            &id,
+            message,
+            expires_at_ms,
+            now,
+            EventKind::Created,
+        )
+        .await
+        .map(|()| Written::Put),
         Write::Take { id, access, claim } => take(conn, opts, &id, access, claim, now)
             .await
             .map(Written::Take),
         Write::Burn { id } => remove(conn, opts, &id, Removal::Burn, now)
             .await
             .map(|gone| Written::Burn(gone.is_some())),
+        Write::PutRequest {
+            id,
+            request,
+            expires_at_ms,
+        } => requests::put(conn, opts, &id, request, expires_at_ms, now)
+            .await
+            .map(|()| Written::Put),
+        Write::Answer { id, answer } => requests::answer(conn, opts, &id, answer, now)
+            .await
+            .map(|()| Written::Put),
+        Write::Withdraw { id } => requests::withdraw(conn, opts, &id, now)
+            .await
+            .map(Written::Burn),
     }
 }
 
 /// Put-if-absent (an expired or spent row counts as absent), the removal
-/// of a stale receipt and the `created` event.
-async fn put(
+/// of a stale receipt and the event `kind` (`created`, or a request's
+/// `answered` for its answer).
+pub(super) async fn put(
     conn: &mut SqliteConnection,
     opts: &StoreOptions,
     id: &MessageId,
     message: NewMessage,
     expires_at_ms: i64,
     now: i64,
+    kind: EventKind,
 ) -> Result<()> {
     let op = "store a message";
     let creator = message.creator.as_ref().map(ToString::to_string);
@@ -319,7 +352,7 @@ async fn put(
         .map_err(|e| classify(op, e))?;
     if opts.events {
         let origin = (creator.as_deref(), message.reference.as_deref());
-        outbox::record(conn, EventKind::Created, id, origin, now).await?;
+        outbox::record(conn, kind, id, origin, now).await?;
     }
     Ok(())
 }
