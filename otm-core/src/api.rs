@@ -63,6 +63,9 @@ error_codes! {
     /// (by someone else, or earlier by the same responder); nothing was
     /// stored.
     AlreadyAnswered = "already_answered" => 409,
+    /// 501: this server's store cannot do what was asked (requests for a
+    /// secret on a store without them).
+    Unsupported = "unsupported" => 501,
     /// 413: a body or envelope over the limit.
     TooLarge = "too_large" => 413,
     /// 400: a request the store cannot honour as given.
@@ -292,6 +295,147 @@ pub struct NotWaiting {
     /// The status that made the burn impossible.
     #[serde(flatten)]
     pub status: Status,
+}
+
+/// `POST /api/v1/requests`: a request for a secret (FORMAT.md §14), as the
+/// asker's side sends it. Nothing in it reads the answer: the note is
+/// sealed for request-link holders, and the three verifiers are SHA-256
+/// digests of proofs the server never sees before they are used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AskRequest {
+    /// The sealed note (§14.3, 2076 bytes), unpadded base64url.
+    pub note: String,
+    /// SHA-256 of the responder's answer proof, unpadded base64url.
+    pub answer_verifier: String,
+    /// The answer's access verifier (from the receive secret), unpadded
+    /// base64url.
+    pub access_verifier: String,
+    /// The answer's claim verifier (from the receive secret and the
+    /// optional passphrase), unpadded base64url.
+    pub verifier: String,
+    /// How long the request (and its answer) lives, in seconds; the
+    /// server's default when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+    /// The asker's own reference, as for a message; the answer inherits it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+/// `201 Created` to a request for a secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Asked {
+    /// The request's ID (22 base64url characters); the answer is stored
+    /// under it.
+    pub id: String,
+    /// The responder's page, relative to the mount point: `/request/{id}`.
+    pub path: String,
+    /// The asker's page, relative to the mount point: `/receive/{id}`.
+    pub receive_path: String,
+    /// The expiry, RFC 3339 (UTC, whole seconds).
+    pub expires_at: String,
+    /// The expiry in seconds since the Unix epoch.
+    pub expires_at_unix: u64,
+}
+
+/// `POST /api/v1/requests/{id}/read`: the responder's proof.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadRequest {
+    /// The answer proof (from the request link's token), unpadded
+    /// base64url. A wrong one is answered like an unknown request.
+    pub answer_proof: String,
+}
+
+/// What a request-link holder sees of a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestInfo {
+    /// The sealed note, unpadded base64url (opened with the request link's
+    /// token).
+    pub note: String,
+    /// Who asked, as this server established it: `None` for an anonymous
+    /// asker ("anyone could have made this request").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<crate::CreatorInfo>,
+    /// The expiry, RFC 3339.
+    pub expires_at: String,
+    /// The expiry in seconds since the Unix epoch.
+    pub expires_at_unix: u64,
+    /// Whether it was answered already (then a new answer is refused).
+    pub answered: bool,
+}
+
+/// `POST /api/v1/requests/{id}/answer`: the responder's proof and the
+/// sealed answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerRequest {
+    /// The answer proof, unpadded base64url.
+    pub answer_proof: String,
+    /// The sealed answer (FORMAT.md §14.6), unpadded base64url.
+    pub answer: String,
+}
+
+/// `201 Created` to an answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answered {
+    /// When it was stored, RFC 3339.
+    pub answered_at: String,
+}
+
+/// Where a request is in its life, as its asker sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestState {
+    /// Waiting for its answer.
+    Waiting,
+    /// Answered; the answer waits to be opened.
+    Answered,
+    /// The answer was opened (it is gone).
+    Opened,
+    /// The answer was destroyed unread (too many wrong passphrases).
+    Burned,
+}
+
+impl RequestState {
+    /// Lowercase name: `waiting`, `answered`, `opened`, `burned`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Waiting => "waiting",
+            RequestState::Answered => "answered",
+            RequestState::Opened => "opened",
+            RequestState::Burned => "burned",
+        }
+    }
+}
+
+impl fmt::Display for RequestState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `GET /api/v1/requests/{id}` (with the answer's access proof as
+/// `Authorization: Bearer`): the asker's view of a request. (`DELETE` on
+/// the same path withdraws it: `204`.)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestStatus {
+    /// The state.
+    pub state: RequestState,
+    /// The request's expiry, RFC 3339.
+    pub expires_at: String,
+    /// The expiry in seconds since the Unix epoch.
+    pub expires_at_unix: u64,
+    /// When it was answered, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<String>,
+    /// When the answer was opened or destroyed, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_at: Option<String>,
+    /// The reference given when asking, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 #[cfg(test)]

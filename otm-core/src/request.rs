@@ -271,18 +271,20 @@ impl AnswerToken {
 
     /// Seals the request's note (plain text, at most [`MAX_NOTE_CHARS`]
     /// characters) for request-link holders: AES-256-GCM under HKDF(token,
-    /// "otm request v1 note key"), a fresh nonce, the request ID as
-    /// associated data, padded to one size.
-    pub fn seal_note(&self, request_id: &MessageId, note: &str) -> Result<Vec<u8>> {
+    /// "otm request v1 note key"), a fresh nonce, the request's public key
+    /// as associated data, padded to one size. The note is sealed before
+    /// the server gives the request its ID, so it is bound to the key the
+    /// request link carries.
+    pub fn seal_note(&self, public_key: &RequestPublicKey, note: &str) -> Result<Vec<u8>> {
         let mut nonce = [0u8; 12];
         os_random(&mut nonce)?;
-        self.seal_note_with(request_id, note, nonce)
+        self.seal_note_with(public_key, note, nonce)
     }
 
     /// [`seal_note`](Self::seal_note) with a fixed nonce: only the vectors.
     pub(crate) fn seal_note_with(
         &self,
-        request_id: &MessageId,
+        public_key: &RequestPublicKey,
         note: &str,
         nonce: [u8; 12],
     ) -> Result<Vec<u8>> {
@@ -302,7 +304,7 @@ impl AnswerToken {
                 (&nonce).into(),
                 Payload {
                     msg: &block,
-                    aad: &note_aad(request_id),
+                    aad: &note_aad(public_key),
                 },
             )
             .map_err(|_| Error::DecryptionFailed)?;
@@ -312,9 +314,13 @@ impl AnswerToken {
         Ok(out)
     }
 
-    /// Opens a sealed note; a wrong token, request or altered byte is the
-    /// one [`Error::DecryptionFailed`].
-    pub fn open_note(&self, request_id: &MessageId, sealed: &[u8]) -> Result<Zeroizing<String>> {
+    /// Opens a sealed note; a wrong token, public key or altered byte is
+    /// the one [`Error::DecryptionFailed`].
+    pub fn open_note(
+        &self,
+        public_key: &RequestPublicKey,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<String>> {
         if sealed.len() != SEALED_NOTE_LEN {
             return Err(Error::BadSize { len: sealed.len() });
         }
@@ -325,7 +331,7 @@ impl AnswerToken {
                     nonce.into(),
                     Payload {
                         msg: body,
-                        aad: &note_aad(request_id),
+                        aad: &note_aad(public_key),
                     },
                 )
                 .map_err(|_| Error::DecryptionFailed)?,
@@ -347,11 +353,11 @@ impl AnswerToken {
     }
 }
 
-/// Associated data of a sealed note: `"otm note v1" || 0x00 || request ID`.
-fn note_aad(request_id: &MessageId) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(12 + 16);
+/// Associated data of a sealed note: `"otm note v1" || 0x00 || public key`.
+fn note_aad(public_key: &RequestPublicKey) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(12 + PUBLIC_KEY_LEN);
     aad.extend_from_slice(b"otm note v1\0");
-    aad.extend_from_slice(request_id.as_bytes());
+    aad.extend_from_slice(&public_key.0);
     aad
 }
 
@@ -614,30 +620,32 @@ mod tests {
     fn the_note_opens_with_the_token_for_its_request_only_and_hides_its_length() {
         let secret = ReceiveSecret::generate().unwrap();
         let token = secret.answer_token();
-        let short = token.seal_note(&id(1), "VPN").unwrap();
-        let long = token.seal_note(&id(1), &"ü".repeat(500)).unwrap();
+        let pk = secret.public_key();
+        let short = token.seal_note(&pk, "VPN").unwrap();
+        let long = token.seal_note(&pk, &"ü".repeat(500)).unwrap();
         assert_eq!(short.len(), SEALED_NOTE_LEN);
         assert_eq!(long.len(), SEALED_NOTE_LEN);
-        assert_eq!(token.open_note(&id(1), &short).unwrap().as_str(), "VPN");
+        assert_eq!(token.open_note(&pk, &short).unwrap().as_str(), "VPN");
         assert_eq!(
-            token.open_note(&id(1), &long).unwrap().as_str(),
+            token.open_note(&pk, &long).unwrap().as_str(),
             "ü".repeat(500)
         );
+        let another_key = ReceiveSecret::generate().unwrap().public_key();
         assert_eq!(
-            token.open_note(&id(2), &short).unwrap_err(),
+            token.open_note(&another_key, &short).unwrap_err(),
             Error::DecryptionFailed
         );
         let other = ReceiveSecret::generate().unwrap().answer_token();
         assert_eq!(
-            other.open_note(&id(1), &short).unwrap_err(),
+            other.open_note(&pk, &short).unwrap_err(),
             Error::DecryptionFailed
         );
         assert!(matches!(
-            token.seal_note(&id(1), &"x".repeat(501)),
+            token.seal_note(&pk, &"x".repeat(501)),
             Err(Error::MessageTooLong { chars: 501, .. })
         ));
         assert!(matches!(
-            token.open_note(&id(1), &short[1..]),
+            token.open_note(&pk, &short[1..]),
             Err(Error::BadSize { .. })
         ));
         // The proof a responder presents is the token's, checked by its verifier.

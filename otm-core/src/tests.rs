@@ -400,7 +400,7 @@ mod answers {
                 let secrets = receive.answer_secrets(None);
                 let token = receive.answer_token();
                 let note_nonce = [secret[0] ^ 0x5a; 12];
-                let sealed_note = token.seal_note_with(&id, note, note_nonce).unwrap();
+                let sealed_note = token.seal_note_with(&key, note, note_nonce).unwrap();
                 let request_link =
                     crate::RequestLink::new("https://otm.example/base", id, &receive).unwrap();
                 let receive_link = crate::ReceiveLink::new(
@@ -466,7 +466,10 @@ mod answers {
             assert_eq!(opened.as_str(), v["text"].as_str().unwrap());
             let note = receive
                 .answer_token()
-                .open_note(&id, &b64_decode(v["sealed_note"].as_str().unwrap()))
+                .open_note(
+                    &receive.public_key(),
+                    &b64_decode(v["sealed_note"].as_str().unwrap()),
+                )
                 .unwrap();
             assert_eq!(note.as_str(), v["note"].as_str().unwrap());
             let link = crate::RequestLink::parse(v["request_link"].as_str().unwrap()).unwrap();

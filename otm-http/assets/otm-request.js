@@ -195,12 +195,15 @@ async function noteKey(token) {
   }
 }
 
-function noteAad(requestId) {
-  return concat(encoder.encode('otm note v1\0'), requestId);
+function noteAad(publicKey) {
+  return concat(encoder.encode('otm note v1\0'), publicKey);
 }
 
-/** Seals the note (at most 500 characters) for request-link holders. */
-export async function sealNote(token, requestId, note, nonce = null) {
+/**
+ * Seals the note (at most 500 characters) for request-link holders, bound
+ * to the request's public key (32 bytes).
+ */
+export async function sealNote(token, publicKey, note, nonce = null) {
   const chars = charCount(note);
   if (chars > MAX_NOTE_CHARS) {
     throw new OtmError('MessageTooLong', `the note has ${chars} characters; the maximum is ${MAX_NOTE_CHARS}`, {
@@ -215,7 +218,7 @@ export async function sealNote(token, requestId, note, nonce = null) {
   const iv = nonce ?? globalThis.crypto.getRandomValues(new Uint8Array(12));
   try {
     const sealed = await subtle.encrypt(
-      { name: 'AES-GCM', iv, additionalData: noteAad(requestId), tagLength: 128 },
+      { name: 'AES-GCM', iv, additionalData: noteAad(publicKey), tagLength: 128 },
       await noteKey(token),
       block,
     );
@@ -225,8 +228,8 @@ export async function sealNote(token, requestId, note, nonce = null) {
   }
 }
 
-/** Opens a sealed note; a wrong token, request or altered byte: DecryptionFailed. */
-export async function openNote(token, requestId, sealed) {
+/** Opens a sealed note; a wrong token, public key or altered byte: DecryptionFailed. */
+export async function openNote(token, publicKey, sealed) {
   if (sealed.length !== SEALED_NOTE_LEN) {
     throw new OtmError('BadSize', `a sealed note is ${SEALED_NOTE_LEN} bytes`, { len: sealed.length });
   }
@@ -234,7 +237,7 @@ export async function openNote(token, requestId, sealed) {
   try {
     block = new Uint8Array(
       await subtle.decrypt(
-        { name: 'AES-GCM', iv: sealed.subarray(0, 12), additionalData: noteAad(requestId), tagLength: 128 },
+        { name: 'AES-GCM', iv: sealed.subarray(0, 12), additionalData: noteAad(publicKey), tagLength: 128 },
         await noteKey(token),
         sealed.subarray(12),
       ),

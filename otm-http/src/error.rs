@@ -171,6 +171,13 @@ impl From<ServiceError> for ApiError {
                 ),
             ),
             ServiceError::Store(e) => e.into(),
+            ServiceError::MissingCapability {
+                what: "requests",
+                backend,
+            } => ApiError::new(
+                ErrorCode::Unsupported,
+                format!("This server's store ({backend}) cannot keep requests for a secret."),
+            ),
             other => {
                 tracing::error!(error = %other, "service error");
                 ApiError::internal()

@@ -99,7 +99,9 @@ pub use limit::{IpNet, RateLimit};
 pub use otm_core::ErrorCode;
 #[cfg(feature = "serve")]
 pub use serve::{serve, ConnectionLimits};
-pub use service::{Create, Receipt, Service, ServiceError};
+pub use service::{
+    Ask, Asked, Create, Receipt, RequestReceipt, RequestView, Service, ServiceError,
+};
 
 pub use handlers::api::{API_BODY_LIMIT, OPENAPI_JSON};
 pub use handlers::ops::READINESS_CACHE;

@@ -29,9 +29,11 @@ pub(crate) enum Outcome {
     StoreUnavailable = 7,
     InternalError = 8,
     BurnedBySender = 9,
+    RequestCreated = 10,
+    RequestAnswered = 11,
 }
 
-const OUTCOMES: [&str; 10] = [
+const OUTCOMES: [&str; 12] = [
     "created",
     "opened",
     "not_found",
@@ -42,11 +44,13 @@ const OUTCOMES: [&str; 10] = [
     "store_unavailable",
     "internal_error",
     "burned_by_sender",
+    "request_created",
+    "request_answered",
 ];
 
 #[derive(Default)]
 pub(crate) struct Metrics {
-    outcomes: [AtomicU64; 10],
+    outcomes: [AtomicU64; 12],
     // Per route: one counter per bucket, +Inf, count, and the sum in µs.
     buckets: [[AtomicU64; 12]; 3],
     count: [AtomicU64; 3],

@@ -115,6 +115,15 @@ pub struct CreateAsk<'a> {
     pub passphrase: bool,
     /// The creator's reference, if any.
     pub reference: Option<&'a str>,
+    /// Whether this is a request for a secret (FORMAT.md §14: someone else
+    /// will answer it through the request link) rather than a message.
+    /// Then [`envelope_bytes`](CreateAsk::envelope_bytes) is the sealed
+    /// note's size (one size for every note) and
+    /// [`passphrase`](CreateAsk::passphrase) is `false` (the asker's
+    /// passphrase, if any, is theirs alone). A policy that lets only known
+    /// creators ask (a request page on a trusted domain is what a phishing
+    /// page would want) denies it for the others.
+    pub request: bool,
 }
 
 impl<'a> CreateAsk<'a> {
@@ -126,6 +135,7 @@ impl<'a> CreateAsk<'a> {
             envelope_bytes,
             passphrase: false,
             reference: None,
+            request: false,
         }
     }
 
@@ -144,6 +154,12 @@ impl<'a> CreateAsk<'a> {
     /// Sets [`CreateAsk::reference`].
     pub fn with_reference(mut self, reference: &'a str) -> Self {
         self.reference = Some(reference);
+        self
+    }
+
+    /// Sets [`CreateAsk::request`].
+    pub fn with_request(mut self, request: bool) -> Self {
+        self.request = request;
         self
     }
 }
@@ -200,9 +216,13 @@ pub struct CreateLimits {
     /// Longest expiry this creator may choose.
     pub max_ttl: Option<Duration>,
     /// Largest envelope in bytes (the padded size: see `PADDING_BUCKETS`).
+    /// (Not applied to requests for a secret: their notes all have one
+    /// size, and the answer's size is the responder's.)
     pub max_envelope_bytes: Option<usize>,
     /// Whether the message must be sealed with a passphrase too (the
     /// envelope's header says so; the server cannot see the passphrase).
+    /// (Not applied to requests for a secret: the passphrase that guards
+    /// an answer is the asker's own choice, which the server cannot see.)
     pub passphrase_required: bool,
     /// How many messages this creator may create per period, counted in
     /// the store (atomically, so across replicas).

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::handlers::api::API_BODY_LIMIT;
-use crate::handlers::{api, ops, pages};
+use crate::handlers::{api, ops, pages, requests};
 use crate::metrics::Route;
 use crate::middleware::{mark, observe, receive_within, security_headers};
 use crate::service::Service;
@@ -43,6 +43,16 @@ impl Service {
                 post(api::open).route_layer(middleware::map_response(mark(Route::Open))),
             )
             .route("/api/v1/messages/{id}", get(api::status).delete(api::burn))
+            .route(
+                "/api/v1/requests",
+                post(requests::ask).route_layer(middleware::map_response(mark(Route::Create))),
+            )
+            .route("/api/v1/requests/{id}/read", post(requests::read))
+            .route("/api/v1/requests/{id}/answer", post(requests::answer))
+            .route(
+                "/api/v1/requests/{id}",
+                get(requests::status).delete(requests::withdraw),
+            )
             .route("/api/v1/openapi.json", get(api::openapi))
             .route("/", get(pages::compose))
             .route("/about", get(pages::about))

@@ -508,7 +508,7 @@ async fn browser_runs_the_hpke_and_answer_vectors() {
             if (f.encodeBase64url(sealed) !== x.answer) errors.push(x.name + ': answer');
             if ((await req.openAnswer(secret, id, x.note, sealed)) !== x.text) errors.push(x.name + ': open');
             const token = await req.answerToken(secret);
-            const note = await req.sealNote(token, id, x.note, f.decodeBase64url(x.note_nonce));
+            const note = await req.sealNote(token, pair.publicKey, x.note, f.decodeBase64url(x.note_nonce));
             if (f.encodeBase64url(note) !== x.sealed_note) errors.push(x.name + ': note');
             answers++;
           }

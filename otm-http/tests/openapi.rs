@@ -6,8 +6,9 @@
 use std::collections::BTreeSet;
 
 use otm_core::api::{
-    CreateRequest, Created, ErrorBody, MessageState, NotWaiting, OpenRequest, Opened, PublicConfig,
-    Status,
+    AnswerRequest, Answered, AskRequest, Asked, CreateRequest, Created, ErrorBody, MessageState,
+    NotWaiting, OpenRequest, Opened, PublicConfig, ReadRequest, RequestInfo, RequestState,
+    RequestStatus, Status,
 };
 use otm_core::ErrorCode;
 use serde::de::DeserializeOwned;
@@ -285,6 +286,86 @@ fn every_documented_body_matches_its_wire_struct() {
     );
 }
 
+#[test]
+fn every_documented_request_body_matches_its_wire_struct() {
+    let doc = doc();
+    let ask = AskRequest {
+        note: "AAAA".into(),
+        answer_verifier: B64_43.into(),
+        access_verifier: B64_43.into(),
+        verifier: B64_43.into(),
+        ttl_seconds: Some(3_600),
+        reference: Some("ticket 4711".into()),
+    };
+    let bare = AskRequest {
+        ttl_seconds: None,
+        reference: None,
+        ..ask.clone()
+    };
+    let schema = body_schema(&doc, "/api/v1/requests", "post", None);
+    check(&doc, "AskRequest", schema, ask, bare);
+    let asked = Asked {
+        id: ID.into(),
+        path: format!("/request/{ID}"),
+        receive_path: format!("/receive/{ID}"),
+        expires_at: "2026-12-01T00:00:00Z".into(),
+        expires_at_unix: 1_796_083_200,
+    };
+    let schema = body_schema(&doc, "/api/v1/requests", "post", Some("201"));
+    check(&doc, "Asked", schema, asked.clone(), asked);
+
+    let read = "/api/v1/requests/{id}/read";
+    let req = ReadRequest {
+        answer_proof: B64_43.into(),
+    };
+    let schema = body_schema(&doc, read, "post", None);
+    check(&doc, "ReadRequest", schema, req.clone(), req);
+    let info = RequestInfo {
+        note: "AAAA".into(),
+        creator: Some((&otm_core::Creator::Identity("ana".into())).into()),
+        expires_at: "2026-12-01T00:00:00Z".into(),
+        expires_at_unix: 1_796_083_200,
+        answered: false,
+    };
+    let anonymous = RequestInfo {
+        creator: None,
+        ..info.clone()
+    };
+    let schema = body_schema(&doc, read, "post", Some("200"));
+    check(&doc, "RequestInfo", schema, info, anonymous);
+
+    let answer = "/api/v1/requests/{id}/answer";
+    let req = AnswerRequest {
+        answer_proof: B64_43.into(),
+        answer: "AAAA".into(),
+    };
+    let schema = body_schema(&doc, answer, "post", None);
+    check(&doc, "AnswerRequest", schema, req.clone(), req);
+    let answered = Answered {
+        answered_at: "2026-11-30T12:00:00Z".into(),
+    };
+    let schema = body_schema(&doc, answer, "post", Some("201"));
+    check(&doc, "Answered", schema, answered.clone(), answered);
+
+    let full = RequestStatus {
+        state: RequestState::Opened,
+        expires_at: "2026-12-01T00:00:00Z".into(),
+        expires_at_unix: 1_796_083_200,
+        answered_at: Some("2026-11-30T11:00:00Z".into()),
+        changed_at: Some("2026-11-30T12:00:00Z".into()),
+        reference: Some("ticket 4711".into()),
+    };
+    let waiting = RequestStatus {
+        state: RequestState::Waiting,
+        answered_at: None,
+        changed_at: None,
+        reference: None,
+        ..full.clone()
+    };
+    let schema = body_schema(&doc, "/api/v1/requests/{id}", "get", Some("200"));
+    check(&doc, "RequestStatus", schema, full, waiting);
+}
+
 /// Every other documented JSON response of `/api/v1` is the plain error body.
 #[test]
 fn every_other_documented_error_is_the_error_body() {
@@ -297,10 +378,15 @@ fn every_other_documented_error_is_the_error_body() {
         ("/api/v1/messages/{id}", "get", "200"),
         ("/api/v1/messages/{id}", "delete", "200"),
         ("/api/v1/messages/{id}", "delete", "409"),
+        ("/api/v1/requests", "post", "201"),
+        ("/api/v1/requests/{id}/read", "post", "200"),
+        ("/api/v1/requests/{id}/answer", "post", "201"),
+        ("/api/v1/requests/{id}", "get", "200"),
+        ("/api/v1/requests/{id}", "delete", "204"),
     ];
     let mut errors = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
-        if !path.starts_with("/api/v1/messages") {
+        if !path.starts_with("/api/v1/messages") && !path.starts_with("/api/v1/requests") {
             continue;
         }
         for (method, op) in item.as_object().unwrap() {

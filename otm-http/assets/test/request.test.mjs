@@ -45,9 +45,9 @@ test('answer vectors: key, fingerprint, verifiers, the sealed answer byte for by
     const token = await answerToken(secret);
     assert.equal(encodeBase64url(token), x.answer_token, x.name);
     assert.equal(encodeBase64url(await accessVerifier(await answerProof(token))), x.answer_verifier, x.name);
-    const note = await sealNote(token, id, x.note, decodeBase64url(x.note_nonce));
+    const note = await sealNote(token, pair.publicKey, x.note, decodeBase64url(x.note_nonce));
     assert.equal(encodeBase64url(note), x.sealed_note, x.name);
-    assert.equal(await openNote(token, id, note), x.note, x.name);
+    assert.equal(await openNote(token, pair.publicKey, note), x.note, x.name);
     assert.equal(formatRequestLink('https://otm.example/base/', x.request_id, pair.publicKey, token), x.request_link);
     assert.equal(formatReceiveLink('https://otm.example/base', x.request_id, secret, false), x.receive_link);
     const request = parseRequestLink(x.request_link);

@@ -82,7 +82,7 @@ impl FromRequestParts<Service> for ClientIp {
 /// A request refused before the service: counted against `caller`'s rate
 /// limit for `op` (so flooding with malformed requests is limited too),
 /// then answered with `error` (or the 429).
-async fn refuse(otm: &Service, caller: &Caller, op: Op, error: ApiError) -> ApiError {
+pub(crate) async fn refuse(otm: &Service, caller: &Caller, op: Op, error: ApiError) -> ApiError {
     match otm.admit(caller, op).await {
         Err(limited) => limited.into(),
         Ok(()) => error,
@@ -90,7 +90,7 @@ async fn refuse(otm: &Service, caller: &Caller, op: Op, error: ApiError) -> ApiE
 }
 
 /// [`refuse`] for a malformed request, counted as one in the metrics.
-async fn malformed(otm: &Service, caller: &Caller, op: Op, error: ApiError) -> ApiError {
+pub(crate) async fn malformed(otm: &Service, caller: &Caller, op: Op, error: ApiError) -> ApiError {
     let error = refuse(otm, caller, op, error).await;
     if error.code() != ErrorCode::RateLimited {
         otm.count_bad_request();
@@ -111,6 +111,19 @@ async fn identify(
     }
 }
 
+/// Who sent a create (or a request for a secret): what the create policy
+/// identifies; a refusal is `403 create_denied`, counted against the
+/// client's address.
+pub(crate) async fn creator(otm: &Service, head: &Parts, ip: IpAddr) -> Result<Caller, ApiError> {
+    match identify(otm, head, ip).await {
+        Ok(caller) => Ok(caller),
+        Err(refusal) => {
+            let denied = ApiError::new(ErrorCode::CreateDenied, refusal.message);
+            Err(refuse(otm, &Caller::Anonymous(ip), Op::Create, denied).await)
+        }
+    }
+}
+
 /// `GET /api/v1/config`: what the compose page needs to know.
 pub(crate) async fn config(State(otm): State<Service>) -> Json<PublicConfig> {
     Json(otm.public_config())
@@ -124,13 +137,7 @@ pub(crate) async fn create(
     head: Parts,
     request: Result<ApiJson<CreateRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let caller = match identify(&otm, &head, ip).await {
-        Ok(caller) => caller,
-        Err(refusal) => {
-            let denied = ApiError::new(ErrorCode::CreateDenied, refusal.message);
-            return Err(refuse(&otm, &Caller::Anonymous(ip), Op::Create, denied).await);
-        }
-    };
+    let caller = creator(&otm, &head, ip).await?;
     let request = match request.and_then(|ApiJson(req)| decode_create(req)) {
         Ok(request) => request,
         Err(e) => return Err(malformed(&otm, &caller, Op::Create, e).await),
@@ -207,11 +214,11 @@ pub(crate) async fn open(
     }))
 }
 
-fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-fn unix_secs(t: SystemTime) -> u64 {
+pub(crate) fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)

@@ -5,3 +5,4 @@
 pub(crate) mod api;
 pub(crate) mod ops;
 pub(crate) mod pages;
+pub(crate) mod requests;

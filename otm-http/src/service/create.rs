@@ -101,7 +101,25 @@ impl Service {
         request: Create,
     ) -> Result<Stored, ServiceError> {
         let limits = self.decide(caller, &request).await?;
-        if request.reference.is_some() && !limits.allows_reference(caller) {
+        let creator = self.creator(caller, &limits, request.reference.is_some())?;
+        let config = &self.0.config;
+        check_limits(&limits, &request.envelope, request.ttl, config.default_ttl)
+            .map_err(|e| self.failed(e))?;
+        let ttl = self.check(&request).map_err(|e| self.failed(e))?;
+        self.count_quota(&limits).await?;
+        self.put(caller, creator, request, ttl, limits.manage_secret.as_ref())
+            .await
+    }
+
+    /// The creator `caller` stores as, once the policy's `limits` allow its
+    /// reference (if it gives one) and its name passes the check.
+    pub(super) fn creator(
+        &self,
+        caller: &Caller,
+        limits: &CreateLimits,
+        reference: bool,
+    ) -> Result<Creator, ServiceError> {
+        if reference && !limits.allows_reference(caller) {
             return Err(self.failed(ServiceError::invalid(
                 ErrorCode::ReferenceNotAllowed,
                 "Only a creator this server knows (an API token, the host's own backend) may give a reference.",
@@ -113,10 +131,13 @@ impl Service {
                 message: format!("The caller cannot create: {e}."),
             }));
         }
-        let config = &self.0.config;
-        check_limits(&limits, &request.envelope, request.ttl, config.default_ttl)
-            .map_err(|e| self.failed(e))?;
-        let ttl = self.check(&request).map_err(|e| self.failed(e))?;
+        Ok(creator)
+    }
+
+    /// Counts one create against the quota the policy set, in the store:
+    /// the last step before storing, so only a create (or a request) that
+    /// passed everything else uses a slot.
+    pub(super) async fn count_quota(&self, limits: &CreateLimits) -> Result<(), ServiceError> {
         if let Some(quota) = &limits.quota {
             let key = format!("create:{}", quota.creator);
             let store = &self.0.store;
@@ -135,8 +156,7 @@ impl Service {
                 }));
             }
         }
-        self.put(caller, creator, request, ttl, limits.manage_secret.as_ref())
-            .await
+        Ok(())
     }
 
     /// The policy's limits for this create (none without a policy).
@@ -145,16 +165,26 @@ impl Service {
         caller: &Caller,
         request: &Create,
     ) -> Result<CreateLimits, ServiceError> {
-        let Some(policy) = &self.0.config.create_policy else {
-            return Ok(CreateLimits::default());
-        };
         let ask = CreateAsk {
             ttl: request.ttl,
             envelope_bytes: request.envelope.len(),
             passphrase: validate(&request.envelope).is_ok_and(|info| info.passphrase),
             reference: request.reference.as_deref(),
+            request: false,
         };
-        match policy.0.decide(caller, &ask).await {
+        self.decide_ask(caller, &ask).await
+    }
+
+    /// The policy's decision on `ask` (no limits without a policy).
+    pub(super) async fn decide_ask(
+        &self,
+        caller: &Caller,
+        ask: &CreateAsk<'_>,
+    ) -> Result<CreateLimits, ServiceError> {
+        let Some(policy) = &self.0.config.create_policy else {
+            return Ok(CreateLimits::default());
+        };
+        match policy.0.decide(caller, ask).await {
             Decision::Allow(limits) => Ok(limits),
             Decision::Deny { message } => {
                 tracing::debug!(%caller, "create denied by the policy");
@@ -184,8 +214,14 @@ impl Service {
             }
             _ => ServiceError::invalid(ErrorCode::BadEnvelope, e.to_string()),
         })?;
+        self.ttl_for(request.ttl)
+    }
+
+    /// The expiry of a create (or a request) that asked for `asked`
+    /// (`None`: the server's default), if the server allows it.
+    pub(super) fn ttl_for(&self, asked: Option<Duration>) -> Result<Duration, ServiceError> {
         let config = &self.0.config;
-        let ttl = match request.ttl {
+        let ttl = match asked {
             None => config.default_ttl,
             Some(t) if t.as_secs() == 0 => {
                 return Err(ServiceError::invalid(

@@ -82,7 +82,7 @@ pub enum ServiceError {
     /// A capability the configuration needs, and the store does not declare
     /// (at start; at a request only for a policy that did not say so).
     MissingCapability {
-        /// The capability (`quotas`, `rates`).
+        /// The capability (`quotas`, `rates`, `requests`).
         what: &'static str,
         /// The store's backend.
         backend: &'static str,
@@ -124,8 +124,11 @@ impl ServiceError {
             | ServiceError::NoEvents { .. }
             | ServiceError::EventsUndelivered { .. }
             | ServiceError::BadConfig { .. }
-            | ServiceError::MissingCapability { .. }
             | ServiceError::NoRuntime => ErrorCode::Internal,
+            ServiceError::MissingCapability {
+                what: "requests", ..
+            } => ErrorCode::Unsupported,
+            ServiceError::MissingCapability { .. } => ErrorCode::Internal,
         }
     }
 
@@ -176,6 +179,7 @@ impl std::fmt::Display for ServiceError {
             ServiceError::MissingCapability { what, backend } => {
                 let needs = match *what {
                     "rates" => "shared rate limits (Config::shared_rate_limits) count rates",
+                    "requests" => "requests for a secret are kept",
                     _ => "the create policy counts quotas",
                 };
                 write!(

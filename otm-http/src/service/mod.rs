@@ -27,9 +27,11 @@ use crate::{limit, Config};
 
 mod create;
 mod error;
+mod requests;
 
 pub use create::Create;
 pub use error::ServiceError;
+pub use requests::{Ask, Asked, RequestReceipt, RequestView};
 
 /// The state every router of one service shares.
 pub(crate) struct Shared {
