@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use io::{emit, emit_line, for_terminal, passphrase, read_link, read_message, wants_passphrase};
-use otm_client::{Client, Error, Receipt, SendOptions};
-use otm_core::api::MessageState;
-use otm_core::{Link, ManageLink, MessageId, Zeroizing};
+use otm_client::{AskOptions, Client, Error, Receipt, SendOptions};
+use otm_core::api::{MessageState, RequestState};
+use otm_core::{Link, ManageLink, MessageId, ReceiveLink, RequestLink, Zeroizing};
 use serde_json::json;
 
 /// Send and open one-time secret messages with any otm server.
@@ -52,8 +52,57 @@ enum Command {
     /// or --id with an API token of the manage scope in OTM_API_TOKEN).
     Status(ManageArgs),
     /// Destroy a message before it is read (needs its private status link,
-    /// or --id with an API token of the manage scope in OTM_API_TOKEN).
+    /// or --id with an API token of the manage scope in OTM_API_TOKEN). With
+    /// a receive link: withdraw the request (and destroy an unread answer).
     Burn(ManageArgs),
+    /// Ask someone for a secret: print a request link to send them (standard
+    /// output) and your private receive link (standard error).
+    ///
+    /// Whoever holds the request link can answer once; only the receive
+    /// link reads the answer: open it with `otm open`, check it with `otm
+    /// status`, withdraw it with `otm burn`. The answer is sealed to a key
+    /// made here; the server never sees anything that reads it.
+    Request(RequestArgs),
+    /// Answer a request for a secret, once.
+    ///
+    /// The request link is read from the file --link-file names, or from a
+    /// prompt that does not echo; the secret from standard input when it is
+    /// piped, or from a prompt that does not echo. The note and who asked
+    /// are shown first (standard error).
+    Reply(ReplyArgs),
+}
+
+#[derive(Args, Debug)]
+struct RequestArgs {
+    /// A note for the person who answers (at most 500 characters, plain
+    /// text), e.g. "the VPN password for the Berlin office". Only request-link
+    /// holders can read it.
+    #[arg(long, default_value = "")]
+    note: String,
+
+    /// The otm server.
+    #[arg(long, env = "OTM_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+
+    /// Delete the request (and its answer) after this long (e.g. 1h, 1d).
+    /// Default: the server's.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    ttl: Option<Duration>,
+
+    #[command(flatten)]
+    passphrase: PassphraseArgs,
+
+    /// Also need a passphrase to open the answer (asked for without echo).
+    #[arg(long, short = 'p')]
+    with_passphrase: bool,
+}
+
+#[derive(Args, Debug)]
+struct ReplyArgs {
+    /// Read the request link from this file (its first line) instead of a
+    /// prompt.
+    #[arg(long, value_name = "FILE")]
+    link_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -200,6 +249,8 @@ async fn run(cli: Cli) -> Outcome<()> {
         Command::Open(args) => open_link(args, cli.json, http).await,
         Command::Status(args) => manage(args, cli.json, http, false).await,
         Command::Burn(args) => manage(args, cli.json, http, true).await,
+        Command::Request(args) => request(args, cli.json, http).await,
+        Command::Reply(args) => reply(args, cli.json, http).await,
     }
 }
 
@@ -245,6 +296,7 @@ fn failure(err: Error, gone: &str) -> Failure {
             receipt.state
         )),
         Error::WrongToken => Failure::Denied(err.to_string()),
+        Error::AlreadyAnswered => Failure::Gone(err.to_string()),
         Error::WrongProof { .. } => Failure::Denied(err.to_string()),
         e @ (Error::RateLimited { .. }
         | Error::Unavailable { .. }
@@ -340,16 +392,37 @@ async fn send(args: SendArgs, json_out: bool, insecure_http: bool) -> Outcome<()
 
 async fn open_link(args: OpenArgs, json_out: bool, insecure_http: bool) -> Outcome<()> {
     let text = read_link(args.link, "link")?;
-    let link = Link::parse(&text).map_err(|e| Failure::Input(e.to_string()))?;
-    let phrase = if link.passphrase || wants_passphrase(&args.passphrase) {
-        Some(passphrase(&args.passphrase, "Passphrase: ", false)?)
+    let opened = if is_receive_link(&text) {
+        let link = ReceiveLink::parse(&text).map_err(|e| Failure::Input(e.to_string()))?;
+        let phrase = if link.passphrase || wants_passphrase(&args.passphrase) {
+            Some(passphrase(&args.passphrase, "Passphrase: ", false)?)
+        } else {
+            None
+        };
+        let has_phrase = phrase.is_some();
+        let opened = client(&link.base, insecure_http)?
+            .receive(&link, phrase.as_ref())
+            .await;
+        (opened, has_phrase, "this request has no answer to open: not answered yet, already opened, withdrawn or expired (otm status tells which), or the link is not complete")
     } else {
-        None
+        let link = Link::parse(&text).map_err(|e| Failure::Input(e.to_string()))?;
+        let phrase = if link.passphrase || wants_passphrase(&args.passphrase) {
+            Some(passphrase(&args.passphrase, "Passphrase: ", false)?)
+        } else {
+            None
+        };
+        let has_phrase = phrase.is_some();
+        let opened = client(&link.base, insecure_http)?
+            .open(&link, phrase.as_ref())
+            .await;
+        (
+            opened,
+            has_phrase,
+            "this message was already opened or has expired, or the link is not complete",
+        )
     };
-    let text = match client(&link.base, insecure_http)?
-        .open(&link, phrase.as_ref())
-        .await
-    {
+    let (opened, has_phrase, gone) = opened;
+    let text = match opened {
         Ok(text) => text,
         // The access proof was right (the key fits): only the passphrase
         // is wrong or missing.
@@ -358,7 +431,7 @@ async fn open_link(args: OpenArgs, json_out: bool, insecure_http: bool) -> Outco
                 "wrong passphrase; the message was destroyed after too many attempts".into(),
             ))
         }
-        Err(Error::WrongProof { attempts_left: n }) if phrase.is_some() => {
+        Err(Error::WrongProof { attempts_left: n }) if has_phrase => {
             return Err(Failure::Denied(format!(
                 "wrong passphrase ({n} attempts left)"
             )))
@@ -377,12 +450,7 @@ async fn open_link(args: OpenArgs, json_out: bool, insecure_http: bool) -> Outco
                 "the message cannot be decrypted: {e}"
             )))
         }
-        Err(e) => {
-            return Err(failure(
-                e,
-                "this message was already opened or has expired, or the link is not complete",
-            ))
-        }
+        Err(e) => return Err(failure(e, gone)),
     };
     // The message is gone from the server now: failing to hand it over
     // must not look like success.
@@ -427,6 +495,9 @@ async fn manage(args: ManageArgs, json_out: bool, insecure_http: bool, burn: boo
         }
         _ => {
             let text = read_link(args.link, "status link")?;
+            if is_receive_link(&text) {
+                return request_status(&text, json_out, insecure_http, burn).await;
+            }
             let link = ManageLink::parse(&text).map_err(|e| Failure::Input(e.to_string()))?;
             let client = client(&link.base, insecure_http)?;
             if burn {
@@ -448,6 +519,167 @@ async fn manage(args: ManageArgs, json_out: bool, insecure_http: bool, burn: boo
         MessageState::Burned if burn => "destroyed: nobody can open it now".to_owned(),
         MessageState::Burned => format!("destroyed at {when}"),
         MessageState::Expired => "expired unread".to_owned(),
+    })
+}
+
+/// Whether `text` is a receive link (`…/receive/ID#r=…`) rather than a
+/// share or status link.
+fn is_receive_link(text: &str) -> bool {
+    let path = text.trim().split(['#', '?']).next().unwrap_or_default();
+    path.contains(otm_core::RECEIVE_PATH_PREFIX)
+}
+
+async fn request(args: RequestArgs, json_out: bool, insecure_http: bool) -> Outcome<()> {
+    let token = api_token_from_env();
+    let client = client_with_token(&args.server, insecure_http, token.as_deref())?;
+    let phrase = if args.with_passphrase || wants_passphrase(&args.passphrase) {
+        Some(passphrase(
+            &args.passphrase,
+            "Passphrase to open the answer: ",
+            true,
+        )?)
+    } else {
+        None
+    };
+    let mut options = AskOptions::new().note(&args.note);
+    if let Some(ttl) = args.ttl {
+        options = options.ttl(ttl);
+    }
+    if let Some(p) = &phrase {
+        options = options.passphrase(p);
+    }
+    let asked = client
+        .ask(&options)
+        .await
+        .map_err(|e| failure(e, "the server lost the request"))?;
+    let request_link = asked.request_link.to_url();
+    let receive_link = asked.receive_link.to_url();
+    let fingerprint = asked.request_link.public_key.fingerprint();
+    let expires = rfc3339(asked.expires_at);
+    if json_out {
+        let line = json!({
+            "ok": true,
+            "request_link": request_link.as_str(),
+            "receive_link": receive_link.as_str(),
+            "id": asked.request_link.id.to_string(),
+            "fingerprint": fingerprint,
+            "expires_at": expires,
+            "passphrase": phrase.is_some(),
+        });
+        return emit_line(&line.to_string());
+    }
+    emit_line(request_link.as_str())?;
+    eprintln!("Send this request link to the person who should answer; it answers once.");
+    eprintln!("Key fingerprint (compare it with theirs over another channel): {fingerprint}");
+    eprintln!("Unanswered, the request is deleted at {expires}.");
+    eprintln!("Your private receive link (open the answer with `otm open`; do not share):");
+    eprintln!("{}", receive_link.as_str());
+    Ok(())
+}
+
+async fn reply(args: ReplyArgs, json_out: bool, insecure_http: bool) -> Outcome<()> {
+    let text = match &args.link_file {
+        Some(path) => {
+            let content = Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .map_err(|e| Failure::Input(format!("cannot read {}: {e}", path.display())))?,
+            );
+            let line = content.lines().map(str::trim).find(|l| !l.is_empty());
+            Zeroizing::new(
+                line.ok_or_else(|| Failure::Input(format!("{} is empty", path.display())))?
+                    .to_owned(),
+            )
+        }
+        None => Zeroizing::new(
+            rpassword::prompt_password("Request link (not shown): ")
+                .map_err(|e| Failure::Input(format!("cannot read the request link: {e}")))?,
+        ),
+    };
+    let link = RequestLink::parse(&text).map_err(|e| Failure::Input(e.to_string()))?;
+    let client = client(&link.base, insecure_http)?;
+    let gone = "this request was withdrawn or has expired, or the link is not complete";
+    let request = client
+        .read_request(&link)
+        .await
+        .map_err(|e| failure(e, gone))?;
+    if request.answered {
+        return Err(failure(Error::AlreadyAnswered, gone));
+    }
+    let asker = match &request.creator {
+        None => {
+            "anyone could have made this request: answer only if you know who sent you the link"
+                .to_owned()
+        }
+        Some(c) => match c.name() {
+            Some(name) => format!("{name} ({}, as this server knows them)", c.kind()),
+            None => format!("this server's own backend ({})", c.kind()),
+        },
+    };
+    eprintln!("Asked by: {}", for_terminal(&asker));
+    if !request.note.is_empty() {
+        eprintln!("Note: {}", for_terminal(&request.note));
+    }
+    eprintln!("Key fingerprint: {}", request.fingerprint);
+    eprintln!("Expires: {}", rfc3339(request.expires_at));
+    let secret = read_message(None)?;
+    let at = client
+        .reply(&link, &secret)
+        .await
+        .map_err(|e| failure(e, gone))?;
+    if json_out {
+        let line =
+            json!({"ok": true, "answered_at": rfc3339(at), "fingerprint": request.fingerprint});
+        return emit_line(&line.to_string());
+    }
+    emit_line(&format!(
+        "answered at {}: only the person who asked can open it, once",
+        rfc3339(at)
+    ))
+}
+
+/// `otm status` and `otm burn` with a receive link: the request's state,
+/// or its withdrawal.
+async fn request_status(
+    text: &str,
+    json_out: bool,
+    insecure_http: bool,
+    withdraw: bool,
+) -> Outcome<()> {
+    let link = ReceiveLink::parse(text).map_err(|e| Failure::Input(e.to_string()))?;
+    let client = client(&link.base, insecure_http)?;
+    let gone = "this request was withdrawn or has expired (or the link is wrong)";
+    if withdraw {
+        client.withdraw(&link).await.map_err(|e| failure(e, gone))?;
+        if json_out {
+            return emit_line(&json!({"ok": true, "state": "withdrawn"}).to_string());
+        }
+        return emit_line("withdrawn: the request is gone, and an unread answer with it");
+    }
+    let receipt = client
+        .request_status(&link)
+        .await
+        .map_err(|e| failure(e, gone))?;
+    if json_out {
+        let line = json!({
+            "ok": true,
+            "state": receipt.state,
+            "expires_at": rfc3339(receipt.expires_at),
+            "answered_at": receipt.answered_at.map(rfc3339),
+            "changed_at": receipt.changed_at.map(rfc3339),
+            "reference": receipt.reference,
+        });
+        return emit_line(&line.to_string());
+    }
+    let expires = rfc3339(receipt.expires_at);
+    let answered = receipt.answered_at.map(rfc3339).unwrap_or_default();
+    let changed = receipt.changed_at.map(rfc3339).unwrap_or_default();
+    emit_line(&match receipt.state {
+        RequestState::Waiting => format!("waiting: not answered yet; deleted at {expires}"),
+        RequestState::Answered => {
+            format!("answered at {answered}: open it with `otm open`; deleted unread at {expires}")
+        }
+        RequestState::Opened => format!("answered at {answered}, opened at {changed}"),
+        RequestState::Burned => format!("answered at {answered}, destroyed unread at {changed}"),
     })
 }
 

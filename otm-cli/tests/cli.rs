@@ -449,3 +449,105 @@ async fn send_takes_the_api_token_from_the_environment() {
     );
     assert_eq!(status.json()["state"], "burned", "{}", status.stderr);
 }
+
+/// `otm request` prints the request link (stdout) and the receive link
+/// (stderr); `otm reply` reads the request link from a file and the secret
+/// from standard input, once; `otm open`, `otm status` and `otm burn` take
+/// the receive link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_reply_and_receive_from_the_command_line() {
+    let server = TestServer::start(Arc::new(MemoryStore::new(Default::default()))).await;
+    let base = server.base.as_str();
+    let asked = otm(
+        &[
+            "request",
+            "--server",
+            base,
+            "--note",
+            "the staging DB password",
+            "--ttl",
+            "1h",
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(asked.code, 0, "{}", asked.stderr);
+    let request_link = asked.stdout.trim().to_owned();
+    assert!(
+        request_link.starts_with(&format!("{base}/request/")),
+        "{request_link}"
+    );
+    let receive_link = asked
+        .stderr
+        .lines()
+        .find(|l| l.contains("/receive/"))
+        .expect("the receive link on stderr")
+        .trim()
+        .to_owned();
+    let fingerprint = asked
+        .stderr
+        .lines()
+        .find_map(|l| l.split("over another channel): ").nth(1))
+        .expect("the fingerprint")
+        .to_owned();
+
+    let status = otm(&["status", &receive_link, "--json"], None, &[]);
+    assert_eq!(status.json()["state"], "waiting", "{}", status.stderr);
+    let early = otm(&["open", &receive_link], None, &[]);
+    assert_eq!(early.code, 3, "{}", early.stderr);
+
+    let dir = tempfile::tempdir().unwrap();
+    let link_file = dir.path().join("request-link");
+    std::fs::write(&link_file, format!("{request_link}\n")).unwrap();
+    let link_arg = link_file.to_str().unwrap();
+    let secret = format!("s3cr3t {}\nline two", unique_suffix());
+    let replied = otm(&["reply", "--link-file", link_arg], Some(&secret), &[]);
+    assert_eq!(replied.code, 0, "{}", replied.stderr);
+    assert!(
+        replied.stderr.contains("Note: the staging DB password"),
+        "{}",
+        replied.stderr
+    );
+    assert!(
+        replied
+            .stderr
+            .contains("anyone could have made this request"),
+        "{}",
+        replied.stderr
+    );
+    assert!(replied.stderr.contains(&fingerprint), "{}", replied.stderr);
+    assert!(
+        replied.stdout.starts_with("answered at "),
+        "{}",
+        replied.stdout
+    );
+    let again = otm(&["reply", "--link-file", link_arg], Some("another"), &[]);
+    assert_eq!(again.code, 3, "{}", again.stderr);
+    assert!(
+        again.stderr.contains("already answered"),
+        "{}",
+        again.stderr
+    );
+
+    let status = otm(&["status", &receive_link, "--json"], None, &[]);
+    assert_eq!(status.json()["state"], "answered");
+    let opened = otm(&["open", &receive_link], None, &[]);
+    assert_eq!(
+        (opened.code, opened.stdout.as_str()),
+        (0, secret.as_str()),
+        "{}",
+        opened.stderr
+    );
+    let twice = otm(&["open", &receive_link], None, &[]);
+    assert_eq!(twice.code, 3);
+    let status = otm(&["status", &receive_link], None, &[]);
+    assert!(status.stdout.contains("opened at"), "{}", status.stdout);
+
+    let withdrawn = otm(&["burn", &receive_link], None, &[]);
+    assert_eq!(withdrawn.code, 0, "{}", withdrawn.stderr);
+    let gone = otm(&["reply", "--link-file", link_arg], Some("late"), &[]);
+    assert_eq!(gone.code, 3, "{}", gone.stderr);
+    // A request link is not a receive link: it opens nothing.
+    let wrong = otm(&["open", &request_link], None, &[]);
+    assert_eq!(wrong.code, 2, "{}", wrong.stderr);
+}

@@ -44,6 +44,12 @@ pub enum Error {
         /// The message's status.
         receipt: Receipt,
     },
+    /// `409 already_answered`: the request for a secret was answered
+    /// already; this answer was not stored. If you did not answer it
+    /// yourself, the request link may have reached someone else: tell the
+    /// person who asked.
+    #[error("the request was already answered; if you did not answer it, the request link may have reached someone else")]
+    AlreadyAnswered,
     /// `429 rate_limited`: too many requests from this client.
     #[error("rate limited by the server{}", after(*retry_after))]
     RateLimited {
@@ -133,6 +139,7 @@ impl Error {
             Error::WrongProof { .. } => Some(ErrorCode::WrongProof),
             Error::WrongToken => Some(ErrorCode::WrongToken),
             Error::NotWaiting { .. } => Some(ErrorCode::NotWaiting),
+            Error::AlreadyAnswered => Some(ErrorCode::AlreadyAnswered),
             Error::RateLimited { .. } => Some(ErrorCode::RateLimited),
             Error::Unavailable { code, .. } => *code,
             Error::Refused { code, .. } => Some(*code),
@@ -191,6 +198,7 @@ pub(crate) fn refusal(status: StatusCode, retry_after: Option<Duration>, body: &
                 detail: format!("not_waiting without a status: {detail}"),
             },
         },
+        ErrorCode::AlreadyAnswered => Error::AlreadyAnswered,
         ErrorCode::RateLimited => Error::RateLimited { retry_after },
         ErrorCode::StoreUnavailable => Error::Unavailable {
             code: Some(ErrorCode::StoreUnavailable),

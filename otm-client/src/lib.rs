@@ -40,6 +40,8 @@
 //! - The wire types are [`otm_core::api`]'s, the same the server uses.
 
 mod error;
+#[cfg(feature = "request")]
+mod requests;
 mod types;
 
 use std::sync::{Arc, Mutex};
@@ -58,6 +60,8 @@ use serde::de::DeserializeOwned;
 
 pub use error::{BoxError, Error};
 pub use otm_core::{SendOptions, Sent, Stored};
+#[cfg(feature = "request")]
+pub use requests::{AskOptions, Asked, Request, RequestReceipt};
 pub use types::Receipt;
 
 use error::refusal;
@@ -283,17 +287,7 @@ impl Client {
             ttl_seconds: ttl.map(|t| t.as_secs().max(1)),
             reference: reference.map(str::to_owned),
         };
-        let body = serde_json::to_vec(&body).map_err(unexpected_json)?;
-        let mut request = self
-            .http
-            .post(format!("{}/api/v1/messages", self.base))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        if let Some(token) = &self.api_token {
-            request = request.bearer_auth(&*token.0);
-        }
-        let request = request.build().map_err(|e| self.unreachable(e))?;
-        let response = self.execute(request).await?;
+        let response = self.post_as_creator("/api/v1/messages", &body).await?;
         let created: Created = self.answer(response, StatusCode::CREATED).await?;
         let bad = |what: &str| Error::Unexpected {
             status: 201,
@@ -412,6 +406,23 @@ impl Client {
         Receipt::from_wire(&status)
     }
 
+    /// POSTs `body` as JSON to `path` with this client's API token, when
+    /// it has one: a create (of a message or a request), which the
+    /// server's create policy decides on.
+    async fn post_as_creator(&self, path: &str, body: &impl serde::Serialize) -> Result<Response> {
+        let body = serde_json::to_vec(body).map_err(unexpected_json)?;
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(token) = &self.api_token {
+            request = request.bearer_auth(&*token.0);
+        }
+        let request = request.build().map_err(|e| self.unreachable(e))?;
+        self.execute(request).await
+    }
+
     async fn request(&self, method: Method, path: &str, json: Option<Vec<u8>>) -> Result<Response> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = json {
@@ -482,7 +493,7 @@ fn header_text(headers: &HeaderMap, name: reqwest::header::HeaderName) -> Option
         .map(str::to_owned)
 }
 
-fn unexpected_json(e: serde_json::Error) -> Error {
+pub(crate) fn unexpected_json(e: serde_json::Error) -> Error {
     Error::Unexpected {
         status: 0,
         detail: format!("cannot encode the request: {e}"),
