@@ -6,6 +6,11 @@
 //   POST {base}/api/v1/messages/{id}/open   {"access_proof", "proof"}
 //   GET    {base}/api/v1/messages/{id}      (Authorization: Bearer <manage token>)
 //   DELETE {base}/api/v1/messages/{id}      (Authorization: Bearer <manage token>)
+//   POST {base}/api/v1/requests             {"note", "answer_verifier", "access_verifier", "verifier", "ttl_seconds"}
+//   POST {base}/api/v1/requests/{id}/read   {"answer_proof"}
+//   POST {base}/api/v1/requests/{id}/answer {"answer_proof", "answer"}
+//   GET    {base}/api/v1/requests/{id}      (Authorization: Bearer <the answer's access proof>)
+//   DELETE {base}/api/v1/requests/{id}      (Authorization: Bearer <the answer's access proof>)
 // Binary values travel as unpadded base64url text.
 
 import { t } from './i18n.js';
@@ -16,6 +21,10 @@ const API_PATHS = Object.freeze({
   messages: '/api/v1/messages',
   open: (id) => `/api/v1/messages/${encodeURIComponent(id)}/open`,
   message: (id) => `/api/v1/messages/${encodeURIComponent(id)}`,
+  requests: '/api/v1/requests',
+  request: (id) => `/api/v1/requests/${encodeURIComponent(id)}`,
+  readRequest: (id) => `/api/v1/requests/${encodeURIComponent(id)}/read`,
+  answerRequest: (id) => `/api/v1/requests/${encodeURIComponent(id)}/answer`,
 });
 
 /**
@@ -60,7 +69,7 @@ function asText(value) {
   return typeof value === 'string' ? value : encodeBase64url(value);
 }
 
-async function request(method, path, body, token) {
+async function request(method, path, body, token, { emptyOk = false } = {}) {
   const headers = { Accept: 'application/json' };
   if (token !== undefined) {
     // Checked here so a damaged token never reaches fetch (which would throw
@@ -106,6 +115,7 @@ async function request(method, path, body, token) {
     if (typeof left !== 'number') left = undefined;
     throw new ApiError(res.status, code, message, left, data && typeof data === 'object' ? data : undefined);
   }
+  if (emptyOk && res.status === 204) return {};
   if (data === null || typeof data !== 'object') {
     throw new ApiError(res.status, 'bad_response', 'The server sent an answer this page does not understand.');
   }
@@ -170,6 +180,61 @@ export function getStatus(id, token) {
  */
 export function burnMessage(id, token) {
   return request('DELETE', API_PATHS.message(id), undefined, token);
+}
+
+// ---------------------------------------------------------------------------
+// Requests for a secret (FORMAT.md section 14)
+
+/**
+ * Stores a request for a secret: the sealed note and three verifiers
+ * (Uint8Arrays or base64url text). Resolves to {id, path, receive_path,
+ * expires_at, expires_at_unix}.
+ */
+export function askForSecret({ note, answerVerifier, accessVerifier, verifier, ttlSeconds }) {
+  const body = {
+    note: asText(note),
+    answer_verifier: asText(answerVerifier),
+    access_verifier: asText(accessVerifier),
+    verifier: asText(verifier),
+  };
+  if (ttlSeconds !== undefined && ttlSeconds !== null) body.ttl_seconds = ttlSeconds;
+  return request('POST', API_PATHS.requests, body);
+}
+
+/**
+ * The request, for the holder of the request link's answer proof:
+ * {note: Uint8Array (sealed), creator?: {kind, name?}, expires_at,
+ * expires_at_unix, answered}. A wrong proof is 404 not_found, like an
+ * unknown request.
+ */
+export async function readRequest(id, answerProof) {
+  const data = await request('POST', API_PATHS.readRequest(id), { answer_proof: asText(answerProof) });
+  if (typeof data.note !== 'string') {
+    throw new ApiError(200, 'bad_response', 'The server sent an answer this page does not understand.');
+  }
+  return { ...data, note: decodeBase64url(data.note) };
+}
+
+/**
+ * Stores the one answer of a request. Resolves to {answered_at}; a request
+ * answered already is a 409 already_answered ApiError.
+ */
+export function answerRequest(id, answerProof, answer) {
+  return request('POST', API_PATHS.answerRequest(id), { answer_proof: asText(answerProof), answer: asText(answer) });
+}
+
+/**
+ * The asker's view of a request, with the answer's access proof (from the
+ * receive link): {state: "waiting"|"answered"|"opened"|"burned",
+ * expires_at, expires_at_unix, answered_at?, changed_at?}.
+ */
+export function getRequestStatus(id, accessProof) {
+  return request('GET', API_PATHS.request(id), undefined, asText(accessProof));
+}
+
+/** Withdraws a request (and destroys an unopened answer). Resolves to {}. */
+export function withdrawRequest(id, accessProof) {
+  return request('DELETE', API_PATHS.request(id), undefined, asText(accessProof), { emptyOk: true });
 }
 
 /** Parses an expiry from the server: unix seconds, or an ISO 8601 / RFC 3339 string. */

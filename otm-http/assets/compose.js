@@ -19,13 +19,22 @@ import {
   wipeSecrets,
 } from './otm-format.js';
 import { ApiError, basePath, createMessage, getConfig, parseExpiry } from './api.js';
-import { QrTooLong, qrSvg } from './qr.js';
 import { describeApiError } from './api.js';
 import { t, tn } from './i18n.js';
-import { $, clearError, copyField, markBusy, setTime, showError, ttlLabel } from './ui.js';
+import {
+  $,
+  FALLBACK_DEFAULT_TTL,
+  FALLBACK_TTLS,
+  clearError,
+  copyField,
+  fillTtl,
+  markBusy,
+  messageCounter,
+  qrToggle,
+  setTime,
+  showError,
+} from './ui.js';
 
-const FALLBACK_TTLS = [3600, 86400, 604800];
-const FALLBACK_DEFAULT_TTL = 86400;
 
 const els = {
   composeSection: $('compose'),
@@ -81,68 +90,31 @@ function updateCreateState() {
 // ---------------------------------------------------------------------------
 // Character counter (Unicode scalar values, never textarea.length)
 
-// Near the limit, a screen reader hears how much is left once typing
-// pauses (not at every key); over it, the limit note says by how much.
-const ANNOUNCE_WHEN_LEFT = 1000;
-const ANNOUNCE_AFTER_MS = 1000;
-let counterTimer = 0;
-
-function announceLeft(n) {
-  clearTimeout(counterTimer);
-  const left = MAX_MESSAGE_CHARS - n;
-  if (left < 0 || left > ANNOUNCE_WHEN_LEFT) {
-    els.counterLive.textContent = '';
-    return;
-  }
-  counterTimer = setTimeout(() => {
-    els.counterLive.textContent = tn('compose.chars_left', left);
-  }, ANNOUNCE_AFTER_MS);
-}
+const countMessage = messageCounter(
+  { field: els.message, counter: els.counter, live: els.counterLive, note: els.limitNote },
+  MAX_MESSAGE_CHARS,
+  charCount,
+);
 
 function updateCounter() {
-  const n = charCount(els.message.value);
-  over = n > MAX_MESSAGE_CHARS;
-  els.counter.textContent = t('compose.counter', { n, max: MAX_MESSAGE_CHARS });
-  announceLeft(n);
-  els.counter.classList.toggle('over', over);
-  if (over) {
-    els.message.setAttribute('aria-invalid', 'true');
-    const extra = n - MAX_MESSAGE_CHARS;
-    els.limitNote.textContent = tn('compose.over_limit', extra, { max: MAX_MESSAGE_CHARS });
-  } else {
-    els.message.removeAttribute('aria-invalid');
-    els.limitNote.textContent = '';
-  }
+  over = countMessage();
   updateCreateState();
 }
 
 // ---------------------------------------------------------------------------
 // Settings
 
-function fillTtl(choices, defaultTtl) {
-  const valid = (Array.isArray(choices) ? choices : [])
-    .map(Number)
-    .filter((s) => Number.isInteger(s) && s > 0);
-  const list = valid.length ? valid : FALLBACK_TTLS;
-  const previous = els.ttl.value;
-  els.ttl.replaceChildren();
-  for (const seconds of list) {
-    const option = document.createElement('option');
-    option.value = String(seconds);
-    option.textContent = ttlLabel(seconds);
-    els.ttl.append(option);
-  }
-  const wanted = list.includes(Number(previous)) ? Number(previous) : Number(defaultTtl);
-  els.ttl.value = String(list.includes(wanted) ? wanted : list[Math.min(1, list.length - 1)]);
+function fillTtlChoices(choices, defaultTtl) {
+  fillTtl(els.ttl, choices, defaultTtl);
 }
 
 async function loadConfig() {
-  fillTtl(FALLBACK_TTLS, FALLBACK_DEFAULT_TTL);
+  fillTtlChoices(FALLBACK_TTLS, FALLBACK_DEFAULT_TTL);
   try {
     config = await getConfig();
     // The server's default wins over the fallback chosen before it answered.
     els.ttl.value = '';
-    fillTtl(config.ttl_choices_seconds, config.default_ttl_seconds);
+    fillTtlChoices(config.ttl_choices_seconds, config.default_ttl_seconds);
   } catch (err) {
     config = null;
     showError(t('compose.config_failed'));
@@ -295,8 +267,8 @@ function onNewMessage() {
 
   els.form.reset();
   els.passphrase.type = 'password';
-  if (config) fillTtl(config.ttl_choices_seconds, config.default_ttl_seconds);
-  else fillTtl(FALLBACK_TTLS, FALLBACK_DEFAULT_TTL);
+  if (config) fillTtlChoices(config.ttl_choices_seconds, config.default_ttl_seconds);
+  else fillTtlChoices(FALLBACK_TTLS, FALLBACK_DEFAULT_TTL);
   clearError();
   updateCounter();
   els.composeSection.hidden = false;
@@ -304,35 +276,14 @@ function onNewMessage() {
 }
 
 // ---------------------------------------------------------------------------
-// QR code: drawn here from the full link only when asked for (screens are
-// shared and photographed), and removed from the page when hidden.
+// QR code
 
-function hideQr() {
-  els.qrCode.replaceChildren();
-  els.qrCaption.hidden = false;
-  els.qr.hidden = true;
-  els.showQr.textContent = t('link.show_qr');
-  els.showQr.setAttribute('aria-expanded', 'false');
-}
-
-function onToggleQr() {
-  if (!els.qr.hidden) {
-    hideQr();
-    return;
-  }
-  try {
-    els.qrCode.replaceChildren(qrSvg(document, els.link.value, t('link.qr_alt')));
-  } catch (err) {
-    if (!(err instanceof QrTooLong)) throw err;
-    // Only a link longer than a QR code holds (2,331 bytes) gets here.
-    els.qrCode.replaceChildren();
-    els.qrCode.textContent = t('link.qr_too_long');
-    els.qrCaption.hidden = true;
-  }
-  els.qr.hidden = false;
-  els.showQr.textContent = t('link.hide_qr');
-  els.showQr.setAttribute('aria-expanded', 'true');
-}
+const qr = qrToggle(
+  { button: els.showQr, figure: els.qr, code: els.qrCode, caption: els.qrCaption },
+  () => els.link.value,
+  () => t('link.qr_alt'),
+);
+const hideQr = qr.hide;
 
 // ---------------------------------------------------------------------------
 // Copy
@@ -364,7 +315,7 @@ els.showPassphrase.addEventListener('change', () => {
   els.passphrase.type = els.showPassphrase.checked ? 'text' : 'password';
 });
 els.copyLink.addEventListener('click', onCopyLink);
-els.showQr.addEventListener('click', onToggleQr);
+els.showQr.addEventListener('click', qr.toggle);
 els.link.addEventListener('focus', () => els.link.select());
 els.copyStatusLink.addEventListener('click', onCopyStatusLink);
 els.statusLink.addEventListener('focus', () => els.statusLink.select());

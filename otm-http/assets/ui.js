@@ -5,7 +5,8 @@
 // Every page has one error box, `<div id="error" role="alert" hidden>`.
 // Importing this module touches no DOM, so Node can test the pure helpers.
 
-import { lang, t } from './i18n.js';
+import { lang, t, tn } from './i18n.js';
+import { QrTooLong, qrSvg } from './qr.js';
 
 /** The element with this id. */
 export const $ = (id) => document.getElementById(id);
@@ -175,4 +176,109 @@ export function setTime(el, date, withRelative, unknown = t('ui.unknown')) {
   const rel = withRelative ? relativeTime(date) : '';
   el.textContent = rel ? t('ui.date_relative', { date: formatDate(date), relative: rel }) : formatDate(date);
   el.setAttribute('datetime', date.toISOString());
+}
+
+// ---------------------------------------------------------------------------
+// What the compose pages share: the expiry choices, the QR code of a link,
+// the character counter of a message
+
+/** The expiry choices a page offers when the server's are unknown. */
+export const FALLBACK_TTLS = Object.freeze([3600, 86400, 604800]);
+/** The expiry chosen when the server's default is unknown. */
+export const FALLBACK_DEFAULT_TTL = 86400;
+
+/**
+ * Fills the expiry `select` with the server's `choices` (seconds; the
+ * fallback ones when none is valid) and selects the one chosen before, if
+ * still offered, else `defaultTtl`, else the second choice.
+ */
+export function fillTtl(select, choices, defaultTtl) {
+  const valid = (Array.isArray(choices) ? choices : []).map(Number).filter((s) => Number.isInteger(s) && s > 0);
+  const list = valid.length ? valid : FALLBACK_TTLS;
+  const previous = select.value;
+  select.replaceChildren();
+  for (const seconds of list) {
+    const option = document.createElement('option');
+    option.value = String(seconds);
+    option.textContent = ttlLabel(seconds);
+    select.append(option);
+  }
+  const wanted = list.includes(Number(previous)) ? Number(previous) : Number(defaultTtl);
+  select.value = String(list.includes(wanted) ? wanted : list[Math.min(1, list.length - 1)]);
+}
+
+/**
+ * The QR code of a link, drawn here only when asked for (screens are shared
+ * and photographed) and removed from the page when hidden. `els`: the
+ * toggle `button` (aria-expanded), the `figure`, the `code` box and its
+ * `caption`; `text()` gives the link, `alt` the image's label.
+ */
+export function qrToggle(els, text, alt) {
+  const hide = () => {
+    els.code.replaceChildren();
+    els.caption.hidden = false;
+    els.figure.hidden = true;
+    els.button.textContent = t('link.show_qr');
+    els.button.setAttribute('aria-expanded', 'false');
+  };
+  const toggle = () => {
+    if (!els.figure.hidden) {
+      hide();
+      return;
+    }
+    try {
+      els.code.replaceChildren(qrSvg(document, text(), alt()));
+    } catch (err) {
+      if (!(err instanceof QrTooLong)) throw err;
+      // Only a link longer than a QR code holds (2,331 bytes) gets here.
+      els.code.replaceChildren();
+      els.code.textContent = t('link.qr_too_long');
+      els.caption.hidden = true;
+    }
+    els.figure.hidden = false;
+    els.button.textContent = t('link.hide_qr');
+    els.button.setAttribute('aria-expanded', 'true');
+  };
+  return { hide, toggle };
+}
+
+// Near the limit, a screen reader hears how much is left once typing
+// pauses (not at every key); over it, the limit note says by how much.
+const ANNOUNCE_WHEN_LEFT = 1000;
+const ANNOUNCE_AFTER_MS = 1000;
+
+/**
+ * The character counter of a message field (Unicode scalar values, never
+ * textarea.length): `els.field`, the visible `counter`, the polite `live`
+ * line and the `note` that says by how much it is over. `count(text)` counts
+ * characters; `update()` returns whether the text is over `max`.
+ */
+export function messageCounter(els, max, count) {
+  let timer = 0;
+  const announce = (n) => {
+    clearTimeout(timer);
+    const left = max - n;
+    if (left < 0 || left > ANNOUNCE_WHEN_LEFT) {
+      els.live.textContent = '';
+      return;
+    }
+    timer = setTimeout(() => {
+      els.live.textContent = tn('compose.chars_left', left);
+    }, ANNOUNCE_AFTER_MS);
+  };
+  return function update() {
+    const n = count(els.field.value);
+    const over = n > max;
+    els.counter.textContent = t('compose.counter', { n, max });
+    announce(n);
+    els.counter.classList.toggle('over', over);
+    if (over) {
+      els.field.setAttribute('aria-invalid', 'true');
+      els.note.textContent = tn('compose.over_limit', n - max, { max });
+    } else {
+      els.field.removeAttribute('aria-invalid');
+      els.note.textContent = '';
+    }
+    return over;
+  };
 }

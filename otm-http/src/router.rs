@@ -58,6 +58,9 @@ impl Service {
             .route("/about", get(pages::about))
             .route("/otm/{id}", get(pages::reveal))
             .route("/manage/{id}", get(pages::manage))
+            .route("/request", get(pages::ask))
+            .route("/request/{id}", get(pages::respond))
+            .route("/receive/{id}", get(pages::receive))
             .route("/assets/{file}", get(pages::asset))
     }
 

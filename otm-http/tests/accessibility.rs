@@ -21,32 +21,17 @@ use std::time::{Duration, Instant};
 use otm_store::MemoryStore;
 use otm_testkit::browser::fantoccini::Client;
 use otm_testkit::browser::{
-    axe_source, axe_violations, emulate_color_scheme, focused_id, press, readme_screenshot, reveal,
-    tab_to, type_text, value, visible, wait_until,
+    axe_source, axe_violations, focused_id, press, readme_screenshot, reveal, tab_to, type_text,
+    value, visible, wait_until,
 };
 use otm_testkit::{unique_suffix, Driver, TestServer};
 
 const ENTER: char = '\u{e007}';
 const SPACE: char = '\u{e00d}';
 
-/// Runs axe-core on the page as it is, in both colour schemes, and adds
-/// what it finds to `found`, named by `state`.
+/// Runs axe-core on the page as it is, in both colour schemes.
 async fn audit(c: &Client, axe: &str, state: &str, found: &mut Vec<String>) {
-    for scheme in ["light", "dark"] {
-        emulate_color_scheme(c, scheme).await;
-        let query = format!("return matchMedia('(prefers-color-scheme: {scheme})').matches;");
-        assert_eq!(
-            c.execute(&query, vec![]).await.unwrap(),
-            serde_json::json!(true),
-            "the page does not see the {scheme} scheme"
-        );
-        // Let the scheme's colours (and the 0.15 s button transitions) settle.
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        for violation in axe_violations(c, axe).await {
-            found.push(format!("{state} ({scheme}): {violation}"));
-        }
-    }
-    emulate_color_scheme(c, "light").await;
+    otm_testkit::browser::axe_audit(c, axe, state, found).await;
 }
 
 /// Waits until the status page's `data-state` is `want`.

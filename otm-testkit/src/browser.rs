@@ -248,6 +248,27 @@ pub async fn axe_violations(c: &Client, axe: &str) -> Vec<String> {
     serde_json::from_value(found).expect("a list of violations")
 }
 
+/// Runs axe-core ([`axe_violations`]) on the page as it is, in the light
+/// and the dark colour scheme, and adds what it finds to `found`, each
+/// named by `state` and the scheme; leaves the page in the light scheme.
+pub async fn axe_audit(c: &Client, axe: &str, state: &str, found: &mut Vec<String>) {
+    for scheme in ["light", "dark"] {
+        emulate_color_scheme(c, scheme).await;
+        let query = format!("return matchMedia('(prefers-color-scheme: {scheme})').matches;");
+        assert_eq!(
+            c.execute(&query, vec![]).await.expect("ask for the scheme"),
+            serde_json::json!(true),
+            "the page does not see the {scheme} scheme"
+        );
+        // Let the scheme's colours (and the 0.15 s button transitions) settle.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        for violation in axe_violations(c, axe).await {
+            found.push(format!("{state} ({scheme}): {violation}"));
+        }
+    }
+    emulate_color_scheme(c, "light").await;
+}
+
 /// A Chrome DevTools Protocol command through chromedriver's own endpoint.
 #[derive(Debug)]
 struct Cdp {

@@ -1,4 +1,4 @@
-//! The browser app: four HTML pages and their assets, compiled into the
+//! The browser app: seven HTML pages and their assets, compiled into the
 //! binary. Every page is `assets/layout.html` (head, header, footer) around
 //! its own `<main>` content from `assets/{page}.html`, in the language the
 //! request asks for ([`crate::i18n`]): `{{t:KEY}}` becomes that language's
@@ -16,7 +16,7 @@ use crate::service::Service;
 
 /// The page around each page's content. Its placeholders: `{{BASE}}`,
 /// `{{LANG}}`, `{{DIR}}`, `{{TITLE}}`, `{{META}}`, `{{STRINGS}}`,
-/// `{{SCRIPT}}`, `{{NAV_COMPOSE}}`, `{{NAV_ABOUT}}`, `{{MAIN_CLASS}}`,
+/// `{{SCRIPT}}`, `{{NAV_COMPOSE}}`, `{{NAV_ASK}}`, `{{NAV_ABOUT}}`, `{{MAIN_CLASS}}`,
 /// `{{BODY}}`, `{{FOOTER}}` and `{{LANGUAGES}}`, and strings as `{{t:KEY}}`.
 const LAYOUT: &str = include_str!("../../assets/layout.html");
 
@@ -24,6 +24,7 @@ const LAYOUT: &str = include_str!("../../assets/layout.html");
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Nav {
     Compose,
+    Ask,
     About,
 }
 
@@ -73,6 +74,42 @@ const ABOUT: Page = Page {
     body: include_str!("../../assets/about.html"),
     footer: "footer.about",
     footer_about_link: false,
+};
+
+const ASK: Page = Page {
+    title: "title.ask",
+    description: Some("description.ask"),
+    noindex: false,
+    script: Some("ask.js"),
+    current: Some(Nav::Ask),
+    main_class: None,
+    body: include_str!("../../assets/ask.html"),
+    footer: "footer.ask",
+    footer_about_link: true,
+};
+
+const RESPOND: Page = Page {
+    title: "title.respond",
+    description: None,
+    noindex: true,
+    script: Some("respond.js"),
+    current: None,
+    main_class: None,
+    body: include_str!("../../assets/respond.html"),
+    footer: "footer.respond",
+    footer_about_link: true,
+};
+
+const RECEIVE: Page = Page {
+    title: "title.receive",
+    description: None,
+    noindex: true,
+    script: Some("receive.js"),
+    current: None,
+    main_class: None,
+    body: include_str!("../../assets/receive.html"),
+    footer: "footer.receive",
+    footer_about_link: true,
 };
 
 const REVEAL: Page = Page {
@@ -188,6 +225,7 @@ impl Page {
             .replace("{{META}}", &format!("{robots}{description}"))
             .replace("{{SCRIPT}}", &script)
             .replace("{{NAV_COMPOSE}}", current(Nav::Compose))
+            .replace("{{NAV_ASK}}", current(Nav::Ask))
             .replace("{{NAV_ABOUT}}", current(Nav::About))
             .replace("{{MAIN_CLASS}}", &main_class)
             .replace("{{FOOTER}}", &footer)
@@ -264,6 +302,21 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../assets/manage.js"),
     ),
+    (
+        "ask.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/ask.js"),
+    ),
+    (
+        "respond.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/respond.js"),
+    ),
+    (
+        "receive.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/receive.js"),
+    ),
 ];
 
 /// The prefix the router is mounted under ("" at the root).
@@ -337,6 +390,39 @@ pub(crate) async fn compose(
     page(&service, &headers, &COMPOSE, &original, &uri)
 }
 
+/// `GET /request`: the page that asks someone for a secret.
+pub(crate) async fn ask(
+    State(service): State<Service>,
+    headers: HeaderMap,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+) -> Response {
+    page(&service, &headers, &ASK, &original, &uri)
+}
+
+/// `GET /request/{id}`: the responder's page. The public key and the
+/// answer token are in the fragment; like the reveal page it is the same
+/// static page for every ID, and reading a request consumes nothing.
+pub(crate) async fn respond(
+    State(service): State<Service>,
+    headers: HeaderMap,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+) -> Response {
+    page(&service, &headers, &RESPOND, &original, &uri)
+}
+
+/// `GET /receive/{id}`: the asker's page. The receive secret is in the
+/// fragment.
+pub(crate) async fn receive(
+    State(service): State<Service>,
+    headers: HeaderMap,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+) -> Response {
+    page(&service, &headers, &RECEIVE, &original, &uri)
+}
+
 /// `GET /about`: how it works and FAQ.
 pub(crate) async fn about(
     State(service): State<Service>,
@@ -394,7 +480,7 @@ mod tests {
     fn every_page_fills_the_layout_in_every_language() {
         let t = Translations::builtin();
         for language in t.languages() {
-            for page in [&COMPOSE, &ABOUT, &REVEAL, &MANAGE] {
+            for page in [&COMPOSE, &ASK, &ABOUT, &REVEAL, &MANAGE, &RESPOND, &RECEIVE] {
                 let html = page.render(&t, language);
                 let title = format!("{} {}", language.tag(), page.title);
                 // Only {{BASE}} and {{STRINGS}} are left, for the request to fill.
@@ -421,7 +507,16 @@ mod tests {
     fn every_key_of_every_page_is_a_plain_string_in_english() {
         let t = Translations::builtin();
         let english = t.fallback();
-        for body in [LAYOUT, COMPOSE.body, ABOUT.body, REVEAL.body, MANAGE.body] {
+        for body in [
+            LAYOUT,
+            COMPOSE.body,
+            ASK.body,
+            ABOUT.body,
+            REVEAL.body,
+            MANAGE.body,
+            RESPOND.body,
+            RECEIVE.body,
+        ] {
             for part in body.split("{{t:").skip(1) {
                 let key = part.split("}}").next().unwrap();
                 assert!(
@@ -430,7 +525,7 @@ mod tests {
                 );
             }
         }
-        for page in [&COMPOSE, &ABOUT, &REVEAL, &MANAGE] {
+        for page in [&COMPOSE, &ASK, &ABOUT, &REVEAL, &MANAGE, &RESPOND, &RECEIVE] {
             for key in [Some(page.title), page.description, Some(page.footer)]
                 .into_iter()
                 .flatten()
