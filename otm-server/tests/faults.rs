@@ -12,7 +12,13 @@
 //!   stays up and recovers by itself when the store returns;
 //! - crash durability: `kill -9` of the server on SQLite, and of every
 //!   PostgreSQL process, with creates in flight; every message whose create
-//!   got a 201 opens exactly once afterwards.
+//!   got a 201 opens exactly once afterwards;
+//! - requests for a secret: after each replica race, 32 responders split
+//!   across the replicas answer one request (a tenth as many trials, at
+//!   least 5): at most one answer is stored, and the acknowledged one is
+//!   the one the asker reads; `kill -9` of the server on SQLite with
+//!   answers in flight: every acknowledged answer opens afterwards, and
+//!   every request holds at most one.
 
 mod common;
 
@@ -21,8 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{client, create, open, start, trials, Created};
-use otm_client::Error;
+use common::{client, create, open, start, status_of, trials, Created};
+use otm_client::{AskOptions, Error};
 use otm_core::ErrorCode;
 use otm_testkit::{
     free_port, skip, unique_suffix, PgSchema, PrivatePostgres, RedisPrefix, RedisServer,
@@ -90,6 +96,71 @@ async fn replica_race(store: &str, label: &str, n: usize) {
         "{label}: {n} trials × 32 openers over 2 replicas: never more than one winner; \
          {retried} trials without a winner after store failures (message still there, opened once after); \
          {unavailable} answers 503 from store failures in all"
+    );
+    answer_race(&ca, &cb, label, (n / 10).max(5)).await;
+}
+
+/// Requests for a secret across the two replicas: 32 responders, half on
+/// each, answer one request at once; exactly one answer is stored (the
+/// others are told `already_answered`), and the asker reads that one, once.
+async fn answer_race(ca: &otm_client::Client, cb: &otm_client::Client, label: &str, n: usize) {
+    let mut unavailable = 0;
+    for trial in 0..n {
+        let asker = if trial % 2 == 0 { ca } else { cb };
+        let asked = loop {
+            match asker.ask(&AskOptions::new().note("race")).await {
+                Ok(asked) => break asked,
+                Err(e) if status_of(&e) == 503 => unavailable += 1,
+                Err(e) => panic!("{label}: ask: {e}"),
+            }
+        };
+        let link = Arc::new(asked.request_link);
+        let barrier = Arc::new(tokio::sync::Barrier::new(32));
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..32 {
+            let (link, barrier) = (link.clone(), barrier.clone());
+            let responder = if i % 2 == 0 { ca.clone() } else { cb.clone() };
+            set.spawn(async move {
+                barrier.wait().await;
+                (i, responder.reply(&link, &format!("answer {i}")).await)
+            });
+        }
+        let (mut winners, mut failed) = (Vec::new(), 0);
+        while let Some(r) = set.join_next().await {
+            match r.unwrap() {
+                (i, Ok(_)) => winners.push(i),
+                (_, Err(Error::AlreadyAnswered)) => {}
+                (_, Err(e)) if status_of(&e) == 503 => failed += 1,
+                (i, Err(e)) => panic!("{label}: trial {trial}: responder {i}: {e}"),
+            }
+        }
+        unavailable += failed;
+        assert!(
+            winners.len() <= 1,
+            "{label}: trial {trial}: {} answers stored",
+            winners.len()
+        );
+        match asker.receive(&asked.receive_link, None).await {
+            Ok(text) => {
+                // An answer whose responder saw a store failure may still
+                // have been stored; an acknowledged one is the one stored.
+                if let [i] = winners[..] {
+                    assert_eq!(
+                        text.as_str(),
+                        format!("answer {i}"),
+                        "{label}: trial {trial}"
+                    );
+                }
+            }
+            Err(e) => assert!(
+                winners.is_empty() && failed > 0,
+                "{label}: trial {trial}: the acknowledged answer does not open: {e}"
+            ),
+        }
+    }
+    eprintln!(
+        "{label}: {n} requests × 32 responders over 2 replicas: never more than one answer; \
+         {unavailable} answers 503 from store failures"
     );
 }
 
@@ -503,4 +574,93 @@ async fn kill_9_on_sqlite_loses_no_acknowledged_message() {
     drop(server);
     let server = start(&url, dir.path()).await;
     open_each_exactly_once(&server.base, &acked, "sqlite (kill -9 of otm-server)").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_on_sqlite_loses_no_acknowledged_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("answers.sqlite3").display());
+    let server = start(&url, dir.path()).await;
+    // Enough requests that answering is still in full flow when the
+    // server dies (it dies once 200 answers are acknowledged).
+    let mut asking = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let asker = client(&server.base);
+        asking.spawn(async move {
+            let mut asked = Vec::new();
+            for _ in 0..250 {
+                asked.push(asker.ask(&AskOptions::new().note("crash")).await.unwrap());
+            }
+            asked
+        });
+    }
+    let mut asked = Vec::new();
+    while let Some(batch) = asking.join_next().await {
+        asked.extend(batch.unwrap());
+    }
+    let links: Arc<Vec<_>> = Arc::new(asked.iter().map(|a| a.request_link.clone()).collect());
+    // Two responders per request, racing, request after request, until the
+    // server dies under them.
+    let acked: Arc<Mutex<BTreeMap<usize, String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut responders = tokio::task::JoinSet::new();
+    for r in 0..8 {
+        let (links, acked, stop) = (links.clone(), acked.clone(), stop.clone());
+        let responder = client(&server.base);
+        responders.spawn(async move {
+            // Responders r and r + 4 share each request.
+            let mut i = r % 4;
+            while i < links.len() && !stop.load(Ordering::Relaxed) {
+                let text = format!("answer {i} from {r}");
+                match responder.reply(&links[i], &text).await {
+                    Ok(_) => {
+                        let before = acked.lock().unwrap().insert(i, text);
+                        assert!(before.is_none(), "request {i}: two answers acknowledged");
+                    }
+                    Err(Error::AlreadyAnswered) => {}
+                    Err(_) => return,
+                }
+                i += 4;
+            }
+        });
+    }
+    let started = Instant::now();
+    while acked.lock().unwrap().len() < 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "answers stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.process.signal("KILL");
+    stop.store(true, Ordering::Relaxed);
+    while responders.join_next().await.is_some() {}
+    drop(server);
+    let server = start(&url, dir.path()).await;
+    let asker = client(&server.base);
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        !acked.is_empty(),
+        "no answer was acknowledged before the crash"
+    );
+    let mut answered_unacked = 0;
+    for (i, a) in asked.iter().enumerate() {
+        let status = asker.request_status(&a.receive_link).await.unwrap();
+        match (acked.get(&i), asker.receive(&a.receive_link, None).await) {
+            (Some(text), Ok(got)) => assert_eq!(got.as_str(), text, "request {i}"),
+            (Some(_), Err(e)) => panic!("request {i}: an acknowledged answer is lost: {e}"),
+            (None, Ok(_)) => answered_unacked += 1,
+            (None, Err(Error::Gone)) => assert_eq!(
+                status.state,
+                otm_core::api::RequestState::Waiting,
+                "request {i}: answered but nothing to open"
+            ),
+            (None, Err(e)) => panic!("request {i}: {e}"),
+        }
+    }
+    eprintln!(
+        "sqlite (kill -9 with answers in flight): {} acknowledged answers all open once; \
+         {answered_unacked} answers stored whose reply the crash cut off",
+        acked.len()
+    );
 }

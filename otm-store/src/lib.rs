@@ -94,7 +94,8 @@ pub(crate) use contract::refused_wait;
     feature = "memory",
     feature = "sqlite",
     feature = "postgres",
-    feature = "redis"
+    feature = "redis",
+    feature = "s3"
 ))]
 pub(crate) use contract::requests::{check_answer, check_request};
 pub use contract::requests::{

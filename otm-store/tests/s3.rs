@@ -257,11 +257,67 @@ async fn buckets_without_a_lifecycle_rule_are_refused() {
 /// S3 declares what it can do: quotas, no purge (the bucket's lifecycle
 /// rule expires objects), no outbox (no multi-object atomic write).
 #[tokio::test]
-async fn s3_declares_quotas_only() {
+async fn s3_declares_quotas_and_requests_only() {
     let Some(store) = connect(config(&endpoint(), ClaimMethod::ConditionalDelete)).await else {
         return;
     };
     assert!(store.quotas().is_some());
+    assert!(store.requests().is_some());
     assert!(store.purger().is_none());
     assert!(store.outbox().is_none());
+    assert!(store.rates().is_none());
+}
+
+/// A responder that dies after its answer is decided (`P{id}.answered`)
+/// and before it is published as the message: the next reading of the
+/// request publishes it, it is taken once, and no later reading makes it
+/// readable again.
+#[tokio::test]
+async fn s3_publishes_a_decided_answer_once_after_a_crash() {
+    use otm_store::conformance::RequestFixture;
+    use otm_store::RequestStore;
+    let Some(store) = connect(config(&endpoint(), ClaimMethod::ConditionalDelete)).await else {
+        return;
+    };
+    let requests: &dyn RequestStore = store.requests().unwrap();
+    let f = RequestFixture::hour();
+    requests
+        .put_request(&f.id, f.request.clone())
+        .await
+        .unwrap();
+    // The decision as `answer_request` writes it, without the publication.
+    let answer = RequestFixture::answer(6, 308);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    store
+        .client()
+        .put_object()
+        .bucket(store.bucket())
+        .key(format!("{}.answered", store.key_of(&f.id)))
+        .if_none_match("*")
+        .metadata("otm-changed", now.to_string())
+        .body(answer.clone().into())
+        .send()
+        .await
+        .unwrap();
+    let take = || store.take(&f.id, f.secrets.access_proof(), f.secrets.claim_proof());
+    assert!(
+        matches!(take().await, Err(StoreError::NotFound)),
+        "not published yet"
+    );
+    // A second responder is still refused.
+    let late = requests
+        .answer_request(&f.id, RequestFixture::answer(7, 308))
+        .await;
+    assert!(matches!(late, Err(StoreError::AlreadyAnswered)), "{late:?}");
+    // Reading the request publishes it.
+    let read = requests.request(&f.id).await.unwrap();
+    assert!(read.answered_at.is_some());
+    assert_eq!(take().await.unwrap(), answer);
+    // Read again after the take: nothing is published again.
+    requests.request(&f.id).await.unwrap();
+    assert!(matches!(take().await, Err(StoreError::NotFound)));
+    requests.withdraw_request(&f.id).await.unwrap();
 }

@@ -33,7 +33,7 @@ pub(crate) fn status_of(e: &Error) -> u16 {
     match e {
         Error::Gone => 404,
         Error::WrongProof { .. } | Error::WrongToken => 403,
-        Error::NotWaiting { .. } => 409,
+        Error::NotWaiting { .. } | Error::AlreadyAnswered => 409,
         Error::RateLimited { .. } => 429,
         Error::Unavailable { .. } => 503,
         Error::Refused { status, .. }

@@ -342,8 +342,8 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
     }
 
     /// The store's requests for a secret ([`RequestStore`]), for the
-    /// backends that keep them: memory, SQLite, PostgreSQL and Redis
-    /// (standalone and Cluster).
+    /// backends that keep them: every built-in one (memory, SQLite,
+    /// PostgreSQL, Redis standalone and Cluster, S3).
     fn requests(&self) -> Option<&dyn RequestStore> {
         None
     }

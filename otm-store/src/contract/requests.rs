@@ -135,7 +135,8 @@ pub trait RequestStore: Send + Sync {
     feature = "memory",
     feature = "sqlite",
     feature = "postgres",
-    feature = "redis"
+    feature = "redis",
+    feature = "s3"
 ))]
 pub(crate) fn check_request(request: &NewRequest) -> Result<(i64, std::time::Duration)> {
     if request.note.is_empty() || request.note.len() > MAX_SEALED_NOTE_LEN {
@@ -152,7 +153,8 @@ pub(crate) fn check_request(request: &NewRequest) -> Result<(i64, std::time::Dur
     feature = "memory",
     feature = "sqlite",
     feature = "postgres",
-    feature = "redis"
+    feature = "redis",
+    feature = "s3"
 ))]
 pub(crate) fn check_answer(answer: &[u8]) -> Result<()> {
     use super::StoreError;

@@ -9,6 +9,7 @@
 //! | `P{id}.{gen}.claim` | claim marker (claim-object method only) |
 //! | `P{id}.receipt` | receipt after open or burn: metadata `otm-state`, `otm-changed`, `otm-expires`, `otm-manage`, any `otm-reference` and `otm-creator` |
 //! | `Pquota/{sha256 of key}/{window end}/{n}` | quota slot `n` (0..limit), empty, created with `If-None-Match: *` (see `count_quota`) |
+//! | `P{id}.request`, `P{id}.answered` | a request for a secret and its one answer (see `requests.rs`); the answer is then the message `P{id}` |
 //!
 //! Every take first reserves the next free attempt slot, so no more than
 //! `max_failed_attempts` proofs are ever compared for a message, however many
@@ -43,6 +44,7 @@ mod lifecycle;
 mod objects;
 mod probe;
 mod quota;
+mod requests;
 
 pub use config::{ClaimMethod, S3Config};
 use error::{classify, is_not_found, is_status, retryable, S3Err};
@@ -383,6 +385,10 @@ impl BlobStore for S3Store {
     }
 
     fn quotas(&self) -> Option<&dyn crate::QuotaCounter> {
+        Some(self)
+    }
+
+    fn requests(&self) -> Option<&dyn crate::RequestStore> {
         Some(self)
     }
 

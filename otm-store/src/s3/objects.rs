@@ -134,8 +134,12 @@ impl S3Store {
     /// delete, or by creating the claim marker and then deleting.
     pub(super) async fn claim_and_delete(&self, id: &MessageId, found: &Found) -> Result<bool> {
         let key = self.key_of(id);
-        match self.method {
-            ClaimMethod::ClaimObject => {
+        // A request's answer is always claimed through its claim object
+        // (see `requests`), whatever the store's method.
+        let claim_object =
+            self.method == ClaimMethod::ClaimObject || found.gen == super::requests::ANSWER_GEN;
+        match claim_object {
+            true => {
                 let marker = format!("{key}.{}.claim", found.gen);
                 let won = self
                     .put_if_absent(&marker, Vec::new(), &[])
@@ -155,7 +159,7 @@ impl S3Store {
                 }
                 Ok(won)
             }
-            _ => self.delete_version(&key, &found.etag).await,
+            false => self.delete_version(&key, &found.etag).await,
         }
     }
 
