@@ -76,9 +76,14 @@ enum Command {
 struct RequestArgs {
     /// A note for the person who answers (at most 500 characters, plain
     /// text), e.g. "the VPN password for the Berlin office". Only request-link
-    /// holders can read it.
-    #[arg(long, default_value = "")]
+    /// holders can read it. Visible to other users of this machine in the
+    /// process list: prefer --note-file for anything you would not show.
+    #[arg(long, default_value = "", conflicts_with = "note_file")]
     note: String,
+
+    /// Read the note from this file instead.
+    #[arg(long, value_name = "FILE")]
+    note_file: Option<std::path::PathBuf>,
 
     /// The otm server.
     #[arg(long, env = "OTM_SERVER", default_value = "http://127.0.0.1:8080")]
@@ -541,7 +546,14 @@ async fn request(args: RequestArgs, json_out: bool, insecure_http: bool) -> Outc
     } else {
         None
     };
-    let mut options = AskOptions::new().note(&args.note);
+    let note = match &args.note_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| Failure::Input(format!("cannot read {}: {e}", path.display())))?
+            .trim_end()
+            .to_owned(),
+        None => args.note.clone(),
+    };
+    let mut options = AskOptions::new().note(&note);
     if let Some(ttl) = args.ttl {
         options = options.ttl(ttl);
     }

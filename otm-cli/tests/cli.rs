@@ -458,13 +458,16 @@ async fn send_takes_the_api_token_from_the_environment() {
 async fn request_reply_and_receive_from_the_command_line() {
     let server = TestServer::start(Arc::new(MemoryStore::new(Default::default()))).await;
     let base = server.base.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let note_file = dir.path().join("note");
+    std::fs::write(&note_file, "the staging DB password\n").unwrap();
     let asked = otm(
         &[
             "request",
             "--server",
             base,
-            "--note",
-            "the staging DB password",
+            "--note-file",
+            note_file.to_str().unwrap(),
             "--ttl",
             "1h",
         ],
@@ -496,7 +499,6 @@ async fn request_reply_and_receive_from_the_command_line() {
     let early = otm(&["open", &receive_link], None, &[]);
     assert_eq!(early.code, 3, "{}", early.stderr);
 
-    let dir = tempfile::tempdir().unwrap();
     let link_file = dir.path().join("request-link");
     std::fs::write(&link_file, format!("{request_link}\n")).unwrap();
     let link_arg = link_file.to_str().unwrap();

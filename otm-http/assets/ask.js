@@ -101,6 +101,8 @@ async function loadConfig() {
   fillTtl(els.ttl, FALLBACK_TTLS, FALLBACK_DEFAULT_TTL);
   try {
     config = await getConfig();
+    // The server's default wins over the fallback chosen before it answered.
+    els.ttl.value = '';
     fillTtl(els.ttl, config.ttl_choices_seconds, config.default_ttl_seconds);
   } catch {
     config = null;

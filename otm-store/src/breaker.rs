@@ -305,6 +305,12 @@ impl crate::RequestStore for Breaker {
         self.guard("withdraw a request", inner.withdraw_request(id))
             .await
     }
+
+    async fn repair_request(&self, id: &MessageId) -> Result<()> {
+        let inner = self.inner_requests()?;
+        self.guard("repair a request", inner.repair_request(id))
+            .await
+    }
 }
 
 #[async_trait]

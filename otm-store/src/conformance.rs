@@ -50,7 +50,7 @@ pub use outbox::{
 };
 pub use requests::{
     requests_answer_once_and_open_once, requests_expire_and_withdraw, requests_race_one_answer,
-    requests_refuse_bad_input, RequestFixture,
+    requests_refuse_bad_input, requests_withdrawal_beats_every_answer, RequestFixture,
 };
 
 /// How many times the suite's repeated cases run: the concurrent-taker race,
@@ -1043,6 +1043,7 @@ where
     wrong_access_never_counts_or_burns(fresh().await, rounds).await;
     model_matches_reference(fresh().await, rounds).await;
     requests_race_one_answer(fresh().await, rounds).await;
+    requests_withdrawal_beats_every_answer(fresh().await, rounds).await;
 }
 
 /// Generates one `#[tokio::test]` per conformance case. `$make` is an async
@@ -1069,7 +1070,8 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@repeated $make, $rounds;
             race_exactly_one_winner, concurrent_wrong_proofs_are_all_counted,
             concurrent_guesses_cannot_exceed_the_limit, wrong_access_never_counts_or_burns,
-            model_matches_reference, requests_race_one_answer);
+            model_matches_reference, requests_race_one_answer,
+            requests_withdrawal_beats_every_answer);
     };
     (@cases $make:path; $($case:ident),+) => {
         $(

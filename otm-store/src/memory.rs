@@ -383,7 +383,7 @@ impl RequestStore for MemoryStore {
     }
 
     async fn answer_request(&self, id: &MessageId, answer: Vec<u8>) -> Result<()> {
-        check_answer(&answer)?;
+        check_answer(&self.opts, &answer)?;
         let now = unix_ms(SystemTime::now());
         let mut maps = self.lock();
         let entry = maps

@@ -268,10 +268,11 @@ async fn s3_declares_quotas_and_requests_only() {
     assert!(store.rates().is_none());
 }
 
-/// A responder that dies after its answer is decided (`P{id}.answered`)
-/// and before it is published as the message: the next reading of the
-/// request publishes it, it is taken once, and no later reading makes it
-/// readable again.
+/// A responder that dies after its answer is decided (its pending object
+/// named by `P{id}.answered`) and before it is published as the message:
+/// reading the request changes nothing, the repair (which the service runs
+/// once a proof holds) publishes it and removes the pending copy, it is
+/// taken once, and no later repair makes it readable again.
 #[tokio::test]
 async fn s3_publishes_a_decided_answer_once_after_a_crash() {
     use otm_store::conformance::RequestFixture;
@@ -285,20 +286,30 @@ async fn s3_publishes_a_decided_answer_once_after_a_crash() {
         .put_request(&f.id, f.request.clone())
         .await
         .unwrap();
-    // The decision as `answer_request` writes it, without the publication.
+    // What `answer_request` writes before it publishes.
     let answer = RequestFixture::answer(6, 308);
+    let key = store.key_of(&f.id);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis();
-    store
-        .client()
-        .put_object()
-        .bucket(store.bucket())
-        .key(format!("{}.answered", store.key_of(&f.id)))
-        .if_none_match("*")
-        .metadata("otm-changed", now.to_string())
+    let put = |key: String| {
+        store
+            .client()
+            .put_object()
+            .bucket(store.bucket())
+            .key(key)
+            .if_none_match("*")
+    };
+    put(format!("{key}.pending.crashed"))
         .body(answer.clone().into())
+        .send()
+        .await
+        .unwrap();
+    put(format!("{key}.answered"))
+        .metadata("otm-changed", now.to_string())
+        .metadata("otm-pending", "crashed")
+        .body(Vec::new().into())
         .send()
         .await
         .unwrap();
@@ -312,12 +323,24 @@ async fn s3_publishes_a_decided_answer_once_after_a_crash() {
         .answer_request(&f.id, RequestFixture::answer(7, 308))
         .await;
     assert!(matches!(late, Err(StoreError::AlreadyAnswered)), "{late:?}");
-    // Reading the request publishes it.
-    let read = requests.request(&f.id).await.unwrap();
-    assert!(read.answered_at.is_some());
+    // Reading publishes nothing; the repair does.
+    assert!(requests.request(&f.id).await.unwrap().answered_at.is_some());
+    assert!(
+        matches!(take().await, Err(StoreError::NotFound)),
+        "a read published it"
+    );
+    requests.repair_request(&f.id).await.unwrap();
+    let pending = store
+        .client()
+        .head_object()
+        .bucket(store.bucket())
+        .key(format!("{key}.pending.crashed"))
+        .send()
+        .await;
+    assert!(pending.is_err(), "the pending copy of the answer is left");
     assert_eq!(take().await.unwrap(), answer);
-    // Read again after the take: nothing is published again.
-    requests.request(&f.id).await.unwrap();
+    // A repair after the take makes nothing readable again.
+    requests.repair_request(&f.id).await.unwrap();
     assert!(matches!(take().await, Err(StoreError::NotFound)));
     requests.withdraw_request(&f.id).await.unwrap();
 }

@@ -224,11 +224,18 @@ impl Service {
             StoreError::NotFound => ServiceError::Gone,
             e => self.failed(e.into()),
         })?;
-        if check(&stored) {
-            Ok(stored)
-        } else {
-            Err(self.failed(ServiceError::Gone))
+        if !check(&stored) {
+            return Err(self.failed(ServiceError::Gone));
         }
+        if stored.answered_at.is_some() {
+            // Only now that a proof holds: finish an answer a crashed
+            // responder left half-stored (S3).
+            self.requests()?
+                .repair_request(id)
+                .await
+                .map_err(|e| self.failed(e.into()))?;
+        }
+        Ok(stored)
     }
 
     /// The request as its responder sees it, for the holder of the request

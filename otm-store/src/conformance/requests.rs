@@ -386,3 +386,57 @@ pub async fn requests_race_one_answer(store: Arc<dyn BlobStore>, rounds: Rounds)
         );
     }
 }
+
+/// A withdrawal racing answers: once the withdrawal has returned, no answer
+/// (earlier, concurrent or later) can be taken, and the request is gone;
+/// an answer refused during it is refused plainly (not found, or already
+/// answered when another answer won first).
+pub async fn requests_withdrawal_beats_every_answer(store: Arc<dyn BlobStore>, rounds: Rounds) {
+    if requests(&store).is_none() {
+        return;
+    }
+    let trials = (rounds.race_trials / 4).max(5);
+    for trial in 0..trials {
+        let f = RequestFixture::hour();
+        let requests = store.requests().expect("declared");
+        requests
+            .put_request(&f.id, f.request.clone())
+            .await
+            .unwrap();
+        let barrier = Arc::new(Barrier::new(9));
+        let mut tasks = JoinSet::new();
+        for responder in 0..8u8 {
+            let (store, barrier, id) = (store.clone(), barrier.clone(), f.id);
+            tasks.spawn(async move {
+                barrier.wait().await;
+                let r = store
+                    .requests()
+                    .expect("declared")
+                    .answer_request(&id, RequestFixture::answer(responder, 308))
+                    .await;
+                match r {
+                    Ok(()) | Err(StoreError::AlreadyAnswered) | Err(StoreError::NotFound) => {}
+                    Err(e) => panic!("trial {trial}: answer: {e:?}"),
+                }
+            });
+        }
+        barrier.wait().await;
+        requests.withdraw_request(&f.id).await.unwrap();
+        while let Some(joined) = tasks.join_next().await {
+            joined.unwrap();
+        }
+        assert_not_found(
+            store
+                .take(&f.id, f.secrets.access_proof(), f.secrets.claim_proof())
+                .await,
+            &format!("trial {trial}: an answer after the withdrawal"),
+        );
+        assert_not_found(requests.request(&f.id).await, "withdrawn");
+        assert_not_found(
+            requests
+                .answer_request(&f.id, RequestFixture::answer(99, 308))
+                .await,
+            "an answer after the withdrawal",
+        );
+    }
+}

@@ -107,10 +107,13 @@ pub const ANSWER_MANAGE: ManageVerifier = ManageVerifier::from_bytes([0; 32]);
 ///   and [`ANSWER_MANAGE`] (so it leaves a receipt); with events on,
 ///   `request.answered` is recorded instead of `message.created`. A missing
 ///   or expired request is [`StoreError::NotFound`](crate::StoreError::NotFound); an answer that is
-///   empty or longer than [`MAX_ANSWER_LEN`](otm_core::MAX_ANSWER_LEN) is refused before anything
-///   happens.
-/// - **withdraw_request** removes the request and, in the same step, burns
-///   its answer if it was not taken yet (with events on, `message.burned`);
+///   empty, or longer than the store's
+///   [`max_envelope_len`](crate::StoreOptions::max_envelope_len) allows for
+///   an answer (the envelope's limit plus the 19 bytes an answer adds; by
+///   default [`MAX_ANSWER_LEN`](otm_core::MAX_ANSWER_LEN)), is refused before anything happens.
+/// - **withdraw_request** removes the request and burns its answer if it
+///   was not taken yet (with events on, `message.burned`), so that no
+///   answer, earlier or concurrent, can be taken after it returns;
 ///   [`StoreError::NotFound`](crate::StoreError::NotFound) when there is no live request.
 /// - Expired requests are removed like expired messages: by the backend
 ///   itself (Redis key TTLs) or by the store's purge.
@@ -127,6 +130,16 @@ pub trait RequestStore: Send + Sync {
 
     /// Removes a request and burns its answer if not yet taken.
     async fn withdraw_request(&self, id: &MessageId) -> Result<()>;
+
+    /// Finishes what a caller that died in the middle of an answer left
+    /// undone, for a backend whose answer is more than one atomic step (S3:
+    /// an answer decided but not yet published as the message). The service
+    /// calls it once a proof for the request is verified (never for an ID
+    /// alone); a store whose answer is one atomic step has nothing to do.
+    async fn repair_request(&self, id: &MessageId) -> Result<()> {
+        let _ = id;
+        Ok(())
+    }
 }
 
 /// Checks shared by every backend's `put_request`; returns the expiry in
@@ -156,18 +169,21 @@ pub(crate) fn check_request(request: &NewRequest) -> Result<(i64, std::time::Dur
     feature = "redis",
     feature = "s3"
 ))]
-pub(crate) fn check_answer(answer: &[u8]) -> Result<()> {
+pub(crate) fn check_answer(opts: &super::StoreOptions, answer: &[u8]) -> Result<()> {
     use super::StoreError;
-    use otm_core::MAX_ANSWER_LEN;
+    use otm_core::{MAX_ANSWER_LEN, MAX_ENVELOPE_LEN};
     if answer.is_empty() {
         return Err(StoreError::Invalid {
             reason: "the answer is empty",
         });
     }
-    if answer.len() > MAX_ANSWER_LEN {
+    let max = opts
+        .max_envelope_len
+        .saturating_add(MAX_ANSWER_LEN - MAX_ENVELOPE_LEN);
+    if answer.len() > max {
         return Err(StoreError::TooLarge {
             len: answer.len(),
-            max: MAX_ANSWER_LEN,
+            max,
         });
     }
     Ok(())

@@ -77,14 +77,14 @@ impl RequestStore for PostgresStore {
     }
 
     async fn answer_request(&self, id: &MessageId, answer: Vec<u8>) -> Result<()> {
-        check_answer(&answer)?;
+        check_answer(&self.opts, &answer)?;
         let now = unix_ms(SystemTime::now());
-        // `live` reads the snapshot the statement started with: a request
-        // that was live then and is not marked now was answered by a
-        // concurrent caller. (A live message row under a request's ID can
-        // only be its answer, which a marked request already has: the
-        // insert cannot conflict without the update finding nothing.)
-        let (live, stored): (i64, i64) = sqlx::query_as(&format!(
+        // One statement: the mark (concurrent answers wait for the row lock
+        // and then find the request marked), the answer's row, its event.
+        // (A live message row under a request's ID can only be its answer,
+        // which a marked request already has: the insert cannot conflict
+        // without the update finding nothing.)
+        let stored: i64 = sqlx::query_scalar(&format!(
             "WITH marked AS (
                  UPDATE {q} SET answered_at_ms = $5
                  WHERE id = $1 AND expires_at_ms > $5 AND answered_at_ms IS NULL
@@ -101,8 +101,7 @@ impl RequestStore for PostgresStore {
                  INSERT INTO {e} (kind, message, reference, at_ms, attempts, due_ms, creator)
                  SELECT $4, id, reference, $5, 0, $5, creator FROM stored WHERE $7),
              receipt AS (DELETE FROM {r} WHERE id IN (SELECT id FROM stored))
-             SELECT (SELECT count(*) FROM {q} WHERE id = $1 AND expires_at_ms > $5),
-                    (SELECT count(*) FROM stored)",
+             SELECT count(*) FROM stored",
             q = self.requests,
             t = self.table(),
             e = self.events,
@@ -118,44 +117,72 @@ impl RequestStore for PostgresStore {
         .fetch_one(self.pool())
         .await
         .map_err(|e| classify("answer a request", e))?;
-        match (live, stored) {
-            (_, 1..) => Ok(()),
-            (0, _) => Err(StoreError::NotFound),
-            _ => Err(StoreError::AlreadyAnswered),
+        if stored > 0 {
+            return Ok(());
         }
+        // Nothing stored: answered already, or gone (expired, withdrawn).
+        // Asked in a statement of its own, so that it sees what a
+        // concurrent answer or withdrawal committed.
+        let live: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {q} WHERE id = $1 AND expires_at_ms > $2",
+            q = self.requests
+        ))
+        .bind(&id.as_bytes()[..])
+        .bind(now)
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| classify("answer a request", e))?;
+        Err(match live {
+            0 => StoreError::NotFound,
+            _ => StoreError::AlreadyAnswered,
+        })
     }
 
     async fn withdraw_request(&self, id: &MessageId) -> Result<()> {
+        let op = "withdraw a request";
         let now = unix_ms(SystemTime::now());
-        let gone: i64 = sqlx::query_scalar(&format!(
-            "WITH gone AS (
-                 DELETE FROM {q} WHERE id = $1 AND expires_at_ms > $2 RETURNING id),
-             burned AS (
-                 DELETE FROM {t} WHERE id IN (SELECT id FROM gone)
+        let key = &id.as_bytes()[..];
+        let mut tx = self.pool().begin().await.map_err(|e| classify(op, e))?;
+        // The request's row lock first: an answer in progress holds it
+        // until it commits, so what follows sees its answer (each statement
+        // takes a new snapshot), and an answer that comes later waits and
+        // then finds no request.
+        let locked: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT expires_at_ms FROM {q} WHERE id = $1 AND expires_at_ms > $2 FOR UPDATE",
+            q = self.requests
+        ))
+        .bind(key)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| classify(op, e))?;
+        if locked.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query(&format!(
+            "WITH burned AS (
+                 DELETE FROM {t} WHERE id = $1
                  RETURNING id, reference, creator, failed_attempts, expires_at_ms),
              event AS (
                  INSERT INTO {e} (kind, message, reference, at_ms, attempts, due_ms, creator)
                  SELECT $3, id, reference, $2, 0, $2, creator FROM burned
                  WHERE $4 AND failed_attempts < $5 AND expires_at_ms > $2),
-             receipt AS (DELETE FROM {r} WHERE id IN (SELECT id FROM gone))
-             SELECT count(*) FROM gone",
+             receipt AS (DELETE FROM {r} WHERE id = $1)
+             DELETE FROM {q} WHERE id = $1",
             q = self.requests,
             t = self.table(),
             e = self.events,
             r = self.receipts,
         ))
-        .bind(&id.as_bytes()[..])
+        .bind(key)
         .bind(now)
         .bind(EventKind::Burned.code())
         .bind(self.opts.events)
         .bind(i64::from(self.opts.max_failed_attempts))
-        .fetch_one(self.pool())
+        .execute(&mut *tx)
         .await
-        .map_err(|e| classify("withdraw a request", e))?;
-        if gone == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        .map_err(|e| classify(op, e))?;
+        tx.commit().await.map_err(|e| classify(op, e))
     }
 }
 

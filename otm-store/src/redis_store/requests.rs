@@ -170,7 +170,7 @@ impl RequestStore for RedisStore {
     }
 
     async fn answer_request(&self, id: &MessageId, answer: Vec<u8>) -> Result<()> {
-        check_answer(&answer)?;
+        check_answer(&self.opts, &answer)?;
         let op = "answer a request";
         let mut invocation = self.on_request(&self.requests.answer, id);
         invocation

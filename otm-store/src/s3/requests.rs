@@ -3,25 +3,31 @@
 //! | key | what |
 //! |---|---|
 //! | `P{id}.request` | the request: body the sealed note; metadata `otm-expires`, `otm-answer` (the answer verifier), `otm-access`, `otm-verifier`, any `otm-reference` and `otm-creator` |
-//! | `P{id}.answered` | the decision: created once with `If-None-Match: *`; body the answer, metadata `otm-changed` (when) |
-//! | `P{id}` | the answer as a message (generation `answer`), published from the decision |
+//! | `P{id}.pending.{n}` | a responder's answer before the decision (`n` random per answer) |
+//! | `P{id}.answered` | the decision: empty, created once with `If-None-Match: *`; metadata `otm-changed` (when) and `otm-pending` (whose answer), or `otm-withdrawn` |
+//! | `P{id}` | the answer as a message (generation `answer`), published from the winner's pending object |
 //!
-//! - **One answer.** Answering creates `P{id}.answered` with
-//!   `If-None-Match: *`: of any number of responders exactly one creates
-//!   it; every other gets `412` and is told the request was answered. The
-//!   object stays until the bucket's lifecycle rule removes it, so no later
-//!   answer is ever stored, also after the answer was taken.
-//! - **Nothing lost.** The answer is durable in the decision before it is
-//!   published as the message `P{id}`. A responder that dies in between
-//!   leaves it unpublished; the next reading of the request (its status,
-//!   the asker's page) publishes it again from the decision.
+//! - **One answer.** A responder writes its answer to a pending object of
+//!   its own, then creates the decision with `If-None-Match: *`, naming it:
+//!   of any number of responders exactly one creates it; every other is told
+//!   the request was answered and deletes its pending object. The decision
+//!   stays until the bucket's lifecycle rule removes it, so no later answer
+//!   is ever stored, also after the answer was taken.
+//! - **Nothing lost.** The winner publishes its pending object as the
+//!   message `P{id}` and deletes it. A responder that dies in between leaves
+//!   the answer in its pending object, which the decision names;
+//!   [`RequestStore::repair_request`], which the service runs once a
+//!   proof is verified, publishes it.
 //! - **Read once.** Every answer message has the generation `answer`, and
 //!   taking it always goes through the claim object `P{id}.answer.claim`
-//!   (whatever the store's claim method): a second copy published by a
-//!   late repair after the answer was taken can never be claimed.
-//! - **Withdrawal** first creates the decision itself (empty, so that no
-//!   answer can come after), then removes the request and destroys an
-//!   answer not yet taken.
+//!   (whatever the store's claim method): a copy published by a late repair
+//!   after the answer was taken can never be claimed, and reads as opened.
+//! - **Withdrawal** removes the request object first, then creates the
+//!   decision itself (withdrawn: no answer after it) or, when there was an
+//!   answer, claims and deletes it and its pending object. A withdrawal cut
+//!   short after the first step leaves what follows to the lifecycle rule
+//!   (the request is gone either way; an answer left behind opens only with
+//!   the receive link).
 
 use super::*;
 use crate::{check_answer, check_request, NewRequest, RequestStore, StoredRequest, ANSWER_MANAGE};
@@ -32,11 +38,14 @@ use otm_core::AnswerVerifier;
 pub(super) const ANSWER_GEN: &str = "answer";
 const META_ANSWER: &str = "otm-answer";
 const META_WITHDRAWN: &str = "otm-withdrawn";
+const META_PENDING: &str = "otm-pending";
 
 /// The decision object, as a HEAD finds it.
 struct Decision {
     at_ms: i64,
     withdrawn: bool,
+    /// The winning answer's pending object's name.
+    pending: Option<String>,
 }
 
 impl S3Store {
@@ -46,6 +55,59 @@ impl S3Store {
 
     fn decision_key(&self, id: &MessageId) -> String {
         format!("{}.answered", self.key_of(id))
+    }
+
+    fn pending_key(&self, id: &MessageId, n: &str) -> String {
+        format!("{}.pending.{n}", self.key_of(id))
+    }
+
+    fn answer_claim_key(&self, id: &MessageId) -> String {
+        format!("{}.{ANSWER_GEN}.claim", self.key_of(id))
+    }
+
+    /// Creates `key` if absent (`PutObject` with `If-None-Match: *`):
+    /// `true` if this call created it, `false` if it exists. A `409` (a
+    /// concurrent conditional write to it still in progress, which may yet
+    /// fail) is asked again, not taken for "exists".
+    async fn create_once(
+        &self,
+        key: &str,
+        metadata: &[(&str, String)],
+        op: &'static str,
+    ) -> Result<bool> {
+        for attempt in 0..20u64 {
+            let mut req = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .if_none_match("*")
+                .body(ByteStream::from(Vec::new()));
+            for (name, value) in metadata {
+                req = req.metadata(*name, value);
+            }
+            match req.send().await {
+                Ok(_) => return Ok(true),
+                Err(e) if is_status(&e, 412) => return Ok(false),
+                Err(e) if is_status(&e, 409) => {
+                    tokio::time::sleep(Duration::from_millis(10 * (attempt + 1))).await;
+                }
+                Err(e) => return Err(classify(op, e)),
+            }
+        }
+        Err(StoreError::Unavailable {
+            op,
+            source: "a conditional write to the same object kept conflicting".into(),
+        })
+    }
+
+    /// Whether `key` exists (`HeadObject`).
+    async fn exists(&self, key: &str, op: &'static str) -> Result<bool> {
+        match self.head_request(key).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(classify(op, e)),
+        }
     }
 
     /// The request object: its ETag and the request, live or not.
@@ -131,6 +193,7 @@ impl S3Store {
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0),
                     withdrawn: meta.contains_key(META_WITHDRAWN),
+                    pending: meta.get(META_PENDING).cloned(),
                 }))
             }
             Err(e) if is_not_found(&e) => Ok(None),
@@ -156,57 +219,62 @@ impl S3Store {
         metadata
     }
 
-    /// Publishes the answer held by the decision as the message `P{id}`,
+    /// Publishes the pending answer `pending` as the message `P{id}`,
     /// unless it is there, was taken (its claim object exists) or had its
-    /// attempts used up. Checks the message before the claim: a take
-    /// creates the claim before it deletes the message, so a message found
-    /// missing with no claim after it was never published (a copy made
-    /// anyway, by a race with a take, can never be claimed).
-    async fn republish(&self, id: &MessageId, request: &NewRequest) -> Result<()> {
-        let key = self.key_of(id);
-        if self.fetch(id).await?.is_some() {
-            return Ok(());
-        }
-        let claim = format!("{key}.{ANSWER_GEN}.claim");
-        match self.head_request(&claim).send().await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(classify("read a request's answer", e)),
-        }
-        let last = format!("{key}.{ANSWER_GEN}.a{}", self.opts.max_failed_attempts);
-        match self.head_request(&last).send().await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(classify("read a request's answer", e)),
-        }
+    /// attempts used up, then deletes the pending object. Checks the
+    /// message before the claim: a take creates the claim before it
+    /// deletes the message, so a message found missing with no claim after
+    /// it was never published; a copy made anyway, by a race with a take,
+    /// can never be claimed, and is deleted here when the claim shows up.
+    async fn publish(&self, id: &MessageId, request: &NewRequest, pending: &str) -> Result<()> {
         let op = "publish a request's answer";
-        let body = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.decision_key(id))
+        let key = self.key_of(id);
+        let pending_key = self.pending_key(id, pending);
+        let unpublished = self.fetch(id).await?.is_none()
+            && !self.exists(&self.answer_claim_key(id), op).await?
+            && !self
+                .exists(
+                    &format!("{key}.{ANSWER_GEN}.a{}", self.opts.max_failed_attempts),
+                    op,
+                )
+                .await?;
+        if unpublished {
+            let body = match self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&pending_key)
+                .send()
+                .await
+            {
+                Ok(out) => out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| StoreError::Unavailable {
+                        op,
+                        source: Box::new(e),
+                    })?
+                    .into_bytes()
+                    .to_vec(),
+                // Published and cleaned up by someone else meanwhile.
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(e) => return Err(classify(op, e)),
+            };
+            let created = self
+                .put_if_absent(&key, body, &Self::answer_metadata(request))
+                .await
+                .map_err(|e| e.into_store(op))?;
+            if let Some(etag) = created {
+                if self.exists(&self.answer_claim_key(id), op).await? {
+                    self.delete_version(&key, &etag).await?;
+                }
+            }
+        }
+        self.delete_request(&pending_key)
             .send()
             .await
-        {
-            Ok(out) => out
-                .body
-                .collect()
-                .await
-                .map_err(|e| StoreError::Unavailable {
-                    op,
-                    source: Box::new(e),
-                })?
-                .into_bytes()
-                .to_vec(),
-            Err(e) if is_not_found(&e) => return Ok(()),
-            Err(e) => return Err(classify(op, e)),
-        };
-        if body.is_empty() {
-            return Ok(());
-        }
-        self.put_if_absent(&key, body, &Self::answer_metadata(request))
-            .await
-            .map_err(|e| e.into_store(op))?;
+            .map_err(|e| classify(op, e))?;
         Ok(())
     }
 }
@@ -260,12 +328,7 @@ impl RequestStore for S3Store {
         let (_, request) = self.live_request(id).await?;
         let answered_at = match self.fetch_decision(id).await? {
             Some(d) if d.withdrawn => return Err(StoreError::NotFound),
-            Some(d) => {
-                // An answer whose responder died before publishing it is
-                // published now.
-                self.republish(id, &request).await?;
-                Some(from_unix_ms(d.at_ms))
-            }
+            Some(d) => Some(from_unix_ms(d.at_ms)),
             None => None,
         };
         Ok(StoredRequest {
@@ -274,69 +337,108 @@ impl RequestStore for S3Store {
         })
     }
 
-    async fn answer_request(&self, id: &MessageId, answer: Vec<u8>) -> Result<()> {
-        check_answer(&answer)?;
+    async fn repair_request(&self, id: &MessageId) -> Result<()> {
         let (_, request) = self.live_request(id).await?;
+        match self.fetch_decision(id).await? {
+            Some(Decision {
+                withdrawn: false,
+                pending: Some(pending),
+                ..
+            }) => {
+                if self
+                    .exists(&self.pending_key(id, &pending), "repair a request")
+                    .await?
+                {
+                    self.publish(id, &request, &pending).await?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn answer_request(&self, id: &MessageId, answer: Vec<u8>) -> Result<()> {
+        check_answer(&self.opts, &answer)?;
+        let op = "answer a request";
+        let (_, request) = self.live_request(id).await?;
+        let pending = random_hex()?;
+        let pending_key = self.pending_key(id, &pending);
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&pending_key)
+            .body(ByteStream::from(answer))
+            .send()
+            .await
+            .map_err(|e| classify(op, e))?;
         let now = unix_ms(SystemTime::now());
         let decided = self
-            .put_if_absent(
+            .create_once(
                 &self.decision_key(id),
-                answer.clone(),
-                &[(META_CHANGED, now.to_string())],
+                &[
+                    (META_CHANGED, now.to_string()),
+                    (META_PENDING, pending.clone()),
+                ],
+                op,
             )
-            .await
-            .map_err(|e| e.into_store("answer a request"))?;
-        if decided.is_none() {
+            .await?;
+        if !decided {
+            self.delete_request(&pending_key)
+                .send()
+                .await
+                .map_err(|e| classify(op, e))?;
             return match self.fetch_decision(id).await? {
-                Some(d) if d.withdrawn => Err(StoreError::NotFound),
-                _ => Err(StoreError::AlreadyAnswered),
+                Some(d) if !d.withdrawn => Err(StoreError::AlreadyAnswered),
+                _ => Err(StoreError::NotFound),
             };
         }
-        // The decision holds the answer; a failure from here on is
-        // repaired by the next reading of the request.
-        self.put_if_absent(&self.key_of(id), answer, &Self::answer_metadata(&request))
-            .await
-            .map_err(|e| e.into_store("publish a request's answer"))?;
-        Ok(())
+        // Decided: the answer is this one. A failure from here on leaves it
+        // pending, for `repair_request` to publish.
+        self.publish(id, &request, &pending).await
     }
 
     async fn withdraw_request(&self, id: &MessageId) -> Result<()> {
+        let op = "withdraw a request";
         let (etag, _) = self.live_request(id).await?;
+        if !self.delete_version(&self.request_key(id), &etag).await? {
+            return Err(StoreError::NotFound);
+        }
         let now = unix_ms(SystemTime::now());
-        // No answer after this: decide for "withdrawn" if nobody answered.
         let blocked = self
-            .put_if_absent(
+            .create_once(
                 &self.decision_key(id),
-                Vec::new(),
                 &[
                     (META_CHANGED, now.to_string()),
                     (META_WITHDRAWN, "1".to_owned()),
                 ],
+                op,
             )
-            .await
-            .map_err(|e| e.into_store("withdraw a request"))?;
-        if blocked.is_none() {
-            if let Some(d) = self.fetch_decision(id).await? {
-                if d.withdrawn {
-                    return Err(StoreError::NotFound);
-                }
-            }
-            // Answered: the answer goes too, if not taken yet (its claim
-            // object makes a copy a late repair may still publish
-            // unclaimable).
-            let claim = format!("{}.{ANSWER_GEN}.claim", self.key_of(id));
-            let claimed = self
-                .put_if_absent(&claim, Vec::new(), &[])
-                .await
-                .map_err(|e| e.into_store("withdraw a request"))?;
-            if claimed.is_some() {
-                self.delete_request(&self.key_of(id))
-                    .send()
-                    .await
-                    .map_err(|e| classify("withdraw a request", e))?;
-            }
+            .await?;
+        if blocked {
+            return Ok(());
         }
-        self.delete_version(&self.request_key(id), &etag).await?;
+        // Answered: the answer goes too, if not taken yet. Its claim object
+        // keeps any copy a late publication makes unclaimable.
+        let claimed = self
+            .put_if_absent(&self.answer_claim_key(id), Vec::new(), &[])
+            .await
+            .map_err(|e| e.into_store(op))?;
+        if claimed.is_some() {
+            self.delete_request(&self.key_of(id))
+                .send()
+                .await
+                .map_err(|e| classify(op, e))?;
+        }
+        if let Some(Decision {
+            pending: Some(pending),
+            ..
+        }) = self.fetch_decision(id).await?
+        {
+            self.delete_request(&self.pending_key(id, &pending))
+                .send()
+                .await
+                .map_err(|e| classify(op, e))?;
+        }
         Ok(())
     }
 }

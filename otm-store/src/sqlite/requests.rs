@@ -47,7 +47,7 @@ impl RequestStore for SqliteStore {
     }
 
     async fn answer_request(&self, id: &MessageId, answer: Vec<u8>) -> Result<()> {
-        check_answer(&answer)?;
+        check_answer(&self.opts, &answer)?;
         let write = Write::Answer { id: *id, answer };
         self.writer.write(write).await.map(|_| ())
     }
