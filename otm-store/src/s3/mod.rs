@@ -224,12 +224,10 @@ impl BlobStore for S3Store {
         if let Some(manage) = message.manage {
             metadata.push((META_MANAGE, manage.to_base64url()));
         }
-        if let Some(creator) = &message.creator {
-            metadata.push((META_CREATOR, encode_reference(&creator.to_string())));
-        }
-        if let Some(reference) = &message.reference {
-            metadata.push((META_REFERENCE, encode_reference(reference)));
-        }
+        metadata.extend(objects::origin_metadata(
+            message.creator.as_ref(),
+            message.reference.as_deref(),
+        ));
         for _ in 0..3 {
             let created = self
                 .put_if_absent(&key, message.envelope.clone(), &metadata)

@@ -4,6 +4,30 @@
 
 use super::*;
 
+/// All of an object's body.
+pub(super) async fn body_bytes(body: ByteStream, op: &'static str) -> Result<Vec<u8>> {
+    let body = body.collect().await.map_err(|e| StoreError::Unavailable {
+        op,
+        source: Box::new(e),
+    })?;
+    Ok(body.into_bytes().to_vec())
+}
+
+/// The metadata of a creator and a reference, when given.
+pub(super) fn origin_metadata(
+    creator: Option<&crate::Creator>,
+    reference: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let mut metadata = Vec::new();
+    if let Some(creator) = creator {
+        metadata.push((META_CREATOR, encode_reference(&creator.to_string())));
+    }
+    if let Some(reference) = reference {
+        metadata.push((META_REFERENCE, encode_reference(reference)));
+    }
+    metadata
+}
+
 impl S3Store {
     /// A `DeleteObject` request for `key` in this store's bucket.
     pub(super) fn delete_request(
@@ -109,15 +133,7 @@ impl S3Store {
             Err(e) if is_not_found(&e) || is_status(&e, 412) => return Ok(None),
             Err(e) => return Err(classify(op, e)),
         };
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Unavailable {
-                op,
-                source: Box::new(e),
-            })?;
-        Ok(Some(body.into_bytes().to_vec()))
+        Ok(Some(body_bytes(out.body, op).await?))
     }
 
     /// Deletes the message object if it still is the version `etag`.

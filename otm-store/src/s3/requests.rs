@@ -147,16 +147,7 @@ impl S3Store {
             .get(META_VERIFIER)
             .and_then(|v| ClaimVerifier::from_base64url(v).ok())
             .ok_or_else(|| corrupt("a request has no valid otm-verifier metadata"))?;
-        let note = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Unavailable {
-                op,
-                source: Box::new(e),
-            })?
-            .into_bytes()
-            .to_vec();
+        let note = super::objects::body_bytes(out.body, op).await?;
         Ok(Some((
             etag,
             NewRequest {
@@ -210,12 +201,10 @@ impl S3Store {
             (META_GEN, ANSWER_GEN.to_owned()),
             (META_MANAGE, ANSWER_MANAGE.to_base64url()),
         ];
-        if let Some(creator) = &request.creator {
-            metadata.push((META_CREATOR, encode_reference(&creator.to_string())));
-        }
-        if let Some(reference) = &request.reference {
-            metadata.push((META_REFERENCE, encode_reference(reference)));
-        }
+        metadata.extend(super::objects::origin_metadata(
+            request.creator.as_ref(),
+            request.reference.as_deref(),
+        ));
         metadata
     }
 
@@ -247,16 +236,7 @@ impl S3Store {
                 .send()
                 .await
             {
-                Ok(out) => out
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| StoreError::Unavailable {
-                        op,
-                        source: Box::new(e),
-                    })?
-                    .into_bytes()
-                    .to_vec(),
+                Ok(out) => super::objects::body_bytes(out.body, op).await?,
                 // Published and cleaned up by someone else meanwhile.
                 Err(e) if is_not_found(&e) => return Ok(()),
                 Err(e) => return Err(classify(op, e)),
@@ -290,12 +270,10 @@ impl RequestStore for S3Store {
             (META_ACCESS, request.access.to_base64url()),
             (META_VERIFIER, request.verifier.to_base64url()),
         ];
-        if let Some(creator) = &request.creator {
-            metadata.push((META_CREATOR, encode_reference(&creator.to_string())));
-        }
-        if let Some(reference) = &request.reference {
-            metadata.push((META_REFERENCE, encode_reference(reference)));
-        }
+        metadata.extend(super::objects::origin_metadata(
+            request.creator.as_ref(),
+            request.reference.as_deref(),
+        ));
         for _ in 0..3 {
             let created = self
                 .put_if_absent(&key, request.note.clone(), &metadata)
