@@ -202,6 +202,13 @@ struct Args {
     #[arg(long, env = "OTM_CREATE_REQUIRES_TOKEN")]
     create_requires_token: bool,
 
+    /// Who may ask someone for a secret ("Request a secret", POST
+    /// /api/v1/requests): anyone who may create messages, only API token
+    /// holders, or nobody. A request page on your domain is what a phishing
+    /// page would want: keep it to people you know where that matters.
+    #[arg(long, env = "OTM_REQUESTS", value_enum, default_value = "anyone")]
+    requests: tokens::Askers,
+
     /// How long a server holds the events it is delivering before another
     /// replica may take them over; after a crash, its events wait this long.
     /// At least 15 s: a delivery's 10 s timeout and 5 s to mark it.
@@ -586,7 +593,11 @@ fn token_policy(
     manage_key: Option<&str>,
 ) -> Result<Option<tokens::TokenPolicy>, String> {
     let from_env = std::env::var("OTM_API_TOKENS").ok();
-    if args.api_tokens_file.is_none() && from_env.is_none() && !args.create_requires_token {
+    if args.api_tokens_file.is_none()
+        && from_env.is_none()
+        && !args.create_requires_token
+        && args.requests == tokens::Askers::Anyone
+    {
         return Ok(None);
     }
     let mut policy = tokens::TokenPolicy::parse("", "no tokens", false)?;
@@ -602,6 +613,14 @@ fn token_policy(
     if let Some(text) = from_env {
         policy.extend(tokens::TokenPolicy::parse(&text, "OTM_API_TOKENS", false)?);
     }
+    if args.requests == tokens::Askers::TokenHolders && !policy.any_create() {
+        return Err(
+            "--requests token-holders, but no API token with the create scope is \
+             configured (--api-tokens-file or OTM_API_TOKENS)"
+                .into(),
+        );
+    }
+    let mut policy = policy.with_askers(args.requests);
     if args.create_requires_token {
         if !policy.any_create() {
             return Err(

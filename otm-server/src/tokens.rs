@@ -123,6 +123,22 @@ pub(crate) struct TokenPolicy {
     entries: Vec<Entry>,
     required: bool,
     manage_key: Option<ManageKey>,
+    /// Who may ask for a secret (`--requests`).
+    askers: Askers,
+}
+
+/// Who may create requests for a secret (`--requests`): a request page on
+/// a trusted domain is what a phishing page would want, so an operator
+/// can keep it to API token holders, or turn it off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Askers {
+    /// Whoever may create messages.
+    #[default]
+    Anyone,
+    /// Holders of an API token with the create scope only.
+    TokenHolders,
+    /// Nobody: the server takes no requests.
+    Off,
 }
 
 impl TokenPolicy {
@@ -181,6 +197,7 @@ impl TokenPolicy {
             entries,
             required,
             manage_key: None,
+            askers: Askers::Anyone,
         })
     }
 
@@ -213,6 +230,12 @@ impl TokenPolicy {
     /// Makes a token necessary to create.
     pub(crate) fn require(&mut self) {
         self.required = true;
+    }
+
+    /// Sets who may ask for a secret.
+    pub(crate) fn with_askers(mut self, askers: Askers) -> Self {
+        self.askers = askers;
+        self
     }
 
     /// How many tokens are configured.
@@ -290,7 +313,21 @@ impl CreatePolicy for TokenPolicy {
         Ok(Caller::ApiToken(holder))
     }
 
-    async fn decide(&self, caller: &Caller, _ask: &CreateAsk<'_>) -> Decision {
+    async fn decide(&self, caller: &Caller, ask: &CreateAsk<'_>) -> Decision {
+        if ask.request {
+            match (self.askers, caller) {
+                (Askers::Off, _) => {
+                    return Decision::deny("This server takes no requests for a secret.")
+                }
+                (Askers::TokenHolders, Caller::Anonymous(_)) => {
+                    return Decision::deny(
+                        "On this server only API token holders may ask for a secret: send \
+                         Authorization: Bearer <token>.",
+                    )
+                }
+                _ => {}
+            }
+        }
         match caller {
             Caller::Anonymous(_) if self.required => Decision::deny(
                 "This server creates messages for API token holders only: send \

@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 
 use common::{client, Server};
-use otm_client::{Client, Error};
+use otm_client::{AskOptions, Client, Error};
 use otm_core::{ErrorCode, SendOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_otm-server");
@@ -288,4 +288,60 @@ async fn a_bad_token_configuration_stops_the_server() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+/// `--requests token-holders`: anyone may still send messages, but only an
+/// API token holder may ask for a secret; the responder needs no token.
+/// `--requests off`: nobody may ask.
+#[tokio::test]
+async fn operators_decide_who_may_ask_for_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, entry) = new_token("helpdesk");
+    std::fs::write(dir.path().join("tokens"), format!("{entry}\n")).unwrap();
+    let server = Server::start(
+        BIN,
+        "sqlite://otm.sqlite3",
+        dir.path(),
+        &["--api-tokens-file", "tokens", "--requests", "token-holders"],
+    )
+    .await;
+    let anonymous = client(&server.base);
+    let err = anonymous.ask(&AskOptions::new()).await.unwrap_err();
+    assert!(denied(&err), "{err}");
+    assert!(err.to_string().contains("only API token holders"), "{err}");
+    // Messages are not affected.
+    anonymous
+        .send("still fine", &SendOptions::new())
+        .await
+        .unwrap();
+    let asked = with_token(&server.base, &token)
+        .ask(&AskOptions::new().note("for the helpdesk"))
+        .await
+        .unwrap();
+    let request = anonymous.read_request(&asked.request_link).await.unwrap();
+    assert_eq!(
+        request.creator.as_ref().and_then(|c| c.name()),
+        Some("helpdesk"),
+        "the responder is told who asked"
+    );
+    anonymous.reply(&asked.request_link, "42").await.unwrap();
+    drop(server);
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        BIN,
+        "sqlite://otm.sqlite3",
+        dir.path(),
+        &["--requests", "off"],
+    )
+    .await;
+    let err = client(&server.base)
+        .ask(&AskOptions::new())
+        .await
+        .unwrap_err();
+    assert!(denied(&err), "{err}");
+    client(&server.base)
+        .send("messages still work", &SendOptions::new())
+        .await
+        .unwrap();
 }
