@@ -463,3 +463,67 @@ async fn a_receiver_that_hangs_on_one_event_holds_up_only_that_event() {
     .await;
     service.shutdown().await;
 }
+
+/// A request's own events (`request.created`, `request.answered`), then
+/// its answer's `message.opened`, each with the request's creator and
+/// reference, reach the sink; the event IDs name the request.
+#[tokio::test]
+async fn a_requests_events_reach_the_sink() {
+    use otm_core::ReceiveSecret;
+    use otm_http::Ask;
+    let sink = Arc::new(Collect::default());
+    let (service, _base, _dir) = serve(sink.clone(), fast()).await;
+    let secret = ReceiveSecret::generate().unwrap();
+    let token = secret.answer_token();
+    let secrets = secret.answer_secrets(None);
+    let note = token
+        .seal_note(&secret.public_key(), "for ticket 9")
+        .unwrap();
+    let ask = Ask::new(
+        note,
+        token.proof().verifier(),
+        secrets.access_verifier(),
+        secrets.claim_verifier(),
+    )
+    .with_reference("ticket 9");
+    let asked = service.ask(&Caller::Server, ask).await.unwrap();
+    let id = asked.id;
+    let sealed = secret
+        .public_key()
+        .seal_answer(&id, "for ticket 9", "the answer")
+        .unwrap();
+    service
+        .answer(&Caller::Server, &id, &token.proof(), sealed.clone())
+        .await
+        .unwrap();
+    let envelope = service
+        .open(
+            &Caller::Server,
+            &id,
+            secrets.access_proof(),
+            secrets.claim_proof(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(envelope, sealed);
+
+    until(|| sink.0.lock().unwrap().len() >= 3, "three events").await;
+    let events = sink.0.lock().unwrap().clone();
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::RequestCreated,
+            EventKind::RequestAnswered,
+            EventKind::Opened
+        ]
+    );
+    for event in &events {
+        assert_eq!(event.message, id);
+        assert_eq!(event.reference.as_deref(), Some("ticket 9"));
+        assert_eq!(event.creator, Some(otm_core::Creator::Server));
+    }
+    assert_eq!(events[0].id(), format!("evt_{id}_request_created"));
+    assert_eq!(events[1].id(), format!("evt_{id}_request_answered"));
+    assert_eq!(events[2].id(), format!("evt_{id}_opened"));
+}
