@@ -263,6 +263,11 @@ impl BlobStore for Breaker {
         self.inner.rates().map(|_| self as &dyn crate::RateCounter)
     }
 
+    fn groups(&self) -> Option<&dyn crate::GroupStore> {
+        // Storing goes through the breaker, when the store can.
+        self.inner.groups().map(|_| self as &dyn crate::GroupStore)
+    }
+
     fn requests(&self) -> Option<&dyn crate::RequestStore> {
         // Requests go through the breaker, when the store keeps them.
         self.inner
@@ -278,6 +283,17 @@ impl Breaker {
         self.inner
             .requests()
             .ok_or(crate::StoreError::NotImplemented { what: "requests" })
+    }
+}
+
+#[async_trait]
+impl crate::GroupStore for Breaker {
+    async fn put_group(&self, messages: Vec<(MessageId, NewMessage)>) -> Result<()> {
+        let Some(inner) = self.inner.groups() else {
+            return Err(crate::StoreError::NotImplemented { what: "groups" });
+        };
+        self.guard("store a group of messages", inner.put_group(messages))
+            .await
     }
 }
 

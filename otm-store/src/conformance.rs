@@ -42,8 +42,10 @@ use tokio::task::JoinSet;
 
 use crate::{BlobStore, Creator, MessageState, NewMessage, StoreError};
 
+pub mod groups;
 pub mod outbox;
 pub mod requests;
+pub use groups::{groups_are_stored_all_or_none, groups_racing_for_an_id_store_one_whole};
 pub use outbox::{
     outbox_keeps_dead_letters_until_replayed, outbox_leases_once_and_retries,
     outbox_records_every_change,
@@ -1037,6 +1039,7 @@ where
     requests_answer_once_and_open_once(fresh().await).await;
     requests_refuse_bad_input(fresh().await).await;
     requests_expire_and_withdraw(fresh().await).await;
+    groups_are_stored_all_or_none(fresh().await).await;
     race_exactly_one_winner(fresh().await, rounds).await;
     concurrent_wrong_proofs_are_all_counted(fresh().await, rounds).await;
     concurrent_guesses_cannot_exceed_the_limit(fresh().await, rounds).await;
@@ -1044,6 +1047,7 @@ where
     model_matches_reference(fresh().await, rounds).await;
     requests_race_one_answer(fresh().await, rounds).await;
     requests_withdrawal_beats_every_answer(fresh().await, rounds).await;
+    groups_racing_for_an_id_store_one_whole(fresh().await, rounds).await;
 }
 
 /// Generates one `#[tokio::test]` per conformance case. `$make` is an async
@@ -1066,12 +1070,12 @@ macro_rules! conformance_suite {
             references_follow_the_message, creators_follow_the_message,
             quotas_count_atomically, rates_count_atomically,
             requests_answer_once_and_open_once, requests_refuse_bad_input,
-            requests_expire_and_withdraw);
+            requests_expire_and_withdraw, groups_are_stored_all_or_none);
         $crate::conformance_suite!(@repeated $make, $rounds;
             race_exactly_one_winner, concurrent_wrong_proofs_are_all_counted,
             concurrent_guesses_cannot_exceed_the_limit, wrong_access_never_counts_or_burns,
             model_matches_reference, requests_race_one_answer,
-            requests_withdrawal_beats_every_answer);
+            requests_withdrawal_beats_every_answer, groups_racing_for_an_id_store_one_whole);
     };
     (@cases $make:path; $($case:ident),+) => {
         $(

@@ -84,6 +84,14 @@ pub use contract::events::{Event, EventHandle, EventKind, Outbox, DEAD_LETTER_MS
     feature = "s3"
 ))]
 pub(crate) use contract::from_unix_ms;
+#[cfg(any(
+    feature = "memory",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "redis"
+))]
+pub(crate) use contract::groups::check_group;
+pub use contract::groups::{GroupStore, MAX_GROUP};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 pub(crate) use contract::rate_params;
 #[cfg(feature = "memory")]

@@ -84,6 +84,39 @@ struct Receipt {
 }
 
 impl Maps {
+    /// Whether a live message has this ID.
+    fn is_live(&self, id: &MessageId, now: i64) -> bool {
+        self.messages.get(id).is_some_and(|e| e.expires_at_ms > now)
+    }
+
+    /// Stores a checked message (replacing a dead one and a stale
+    /// receipt) and records `created` when `events`.
+    fn insert(
+        &mut self,
+        events: bool,
+        id: &MessageId,
+        message: NewMessage,
+        expires_at_ms: i64,
+        now: i64,
+    ) {
+        self.receipts.remove(id);
+        let origin = (message.creator.clone(), message.reference.clone());
+        self.messages.insert(
+            *id,
+            Entry {
+                envelope: message.envelope,
+                verifier: message.verifier,
+                access: message.access,
+                expires_at_ms,
+                failures: 0,
+                manage: message.manage,
+                creator: message.creator,
+                reference: message.reference,
+            },
+        );
+        self.record(events, EventKind::Created, id, origin, now);
+    }
+
     /// Records an event when `on` (the store's `events` option), in the
     /// same locked step as the change it reports.
     fn record(
@@ -196,30 +229,10 @@ impl BlobStore for MemoryStore {
         let (expires_at_ms, _) = check_new(&self.opts, &message)?;
         let now = unix_ms(SystemTime::now());
         let mut maps = self.lock();
-        if maps.messages.get(id).is_some_and(|e| e.expires_at_ms > now) {
+        if maps.is_live(id, now) {
             return Err(StoreError::Conflict);
         }
-        maps.receipts.remove(id);
-        maps.messages.insert(
-            *id,
-            Entry {
-                envelope: message.envelope,
-                verifier: message.verifier,
-                access: message.access,
-                expires_at_ms,
-                failures: 0,
-                manage: message.manage,
-                creator: message.creator.clone(),
-                reference: message.reference.clone(),
-            },
-        );
-        maps.record(
-            self.opts.events,
-            EventKind::Created,
-            id,
-            (message.creator, message.reference),
-            now,
-        );
+        maps.insert(self.opts.events, id, message, expires_at_ms, now);
         Ok(())
     }
 
@@ -343,6 +356,26 @@ impl BlobStore for MemoryStore {
 
     fn requests(&self) -> Option<&dyn RequestStore> {
         Some(self)
+    }
+
+    fn groups(&self) -> Option<&dyn crate::GroupStore> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::GroupStore for MemoryStore {
+    async fn put_group(&self, messages: Vec<(MessageId, NewMessage)>) -> Result<()> {
+        let checked = crate::check_group(&self.opts, &messages)?;
+        let now = unix_ms(SystemTime::now());
+        let mut maps = self.lock();
+        if messages.iter().any(|(id, _)| maps.is_live(id, now)) {
+            return Err(StoreError::Conflict);
+        }
+        for ((id, message), (expires_at_ms, _)) in messages.into_iter().zip(checked) {
+            maps.insert(self.opts.events, &id, message, expires_at_ms, now);
+        }
+        Ok(())
     }
 }
 

@@ -129,6 +129,17 @@ pub async fn outbox_records_every_change(store: Arc<dyn BlobStore>) {
         expected.insert((expired.id, EventKind::Expired), zoe());
     }
 
+    if let Some(groups) = store.groups() {
+        // Each member of a group records its own `created`.
+        let members: Vec<Fixture> = (0..2).map(|_| Fixture::hour()).collect();
+        groups
+            .put_group(members.iter().map(|f| (f.id, f.message.clone())).collect())
+            .await
+            .unwrap();
+        for f in &members {
+            expected.insert((f.id, EventKind::Created), (None, None));
+        }
+    }
     if let Some(requests) = store.requests() {
         // A request's own events, then its answer's like a message's; a
         // refused answer records nothing.

@@ -16,9 +16,11 @@ use otm_core::{
 };
 
 pub(crate) mod events;
+pub(crate) mod groups;
 pub(crate) mod requests;
 
 use events::Outbox;
+use groups::GroupStore;
 use requests::RequestStore;
 
 /// Who created a message (kept by the store in its text form).
@@ -338,6 +340,13 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
     /// The store's counting of quotas, when it can count atomically (every
     /// built-in backend can; S3 with a listing and conditional puts).
     fn quotas(&self) -> Option<&dyn QuotaCounter> {
+        None
+    }
+
+    /// The store's storing of several messages all or none
+    /// ([`GroupStore`]), for the backends that have one atomic step for
+    /// it: memory, SQLite, PostgreSQL and standalone Redis.
+    fn groups(&self) -> Option<&dyn GroupStore> {
         None
     }
 

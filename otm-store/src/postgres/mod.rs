@@ -383,50 +383,7 @@ fn check_transport(connect: &PgConnectOptions, allowed: bool) -> Result<()> {
 impl BlobStore for PostgresStore {
     async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
         let (expires_at_ms, _) = check_new(&self.opts, &message)?;
-        // The row, its `created` event and the removal of a stale receipt
-        // in one statement (one round trip).
-        let stored: i64 = sqlx::query_scalar(&format!(
-            "WITH stored AS (
-                 INSERT INTO {t} AS m
-                     (id, envelope, verifier, expires_at_ms, failed_attempts, manage, access,
-                      reference, creator)
-                 VALUES ($1, $2, $3, $4, 0, $7, $8, $9, $12)
-                 {REPLACE_DEAD}
-                 RETURNING id, reference, creator),
-             event AS (
-                 INSERT INTO {e} (kind, message, reference, at_ms, attempts, due_ms, creator)
-                 SELECT $11, id, reference, $5, 0, $5, creator FROM stored WHERE $10),
-             -- A receipt left by an earlier message with this ID (only
-             -- possible after that one expired) must not describe the new one.
-             -- (It sees receipts committed before this statement began: one
-             -- written by a removal of the old row that this put waited for
-             -- would stay. IDs are 128 random bits from the server, so a put
-             -- never races a removal of its own ID outside of tests.)
-             receipt AS (DELETE FROM {r} WHERE id IN (SELECT id FROM stored))
-             SELECT count(*) FROM stored",
-            t = self.table,
-            e = self.events,
-            r = self.receipts,
-        ))
-        .bind(&id.as_bytes()[..])
-        .bind(&message.envelope)
-        .bind(&message.verifier.as_bytes()[..])
-        .bind(expires_at_ms)
-        .bind(unix_ms(SystemTime::now()))
-        .bind(i64::from(self.opts.max_failed_attempts))
-        .bind(message.manage.map(|m| m.as_bytes().to_vec()))
-        .bind(&message.access.as_bytes()[..])
-        .bind(&message.reference)
-        .bind(self.opts.events)
-        .bind(EventKind::Created.code())
-        .bind(message.creator.as_ref().map(ToString::to_string))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| classify("store a message", e))?;
-        if stored == 0 {
-            return Err(StoreError::Conflict);
-        }
-        Ok(())
+        self.insert(&self.pool, id, &message, expires_at_ms).await
     }
 
     async fn take(
@@ -533,6 +490,25 @@ impl BlobStore for PostgresStore {
     fn requests(&self) -> Option<&dyn crate::RequestStore> {
         Some(self)
     }
+
+    fn groups(&self) -> Option<&dyn crate::GroupStore> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::GroupStore for PostgresStore {
+    async fn put_group(&self, messages: Vec<(MessageId, NewMessage)>) -> Result<()> {
+        let checked = crate::check_group(&self.opts, &messages)?;
+        let op = "store a group of messages";
+        // One transaction: a refused member (or any failure) rolls back
+        // those stored before it when `tx` is dropped uncommitted.
+        let mut tx = self.pool.begin().await.map_err(|e| classify(op, e))?;
+        for ((id, message), (expires_at_ms, _)) in messages.iter().zip(checked) {
+            self.insert(&mut *tx, id, message, expires_at_ms).await?;
+        }
+        tx.commit().await.map_err(|e| classify(op, e))
+    }
 }
 
 #[async_trait]
@@ -601,6 +577,64 @@ impl crate::QuotaCounter for PostgresStore {
 }
 
 impl PostgresStore {
+    /// Stores a checked message on `db` (the pool, or a transaction):
+    /// put-if-absent, [`StoreError::Conflict`] when a live message has the ID.
+    async fn insert<'c, E>(
+        &self,
+        db: E,
+        id: &MessageId,
+        message: &NewMessage,
+        expires_at_ms: i64,
+    ) -> Result<()>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+    {
+        // The row, its `created` event and the removal of a stale receipt
+        // in one statement (one round trip).
+        let stored: i64 = sqlx::query_scalar(&format!(
+            "WITH stored AS (
+                 INSERT INTO {t} AS m
+                     (id, envelope, verifier, expires_at_ms, failed_attempts, manage, access,
+                      reference, creator)
+                 VALUES ($1, $2, $3, $4, 0, $7, $8, $9, $12)
+                 {REPLACE_DEAD}
+                 RETURNING id, reference, creator),
+             event AS (
+                 INSERT INTO {e} (kind, message, reference, at_ms, attempts, due_ms, creator)
+                 SELECT $11, id, reference, $5, 0, $5, creator FROM stored WHERE $10),
+             -- A receipt left by an earlier message with this ID (only
+             -- possible after that one expired) must not describe the new one.
+             -- (It sees receipts committed before this statement began: one
+             -- written by a removal of the old row that this put waited for
+             -- would stay. IDs are 128 random bits from the server, so a put
+             -- never races a removal of its own ID outside of tests.)
+             receipt AS (DELETE FROM {r} WHERE id IN (SELECT id FROM stored))
+             SELECT count(*) FROM stored",
+            t = self.table,
+            e = self.events,
+            r = self.receipts,
+        ))
+        .bind(&id.as_bytes()[..])
+        .bind(&message.envelope)
+        .bind(&message.verifier.as_bytes()[..])
+        .bind(expires_at_ms)
+        .bind(unix_ms(SystemTime::now()))
+        .bind(i64::from(self.opts.max_failed_attempts))
+        .bind(message.manage.map(|m| m.as_bytes().to_vec()))
+        .bind(&message.access.as_bytes()[..])
+        .bind(&message.reference)
+        .bind(self.opts.events)
+        .bind(EventKind::Created.code())
+        .bind(message.creator.as_ref().map(ToString::to_string))
+        .fetch_one(db)
+        .await
+        .map_err(|e| classify("store a message", e))?;
+        if stored == 0 {
+            return Err(StoreError::Conflict);
+        }
+        Ok(())
+    }
+
     /// Deletes the row `removal` names and, in the same statement, records
     /// its receipt when the message has a manager and its event when events
     /// are on. For a take, the same statement also counts a wrong claim

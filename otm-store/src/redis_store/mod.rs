@@ -12,8 +12,8 @@ use redis::{RedisError, Script, Value};
 use rustls as _;
 
 use crate::{
-    check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, MessageState, MessageStatus,
-    NewMessage, Outbox, Result, StoreError, StoreOptions,
+    check_group, check_new, from_unix_ms, unix_ms, wrong_proof, BlobStore, MessageState,
+    MessageStatus, NewMessage, Outbox, Result, StoreError, StoreOptions,
 };
 
 mod config;
@@ -81,6 +81,7 @@ pub struct RedisStore {
     status_script: Script,
     quota_script: Script,
     rate_script: Script,
+    group_script: Script,
     outbox: outbox::Scripts,
     requests: requests::Scripts,
 }
@@ -156,14 +157,14 @@ local function event(kind, now, id)
   record(3, KEYS[1], kind, now, id)
 end
 ";
-// ARGV[8] now, ARGV[9] the ID's text (for the event), ARGV[10] the creator.
+// ARGV 1-9: a message's nine values (`message_args`), ARGV[10] now.
 const PUT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[1], 'e', ARGV[1], 'v', ARGV[2], 'f', 0, 'x', ARGV[4], 'm', ARGV[5], 'a', ARGV[6],
-           'r', ARGV[7], 'o', ARGV[10])
+           'r', ARGV[7], 'o', ARGV[9])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-event(1, ARGV[8], ARGV[9])
+event(1, ARGV[10], ARGV[8])
 return 1
 ";
 
@@ -227,6 +228,26 @@ end
 return {0}
 ";
 
+// A group, all or none (standalone only: its keys are in many slots).
+// KEYS: each member's message and receipt key (2i-1, 2i), then, with
+// events, the outbox. ARGV[1] the count n, ARGV[2] now, then each
+// member's nine values (`message_args`).
+const PUT_GROUP: &str = r"
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[2 * i - 1]) == 1 then return 0 end
+end
+for i = 1, n do
+  local a = 3 + (i - 1) * 9
+  local key = KEYS[2 * i - 1]
+  redis.call('DEL', KEYS[2 * i])
+  redis.call('HSET', key, 'e', ARGV[a], 'v', ARGV[a + 1], 'f', 0, 'x', ARGV[a + 3], 'm', ARGV[a + 4],
+             'a', ARGV[a + 5], 'r', ARGV[a + 6], 'o', ARGV[a + 8])
+  redis.call('PEXPIRE', key, ARGV[a + 2])
+  record(2 * n + 1, key, 1, ARGV[2], ARGV[a + 7])
+end
+return 1
+";
 // One quota window's count (KEYS[1], expiring with the window: ARGV[2]
 // ms): 1 if counted below the limit ARGV[1], 0 (nothing counted) if not.
 const QUOTA: &str = r"
@@ -306,6 +327,7 @@ impl RedisStore {
             burn_script: Script::new(&format!("{EVENT_FN}{RECEIPT_FN}{BURN}")),
             quota_script: Script::new(QUOTA),
             rate_script: Script::new(RATE),
+            group_script: Script::new(&format!("{EVENT_FN}{PUT_GROUP}")),
             outbox: outbox::Scripts::new(),
             requests: requests::Scripts::new(),
             status_script: Script::new(STATUS),
@@ -426,31 +448,11 @@ impl RedisStore {
 #[async_trait]
 impl BlobStore for RedisStore {
     async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
-        let (_, ttl) = check_new(&self.opts, &message)?;
+        let (expires_at_ms, ttl) = check_new(&self.opts, &message)?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut invocation = self.on_message(&self.put_script, id);
-        invocation
-            .arg(&message.envelope[..])
-            .arg(&message.verifier.as_bytes()[..])
-            .arg(ttl_ms)
-            .arg(crate::unix_ms(message.expires_at))
-            .arg(
-                message
-                    .manage
-                    .map(|m| m.as_bytes().to_vec())
-                    .unwrap_or_default(),
-            )
-            .arg(&message.access.as_bytes()[..])
-            .arg(message.reference.as_deref().unwrap_or_default())
-            .arg(unix_ms(SystemTime::now()))
-            .arg(id.to_string())
-            .arg(
-                message
-                    .creator
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-            );
+        message_args(&mut invocation, id, &message, expires_at_ms, ttl_ms);
+        invocation.arg(unix_ms(SystemTime::now()));
         match self.run("store a message", invocation).await? {
             Value::Int(1) => Ok(()),
             Value::Int(0) => Err(StoreError::Conflict),
@@ -588,6 +590,15 @@ impl BlobStore for RedisStore {
         Some(self)
     }
 
+    fn groups(&self) -> Option<&dyn crate::GroupStore> {
+        // One script holds a group on one server; a Cluster spreads the
+        // members' keys over slots no script spans.
+        match self.conn {
+            Conn::Single(_) => Some(self),
+            Conn::Cluster(_) => None,
+        }
+    }
+
     fn outbox(&self) -> Option<&dyn Outbox> {
         Some(self)
     }
@@ -605,6 +616,39 @@ impl crate::QuotaCounter for RedisStore {
             Value::Int(1) => Ok(true),
             Value::Int(0) => Ok(false),
             other => Err(unexpected("count a quota", other)),
+        }
+    }
+}
+
+#[async_trait]
+impl crate::GroupStore for RedisStore {
+    async fn put_group(&self, messages: Vec<(MessageId, NewMessage)>) -> Result<()> {
+        let op = "store a group of messages";
+        if let Conn::Cluster(_) = self.conn {
+            return Err(StoreError::NotImplemented {
+                what: "groups on a Redis Cluster",
+            });
+        }
+        let checked = check_group(&self.opts, &messages)?;
+        let now = unix_ms(SystemTime::now());
+        let mut invocation = self.group_script.prepare_invoke();
+        for (id, _) in &messages {
+            let key = self.key_of(id);
+            invocation.key(&key).key(format!("{key}:r"));
+        }
+        if self.opts.events {
+            let [seq, due, data] = self.outbox_keys(0);
+            invocation.key(seq).key(due).key(data);
+        }
+        invocation.arg(messages.len()).arg(now);
+        for ((id, message), (expires_at_ms, ttl)) in messages.iter().zip(checked) {
+            let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            message_args(&mut invocation, id, message, expires_at_ms, ttl_ms);
+        }
+        match self.run(op, invocation).await? {
+            Value::Int(1) => Ok(()),
+            Value::Int(0) => Err(StoreError::Conflict),
+            other => Err(unexpected(op, other)),
         }
     }
 }
@@ -643,6 +687,40 @@ fn classify(op: &'static str, err: RedisError) -> StoreError {
             Some("LOADING" | "BUSY" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY")
         );
     StoreError::driver(op, retryable, err)
+}
+
+/// A message's nine script arguments, in the order the put scripts read
+/// them: envelope, claim verifier, TTL (ms), expiry (Unix ms), manage
+/// verifier (or empty), access verifier, reference (or empty), the ID's
+/// text, creator (or empty).
+fn message_args(
+    invocation: &mut redis::ScriptInvocation<'_>,
+    id: &MessageId,
+    message: &NewMessage,
+    expires_at_ms: i64,
+    ttl_ms: u64,
+) {
+    invocation
+        .arg(&message.envelope[..])
+        .arg(&message.verifier.as_bytes()[..])
+        .arg(ttl_ms)
+        .arg(expires_at_ms)
+        .arg(
+            message
+                .manage
+                .map(|m| m.as_bytes().to_vec())
+                .unwrap_or_default(),
+        )
+        .arg(&message.access.as_bytes()[..])
+        .arg(message.reference.as_deref().unwrap_or_default())
+        .arg(id.to_string())
+        .arg(
+            message
+                .creator
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        );
 }
 
 pub(super) fn unexpected(op: &'static str, value: Value) -> StoreError {

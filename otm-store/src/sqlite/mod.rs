@@ -396,6 +396,26 @@ impl BlobStore for SqliteStore {
     fn requests(&self) -> Option<&dyn crate::RequestStore> {
         Some(self)
     }
+
+    fn groups(&self) -> Option<&dyn crate::GroupStore> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::GroupStore for SqliteStore {
+    async fn put_group(&self, messages: Vec<(MessageId, NewMessage)>) -> Result<()> {
+        let checked = crate::check_group(&self.opts, &messages)?;
+        let messages = messages
+            .into_iter()
+            .zip(checked)
+            .map(|((id, message), (expires_at_ms, _))| (id, message, expires_at_ms))
+            .collect();
+        self.writer
+            .write(writer::Write::PutGroup { messages })
+            .await
+            .map(|_| ())
+    }
 }
 
 #[async_trait]

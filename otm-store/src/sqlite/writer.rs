@@ -65,6 +65,11 @@ pub(super) enum Write {
     Answer { id: MessageId, answer: Vec<u8> },
     /// Withdraw a request, burning its answer if not taken.
     Withdraw { id: MessageId },
+    /// Store several messages, all or none (their checks have passed;
+    /// each with its expiry).
+    PutGroup {
+        messages: Vec<(MessageId, NewMessage, i64)>,
+    },
 }
 
 /// What a write did.
@@ -299,6 +304,23 @@ async fn apply(conn: &mut SqliteConnection, opts: &StoreOptions, write: Write) -
         Write::Withdraw { id } => requests::withdraw(conn, opts, &id, now)
             .await
             .map(Written::Burn),
+        // One savepoint holds them all: a refused member rolls back those
+        // stored before it.
+        Write::PutGroup { messages } => {
+            for (id, message, expires_at_ms) in messages {
+                put(
+                    conn,
+                    opts,
+                    &id,
+                    message,
+                    expires_at_ms,
+                    now,
+                    EventKind::Created,
+                )
+                .await?;
+            }
+            Ok(Written::Put)
+        }
     }
 }
 
