@@ -68,6 +68,14 @@
 //! | `GET /api/v1/messages/{id}` | status (read receipt), with the sender's token |
 //! | `DELETE /api/v1/messages/{id}` | burn unread, with the sender's token |
 //! | `GET /manage/{id}` | the sender's status page (token in the fragment) |
+//! | `GET /request` | "Request a secret": ask someone for a secret |
+//! | `GET /request/{id}` | the responder's page (public key and answer token in the fragment) |
+//! | `GET /receive/{id}` | the asker's page (receive secret in the fragment) |
+//! | `POST /api/v1/requests` | ask, through the create pipeline ([`Service::ask`]) |
+//! | `POST /api/v1/requests/{id}/read` | the request, with the request link's answer proof |
+//! | `POST /api/v1/requests/{id}/answer` | the one answer (`409 already_answered` after it) |
+//! | `GET /api/v1/requests/{id}` | the request's state, with the receive link's access proof |
+//! | `DELETE /api/v1/requests/{id}` | withdraw (an unread answer goes with it) |
 //! | `GET /api/v1/openapi.json` | the OpenAPI document |
 //! | `GET /healthz` | liveness |
 //!

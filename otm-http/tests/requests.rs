@@ -266,6 +266,23 @@ async fn whole_flow(app: Router) {
         .unwrap()
         .contains("may have reached someone else"));
     assert_eq!(responder.read(&app, &id).await.json()["answered"], true);
+    // The request link reads no answer: its proof is neither the answer's
+    // access proof nor its claim proof, and it shows no state.
+    let body = json!({ "access_proof": responder.proof(), "proof": responder.proof() });
+    let r = send(&app, post(&format!("/api/v1/messages/{id}/open"), &body)).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, ErrorCode::NotFound)
+    );
+    let r = send(
+        &app,
+        with_bearer("GET", &format!("/api/v1/requests/{id}"), &responder.proof()),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, ErrorCode::NotFound)
+    );
     let status = asker.status(&app, &id).await.json();
     assert_eq!(status["state"], "answered");
     assert!(status["answered_at"].is_string());

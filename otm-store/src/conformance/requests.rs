@@ -253,12 +253,12 @@ pub async fn requests_expire_and_withdraw(store: Arc<dyn BlobStore>) {
     let Some(requests) = requests(&store) else {
         return;
     };
-    let brief = RequestFixture::new(Duration::from_millis(1500));
+    let brief = RequestFixture::new(Duration::from_millis(1000));
     requests
         .put_request(&brief.id, brief.request.clone())
         .await
         .unwrap();
-    let answered = RequestFixture::new(Duration::from_millis(1500));
+    let answered = RequestFixture::new(Duration::from_millis(1000));
     requests
         .put_request(&answered.id, answered.request.clone())
         .await
@@ -267,7 +267,7 @@ pub async fn requests_expire_and_withdraw(store: Arc<dyn BlobStore>) {
         .answer_request(&answered.id, RequestFixture::answer(5, 308))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_not_found(requests.request(&brief.id).await, "expired request");
     assert_not_found(
         requests
