@@ -347,12 +347,21 @@ impl crate::RateCounter for Breaker {
 
 #[async_trait]
 impl crate::QuotaCounter for Breaker {
-    async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> crate::Result<bool> {
+    async fn count_quota(
+        &self,
+        key: &str,
+        window: Duration,
+        limit: u32,
+        uses: u32,
+    ) -> crate::Result<bool> {
         let Some(quotas) = self.inner.quotas() else {
             return Err(crate::StoreError::NotImplemented { what: "quotas" });
         };
-        self.guard("count a quota", quotas.count_quota(key, window, limit))
-            .await
+        self.guard(
+            "count a quota",
+            quotas.count_quota(key, window, limit, uses),
+        )
+        .await
     }
 }
 

@@ -733,7 +733,7 @@ pub async fn quotas_count_atomically(store: Arc<dyn BlobStore>) {
     let key = format!("creator-{}", MessageId::generate().expect("rng"));
     let hour = Duration::from_secs(3600);
     assert!(
-        quotas.count_quota(&key, hour, 10).await.unwrap(),
+        quotas.count_quota(&key, hour, 10, 1).await.unwrap(),
         "first count"
     );
     let mut tasks = JoinSet::new();
@@ -741,7 +741,7 @@ pub async fn quotas_count_atomically(store: Arc<dyn BlobStore>) {
         let (store, key) = (store.clone(), key.clone());
         tasks.spawn(async move {
             let quotas = store.quotas().expect("declared");
-            quotas.count_quota(&key, hour, 10).await.unwrap()
+            quotas.count_quota(&key, hour, 10, 1).await.unwrap()
         });
     }
     let mut counted = 1;
@@ -749,20 +749,72 @@ pub async fn quotas_count_atomically(store: Arc<dyn BlobStore>) {
         counted += usize::from(r.unwrap());
     }
     assert_eq!(counted, 10, "exactly the limit is counted");
-    assert!(!quotas.count_quota(&key, hour, 10).await.unwrap());
+    assert!(!quotas.count_quota(&key, hour, 10, 1).await.unwrap());
     let other = format!("{key}-other");
-    assert!(quotas.count_quota(&other, hour, 10).await.unwrap());
+    assert!(quotas.count_quota(&other, hour, 10, 1).await.unwrap());
     assert!(
-        !quotas.count_quota(&other, hour, 0).await.unwrap(),
+        !quotas.count_quota(&other, hour, 0, 1).await.unwrap(),
         "a limit of 0"
+    );
+    // Several uses count all or none: 3 then 3 of 8, then 3 do not fit
+    // (nothing counted), 2 do, and then not even 1.
+    let group = format!("{key}-group");
+    assert!(quotas.count_quota(&group, hour, 8, 3).await.unwrap());
+    assert!(quotas.count_quota(&group, hour, 8, 3).await.unwrap());
+    assert!(
+        !quotas.count_quota(&group, hour, 8, 3).await.unwrap(),
+        "3 uses where 2 are left"
+    );
+    assert!(
+        quotas.count_quota(&group, hour, 8, 2).await.unwrap(),
+        "the refused count took nothing"
+    );
+    assert!(!quotas.count_quota(&group, hour, 8, 1).await.unwrap());
+    assert!(
+        !quotas
+            .count_quota(&format!("{key}-wide"), hour, 2, 3)
+            .await
+            .unwrap(),
+        "more uses than the limit"
+    );
+    // Concurrent counts of 3 uses against 10: at most 3 fit (a store
+    // without one atomic step for several uses, S3, may refuse one that
+    // would have fitted, never admit one more), and single uses then fill
+    // the window to exactly 10.
+    let racing = format!("{key}-racing");
+    let mut tasks = JoinSet::new();
+    for _ in 0..8 {
+        let (store, racing) = (store.clone(), racing.clone());
+        tasks.spawn(async move {
+            let quotas = store.quotas().expect("declared");
+            quotas.count_quota(&racing, hour, 10, 3).await.unwrap()
+        });
+    }
+    let mut fitted = 0;
+    while let Some(r) = tasks.join_next().await {
+        fitted += usize::from(r.unwrap());
+    }
+    assert!(
+        (1..=3).contains(&fitted),
+        "{fitted} counts of 3 fitted in 10"
+    );
+    let mut singles = 0;
+    while quotas.count_quota(&racing, hour, 10, 1).await.unwrap() {
+        singles += 1;
+        assert!(singles <= 10, "counted past the limit");
+    }
+    assert_eq!(
+        3 * fitted + singles,
+        10,
+        "the window holds exactly its limit"
     );
     // One-second windows: once full, the next window counts again.
     let short = format!("{key}-short");
     let second = Duration::from_secs(1);
-    while quotas.count_quota(&short, second, 1).await.unwrap() {}
+    while quotas.count_quota(&short, second, 1, 1).await.unwrap() {}
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(
-        quotas.count_quota(&short, second, 1).await.unwrap(),
+        quotas.count_quota(&short, second, 1, 1).await.unwrap(),
         "a new window"
     );
 }

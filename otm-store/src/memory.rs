@@ -498,16 +498,23 @@ impl crate::RateCounter for MemoryStore {
 
 #[async_trait]
 impl crate::QuotaCounter for MemoryStore {
-    async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
+    async fn count_quota(
+        &self,
+        key: &str,
+        window: Duration,
+        limit: u32,
+        uses: u32,
+    ) -> Result<bool> {
+        let uses = uses.max(1);
         let now = unix_ms(SystemTime::now());
         let end = crate::window_end(now, window);
         let mut maps = self.lock();
         maps.quotas.retain(|(_, until), _| *until > now);
         let count = maps.quotas.entry((key.to_owned(), end)).or_default();
-        if *count >= limit {
+        if count.saturating_add(uses) > limit {
             return Ok(false);
         }
-        *count += 1;
+        *count += uses;
         Ok(true)
     }
 }

@@ -106,7 +106,7 @@ impl Service {
         check_limits(&limits, &request.envelope, request.ttl, config.default_ttl)
             .map_err(|e| self.failed(e))?;
         let ttl = self.check(&request).map_err(|e| self.failed(e))?;
-        self.count_quota(&limits).await?;
+        self.count_quota(&limits, 1).await?;
         self.put(caller, creator, request, ttl, limits.manage_secret.as_ref())
             .await
     }
@@ -137,7 +137,11 @@ impl Service {
     /// Counts one create against the quota the policy set, in the store:
     /// the last step before storing, so only a create (or a request) that
     /// passed everything else uses a slot.
-    pub(super) async fn count_quota(&self, limits: &CreateLimits) -> Result<(), ServiceError> {
+    pub(super) async fn count_quota(
+        &self,
+        limits: &CreateLimits,
+        uses: u32,
+    ) -> Result<(), ServiceError> {
         if let Some(quota) = &limits.quota {
             let key = format!("create:{}", quota.creator);
             let store = &self.0.store;
@@ -146,7 +150,7 @@ impl Service {
                 backend: store.backend_name(),
             })?;
             let counted = quotas
-                .count_quota(&key, quota.per, quota.max)
+                .count_quota(&key, quota.per, quota.max, uses)
                 .await
                 .map_err(|e| self.failed(e.into()))?;
             if !counted {

@@ -187,7 +187,7 @@ impl Service {
                 ),
             )));
         }
-        self.count_quota(&limits).await?;
+        self.count_quota(&limits, 1).await?;
         let expires_at = SystemTime::now() + ttl;
         let mut attempts = 0;
         let id = loop {

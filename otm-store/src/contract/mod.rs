@@ -448,12 +448,15 @@ pub(crate) fn rate_params(burst: u32, interval: Duration) -> (i64, i64) {
 /// (see [`BlobStore::quotas`]).
 #[async_trait]
 pub trait QuotaCounter: Send + Sync {
-    /// Counts one use of `key` (a creator's quota) in the current window:
-    /// windows are `window` long and aligned to the Unix epoch. `Ok(true)`
-    /// if it was counted (fewer than `limit` uses before it), `Ok(false)` if
-    /// the window's `limit` is reached, in which case nothing is counted.
-    /// Atomic in the store, so the limit holds across replicas.
-    async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool>;
+    /// Counts `uses` uses of `key` (a creator's quota) in the current
+    /// window, all or none: windows are `window` long and aligned to the
+    /// Unix epoch. `Ok(true)` if they were counted (at most `limit - uses`
+    /// uses before them), `Ok(false)` if they do not fit in what is left of
+    /// the window's `limit`, in which case nothing is counted. `uses` is at
+    /// least 1 (a group of messages counts one use per message). Atomic in
+    /// the store, so the limit holds across replicas.
+    async fn count_quota(&self, key: &str, window: Duration, limit: u32, uses: u32)
+        -> Result<bool>;
 }
 
 /// The end (Unix ms) of the `window`-long window, aligned to the Unix

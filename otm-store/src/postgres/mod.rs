@@ -553,22 +553,30 @@ impl crate::RateCounter for PostgresStore {
 
 #[async_trait]
 impl crate::QuotaCounter for PostgresStore {
-    async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
-        if limit == 0 {
+    async fn count_quota(
+        &self,
+        key: &str,
+        window: Duration,
+        limit: u32,
+        uses: u32,
+    ) -> Result<bool> {
+        let uses = uses.max(1);
+        if uses > limit {
             return Ok(false);
         }
         let end = crate::window_end(unix_ms(SystemTime::now()), window);
         // The row lock serialises concurrent counts of one key and window.
         let counted: Option<i32> = sqlx::query_scalar(&format!(
-            "INSERT INTO {q} AS q (key, until_ms, count) VALUES ($1, $2, 1)
-             ON CONFLICT (key, until_ms) DO UPDATE SET count = q.count + 1
-             WHERE q.count < $3
+            "INSERT INTO {q} AS q (key, until_ms, count) VALUES ($1, $2, $4)
+             ON CONFLICT (key, until_ms) DO UPDATE SET count = q.count + $4
+             WHERE q.count::bigint + $4 <= $3
              RETURNING count",
             q = self.quotas
         ))
         .bind(key)
         .bind(end)
-        .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+        .bind(i64::from(limit))
+        .bind(i32::try_from(uses).unwrap_or(i32::MAX))
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| classify("count a quota", e))?;

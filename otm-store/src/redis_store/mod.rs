@@ -249,11 +249,13 @@ end
 return 1
 ";
 // One quota window's count (KEYS[1], expiring with the window: ARGV[2]
-// ms): 1 if counted below the limit ARGV[1], 0 (nothing counted) if not.
+// ms): 1 if ARGV[3] uses were counted within the limit ARGV[1], 0
+// (nothing counted) if they do not fit.
 const QUOTA: &str = r"
 local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n >= tonumber(ARGV[1]) then return 0 end
-redis.call('INCR', KEYS[1])
+local uses = tonumber(ARGV[3])
+if n + uses > tonumber(ARGV[1]) then return 0 end
+redis.call('INCRBY', KEYS[1], uses)
 if n == 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1
 ";
@@ -606,12 +608,21 @@ impl BlobStore for RedisStore {
 
 #[async_trait]
 impl crate::QuotaCounter for RedisStore {
-    async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
+    async fn count_quota(
+        &self,
+        key: &str,
+        window: Duration,
+        limit: u32,
+        uses: u32,
+    ) -> Result<bool> {
         let now = unix_ms(SystemTime::now());
         let end = crate::window_end(now, window);
         let quota_key = format!("{}quota:{{{key}}}:{end}", self.prefix);
         let mut invocation = self.quota_script.key(&quota_key);
-        invocation.arg(limit).arg((end - now).max(1));
+        invocation
+            .arg(limit)
+            .arg((end - now).max(1))
+            .arg(uses.max(1));
         match self.run("count a quota", invocation).await? {
             Value::Int(1) => Ok(true),
             Value::Int(0) => Ok(false),

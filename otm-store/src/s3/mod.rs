@@ -414,8 +414,14 @@ impl BlobStore for S3Store {
 
 #[async_trait]
 impl crate::QuotaCounter for S3Store {
-    async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
-        self.count_in_slots(key, window, limit).await
+    async fn count_quota(
+        &self,
+        key: &str,
+        window: Duration,
+        limit: u32,
+        uses: u32,
+    ) -> Result<bool> {
+        self.count_in_slots(key, window, limit, uses.max(1)).await
     }
 }
 

@@ -20,6 +20,12 @@
 //! lifecycle rule removes the slots, with everything else under the prefix:
 //! a window longer than the rule's days forgets its oldest counts; without
 //! a rule (`allow_no_lifecycle`), slots stay until removed by hand.
+//!
+//! A count of several uses (a group of messages) creates one slot per use;
+//! if the window has no room for all of them it deletes the slots it
+//! created and counts nothing. Meanwhile a concurrent count may find the
+//! window fuller than it ends up and be refused: a window admits less,
+//! never more than its limit.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -43,8 +49,9 @@ impl S3Store {
         key: &str,
         window: Duration,
         limit: u32,
+        uses: u32,
     ) -> Result<bool> {
-        if limit == 0 {
+        if uses > limit {
             return Ok(false);
         }
         let end = window_end(unix_ms(SystemTime::now()), window);
@@ -55,16 +62,26 @@ impl S3Store {
         );
         // Fail closed: counting from slot 0 without the listing would cost
         // up to `limit` puts per create.
-        let mut n = self.count_slots(&dir, limit).await?;
+        let taken = self.taken_slots(&dir, limit).await?;
+        let mut free = (0..limit).filter(|n| taken.binary_search(n).is_err());
+        let mut n = free.next();
         let mut failures = 0;
-        while n < limit {
+        let mut claimed: Vec<String> = Vec::with_capacity(uses as usize);
+        while let Some(slot_n) = n {
+            if claimed.len() == uses as usize {
+                break;
+            }
+            let slot = format!("{dir}{slot_n:010}");
             match self
-                .put_if_absent(&format!("{dir}{n:010}"), Vec::new(), &[])
+                .put_if_absent(&slot, Vec::new(), &[])
                 .await
                 .map_err(|e| e.into_store("count a quota"))
             {
-                Ok(Some(_)) => return Ok(true),
-                Ok(None) => n += 1,
+                Ok(Some(_)) => {
+                    claimed.push(slot);
+                    n = free.next();
+                }
+                Ok(None) => n = free.next(),
                 // A transient failure is tried again on the same slot. If
                 // the failed put did create it, the retry finds it taken and
                 // moves on: the window counts one less, never one more.
@@ -72,15 +89,44 @@ impl S3Store {
                     failures += 1;
                     tokio::time::sleep(Duration::from_millis(50 * u64::from(failures))).await;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.release_slots(&claimed).await;
+                    return Err(e);
+                }
             }
         }
+        if claimed.len() == uses as usize {
+            return Ok(true);
+        }
+        // Not all of them fit: give back the slots this count took. A
+        // concurrent count that found them taken meanwhile was refused: the
+        // window admits less, never more.
+        self.release_slots(&claimed).await;
         Ok(false)
     }
 
-    /// How many slots exist under `dir`, counting no further than `limit`.
-    async fn count_slots(&self, dir: &str, limit: u32) -> Result<u32> {
-        let mut count = 0u32;
+    /// Deletes the slots of a count that did not fit (best effort: a slot
+    /// left behind counts one use more, which can only refuse a create).
+    async fn release_slots(&self, slots: &[String]) {
+        for slot in slots {
+            let deleted = self
+                .client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(slot)
+                .send()
+                .await;
+            if let Err(e) = deleted {
+                tracing::warn!(error = %classify("release a quota slot", e), "a quota slot stays counted");
+            }
+        }
+    }
+
+    /// The slots taken under `dir`, in order, listing no further than
+    /// `limit` of them. (Slots given back by a count of several uses that
+    /// did not fit leave gaps below the highest slot; they are used again.)
+    async fn taken_slots(&self, dir: &str, limit: u32) -> Result<Vec<u32>> {
+        let mut taken = Vec::new();
         let mut token = None;
         loop {
             // A listing only reads, so a transient failure (S3 answers the
@@ -107,10 +153,16 @@ impl S3Store {
                     Err(e) => return Err(e),
                 }
             };
-            count = count.saturating_add(u32::try_from(page.contents().len()).unwrap_or(u32::MAX));
+            taken.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key()?.strip_prefix(dir)?.parse::<u32>().ok()),
+            );
             token = page.next_continuation_token().map(str::to_owned);
-            if count >= limit || token.is_none() || page.is_truncated() != Some(true) {
-                return Ok(count);
+            if taken.len() >= limit as usize || token.is_none() || page.is_truncated() != Some(true)
+            {
+                taken.sort_unstable();
+                return Ok(taken);
             }
         }
     }

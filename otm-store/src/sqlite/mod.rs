@@ -458,21 +458,29 @@ impl crate::RateCounter for SqliteStore {
 
 #[async_trait]
 impl crate::QuotaCounter for SqliteStore {
-    async fn count_quota(&self, key: &str, window: Duration, limit: u32) -> Result<bool> {
-        if limit == 0 {
+    async fn count_quota(
+        &self,
+        key: &str,
+        window: Duration,
+        limit: u32,
+        uses: u32,
+    ) -> Result<bool> {
+        let uses = uses.max(1);
+        if uses > limit {
             return Ok(false);
         }
         let end = crate::window_end(unix_ms(SystemTime::now()), window);
         // One statement under the write lock: counted only below the limit.
         let counted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO otm_quotas (key, until_ms, count) VALUES (?1, ?2, 1)
-             ON CONFLICT (key, until_ms) DO UPDATE SET count = count + 1
-             WHERE otm_quotas.count < ?3
+            "INSERT INTO otm_quotas (key, until_ms, count) VALUES (?1, ?2, ?4)
+             ON CONFLICT (key, until_ms) DO UPDATE SET count = count + ?4
+             WHERE otm_quotas.count + ?4 <= ?3
              RETURNING count",
         )
         .bind(key)
         .bind(end)
         .bind(i64::from(limit))
+        .bind(i64::from(uses))
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| classify("count a quota", e))?;
