@@ -297,6 +297,93 @@ pub struct NotWaiting {
     pub status: Status,
 }
 
+/// One sealed message of a [`CreateGroupRequest`]: what a single create
+/// carries, without the expiry and reference the group shares.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMemberRequest {
+    /// The envelope (docs/FORMAT.md), unpadded base64url.
+    pub envelope: String,
+    /// The claim verifier, unpadded base64url (43 characters).
+    pub verifier: String,
+    /// The access verifier, unpadded base64url (43 characters).
+    pub access_verifier: String,
+}
+
+/// `POST /api/v1/groups`: one message for several recipients, as 2 to
+/// [`MAX_GROUP`](crate::MAX_GROUP) independent envelopes (each sealed with
+/// its own key) stored all or none, with one expiry and one reference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroupRequest {
+    /// The members, in order.
+    pub members: Vec<GroupMemberRequest>,
+    /// The expiry in seconds; the server's default when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+    /// The sender's own reference, kept with every member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+/// `201 Created` to a group: each member as a single create answers it, in
+/// the order sent, and the secret the members' management tokens derive
+/// from (FORMAT.md §9.6).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupCreated {
+    /// The stored members, in the order of the request.
+    pub members: Vec<Created>,
+    /// The group secret, unpadded base64url (43 characters): each member's
+    /// `manage_token` is `HMAC-SHA256(secret, "otm manage token v1" 0x00
+    /// id)`, so the group status link carries it instead of every token.
+    /// Absent when the tokens derive from the creator's own credential (an
+    /// API token that manages what it creates). Shown once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_secret: Option<String>,
+    /// The expiry every member shares, RFC 3339 (UTC, whole seconds).
+    pub expires_at: String,
+    /// The same expiry in seconds since the Unix epoch.
+    pub expires_at_unix: u64,
+}
+
+/// One message and its management token in a [`GroupManageRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberToken {
+    /// The message ID.
+    pub id: String,
+    /// Its management token, unpadded base64url.
+    pub manage_token: String,
+}
+
+/// `POST /api/v1/groups/status` and `POST /api/v1/groups/burn`: 1 to
+/// [`MAX_GROUP`](crate::MAX_GROUP) messages the sender manages, each with
+/// its own token, read (or burned) in one request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupManageRequest {
+    /// The messages, in the order the answer lists them.
+    pub members: Vec<MemberToken>,
+}
+
+/// `200` to a group status or burn: each message's status, in the order
+/// asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// One entry per message asked for.
+    pub members: Vec<MemberStatus>,
+}
+
+/// One message of a [`GroupStatus`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// The message ID, as asked.
+    pub id: String,
+    /// Its status; `null` when there is no such message for this token
+    /// (expired with its receipt, or a wrong link: the two read the same).
+    pub status: Option<Status>,
+}
+
 /// `POST /api/v1/requests`: a request for a secret (FORMAT.md §14), as the
 /// asker's side sends it. Nothing in it reads the answer: the note is
 /// sealed for request-link holders, and the three verifiers are SHA-256

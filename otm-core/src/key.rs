@@ -339,6 +339,15 @@ impl ManageToken {
     }
 }
 
+impl PartialEq for ManageToken {
+    /// In constant time.
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(self.0.ct_eq(&other.0))
+    }
+}
+
+impl Eq for ManageToken {}
+
 /// A sender's long-lived secret (such as an API token) from which the
 /// management token of each message it creates is derived:
 /// `HMAC-SHA256(secret, "otm manage token v1" || 0x00 || id)` (the ID as its
@@ -374,6 +383,35 @@ impl ManageSecret {
             });
         }
         Ok(ManageSecret(bytes.to_vec()))
+    }
+
+    /// Length in bytes of a secret made by [`generate`](Self::generate)
+    /// (a group's, FORMAT.md §9.6).
+    pub const GENERATED_LEN: usize = 32;
+
+    /// A fresh secret of [`GENERATED_LEN`](Self::GENERATED_LEN) bytes from
+    /// the operating system's random number generator (a group's: each
+    /// member's token derives from it).
+    pub fn generate() -> Result<Self> {
+        let mut bytes = vec![0; Self::GENERATED_LEN];
+        os_random(&mut bytes)?;
+        Ok(ManageSecret(bytes))
+    }
+
+    /// Unpadded base64url text, zeroized on drop.
+    pub fn to_base64url(&self) -> Zeroizing<String> {
+        Zeroizing::new(b64::encode(&self.0))
+    }
+
+    /// Parses the unpadded base64url form of a generated secret
+    /// ([`GENERATED_LEN`](Self::GENERATED_LEN) bytes) strictly.
+    pub fn from_base64url(text: &str) -> Result<Self> {
+        let bytes = b64::decode_exact::<{ Self::GENERATED_LEN }>(text)
+            .map_err(|reason| Error::BadToken { reason })?;
+        let secret = ManageSecret(bytes.to_vec());
+        let mut bytes = bytes;
+        bytes.zeroize();
+        Ok(secret)
     }
 
     /// The management token of message `id` under this secret.

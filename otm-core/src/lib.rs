@@ -39,6 +39,7 @@ mod creator;
 mod envelope;
 mod error;
 mod event;
+mod group;
 #[cfg(feature = "request")]
 mod hpke;
 mod key;
@@ -66,6 +67,7 @@ pub use envelope::{
 };
 pub use error::{Error, Result};
 pub use event::EventKind;
+pub use group::{check_label, GroupLink, GroupMember, GROUP_PATH, MAX_GROUP, MAX_LABEL_CHARS};
 pub use key::{
     AccessProof, AccessVerifier, ClaimProof, ClaimVerifier, Key, ManageSecret, ManageToken,
     ManageVerifier, MessageId,

@@ -41,6 +41,13 @@ impl ApiError {
         )
     }
 
+    /// The same error with `prefix` in front of its message (naming the
+    /// member of a group it concerns).
+    pub(crate) fn prefixed(mut self, prefix: &str) -> Self {
+        self.message.insert_str(0, prefix);
+        self
+    }
+
     /// Adds a `Retry-After` of `secs`.
     fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after_secs = Some(secs);

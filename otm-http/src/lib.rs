@@ -108,9 +108,11 @@ pub use otm_core::ErrorCode;
 #[cfg(feature = "serve")]
 pub use serve::{serve, ConnectionLimits};
 pub use service::{
-    Ask, Asked, Create, Receipt, RequestReceipt, RequestView, Service, ServiceError,
+    Ask, Asked, Create, CreateGroup, Receipt, RequestReceipt, RequestView, Sealed, SentGroup,
+    Service, ServiceError, StoredGroup,
 };
 
 pub use handlers::api::{API_BODY_LIMIT, OPENAPI_JSON};
+pub use handlers::groups::GROUP_BODY_LIMIT;
 pub use handlers::ops::READINESS_CACHE;
 pub use middleware::{CONTENT_SECURITY_POLICY, STRICT_TRANSPORT_SECURITY};

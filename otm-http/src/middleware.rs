@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use otm_core::ErrorCode;
 
 use crate::error::ApiError;
-use crate::handlers::api::API_BODY_LIMIT;
 use crate::metrics;
 use crate::service::Service;
 
@@ -58,19 +57,20 @@ pub(crate) fn mark(
 }
 
 /// Receives the whole request, body included, within the configured
-/// timeout (else 408) and at most [`API_BODY_LIMIT`] bytes of body (else
-/// 413), both as JSON errors. Only then does the handler run, and it is not
+/// timeout (else 408) and at most `LIMIT` bytes of body (else 413; a route
+/// layer: [`API_BODY_LIMIT`](crate::API_BODY_LIMIT) on every route but a group create's), both as
+/// JSON errors. Only then does the handler run, and it is not
 /// cut short: a store operation that has begun (such as an atomic take)
 /// always gets to answer, bounded by the store's own timeouts, so a
 /// message is never consumed without its reply being sent.
-pub(crate) async fn receive_within(
+pub(crate) async fn receive_within<const LIMIT: usize>(
     State(timeout): State<std::time::Duration>,
     request: Request,
     next: Next,
 ) -> Response {
     use http_body_util::BodyExt;
     let (parts, body) = request.into_parts();
-    let body = http_body_util::Limited::new(body, API_BODY_LIMIT);
+    let body = http_body_util::Limited::new(body, LIMIT);
     match tokio::time::timeout(timeout, body.collect()).await {
         Ok(Ok(collected)) => {
             let body = axum::body::Body::from(collected.to_bytes());

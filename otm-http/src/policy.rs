@@ -124,6 +124,14 @@ pub struct CreateAsk<'a> {
     /// creators ask (a request page on a trusted domain is what a phishing
     /// page would want) denies it for the others.
     pub request: bool,
+    /// How many messages this create stores: 1, or 2 to
+    /// [`MAX_GROUP`](otm_core::MAX_GROUP) for one message to several
+    /// recipients ([`Service::create_group`](crate::Service::create_group)).
+    /// A group is one decision for all its members:
+    /// [`envelope_bytes`](CreateAsk::envelope_bytes) is the largest
+    /// member's and [`passphrase`](CreateAsk::passphrase) says whether
+    /// every member has one. The quota counts each member.
+    pub recipients: usize,
 }
 
 impl<'a> CreateAsk<'a> {
@@ -136,6 +144,7 @@ impl<'a> CreateAsk<'a> {
             passphrase: false,
             reference: None,
             request: false,
+            recipients: 1,
         }
     }
 
@@ -154,6 +163,12 @@ impl<'a> CreateAsk<'a> {
     /// Sets [`CreateAsk::reference`].
     pub fn with_reference(mut self, reference: &'a str) -> Self {
         self.reference = Some(reference);
+        self
+    }
+
+    /// Sets [`CreateAsk::recipients`].
+    pub fn with_recipients(mut self, recipients: usize) -> Self {
+        self.recipients = recipients;
         self
     }
 

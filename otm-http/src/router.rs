@@ -8,7 +8,8 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::handlers::api::API_BODY_LIMIT;
-use crate::handlers::{api, ops, pages, requests};
+use crate::handlers::groups::GROUP_BODY_LIMIT;
+use crate::handlers::{api, groups, ops, pages, requests};
 use crate::metrics::Route;
 use crate::middleware::{mark, observe, receive_within, security_headers};
 use crate::service::Service;
@@ -27,7 +28,10 @@ impl Service {
     where
         S: Clone + Send + Sync + 'static,
     {
-        self.wrap(Self::public_routes().route("/healthz", get(ops::healthz)))
+        self.wrap(
+            Self::public_routes().route("/healthz", get(ops::healthz)),
+            true,
+        )
     }
 
     /// The pages and the API.
@@ -53,6 +57,8 @@ impl Service {
                 "/api/v1/requests/{id}",
                 get(requests::status).delete(requests::withdraw),
             )
+            .route("/api/v1/groups/status", post(groups::status))
+            .route("/api/v1/groups/burn", post(groups::burn))
             .route("/api/v1/openapi.json", get(api::openapi))
             .route("/", get(pages::compose))
             .route("/about", get(pages::about))
@@ -73,7 +79,7 @@ impl Service {
     where
         S: Clone + Send + Sync + 'static,
     {
-        self.wrap(Self::admin_routes(Router::new()))
+        self.wrap(Self::admin_routes(Router::new()), false)
     }
 
     /// The public and the operator routes on one router, for a server
@@ -85,7 +91,7 @@ impl Service {
     where
         S: Clone + Send + Sync + 'static,
     {
-        self.wrap(Self::admin_routes(Self::public_routes()))
+        self.wrap(Self::admin_routes(Self::public_routes()), true)
     }
 
     fn admin_routes(routes: Router<Service>) -> Router<Service> {
@@ -96,7 +102,8 @@ impl Service {
     }
 
     /// What every router of this service is wrapped in.
-    fn wrap<S>(&self, routes: Router<Service>) -> Router<S>
+    /// `public`: the routes are the public surface, with the group create.
+    fn wrap<S>(&self, routes: Router<Service>, public: bool) -> Router<S>
     where
         S: Clone + Send + Sync + 'static,
     {
@@ -105,15 +112,33 @@ impl Service {
             b.get(..8)
                 .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
         });
+        let timeout = config.request_timeout;
+        let mut routes = routes.route_layer(middleware::from_fn_with_state(
+            timeout,
+            receive_within::<API_BODY_LIMIT>,
+        ));
+        if public {
+            // A group create carries up to MAX_GROUP envelopes: the one
+            // route that reads a larger body.
+            routes = routes.merge(
+                Router::new()
+                    .route(
+                        "/api/v1/groups",
+                        post(groups::create)
+                            .route_layer(middleware::map_response(mark(Route::Create))),
+                    )
+                    .route_layer(DefaultBodyLimit::max(GROUP_BODY_LIMIT))
+                    .route_layer(middleware::from_fn_with_state(
+                        timeout,
+                        receive_within::<GROUP_BODY_LIMIT>,
+                    )),
+            );
+        }
         routes
             .fallback(ops::no_route)
             .method_not_allowed_fallback(ops::method_not_allowed)
             .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
             .layer(middleware::from_fn_with_state(self.clone(), observe))
-            .layer(middleware::from_fn_with_state(
-                config.request_timeout,
-                receive_within,
-            ))
             .layer(middleware::from_fn_with_state(hsts, security_headers))
             .with_state(self.clone())
     }

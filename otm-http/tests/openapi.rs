@@ -6,9 +6,10 @@
 use std::collections::BTreeSet;
 
 use otm_core::api::{
-    AnswerRequest, Answered, AskRequest, Asked, CreateRequest, Created, ErrorBody, MessageState,
-    NotWaiting, OpenRequest, Opened, PublicConfig, ReadRequest, RequestInfo, RequestState,
-    RequestStatus, Status,
+    AnswerRequest, Answered, AskRequest, Asked, CreateGroupRequest, CreateRequest, Created,
+    ErrorBody, GroupCreated, GroupManageRequest, GroupMemberRequest, GroupStatus, MemberStatus,
+    MemberToken, MessageState, NotWaiting, OpenRequest, Opened, PublicConfig, ReadRequest,
+    RequestInfo, RequestState, RequestStatus, Status,
 };
 use otm_core::ErrorCode;
 use serde::de::DeserializeOwned;
@@ -364,6 +365,112 @@ fn every_documented_request_body_matches_its_wire_struct() {
     };
     let schema = body_schema(&doc, "/api/v1/requests/{id}", "get", Some("200"));
     check(&doc, "RequestStatus", schema, full, waiting);
+}
+
+#[test]
+fn the_group_bodies_match_their_wire_structs() {
+    let doc = doc();
+    let schemas = &doc["components"]["schemas"];
+    let member = GroupMemberRequest {
+        envelope: "AAAA".into(),
+        verifier: B64_43.into(),
+        access_verifier: B64_43.into(),
+    };
+    check(
+        &doc,
+        "GroupMemberRequest",
+        &schemas["GroupMemberRequest"],
+        member.clone(),
+        member.clone(),
+    );
+    let create = CreateGroupRequest {
+        members: vec![member.clone(), member],
+        ttl_seconds: Some(3_600),
+        reference: Some("ticket 4711".into()),
+    };
+    let bare = CreateGroupRequest {
+        ttl_seconds: None,
+        reference: None,
+        ..create.clone()
+    };
+    let schema = body_schema(&doc, "/api/v1/groups", "post", None);
+    check(&doc, "CreateGroupRequest", schema, create, bare);
+    let one = Created {
+        id: ID.into(),
+        path: format!("/otm/{ID}"),
+        expires_at: "2026-12-01T00:00:00Z".into(),
+        expires_at_unix: 1_796_083_200,
+        manage_token: B64_43.into(),
+    };
+    let created = GroupCreated {
+        members: vec![one.clone(), one],
+        group_secret: Some(B64_43.into()),
+        expires_at: "2026-12-01T00:00:00Z".into(),
+        expires_at_unix: 1_796_083_200,
+    };
+    let derived = GroupCreated {
+        group_secret: None,
+        ..created.clone()
+    };
+    let schema = body_schema(&doc, "/api/v1/groups", "post", Some("201"));
+    check(&doc, "GroupCreated", schema, created, derived);
+
+    let token = MemberToken {
+        id: ID.into(),
+        manage_token: B64_43.into(),
+    };
+    check(
+        &doc,
+        "MemberToken",
+        &schemas["MemberToken"],
+        token.clone(),
+        token.clone(),
+    );
+    let manage = GroupManageRequest {
+        members: vec![token],
+    };
+    for path in ["/api/v1/groups/status", "/api/v1/groups/burn"] {
+        let schema = body_schema(&doc, path, "post", None);
+        check(
+            &doc,
+            "GroupManageRequest",
+            schema,
+            manage.clone(),
+            manage.clone(),
+        );
+        let answer = GroupStatus {
+            members: vec![
+                MemberStatus {
+                    id: ID.into(),
+                    status: Some(status(true)),
+                },
+                MemberStatus {
+                    id: ID.into(),
+                    status: None,
+                },
+            ],
+        };
+        let schema = body_schema(&doc, path, "post", Some("200"));
+        check(&doc, "GroupStatus", schema, answer.clone(), answer);
+    }
+    // A member's status is a Status or null.
+    let entry = &schemas["MemberStatus"];
+    let required: Vec<&str> = entry["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(required, ["id", "status"]);
+    let one_of = entry["properties"]["status"]["oneOf"].as_array().unwrap();
+    assert_eq!(one_of[0]["$ref"], "#/components/schemas/Status");
+    assert_eq!(one_of[1]["type"], "null");
+    let sample = serde_json::to_value(MemberStatus {
+        id: ID.into(),
+        status: None,
+    })
+    .unwrap();
+    assert_eq!(sample["status"], Value::Null, "null is sent, not left out");
 }
 
 /// Every other documented JSON response of `/api/v1` is the plain error body.

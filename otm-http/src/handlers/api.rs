@@ -162,7 +162,7 @@ pub(crate) async fn create(
 /// The wire form of a create request decoded: the envelope's base64url
 /// (bounded before decoding), the two verifiers, the expiry and the
 /// reference. The service checks the rest.
-fn decode_create(req: CreateRequest) -> Result<Create, ApiError> {
+pub(crate) fn decode_create(req: CreateRequest) -> Result<Create, ApiError> {
     if req.envelope.len() > MAX_ENVELOPE_B64 {
         return Err(ApiError::new(
             ErrorCode::TooLarge,
@@ -224,7 +224,7 @@ pub(crate) fn unix_secs(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-fn status_body(s: &Receipt) -> Status {
+pub(crate) fn status_body(s: &Receipt) -> Status {
     Status {
         state: s.state,
         expires_at: rfc3339(s.expires_at),

@@ -3,6 +3,7 @@
 //! [`Service`](crate::Service) and encodes the answer.
 
 pub(crate) mod api;
+pub(crate) mod groups;
 pub(crate) mod ops;
 pub(crate) mod pages;
 pub(crate) mod requests;

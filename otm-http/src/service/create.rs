@@ -175,6 +175,7 @@ impl Service {
             passphrase: validate(&request.envelope).is_ok_and(|info| info.passphrase),
             reference: request.reference.as_deref(),
             request: false,
+            recipients: 1,
         };
         self.decide_ask(caller, &ask).await
     }
@@ -199,7 +200,7 @@ impl Service {
 
     /// The expiry of a create, once the reference, the envelope and the
     /// expiry asked for pass.
-    fn check(&self, request: &Create) -> Result<Duration, ServiceError> {
+    pub(super) fn check(&self, request: &Create) -> Result<Duration, ServiceError> {
         if request
             .reference
             .as_deref()
@@ -298,7 +299,7 @@ impl Service {
 /// Checks a create against the `limits` the policy allowed within: the envelope's size and
 /// passphrase flag, and the expiry asked for (`None`: the server's
 /// default, `default_ttl`).
-fn check_limits(
+pub(super) fn check_limits(
     limits: &CreateLimits,
     envelope: &[u8],
     ttl: Option<Duration>,

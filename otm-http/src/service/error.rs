@@ -82,7 +82,7 @@ pub enum ServiceError {
     /// A capability the configuration needs, and the store does not declare
     /// (at start; at a request only for a policy that did not say so).
     MissingCapability {
-        /// The capability (`quotas`, `rates`, `requests`).
+        /// The capability (`quotas`, `rates`, `requests`, `groups`).
         what: &'static str,
         /// The store's backend.
         backend: &'static str,
@@ -126,7 +126,8 @@ impl ServiceError {
             | ServiceError::BadConfig { .. }
             | ServiceError::NoRuntime => ErrorCode::Internal,
             ServiceError::MissingCapability {
-                what: "requests", ..
+                what: "requests" | "groups",
+                ..
             } => ErrorCode::Unsupported,
             ServiceError::MissingCapability { .. } => ErrorCode::Internal,
         }
@@ -180,6 +181,7 @@ impl std::fmt::Display for ServiceError {
                 let needs = match *what {
                     "rates" => "shared rate limits (Config::shared_rate_limits) count rates",
                     "requests" => "requests for a secret are kept",
+                    "groups" => "messages for several recipients are stored all or none",
                     _ => "the create policy counts quotas",
                 };
                 write!(

@@ -27,10 +27,12 @@ use crate::{limit, Config};
 
 mod create;
 mod error;
+mod groups;
 mod requests;
 
 pub use create::Create;
 pub use error::ServiceError;
+pub use groups::{CreateGroup, Sealed, SentGroup, StoredGroup};
 pub use requests::{Ask, Asked, RequestReceipt, RequestView};
 
 /// The state every router of one service shares.
@@ -362,12 +364,7 @@ impl Service {
         text: &str,
         options: &SendOptions<'_>,
     ) -> Result<Sent, ServiceError> {
-        let base = self
-            .0
-            .config
-            .base_url
-            .clone()
-            .ok_or(ServiceError::NoBaseUrl)?;
+        let base = self.base_url()?;
         // Before the sealing, which costs more than anything after it.
         self.admit(caller, Op::Create).await?;
         let key = Key::generate().map_err(|_| ServiceError::Random)?;
@@ -380,15 +377,7 @@ impl Service {
         })
         .await
         .map_err(|_| ServiceError::Random)?
-        .map_err(|e| {
-            self.failed(match e {
-                otm_core::Error::Rng(_) => ServiceError::Random,
-                otm_core::Error::MessageTooLong { .. } => {
-                    ServiceError::invalid(ErrorCode::TooLarge, e.to_string())
-                }
-                e => ServiceError::invalid(ErrorCode::Invalid, e.to_string()),
-            })
-        })?;
+        .map_err(|e| self.sealing_failed(e))?;
         let mut request = Create::new(
             envelope,
             secrets.claim_verifier(),
@@ -406,6 +395,26 @@ impl Service {
             manage_link: ManageLink::new(&base, stored.id, stored.manage_token)
                 .map_err(bad_base)?,
             expires_at: stored.expires_at,
+        })
+    }
+
+    /// [`Config::base_url`], which links made in this process need.
+    fn base_url(&self) -> Result<String, ServiceError> {
+        self.0
+            .config
+            .base_url
+            .clone()
+            .ok_or(ServiceError::NoBaseUrl)
+    }
+
+    /// A failed sealing in this process as the service answers it.
+    fn sealing_failed(&self, e: otm_core::Error) -> ServiceError {
+        self.failed(match e {
+            otm_core::Error::Rng(_) => ServiceError::Random,
+            otm_core::Error::MessageTooLong { .. } => {
+                ServiceError::invalid(ErrorCode::TooLarge, e.to_string())
+            }
+            e => ServiceError::invalid(ErrorCode::Invalid, e.to_string()),
         })
     }
 
@@ -476,6 +485,15 @@ impl Service {
         token: &ManageToken,
     ) -> Result<Receipt, ServiceError> {
         self.admit(caller, Op::Read).await?;
+        self.checked_burn(id, token).await
+    }
+
+    /// [`burn`](Service::burn) once admitted.
+    async fn checked_burn(
+        &self,
+        id: &MessageId,
+        token: &ManageToken,
+    ) -> Result<Receipt, ServiceError> {
         let status = self.checked_status(id, token).await?;
         if status.state != MessageState::Waiting {
             return Err(ServiceError::NotWaiting(status));

@@ -157,6 +157,7 @@ impl Service {
             passphrase: false,
             reference: request.reference.as_deref(),
             request: true,
+            recipients: 1,
         };
         let limits = self.decide_ask(caller, &ask).await?;
         let creator = self.creator(caller, &limits, request.reference.is_some())?;
