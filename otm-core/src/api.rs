@@ -179,6 +179,12 @@ pub struct PublicConfig {
     /// The public base URL for links, or `None`: build links on the origin
     /// the client used.
     pub link_base: Option<String>,
+    /// The most recipients of one message (`POST /api/v1/groups`):
+    /// [`MAX_GROUP`](crate::MAX_GROUP), or 0 when this server's store
+    /// cannot store a group all or none (and when an older server does not
+    /// say).
+    #[serde(default)]
+    pub max_recipients: u32,
 }
 
 /// `POST /api/v1/messages`: a sealed envelope to store.

@@ -6,6 +6,9 @@
 //   POST {base}/api/v1/messages/{id}/open   {"access_proof", "proof"}
 //   GET    {base}/api/v1/messages/{id}      (Authorization: Bearer <manage token>)
 //   DELETE {base}/api/v1/messages/{id}      (Authorization: Bearer <manage token>)
+//   POST {base}/api/v1/groups               {"members": [{"envelope", "verifier", "access_verifier"}…], "ttl_seconds"}
+//   POST {base}/api/v1/groups/status        {"members": [{"id", "manage_token"}…]}
+//   POST {base}/api/v1/groups/burn          {"members": [{"id", "manage_token"}…]}
 //   POST {base}/api/v1/requests             {"note", "answer_verifier", "access_verifier", "verifier", "ttl_seconds"}
 //   POST {base}/api/v1/requests/{id}/read   {"answer_proof"}
 //   POST {base}/api/v1/requests/{id}/answer {"answer_proof", "answer"}
@@ -21,6 +24,9 @@ const API_PATHS = Object.freeze({
   messages: '/api/v1/messages',
   open: (id) => `/api/v1/messages/${encodeURIComponent(id)}/open`,
   message: (id) => `/api/v1/messages/${encodeURIComponent(id)}`,
+  groups: '/api/v1/groups',
+  groupStatus: '/api/v1/groups/status',
+  groupBurn: '/api/v1/groups/burn',
   requests: '/api/v1/requests',
   request: (id) => `/api/v1/requests/${encodeURIComponent(id)}`,
   readRequest: (id) => `/api/v1/requests/${encodeURIComponent(id)}/read`,
@@ -183,6 +189,46 @@ export function burnMessage(id, token) {
 }
 
 // ---------------------------------------------------------------------------
+// One message for several recipients (FORMAT.md section 9.6)
+
+/**
+ * Stores 2 to 20 sealed envelopes at once, all or none: `members` is a list
+ * of {envelope, verifier, accessVerifier} as for createMessage. Resolves to
+ * {members: [{id, path, expires_at, expires_at_unix, manage_token}…],
+ * group_secret (absent when the tokens derive from an API token),
+ * expires_at, expires_at_unix}.
+ */
+export function createGroup({ members, ttlSeconds }) {
+  const body = {
+    members: members.map((m) => ({
+      envelope: asText(m.envelope),
+      verifier: asText(m.verifier),
+      access_verifier: asText(m.accessVerifier),
+    })),
+  };
+  if (ttlSeconds !== undefined && ttlSeconds !== null) body.ttl_seconds = ttlSeconds;
+  return request('POST', API_PATHS.groups, body);
+}
+
+/**
+ * The receipts of up to 20 messages, `members` a list of {id, token}.
+ * Resolves to {members: [{id, status: {state, expires_at, …} | null}…]}
+ * (null: no message under that token).
+ */
+export function getGroupStatus(members) {
+  return request('POST', API_PATHS.groupStatus, groupBody(members));
+}
+
+/** Burns every waiting message of `members` ({id, token}); resolves as getGroupStatus. */
+export function burnGroup(members) {
+  return request('POST', API_PATHS.groupBurn, groupBody(members));
+}
+
+function groupBody(members) {
+  return { members: members.map((m) => ({ id: m.id, manage_token: m.token })) };
+}
+
+// ---------------------------------------------------------------------------
 // Requests for a secret (FORMAT.md section 14)
 
 /**
@@ -248,4 +294,19 @@ export function parseExpiry(value) {
     if (!Number.isNaN(d.getTime())) return d;
   }
   return null;
+}
+
+const RECEIPT_STATES = Object.freeze(['waiting', 'opened', 'burned', 'expired']);
+
+/**
+ * A message's status from the server ({state, expires_at, expires_at_unix,
+ * changed_at}) as {state, expiresAt, changedAt}, or null when it is not one.
+ */
+export function asReceipt(data) {
+  if (!data || typeof data !== 'object' || !RECEIPT_STATES.includes(data.state)) return null;
+  return {
+    state: data.state,
+    expiresAt: parseExpiry(data.expires_at_unix) ?? parseExpiry(data.expires_at),
+    changedAt: parseExpiry(data.changed_at),
+  };
 }

@@ -6,10 +6,13 @@ import {
   MAX_MESSAGE_CHARS,
   MAX_PASSPHRASE_CHARS,
   OtmError,
+  MAX_GROUP,
   accessVerifier,
   charCount,
+  checkLabel,
   claimVerifier,
   deriveSecrets,
+  formatGroupLink,
   formatLink,
   formatManageLink,
   generateKey,
@@ -18,7 +21,7 @@ import {
   toWellFormed,
   wipeSecrets,
 } from './otm-format.js';
-import { ApiError, basePath, createMessage, getConfig, parseExpiry } from './api.js';
+import { ApiError, basePath, createGroup, createMessage, getConfig, parseExpiry } from './api.js';
 import { describeApiError } from './api.js';
 import { t, tn } from './i18n.js';
 import {
@@ -64,7 +67,25 @@ const els = {
   copyStatusLink: $('copy-status-link'),
   copyStatusLinkStatus: $('copy-status-link-status'),
   newMessage: $('new-message'),
+  severalBox: $('several-box'),
+  several: $('several'),
+  recipientsBox: $('recipients-box'),
+  recipients: $('recipients'),
+  addRecipient: $('add-recipient'),
+  recipientsLive: $('recipients-live'),
+  groupResult: $('group-result'),
+  groupResultTitle: $('group-result-title'),
+  groupLinks: $('group-links'),
+  groupExpires: $('group-expires'),
+  groupPassphrase: $('group-passphrase'),
+  groupStatusLink: $('group-status-link'),
+  copyGroupStatus: $('copy-group-status'),
+  copyGroupStatusStatus: $('copy-group-status-status'),
+  groupNew: $('group-new'),
 };
+
+/** The fewest recipients of a group. */
+const MIN_RECIPIENTS = 2;
 
 
 let config = null;
@@ -79,7 +100,8 @@ let copyStatusTimer = 0;
 function setBusy(on, text = '') {
   busy = on;
   markBusy(els.form, els.busy, on, text);
-  els.create.textContent = on ? t('compose.creating') : t('compose.create');
+  const idle = !els.severalBox.hidden && els.several.checked ? t('compose.create_links') : t('compose.create');
+  els.create.textContent = on ? t('compose.creating') : idle;
   updateCreateState();
 }
 
@@ -115,6 +137,8 @@ async function loadConfig() {
     // The server's default wins over the fallback chosen before it answered.
     els.ttl.value = '';
     fillTtlChoices(config.ttl_choices_seconds, config.default_ttl_seconds);
+    // Several recipients only where the store keeps a group all or none.
+    els.severalBox.hidden = !(maxRecipients() >= MIN_RECIPIENTS);
   } catch (err) {
     config = null;
     showError(t('compose.config_failed'));
@@ -163,23 +187,29 @@ function describeError(err) {
   return t('compose.failed');
 }
 
+/** The message to seal, or null after showing why there is none. */
+function messageText() {
+  const text = toWellFormed(els.message.value);
+  const chars = charCount(text);
+  if (chars === 0 || chars > MAX_MESSAGE_CHARS) {
+    showError(chars === 0 ? t('compose.empty') : tn('compose.too_long', chars, { max: MAX_MESSAGE_CHARS }));
+    els.message.focus();
+    return null;
+  }
+  return text;
+}
+
 async function onCreate(event) {
   event.preventDefault();
   if (busy) return;
   clearError();
+  if (!els.severalBox.hidden && els.several.checked) {
+    await onCreateGroup();
+    return;
+  }
 
-  const text = toWellFormed(els.message.value);
-  const chars = charCount(text);
-  if (chars === 0) {
-    showError(t('compose.empty'));
-    els.message.focus();
-    return;
-  }
-  if (chars > MAX_MESSAGE_CHARS) {
-    showError(tn('compose.too_long', chars, { max: MAX_MESSAGE_CHARS }));
-    els.message.focus();
-    return;
-  }
+  const text = messageText();
+  if (text === null) return;
   const rawPassphrase = els.passphrase.value;
   const passphrase = rawPassphrase === '' ? null : rawPassphrase;
   const ttl = Number(els.ttl.value);
@@ -276,6 +306,243 @@ function onNewMessage() {
 }
 
 // ---------------------------------------------------------------------------
+// Several recipients: one independent link each (FORMAT.md section 9.6)
+
+function maxRecipients() {
+  const max = config && Number.isInteger(config.max_recipients) ? config.max_recipients : 0;
+  return Math.min(max, MAX_GROUP);
+}
+
+function recipientRows() {
+  return [...els.recipients.children];
+}
+
+/** Numbers the rows 1…n again and enables what may be used. */
+function renumberRecipients() {
+  const rows = recipientRows();
+  rows.forEach((row, i) => {
+    const n = i + 1;
+    const input = row.querySelector('input');
+    const label = row.querySelector('label');
+    const remove = row.querySelector('button');
+    input.id = `recipient-${n}`;
+    label.htmlFor = input.id;
+    label.textContent = t('compose.recipient_label', { n });
+    remove.setAttribute('aria-label', t('compose.remove_recipient', { n }));
+    remove.disabled = rows.length <= MIN_RECIPIENTS;
+  });
+  els.addRecipient.disabled = rows.length >= maxRecipients();
+}
+
+function addRecipient(focus) {
+  if (recipientRows().length >= maxRecipients()) return;
+  const row = document.createElement('li');
+  const label = document.createElement('label');
+  const line = document.createElement('div');
+  line.className = 'copy-row';
+  const input = document.createElement('input');
+  input.type = 'text';
+  input.autocomplete = 'off';
+  input.spellcheck = false;
+  input.dir = 'auto';
+  const remove = document.createElement('button');
+  remove.type = 'button';
+  remove.className = 'button';
+  remove.textContent = t('compose.remove');
+  remove.addEventListener('click', () => removeRecipient(row));
+  line.append(input, remove);
+  row.append(label, line);
+  els.recipients.append(row);
+  renumberRecipients();
+  if (focus) {
+    input.focus();
+    els.recipientsLive.textContent = t('compose.recipient_added', { n: recipientRows().length });
+  }
+}
+
+function removeRecipient(row) {
+  const rows = recipientRows();
+  if (rows.length <= MIN_RECIPIENTS) return;
+  const at = rows.indexOf(row);
+  row.remove();
+  renumberRecipients();
+  const left = recipientRows();
+  left[Math.min(at, left.length - 1)].querySelector('input').focus();
+  els.recipientsLive.textContent = t('compose.recipient_removed');
+}
+
+function onSeveralChange() {
+  const on = els.several.checked;
+  els.recipientsBox.hidden = !on;
+  if (on && recipientRows().length === 0) {
+    for (let i = 0; i < MIN_RECIPIENTS; i++) addRecipient(false);
+  }
+  els.create.textContent = on ? t('compose.create_links') : t('compose.create');
+}
+
+/** The labels typed, in order (null: none), or null after showing an error. */
+function recipientLabels() {
+  const labels = [];
+  for (const row of recipientRows()) {
+    const input = row.querySelector('input');
+    const label = input.value.trim();
+    if (label !== '') {
+      try {
+        checkLabel(label);
+      } catch {
+        showError(t('compose.label_bad', { max: 64 }));
+        input.focus();
+        return null;
+      }
+    }
+    labels.push(label === '' ? null : label);
+  }
+  return labels;
+}
+
+async function onCreateGroup() {
+  const text = messageText();
+  if (text === null) return;
+  const labels = recipientLabels();
+  if (labels === null) return;
+  const rawPassphrase = els.passphrase.value;
+  const passphrase = rawPassphrase === '' ? null : rawPassphrase;
+  const ttl = Number(els.ttl.value);
+  const total = labels.length;
+
+  setBusy(true, t('compose.encrypting_n', { n: 1, total }));
+  const keys = [];
+  let secrets = null;
+  try {
+    const members = [];
+    for (let n = 1; n <= total; n++) {
+      setBusy(true, t('compose.encrypting_n', { n, total }));
+      const key = generateKey();
+      keys.push(key);
+      secrets = await deriveSecrets(key, passphrase);
+      const envelope = await seal(secrets, text);
+      members.push({
+        envelope,
+        verifier: await claimVerifier(secrets.claimProof),
+        accessVerifier: await accessVerifier(secrets.accessProof),
+      });
+      wipeSecrets(secrets);
+      secrets = null;
+    }
+    setBusy(true, t('compose.uploading'));
+    const answer = await createGroup({
+      members,
+      ttlSeconds: Number.isInteger(ttl) && ttl > 0 ? ttl : undefined,
+    });
+    const stored = answer && Array.isArray(answer.members) ? answer.members : [];
+    if (stored.length !== total || !stored.every((m) => typeof m.id === 'string' && isValidId(m.id))) {
+      throw new OtmError('BadId', 'the server returned no valid message IDs');
+    }
+    const base = linkBase();
+    const links = stored.map((m, i) => ({
+      label: labels[i],
+      link: formatLink(base, m.id, keys[i], passphrase !== null),
+    }));
+    const secret = typeof answer.group_secret === 'string' ? answer.group_secret : null;
+    const statusLink = await formatGroupLink(
+      base,
+      secret,
+      stored.map((m, i) => ({ id: m.id, token: m.manage_token, label: labels[i] })),
+    );
+    const expiresAt =
+      parseExpiry(answer.expires_at) ??
+      (Number.isInteger(ttl) && ttl > 0 ? new Date(Date.now() + ttl * 1000) : null);
+    showGroupResult(links, expiresAt, passphrase !== null, statusLink);
+  } catch (err) {
+    showError(describeError(err));
+  } finally {
+    for (const key of keys) key.fill(0);
+    wipeSecrets(secrets);
+    setBusy(false);
+  }
+}
+
+function showGroupResult(links, expiresAt, hasPassphrase, statusLink) {
+  els.message.value = '';
+  els.passphrase.value = '';
+  els.passphrase.type = 'password';
+  els.showPassphrase.checked = false;
+  updateCounter();
+
+  els.groupLinks.replaceChildren();
+  links.forEach(({ label, link }, i) => {
+    const n = i + 1;
+    const row = document.createElement('li');
+    row.className = 'field';
+    const name = document.createElement('label');
+    name.htmlFor = `group-link-${n}`;
+    name.textContent = label ? t('group_link.link_label', { name: label }) : t('group_link.link_unnamed', { n });
+    const line = document.createElement('div');
+    line.className = 'copy-row';
+    const input = document.createElement('input');
+    input.id = `group-link-${n}`;
+    input.type = 'text';
+    input.readOnly = true;
+    input.autocomplete = 'off';
+    input.spellcheck = false;
+    input.dir = 'ltr';
+    input.value = link;
+    input.addEventListener('focus', () => input.select());
+    const copy = document.createElement('button');
+    copy.type = 'button';
+    copy.className = 'button primary';
+    copy.textContent = t('link.copy');
+    name.id = `group-link-label-${n}`;
+    copy.setAttribute('aria-describedby', name.id);
+    const status = document.createElement('p');
+    status.className = 'status';
+    status.setAttribute('aria-live', 'polite');
+    let timer = 0;
+    copy.addEventListener('click', async () => {
+      clearTimeout(timer);
+      timer = await copyField(input, copy, status, {
+        label: t('link.copy'),
+        selected: t('link.selected'),
+        select: true,
+      });
+    });
+    line.append(input, copy);
+    row.append(name, line, status);
+    els.groupLinks.append(row);
+  });
+  setTime(els.groupExpires, expiresAt, true, t('link.expiry_unknown'));
+  els.groupPassphrase.hidden = !hasPassphrase;
+  els.groupStatusLink.value = statusLink;
+  els.copyGroupStatusStatus.textContent = '';
+  els.copyGroupStatus.textContent = t('link.copy_status');
+
+  els.composeSection.hidden = true;
+  els.groupResult.hidden = false;
+  document.documentElement.dataset.unsaved = 'link';
+  els.groupResultTitle.focus();
+}
+
+function onGroupNew() {
+  clearTimeout(copyStatusTimer);
+  els.groupLinks.replaceChildren();
+  els.groupStatusLink.value = '';
+  els.groupResult.hidden = true;
+  els.recipients.replaceChildren();
+  els.several.checked = false;
+  onSeveralChange();
+  onNewMessage();
+}
+
+async function onCopyGroupStatus() {
+  clearTimeout(copyStatusTimer);
+  copyStatusTimer = await copyField(els.groupStatusLink, els.copyGroupStatus, els.copyGroupStatusStatus, {
+    label: t('link.copy_status'),
+    selected: t('link.status_selected'),
+    select: true,
+  });
+}
+
+// ---------------------------------------------------------------------------
 // QR code
 
 const qr = qrToggle(
@@ -320,6 +587,11 @@ els.link.addEventListener('focus', () => els.link.select());
 els.copyStatusLink.addEventListener('click', onCopyStatusLink);
 els.statusLink.addEventListener('focus', () => els.statusLink.select());
 els.newMessage.addEventListener('click', onNewMessage);
+els.several.addEventListener('change', onSeveralChange);
+els.addRecipient.addEventListener('click', () => addRecipient(true));
+els.copyGroupStatus.addEventListener('click', onCopyGroupStatus);
+els.groupStatusLink.addEventListener('focus', () => els.groupStatusLink.select());
+els.groupNew.addEventListener('click', onGroupNew);
 
 updateCounter();
 loadConfig();

@@ -9,11 +9,9 @@
 // the sender can bookmark it.
 
 import { parseManageLink } from './otm-format.js';
-import { ApiError, burnMessage, describeApiError, getStatus, parseExpiry } from './api.js';
+import { ApiError, asReceipt, burnMessage, describeApiError, getStatus } from './api.js';
 import { t } from './i18n.js';
-import { $, clearError, formatDate, formatTime, markBusy, setTime, showError } from './ui.js';
-
-const STATES = Object.freeze(['waiting', 'opened', 'burned', 'expired']);
+import { $, clearError, formatDate, formatTime, markBusy, receiptText, setTime, showError } from './ui.js';
 
 const els = {
   title: $('manage-title'),
@@ -54,35 +52,11 @@ const MESSAGES = {
 // ---------------------------------------------------------------------------
 // Display
 
-/** A status answer from the server, or null when it is not one. */
-function asStatus(data) {
-  if (!data || typeof data !== 'object' || !STATES.includes(data.state)) return null;
-  return {
-    state: data.state,
-    expiresAt: parseExpiry(data.expires_at_unix) ?? parseExpiry(data.expires_at),
-    changedAt: parseExpiry(data.changed_at),
-  };
-}
-
-function stateText(status) {
-  const date = status.changedAt ? formatDate(status.changedAt) : null;
-  switch (status.state) {
-    case 'waiting':
-      return t('manage.waiting');
-    case 'opened':
-      return date ? t('manage.opened_on', { date }) : t('manage.opened');
-    case 'burned':
-      return date ? t('manage.burned_on', { date }) : t('manage.burned');
-    default:
-      return t('manage.expired');
-  }
-}
-
 function render(status) {
   page.current = status;
   const { state } = status;
   els.state.dataset.state = state;
-  els.state.textContent = stateText(status);
+  els.state.textContent = receiptText(status);
 
   switch (state) {
     case 'waiting':
@@ -193,7 +167,7 @@ async function refresh() {
   clearError();
   setBusy(true, t('manage.checking'));
   try {
-    const status = asStatus(await getStatus(page.id, page.token));
+    const status = asReceipt(await getStatus(page.id, page.token));
     if (status) render(status);
     else showError(t(MESSAGES.badAnswer));
   } catch (err) {
@@ -226,13 +200,13 @@ async function burn() {
   setBusy(true, t('manage.destroying'));
   let refreshAfter = false;
   try {
-    const status = asStatus(await burnMessage(page.id, page.token));
+    const status = asReceipt(await burnMessage(page.id, page.token));
     if (status) render(status);
     else showError(t(MESSAGES.badAnswer));
   } catch (err) {
     if (err instanceof ApiError && err.status === 409) {
       // No longer waiting: the answer carries the current status.
-      const status = asStatus(err.body);
+      const status = asReceipt(err.body);
       if (status) {
         render(status);
         showError(notWaitingText(status));

@@ -701,3 +701,176 @@ export function parseManageLink(text) {
   }
   return { base, id, token };
 }
+
+// ---------------------------------------------------------------------------
+// The group status link (FORMAT.md section 9.6)
+
+const GROUP_PATH = '/group';
+const GROUP_SECRET_LEN = 32;
+const MANAGE_TOKEN_INFO = encoder.encode('otm manage token v1\0');
+
+/** The most messages one group holds. */
+export const MAX_GROUP = 20;
+/** The longest label of a group member, in characters. */
+export const MAX_LABEL_CHARS = 64;
+
+/**
+ * The management token of message `id` under a group secret (both
+ * base64url text): HMAC-SHA256(secret, "otm manage token v1" 0x00 id), as
+ * Rust's `ManageSecret::token_for`. Resolves to base64url text.
+ */
+export async function deriveManageToken(secret, id) {
+  const secretBytes = decodeExact(secret, GROUP_SECRET_LEN, 'BadToken', 'group secret');
+  const idBytes = parseId(id);
+  try {
+    const key = await subtle().importKey('raw', secretBytes, { name: 'HMAC', hash: 'SHA-256' }, false, [
+      'sign',
+    ]);
+    const data = new Uint8Array(MANAGE_TOKEN_INFO.length + idBytes.length);
+    data.set(MANAGE_TOKEN_INFO);
+    data.set(idBytes, MANAGE_TOKEN_INFO.length);
+    const mac = new Uint8Array(await subtle().sign('HMAC', key, data));
+    const token = encodeBase64url(mac);
+    mac.fill(0);
+    return token;
+  } finally {
+    secretBytes.fill(0);
+  }
+}
+
+/**
+ * Checks a member's label as Rust's `check_label`: 1 to 64 characters (Unicode
+ * scalar values), no control characters. Throws a BadLink OtmError.
+ */
+export function checkLabel(label) {
+  const n = charCount(label);
+  if (n === 0 || n > MAX_LABEL_CHARS) throw badLink('a label has 1 to 64 characters');
+  // Rust's char::is_control: the Cc category.
+  if (/[\u0000-\u001F\u007F-\u009F]/.test(label)) throw badLink('a label has no control characters');
+}
+
+/** Percent-encodes everything but ASCII letters, digits and -_.~ (FORMAT.md 9.6). */
+function encodeLabel(label) {
+  return encodeURIComponent(label).replace(
+    /[!'()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+}
+
+/**
+ * Builds a group status link as Rust's `GroupLink::to_url`: `secret` is the
+ * group secret's base64url text or null; `members` is a list of
+ * `{id, token, label}` (label null or absent: none). A member whose token
+ * derives from the secret is written as its ID alone.
+ */
+export async function formatGroupLink(base, secret, members) {
+  const b = formatBase(base);
+  checkMembers(members);
+  const parts = [];
+  for (const m of members) {
+    parseManageToken(m.token).fill(0);
+    const derived = secret !== null && (await deriveManageToken(secret, m.id)) === m.token;
+    parts.push(derived ? m.id : `${m.id}.${m.token}`);
+  }
+  let url = `${b}${GROUP_PATH}#`;
+  if (secret !== null) {
+    decodeExact(secret, GROUP_SECRET_LEN, 'BadToken', 'group secret').fill(0);
+    url += `s=${secret}&`;
+  }
+  url += `m=${parts.join(',')}`;
+  if (members.some((m) => m.label != null)) {
+    url += `&l=${members.map((m) => (m.label != null ? encodeLabel(m.label) : '')).join(',')}`;
+  }
+  return url;
+}
+
+function checkMembers(members) {
+  if (!Array.isArray(members) || members.length === 0 || members.length > MAX_GROUP) {
+    throw badLink('a group has 1 to 20 messages');
+  }
+  const seen = new Set();
+  for (const m of members) {
+    if (seen.has(m.id)) throw badLink('a message appears twice in the group');
+    seen.add(m.id);
+    if (m.label != null) checkLabel(m.label);
+  }
+}
+
+/**
+ * Parses a group status link as strictly as Rust's `GroupLink::parse`, with
+ * the same reasons. Resolves to {base, secret (text or null), members: [{id,
+ * token, label}]}, every token given or derived from the secret.
+ */
+export async function parseGroupLink(text) {
+  if (typeof text !== 'string') throw badLink('the group status link has no # part');
+  const t = rustTrim(text);
+  const hash = t.indexOf('#');
+  if (hash < 0) throw badLink('the group status link has no # part');
+  let url = t.slice(0, hash);
+  const fragment = t.slice(hash + 1);
+  const q = url.indexOf('?');
+  if (q >= 0) url = url.slice(0, q);
+  if (url.endsWith('/')) url = url.slice(0, -1);
+  if (!url.endsWith(GROUP_PATH)) throw badLink('the group status link has no /group path');
+  const baseText = url.slice(0, -GROUP_PATH.length);
+  const parts = fragment.split('&');
+  let i = 0;
+  let secret = null;
+  if (parts[i].startsWith('s=')) {
+    secret = parts[i].slice(2);
+    try {
+      decodeExact(secret, GROUP_SECRET_LEN, 'BadToken', 'group secret').fill(0);
+    } catch {
+      throw badLink("the group status link's secret is malformed");
+    }
+    i += 1;
+  }
+  if (i >= parts.length || !parts[i].startsWith('m=')) throw badLink('the group status link has no m= part');
+  const ids = parts[i].slice(2);
+  i += 1;
+  let labels = null;
+  if (i < parts.length) {
+    if (!parts[i].startsWith('l=')) throw badLink('the group status link has an unknown part');
+    labels = parts[i].slice(2);
+    i += 1;
+  }
+  if (i < parts.length) throw badLink('the group status link has an unknown part');
+  const members = [];
+  for (const entry of ids.split(',')) {
+    if (members.length === MAX_GROUP) throw badLink('the group status link names too many messages');
+    const dot = entry.indexOf('.');
+    const id = dot < 0 ? entry : entry.slice(0, dot);
+    const given = dot < 0 ? null : entry.slice(dot + 1);
+    if (!isValidId(id)) throw badLink('a message ID in the group status link is malformed');
+    let token;
+    if (given !== null) {
+      try {
+        parseManageToken(given).fill(0);
+      } catch {
+        throw badLink('a token in the group status link is malformed');
+      }
+      token = given;
+    } else if (secret !== null) {
+      token = await deriveManageToken(secret, id);
+    } else {
+      throw badLink('the group status link has neither a secret nor a token');
+    }
+    members.push({ id, token, label: null });
+  }
+  if (labels !== null) {
+    const list = labels.split(',');
+    if (list.length !== members.length) throw badLink('the group status link has not one label per message');
+    list.forEach((raw, n) => {
+      let label;
+      try {
+        label = decodeURIComponent(raw);
+      } catch {
+        throw badLink('a label in the group status link is malformed');
+      }
+      members[n].label = label === '' ? null : label;
+    });
+  }
+  const base = formatBase(baseText);
+  checkMembers(members);
+  return { base, secret, members };
+}

@@ -282,3 +282,22 @@ export function messageCounter(els, max, count) {
     return over;
   };
 }
+
+/**
+ * A message's state as the sender's pages show it: waiting, opened or
+ * destroyed (with the date when known), or expired. `status` is
+ * {state, changedAt}.
+ */
+export function receiptText(status) {
+  const date = status.changedAt ? formatDate(status.changedAt) : null;
+  switch (status.state) {
+    case 'waiting':
+      return t('manage.waiting');
+    case 'opened':
+      return date ? t('manage.opened_on', { date }) : t('manage.opened');
+    case 'burned':
+      return date ? t('manage.burned_on', { date }) : t('manage.burned');
+    default:
+      return t('manage.expired');
+  }
+}

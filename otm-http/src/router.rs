@@ -64,6 +64,7 @@ impl Service {
             .route("/about", get(pages::about))
             .route("/otm/{id}", get(pages::reveal))
             .route("/manage/{id}", get(pages::manage))
+            .route("/group", get(pages::group))
             .route("/request", get(pages::ask))
             .route("/request/{id}", get(pages::respond))
             .route("/receive/{id}", get(pages::receive))

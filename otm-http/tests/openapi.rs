@@ -210,6 +210,7 @@ fn every_documented_body_matches_its_wire_struct() {
         max_envelope_bytes: 32_801,
         max_failed_attempts: 5,
         link_base: Some("https://otm.example".into()),
+        max_recipients: 20,
     };
     let bare_config = PublicConfig {
         link_base: None,

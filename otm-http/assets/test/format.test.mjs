@@ -473,3 +473,44 @@ test('status links: ID and token are checked when formatting', () => {
   throwsWith(() => otm.parseManageToken(`${token}A`), 'BadToken');
   throwsWith(() => otm.parseManageToken(null), 'BadToken');
 });
+
+// The group status link, against the vectors Rust's `GroupLink` also runs
+// (otm-core/tests/group_link_vectors.rs).
+const groupUrl = new URL('../../../otm-core/tests/data/group_link_vectors.json', import.meta.url);
+const group = JSON.parse(readFileSync(groupUrl, 'utf8'));
+
+test('group link vectors: valid links format and parse back', async () => {
+  assert.ok(group.valid.length >= 5);
+  for (const v of group.valid) {
+    assert.equal(await otm.formatGroupLink(v.base, v.secret, v.members), v.url, v.name);
+    assert.deepEqual(
+      await otm.parseGroupLink(v.url),
+      { base: v.base, secret: v.secret, members: v.members },
+      v.name,
+    );
+  }
+});
+
+test('group link vectors: invalid links fail with the named reason', async () => {
+  assert.ok(group.invalid.length >= 10);
+  for (const v of group.invalid) {
+    await assert.rejects(
+      otm.parseGroupLink(v.url),
+      (err) => {
+        assertOtmError(err, 'BadLink');
+        assert.equal(err.reason, v.reason, v.name);
+        return true;
+      },
+      `${v.name}: accepted`,
+    );
+  }
+});
+
+test('group links: tokens derive from the secret as in Rust', async () => {
+  const v = group.valid[0];
+  for (const m of v.members) assert.equal(await otm.deriveManageToken(v.secret, m.id), m.token);
+  await assert.rejects(otm.deriveManageToken('short', v.members[0].id), (err) => err.code === 'BadToken');
+  assert.throws(() => otm.checkLabel(''), (err) => err.code === 'BadLink');
+  assert.throws(() => otm.checkLabel('x'.repeat(65)), (err) => err.code === 'BadLink');
+  otm.checkLabel('😀'.repeat(64));
+});

@@ -136,6 +136,18 @@ const MANAGE: Page = Page {
     footer_about_link: true,
 };
 
+const GROUP: Page = Page {
+    title: "title.group",
+    description: None,
+    noindex: true,
+    script: Some("group.js"),
+    current: None,
+    main_class: None,
+    body: include_str!("../../assets/group.html"),
+    footer: "footer.group",
+    footer_about_link: true,
+};
+
 /// A plain string as HTML (a plural or a missing key shows the key, which
 /// the tests rule out for the shipped pages).
 fn string_html(t: &Translations, language: &Language, key: &str) -> String {
@@ -303,6 +315,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../assets/manage.js"),
     ),
     (
+        "group.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/group.js"),
+    ),
+    (
         "ask.js",
         "text/javascript; charset=utf-8",
         include_str!("../../assets/ask.js"),
@@ -456,6 +473,17 @@ pub(crate) async fn manage(
     page(&service, &headers, &MANAGE, &original, &uri)
 }
 
+/// `GET /group`: the sender's status page of a group of messages (the
+/// IDs, tokens and labels are in the fragment, which is never sent).
+pub(crate) async fn group(
+    State(service): State<Service>,
+    headers: HeaderMap,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+) -> Response {
+    page(&service, &headers, &GROUP, &original, &uri)
+}
+
 /// `GET /assets/{file}`.
 pub(crate) async fn asset(Path(file): Path<String>) -> Response {
     match ASSETS.iter().find(|(name, _, _)| *name == file) {
@@ -480,7 +508,9 @@ mod tests {
     fn every_page_fills_the_layout_in_every_language() {
         let t = Translations::builtin();
         for language in t.languages() {
-            for page in [&COMPOSE, &ASK, &ABOUT, &REVEAL, &MANAGE, &RESPOND, &RECEIVE] {
+            for page in [
+                &COMPOSE, &ASK, &ABOUT, &REVEAL, &MANAGE, &GROUP, &RESPOND, &RECEIVE,
+            ] {
                 let html = page.render(&t, language);
                 let title = format!("{} {}", language.tag(), page.title);
                 // Only {{BASE}} and {{STRINGS}} are left, for the request to fill.
@@ -525,7 +555,9 @@ mod tests {
                 );
             }
         }
-        for page in [&COMPOSE, &ASK, &ABOUT, &REVEAL, &MANAGE, &RESPOND, &RECEIVE] {
+        for page in [
+            &COMPOSE, &ASK, &ABOUT, &REVEAL, &MANAGE, &GROUP, &RESPOND, &RECEIVE,
+        ] {
             for key in [Some(page.title), page.description, Some(page.footer)]
                 .into_iter()
                 .flatten()

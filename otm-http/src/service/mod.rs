@@ -304,6 +304,11 @@ impl Service {
             max_envelope_bytes: MAX_ENVELOPE_LEN as u64,
             max_failed_attempts: self.0.store.options().max_failed_attempts,
             link_base: c.base_url.clone(),
+            max_recipients: if self.0.store.groups().is_some() {
+                otm_core::MAX_GROUP as u32
+            } else {
+                0
+            },
         }
     }
 
