@@ -44,16 +44,20 @@ enum Command {
     /// The message is read from FILE, from standard input when it is piped,
     /// or from a prompt that does not echo. A server where only API token
     /// holders may create takes the token from the environment variable
-    /// OTM_API_TOKEN.
+    /// OTM_API_TOKEN. With --recipients or --to, each person gets their own
+    /// link (one per line; with --to, "NAME<tab>LINK"), and one private
+    /// status link follows them all.
     Send(SendArgs),
     /// Open a link: fetch the message once, decrypt it here, print it.
     Open(OpenArgs),
     /// Show whether a message was opened (needs its private status link,
-    /// or --id with an API token of the manage scope in OTM_API_TOKEN).
+    /// or --id with an API token of the manage scope in OTM_API_TOKEN). With
+    /// a group status link: each person's link, one per line.
     Status(ManageArgs),
     /// Destroy a message before it is read (needs its private status link,
     /// or --id with an API token of the manage scope in OTM_API_TOKEN). With
     /// a receive link: withdraw the request (and destroy an unread answer).
+    /// With a group status link: destroy every link not opened yet.
     Burn(ManageArgs),
     /// Ask someone for a secret: print a request link to send them (standard
     /// output) and your private receive link (standard error).
@@ -129,6 +133,15 @@ struct SendArgs {
     /// Also protect the message with a passphrase (asked for without echo).
     #[arg(long, short = 'p')]
     with_passphrase: bool,
+
+    /// Send it to this many people (2 to 20), each with their own link.
+    #[arg(long, value_name = "N", conflicts_with = "to", value_parser = clap::value_parser!(u8).range(2..=20))]
+    recipients: Option<u8>,
+
+    /// Send it to this person (repeat for each, 2 to 20), each with their
+    /// own link; the names appear only in your private group status link.
+    #[arg(long, value_name = "NAME")]
+    to: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -337,26 +350,43 @@ fn api_token_from_env() -> Option<String> {
         .filter(|t| !t.trim().is_empty())
 }
 
-async fn send(args: SendArgs, json_out: bool, insecure_http: bool) -> Outcome<()> {
+/// What every send needs: the client (with the API token from the
+/// environment), the message, and the passphrase when one is asked for.
+fn prepare_send(
+    args: &SendArgs,
+    insecure_http: bool,
+    prompt: &str,
+) -> Outcome<(Client, Zeroizing<String>, Option<otm_core::Passphrase>)> {
     let token = api_token_from_env();
     let client = client_with_token(&args.server, insecure_http, token.as_deref())?;
     let message = read_message(args.file.as_deref())?;
     let phrase = if args.with_passphrase || wants_passphrase(&args.passphrase) {
-        Some(passphrase(
-            &args.passphrase,
-            "Passphrase for the reader: ",
-            true,
-        )?)
+        Some(passphrase(&args.passphrase, prompt, true)?)
     } else {
         None
     };
+    Ok((client, message, phrase))
+}
+
+/// The send options of `ttl` and `phrase`.
+fn send_options(ttl: Option<Duration>, phrase: Option<&otm_core::Passphrase>) -> SendOptions<'_> {
     let mut options = SendOptions::new();
-    if let Some(ttl) = args.ttl {
+    if let Some(ttl) = ttl {
         options = options.ttl(ttl);
     }
-    if let Some(p) = &phrase {
+    if let Some(p) = phrase {
         options = options.passphrase(p);
     }
+    options
+}
+
+async fn send(args: SendArgs, json_out: bool, insecure_http: bool) -> Outcome<()> {
+    if args.recipients.is_some() || !args.to.is_empty() {
+        return send_group(args, json_out, insecure_http).await;
+    }
+    let (client, message, phrase) =
+        prepare_send(&args, insecure_http, "Passphrase for the reader: ")?;
+    let options = send_options(args.ttl, phrase.as_ref());
     let sent = client
         .send(&message, &options)
         .await
@@ -503,6 +533,9 @@ async fn manage(args: ManageArgs, json_out: bool, insecure_http: bool, burn: boo
             if is_receive_link(&text) {
                 return request_status(&text, json_out, insecure_http, burn).await;
             }
+            if is_group_link(&text) {
+                return group_status(&text, json_out, insecure_http, burn).await;
+            }
             let link = ManageLink::parse(&text).map_err(|e| Failure::Input(e.to_string()))?;
             let client = client(&link.base, insecure_http)?;
             if burn {
@@ -525,6 +558,121 @@ async fn manage(args: ManageArgs, json_out: bool, insecure_http: bool, burn: boo
         MessageState::Burned => format!("destroyed at {when}"),
         MessageState::Expired => "expired unread".to_owned(),
     })
+}
+
+/// Whether `text` is a group status link (`…/group#…`).
+fn is_group_link(text: &str) -> bool {
+    let path = text.trim().split(['#', '?']).next().unwrap_or_default();
+    path.trim_end_matches('/').ends_with(otm_core::GROUP_PATH)
+}
+
+/// `otm send --recipients N` or `--to NAME…`: one link per person (standard
+/// output), the group status link on standard error.
+async fn send_group(args: SendArgs, json_out: bool, insecure_http: bool) -> Outcome<()> {
+    let labels: Vec<Option<&str>> = match args.recipients {
+        Some(n) => vec![None; usize::from(n)],
+        None => args.to.iter().map(|n| Some(n.trim())).collect(),
+    };
+    if !(2..=otm_core::MAX_GROUP).contains(&labels.len()) {
+        return Err(Failure::Input(format!(
+            "--to names 2 to {} people, not {}",
+            otm_core::MAX_GROUP,
+            labels.len()
+        )));
+    }
+    for label in labels.iter().flatten() {
+        otm_core::check_label(label).map_err(|e| Failure::Input(format!("--to {label:?}: {e}")))?;
+    }
+    let (client, message, phrase) =
+        prepare_send(&args, insecure_http, "Passphrase for the readers: ")?;
+    let options = send_options(args.ttl, phrase.as_ref());
+    let sent = client
+        .send_group(&message, &labels, &options)
+        .await
+        .map_err(|e| failure(e, "the server lost the messages"))?;
+    let expires = rfc3339(sent.expires_at);
+    let status_link = sent.group_link.to_url();
+    let links: Vec<Zeroizing<String>> = sent.links.iter().map(Link::to_url).collect();
+    if json_out {
+        let members: Vec<_> = links
+            .iter()
+            .zip(&labels)
+            .zip(&sent.links)
+            .map(|((link, label), l)| json!({"link": link.as_str(), "label": label, "id": l.id.to_string()}))
+            .collect();
+        let line = json!({
+            "ok": true,
+            "links": members,
+            "status_link": status_link.as_str(),
+            "expires_at": expires,
+            "passphrase": phrase.is_some(),
+        });
+        return emit_line(&line.to_string());
+    }
+    for (link, label) in links.iter().zip(&labels) {
+        match label {
+            Some(name) => emit_line(&format!("{name}\t{}", link.as_str()))?,
+            None => emit_line(link.as_str())?,
+        }
+    }
+    eprintln!(
+        "Each link opens once; give each person only their own. Unopened ones are deleted at {expires}."
+    );
+    if phrase.is_some() {
+        eprintln!("The readers also need the passphrase: send it another way.");
+    }
+    eprintln!("Private status link for all of them (check or destroy them; do not share):");
+    eprintln!("{}", status_link.as_str());
+    Ok(())
+}
+
+/// `otm status` / `otm burn` with a group status link: one line per person.
+async fn group_status(text: &str, json_out: bool, insecure_http: bool, burn: bool) -> Outcome<()> {
+    let link = otm_core::GroupLink::parse(text).map_err(|e| Failure::Input(e.to_string()))?;
+    let client = client(&link.base, insecure_http)?;
+    let receipts = if burn {
+        client.burn_group(&link).await
+    } else {
+        client.group_status(&link).await
+    }
+    .map_err(|e| failure(e, "these messages have expired (or the link is wrong)"))?;
+    if json_out {
+        let members: Vec<_> = link
+            .members
+            .iter()
+            .zip(&receipts)
+            .map(|(m, r)| {
+                json!({
+                    "id": m.id.to_string(),
+                    "label": m.label,
+                    "status": r.as_ref().map(receipt_json),
+                })
+            })
+            .collect();
+        return emit_line(&json!({"ok": true, "members": members}).to_string());
+    }
+    for (n, (member, receipt)) in link.members.iter().zip(&receipts).enumerate() {
+        let name = member
+            .label
+            .clone()
+            .unwrap_or_else(|| format!("link {}", n + 1));
+        let state = match receipt {
+            None => "expired, or not in this link".to_owned(),
+            Some(r) => {
+                let when = r.changed_at.map(rfc3339).unwrap_or_default();
+                match r.state {
+                    MessageState::Waiting => {
+                        format!("waiting; deleted unread at {}", rfc3339(r.expires_at))
+                    }
+                    MessageState::Opened => format!("opened at {when}"),
+                    MessageState::Burned => format!("destroyed at {when}"),
+                    MessageState::Expired => "expired unread".to_owned(),
+                }
+            }
+        };
+        emit_line(&format!("{}: {state}", for_terminal(&name)))?;
+    }
+    Ok(())
 }
 
 /// Whether `text` is a receive link (`…/receive/ID#r=…`) rather than a

@@ -553,3 +553,92 @@ async fn request_reply_and_receive_from_the_command_line() {
     let wrong = otm(&["open", &request_link], None, &[]);
     assert_eq!(wrong.code, 2, "{}", wrong.stderr);
 }
+
+/// `otm send --to … / --recipients N`: one link per person, each opening
+/// once; the group status link on standard error follows them by name, and
+/// `otm burn` with it destroys the unopened ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_to_several_people_and_follow_them() {
+    let server = TestServer::start(Arc::new(MemoryStore::new(Default::default()))).await;
+    let base = server.base.as_str();
+    let secret = format!("team password {}", unique_suffix());
+    let sent = otm(
+        &[
+            "send", "--server", base, "--to", "Ana Lima", "--to", "Ben", "--ttl", "1h",
+        ],
+        Some(&secret),
+        &[],
+    );
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    let lines: Vec<(&str, &str)> = sent
+        .stdout
+        .lines()
+        .map(|l| l.split_once('\t').expect("NAME<tab>LINK"))
+        .collect();
+    assert_eq!(
+        lines.iter().map(|l| l.0).collect::<Vec<_>>(),
+        ["Ana Lima", "Ben"]
+    );
+    assert_ne!(lines[0].1, lines[1].1);
+    let group_link = sent
+        .stderr
+        .lines()
+        .find(|l| l.contains("/group#"))
+        .expect("the group status link on stderr")
+        .trim()
+        .to_owned();
+    assert!(
+        !group_link.contains("Ana Lima"),
+        "names are percent-encoded"
+    );
+    assert!(group_link.contains("Ana%20Lima"), "{group_link}");
+
+    let opened = otm(&["open"], Some(lines[1].1), &[]);
+    assert_eq!(
+        (opened.code, opened.stdout.as_str()),
+        (0, secret.as_str()),
+        "{}",
+        opened.stderr
+    );
+    let status = otm(&["status", &group_link], None, &[]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let states: Vec<&str> = status.stdout.lines().collect();
+    assert!(states[0].starts_with("Ana Lima: waiting"), "{states:?}");
+    assert!(states[1].starts_with("Ben: opened at "), "{states:?}");
+
+    let burned = otm(&["burn", "--json"], Some(&group_link), &[]);
+    assert_eq!(burned.code, 0, "{}", burned.stderr);
+    let members = burned.json()["members"].clone();
+    assert_eq!(members[0]["label"], "Ana Lima");
+    assert_eq!(members[0]["status"]["state"], "burned");
+    assert_eq!(members[1]["status"]["state"], "opened");
+    let late = otm(&["open"], Some(lines[0].1), &[]);
+    assert_eq!(late.code, 3, "{}", late.stderr);
+
+    // --recipients N: unnamed links, one per line; out of range is refused.
+    let three = otm(
+        &["send", "--server", base, "--recipients", "3", "--json"],
+        Some("x"),
+        &[],
+    );
+    assert_eq!(three.code, 0, "{}", three.stderr);
+    let answer = three.json();
+    assert_eq!(answer["links"].as_array().unwrap().len(), 3);
+    assert!(answer["status_link"]
+        .as_str()
+        .unwrap()
+        .contains("/group#s="));
+    let one = otm(
+        &["send", "--server", base, "--recipients", "1"],
+        Some("x"),
+        &[],
+    );
+    assert_eq!(one.code, 2, "{}", one.stderr);
+    let lonely = otm(&["send", "--server", base, "--to", "Ana"], Some("x"), &[]);
+    assert_eq!(lonely.code, 2, "{}", lonely.stderr);
+    assert!(
+        lonely.stderr.contains("2 to 20 people"),
+        "{}",
+        lonely.stderr
+    );
+}

@@ -40,6 +40,7 @@
 //! - The wire types are [`otm_core::api`]'s, the same the server uses.
 
 mod error;
+mod groups;
 #[cfg(feature = "request")]
 mod requests;
 mod types;
@@ -59,7 +60,7 @@ use reqwest::{Method, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 pub use error::{BoxError, Error};
-pub use otm_core::{SendOptions, Sent, Stored};
+pub use otm_core::{GroupLink, SendOptions, Sent, SentGroup, Stored};
 #[cfg(feature = "request")]
 pub use requests::{AskOptions, Asked, Request, RequestReceipt};
 pub use types::Receipt;

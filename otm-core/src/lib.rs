@@ -77,5 +77,5 @@ pub use link::{Fragment, Link, ManageLink, LINK_PATH_PREFIX, MANAGE_PATH_PREFIX}
 #[cfg(feature = "request")]
 pub use request::{AnswerToken, ReceiveLink, ReceiveSecret, RequestLink, RequestPublicKey};
 pub use secrets::{Passphrase, Secrets, MAX_PASSPHRASE_CHARS, PBKDF2_ITERATIONS};
-pub use sent::{SendOptions, Sent, Stored};
+pub use sent::{SendOptions, Sent, SentGroup, Stored};
 pub use zeroize::Zeroizing;

@@ -59,6 +59,20 @@ pub struct Sent {
     pub expires_at: SystemTime,
 }
 
+/// One message sealed for several recipients and stored as a group: one
+/// share link per recipient (each its own key) and the sender's group
+/// status link (FORMAT.md §9.6).
+#[derive(Debug)]
+pub struct SentGroup {
+    /// The share links, one per recipient, in order.
+    pub links: Vec<Link>,
+    /// The group status link: each recipient's state by label; burn each
+    /// or all.
+    pub group_link: crate::GroupLink,
+    /// When the server deletes the unopened ones.
+    pub expires_at: SystemTime,
+}
+
 /// An envelope that was stored (sealed by someone else).
 #[derive(Debug)]
 pub struct Stored {

@@ -108,8 +108,8 @@ pub use otm_core::ErrorCode;
 #[cfg(feature = "serve")]
 pub use serve::{serve, ConnectionLimits};
 pub use service::{
-    Ask, Asked, Create, CreateGroup, Receipt, RequestReceipt, RequestView, Sealed, SentGroup,
-    Service, ServiceError, StoredGroup,
+    Ask, Asked, Create, CreateGroup, Receipt, RequestReceipt, RequestView, Sealed, Service,
+    ServiceError, StoredGroup,
 };
 
 pub use handlers::api::{API_BODY_LIMIT, OPENAPI_JSON};

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use otm_core::{
     AccessVerifier, ClaimVerifier, ErrorCode, GroupLink, GroupMember, Key, Link, ManageSecret,
-    ManageToken, MessageId, Secrets, SendOptions, Stored, MAX_GROUP,
+    ManageToken, MessageId, Secrets, SendOptions, SentGroup, Stored, MAX_GROUP,
 };
 use otm_store::{NewMessage, StoreError};
 
@@ -131,19 +131,6 @@ impl StoredGroup {
             .collect();
         GroupLink::new(base, self.secret.clone(), members)
     }
-}
-
-/// What [`Service::send_group`] made: one share link per recipient and the
-/// sender's group status link, on [`Config::base_url`](crate::Config::base_url).
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct SentGroup {
-    /// The share links, one per recipient, in order (each its own key).
-    pub links: Vec<Link>,
-    /// The group status link: each member's state by label, burn each or all.
-    pub group_link: GroupLink,
-    /// The expiry all members share.
-    pub expires_at: SystemTime,
 }
 
 impl Service {

@@ -32,7 +32,7 @@ mod requests;
 
 pub use create::Create;
 pub use error::ServiceError;
-pub use groups::{CreateGroup, Sealed, SentGroup, StoredGroup};
+pub use groups::{CreateGroup, Sealed, StoredGroup};
 pub use requests::{Ask, Asked, RequestReceipt, RequestView};
 
 /// The state every router of one service shares.
