@@ -45,7 +45,7 @@ enum Command {
     /// or from a prompt that does not echo. A server where only API token
     /// holders may create takes the token from the environment variable
     /// OTM_API_TOKEN. With --recipients or --to, each person gets their own
-    /// link (one per line; with --to, "NAME<tab>LINK"), and one private
+    /// link (one per line; with --to, the name, a tab, then the link), and one private
     /// status link follows them all.
     Send(SendArgs),
     /// Open a link: fetch the message once, decrypt it here, print it.

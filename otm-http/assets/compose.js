@@ -139,6 +139,9 @@ async function loadConfig() {
     fillTtlChoices(config.ttl_choices_seconds, config.default_ttl_seconds);
     // Several recipients only where the store keeps a group all or none.
     els.severalBox.hidden = !(maxRecipients() >= MIN_RECIPIENTS);
+    // A browser that restores form state may bring the box back ticked.
+    if (els.severalBox.hidden) els.several.checked = false;
+    onSeveralChange();
   } catch (err) {
     config = null;
     showError(t('compose.config_failed'));
@@ -405,6 +408,12 @@ async function onCreateGroup() {
   if (text === null) return;
   const labels = recipientLabels();
   if (labels === null) return;
+  if (labels.length < MIN_RECIPIENTS) {
+    // The rows were not there (a restored form): show them to fill in.
+    onSeveralChange();
+    els.recipients.querySelector('input')?.focus();
+    return;
+  }
   const rawPassphrase = els.passphrase.value;
   const passphrase = rawPassphrase === '' ? null : rawPassphrase;
   const ttl = Number(els.ttl.value);

@@ -743,6 +743,10 @@ export async function deriveManageToken(secret, id) {
  * scalar values), no control characters. Throws a BadLink OtmError.
  */
 export function checkLabel(label) {
+  // A lone surrogate is no text (Rust cannot hold it; encodeURIComponent throws).
+  if (typeof label !== 'string' || toWellFormed(label) !== label) {
+    throw badLink('a label in the group status link is malformed');
+  }
   const n = charCount(label);
   if (n === 0 || n > MAX_LABEL_CHARS) throw badLink('a label has 1 to 64 characters');
   // Rust's char::is_control: the Cc category.

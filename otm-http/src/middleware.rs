@@ -1,7 +1,8 @@
-//! What every response passes through: the metrics' timing (for requests
-//! that arrived whole within the limits: a 408 or 413 is answered before
-//! it), the whole request received within the timeout and the body limit
-//! before any handler runs, and the security headers.
+//! What every response passes through: the metrics' timing (from the
+//! moment a request's body has arrived whole within the limits; a 408 or
+//! 413 is not timed), the whole request received within the timeout and
+//! the body limit before any handler runs (a route layer: a request for no
+//! route is answered without reading its body), and the security headers.
 
 use std::time::Instant;
 
@@ -34,6 +35,12 @@ pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
 pub(crate) async fn observe(State(otm): State<Service>, request: Request, next: Next) -> Response {
     let start = Instant::now();
     let response = next.run(request).await;
+    // Timed from the body's arrival: a slow client is not a slow server.
+    let start = match response.extensions().get::<Received>() {
+        Some(Received::At(at)) => *at,
+        Some(Received::Refused) => return response,
+        None => start,
+    };
     let route = response
         .extensions()
         .get::<metrics::Route>()
@@ -56,6 +63,34 @@ pub(crate) fn mark(
     }
 }
 
+/// When [`receive_within`] had the whole request, for [`observe`]; or that
+/// it refused it (408, 413: not timed).
+#[derive(Clone, Copy)]
+enum Received {
+    At(Instant),
+    Refused,
+}
+
+/// Lets at most a few requests at a time into the routes it wraps, the
+/// others waiting their turn before their bodies are read: a group create's
+/// body may be [`GROUP_BODY_LIMIT`](crate::GROUP_BODY_LIMIT) bytes, so
+/// memory stays bounded by this count rather than by the connections.
+pub(crate) async fn few_at_a_time(
+    State(permits): State<std::sync::Arc<tokio::sync::Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match permits.acquire_owned().await {
+        Ok(_permit) => next.run(request).await,
+        // Never closed; answered as busy if it were.
+        Err(_) => ApiError::new(
+            ErrorCode::StoreUnavailable,
+            "The server is busy; try again.",
+        )
+        .into_response(),
+    }
+}
+
 /// Receives the whole request, body included, within the configured
 /// timeout (else 408) and at most `LIMIT` bytes of body (else 413; a route
 /// layer: [`API_BODY_LIMIT`](crate::API_BODY_LIMIT) on every route but a group create's), both as
@@ -71,10 +106,13 @@ pub(crate) async fn receive_within<const LIMIT: usize>(
     use http_body_util::BodyExt;
     let (parts, body) = request.into_parts();
     let body = http_body_util::Limited::new(body, LIMIT);
-    match tokio::time::timeout(timeout, body.collect()).await {
+    let mut refused = match tokio::time::timeout(timeout, body.collect()).await {
         Ok(Ok(collected)) => {
             let body = axum::body::Body::from(collected.to_bytes());
-            next.run(Request::from_parts(parts, body)).await
+            let received = Instant::now();
+            let mut response = next.run(Request::from_parts(parts, body)).await;
+            response.extensions_mut().insert(Received::At(received));
+            return response;
         }
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => ApiError::new(
             ErrorCode::TooLarge,
@@ -89,7 +127,9 @@ pub(crate) async fn receive_within<const LIMIT: usize>(
             "The request took too long to arrive; send it again.",
         )
         .into_response(),
-    }
+    };
+    refused.extensions_mut().insert(Received::Refused);
+    refused
 }
 
 /// Security headers on every response, besides [`NO_STORE`].

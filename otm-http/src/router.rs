@@ -8,10 +8,10 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::handlers::api::API_BODY_LIMIT;
-use crate::handlers::groups::GROUP_BODY_LIMIT;
+use crate::handlers::groups::{GROUP_BODIES_AT_ONCE, GROUP_BODY_LIMIT};
 use crate::handlers::{api, groups, ops, pages, requests};
 use crate::metrics::Route;
-use crate::middleware::{mark, observe, receive_within, security_headers};
+use crate::middleware::{few_at_a_time, mark, observe, receive_within, security_headers};
 use crate::service::Service;
 
 impl Service {
@@ -120,8 +120,10 @@ impl Service {
         ));
         if public {
             // A group create carries up to MAX_GROUP envelopes: the one
-            // route that reads a larger body.
-            routes = routes.merge(
+            // route that reads a larger body, a few requests at a time. On
+            // a store that keeps no groups it answers 501 without reading
+            // the body (and `max_recipients` is 0 in the public config).
+            let route = if self.0.store.groups().is_some() {
                 Router::new()
                     .route(
                         "/api/v1/groups",
@@ -132,8 +134,15 @@ impl Service {
                     .route_layer(middleware::from_fn_with_state(
                         timeout,
                         receive_within::<GROUP_BODY_LIMIT>,
-                    )),
-            );
+                    ))
+                    .route_layer(middleware::from_fn_with_state(
+                        std::sync::Arc::new(tokio::sync::Semaphore::new(GROUP_BODIES_AT_ONCE)),
+                        few_at_a_time,
+                    ))
+            } else {
+                Router::new().route("/api/v1/groups", post(groups::unsupported))
+            };
+            routes = routes.merge(route);
         }
         routes
             .fallback(ops::no_route)

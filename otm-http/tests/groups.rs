@@ -339,6 +339,11 @@ async fn the_largest_group_fits_and_a_single_create_keeps_its_limit() {
     let members: Vec<Member> = (0..otm_core::MAX_GROUP).map(|_| member(&longest)).collect();
     let body = group_body(&members);
     assert!(body.to_string().len() > otm_http::API_BODY_LIMIT * 19);
+    assert_eq!(
+        otm_http::GROUP_BODY_LIMIT,
+        880_844,
+        "README.md and docs/PROXY.md name this figure"
+    );
     let r = send(&app, post("/api/v1/groups", &body)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     // A single create's body is still held to the single limit.

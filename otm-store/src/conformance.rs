@@ -45,7 +45,10 @@ use crate::{BlobStore, Creator, MessageState, NewMessage, StoreError};
 pub mod groups;
 pub mod outbox;
 pub mod requests;
-pub use groups::{groups_are_stored_all_or_none, groups_racing_for_an_id_store_one_whole};
+pub use groups::{
+    groups_are_stored_all_or_none, groups_cut_off_leave_all_or_nothing,
+    groups_racing_for_an_id_store_one_whole,
+};
 pub use outbox::{
     outbox_keeps_dead_letters_until_replayed, outbox_leases_once_and_retries,
     outbox_records_every_change,
@@ -778,8 +781,9 @@ pub async fn quotas_count_atomically(store: Arc<dyn BlobStore>) {
         "more uses than the limit"
     );
     // Concurrent counts of 3 uses against 10: at most 3 fit (a store
-    // without one atomic step for several uses, S3, may refuse one that
-    // would have fitted, never admit one more), and single uses then fill
+    // without one atomic step for several uses, S3, may refuse counts that
+    // would have fitted, even all of them when each holds part of the
+    // window at once; it never admits one more), and single uses then fill
     // the window to exactly 10.
     let racing = format!("{key}-racing");
     let mut tasks = JoinSet::new();
@@ -1100,6 +1104,7 @@ where
     requests_race_one_answer(fresh().await, rounds).await;
     requests_withdrawal_beats_every_answer(fresh().await, rounds).await;
     groups_racing_for_an_id_store_one_whole(fresh().await, rounds).await;
+    groups_cut_off_leave_all_or_nothing(fresh().await, rounds).await;
 }
 
 /// Generates one `#[tokio::test]` per conformance case. `$make` is an async
@@ -1127,7 +1132,8 @@ macro_rules! conformance_suite {
             race_exactly_one_winner, concurrent_wrong_proofs_are_all_counted,
             concurrent_guesses_cannot_exceed_the_limit, wrong_access_never_counts_or_burns,
             model_matches_reference, requests_race_one_answer,
-            requests_withdrawal_beats_every_answer, groups_racing_for_an_id_store_one_whole);
+            requests_withdrawal_beats_every_answer, groups_racing_for_an_id_store_one_whole,
+            groups_cut_off_leave_all_or_nothing);
     };
     (@cases $make:path; $($case:ident),+) => {
         $(

@@ -21,11 +21,26 @@ use super::api::{
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::service::{CreateGroup, Op, Sealed};
-use crate::Service;
+use crate::{Service, ServiceError};
 
 /// Largest body of a group create: [`MAX_GROUP`] maximum envelopes in
 /// base64url with their verifiers, and the JSON around them.
 pub const GROUP_BODY_LIMIT: usize = MAX_GROUP * (MAX_ENVELOPE_B64 + 256) + 1024;
+
+/// How many group creates one router reads at a time (each body up to
+/// [`GROUP_BODY_LIMIT`]); the others wait before their bodies are read.
+pub(crate) const GROUP_BODIES_AT_ONCE: usize = 8;
+
+/// `POST /api/v1/groups` on a store without groups: `501 unsupported`,
+/// without reading the body.
+pub(crate) async fn unsupported(State(otm): State<Service>) -> ApiError {
+    let store = &otm.0.store;
+    ServiceError::MissingCapability {
+        what: "groups",
+        backend: store.backend_name(),
+    }
+    .into()
+}
 
 /// `POST /api/v1/groups`: store 2 to [`MAX_GROUP`] sealed envelopes, all or
 /// none, through the service's create pipeline.

@@ -134,9 +134,10 @@ impl Service {
         Ok(creator)
     }
 
-    /// Counts one create against the quota the policy set, in the store:
-    /// the last step before storing, so only a create (or a request) that
-    /// passed everything else uses a slot.
+    /// Counts `uses` creates (1, or a group's members) against the quota
+    /// the policy set, all or none, in the store: the last step before
+    /// storing, so only a create (or a request) that passed everything else
+    /// uses a slot.
     pub(super) async fn count_quota(
         &self,
         limits: &CreateLimits,

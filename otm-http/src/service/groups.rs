@@ -192,11 +192,22 @@ impl Service {
         let default_ttl = self.0.config.default_ttl;
         let mut ttl = Duration::ZERO;
         for (i, member) in group.members.iter().enumerate() {
+            // A member's own fault names it; the group's (its expiry, its
+            // reference) is the same for every member.
             let numbered = |e: ServiceError| match e {
-                ServiceError::Invalid { code, message } => ServiceError::Invalid {
-                    code,
-                    message: format!("members[{i}]: {message}"),
-                },
+                ServiceError::Invalid { code, message }
+                    if matches!(
+                        code,
+                        ErrorCode::BadEnvelope
+                            | ErrorCode::TooLarge
+                            | ErrorCode::PassphraseRequired
+                    ) =>
+                {
+                    ServiceError::Invalid {
+                        code,
+                        message: format!("members[{i}]: {message}"),
+                    }
+                }
                 e => e,
             };
             check_limits(&limits, &member.envelope, group.ttl, default_ttl)
@@ -295,6 +306,13 @@ impl Service {
         for label in labels.iter().flatten() {
             otm_core::check_label(label)
                 .map_err(|e| ServiceError::invalid(ErrorCode::BadField, e.to_string()))?;
+        }
+        let store = &self.0.store;
+        if store.groups().is_none() {
+            return Err(ServiceError::MissingCapability {
+                what: "groups",
+                backend: store.backend_name(),
+            });
         }
         // Before the sealing, which costs more than anything after it.
         self.admit(caller, Op::Create).await?;

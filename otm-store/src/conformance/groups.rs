@@ -160,3 +160,88 @@ pub async fn groups_racing_for_an_id_store_one_whole(store: Arc<dyn BlobStore>, 
         assert_eq!(stored, 1, "trial {trial}: groups stored");
     }
 }
+
+/// A group put cut off at any point (its task aborted, as a process dies
+/// between two requests) leaves the whole group or nothing: every member
+/// waits and opens with its proofs, or none is found. The cut comes after
+/// a different delay in each trial, spread over the time a whole put takes
+/// on this store, so across trials it falls before, inside and after the
+/// store's steps.
+pub async fn groups_cut_off_leave_all_or_nothing(store: Arc<dyn BlobStore>, rounds: Rounds) {
+    if !declared(&store) {
+        return;
+    }
+    let trials = (rounds.race_trials / 10).max(5);
+    // How long a whole put takes here: the cuts are spread over 0 to 1.2
+    // times that, so they fall in every step of a slow store too.
+    let timed: Vec<Fixture> = (0..5).map(|_| Fixture::hour()).collect();
+    let started = std::time::Instant::now();
+    store
+        .groups()
+        .expect("declared")
+        .put_group(timed.iter().map(|f| (f.id, f.message.clone())).collect())
+        .await
+        .unwrap();
+    let span = started.elapsed().mul_f64(1.2);
+    for f in &timed {
+        store.take(&f.id, f.access(), f.proof()).await.unwrap();
+    }
+    let (mut whole, mut none) = (0, 0);
+    for trial in 0..trials {
+        let members: Vec<Fixture> = (0..5).map(|_| Fixture::hour()).collect();
+        let group: Vec<_> = members.iter().map(|f| (f.id, f.message.clone())).collect();
+        let put_store = store.clone();
+        let task =
+            tokio::spawn(
+                async move { put_store.groups().expect("declared").put_group(group).await },
+            );
+        let cut = span.mul_f64(trial as f64 / trials as f64);
+        let until = std::time::Instant::now() + cut;
+        // Sleeping has millisecond steps: yield until the cut instead.
+        while std::time::Instant::now() < until {
+            tokio::task::yield_now().await;
+        }
+        task.abort();
+        let finished = task.await;
+        // What the put sent before the cut still lands (a COMMIT on its
+        // way, a script already queued): look once the server has had it.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut visible = Vec::new();
+        for f in &members {
+            match store.status(&f.id).await {
+                Ok(status) => {
+                    assert_eq!(status.state, crate::MessageState::Waiting, "trial {trial}");
+                    visible.push(true);
+                }
+                Err(StoreError::NotFound) => visible.push(false),
+                Err(e) => panic!("trial {trial}: {e:?}"),
+            }
+        }
+        let all = visible.iter().all(|v| *v);
+        assert!(
+            all || visible.iter().all(|v| !*v),
+            "trial {trial}: a cut-off put left part of a group: {visible:?} (put: {finished:?})"
+        );
+        if let Ok(Ok(())) = &finished {
+            assert!(all, "trial {trial}: an acknowledged group is whole");
+        }
+        if all {
+            whole += 1;
+            for f in &members {
+                store.take(&f.id, f.access(), f.proof()).await.unwrap();
+            }
+        } else {
+            none += 1;
+            for f in &members {
+                assert_not_found(
+                    store.take(&f.id, f.access(), f.proof()).await,
+                    &format!("trial {trial}: a member of a group cut off"),
+                );
+            }
+        }
+    }
+    println!(
+        "{}: {trials} cut-off group puts: {whole} whole, {none} absent",
+        store.backend_name()
+    );
+}

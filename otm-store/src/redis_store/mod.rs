@@ -82,6 +82,9 @@ pub struct RedisStore {
     quota_script: Script,
     rate_script: Script,
     group_script: Script,
+    pending_script: Script,
+    settle_script: Script,
+    unput_script: Script,
     outbox: outbox::Scripts,
     requests: requests::Scripts,
 }
@@ -187,6 +190,8 @@ end
 // proof (ARGV[4], nothing counted), {2, failures} for a wrong claim proof
 // (the key is deleted when failures reach ARGV[2]). ARGV[5]: the ID's text.
 const TAKE: &str = r"
+local g = redis.call('HGET', KEYS[1], 'g')
+if g then return {3, g} end
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return {0} end
 if redis.call('HGET', KEYS[1], 'a') ~= ARGV[4] then return {0} end
@@ -206,6 +211,8 @@ return {2, n}
 
 // ARGV[1] now, ARGV[2] the ID's text.
 const BURN: &str = r"
+local g = redis.call('HGET', KEYS[1], 'g')
+if g then return {3, g} end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 event(3, ARGV[1], ARGV[2])
 receipt('burned', ARGV[1])
@@ -216,6 +223,8 @@ return 1
 // changed, expires, manage, reference, creator} for a receipt, {0} for
 // nothing.
 const STATUS: &str = r"
+local g = redis.call('HGET', KEYS[1], 'g')
+if g then return {3, g} end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {1, redis.call('HGET', KEYS[1], 'x'), redis.call('HGET', KEYS[1], 'm') or '',
           redis.call('HGET', KEYS[1], 'r') or '', redis.call('HGET', KEYS[1], 'o') or ''}
@@ -248,6 +257,34 @@ for i = 1, n do
 end
 return 1
 ";
+// A group member on a Cluster, stored pending (see `GroupStore` below):
+// like PUT, without its event, with field `g` naming the group's commit
+// key (ARGV[10]). Take, burn and status answer {3, g} for it.
+const PUT_PENDING: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[1], 'e', ARGV[1], 'v', ARGV[2], 'f', 0, 'x', ARGV[4], 'm', ARGV[5], 'a', ARGV[6],
+           'r', ARGV[7], 'o', ARGV[9], 'g', ARGV[10])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+";
+// A committed member made ordinary: its pending mark (ARGV[1], the commit
+// key) removed and its `created` event recorded (ARGV[2] now, ARGV[3] the
+// ID's text). 0 when it is not pending under that commit key.
+const SETTLE: &str = r"
+if redis.call('HGET', KEYS[1], 'g') ~= ARGV[1] then return 0 end
+redis.call('HDEL', KEYS[1], 'g')
+event(1, ARGV[2], ARGV[3])
+return 1
+";
+// A member of a group that did not commit removed, if it is still pending
+// under this group's commit key (ARGV[1]).
+const UNPUT: &str = r"
+if redis.call('HGET', KEYS[1], 'g') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+";
+
 // One quota window's count (KEYS[1], expiring with the window: ARGV[2]
 // ms): 1 if ARGV[3] uses were counted within the limit ARGV[1], 0
 // (nothing counted) if they do not fit.
@@ -330,6 +367,9 @@ impl RedisStore {
             quota_script: Script::new(QUOTA),
             rate_script: Script::new(RATE),
             group_script: Script::new(&format!("{EVENT_FN}{PUT_GROUP}")),
+            pending_script: Script::new(PUT_PENDING),
+            settle_script: Script::new(&format!("{EVENT_FN}{SETTLE}")),
+            unput_script: Script::new(UNPUT),
             outbox: outbox::Scripts::new(),
             requests: requests::Scripts::new(),
             status_script: Script::new(STATUS),
@@ -422,6 +462,129 @@ impl RedisStore {
         }
     }
 
+    /// Runs `step` (a take, burn or status of message `id`) and, when it
+    /// finds the message pending in a group (`{3, commit key}`), settles
+    /// it if its group committed and runs `step` again; a member of a group
+    /// that never committed is [`StoreError::NotFound`].
+    async fn settled<F, Fut>(&self, id: &MessageId, step: F) -> Result<Value>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Value>>,
+    {
+        let reply = step().await?;
+        let commit = match &reply {
+            Value::Array(items) => match items.as_slice() {
+                [Value::Int(3), Value::BulkString(g)] => String::from_utf8(g.clone()).ok(),
+                _ => return Ok(reply),
+            },
+            _ => return Ok(reply),
+        };
+        let Some(commit) = commit else {
+            return Err(unexpected("settle a group member", reply));
+        };
+        let op = "settle a group member";
+        let committed: bool = self.command(op, redis::cmd("EXISTS").arg(&commit)).await?;
+        if !committed {
+            return Err(StoreError::NotFound);
+        }
+        let mut invocation = self.on_message(&self.settle_script, id);
+        invocation
+            .arg(&commit)
+            .arg(unix_ms(SystemTime::now()))
+            .arg(id.to_string());
+        self.run(op, invocation).await?;
+        match step().await? {
+            Value::Array(items) if matches!(items.as_slice(), [Value::Int(3), _]) => {
+                Err(unexpected(op, Value::Array(items)))
+            }
+            reply => Ok(reply),
+        }
+    }
+
+    /// A group on a Cluster, whose members' keys lie in many slots: each
+    /// member is stored pending (field `g` names the group's commit key),
+    /// invisible to take, burn and status; then the commit key is set
+    /// (`SET NX`, one key: the group's one atomic step); then each member
+    /// is settled (mark removed, `created` event recorded). A put cut off
+    /// before the commit leaves only invisible members, which expire; one
+    /// cut off after it leaves members that settle when first read. A
+    /// member whose ID is taken ends the put with [`StoreError::Conflict`]
+    /// after the members already written are removed.
+    async fn put_group_cluster(&self, messages: Vec<(MessageId, NewMessage)>) -> Result<()> {
+        let op = "store a group of messages";
+        let checked = check_group(&self.opts, &messages)?;
+        let (first, _) = &messages[0];
+        let tag = &bucket_tags()[usize::from(self.bucket_of(first))];
+        let commit = format!("{}{{{tag}}}:group:{first}", self.prefix);
+        let mut written = Vec::with_capacity(messages.len());
+        let mut ttl_ms = 1;
+        for ((id, message), (expires_at_ms, ttl)) in messages.iter().zip(checked) {
+            let member_ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            ttl_ms = ttl_ms.max(member_ttl);
+            let key = self.key_of(id);
+            let mut invocation = self.pending_script.key(&key);
+            invocation.key(format!("{key}:r"));
+            message_args(&mut invocation, id, message, expires_at_ms, member_ttl);
+            invocation.arg(&commit);
+            let stored = match self.run(op, invocation).await {
+                Ok(Value::Int(1)) => Ok(()),
+                Ok(Value::Int(0)) => Err(StoreError::Conflict),
+                Ok(other) => Err(unexpected(op, other)),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = stored {
+                self.unput(&commit, &written).await;
+                return Err(e);
+            }
+            written.push(*id);
+        }
+        let set: Option<String> = self
+            .command(
+                op,
+                redis::cmd("SET")
+                    .arg(&commit)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms),
+            )
+            .await?;
+        if set.is_none() {
+            // Only a reused first ID could find its commit key set.
+            self.unput(&commit, &written).await;
+            return Err(StoreError::Conflict);
+        }
+        // Committed: the group exists whole from here on. Settling each
+        // member now spares its first reader the extra round trips and
+        // records the `created` events; a member not settled (a cut-off
+        // put) settles when it is first read.
+        let now = unix_ms(SystemTime::now());
+        for id in &written {
+            let mut invocation = self.on_message(&self.settle_script, id);
+            invocation.arg(&commit).arg(now).arg(id.to_string());
+            if let Err(e) = self.run(op, invocation).await {
+                tracing::warn!(error = %e, "a committed group member settles when it is first read");
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the pending members `ids` of a group that did not commit
+    /// (best effort: one left behind is invisible and expires).
+    async fn unput(&self, commit: &str, ids: &[MessageId]) {
+        for id in ids {
+            let key = self.key_of(id);
+            let mut invocation = self.unput_script.key(&key);
+            invocation.arg(commit);
+            if let Err(e) = self
+                .run("remove an uncommitted group member", invocation)
+                .await
+            {
+                tracing::warn!(error = %e, "an uncommitted group member stays until it expires");
+            }
+        }
+    }
+
     async fn run(
         &self,
         op: &'static str,
@@ -480,7 +643,9 @@ impl BlobStore for RedisStore {
                 .arg(&access.as_bytes()[..])
                 .arg(id.to_string());
         };
-        let reply = self.run_on_message(op, &self.take_script, id, args).await?;
+        let reply = self
+            .settled(id, || self.run_on_message(op, &self.take_script, id, args))
+            .await?;
         let Value::Array(items) = reply else {
             return Err(unexpected(op, reply));
         };
@@ -501,7 +666,10 @@ impl BlobStore for RedisStore {
             invocation.arg(now).arg(id.to_string());
         };
         let op = "burn a message";
-        match self.run_on_message(op, &self.burn_script, id, args).await? {
+        let reply = self
+            .settled(id, || self.run_on_message(op, &self.burn_script, id, args))
+            .await?;
+        match reply {
             Value::Int(1) => Ok(()),
             Value::Int(0) => Err(StoreError::NotFound),
             other => Err(unexpected("burn a message", other)),
@@ -513,7 +681,9 @@ impl BlobStore for RedisStore {
         // The status script takes no outbox keys: with events on, they are
         // given but unused.
         let reply = self
-            .run_on_message(op, &self.status_script, id, |_| {})
+            .settled(id, || {
+                self.run_on_message(op, &self.status_script, id, |_| {})
+            })
             .await?;
         let Value::Array(items) = reply else {
             return Err(unexpected(op, reply));
@@ -593,12 +763,9 @@ impl BlobStore for RedisStore {
     }
 
     fn groups(&self) -> Option<&dyn crate::GroupStore> {
-        // One script holds a group on one server; a Cluster spreads the
-        // members' keys over slots no script spans.
-        match self.conn {
-            Conn::Single(_) => Some(self),
-            Conn::Cluster(_) => None,
-        }
+        // One script on a standalone server; pending members and one
+        // commit key on a Cluster, whose slots no script spans.
+        Some(self)
     }
 
     fn outbox(&self) -> Option<&dyn Outbox> {
@@ -636,9 +803,7 @@ impl crate::GroupStore for RedisStore {
     async fn put_group(&self, messages: Vec<(MessageId, NewMessage)>) -> Result<()> {
         let op = "store a group of messages";
         if let Conn::Cluster(_) = self.conn {
-            return Err(StoreError::NotImplemented {
-                what: "groups on a Redis Cluster",
-            });
+            return self.put_group_cluster(messages).await;
         }
         let checked = check_group(&self.opts, &messages)?;
         let now = unix_ms(SystemTime::now());

@@ -10,6 +10,7 @@
 //! | `P{id}.receipt` | receipt after open or burn: metadata `otm-state`, `otm-changed`, `otm-expires`, `otm-manage`, any `otm-reference` and `otm-creator` |
 //! | `Pquota/{sha256 of key}/{window end}/{n}` | quota slot `n` (0..limit), empty, created with `If-None-Match: *` (see `count_quota`) |
 //! | `P{id}.request`, `P{id}.answered` | a request for a secret and its one answer (see `requests.rs`); the answer is then the message `P{id}` |
+//! | `P{first}.group` | the commit object of a group of messages whose first member is `first`: empty, created with `If-None-Match: *` once every member is stored; each member carries metadata `otm-group` naming it and is invisible until it exists (see `put_group`) |
 //!
 //! Every take first reserves the next free attempt slot, so no more than
 //! `max_failed_attempts` proofs are ever compared for a message, however many
@@ -77,6 +78,8 @@ const META_CHANGED: &str = "otm-changed";
 const META_REFERENCE: &str = "otm-reference";
 /// The creator's text form, base64url.
 const META_CREATOR: &str = "otm-creator";
+/// A group member's commit object key: the member exists only once it does.
+const META_GROUP: &str = "otm-group";
 const LIFECYCLE_RULE_PREFIX: &str = "otm-expiry";
 
 /// What `HeadObject` found: a message version's metadata.
@@ -208,12 +211,17 @@ impl S3Store {
     pub fn key_of(&self, id: &MessageId) -> String {
         format!("{}{id}", self.prefix)
     }
-}
 
-#[async_trait]
-impl BlobStore for S3Store {
-    async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
-        let (expires_at_ms, _) = check_new(&self.opts, &message)?;
+    /// Stores `message` under `id` if absent (replacing an expired one),
+    /// as a member of the group whose commit object is `group` when given;
+    /// the created version's ETag.
+    async fn store_message(
+        &self,
+        id: &MessageId,
+        message: &NewMessage,
+        group: Option<&str>,
+    ) -> Result<String> {
+        let (expires_at_ms, _) = check_new(&self.opts, message)?;
         let key = self.key_of(id);
         let mut metadata = vec![
             (META_EXPIRES, expires_at_ms.to_string()),
@@ -224,6 +232,9 @@ impl BlobStore for S3Store {
         if let Some(manage) = message.manage {
             metadata.push((META_MANAGE, manage.to_base64url()));
         }
+        if let Some(group) = group {
+            metadata.push((META_GROUP, group.to_owned()));
+        }
         metadata.extend(objects::origin_metadata(
             message.creator.as_ref(),
             message.reference.as_deref(),
@@ -233,8 +244,8 @@ impl BlobStore for S3Store {
                 .put_if_absent(&key, message.envelope.clone(), &metadata)
                 .await
                 .map_err(|e| e.into_store("store a message"))?;
-            if created.is_some() {
-                return Ok(());
+            if let Some(etag) = created {
+                return Ok(etag);
             }
             // Taken: by a live message (conflict) or an expired one (replace it).
             match self.fetch(id).await? {
@@ -248,6 +259,13 @@ impl BlobStore for S3Store {
             }
         }
         Err(StoreError::Conflict)
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3Store {
+    async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
+        self.store_message(id, &message, None).await.map(|_| ())
     }
 
     async fn take(
@@ -403,12 +421,77 @@ impl BlobStore for S3Store {
         Some(self)
     }
 
+    fn groups(&self) -> Option<&dyn crate::GroupStore> {
+        Some(self)
+    }
+
     fn backend_name(&self) -> &'static str {
         "s3"
     }
 
     fn options(&self) -> &StoreOptions {
         &self.opts
+    }
+}
+
+/// A group on S3, which has no step over several objects: every member is
+/// stored with metadata `otm-group` naming the group's commit object
+/// `P{first}.group`, and a member is there for take, burn and status only
+/// once that object exists (one more `HeadObject` per look-up of a group
+/// member). The commit object is created last, with `If-None-Match: *`: the
+/// group's one atomic step. A put cut off before it leaves members nobody
+/// can see, for the lifecycle rule; one cut off after it leaves the whole
+/// group.
+#[async_trait]
+impl crate::GroupStore for S3Store {
+    async fn put_group(&self, messages: Vec<(MessageId, NewMessage)>) -> Result<()> {
+        crate::check_group(&self.opts, &messages)?;
+        let commit = format!("{}.group", self.key_of(&messages[0].0));
+        let mut written = Vec::with_capacity(messages.len());
+        for (id, message) in &messages {
+            match self.store_message(id, message, Some(&commit)).await {
+                Ok(etag) => written.push((self.key_of(id), etag)),
+                Err(e) => {
+                    self.unput(&written).await;
+                    return Err(e);
+                }
+            }
+        }
+        let committed = self
+            .put_if_absent(&commit, Vec::new(), &[])
+            .await
+            .map_err(|e| e.into_store("commit a group of messages"));
+        match committed {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => {
+                // Only a reused first ID finds its commit object there.
+                self.unput(&written).await;
+                Err(StoreError::Conflict)
+            }
+            // The commit may have been made: look before removing members,
+            // so that a committed group is never cut into parts.
+            Err(e) => match self.head_request(&commit).send().await {
+                Ok(_) => Ok(()),
+                Err(missing) if is_not_found(&missing) => {
+                    self.unput(&written).await;
+                    Err(e)
+                }
+                Err(_) => Err(e),
+            },
+        }
+    }
+}
+
+impl S3Store {
+    /// Deletes the members of a group that did not commit (each exactly
+    /// the version this put created; best effort: one left behind is
+    /// invisible and goes with the lifecycle rule).
+    async fn unput(&self, written: &[(String, String)]) {
+        for (key, etag) in written {
+            if let Err(e) = self.delete_version(key, etag).await {
+                tracing::warn!(error = %e, "an uncommitted group member stays until the lifecycle rule");
+            }
+        }
     }
 }
 

@@ -105,6 +105,14 @@ impl S3Store {
         let manage = meta
             .get(META_MANAGE)
             .and_then(|v| ManageVerifier::from_base64url(v).ok());
+        // A group member exists once its group committed.
+        if let Some(commit) = meta.get(super::META_GROUP) {
+            match self.head_request(commit).send().await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(classify("look up a group's commit", e)),
+            }
+        }
         Ok(Some(Found {
             etag,
             expires_at_ms,

@@ -4,8 +4,10 @@
 //! A window's count is a set of empty slot objects
 //! `Pquota/{SHA-256 of the key}/{window end}/{n}`, `n` in `0..limit`
 //! (zero-padded, so they list in order). A count creates the lowest free
-//! slot: exactly one caller creates each slot, so no more than `limit`
-//! counts succeed in a window, however many replicas count at once.
+//! slot: exactly one caller creates each slot (a slot given back by a count
+//! of several uses is deleted only by the count that created it, and is
+//! then free again), so no more than `limit` uses are counted in a window,
+//! however many replicas count at once.
 //! Listing the window first skips the taken slots; it only saves requests
 //! (a slot created meanwhile makes the put fail and the caller try the
 //! next one). A count costs one `ListObjectsV2` page per 1000 slots already
