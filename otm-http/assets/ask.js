@@ -26,17 +26,17 @@ import {
   receiveKeyPair,
   sealNote,
 } from './otm-request.js';
-import { ApiError, askForSecret, basePath, describeApiError, getConfig, parseExpiry } from './api.js';
+import { ApiError, askForSecret, basePath, describeApiError, parseExpiry } from './api.js';
 import { t } from './i18n.js';
 import {
   $,
-  FALLBACK_DEFAULT_TTL,
-  FALLBACK_TTLS,
   clearError,
   copyField,
-  fillTtl,
+  linkBase,
+  loadSettings,
   markBusy,
   qrToggle,
+  resetTtl,
   setTime,
   showError,
 } from './ui.js';
@@ -98,21 +98,7 @@ function updateCounter() {
 }
 
 async function loadConfig() {
-  fillTtl(els.ttl, FALLBACK_TTLS, FALLBACK_DEFAULT_TTL);
-  try {
-    config = await getConfig();
-    // The server's default wins over the fallback chosen before it answered.
-    els.ttl.value = '';
-    fillTtl(els.ttl, config.ttl_choices_seconds, config.default_ttl_seconds);
-  } catch {
-    config = null;
-    showError(t('compose.config_failed'));
-  }
-}
-
-function linkBase() {
-  const fromConfig = config && typeof config.link_base === 'string' ? config.link_base.trim() : '';
-  return fromConfig || location.origin + basePath();
+  config = await loadSettings(els.ttl);
 }
 
 function describeError(err) {
@@ -162,7 +148,7 @@ async function onAsk(event) {
     if (!answer || typeof answer.id !== 'string' || !isValidId(answer.id)) {
       throw new OtmError('BadId', 'the server returned no valid request ID');
     }
-    const base = linkBase();
+    const base = linkBase(config);
     showAsked({
       requestLink: formatRequestLink(base, answer.id, pair.publicKey, token),
       receiveLink: formatReceiveLink(base, answer.id, secret, passphrase !== null),
@@ -210,8 +196,7 @@ function onNewRequest() {
   els.asked.hidden = true;
   delete document.documentElement.dataset.unsaved;
   els.form.reset();
-  if (config) fillTtl(els.ttl, config.ttl_choices_seconds, config.default_ttl_seconds);
-  else fillTtl(els.ttl, FALLBACK_TTLS, FALLBACK_DEFAULT_TTL);
+  resetTtl(els.ttl, config);
   clearError();
   updateCounter();
   els.ask.hidden = false;

@@ -21,19 +21,19 @@ import {
   toWellFormed,
   wipeSecrets,
 } from './otm-format.js';
-import { ApiError, basePath, createGroup, createMessage, getConfig, parseExpiry } from './api.js';
+import { ApiError, createGroup, createMessage, parseExpiry } from './api.js';
 import { describeApiError } from './api.js';
 import { t, tn } from './i18n.js';
 import {
   $,
-  FALLBACK_DEFAULT_TTL,
-  FALLBACK_TTLS,
   clearError,
   copyField,
-  fillTtl,
+  linkBase,
+  loadSettings,
   markBusy,
   messageCounter,
   qrToggle,
+  resetTtl,
   setTime,
   showError,
 } from './ui.js';
@@ -126,31 +126,13 @@ function updateCounter() {
 // ---------------------------------------------------------------------------
 // Settings
 
-function fillTtlChoices(choices, defaultTtl) {
-  fillTtl(els.ttl, choices, defaultTtl);
-}
-
 async function loadConfig() {
-  fillTtlChoices(FALLBACK_TTLS, FALLBACK_DEFAULT_TTL);
-  try {
-    config = await getConfig();
-    // The server's default wins over the fallback chosen before it answered.
-    els.ttl.value = '';
-    fillTtlChoices(config.ttl_choices_seconds, config.default_ttl_seconds);
-    // Several recipients only where the store keeps a group all or none.
-    els.severalBox.hidden = !(maxRecipients() >= MIN_RECIPIENTS);
-    // A browser that restores form state may bring the box back ticked.
-    if (els.severalBox.hidden) els.several.checked = false;
-    onSeveralChange();
-  } catch (err) {
-    config = null;
-    showError(t('compose.config_failed'));
-  }
-}
-
-function linkBase() {
-  const fromConfig = config && typeof config.link_base === 'string' ? config.link_base.trim() : '';
-  return fromConfig || location.origin + basePath();
+  config = await loadSettings(els.ttl);
+  // Several recipients only where the store keeps a group all or none.
+  els.severalBox.hidden = !(maxRecipients() >= MIN_RECIPIENTS);
+  // A browser that restores form state may bring the box back ticked.
+  if (els.severalBox.hidden) els.several.checked = false;
+  onSeveralChange();
 }
 
 /**
@@ -238,7 +220,7 @@ async function onCreate(event) {
     if (!answer || typeof answer.id !== 'string' || !isValidId(answer.id)) {
       throw new OtmError('BadId', 'the server returned no valid message ID');
     }
-    const base = linkBase();
+    const base = linkBase(config);
     const link = formatLink(base, answer.id, key, passphrase !== null);
     const expiresAt =
       parseExpiry(answer.expires_at) ??
@@ -300,8 +282,7 @@ function onNewMessage() {
 
   els.form.reset();
   els.passphrase.type = 'password';
-  if (config) fillTtlChoices(config.ttl_choices_seconds, config.default_ttl_seconds);
-  else fillTtlChoices(FALLBACK_TTLS, FALLBACK_DEFAULT_TTL);
+  resetTtl(els.ttl, config);
   clearError();
   updateCounter();
   els.composeSection.hidden = false;
@@ -325,40 +306,56 @@ function renumberRecipients() {
   const rows = recipientRows();
   rows.forEach((row, i) => {
     const n = i + 1;
-    const input = row.querySelector('input');
-    const label = row.querySelector('label');
+    const [nameLabel, phraseLabel] = row.querySelectorAll('label');
+    const name = row.querySelector('input.recipient-name');
+    const phrase = row.querySelector('input.recipient-passphrase');
     const remove = row.querySelector('button');
-    input.id = `recipient-${n}`;
-    label.htmlFor = input.id;
-    label.textContent = t('compose.recipient_label', { n });
+    name.id = `recipient-${n}`;
+    nameLabel.htmlFor = name.id;
+    nameLabel.textContent = t('compose.recipient_label', { n });
+    phrase.id = `recipient-passphrase-${n}`;
+    phraseLabel.htmlFor = phrase.id;
+    phraseLabel.textContent = t('compose.recipient_passphrase', { n });
     remove.setAttribute('aria-label', t('compose.remove_recipient', { n }));
     remove.disabled = rows.length <= MIN_RECIPIENTS;
   });
   els.addRecipient.disabled = rows.length >= maxRecipients();
 }
 
+function textField(className, type) {
+  const input = document.createElement('input');
+  input.type = type;
+  input.className = className;
+  input.autocomplete = 'off';
+  input.spellcheck = false;
+  input.autocapitalize = 'off';
+  if (type === 'text') input.dir = 'auto';
+  return input;
+}
+
 function addRecipient(focus) {
   if (recipientRows().length >= maxRecipients()) return;
   const row = document.createElement('li');
-  const label = document.createElement('label');
+  const nameLabel = document.createElement('label');
   const line = document.createElement('div');
   line.className = 'copy-row';
-  const input = document.createElement('input');
-  input.type = 'text';
-  input.autocomplete = 'off';
-  input.spellcheck = false;
-  input.dir = 'auto';
+  const name = textField('recipient-name', 'text');
   const remove = document.createElement('button');
   remove.type = 'button';
   remove.className = 'button';
   remove.textContent = t('compose.remove');
   remove.addEventListener('click', () => removeRecipient(row));
-  line.append(input, remove);
-  row.append(label, line);
+  line.append(name, remove);
+  // Their own passphrase, instead of the one above: told to them alone.
+  const phraseLabel = document.createElement('label');
+  phraseLabel.className = 'recipient-passphrase-label';
+  const phrase = textField('recipient-passphrase', 'password');
+  phrase.setAttribute('aria-describedby', 'recipients-passphrase-hint');
+  row.append(nameLabel, line, phraseLabel, phrase);
   els.recipients.append(row);
   renumberRecipients();
   if (focus) {
-    input.focus();
+    name.focus();
     els.recipientsLive.textContent = t('compose.recipient_added', { n: recipientRows().length });
   }
 }
@@ -370,7 +367,7 @@ function removeRecipient(row) {
   row.remove();
   renumberRecipients();
   const left = recipientRows();
-  left[Math.min(at, left.length - 1)].querySelector('input').focus();
+  left[Math.min(at, left.length - 1)].querySelector('input.recipient-name').focus();
   els.recipientsLive.textContent = t('compose.recipient_removed');
 }
 
@@ -387,7 +384,7 @@ function onSeveralChange() {
 function recipientLabels() {
   const labels = [];
   for (const row of recipientRows()) {
-    const input = row.querySelector('input');
+    const input = row.querySelector('input.recipient-name');
     const label = input.value.trim();
     if (label !== '') {
       try {
@@ -416,6 +413,11 @@ async function onCreateGroup() {
   }
   const rawPassphrase = els.passphrase.value;
   const passphrase = rawPassphrase === '' ? null : rawPassphrase;
+  // A person's own passphrase replaces the one above for their link.
+  const passphrases = recipientRows().map((row) => {
+    const own = row.querySelector('input.recipient-passphrase').value;
+    return own === '' ? passphrase : own;
+  });
   const ttl = Number(els.ttl.value);
   const total = labels.length;
 
@@ -428,7 +430,7 @@ async function onCreateGroup() {
       setBusy(true, t('compose.encrypting_n', { n, total }));
       const key = generateKey();
       keys.push(key);
-      secrets = await deriveSecrets(key, passphrase);
+      secrets = await deriveSecrets(key, passphrases[n - 1]);
       const envelope = await seal(secrets, text);
       members.push({
         envelope,
@@ -447,10 +449,10 @@ async function onCreateGroup() {
     if (stored.length !== total || !stored.every((m) => typeof m.id === 'string' && isValidId(m.id))) {
       throw new OtmError('BadId', 'the server returned no valid message IDs');
     }
-    const base = linkBase();
+    const base = linkBase(config);
     const links = stored.map((m, i) => ({
       label: labels[i],
-      link: formatLink(base, m.id, keys[i], passphrase !== null),
+      link: formatLink(base, m.id, keys[i], passphrases[i] !== null),
     }));
     const secret = typeof answer.group_secret === 'string' ? answer.group_secret : null;
     const statusLink = await formatGroupLink(
@@ -461,7 +463,7 @@ async function onCreateGroup() {
     const expiresAt =
       parseExpiry(answer.expires_at) ??
       (Number.isInteger(ttl) && ttl > 0 ? new Date(Date.now() + ttl * 1000) : null);
-    showGroupResult(links, expiresAt, passphrase !== null, statusLink);
+    showGroupResult(links, expiresAt, passphrases.some((p) => p !== null), statusLink);
   } catch (err) {
     showError(describeError(err));
   } finally {
@@ -472,6 +474,7 @@ async function onCreateGroup() {
 }
 
 function showGroupResult(links, expiresAt, hasPassphrase, statusLink) {
+  for (const field of els.recipients.querySelectorAll('input.recipient-passphrase')) field.value = '';
   els.message.value = '';
   els.passphrase.value = '';
   els.passphrase.type = 'password';

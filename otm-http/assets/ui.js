@@ -5,6 +5,7 @@
 // Every page has one error box, `<div id="error" role="alert" hidden>`.
 // Importing this module touches no DOM, so Node can test the pure helpers.
 
+import { basePath, getConfig } from './api.js';
 import { lang, t, tn } from './i18n.js';
 import { QrTooLong, qrSvg } from './qr.js';
 
@@ -300,4 +301,37 @@ export function receiptText(status) {
     default:
       return t('manage.expired');
   }
+}
+
+/**
+ * Loads the server's settings (`GET /api/v1/config`) for a page that
+ * creates: the expiry menu `select` offers the fallback choices at once and
+ * the server's choices and default when it answers. Resolves to the
+ * settings, or to null after saying in the error box that they could not be
+ * loaded.
+ */
+export async function loadSettings(select) {
+  resetTtl(select, null);
+  try {
+    const config = await getConfig();
+    // The server's default wins over the fallback chosen before it answered.
+    select.value = '';
+    resetTtl(select, config);
+    return config;
+  } catch {
+    showError(t('compose.config_failed'));
+    return null;
+  }
+}
+
+/** Fills the expiry menu from the server's settings, or the fallback when null. */
+export function resetTtl(select, config) {
+  if (config) fillTtl(select, config.ttl_choices_seconds, config.default_ttl_seconds);
+  else fillTtl(select, FALLBACK_TTLS, FALLBACK_DEFAULT_TTL);
+}
+
+/** The base of links: the server's announced `link_base`, else this page's origin and mount path. */
+export function linkBase(config) {
+  const fromConfig = config && typeof config.link_base === 'string' ? config.link_base.trim() : '';
+  return fromConfig || location.origin + basePath();
 }

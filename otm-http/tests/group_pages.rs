@@ -101,6 +101,12 @@ async fn browser_sends_one_message_to_three_people_and_follows_each() {
         .await
         .unwrap();
     visible(&sender, "#recipient-3").await;
+    // The third person gets a passphrase of their own.
+    visible(&sender, "#recipient-passphrase-3")
+        .await
+        .send_keys("only for three")
+        .await
+        .unwrap();
     readme_screenshot(&sender, "group-compose").await;
     axe_audit(&sender, &axe, "compose for several people", &mut found).await;
     visible(&sender, "#create").await.click().await.unwrap();
@@ -118,6 +124,12 @@ async fn browser_sends_one_message_to_three_people_and_follows_each() {
     // them in order, with the names only in its fragment.
     let parsed: Vec<Link> = links.iter().map(|l| Link::parse(l).unwrap()).collect();
     assert_ne!(parsed[0].key.to_base64url(), parsed[1].key.to_base64url());
+    let protected: Vec<bool> = parsed.iter().map(|l| l.passphrase).collect();
+    assert_eq!(
+        protected,
+        [false, false, true],
+        "only the third needs a passphrase"
+    );
     let group = GroupLink::parse(&status_link).unwrap();
     assert!(
         status_link.starts_with(&format!("{base}/group#s=")),

@@ -664,3 +664,92 @@ async fn kill_9_on_sqlite_loses_no_acknowledged_answer() {
         acked.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_on_sqlite_leaves_groups_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("groups.sqlite3");
+    let url = format!("sqlite://{}", path.display());
+    let server = start(&url, dir.path()).await;
+    // Eight senders each send one text to three people, group after group,
+    // until the server dies under them (once 60 groups are acknowledged).
+    let acked: Arc<Mutex<Vec<(String, otm_core::SentGroup)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut senders = tokio::task::JoinSet::new();
+    for s in 0..8 {
+        let (acked, stop) = (acked.clone(), stop.clone());
+        let sender = client(&server.base);
+        senders.spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let text = format!("group {n} of sender {s}");
+                let labels = [Some("a"), Some("b"), None];
+                match sender
+                    .send_group(&text, &labels, &otm_core::SendOptions::new())
+                    .await
+                {
+                    Ok(sent) => acked.lock().unwrap().push((text, sent)),
+                    Err(_) => return,
+                }
+                n += 1;
+            }
+        });
+    }
+    let started = Instant::now();
+    while acked.lock().unwrap().len() < 60 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "groups stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.process.signal("KILL");
+    stop.store(true, Ordering::Relaxed);
+    while senders.join_next().await.is_some() {}
+    drop(server);
+    let server = start(&url, dir.path()).await;
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+
+    // Every message stored belongs to a whole group: nothing but groups of
+    // three was created, so a part of one would leave a count that is not
+    // a multiple of three.
+    let pool = otm_store::sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let stored: i64 = otm_store::sqlx::query_scalar("SELECT COUNT(*) FROM otm_messages")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert_eq!(
+        stored % 3,
+        0,
+        "{stored} messages: a group was cut into parts"
+    );
+    assert!(
+        stored >= 3 * acked.len() as i64,
+        "acknowledged groups are lost"
+    );
+
+    // Every acknowledged group is whole: each link opens once, with its text.
+    let reader = client(&server.base);
+    for (text, sent) in &acked {
+        let states = reader.group_status(&sent.group_link).await.unwrap();
+        assert!(
+            states.iter().all(|s| s
+                .as_ref()
+                .is_some_and(|r| r.state == otm_core::api::MessageState::Waiting)),
+            "{text}: {states:?}"
+        );
+        for link in &sent.links {
+            assert_eq!(reader.open(link, None).await.unwrap().as_str(), text);
+        }
+    }
+    eprintln!(
+        "sqlite (kill -9 with groups in flight): {} acknowledged groups all whole; {} messages \
+         stored in groups of three ({} groups whose answer the crash cut off)",
+        acked.len(),
+        stored,
+        stored / 3 - acked.len() as i64
+    );
+}

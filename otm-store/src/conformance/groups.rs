@@ -205,7 +205,7 @@ pub async fn groups_cut_off_leave_all_or_nothing(store: Arc<dyn BlobStore>, roun
         let finished = task.await;
         // What the put sent before the cut still lands (a COMMIT on its
         // way, a script already queued): look once the server has had it.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
         let mut visible = Vec::new();
         for f in &members {
             match store.status(&f.id).await {
