@@ -68,6 +68,10 @@
 //! | `GET /api/v1/messages/{id}` | status (read receipt), with the sender's token |
 //! | `DELETE /api/v1/messages/{id}` | burn unread, with the sender's token |
 //! | `GET /manage/{id}` | the sender's status page (token in the fragment) |
+//! | `POST /api/v1/groups` | one message for 2 to 20 people, all or none ([`Service::create_group`]) |
+//! | `POST /api/v1/groups/status` | the receipts of up to 20 messages, each with its token |
+//! | `POST /api/v1/groups/burn` | burn every waiting one of up to 20 messages |
+//! | `GET /group` | the sender's group status page (IDs, tokens and names in the fragment) |
 //! | `GET /request` | "Request a secret": ask someone for a secret |
 //! | `GET /request/{id}` | the responder's page (public key and answer token in the fragment) |
 //! | `GET /receive/{id}` | the asker's page (receive secret in the fragment) |

@@ -13,12 +13,11 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use http_body_util::BodyExt;
 use otm_core::{seal, AccessProof, ClaimProof, ErrorCode, Key, Secrets};
 use otm_http::{Config, RateLimit};
 use otm_store::{BlobStore, MemoryStore, StoreOptions};
+use otm_testkit::oneshot::{post, send, Reply};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 fn store() -> Arc<MemoryStore> {
     Arc::new(MemoryStore::new(StoreOptions::default()))
@@ -42,53 +41,6 @@ fn generous() -> Config {
 fn app() -> (Router, Arc<MemoryStore>) {
     let s = store();
     (app_with(s.clone(), generous()), s)
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
-            panic!(
-                "not JSON ({}): {}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    /// Every error is JSON with a code and a message.
-    fn error_code(&self) -> ErrorCode {
-        let v = self.json();
-        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
-        let code = v["error"].as_str().unwrap();
-        ErrorCode::from_code(code).unwrap_or_else(|| panic!("unknown error code {code:?}"))
-    }
-}
-
-async fn send(app: &Router, req: Request<Body>) -> Reply {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn post_json(uri: &str, body: &Value) -> Request<Body> {
-    Request::post(uri)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap()
 }
 
 fn get(uri: &str) -> Request<Body> {
@@ -119,11 +71,7 @@ fn create_body(s: &Sealed, ttl: Option<u64>) -> Value {
 }
 
 async fn create(app: &Router, s: &Sealed) -> String {
-    let r = send(
-        app,
-        post_json("/api/v1/messages", &create_body(s, Some(3600))),
-    )
-    .await;
+    let r = send(app, post("/api/v1/messages", &create_body(s, Some(3600)))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     let v = r.json();
     let id = v["id"].as_str().unwrap().to_owned();
@@ -139,11 +87,7 @@ async fn open(app: &Router, id: &str, access: &AccessProof, proof: &ClaimProof) 
         "access_proof": access.to_base64url().as_str(),
         "proof": proof.to_base64url().as_str(),
     });
-    send(
-        app,
-        post_json(&format!("/api/v1/messages/{id}/open"), &body),
-    )
-    .await
+    send(app, post(&format!("/api/v1/messages/{id}/open"), &body)).await
 }
 
 /// Opens with both proofs of `secrets`.
@@ -167,7 +111,7 @@ async fn create_then_open_exactly_once() {
     assert_eq!(otm_core::open(&s.secrets, &env).unwrap().as_str(), "hello");
     let again = open_with(&app, &id, &s.secrets).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
-    assert_eq!(again.error_code(), ErrorCode::NotFound);
+    assert_eq!(again.code(), ErrorCode::NotFound);
     assert!(again.json()["message"]
         .as_str()
         .unwrap()
@@ -185,13 +129,13 @@ async fn wrong_proof_is_403_and_consumes_nothing_until_the_limit() {
     for _ in 0..20 {
         let r = open_with(&app, &id, &wrong).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND);
-        assert_eq!(r.error_code(), ErrorCode::NotFound);
+        assert_eq!(r.code(), ErrorCode::NotFound);
     }
     // The link (the access proof) with a wrong passphrase (claim proof).
     for left in (1..5).rev() {
         let r = open(&app, &id, s.secrets.access_proof(), wrong.claim_proof()).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
-        assert_eq!(r.error_code(), ErrorCode::WrongProof);
+        assert_eq!(r.code(), ErrorCode::WrongProof);
         assert_eq!(r.json()["attempts_left"], left);
     }
     let r = open_with(&app, &id, &s.secrets).await;
@@ -210,11 +154,7 @@ async fn wrong_proof_is_403_and_consumes_nothing_until_the_limit() {
 async fn never_existed_expired_and_opened_look_the_same() {
     let (app, _) = app();
     let s = sealed("short");
-    let r = send(
-        &app,
-        post_json("/api/v1/messages", &create_body(&s, Some(1))),
-    )
-    .await;
+    let r = send(&app, post("/api/v1/messages", &create_body(&s, Some(1)))).await;
     assert_eq!(r.status, StatusCode::CREATED);
     let id = r.json()["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(1300)).await;
@@ -247,7 +187,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
     let cases: Vec<(&str, Request<Body>, StatusCode, ErrorCode)> = vec![
         (
             "bad id",
-            post_json(
+            post(
                 "/api/v1/messages/not-an-id/open",
                 &json!({"access_proof": access.as_str(), "proof": proof.as_str()}),
             ),
@@ -256,7 +196,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
         ),
         (
             "bad proof",
-            post_json(
+            post(
                 &format!("/api/v1/messages/{id}/open"),
                 &json!({"access_proof": access.as_str(), "proof": "short"}),
             ),
@@ -265,7 +205,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
         ),
         (
             "bad access proof",
-            post_json(
+            post(
                 &format!("/api/v1/messages/{id}/open"),
                 &json!({"access_proof": "short", "proof": proof.as_str()}),
             ),
@@ -274,7 +214,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
         ),
         (
             "missing access proof",
-            post_json(
+            post(
                 &format!("/api/v1/messages/{id}/open"),
                 &json!({"proof": proof.as_str()}),
             ),
@@ -283,13 +223,13 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
         ),
         (
             "missing proof",
-            post_json(&format!("/api/v1/messages/{id}/open"), &json!({})),
+            post(&format!("/api/v1/messages/{id}/open"), &json!({})),
             StatusCode::BAD_REQUEST,
             ErrorCode::BadField,
         ),
         (
             "unknown field",
-            post_json(
+            post(
                 &format!("/api/v1/messages/{id}/open"),
                 &json!({"access_proof": access.as_str(), "proof": proof.as_str(), "x": 1}),
             ),
@@ -333,7 +273,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
         ),
         (
             "bad base64",
-            post_json(
+            post(
                 "/api/v1/messages",
                 &json!({"envelope": "***", "verifier": s.secrets.claim_verifier().to_base64url(), "access_verifier": s.secrets.access_verifier().to_base64url()}),
             ),
@@ -342,7 +282,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
         ),
         (
             "padded base64",
-            post_json(
+            post(
                 "/api/v1/messages",
                 &json!({"envelope": "T1RNAQ==", "verifier": s.secrets.claim_verifier().to_base64url(), "access_verifier": s.secrets.access_verifier().to_base64url()}),
             ),
@@ -351,7 +291,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
         ),
         (
             "not an envelope",
-            post_json(
+            post(
                 "/api/v1/messages",
                 &json!({"envelope": URL_SAFE_NO_PAD.encode([7u8; 300]), "verifier": s.secrets.claim_verifier().to_base64url(), "access_verifier": s.secrets.access_verifier().to_base64url()}),
             ),
@@ -360,7 +300,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
         ),
         (
             "truncated envelope",
-            post_json(
+            post(
                 "/api/v1/messages",
                 &json!({"envelope": URL_SAFE_NO_PAD.encode(&s.envelope[..100]), "verifier": s.secrets.claim_verifier().to_base64url(), "access_verifier": s.secrets.access_verifier().to_base64url()}),
             ),
@@ -369,7 +309,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
         ),
         (
             "bad verifier",
-            post_json(
+            post(
                 "/api/v1/messages",
                 &json!({"envelope": URL_SAFE_NO_PAD.encode(&s.envelope), "verifier": "x", "access_verifier": s.secrets.access_verifier().to_base64url()}),
             ),
@@ -378,7 +318,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
         ),
         (
             "bad access verifier",
-            post_json(
+            post(
                 "/api/v1/messages",
                 &json!({"envelope": URL_SAFE_NO_PAD.encode(&s.envelope), "verifier": s.secrets.claim_verifier().to_base64url(), "access_verifier": "x"}),
             ),
@@ -387,7 +327,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
         ),
         (
             "missing access verifier",
-            post_json(
+            post(
                 "/api/v1/messages",
                 &json!({"envelope": URL_SAFE_NO_PAD.encode(&s.envelope), "verifier": s.secrets.claim_verifier().to_base64url()}),
             ),
@@ -396,7 +336,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
         ),
         (
             "missing verifier",
-            post_json(
+            post(
                 "/api/v1/messages",
                 &json!({"envelope": URL_SAFE_NO_PAD.encode(&s.envelope)}),
             ),
@@ -405,19 +345,19 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
         ),
         (
             "ttl zero",
-            post_json("/api/v1/messages", &create_body(&s, Some(0))),
+            post("/api/v1/messages", &create_body(&s, Some(0))),
             StatusCode::BAD_REQUEST,
             ErrorCode::BadTtl,
         ),
         (
             "ttl too long",
-            post_json("/api/v1/messages", &create_body(&s, Some(8 * 24 * 3600))),
+            post("/api/v1/messages", &create_body(&s, Some(8 * 24 * 3600))),
             StatusCode::BAD_REQUEST,
             ErrorCode::TtlTooLong,
         ),
         (
             "ttl negative",
-            post_json(
+            post(
                 "/api/v1/messages",
                 &json!({"envelope": URL_SAFE_NO_PAD.encode(&s.envelope), "verifier": s.secrets.claim_verifier().to_base64url(), "access_verifier": s.secrets.access_verifier().to_base64url(), "ttl_seconds": -5}),
             ),
@@ -426,7 +366,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
         ),
         (
             "oversize envelope",
-            post_json(
+            post(
                 "/api/v1/messages",
                 &json!({"envelope": "A".repeat(otm_http::API_BODY_LIMIT - 200), "verifier": s.secrets.claim_verifier().to_base64url(), "access_verifier": s.secrets.access_verifier().to_base64url()}),
             ),
@@ -464,7 +404,7 @@ async fn bad_input_gets_a_precise_4xx_and_loses_nothing() {
     for (what, req, status, code) in cases {
         let r = send(&app, req).await;
         assert_eq!(r.status, status, "{what}: {}", r.text());
-        assert_eq!(r.error_code(), code, "{what}");
+        assert_eq!(r.code(), code, "{what}");
         assert_eq!(
             r.headers[header::CONTENT_TYPE],
             "application/json",
@@ -584,14 +524,10 @@ async fn config_reports_limits_and_respects_a_lower_maximum() {
     assert_eq!(v["max_envelope_bytes"], otm_core::MAX_ENVELOPE_LEN);
     assert_eq!(v["max_failed_attempts"], 5);
     let s = sealed("x");
-    let r = send(
-        &app,
-        post_json("/api/v1/messages", &create_body(&s, Some(7201))),
-    )
-    .await;
+    let r = send(&app, post("/api/v1/messages", &create_body(&s, Some(7201)))).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.error_code(), ErrorCode::TtlTooLong);
-    let r = send(&app, post_json("/api/v1/messages", &create_body(&s, None))).await;
+    assert_eq!(r.code(), ErrorCode::TtlTooLong);
+    let r = send(&app, post("/api/v1/messages", &create_body(&s, None))).await;
     assert_eq!(r.status, StatusCode::CREATED);
 }
 
@@ -605,13 +541,9 @@ async fn clients_over_the_rate_limit_get_429_with_retry_after() {
     let s = sealed("x");
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        let r = send(
-            &app,
-            post_json("/api/v1/messages", &create_body(&s, Some(60))),
-        )
-        .await;
+        let r = send(&app, post("/api/v1/messages", &create_body(&s, Some(60)))).await;
         if r.status == StatusCode::TOO_MANY_REQUESTS {
-            assert_eq!(r.error_code(), ErrorCode::RateLimited);
+            assert_eq!(r.code(), ErrorCode::RateLimited);
             assert!(r.headers.contains_key(header::RETRY_AFTER));
         }
         statuses.push(r.status.as_u16());
@@ -640,14 +572,14 @@ async fn mounted_under_a_prefix_pages_point_into_the_prefix() {
     let s = sealed("nested");
     let r = send(
         &app,
-        post_json("/secrets/api/v1/messages", &create_body(&s, Some(60))),
+        post("/secrets/api/v1/messages", &create_body(&s, Some(60))),
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let id = r.json()["id"].as_str().unwrap().to_owned();
     let r = send(
         &app,
-        post_json(
+        post(
             &format!("/secrets/api/v1/messages/{id}/open"),
             &json!({
                 "access_proof": s.secrets.access_proof().to_base64url().as_str(),
@@ -693,11 +625,7 @@ fn with_bearer(mut req: Request<Body>, token: &str) -> Request<Body> {
 }
 
 async fn create_managed(app: &Router, s: &Sealed) -> (String, String) {
-    let r = send(
-        app,
-        post_json("/api/v1/messages", &create_body(s, Some(3600))),
-    )
-    .await;
+    let r = send(app, post("/api/v1/messages", &create_body(s, Some(3600)))).await;
     assert_eq!(r.status, StatusCode::CREATED);
     let v = r.json();
     let token = v["manage_token"].as_str().unwrap().to_owned();
@@ -718,7 +646,7 @@ async fn the_sender_sees_a_read_receipt_with_the_token_only() {
     // No token, a malformed one, someone else's.
     let r = send(&app, get(&format!("/api/v1/messages/{id}"))).await;
     assert_eq!(
-        (r.status, r.error_code()),
+        (r.status, r.code()),
         (StatusCode::UNAUTHORIZED, ErrorCode::TokenRequired)
     );
     let r = send(&app, status("nonsense")).await;
@@ -726,7 +654,7 @@ async fn the_sender_sees_a_read_receipt_with_the_token_only() {
     let (_, other) = create_managed(&app, &sealed("other")).await;
     let r = send(&app, status(&other)).await;
     assert_eq!(
-        (r.status, r.error_code()),
+        (r.status, r.code()),
         (StatusCode::NOT_FOUND, ErrorCode::NotFound)
     );
     // Opening turns it into a receipt that says when, and nothing else.

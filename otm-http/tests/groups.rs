@@ -10,12 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::StatusCode;
 use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use http_body_util::BodyExt;
 use otm_core::{
     seal, ErrorCode, GroupLink, Key, Link, ManageSecret, ManageToken, MessageId, Passphrase,
     Secrets, SendOptions, MAX_MESSAGE_CHARS,
@@ -23,44 +21,8 @@ use otm_core::{
 use otm_http::policy::{CreateAsk, CreateLimits, CreatePolicy, Decision};
 use otm_http::{Caller, Config, RateLimit, Service};
 use otm_store::{BlobStore, MemoryStore, MessageState, SqliteConfig, SqliteStore, StoreOptions};
+use otm_testkit::oneshot::{post, send, Reply};
 use serde_json::{json, Value};
-use tower::ServiceExt;
-
-struct Reply {
-    status: StatusCode,
-    body: Vec<u8>,
-}
-
-impl std::fmt::Debug for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status, String::from_utf8_lossy(&self.body))
-    }
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {self:?}"))
-    }
-    fn code(&self) -> ErrorCode {
-        let v = self.json();
-        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
-        ErrorCode::from_code(v["error"].as_str().unwrap()).unwrap()
-    }
-}
-
-async fn send(app: &Router, req: Request<Body>) -> Reply {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
-    Reply { status, body }
-}
-
-fn post(uri: &str, body: &Value) -> Request<Body> {
-    Request::post(uri)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap()
-}
 
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)

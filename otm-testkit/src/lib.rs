@@ -17,6 +17,8 @@
 //!   ([`TestCerts`]);
 //! - [`webhooks`]: a webhook receiver that checks signatures with its own
 //!   HMAC;
+//! - [`oneshot`]: one request through a router in process and its answer
+//!   read whole ([`oneshot::Reply`]);
 //! - [`browser`]: headless Chromium through chromedriver ([`Driver`]) and
 //!   the page steps the browser tests share.
 
@@ -24,6 +26,7 @@ pub mod browser;
 pub mod cleanup;
 pub mod env;
 pub mod layers;
+pub mod oneshot;
 pub mod process;
 pub mod server;
 pub mod tls;
