@@ -1,7 +1,9 @@
 //! Delivering the store's events ([`otm_store::Event`]) to the host: a
 //! dispatcher task leases due events from the store's outbox, hands each to
 //! an [`EventSink`] (your code in process, or a signed webhook with the
-//! `webhooks` feature), and marks it delivered, or failed with a retry time
+//! `webhooks` feature), and marks it delivered (the deliveries that finish
+//! together are taken out of the outbox together, one store round trip for
+//! them all), or failed with a retry time
 //! (exponential backoff with jitter), or, after the last attempt, keeps it
 //! in the outbox as a dead letter (logged and counted in
 //! `otm_events_total{outcome="dead"}`; listed by
@@ -238,29 +240,31 @@ pub(crate) async fn dispatch(
         }
         // Wait for a delivery to finish, the next poll (nothing more was
         // due), a change made through this instance, or the end.
+        let mut delivered = Vec::new();
         tokio::select! {
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                log_marking(done);
+                // With every other delivery that has finished meanwhile:
+                // one acknowledgement for them all.
+                finished(done, &mut delivered);
                 while let Some(done) = in_flight.try_join_next() {
-                    log_marking(done);
+                    finished(done, &mut delivered);
                 }
             }
             () = tokio::time::sleep(pause), if pause != Duration::MAX => {}
             () = wake.notified() => {}
             _ = stop.wait_for(|stop| *stop) => {}
         }
+        // After the select: its output holds the stop flag's guard, which
+        // may not be held across an await.
+        acknowledge(&store, delivered, &counters).await;
     }
     // The deliveries in hand, then one last batch, so that what the host did
     // just before it stopped goes out now rather than when a replica next runs.
-    while let Some(done) = in_flight.join_next().await {
-        log_marking(done);
-    }
+    finish(&mut in_flight, &store, &counters).await;
     match lease(&store, config.batch, &config).await {
         Ok(events) => {
             spawn_deliveries(&mut in_flight, events, &store, &sink, &config, &counters);
-            while let Some(done) = in_flight.join_next().await {
-                log_marking(done);
-            }
+            finish(&mut in_flight, &store, &counters).await;
         }
         Err(e) => {
             tracing::warn!(error = %e.with_sources(), "the last batch of events before the stop failed")
@@ -280,10 +284,15 @@ async fn lease(
     }
 }
 
+/// A delivery's task: the event when it was delivered (to be acknowledged
+/// with others), nothing when its failure was marked, or the error of that
+/// marking.
+type Delivery = Result<Option<Event>, otm_store::StoreError>;
+
 /// Starts one delivery task per leased event, each within
 /// [`DispatchConfig::deliver_timeout`], so none outlives its lease.
 fn spawn_deliveries(
-    in_flight: &mut tokio::task::JoinSet<Result<(), otm_store::StoreError>>,
+    in_flight: &mut tokio::task::JoinSet<Delivery>,
     events: Vec<Event>,
     store: &Arc<dyn BlobStore>,
     sink: &Arc<dyn EventSink>,
@@ -297,30 +306,75 @@ fn spawn_deliveries(
             config.clone(),
             counters.clone(),
         );
-        in_flight.spawn(async move { deliver(&*store, &sink, &config, &counters, &event).await });
+        in_flight.spawn(async move { deliver(&*store, &sink, &config, &counters, event).await });
     }
 }
 
-/// Logs a delivery whose marking failed in the store (its lease runs out
-/// and the event is delivered again).
-fn log_marking(done: Result<Result<(), otm_store::StoreError>, tokio::task::JoinError>) {
-    if let Ok(Err(e)) = done {
-        tracing::warn!(error = %e.with_sources(), "marking a delivered event failed; it will be delivered again");
+/// Waits for every delivery in hand and acknowledges those delivered.
+async fn finish(
+    in_flight: &mut tokio::task::JoinSet<Delivery>,
+    store: &Arc<dyn BlobStore>,
+    counters: &EventCounters,
+) {
+    let mut delivered = Vec::new();
+    while let Some(done) = in_flight.join_next().await {
+        finished(done, &mut delivered);
+    }
+    acknowledge(store, delivered, counters).await;
+}
+
+/// Takes in a finished delivery: its event joins `delivered`, or a failed
+/// marking is logged (its lease runs out and the event is delivered again).
+fn finished(done: Result<Delivery, tokio::task::JoinError>, delivered: &mut Vec<Event>) {
+    match done {
+        Ok(Ok(Some(event))) => delivered.push(event),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e.with_sources(), "marking a failed event delivery failed; its lease runs out and it is delivered again")
+        }
+        // The task only awaits the sink's own task: it does not panic.
+        Err(e) => tracing::warn!(error = %e, "an event delivery task ended early"),
     }
 }
 
-/// Delivers one leased event and marks it: delivered, failed with its
-/// retry time, or kept as a dead letter after its last attempt (see
+/// Takes delivered events out of the outbox, all in one call (one round
+/// trip on the SQL and Redis outboxes), then counts them. If that fails
+/// their leases run out and they are delivered again (at least once).
+async fn acknowledge(store: &Arc<dyn BlobStore>, delivered: Vec<Event>, counters: &EventCounters) {
+    let Some(outbox) = store.outbox() else {
+        return;
+    };
+    if delivered.is_empty() {
+        return;
+    }
+    match outbox.events_delivered(&delivered).await {
+        Ok(()) => {
+            counters
+                .delivered
+                .fetch_add(delivered.len() as u64, Ordering::Relaxed);
+            for event in &delivered {
+                tracing::debug!(event = %event.id(), kind = %event.kind, "event delivered");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e.with_sources(), events = delivered.len(),
+            "marking delivered events failed; they will be delivered again"),
+    }
+}
+
+/// Delivers one leased event. Delivered, it is handed back to be
+/// acknowledged with others ([`acknowledge`]); else it is marked here:
+/// failed with its retry time, or kept as a dead letter after its last
+/// attempt (see
 /// [`Service::replay_dead_letters`](crate::Service::replay_dead_letters)).
 async fn deliver(
     store: &dyn BlobStore,
     sink: &Arc<dyn EventSink>,
     config: &DispatchConfig,
     counters: &EventCounters,
-    event: &Event,
-) -> Result<(), otm_store::StoreError> {
+    event: Event,
+) -> Delivery {
     let Some(outbox) = store.outbox() else {
-        return Ok(());
+        return Ok(None);
     };
     // On its own task, so that a sink that panics fails this delivery
     // instead of leaving the event leased and its attempt uncounted.
@@ -331,12 +385,7 @@ async fn deliver(
     let abort = task.abort_handle();
     let outcome = tokio::time::timeout(config.deliver_timeout, task).await;
     let error = match outcome {
-        Ok(Ok(Ok(()))) => {
-            outbox.event_delivered(event).await?;
-            counters.delivered.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(event = %event.id(), kind = %event.kind, "event delivered");
-            return Ok(());
-        }
+        Ok(Ok(Ok(()))) => return Ok(Some(event)),
         Ok(Ok(Err(e))) => e,
         Ok(Err(_)) => "the sink panicked".to_owned(),
         Err(_) => {
@@ -346,20 +395,20 @@ async fn deliver(
     };
     let attempts = event.attempts + 1;
     if attempts >= config.max_attempts {
-        outbox.event_dead(event).await?;
+        outbox.event_dead(&event).await?;
         counters.dead.fetch_add(1, Ordering::Relaxed);
         tracing::error!(event = %event.id(), kind = %event.kind, attempts, %error,
             "event kept as a dead letter after its last delivery attempt (replay it with Service::replay_dead_letters)");
     } else {
         let delay = config.delay(attempts, jitter());
         outbox
-            .event_failed(event, SystemTime::now() + delay)
+            .event_failed(&event, SystemTime::now() + delay)
             .await?;
         counters.retried.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(event = %event.id(), kind = %event.kind, attempts, %error,
             retry_in_ms = delay.as_millis() as u64, "event delivery failed; will retry");
     }
-    Ok(())
+    Ok(None)
 }
 
 /// A number in `[0, 1)` from the OS random generator (0 if it fails:

@@ -1,13 +1,14 @@
 //! What every response passes through: the metrics' timing (from the
 //! moment a request's body has arrived whole within the limits; a 408 or
-//! 413 is not timed), the whole request received within the timeout and
-//! the body limit before any handler runs (a route layer: a request for no
-//! route is answered without reading its body), and the security headers.
+//! 413 is not timed) and the security headers, in one layer ([`respond`]);
+//! the whole request received within the timeout and the body limit before
+//! any handler runs (a route layer: a request for no route is answered
+//! without reading its body).
 
 use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderName, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use otm_core::ErrorCode;
@@ -30,45 +31,60 @@ frame-ancestors 'none'; form-action 'self'; require-trusted-types-for 'script'";
 /// this host for a year.
 pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
 
-/// Times each request for the metrics, by route kind only: the kind the
-/// route marked its response with ([`mark`]), else `other`.
-pub(crate) async fn observe(State(otm): State<Service>, request: Request, next: Next) -> Response {
+/// What [`respond`] needs: the service (for its metrics) and whether to
+/// send HSTS.
+#[derive(Clone)]
+pub(crate) struct Respond {
+    pub(crate) otm: Service,
+    pub(crate) hsts: bool,
+}
+
+/// The outermost layer of every router, one layer rather than two (each
+/// layer is cloned and boxed for every request): times each request for
+/// the metrics, by route kind only ([`receive_within`] marks each
+/// response with its route's), then sets the security headers.
+pub(crate) async fn respond(
+    State(state): State<Respond>,
+    request: Request,
+    next: Next,
+) -> Response {
     let start = Instant::now();
-    let response = next.run(request).await;
-    // Timed from the body's arrival: a slow client is not a slow server.
-    let start = match response.extensions().get::<Received>() {
-        Some(Received::At(at)) => *at,
-        Some(Received::Refused) => return response,
-        None => start,
-    };
-    let route = response
-        .extensions()
-        .get::<metrics::Route>()
-        .copied()
-        .unwrap_or(metrics::Route::Other);
-    otm.0
-        .metrics
-        .observe(route, response.status().as_u16(), start.elapsed());
+    let is_asset = request.uri().path().contains("/assets/");
+    let mut response = next.run(request).await;
+    observe(&state.otm, start, &response);
+    security_headers(response.headers_mut(), is_asset, state.hsts);
     response
 }
 
-/// Marks the responses of one route with its kind for [`observe`] (a
-/// route layer, so the mark follows the route wherever it is mounted).
-pub(crate) fn mark(
-    route: metrics::Route,
-) -> impl Fn(Response) -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
-    move |mut response: Response| {
-        response.extensions_mut().insert(route);
-        std::future::ready(response)
-    }
+/// Counts `response` in the metrics under the route kind
+/// [`receive_within`] marked it with (else `other`), timed from the
+/// body's arrival (a slow client is not a slow server) or else from
+/// `start`; a request refused for its body (408, 413) is not timed.
+fn observe(otm: &Service, start: Instant, response: &Response) {
+    let (start, route) = match response.extensions().get::<Received>() {
+        Some(Received::At(at, route)) => (*at, *route),
+        Some(Received::Refused) => return,
+        None => (start, metrics::Route::Other),
+    };
+    otm.0
+        .metrics
+        .observe(route, response.status().as_u16(), start.elapsed());
 }
 
-/// When [`receive_within`] had the whole request, for [`observe`]; or that
-/// it refused it (408, 413: not timed).
+/// When [`receive_within`] had the whole request and the kind of its
+/// route, for [`observe`]; or that it refused it (408, 413: not timed).
 #[derive(Clone, Copy)]
 enum Received {
-    At(Instant),
+    At(Instant, metrics::Route),
     Refused,
+}
+
+/// The state of [`receive_within`] on one route: the time a request may
+/// take to arrive, and the route's kind for the metrics.
+#[derive(Clone, Copy)]
+pub(crate) struct Receiving {
+    pub(crate) timeout: std::time::Duration,
+    pub(crate) route: metrics::Route,
 }
 
 /// Lets at most a few requests at a time into the routes it wraps, the
@@ -97,9 +113,11 @@ pub(crate) async fn few_at_a_time(
 /// JSON errors. Only then does the handler run, and it is not
 /// cut short: a store operation that has begun (such as an atomic take)
 /// always gets to answer, bounded by the store's own timeouts, so a
-/// message is never consumed without its reply being sent.
+/// message is never consumed without its reply being sent. The response
+/// is marked with the route's kind for the metrics (so the mark follows
+/// the route wherever it is mounted, at no further layer's cost).
 pub(crate) async fn receive_within<const LIMIT: usize>(
-    State(timeout): State<std::time::Duration>,
+    State(Receiving { timeout, route }): State<Receiving>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -111,7 +129,9 @@ pub(crate) async fn receive_within<const LIMIT: usize>(
             let body = axum::body::Body::from(collected.to_bytes());
             let received = Instant::now();
             let mut response = next.run(Request::from_parts(parts, body)).await;
-            response.extensions_mut().insert(Received::At(received));
+            response
+                .extensions_mut()
+                .insert(Received::At(received, route));
             return response;
         }
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => ApiError::new(
@@ -132,41 +152,46 @@ pub(crate) async fn receive_within<const LIMIT: usize>(
     refused
 }
 
-/// Security headers on every response, besides [`NO_STORE`].
-pub(crate) const SECURITY_HEADERS: [(&str, &str); 7] = [
-    ("content-security-policy", CONTENT_SECURITY_POLICY),
-    ("referrer-policy", "no-referrer"),
-    ("x-content-type-options", "nosniff"),
-    ("x-frame-options", "DENY"),
-    ("cross-origin-opener-policy", "same-origin"),
-    ("cross-origin-resource-policy", "same-origin"),
+/// Security headers on every response, besides [`NO_STORE`]; names and
+/// values built once, at compile time.
+const SECURITY_HEADERS: [(HeaderName, HeaderValue); 7] = [
     (
-        "permissions-policy",
-        "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    ),
+    (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    (
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    ),
+    (
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    ),
+    (
+        HeaderName::from_static("permissions-policy"),
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), interest-cohort=()"),
     ),
 ];
 
 /// Cache headers of every response but static assets.
-pub(crate) const NO_STORE: [(&str, &str); 2] =
-    [("cache-control", "no-store"), ("pragma", "no-cache")];
+const NO_STORE: [(HeaderName, HeaderValue); 2] = [
+    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    (header::PRAGMA, HeaderValue::from_static("no-cache")),
+];
 
-/// Security headers on every response (and HSTS when `hsts`). Everything
-/// but static assets is `no-store`: API answers and pages may carry or lead
-/// to secrets.
-pub(crate) async fn security_headers(
-    State(hsts): State<bool>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let is_asset = request.uri().path().contains("/assets/");
-    let mut response = next.run(request).await;
-    let h = response.headers_mut();
-    let extra: &[(&str, &str)] = if is_asset { &[] } else { &NO_STORE };
+/// Sets the security headers (and HSTS when `hsts`). Everything but static
+/// assets is `no-store`: API answers and pages may carry or lead to
+/// secrets.
+fn security_headers(h: &mut HeaderMap, is_asset: bool, hsts: bool) {
+    let extra: &[(HeaderName, HeaderValue)] = if is_asset { &[] } else { &NO_STORE };
     for (name, value) in SECURITY_HEADERS.iter().chain(extra) {
-        h.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
+        h.insert(name.clone(), value.clone());
     }
     if hsts {
         h.insert(
@@ -174,5 +199,4 @@ pub(crate) async fn security_headers(
             HeaderValue::from_static(STRICT_TRANSPORT_SECURITY),
         );
     }
-    response
 }

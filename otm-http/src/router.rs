@@ -2,16 +2,16 @@
 //! `/healthz`) and the operator endpoints (`/healthz`, `/readyz`,
 //! `/metrics`), each wrapped in the same layers.
 
-use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
+use std::time::Duration;
 
 use crate::handlers::api::API_BODY_LIMIT;
 use crate::handlers::groups::{GROUP_BODIES_AT_ONCE, GROUP_BODY_LIMIT};
 use crate::handlers::{api, groups, ops, pages, requests};
 use crate::metrics::Route;
-use crate::middleware::{few_at_a_time, mark, observe, receive_within, security_headers};
+use crate::middleware::{few_at_a_time, receive_within, respond, Receiving, Respond};
 use crate::service::Service;
 
 impl Service {
@@ -28,29 +28,26 @@ impl Service {
     where
         S: Clone + Send + Sync + 'static,
     {
+        let timeout = self.config().request_timeout;
         self.wrap(
-            Self::public_routes().route("/healthz", get(ops::healthz)),
-            true,
+            self.public_routes(timeout)
+                .merge(Self::ops_routes(timeout, false)),
         )
     }
 
-    /// The pages and the API.
-    fn public_routes() -> Router<Service> {
-        Router::new()
+    /// The pages and the API, each route reading its body through
+    /// [`receive_within`] (which also marks the route's kind for the
+    /// metrics: one layer per route, not two).
+    fn public_routes(&self, timeout: Duration) -> Router<Service> {
+        let receive = |route| {
+            middleware::from_fn_with_state(
+                Receiving { timeout, route },
+                receive_within::<API_BODY_LIMIT>,
+            )
+        };
+        let routes = Router::new()
             .route("/api/v1/config", get(api::config))
-            .route(
-                "/api/v1/messages",
-                post(api::create).route_layer(middleware::map_response(mark(Route::Create))),
-            )
-            .route(
-                "/api/v1/messages/{id}/open",
-                post(api::open).route_layer(middleware::map_response(mark(Route::Open))),
-            )
             .route("/api/v1/messages/{id}", get(api::status).delete(api::burn))
-            .route(
-                "/api/v1/requests",
-                post(requests::ask).route_layer(middleware::map_response(mark(Route::Create))),
-            )
             .route("/api/v1/requests/{id}/read", post(requests::read))
             .route("/api/v1/requests/{id}/answer", post(requests::answer))
             .route(
@@ -69,6 +66,44 @@ impl Service {
             .route("/request/{id}", get(pages::respond))
             .route("/receive/{id}", get(pages::receive))
             .route("/assets/{file}", get(pages::asset))
+            // Only the routes above: the ones below have their own kind.
+            .route_layer(receive(Route::Other))
+            .route(
+                "/api/v1/messages",
+                post(api::create).route_layer(receive(Route::Create)),
+            )
+            .route(
+                "/api/v1/messages/{id}/open",
+                post(api::open).route_layer(receive(Route::Open)),
+            )
+            .route(
+                "/api/v1/requests",
+                post(requests::ask).route_layer(receive(Route::Create)),
+            );
+        routes.merge(self.group_create(timeout))
+    }
+
+    /// `POST /api/v1/groups`: a group create carries up to MAX_GROUP
+    /// envelopes, the one route that reads a larger body, a few requests at
+    /// a time. On a store that keeps no groups it answers 501 without
+    /// reading the body (and `max_recipients` is 0 in the public config).
+    fn group_create(&self, timeout: Duration) -> Router<Service> {
+        if self.0.store.groups().is_none() {
+            return Router::new().route("/api/v1/groups", post(groups::unsupported));
+        }
+        Router::new()
+            .route("/api/v1/groups", post(groups::create))
+            .route_layer(middleware::from_fn_with_state(
+                Receiving {
+                    timeout,
+                    route: Route::Create,
+                },
+                receive_within::<GROUP_BODY_LIMIT>,
+            ))
+            .route_layer(middleware::from_fn_with_state(
+                std::sync::Arc::new(tokio::sync::Semaphore::new(GROUP_BODIES_AT_ONCE)),
+                few_at_a_time,
+            ))
     }
 
     /// The operator endpoints of this instance: `/healthz`, `/readyz`
@@ -80,7 +115,7 @@ impl Service {
     where
         S: Clone + Send + Sync + 'static,
     {
-        self.wrap(Self::admin_routes(Router::new()), false)
+        self.wrap(Self::ops_routes(self.config().request_timeout, true))
     }
 
     /// The public and the operator routes on one router, for a server
@@ -92,19 +127,32 @@ impl Service {
     where
         S: Clone + Send + Sync + 'static,
     {
-        self.wrap(Self::admin_routes(Self::public_routes()), true)
+        let timeout = self.config().request_timeout;
+        self.wrap(
+            self.public_routes(timeout)
+                .merge(Self::ops_routes(timeout, true)),
+        )
     }
 
-    fn admin_routes(routes: Router<Service>) -> Router<Service> {
-        routes
-            .route("/healthz", get(ops::healthz))
-            .route("/readyz", get(ops::readyz))
-            .route("/metrics", get(ops::metrics))
+    /// `/healthz`, and with `admin` also `/readyz` and `/metrics`.
+    fn ops_routes(timeout: Duration, admin: bool) -> Router<Service> {
+        let mut routes = Router::new().route("/healthz", get(ops::healthz));
+        if admin {
+            routes = routes
+                .route("/readyz", get(ops::readyz))
+                .route("/metrics", get(ops::metrics));
+        }
+        routes.route_layer(middleware::from_fn_with_state(
+            Receiving {
+                timeout,
+                route: Route::Other,
+            },
+            receive_within::<API_BODY_LIMIT>,
+        ))
     }
 
     /// What every router of this service is wrapped in.
-    /// `public`: the routes are the public surface, with the group create.
-    fn wrap<S>(&self, routes: Router<Service>, public: bool) -> Router<S>
+    fn wrap<S>(&self, routes: Router<Service>) -> Router<S>
     where
         S: Clone + Send + Sync + 'static,
     {
@@ -113,43 +161,19 @@ impl Service {
             b.get(..8)
                 .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
         });
-        let timeout = config.request_timeout;
-        let mut routes = routes.route_layer(middleware::from_fn_with_state(
-            timeout,
-            receive_within::<API_BODY_LIMIT>,
-        ));
-        if public {
-            // A group create carries up to MAX_GROUP envelopes: the one
-            // route that reads a larger body, a few requests at a time. On
-            // a store that keeps no groups it answers 501 without reading
-            // the body (and `max_recipients` is 0 in the public config).
-            let route = if self.0.store.groups().is_some() {
-                Router::new()
-                    .route(
-                        "/api/v1/groups",
-                        post(groups::create)
-                            .route_layer(middleware::map_response(mark(Route::Create))),
-                    )
-                    .route_layer(DefaultBodyLimit::max(GROUP_BODY_LIMIT))
-                    .route_layer(middleware::from_fn_with_state(
-                        timeout,
-                        receive_within::<GROUP_BODY_LIMIT>,
-                    ))
-                    .route_layer(middleware::from_fn_with_state(
-                        std::sync::Arc::new(tokio::sync::Semaphore::new(GROUP_BODIES_AT_ONCE)),
-                        few_at_a_time,
-                    ))
-            } else {
-                Router::new().route("/api/v1/groups", post(groups::unsupported))
-            };
-            routes = routes.merge(route);
-        }
         routes
             .fallback(ops::no_route)
             .method_not_allowed_fallback(ops::method_not_allowed)
-            .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
-            .layer(middleware::from_fn_with_state(self.clone(), observe))
-            .layer(middleware::from_fn_with_state(hsts, security_headers))
+            // No `DefaultBodyLimit`: every route reads its body through
+            // `receive_within`, whose limit is below axum's default, and a
+            // layer more costs every request a clone.
+            .layer(middleware::from_fn_with_state(
+                Respond {
+                    otm: self.clone(),
+                    hsts,
+                },
+                respond,
+            ))
             .with_state(self.clone())
     }
 }

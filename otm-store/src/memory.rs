@@ -556,6 +556,17 @@ impl Outbox for MemoryStore {
         Ok(())
     }
 
+    async fn events_delivered(&self, events: &[Event]) -> Result<()> {
+        let seqs = events
+            .iter()
+            .map(|e| crate::contract::events::parse_handle(e).map(|(seq, _)| seq))
+            .collect::<Result<std::collections::HashSet<i64>>>()?;
+        self.lock()
+            .events
+            .retain(|e| i64::try_from(e.seq).map_or(true, |seq| !seqs.contains(&seq)));
+        Ok(())
+    }
+
     async fn event_failed(&self, event: &Event, retry_at: SystemTime) -> Result<()> {
         let (seq, lease) = crate::contract::events::parse_handle(event)?;
         let mut maps = self.lock();

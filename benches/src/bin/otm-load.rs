@@ -61,6 +61,38 @@ struct Args {
     /// delivery latency (signatures are not checked: this measures).
     #[arg(long)]
     webhook_listen: Option<std::net::SocketAddr>,
+    /// The server's process ID (Linux, same machine): report the CPU time
+    /// the server spent per cycle over the run (user + system, from
+    /// `/proc/PID/stat`; 10 ms resolution, so run for seconds).
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// User + system CPU time of a process so far, from `/proc/PID/stat`.
+fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count from its end.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of the file (utime, stime) are 11 and 12 here.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_micros(ticks * 1_000_000 / clock_ticks_per_s()))
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 if that
+/// cannot be asked).
+fn clock_ticks_per_s() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|&t: &u64| t > 0)
+            .unwrap_or(100)
+    })
 }
 
 /// What the webhook receiver saw: each event's delivery latency, and the
@@ -237,6 +269,11 @@ async fn main() -> std::process::ExitCode {
     let failed = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let issued = Arc::new(AtomicU64::new(0));
+    let cpu_before = args.server_pid.and_then(process_cpu);
+    if args.server_pid.is_some() && cpu_before.is_none() {
+        eprintln!("otm-load: cannot read /proc/PID/stat of --server-pid");
+        return std::process::ExitCode::from(2);
+    }
     let start = Instant::now();
     let deadline = start + args.duration;
 
@@ -300,6 +337,13 @@ async fn main() -> std::process::ExitCode {
         let _ = p.await;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    // Measured before the webhooks drain: the CPU of the cycles themselves
+    // (deliveries that run during the load are in it, the tail is not).
+    let server_cpu = args
+        .server_pid
+        .and_then(process_cpu)
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
     let events = match args.webhook_listen {
         Some(_) => Some(drain_webhooks(&webhooks, start).await),
         None => None,
@@ -319,6 +363,8 @@ async fn main() -> std::process::ExitCode {
         "cycle": summary(&mut s.cycle_us),
         "errors": s.errors,
         "events": events,
+        "server_cpu_s": server_cpu.map(|c| c.as_secs_f64()),
+        "server_cpu_us_per_cycle": server_cpu.map(|c| c.as_secs_f64() * 1e6 / cycles.max(1.0)),
     });
     if args.json {
         println!("{report}");
@@ -335,6 +381,12 @@ async fn main() -> std::process::ExitCode {
             println!("  {kind:<6} p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  max {:>7.2} ms",
                 k["p50_ms"].as_f64().unwrap_or(0.0), k["p90_ms"].as_f64().unwrap_or(0.0), k["p99_ms"].as_f64().unwrap_or(0.0),
                 k["p999_ms"].as_f64().unwrap_or(0.0), k["max_ms"].as_f64().unwrap_or(0.0));
+        }
+        if let Some(cpu) = report["server_cpu_us_per_cycle"].as_f64() {
+            println!(
+                "  server CPU {:.2} s: {cpu:.1} µs per cycle",
+                report["server_cpu_s"].as_f64().unwrap_or(0.0)
+            );
         }
         if let Some(e) = &report["events"].as_object() {
             println!(

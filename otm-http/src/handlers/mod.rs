@@ -7,3 +7,4 @@ pub(crate) mod groups;
 pub(crate) mod ops;
 pub(crate) mod pages;
 pub(crate) mod requests;
+pub(crate) mod b64;

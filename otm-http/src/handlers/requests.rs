@@ -46,9 +46,8 @@ fn decode_b64(text: &str, max: usize, field: &str, code: ErrorCode) -> Result<Ve
             format!("{field} is longer than any valid one"),
         ));
     }
-    URL_SAFE_NO_PAD
-        .decode(text.as_bytes())
-        .map_err(|_| ApiError::new(code, format!("{field} is not unpadded base64url")))
+    super::b64::decode(text.as_bytes())
+        .ok_or_else(|| ApiError::new(code, format!("{field} is not unpadded base64url")))
 }
 
 /// A request-link holder's, or the asker's, failure: a wrong proof is

@@ -97,6 +97,20 @@ pub trait Outbox: Send + Sync {
     /// The event was delivered: it leaves the outbox.
     async fn event_delivered(&self, event: &Event) -> Result<()>;
 
+    /// The events were delivered: they all leave the outbox, in one round
+    /// trip where the backend can (SQLite, PostgreSQL, Redis: one per
+    /// bucket); a dispatcher acknowledges what finished together. The
+    /// default marks them one by one with
+    /// [`event_delivered`](Outbox::event_delivered). On an error some may
+    /// have left and others not: those are leased and delivered again (at
+    /// least once).
+    async fn events_delivered(&self, events: &[Event]) -> Result<()> {
+        for event in events {
+            self.event_delivered(event).await?;
+        }
+        Ok(())
+    }
+
     /// Delivering the event failed: it is due again at `retry_at`, with one
     /// more failed attempt counted.
     async fn event_failed(&self, event: &Event, retry_at: SystemTime) -> Result<()>;

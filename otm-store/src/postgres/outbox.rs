@@ -42,6 +42,19 @@ impl Outbox for PostgresStore {
         Ok(())
     }
 
+    async fn events_delivered(&self, events: &[Event]) -> Result<()> {
+        let seqs = events
+            .iter()
+            .map(|e| parse_handle(e).map(|(seq, _)| seq))
+            .collect::<Result<Vec<i64>>>()?;
+        sqlx::query(&format!("DELETE FROM {} WHERE seq = ANY($1)", self.events))
+            .bind(seqs)
+            .execute(self.pool())
+            .await
+            .map_err(|e| classify("mark events delivered", e))?;
+        Ok(())
+    }
+
     async fn event_failed(&self, event: &Event, retry_at: SystemTime) -> Result<()> {
         let (seq, lease) = parse_handle(event)?;
         // Only while the caller's lease holds.

@@ -56,12 +56,16 @@ end
 return n
 ";
 
-// KEYS: due, data. ARGV: seq.
+// KEYS: due, data. ARGV: the seqs (at most ACK_CHUNK).
 const DELIVERED: &str = r"
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[1], unpack(ARGV))
+redis.call('HDEL', KEYS[2], unpack(ARGV))
 return 1
 ";
+
+/// Most events acknowledged by one script call (Lua's `unpack` takes a
+/// few thousand values; a dispatcher's batch is far smaller).
+const ACK_CHUNK: usize = 256;
 
 // KEYS: due, data. ARGV: seq, the caller's lease end, retry time. Only
 // while the caller's lease holds.
@@ -328,6 +332,29 @@ impl Outbox for RedisStore {
         let mut invocation = self.outbox.delivered.key(&due);
         invocation.key(&data).arg(seq);
         self.run("mark an event delivered", invocation).await?;
+        Ok(())
+    }
+
+    async fn events_delivered(&self, events: &[Event]) -> Result<()> {
+        // One script call per bucket (one on a standalone server): a
+        // bucket's keys share a slot.
+        let mut by_bucket: std::collections::BTreeMap<u8, Vec<i64>> = Default::default();
+        for event in events {
+            let (handle, _) = parse_handle(event)?;
+            let (seq, bucket) = self.split_handle(handle);
+            by_bucket.entry(bucket).or_default().push(seq);
+        }
+        for (bucket, seqs) in by_bucket {
+            let [_, due, data] = self.outbox_keys(bucket);
+            for chunk in seqs.chunks(ACK_CHUNK) {
+                let mut invocation = self.outbox.delivered.key(&due);
+                invocation.key(&data);
+                for seq in chunk {
+                    invocation.arg(*seq);
+                }
+                self.run("mark events delivered", invocation).await?;
+            }
+        }
         Ok(())
     }
 

@@ -12,6 +12,10 @@ use crate::contract::events::parse_handle;
 use crate::sql::{classify, leased_events};
 use crate::{unix_ms, Event, EventKind, Outbox, Result, SqliteStore};
 
+/// Most events acknowledged by one statement (SQLite binds at most 32,766
+/// values; a dispatcher's batch is far smaller).
+const ACK_CHUNK: usize = 500;
+
 /// Inserts one event on `conn` (inside the caller's transaction), due now.
 pub(crate) async fn record(
     conn: &mut SqliteConnection,
@@ -63,6 +67,29 @@ impl Outbox for SqliteStore {
             .execute(self.pool())
             .await
             .map_err(|e| classify("mark an event delivered", e))?;
+        Ok(())
+    }
+
+    async fn events_delivered(&self, events: &[Event]) -> Result<()> {
+        // One statement per chunk.
+        for chunk in events.chunks(ACK_CHUNK) {
+            let seqs = chunk
+                .iter()
+                .map(|e| parse_handle(e).map(|(seq, _)| seq))
+                .collect::<Result<Vec<i64>>>()?;
+            let sql = format!(
+                "DELETE FROM otm_events WHERE seq IN ({})",
+                vec!["?"; seqs.len()].join(",")
+            );
+            let mut query = sqlx::query(&sql);
+            for seq in seqs {
+                query = query.bind(seq);
+            }
+            query
+                .execute(self.pool())
+                .await
+                .map_err(|e| classify("mark events delivered", e))?;
+        }
         Ok(())
     }
 
