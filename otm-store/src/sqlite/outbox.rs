@@ -10,7 +10,8 @@ use sqlx::SqliteConnection;
 
 use crate::contract::events::parse_handle;
 use crate::sql::{classify, leased_events};
-use crate::{unix_ms, Event, EventKind, Outbox, Result, SqliteStore};
+use super::writer::{Write, Written};
+use crate::{unix_ms, Event, EventKind, Outbox, Result, SqliteStore, StoreError};
 
 /// Most events acknowledged by one statement (SQLite binds at most 32,766
 /// values; a dispatcher's batch is far smaller).
@@ -39,56 +40,77 @@ pub(crate) async fn record(
     Ok(())
 }
 
+/// Leases up to `max` events due at `now` until `until`, on `conn` (the
+/// writer's transaction): one statement under SQLite's write lock, so no
+/// two callers lease the same row.
+pub(super) async fn lease(
+    conn: &mut SqliteConnection,
+    max: usize,
+    now: i64,
+    until: i64,
+) -> Result<Vec<Event>> {
+    let rows = sqlx::query(
+        "UPDATE otm_events SET due_ms = ?2
+         WHERE seq IN (SELECT seq FROM otm_events WHERE due_ms <= ?1 ORDER BY seq LIMIT ?3)
+         RETURNING seq, kind, message, reference, at_ms, attempts, due_ms, creator",
+    )
+    .bind(now)
+    .bind(until)
+    .bind(i64::try_from(max).unwrap_or(i64::MAX))
+    .fetch_all(conn)
+    .await
+    .map_err(|e| classify("lease events", e))?;
+    leased_events(&rows)
+}
+
+/// Deletes the delivered events `seqs` on `conn` (the writer's
+/// transaction), one statement per [`ACK_CHUNK`].
+pub(super) async fn delete_delivered(conn: &mut SqliteConnection, seqs: &[i64]) -> Result<()> {
+    for chunk in seqs.chunks(ACK_CHUNK) {
+        let sql = format!(
+            "DELETE FROM otm_events WHERE seq IN ({})",
+            vec!["?"; chunk.len()].join(",")
+        );
+        let mut query = sqlx::query(&sql);
+        for seq in chunk {
+            query = query.bind(*seq);
+        }
+        query
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| classify("mark events delivered", e))?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Outbox for SqliteStore {
+    // Leases and acknowledgements are writes: they go through the
+    // group-commit writer with the puts and takes (one transaction and one
+    // sync for all that is waiting), not beside it on the pool, where they
+    // would wait for its lock.
     async fn lease_events(&self, max: usize, lease: Duration) -> Result<Vec<Event>> {
-        let now = unix_ms(SystemTime::now());
-        let until = crate::contract::events::lease_end(now, lease);
-        // One statement under SQLite's write lock: no two callers lease the
-        // same row.
-        let rows = sqlx::query(
-            "UPDATE otm_events SET due_ms = ?2
-             WHERE seq IN (SELECT seq FROM otm_events WHERE due_ms <= ?1 ORDER BY seq LIMIT ?3)
-             RETURNING seq, kind, message, reference, at_ms, attempts, due_ms, creator",
-        )
-        .bind(now)
-        .bind(until)
-        .bind(i64::try_from(max).unwrap_or(i64::MAX))
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| classify("lease events", e))?;
-        leased_events(&rows)
+        let until = crate::contract::events::lease_end(unix_ms(SystemTime::now()), lease);
+        match self.writer.write(Write::LeaseEvents { max, until }).await? {
+            Written::Events(events) => Ok(events),
+            _ => Err(StoreError::Backend {
+                op: "lease events",
+                source: "the writer answered a lease with something else".into(),
+            }),
+        }
     }
 
     async fn event_delivered(&self, event: &Event) -> Result<()> {
-        let (seq, _) = parse_handle(event)?;
-        sqlx::query("DELETE FROM otm_events WHERE seq = ?1")
-            .bind(seq)
-            .execute(self.pool())
-            .await
-            .map_err(|e| classify("mark an event delivered", e))?;
-        Ok(())
+        self.events_delivered(std::slice::from_ref(event)).await
     }
 
     async fn events_delivered(&self, events: &[Event]) -> Result<()> {
-        // One statement per chunk.
-        for chunk in events.chunks(ACK_CHUNK) {
-            let seqs = chunk
-                .iter()
-                .map(|e| parse_handle(e).map(|(seq, _)| seq))
-                .collect::<Result<Vec<i64>>>()?;
-            let sql = format!(
-                "DELETE FROM otm_events WHERE seq IN ({})",
-                vec!["?"; seqs.len()].join(",")
-            );
-            let mut query = sqlx::query(&sql);
-            for seq in seqs {
-                query = query.bind(seq);
-            }
-            query
-                .execute(self.pool())
-                .await
-                .map_err(|e| classify("mark events delivered", e))?;
+        let seqs = events
+            .iter()
+            .map(|e| parse_handle(e).map(|(seq, _)| seq))
+            .collect::<Result<Vec<i64>>>()?;
+        if !seqs.is_empty() {
+            self.writer.write(Write::EventsDelivered { seqs }).await?;
         }
         Ok(())
     }

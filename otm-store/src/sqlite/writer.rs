@@ -1,5 +1,5 @@
 //! Group commit: one task owns a connection of its own and runs every put,
-//! take and burn that is waiting, together, in one `BEGIN IMMEDIATE`
+//! take and burn (and the outbox's leases and acknowledgements) that is waiting, together, in one `BEGIN IMMEDIATE`
 //! transaction with a savepoint per operation, then answers each only
 //! after that transaction has committed. With `synchronous=FULL` every
 //! commit is a sync of the WAL; under load one sync then covers many
@@ -40,6 +40,7 @@ pub(super) const MAX_BATCH: usize = 256;
 pub(super) const QUEUE: usize = 1024;
 
 /// A write for the writer task.
+#[derive(Clone)]
 pub(super) enum Write {
     /// Store a new message (its checks have passed).
     Put {
@@ -70,6 +71,10 @@ pub(super) enum Write {
     PutGroup {
         messages: Vec<(MessageId, NewMessage, i64)>,
     },
+    /// Lease up to `max` due events until `until` (Unix ms).
+    LeaseEvents { max: usize, until: i64 },
+    /// Take delivered events (by number) out of the outbox.
+    EventsDelivered { seqs: Vec<i64> },
 }
 
 /// What a write did.
@@ -80,6 +85,10 @@ pub(super) enum Written {
     Take(Took),
     /// Whether a burn (or a withdrawal) found something live.
     Burn(bool),
+    /// The events leased.
+    Events(Vec<crate::Event>),
+    /// Done, with nothing to report.
+    Done,
 }
 
 /// A take's outcome, all of which commit (a counted wrong proof too).
@@ -171,6 +180,78 @@ async fn run(
 /// suspect.
 struct Broken;
 
+/// `BEGIN IMMEDIATE` for `batch`; if that fails, every job gets the error.
+async fn begin<'c>(
+    conn: &'c mut SqliteConnection,
+    batch: &mut Vec<Job>,
+) -> std::result::Result<sqlx::Transaction<'c, sqlx::Sqlite>, Broken> {
+    match conn.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => Ok(tx),
+        Err(e) => {
+            fail_all(batch, classify("write a batch", e));
+            Err(Broken)
+        }
+    }
+}
+
+/// Runs `batch` in one transaction and answers every job once it has
+/// committed (or failed). First without a savepoint per job: each
+/// statement is a round trip to the driver's SQLite thread, and the
+/// savepoint and its release are two of the four or five of a put or a
+/// take. Should any job fail (a conflict, a refused group, a driver
+/// error), that transaction is rolled back unanswered and the batch runs
+/// again with a savepoint each ([`commit_careful`]), so a failed job still
+/// fails alone. Jobs are applied to copies in the first pass, so the
+/// second has them whole.
+async fn commit_batch(
+    conn: &mut SqliteConnection,
+    opts: &StoreOptions,
+    batch: &mut Vec<Job>,
+) -> std::result::Result<(), Broken> {
+    let op = "write a batch";
+    let mut tx = begin(conn, batch).await?;
+    let mut answers = Vec::with_capacity(batch.len());
+    let mut failed = false;
+    for (at, job) in batch.iter().enumerate() {
+        if job.reply.is_closed() {
+            continue;
+        }
+        match apply(&mut tx, opts, job.write.clone()).await {
+            Ok(written) => answers.push((at, written)),
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    if failed {
+        if let Err(e) = tx.rollback().await {
+            fail_all(batch, classify(op, e));
+            return Err(Broken);
+        }
+        return commit_careful(conn, opts, batch).await;
+    }
+    match tx.commit().await {
+        Ok(()) => {
+            let mut replies: Vec<Option<oneshot::Sender<Result<Written>>>> =
+                batch.drain(..).map(|job| Some(job.reply)).collect();
+            for (at, written) in answers {
+                if let Some(reply) = replies[at].take() {
+                    // A caller that went away since gets nothing; its
+                    // write stands, as a committed one would.
+                    let _ = reply.send(Ok(written));
+                }
+            }
+            Ok(())
+        }
+        Err(e) => {
+            // Nothing of the batch was written: no operation is acknowledged.
+            fail_all(batch, classify(op, e));
+            Err(Broken)
+        }
+    }
+}
+
 /// Runs `batch` in one transaction, a savepoint each, and answers every
 /// job once the transaction has committed (or failed). Jobs whose caller
 /// has gone are skipped: nobody would learn their outcome, and a take
@@ -178,19 +259,13 @@ struct Broken;
 /// fails, the batch stops at once (a statement after a transaction SQLite
 /// rolled back by itself would commit on its own), every job is answered
 /// with the error and none is acknowledged.
-async fn commit_batch(
+async fn commit_careful(
     conn: &mut SqliteConnection,
     opts: &StoreOptions,
     batch: &mut Vec<Job>,
 ) -> std::result::Result<(), Broken> {
     let op = "write a batch";
-    let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
-        Ok(tx) => tx,
-        Err(e) => {
-            fail_all(batch, classify(op, e));
-            return Err(Broken);
-        }
-    };
+    let mut tx = begin(conn, batch).await?;
     let mut answers = Vec::with_capacity(batch.len());
     let mut broken = None;
     let mut jobs = batch.drain(..);
@@ -321,6 +396,12 @@ async fn apply(conn: &mut SqliteConnection, opts: &StoreOptions, write: Write) -
             }
             Ok(Written::Put)
         }
+        Write::LeaseEvents { max, until } => outbox::lease(conn, max, now, until)
+            .await
+            .map(Written::Events),
+        Write::EventsDelivered { seqs } => outbox::delete_delivered(conn, &seqs)
+            .await
+            .map(|()| Written::Done),
     }
 }
 
