@@ -76,7 +76,9 @@ fn process_cpu(pid: u32) -> Option<Duration> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // Fields 14 and 15 of the file (utime, stime) are 11 and 12 here.
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_micros(ticks * 1_000_000 / clock_ticks_per_s()))
+    Some(Duration::from_micros(
+        ticks * 1_000_000 / clock_ticks_per_s(),
+    ))
 }
 
 /// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 if that

@@ -167,8 +167,9 @@ pub(crate) fn decode_create(req: CreateRequest) -> Result<Create, ApiError> {
             format!("The envelope is larger than the maximum of {MAX_ENVELOPE_LEN} bytes."),
         ));
     }
-    let envelope = super::b64::decode(req.envelope.as_bytes())
-        .ok_or_else(|| ApiError::new(ErrorCode::BadEnvelope, "envelope is not unpadded base64url"))?;
+    let envelope = super::b64::decode(req.envelope.as_bytes()).ok_or_else(|| {
+        ApiError::new(ErrorCode::BadEnvelope, "envelope is not unpadded base64url")
+    })?;
     let verifier = ClaimVerifier::from_base64url(&req.verifier)
         .map_err(|e| ApiError::new(ErrorCode::BadVerifier, format!("verifier: {e}")))?;
     let access = AccessVerifier::from_base64url(&req.access_verifier)
@@ -399,7 +400,9 @@ mod tests {
             let envelope: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
             let response = opened_body(&envelope);
             assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
-            let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
             let expected = Opened {
                 envelope: URL_SAFE_NO_PAD.encode(&envelope),
             };

@@ -3,8 +3,8 @@
 //! [`Service`](crate::Service) and encodes the answer.
 
 pub(crate) mod api;
+pub(crate) mod b64;
 pub(crate) mod groups;
 pub(crate) mod ops;
 pub(crate) mod pages;
 pub(crate) mod requests;
-pub(crate) mod b64;

@@ -309,8 +309,14 @@ pub async fn outbox_leases_once_and_retries(store: Arc<dyn BlobStore>) {
     let (half, other) = rest.split_at(rest.len() / 2);
     outbox.events_delivered(half).await.unwrap();
     outbox.events_delivered(&[]).await.unwrap();
-    outbox.event_failed(&half[0], SystemTime::now()).await.unwrap();
-    outbox.event_failed(&other[0], SystemTime::now()).await.unwrap();
+    outbox
+        .event_failed(&half[0], SystemTime::now())
+        .await
+        .unwrap();
+    outbox
+        .event_failed(&other[0], SystemTime::now())
+        .await
+        .unwrap();
     let back = outbox.lease_events(50, LONG).await.unwrap();
     assert_eq!(
         back.iter().map(Event::id).collect::<Vec<_>>(),

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use otm_core::MessageId;
 use sqlx::SqliteConnection;
 
+use super::writer::{Write, Written};
 use crate::contract::events::parse_handle;
 use crate::sql::{classify, leased_events};
-use super::writer::{Write, Written};
 use crate::{unix_ms, Event, EventKind, Outbox, Result, SqliteStore, StoreError};
 
 /// Most events acknowledged by one statement (SQLite binds at most 32,766
