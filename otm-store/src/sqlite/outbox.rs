@@ -90,8 +90,7 @@ impl Outbox for SqliteStore {
     // sync for all that is waiting), not beside it on the pool, where they
     // would wait for its lock.
     async fn lease_events(&self, max: usize, lease: Duration) -> Result<Vec<Event>> {
-        let until = crate::contract::events::lease_end(unix_ms(SystemTime::now()), lease);
-        match self.writer.write(Write::LeaseEvents { max, until }).await? {
+        match self.writer.write(Write::LeaseEvents { max, lease }).await? {
             Written::Events(events) => Ok(events),
             _ => Err(StoreError::Backend {
                 op: "lease events",

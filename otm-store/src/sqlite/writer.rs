@@ -1,12 +1,17 @@
 //! Group commit: one task owns a connection of its own and runs every put,
-//! take and burn (and the outbox's leases and acknowledgements) that is waiting, together, in one `BEGIN IMMEDIATE`
-//! transaction with a savepoint per operation, then answers each only
-//! after that transaction has committed. With `synchronous=FULL` every
-//! commit is a sync of the WAL; under load one sync then covers many
+//! take and burn (and the outbox's leases and acknowledgements) that is
+//! waiting, together, in one `BEGIN IMMEDIATE` transaction, then answers
+//! each only after that transaction has committed. With `synchronous=FULL`
+//! every commit is a sync of the WAL; under load one sync then covers many
 //! operations, and an acknowledged operation is still on disk.
 //!
-//! - A failed statement fails only its own operation (its savepoint is
-//!   rolled back); the others of the batch go on.
+//! - A batch runs first without a savepoint per operation (each statement
+//!   is a round trip to the driver's SQLite thread). If any operation
+//!   fails, that transaction is rolled back unanswered and the batch runs
+//!   again with a savepoint each: a failed statement then fails only its
+//!   own operation (its savepoint is rolled back); the others go on. A
+//!   caller that makes operations fail makes their batch run twice, no
+//!   more.
 //! - A failure of a transaction statement (begin, savepoint, release,
 //!   rollback to savepoint, commit) stops the batch at once and fails every
 //!   operation of it, acknowledging none (nothing of it was written); the
@@ -71,8 +76,12 @@ pub(super) enum Write {
     PutGroup {
         messages: Vec<(MessageId, NewMessage, i64)>,
     },
-    /// Lease up to `max` due events until `until` (Unix ms).
-    LeaseEvents { max: usize, until: i64 },
+    /// Lease up to `max` due events for `lease`, counted from when the
+    /// writer runs it (not from when it was queued).
+    LeaseEvents {
+        max: usize,
+        lease: std::time::Duration,
+    },
     /// Take delivered events (by number) out of the outbox.
     EventsDelivered { seqs: Vec<i64> },
 }
@@ -216,7 +225,7 @@ async fn commit_batch(
         if job.reply.is_closed() {
             continue;
         }
-        match apply(&mut tx, opts, job.write.clone()).await {
+        match apply(&mut tx, opts, job.write.clone(), true).await {
             Ok(written) => answers.push((at, written)),
             Err(_) => {
                 failed = true;
@@ -280,7 +289,7 @@ async fn commit_careful(
                 break;
             }
         };
-        let result = apply(&mut savepoint, opts, job.write).await;
+        let result = apply(&mut savepoint, opts, job.write, false).await;
         let ended = match result {
             Ok(_) => savepoint.commit().await,
             Err(_) => savepoint.rollback().await,
@@ -342,7 +351,18 @@ fn copy_error(error: &StoreError) -> StoreError {
     )
 }
 
-async fn apply(conn: &mut SqliteConnection, opts: &StoreOptions, write: Write) -> Result<Written> {
+/// Runs `write` on `conn`. `strict` (the first pass, no savepoint of its
+/// own): an error that the careful pass would log and let stand (the
+/// spent removal after the last wrong proof) fails the operation instead,
+/// so the batch runs again the careful way: such an error may have rolled
+/// the whole transaction back, and later statements would then commit on
+/// their own.
+async fn apply(
+    conn: &mut SqliteConnection,
+    opts: &StoreOptions,
+    write: Write,
+    strict: bool,
+) -> Result<Written> {
     let now = unix_ms(SystemTime::now());
     match write {
         Write::Put {
@@ -360,7 +380,7 @@ async fn apply(conn: &mut SqliteConnection, opts: &StoreOptions, write: Write) -
         )
         .await
         .map(|()| Written::Put),
-        Write::Take { id, access, claim } => take(conn, opts, &id, access, claim, now)
+        Write::Take { id, access, claim } => take(conn, opts, &id, access, claim, now, strict)
             .await
             .map(Written::Take),
         Write::Burn { id } => remove(conn, opts, &id, Removal::Burn, now)
@@ -396,9 +416,14 @@ async fn apply(conn: &mut SqliteConnection, opts: &StoreOptions, write: Write) -
             }
             Ok(Written::Put)
         }
-        Write::LeaseEvents { max, until } => outbox::lease(conn, max, now, until)
-            .await
-            .map(Written::Events),
+        Write::LeaseEvents { max, lease } => outbox::lease(
+            conn,
+            max,
+            now,
+            crate::contract::events::lease_end(now, lease),
+        )
+        .await
+        .map(Written::Events),
         Write::EventsDelivered { seqs } => outbox::delete_delivered(conn, &seqs)
             .await
             .map(|()| Written::Done),
@@ -476,6 +501,7 @@ async fn take(
     access: AccessVerifier,
     claim: ClaimVerifier,
     now: i64,
+    strict: bool,
 ) -> Result<Took> {
     let op = "take a message";
     let max = i64::from(opts.max_failed_attempts);
@@ -500,6 +526,9 @@ async fn take(
                 Err(e) => Err(classify(op, e)),
             };
             if let Err(e) = burned {
+                if strict {
+                    return Err(e);
+                }
                 tracing::warn!(error = %e, "burning a message after too many wrong proofs failed; the purge will remove it");
             }
         }
