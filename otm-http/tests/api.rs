@@ -610,6 +610,10 @@ async fn health_readiness_metrics_and_openapi() {
     assert!(metrics.contains("otm_messages_total{outcome=\"opened\"} 1"));
     assert!(metrics.contains("otm_messages_total{outcome=\"not_found\"} 1"));
     assert!(metrics.contains("otm_http_request_duration_seconds_count{route=\"open\"} 2"));
+    // Each route's kind comes from its body reader: the create, the two
+    // opens, and the rest (health, readiness) as other.
+    assert!(metrics.contains("otm_http_request_duration_seconds_count{route=\"create\"} 1"));
+    assert!(metrics.contains("otm_http_responses_total{route=\"open\",class=\"4xx\"} 1"));
     assert!(!metrics.contains(&id), "metrics must not carry IDs");
     let doc = send(&app, get("/api/v1/openapi.json")).await.json();
     assert_eq!(doc["openapi"], "3.1.0");
