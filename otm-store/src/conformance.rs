@@ -404,6 +404,87 @@ pub async fn race_exactly_one_winner(store: Arc<dyn BlobStore>, rounds: Rounds) 
     race(store, 32, rounds.race_trials).await;
 }
 
+/// 32 messages put at once (4 of them already stored: those conflict),
+/// then taken at once with a mix of proofs: each operation gets its own
+/// outcome whatever else runs beside it (a backend that batches concurrent
+/// operations answers each from its own row). Of every four: the right
+/// proofs receive that message, a wrong claim proof counts one attempt, a
+/// wrong access proof finds nothing and counts none, an unknown ID finds
+/// nothing. Afterwards the counted and the unread messages still open, once.
+pub async fn concurrent_operations_get_their_own_outcomes(store: Arc<dyn BlobStore>) {
+    const N: usize = 32;
+    let fixtures: Arc<Vec<Fixture>> = Arc::new(
+        (0..N)
+            .map(|i| Fixture::new(&format!("message {i}"), Duration::from_secs(3600)))
+            .collect(),
+    );
+    for f in fixtures.iter().step_by(8) {
+        store.put(&f.id, f.message.clone()).await.unwrap();
+    }
+    let barrier = Arc::new(Barrier::new(N));
+    let mut set = JoinSet::new();
+    for i in 0..N {
+        let (store, barrier, fixtures) = (store.clone(), barrier.clone(), fixtures.clone());
+        set.spawn(async move {
+            let f = &fixtures[i];
+            barrier.wait().await;
+            (i, store.put(&f.id, f.message.clone()).await)
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        let (i, put) = joined.expect("put task");
+        if i % 8 == 0 {
+            assert!(
+                matches!(put, Err(StoreError::Conflict)),
+                "message {i} was stored already: {put:?}"
+            );
+        } else {
+            assert!(put.is_ok(), "message {i}: {put:?}");
+        }
+    }
+    let barrier = Arc::new(Barrier::new(N));
+    let mut set = JoinSet::new();
+    for i in 0..N {
+        let (store, barrier, fixtures) = (store.clone(), barrier.clone(), fixtures.clone());
+        set.spawn(async move {
+            let f = &fixtures[i];
+            let wrong = wrong_proof();
+            let unknown = MessageId::generate().expect("rng");
+            barrier.wait().await;
+            let taken = match i % 4 {
+                0 => store.take(&f.id, f.access(), f.proof()).await,
+                1 => store.take(&f.id, f.access(), wrong.claim_proof()).await,
+                2 => store.take(&f.id, wrong.access_proof(), f.proof()).await,
+                _ => store.take(&unknown, f.access(), f.proof()).await,
+            };
+            (i, taken)
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        let (i, taken) = joined.expect("take task");
+        match i % 4 {
+            0 => assert_eq!(
+                taken.as_ref().ok(),
+                Some(&fixtures[i].message.envelope),
+                "message {i}: {taken:?}"
+            ),
+            1 => assert!(
+                matches!(taken, Err(StoreError::WrongProof { attempts_left }) if attempts_left == MAX_FAILED_ATTEMPTS - 1),
+                "message {i}: {taken:?}"
+            ),
+            _ => assert_not_found(taken, &format!("message {i}")),
+        }
+    }
+    for (i, f) in fixtures.iter().enumerate() {
+        let taken = store.take(&f.id, f.access(), f.proof()).await;
+        if i % 4 == 0 {
+            assert_not_found(taken, &format!("message {i} again"));
+        } else {
+            assert_eq!(taken.ok(), Some(f.message.envelope.clone()), "message {i}");
+        }
+    }
+}
+
 /// 32 concurrent wrong proofs: every one is counted, so the message burns
 /// after exactly the limit and the right proof finds nothing.
 /// Repeated [`Rounds::guess_trials`] times.
@@ -1096,6 +1177,7 @@ where
     requests_refuse_bad_input(fresh().await).await;
     requests_expire_and_withdraw(fresh().await).await;
     groups_are_stored_all_or_none(fresh().await).await;
+    concurrent_operations_get_their_own_outcomes(fresh().await).await;
     race_exactly_one_winner(fresh().await, rounds).await;
     concurrent_wrong_proofs_are_all_counted(fresh().await, rounds).await;
     concurrent_guesses_cannot_exceed_the_limit(fresh().await, rounds).await;
@@ -1127,7 +1209,8 @@ macro_rules! conformance_suite {
             references_follow_the_message, creators_follow_the_message,
             quotas_count_atomically, rates_count_atomically,
             requests_answer_once_and_open_once, requests_refuse_bad_input,
-            requests_expire_and_withdraw, groups_are_stored_all_or_none);
+            requests_expire_and_withdraw, groups_are_stored_all_or_none,
+            concurrent_operations_get_their_own_outcomes);
         $crate::conformance_suite!(@repeated $make, $rounds;
             race_exactly_one_winner, concurrent_wrong_proofs_are_all_counted,
             concurrent_guesses_cannot_exceed_the_limit, wrong_access_never_counts_or_burns,

@@ -1,8 +1,10 @@
 //! PostgreSQL via sqlx: for several server replicas on one durable database.
 
+mod batch;
 mod outbox;
 mod requests;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -24,7 +26,11 @@ pub struct PostgresConfig {
     pub url: String,
     /// Schema holding otm's tables (created if missing). Default `public`.
     pub schema: String,
-    /// Most pooled connections. Default 16.
+    /// Most pooled connections. Default 16. The pool serves status, burns,
+    /// groups, requests, the outbox, quotas, rates and the purge; puts and
+    /// takes run on eight connections of their own (four workers of each
+    /// kind, opened when first needed), so a replica opens up to
+    /// `max_connections + 8`.
     pub max_connections: u32,
     /// How long a caller waits for a pooled connection before the store
     /// reports itself unavailable. Default 5 s.
@@ -139,11 +145,14 @@ impl std::str::FromStr for PostgresConfig {
 
 /// A [`BlobStore`] in PostgreSQL.
 ///
-/// Take is a counting `UPDATE` (a wrong proof is compared and counted in
-/// one statement) and then one `DELETE … RETURNING` statement: under
-/// PostgreSQL's row locking, concurrent deleters of one row wait for the first and then find
-/// it gone, so exactly one caller receives the message across any number of
-/// replicas. Rows carry their expiry and every statement compares it;
+/// A take is one statement: a counting `UPDATE` (a wrong proof is
+/// compared and counted) and a `DELETE … RETURNING` of the row whose
+/// proofs match: under PostgreSQL's row locking, concurrent deleters of one
+/// row wait for the first and then find it gone, so exactly one caller
+/// receives the message across any number of replicas. Puts and takes of
+/// concurrent callers are batched, several in one statement over arrays
+/// (distinct IDs per statement; a statement that fails is run again one
+/// operation at a time), so under load PostgreSQL commits once for many. Rows carry their expiry and every statement compares it;
 /// [`PurgeExpired::purge_expired`](crate::PurgeExpired::purge_expired) (otm-http's `Service` runs it) deletes
 /// expired rows in batches.
 ///
@@ -165,6 +174,10 @@ pub struct PostgresStore {
     rates: String,
     /// Requests for a secret (migration 10).
     requests: String,
+    /// The put and take statements.
+    statements: Arc<batch::Statements>,
+    /// Puts and takes of concurrent callers, several per statement.
+    batch: batch::Batcher,
 }
 
 /// Schema migrations; `{table}`, `{receipts}`, `{events}`, `{quotas}`,
@@ -256,6 +269,38 @@ const REPLACE_DEAD: &str = "ON CONFLICT (id) DO UPDATE SET envelope = excluded.e
                      reference = excluded.reference, creator = excluded.creator
                  WHERE m.expires_at_ms <= $5 OR m.failed_attempts >= $6";
 
+/// A pooled connection idle at least this long is pinged before use (one
+/// more round trip); one in use more recently goes straight to its statement.
+pub(super) const IDLE_PING: Duration = Duration::from_secs(5);
+
+/// The CTEs `event` and `receipt` of a removal: the event (kind `kind`,
+/// at `now`, when `record`) and the receipt (in `state`, for a message
+/// with a manager) of each row the CTE `gone` removed. The arguments name
+/// the statement's parameters.
+fn recorded(
+    events: &str,
+    receipts: &str,
+    kind: &str,
+    now: &str,
+    record: &str,
+    state: &str,
+) -> String {
+    format!(
+        "event AS (
+             INSERT INTO {events} (kind, message, reference, at_ms, attempts, due_ms, creator)
+             SELECT {kind}, id, reference, {now}, 0, {now}, creator FROM gone WHERE {record}),
+         receipt AS (
+             INSERT INTO {receipts}
+                 (id, manage, state, changed_at_ms, expires_at_ms, reference, creator)
+             SELECT id, manage, {state}, {now}, expires_at_ms, reference, creator FROM gone
+             WHERE manage IS NOT NULL
+             ON CONFLICT (id) DO UPDATE SET manage = excluded.manage,
+                 state = excluded.state, changed_at_ms = excluded.changed_at_ms,
+                 expires_at_ms = excluded.expires_at_ms, reference = excluded.reference,
+                 creator = excluded.creator)"
+    )
+}
+
 /// Rows deleted per purge statement, so a large backlog never holds long locks.
 const PURGE_BATCH: i64 = 10_000;
 
@@ -284,18 +329,43 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)
-            .connect_with(connect)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_PING {
+                        use sqlx::Connection as _;
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .connect_with(connect.clone())
             .await
             .map_err(|e| classify(op, e))?;
+        let table = format!("\"{schema}\".otm_messages");
+        let receipts = format!("\"{schema}\".otm_receipts");
+        let events = format!("\"{schema}\".otm_events");
+        let statements = Arc::new(batch::Statements::new(
+            batch::Connect {
+                options: connect,
+                timeout: config.acquire_timeout,
+            },
+            config.options.clone(),
+            &table,
+            &receipts,
+            &events,
+        ));
         let store = PostgresStore {
             pool,
             opts: config.options,
-            table: format!("\"{schema}\".otm_messages"),
-            receipts: format!("\"{schema}\".otm_receipts"),
-            events: format!("\"{schema}\".otm_events"),
+            table,
+            receipts,
+            events,
             quotas: format!("\"{schema}\".otm_quotas"),
             rates: format!("\"{schema}\".otm_rates"),
             requests: format!("\"{schema}\".otm_requests"),
+            batch: batch::Batcher::spawn(&statements),
+            statements,
         };
         store.migrate(schema).await?;
         Ok(store)
@@ -383,7 +453,13 @@ fn check_transport(connect: &PgConnectOptions, allowed: bool) -> Result<()> {
 impl BlobStore for PostgresStore {
     async fn put(&self, id: &MessageId, message: NewMessage) -> Result<()> {
         let (expires_at_ms, _) = check_new(&self.opts, &message)?;
-        self.insert(&self.pool, id, &message, expires_at_ms).await
+        self.batch
+            .put(batch::Put {
+                id: *id,
+                message,
+                expires_at_ms,
+            })
+            .await
     }
 
     async fn take(
@@ -392,29 +468,24 @@ impl BlobStore for PostgresStore {
         access: &AccessProof,
         proof: &ClaimProof,
     ) -> Result<Vec<u8>> {
-        let verifier = proof.verifier();
-        let access = access.verifier();
-        // One statement: a wrong claim proof (with the right access proof:
-        // without it nothing matches and nothing is counted) is compared
-        // and counted, so no more than `max` wrong proofs are ever
-        // evaluated, however many arrive at once; the right one deletes
-        // the row and records its receipt and event. The two conditions
-        // exclude each other, so at most one of them touches the row.
-        // (Comparing SHA-256 digests in the database leaks no usable
-        // timing: a digest prefix does not help find a proof.)
-        let (failures, envelope) = self.remove(id, Removal::Take { verifier, access }).await?;
-        if let Some(envelope) = envelope {
-            return Ok(envelope);
-        }
-        let Some(failures) = failures else {
-            return Err(StoreError::NotFound);
+        let took = self
+            .batch
+            .take(batch::Take {
+                id: *id,
+                claim: proof.verifier(),
+                access: access.verifier(),
+            })
+            .await?;
+        let failures = match took {
+            batch::Took::Envelope(envelope) => return Ok(envelope),
+            batch::Took::Nothing => return Err(StoreError::NotFound),
+            batch::Took::Wrong(failures) => u32::try_from(failures).unwrap_or(u32::MAX),
         };
-        let failures = u32::try_from(failures).unwrap_or(u32::MAX);
         if failures >= self.opts.max_failed_attempts {
             // The wrong proof that uses up the attempts frees the dead row
             // and leaves the receipt (best effort: the purge removes the
             // row otherwise).
-            if let Err(e) = self.remove(id, Removal::Spent).await {
+            if let Err(e) = self.remove(id, true).await {
                 tracing::warn!(error = %e, "burning a message after too many wrong proofs failed; the purge will remove it");
             }
         }
@@ -422,8 +493,11 @@ impl BlobStore for PostgresStore {
     }
 
     async fn burn(&self, id: &MessageId) -> Result<()> {
-        let (_, removed) = self.remove(id, Removal::Burn).await?;
-        removed.map(|_| ()).ok_or(StoreError::NotFound)
+        if self.remove(id, false).await? {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
     }
 
     async fn status(&self, id: &MessageId) -> Result<MessageStatus> {
@@ -501,11 +575,26 @@ impl crate::GroupStore for PostgresStore {
     async fn put_group(&self, messages: Vec<(MessageId, NewMessage)>) -> Result<()> {
         let checked = crate::check_group(&self.opts, &messages)?;
         let op = "store a group of messages";
-        // One transaction: a refused member (or any failure) rolls back
-        // those stored before it when `tx` is dropped uncommitted.
+        // One statement in a transaction: when a member is refused, those
+        // stored with it are rolled back as `tx` is dropped uncommitted.
+        let puts: Vec<batch::Put> = messages
+            .into_iter()
+            .zip(checked)
+            .map(|((id, message), (expires_at_ms, _))| batch::Put {
+                id,
+                message,
+                expires_at_ms,
+            })
+            .collect();
+        let all: Vec<&batch::Put> = puts.iter().collect();
         let mut tx = self.pool.begin().await.map_err(|e| classify(op, e))?;
-        for ((id, message), (expires_at_ms, _)) in messages.iter().zip(checked) {
-            self.insert(&mut *tx, id, message, expires_at_ms).await?;
+        let stored = self
+            .statements
+            .put(&mut *tx, &all)
+            .await
+            .map_err(|e| classify(op, e))?;
+        if stored.len() != puts.len() {
+            return Err(StoreError::Conflict);
         }
         tx.commit().await.map_err(|e| classify(op, e))
     }
@@ -585,141 +674,42 @@ impl crate::QuotaCounter for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Stores a checked message on `db` (the pool, or a transaction):
-    /// put-if-absent, [`StoreError::Conflict`] when a live message has the ID.
-    async fn insert<'c, E>(
-        &self,
-        db: E,
-        id: &MessageId,
-        message: &NewMessage,
-        expires_at_ms: i64,
-    ) -> Result<()>
-    where
-        E: sqlx::Executor<'c, Database = sqlx::Postgres>,
-    {
-        // The row, its `created` event and the removal of a stale receipt
-        // in one statement (one round trip).
-        let stored: i64 = sqlx::query_scalar(&format!(
-            "WITH stored AS (
-                 INSERT INTO {t} AS m
-                     (id, envelope, verifier, expires_at_ms, failed_attempts, manage, access,
-                      reference, creator)
-                 VALUES ($1, $2, $3, $4, 0, $7, $8, $9, $12)
-                 {REPLACE_DEAD}
-                 RETURNING id, reference, creator),
-             event AS (
-                 INSERT INTO {e} (kind, message, reference, at_ms, attempts, due_ms, creator)
-                 SELECT $11, id, reference, $5, 0, $5, creator FROM stored WHERE $10),
-             -- A receipt left by an earlier message with this ID (only
-             -- possible after that one expired) must not describe the new one.
-             -- (It sees receipts committed before this statement began: one
-             -- written by a removal of the old row that this put waited for
-             -- would stay. IDs are 128 random bits from the server, so a put
-             -- never races a removal of its own ID outside of tests.)
-             receipt AS (DELETE FROM {r} WHERE id IN (SELECT id FROM stored))
-             SELECT count(*) FROM stored",
-            t = self.table,
-            e = self.events,
-            r = self.receipts,
-        ))
-        .bind(&id.as_bytes()[..])
-        .bind(&message.envelope)
-        .bind(&message.verifier.as_bytes()[..])
-        .bind(expires_at_ms)
-        .bind(unix_ms(SystemTime::now()))
-        .bind(i64::from(self.opts.max_failed_attempts))
-        .bind(message.manage.map(|m| m.as_bytes().to_vec()))
-        .bind(&message.access.as_bytes()[..])
-        .bind(&message.reference)
-        .bind(self.opts.events)
-        .bind(EventKind::Created.code())
-        .bind(message.creator.as_ref().map(ToString::to_string))
-        .fetch_one(db)
-        .await
-        .map_err(|e| classify("store a message", e))?;
-        if stored == 0 {
-            return Err(StoreError::Conflict);
-        }
-        Ok(())
-    }
-
-    /// Deletes the row `removal` names and, in the same statement, records
-    /// its receipt when the message has a manager and its event when events
-    /// are on. For a take, the same statement also counts a wrong claim
-    /// proof. Returns the new failure count if it counted one, and the
-    /// envelope if a row went. Parameters: `$1` the ID, `$2` the attempt
-    /// limit, `$3` now, `$4` the receipt state, `$5` the event kind, `$6`
-    /// whether to record it, and `$7`/`$8` the claim and access verifiers of
-    /// a take.
-    async fn remove(
-        &self,
-        id: &MessageId,
-        removal: Removal,
-    ) -> Result<(Option<i64>, Option<Vec<u8>>)> {
-        let op = match removal {
-            Removal::Take { .. } => "take a message",
-            Removal::Burn => "burn a message",
-            Removal::Spent => "remove a message",
-        };
-        let now = unix_ms(SystemTime::now());
-        let max = i64::from(self.opts.max_failed_attempts);
-        let (which, wrong) = match removal {
-            Removal::Take { .. } => (
-                "failed_attempts < $2 AND expires_at_ms > $3 AND verifier = $7 AND access = $8",
-                format!(
-                    "wrong AS (
-                         UPDATE {t} SET failed_attempts = failed_attempts + 1
-                         WHERE id = $1 AND expires_at_ms > $3 AND failed_attempts < $2
-                             AND access = $8 AND verifier <> $7
-                         RETURNING failed_attempts::BIGINT AS failures),",
-                    t = self.table
-                ),
-            ),
-            Removal::Burn => ("failed_attempts < $2 AND expires_at_ms > $3", String::new()),
-            Removal::Spent => ("failed_attempts >= $2", String::new()),
-        };
-        let failures = match removal {
-            Removal::Take { .. } => "(SELECT failures FROM wrong)",
-            _ => "NULL::BIGINT",
+    /// Deletes the live row (a burn) or, when `spent`, the row whose
+    /// attempts are used up, and, in the same statement, records its
+    /// receipt when the message has a manager and its event when events are
+    /// on (takes are the batcher's statement). Whether a row went. Parameters: `$1` the ID, `$2` the attempt limit,
+    /// `$3` now, `$4` the receipt state, `$5` the event kind, `$6` whether
+    /// to record it.
+    async fn remove(&self, id: &MessageId, spent: bool) -> Result<bool> {
+        let (op, which, removal) = if spent {
+            ("remove a message", "failed_attempts >= $2", Removal::Spent)
+        } else {
+            (
+                "burn a message",
+                "failed_attempts < $2 AND expires_at_ms > $3",
+                Removal::Burn,
+            )
         };
         let sql = format!(
-            "WITH {wrong}
-             gone AS (
+            "WITH gone AS (
                  DELETE FROM {t} WHERE id = $1 AND {which}
-                 RETURNING id, envelope, manage, expires_at_ms, reference, creator),
-             event AS (
-                 INSERT INTO {e} (kind, message, reference, at_ms, attempts, due_ms, creator)
-                 SELECT $5, id, reference, $3, 0, $3, creator FROM gone WHERE $6),
-             receipt AS (
-                 INSERT INTO {r}
-                     (id, manage, state, changed_at_ms, expires_at_ms, reference, creator)
-                 SELECT id, manage, $4, $3, expires_at_ms, reference, creator FROM gone
-                 WHERE manage IS NOT NULL
-                 ON CONFLICT (id) DO UPDATE SET manage = excluded.manage,
-                     state = excluded.state, changed_at_ms = excluded.changed_at_ms,
-                     expires_at_ms = excluded.expires_at_ms, reference = excluded.reference,
-                     creator = excluded.creator)
-             SELECT {failures}, (SELECT envelope FROM gone)",
+                 RETURNING id, manage, expires_at_ms, reference, creator),
+             {recorded}
+             SELECT count(*) FROM gone",
             t = self.table,
-            r = self.receipts,
-            e = self.events,
+            recorded = recorded(&self.events, &self.receipts, "$5", "$3", "$6", "$4"),
         );
-        let mut query = sqlx::query_as(&sql)
+        let gone: i64 = sqlx::query_scalar(&sql)
             .bind(&id.as_bytes()[..])
-            .bind(max)
-            .bind(now)
+            .bind(i64::from(self.opts.max_failed_attempts))
+            .bind(unix_ms(SystemTime::now()))
             .bind(removal.receipt_state())
             .bind(removal_event(removal).code())
-            .bind(self.opts.events);
-        if let Removal::Take { verifier, access } = &removal {
-            query = query
-                .bind(verifier.as_bytes().to_vec())
-                .bind(access.as_bytes().to_vec());
-        }
-        query
+            .bind(self.opts.events)
             .fetch_one(&self.pool)
             .await
-            .map_err(|e| classify(op, e))
+            .map_err(|e| classify(op, e))?;
+        Ok(gone > 0)
     }
 }
 
