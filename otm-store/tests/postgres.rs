@@ -126,11 +126,12 @@ async fn postgres_rejects_bad_schema_names() {
 #[test]
 fn postgres_urls_parse() {
     let c: PostgresConfig =
-        "postgres://otm:pw@db:5433/otm?schema=app&sslmode=require&max_connections=4&application_name=otm"
+        "postgres://otm:pw@db:5433/otm?schema=app&sslmode=require&max_connections=4&batch_workers=3&application_name=otm"
             .parse()
             .unwrap();
     assert_eq!(c.schema, "app");
     assert_eq!(c.max_connections, 4);
+    assert_eq!(c.batch_workers, 3);
     // The driver's parameters stay in the URL, in their order; otm's go.
     assert_eq!(
         c.url,
@@ -138,12 +139,14 @@ fn postgres_urls_parse() {
     );
     let c: PostgresConfig = "postgresql://h/db".parse().unwrap();
     assert_eq!(
-        (c.url.as_str(), c.schema.as_str()),
-        ("postgresql://h/db", "public")
+        (c.url.as_str(), c.schema.as_str(), c.batch_workers),
+        ("postgresql://h/db", "public", 2)
     );
     for bad in [
         "postgres://h/db?otm_schema=x",
         "postgres://h/db?max_connections=many",
+        "postgres://h/db?batch_workers=0",
+        "postgres://h/db?batch_workers=17",
         "mysql://h/db",
     ] {
         let err = PostgresConfig::from_url(bad).unwrap_err();

@@ -1,6 +1,7 @@
 //! Puts and takes of concurrent callers, several in one statement.
 //!
-//! Every put and every take is queued to a few workers of its kind. A free
+//! Every put and every take is queued to the workers of its kind
+//! (`PostgresConfig::batch_workers`, default 2). A free
 //! worker takes whatever is waiting (up to [`MAX_BATCH`], with no
 //! artificial wait), runs it as **one** statement over arrays (`unnest`)
 //! and answers each caller from that statement's rows. Under light load a
@@ -54,10 +55,6 @@ const MAX_BATCH: usize = 64;
 
 /// Most operations waiting for a worker, per kind.
 const QUEUE: usize = 1024;
-
-/// Workers (so statements at once, each on a connection of its own) per
-/// kind.
-const WORKERS: usize = 4;
 
 /// A put for the workers (its checks have passed).
 pub(super) struct Put {
@@ -373,11 +370,12 @@ impl<O: Op> std::fmt::Debug for Job<O> {
 }
 
 impl Batcher {
-    /// Starts the workers of each kind.
-    pub(super) fn spawn(statements: &Arc<Statements>) -> Batcher {
+    /// Starts `workers` workers of each kind (so as many statements of
+    /// each at once, each on a connection of its own).
+    pub(super) fn spawn(statements: &Arc<Statements>, workers: usize) -> Batcher {
         Batcher {
-            puts: start(statements),
-            takes: start(statements),
+            puts: start(statements, workers),
+            takes: start(statements, workers),
         }
     }
 
@@ -392,10 +390,10 @@ impl Batcher {
     }
 }
 
-fn start<O: Op>(statements: &Arc<Statements>) -> mpsc::Sender<Job<O>> {
+fn start<O: Op>(statements: &Arc<Statements>, workers: usize) -> mpsc::Sender<Job<O>> {
     let (sender, receiver) = mpsc::channel(QUEUE);
     let queue = Arc::new(Mutex::new(receiver));
-    for _ in 0..WORKERS {
+    for _ in 0..workers.max(1) {
         tokio::spawn(work(statements.clone(), queue.clone()));
     }
     sender
