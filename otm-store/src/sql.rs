@@ -243,9 +243,12 @@ pub(crate) fn classify(op: &'static str, err: sqlx::Error) -> StoreError {
             let code = db.code().unwrap_or_default();
             // PostgreSQL: class 08 connection exceptions, 53 insufficient
             // resources, 57P0x shutdown/cannot connect now, 40001/40P01
-            // serialization failure/deadlock, 57014 statement timeout. SQLite: 5 BUSY, 6 LOCKED
+            // serialization failure/deadlock, 57014 statement timeout,
+            // 25006 read-only transaction (a primary that became a standby
+            // in a switchover). SQLite: 5 BUSY, 6 LOCKED
             // (with extended codes 261, 517, 262).
-            code.starts_with("08")
+            code == "25006"
+                || code.starts_with("08")
                 || code == "57014"
                 || code.starts_with("53")
                 || code.starts_with("57P0")

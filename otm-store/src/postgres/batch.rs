@@ -16,21 +16,35 @@
 //!   with index scans (`plan_cache_mode=force_generic_plan`,
 //!   `enable_seqscan=off`, `enable_bitmapscan=off` on these connections
 //!   only): they look rows up by primary key, and the tables' statistics
-//!   lag behind rows that live for seconds. A connection that failed is
-//!   dropped; the worker's next batch opens another. A connection idle for
-//!   5 s, or older than any worker's connection failure (the server may
-//!   have restarted under it), is pinged before its next batch.
+//!   lag behind rows that live for seconds. A connection that failed (or
+//!   that the server made read-only) is dropped; the worker's next batch
+//!   opens another. A connection idle for 5 s, or older than any worker's
+//!   connection failure (the server may have restarted under it), is
+//!   pinged before its next batch; one 30 minutes old is replaced.
+//! - Every wait is bounded: opening a connection by the pool's
+//!   `acquire_timeout`, a ping or a statement by `statement_timeout` plus
+//!   [`GRACE`] on our side too (a network that drops packets silently
+//!   must not hold a worker for the kernel's TCP timeout); past it the
+//!   connection is dropped and the batch answered `Unavailable`.
 //! - One statement is one transaction: an operation is answered only after
-//!   it committed, and a statement that fails changed nothing.
-//! - IDs are distinct within a batch: a second put or take of an ID waits
-//!   for the next batch, so every row is touched at most once per statement
-//!   (and a take's wrong proofs are still compared and counted one by one,
-//!   under the row's lock, across any number of replicas).
-//! - If a batch's statement fails (two batches waiting on each other's
-//!   rows, a timeout, a lost connection), every operation of it runs
-//!   again alone: a failure stays with the operation that causes it.
-//! - An operation whose caller has gone before it runs is skipped (a take
-//!   would otherwise delete a message nobody receives).
+//!   it committed, and a statement PostgreSQL refused changed nothing. (A
+//!   reply lost after the commit, a dropped connection say, answers the
+//!   whole batch `Unavailable` although it committed: those takes' messages
+//!   are lost, never delivered twice.)
+//! - IDs are distinct within a batch, in ID order: a second put or take of
+//!   an ID waits for the next batch, so every row is touched at most once
+//!   per statement (and a take's wrong proofs are still compared and
+//!   counted one by one, under the row's lock, across any number of
+//!   replicas); batches lock rows in the same order, so two of them rarely
+//!   wait on each other.
+//! - If PostgreSQL reports an error for a batch's statement (two batches
+//!   waiting on each other's rows, a value it refused), every operation of
+//!   it runs again alone: a failure stays with the operation that causes
+//!   it. A failed connection or server (I/O, a timeout, SQLSTATE classes
+//!   08, 53, 57, read-only 25006) answers the whole batch with its error at
+//!   once.
+//! - An operation whose caller has gone before its statement is sent is
+//!   skipped (a take would otherwise delete a message nobody receives).
 //! - The queues are bounded ([`QUEUE`]): callers wait for room. When the
 //!   last clone of the store is dropped, the queues close and the workers
 //!   finish what they hold.
@@ -38,7 +52,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use otm_core::{AccessVerifier, ClaimVerifier, MessageId};
@@ -81,13 +95,31 @@ pub(super) enum Took {
 }
 
 /// How a worker opens its connection.
-#[derive(Debug)]
 pub(super) struct Connect {
     /// The pool's connection options (URL, TLS, `statement_timeout`).
     pub(super) options: PgConnectOptions,
     /// Longest wait for a new connection.
-    pub(super) timeout: std::time::Duration,
+    pub(super) timeout: Duration,
+    /// The server's `statement_timeout`: a ping or a statement that has no
+    /// answer [`GRACE`] after it is given up on our side too.
+    pub(super) statement_timeout: Duration,
 }
+
+// By hand: the connection options hold the database password.
+impl std::fmt::Debug for Connect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connect")
+            .field("timeout", &self.timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long past `statement_timeout` a worker waits for an answer.
+const GRACE: Duration = Duration::from_secs(1);
+
+/// Oldest connection a worker keeps (as sqlx's pool does by default).
+const MAX_AGE: Duration = Duration::from_secs(30 * 60);
 
 /// The statements, and what they need, shared by the workers.
 #[derive(Debug)]
@@ -180,6 +212,7 @@ impl Statements {
                 ("enable_bitmapscan", "off"),
             ]),
             timeout: connect.timeout,
+            statement_timeout: connect.statement_timeout,
         };
         Statements {
             connect,
@@ -243,6 +276,15 @@ impl Statements {
         conn: &mut PgConnection,
         takes: &[&Take],
     ) -> std::result::Result<Vec<Took>, sqlx::Error> {
+        // Two inputs of one ID would both join the row `gone` returned:
+        // both callers would receive the message. `split` keeps them apart;
+        // this keeps it so.
+        let mut ids = HashSet::with_capacity(takes.len());
+        if !takes.iter().all(|t| ids.insert(t.id)) {
+            return Err(sqlx::Error::Protocol(
+                "a batch of takes named one message twice".into(),
+            ));
+        }
         let column = |f: fn(&Take) -> &[u8]| -> Vec<&[u8]> { takes.iter().map(|t| f(t)).collect() };
         let rows: Vec<(Option<i64>, Option<Vec<u8>>)> = sqlx::query_as(&self.take)
             .bind(column(|t| &t.id.as_bytes()[..]))
@@ -430,8 +472,10 @@ async fn work<O: Op>(statements: Arc<Statements>, queue: Arc<Mutex<mpsc::Receive
                 return;
             }
         } else if let Ok(mut queue) = queue.try_lock() {
-            // With operations in hand, take only what is already there.
-            while jobs.len() < MAX_BATCH {
+            // With operations in hand, take only what is already there, as
+            // many as an empty hand would (held ones do not crowd new IDs
+            // out).
+            for _ in 0..MAX_BATCH {
                 match queue.try_recv() {
                     Ok(job) => jobs.push(job),
                     Err(_) => break,
@@ -445,6 +489,7 @@ async fn work<O: Op>(statements: Arc<Statements>, queue: Arc<Mutex<mpsc::Receive
         let current = match statements.ready(conn.take()).await {
             Ok(own) => conn.insert(own),
             Err(error) => {
+                statements.failures.fetch_add(1, Ordering::Relaxed);
                 answer_all(batch, classify(O::OP, error));
                 continue;
             }
@@ -463,6 +508,8 @@ struct Own {
     conn: PgConnection,
     /// [`Statements::failures`] when it was last known good.
     checked: u64,
+    /// When it was opened.
+    opened: Instant,
     /// When it last ran a statement.
     used: Instant,
 }
@@ -472,14 +519,15 @@ impl Statements {
     /// [`IDLE_PING`] or more, or one older than a connection failure of
     /// any worker (the server may have restarted under it), is pinged
     /// first: a connection the server dropped is replaced before it fails
-    /// an operation.
+    /// an operation. One older than [`MAX_AGE`] is replaced.
     async fn ready(&self, own: Option<Own>) -> std::result::Result<Own, sqlx::Error> {
         let failures = self.failures.load(Ordering::Relaxed);
         if let Some(mut own) = own {
-            if own.checked == failures && own.used.elapsed() < IDLE_PING {
+            if own.opened.elapsed() >= MAX_AGE {
+                let _ = self.bounded(own.conn.close()).await;
+            } else if own.checked == failures && own.used.elapsed() < IDLE_PING {
                 return Ok(own);
-            }
-            if own.conn.ping().await.is_ok() {
+            } else if self.bounded(own.conn.ping()).await.is_ok() {
                 own.checked = failures;
                 return Ok(own);
             }
@@ -487,14 +535,30 @@ impl Statements {
         Ok(Own {
             conn: self.open().await?,
             checked: failures,
+            opened: Instant::now(),
             used: Instant::now(),
         })
     }
+
+    /// `work`, given up [`GRACE`] after the server's `statement_timeout`
+    /// (an I/O error: the connection is dropped).
+    async fn bounded<T>(
+        &self,
+        work: impl std::future::Future<Output = std::result::Result<T, sqlx::Error>>,
+    ) -> std::result::Result<T, sqlx::Error> {
+        match tokio::time::timeout(self.connect.statement_timeout + GRACE, work).await {
+            Ok(done) => done,
+            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "PostgreSQL did not answer within statement_timeout",
+            ))),
+        }
+    }
 }
 
-/// The batch to run now from `jobs`: the first job of each ID, skipping
-/// those whose caller has gone; a later job of an ID already in it goes to
-/// `held`, for the next batch.
+/// The batch to run now from `jobs`, in ID order: the first job of each
+/// ID, skipping those whose caller has gone; a later job of an ID already
+/// in it goes to `held`, for the next batch.
 fn split<O: Op>(jobs: Vec<Job<O>>, held: &mut Vec<Job<O>>) -> Vec<Job<O>> {
     let mut ids = HashSet::with_capacity(jobs.len());
     let mut batch = Vec::with_capacity(jobs.len());
@@ -508,78 +572,138 @@ fn split<O: Op>(jobs: Vec<Job<O>>, held: &mut Vec<Job<O>>) -> Vec<Job<O>> {
             held.push(job);
         }
     }
+    // Batches lock their rows in the same order, so two of them rarely
+    // wait on each other.
+    batch.sort_unstable_by_key(|job| *job.op.id());
     batch
 }
 
 /// Runs `batch` in one statement on `conn` and answers; `false` when the
-/// connection failed (the next batch opens another). If the statement
-/// failed for something an operation of it may have caused (an error
-/// PostgreSQL reported for the statement: two batches waiting on each
-/// other's rows, a value it refused), each operation runs again alone. If
-/// the connection or the server failed (I/O, SQLSTATE classes 08, 53 and
-/// 57), every operation gets that error at once: alone, each would only
-/// wait for the same failure again.
-async fn run<O: Op>(statements: &Statements, conn: &mut PgConnection, batch: Vec<Job<O>>) -> bool {
+/// connection failed (the next batch opens another). Callers that have
+/// gone are dropped first. If PostgreSQL reported an error for the
+/// statement that an operation of it may have caused (two batches waiting
+/// on each other's rows, a value it refused), each operation runs again
+/// alone. If the connection or the server failed (I/O, a timeout, SQLSTATE
+/// classes 08, 53, 57, read-only 25006), every operation gets that error
+/// at once: alone, each would only wait for the same failure again.
+async fn run<O: Op>(
+    statements: &Statements,
+    conn: &mut PgConnection,
+    mut batch: Vec<Job<O>>,
+) -> bool {
+    // The connection may have taken a while (a ping, a new one).
+    batch.retain(|job| !job.reply.is_closed());
+    if batch.is_empty() {
+        return true;
+    }
     let ops: Vec<&O> = batch.iter().map(|job| &job.op).collect();
-    let mut healthy = true;
-    let outcomes = match O::run(statements, conn, &ops).await {
+    let outcomes = match statements.bounded(O::run(statements, conn, &ops)).await {
         Ok(outcomes) => outcomes,
         Err(error) if batch.len() > 1 && alone_may_pass(&error) => {
-            let mut outcomes = Vec::with_capacity(batch.len());
-            for op in &ops {
-                outcomes.push(
-                    match O::run(statements, conn, std::slice::from_ref(op)).await {
-                        Ok(mut one) => one.pop().unwrap_or(Err(StoreError::NotFound)),
-                        Err(error) => {
-                            healthy &= alone_may_pass(&error);
-                            Err(classify(O::OP, error))
-                        }
-                    },
-                );
+            let mut outcomes: Vec<Result<O::Output>> = Vec::with_capacity(batch.len());
+            // After a failure of the connection or the server, the rest get
+            // its error unsent.
+            let mut failed = None;
+            let mut healthy = true;
+            for (op, job) in ops.iter().zip(&batch) {
+                if let Some(error) = &failed {
+                    outcomes.push(Err(copy_error::<O>(error)));
+                    continue;
+                }
+                if job.reply.is_closed() {
+                    // Nobody to answer: not sent.
+                    outcomes.push(Err(StoreError::NotFound));
+                    continue;
+                }
+                let alone = statements.bounded(O::run(statements, conn, std::slice::from_ref(op)));
+                outcomes.push(match alone.await {
+                    Ok(mut one) => one.pop().unwrap_or_else(|| {
+                        Err(StoreError::Backend {
+                            op: O::OP,
+                            source: "PostgreSQL answered an operation with no row".into(),
+                        })
+                    }),
+                    Err(error) if alone_may_pass(&error) => Err(classify(O::OP, error)),
+                    Err(error) => {
+                        healthy = !connection_lost(&error);
+                        let error = classify(O::OP, error);
+                        let answer = Err(copy_error::<O>(&error));
+                        failed = Some(error);
+                        answer
+                    }
+                });
             }
-            outcomes
+            drop(ops);
+            answer(batch, outcomes);
+            return healthy;
         }
         Err(error) => {
-            healthy = alone_may_pass(&error);
+            let healthy = !connection_lost(&error);
             drop(ops);
             answer_all(batch, classify(O::OP, error));
             return healthy;
         }
     };
     drop(ops);
+    answer(batch, outcomes);
+    true
+}
+
+/// Sends each job its outcome.
+fn answer<O: Op>(batch: Vec<Job<O>>, outcomes: Vec<Result<O::Output>>) {
     for (job, outcome) in batch.into_iter().zip(outcomes) {
         // A caller that went away since gets nothing; its operation
         // stands, as a committed one would without the queue.
         let _ = job.reply.send(outcome);
     }
-    healthy
+}
+
+/// A copy of `error` for another caller of the same batch.
+fn copy_error<O: Op>(error: &StoreError) -> StoreError {
+    StoreError::driver(
+        O::OP,
+        error.is_retryable(),
+        error.with_sources().to_string(),
+    )
 }
 
 /// Answers every job of `batch` with `error` (copies of it).
 fn answer_all<O: Op>(batch: Vec<Job<O>>, error: StoreError) {
-    let copy = || {
-        StoreError::driver(
-            O::OP,
-            error.is_retryable(),
-            error.with_sources().to_string(),
-        )
-    };
     for job in batch {
-        let _ = job.reply.send(Err(copy()));
+        let _ = job.reply.send(Err(copy_error::<O>(&error)));
     }
 }
 
 /// Whether an operation of a failed batch may succeed alone: PostgreSQL
 /// reported an error for the statement, and not one of the connection
-/// (class 08), of resources (53) or of the server going away or a timeout
-/// (57).
+/// (class 08), of resources (53), of the server going away or a timeout
+/// (57), or a read-only server (25006).
 fn alone_may_pass(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
-            !(code.starts_with("08") || code.starts_with("53") || code.starts_with("57"))
+            !(code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57")
+                || code == "25006")
         }
         _ => false,
+    }
+}
+
+/// Whether the connection that gave `error` is to be dropped: anything but
+/// an error PostgreSQL reported for a statement, and of those the
+/// connection's (08), the server's going away (57P0x) and a read-only
+/// server (25006, after a switchover the old primary may stay up as a
+/// standby). A statement timeout (57014) or a lack of resources (53) leaves
+/// the connection good.
+fn connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            code.starts_with("08") || code.starts_with("57P0") || code == "25006"
+        }
+        _ => true,
     }
 }
 
@@ -672,7 +796,8 @@ mod tests {
         let url = otm_testkit::env::postgres_url();
         let connect = Connect {
             options: url.parse().unwrap(),
-            timeout: std::time::Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
         };
         Statements::new(connect, StoreOptions::default(), "t", "r", "e")
     }
@@ -728,15 +853,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_connection_fails_the_whole_batch_at_once() {
-        for fail in [
-            (|| sqlx::Error::PoolTimedOut) as fn() -> sqlx::Error,
-            || sqlx::Error::Database(Box::new(Reported("57P01"))),
-            || sqlx::Error::Database(Box::new(Reported("08006"))),
+        // (the error, whether the connection is kept)
+        for (fail, kept) in [
+            ((|| sqlx::Error::PoolTimedOut) as fn() -> sqlx::Error, false),
+            (|| sqlx::Error::Database(Box::new(Reported("57P01"))), false),
+            (|| sqlx::Error::Database(Box::new(Reported("08006"))), false),
+            // A read-only server (the old primary after a switchover).
+            (|| sqlx::Error::Database(Box::new(Reported("25006"))), false),
+            // A statement timeout: the batch fails, the connection is good.
+            (|| sqlx::Error::Database(Box::new(Reported("57014"))), true),
         ] {
             let Some((outcomes, sizes, healthy)) = three(fail).await else {
                 return;
             };
-            assert!(!healthy, "the next batch opens a new connection");
+            assert_eq!(healthy, kept, "{outcomes:?}");
             assert!(
                 outcomes
                     .iter()
@@ -759,7 +889,8 @@ mod tests {
         let mut held = Vec::new();
         let batch = split(vec![first, again, gone, other], &mut held);
         let ids: Vec<MessageId> = batch.iter().map(|job| job.op.id).collect();
-        assert_eq!(ids, vec![a, b]);
+        // In ID order, so batches lock rows in one order.
+        assert_eq!(ids, vec![a.min(b), a.max(b)]);
         assert_eq!(held.len(), 1);
         assert_eq!(held[0].op.id, a);
     }

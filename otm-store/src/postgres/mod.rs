@@ -173,8 +173,9 @@ impl std::str::FromStr for PostgresConfig {
 /// row wait for the first and then find it gone, so exactly one caller
 /// receives the message across any number of replicas. Puts and takes of
 /// concurrent callers are batched, several in one statement over arrays
-/// (distinct IDs per statement; a statement that fails is run again one
-/// operation at a time), so under load PostgreSQL commits once for many. Rows carry their expiry and every statement compares it;
+/// (distinct IDs per statement; a statement PostgreSQL reports an error
+/// for is run again one operation at a time, a failed connection fails its
+/// batch at once), so under load PostgreSQL commits once for many. Rows carry their expiry and every statement compares it;
 /// [`PurgeExpired::purge_expired`](crate::PurgeExpired::purge_expired) (otm-http's `Service` runs it) deletes
 /// expired rows in batches.
 ///
@@ -374,6 +375,7 @@ impl PostgresStore {
             batch::Connect {
                 options: connect,
                 timeout: config.acquire_timeout,
+                statement_timeout: config.statement_timeout,
             },
             config.options.clone(),
             &table,
